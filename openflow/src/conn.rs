@@ -1,0 +1,3 @@
+//! tokio connection layer.
+//!
+//! STUB: filled in by the connection-layer work.

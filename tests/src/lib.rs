@@ -1,0 +1,1 @@
+//! Plexus test harness (skeleton; filled by the topology issue).
