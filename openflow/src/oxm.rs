@@ -78,7 +78,7 @@ pub enum Prereq {
     NdSolicit,
     /// ICMPv6 type 136.
     NdAdvert,
-    /// `ct_state` matched with `+trk`.
+    /// `ct_state` implies a valid connection (OVS's `is_ct_valid`).
     Ct,
 }
 
@@ -149,12 +149,12 @@ fields! {
     IpProto => "nw_proto", B, 10, NONE, 1, 8, false, Ip, Decimal;
     Ipv4Src => "nw_src", B, 11, NONE, 4, 32, true, Ipv4, Ipv4;
     Ipv4Dst => "nw_dst", B, 12, NONE, 4, 32, true, Ipv4, Ipv4;
-    TcpSrc => "tcp_src", B, 13, NONE, 2, 16, false, Tcp, Decimal;
-    TcpDst => "tcp_dst", B, 14, NONE, 2, 16, false, Tcp, Decimal;
-    UdpSrc => "udp_src", B, 15, NONE, 2, 16, false, Udp, Decimal;
-    UdpDst => "udp_dst", B, 16, NONE, 2, 16, false, Udp, Decimal;
-    SctpSrc => "sctp_src", B, 17, NONE, 2, 16, false, Sctp, Decimal;
-    SctpDst => "sctp_dst", B, 18, NONE, 2, 16, false, Sctp, Decimal;
+    TcpSrc => "tcp_src", B, 13, NONE, 2, 16, true, Tcp, Decimal;
+    TcpDst => "tcp_dst", B, 14, NONE, 2, 16, true, Tcp, Decimal;
+    UdpSrc => "udp_src", B, 15, NONE, 2, 16, true, Udp, Decimal;
+    UdpDst => "udp_dst", B, 16, NONE, 2, 16, true, Udp, Decimal;
+    SctpSrc => "sctp_src", B, 17, NONE, 2, 16, true, Sctp, Decimal;
+    SctpDst => "sctp_dst", B, 18, NONE, 2, 16, true, Sctp, Decimal;
     Icmpv4Type => "icmp_type", B, 19, NONE, 1, 8, false, Icmpv4, Decimal;
     Icmpv4Code => "icmp_code", B, 20, NONE, 1, 8, false, Icmpv4, Decimal;
     ArpOp => "arp_op", B, 21, NONE, 2, 16, false, Arp, Decimal;
@@ -179,6 +179,9 @@ fields! {
     // ONF experimenter fields OVS uses with OpenFlow 1.3.
     TcpFlags => "tcp_flags", OFPXMC_EXPERIMENTER, 42, ONF, 2, 12, true, Tcp, TcpFlags;
     ActsetOutput => "actset_output", OFPXMC_EXPERIMENTER, 43, ONF, 4, 32, false, None, Port;
+    // OXM_OF_PACKET_TYPE (OpenFlow 1.5; OVS also sends it with 1.3 when the
+    // match has no other Ethernet-implying field).
+    PacketType => "packet_type", B, 44, NONE, 4, 32, false, None, Hex;
     // OpenFlow 1.3 packet registers.
     XReg0 => "xreg0", OFPXMC_PACKET_REGS, 0, NONE, 8, 64, true, None, Hex;
     XReg1 => "xreg1", OFPXMC_PACKET_REGS, 1, NONE, 8, 64, true, None, Hex;
@@ -345,6 +348,7 @@ impl FieldId {
     }
 
     /// Width of the value on the wire, in bytes.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         self.info().len as usize
     }
@@ -732,9 +736,14 @@ impl Match {
             Prereq::NdAdvert => {
                 self.satisfies(Prereq::Icmpv6) && self.exact_u(FieldId::Icmpv6Type) == Some(136)
             }
+            // OVS `is_ct_valid`: some bit implying a valid connection is
+            // matched as set, or +trk with an explicit -inv.
             Prereq::Ct => self.get(FieldId::CtState).is_some_and(|f| {
-                let t = ct_state::TRK as u128;
-                f.value & t != 0 && f.mask_or_full() & t != 0
+                use ct_state::*;
+                let v = f.value as u32;
+                let m = f.mask_or_full() as u32;
+                v & (NEW | EST | REL | RPL | SNAT | DNAT) != 0
+                    || (v & TRK != 0 && m & INV != 0 && v & INV == 0)
             }),
         }
     }
