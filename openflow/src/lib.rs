@@ -15,6 +15,8 @@
 pub mod action;
 pub mod conn;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod instruction;
 pub mod message;
 pub mod oxm;
