@@ -280,6 +280,7 @@ enum Kind {
 }
 
 type Frames = Vec<Vec<u8>>;
+type ReplyRx = oneshot::Receiver<Result<Frames, ConnError>>;
 
 struct Pending {
     seq: u64,
@@ -326,14 +327,7 @@ impl Shared {
         mut frame: Vec<u8>,
         xid: Option<u32>,
         kind: Option<Kind>,
-    ) -> Result<
-        (
-            u32,
-            u64,
-            Option<oneshot::Receiver<Result<Frames, ConnError>>>,
-        ),
-        ConnError,
-    > {
+    ) -> Result<(u32, u64, Option<ReplyRx>), ConnError> {
         if !matches!(split_frame(&frame), Ok(Frame::Complete(n)) if n == frame.len()) {
             return Err(ConnError::BadFrame);
         }
@@ -598,7 +592,7 @@ impl Drop for Cancel {
 #[must_use = "the reply future resolves the request; drop it to ignore the reply"]
 pub struct Reply<T> {
     xid: u32,
-    inner: Result<(oneshot::Receiver<Result<Frames, ConnError>>, Cancel), Option<ConnError>>,
+    inner: Result<(ReplyRx, Cancel), Option<ConnError>>,
     map: fn(Frames) -> Result<T, ConnError>,
 }
 

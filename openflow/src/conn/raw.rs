@@ -105,8 +105,8 @@ impl PeerHello {
     pub fn versions(&self) -> u32 {
         match self.bitmap {
             Some(b) => b,
-            None if self.version >= 31 => u32::MAX,
-            None => (2u32 << self.version) - 1,
+            None if self.version >= 31 => !1,
+            None => ((2u32 << self.version) - 1) & !1,
         }
     }
 }
