@@ -229,7 +229,7 @@ impl Connection {
         tokio::spawn(reader_task(rd, buf, shared.clone(), itx, probe));
         Ok(Connection {
             handle: ConnHandle {
-                guard: Arc::new(DropGuard(shared.clone())),
+                _guard: Arc::new(DropGuard(shared.clone())),
                 shared,
             },
             incoming: Incoming { rx: irx },
@@ -400,7 +400,7 @@ impl Drop for DropGuard {
 #[derive(Clone)]
 pub struct ConnHandle {
     shared: Arc<Shared>,
-    guard: Arc<DropGuard>,
+    _guard: Arc<DropGuard>,
 }
 
 impl std::fmt::Debug for ConnHandle {
@@ -564,7 +564,6 @@ impl ConnHandle {
         if let Some(ack) = self.shared.shutdown(ConnError::ConnectionClosed) {
             let _ = ack.await;
         }
-        let _ = &self.guard;
     }
 }
 

@@ -70,6 +70,14 @@ async fn pair() -> (Connection, Peer) {
     pair_with(cfg()).await
 }
 
+#[track_caller]
+fn assert_echo_reply(m: Message, data: &[u8]) {
+    assert!(
+        matches!(&m, Message::EchoReply(d) if d == data),
+        "expected echo reply {data:?}, got {m:?}"
+    );
+}
+
 fn echo_req(p: &[u8]) -> Message {
     Message::EchoRequest(p.to_vec())
 }
@@ -240,8 +248,8 @@ async fn requests_match_out_of_order_replies() {
         .await;
     peer.send(&frame(raw::OFPT_ECHO_REPLY, xid_of(&f1), b"ONE"))
         .await;
-    assert_eq!(r1.await.unwrap(), Message::EchoReply(b"ONE".to_vec()));
-    assert_eq!(r2.await.unwrap(), Message::EchoReply(b"TWO".to_vec()));
+    assert_echo_reply(r1.await.unwrap(), b"ONE");
+    assert_echo_reply(r2.await.unwrap(), b"TWO");
 }
 
 fn mp_reply(xid: u32, more: bool, n: u8) -> Vec<u8> {
@@ -278,7 +286,8 @@ async fn multipart_reassembles_three_parts() {
         ]
     );
     let (ix, m) = conn.incoming.recv().await.unwrap();
-    assert_eq!((ix, m), (x.wrapping_add(100), Ok(Message::BarrierReply)));
+    assert_eq!(ix, x.wrapping_add(100));
+    assert!(matches!(m, Ok(Message::BarrierReply)));
 }
 
 #[tokio::test]
@@ -323,7 +332,7 @@ async fn error_reply_resolves_the_right_request() {
             data: f2.clone()
         }
     );
-    assert_eq!(r1.await.unwrap(), Message::EchoReply(b"a".to_vec()));
+    assert_echo_reply(r1.await.unwrap(), b"a");
     // An error for an xid nobody waits for is unsolicited.
     peer.send(&raw::error(4, 4242, err, &[])).await;
     let (x, _) = conn.incoming.recv().await.unwrap();
@@ -403,7 +412,7 @@ async fn undecodable_frame_is_reported_and_connection_continues() {
     let f = peer.recv().await.unwrap();
     peer.send(&frame(raw::OFPT_ECHO_REPLY, xid_of(&f), b"up"))
         .await;
-    assert_eq!(r.await.unwrap(), Message::EchoReply(b"up".to_vec()));
+    assert_echo_reply(r.await.unwrap(), b"up");
 }
 
 #[tokio::test]
@@ -415,12 +424,12 @@ async fn framing_corruption_closes() {
     peer.send(&frame(raw::OFPT_BARRIER_REPLY, 1000, &[])).await;
     peer.send(&[4, 0, 0, 4, 0, 0, 0, 1]).await;
     assert_eq!(conn.incoming.recv().await.unwrap().0, 1000);
-    assert_eq!(conn.incoming.recv().await, None);
+    assert!(conn.incoming.recv().await.is_none());
     assert!(matches!(
         conn.handle.closed().await,
         ConnError::Framing(DecodeError::BadLength { .. })
     ));
-    assert_eq!(pending.await, Err(ConnError::ConnectionClosed));
+    assert_eq!(pending.await.err(), Some(ConnError::ConnectionClosed));
     assert_eq!(peer.recv().await, None);
     assert_eq!(
         conn.handle.send(&Message::BarrierRequest),
@@ -437,7 +446,7 @@ async fn close_flushes_and_wakes_pending() {
         conn.handle.send(&echo_req(&[i])).unwrap();
     }
     conn.handle.close().await;
-    assert_eq!(r.await, Err(ConnError::ConnectionClosed));
+    assert_eq!(r.await.err(), Some(ConnError::ConnectionClosed));
     assert_eq!(b.await, Err(ConnError::ConnectionClosed));
     assert_eq!(conn.handle.closed().await, ConnError::ConnectionClosed);
     // Everything queued before close() was written, then EOF.
@@ -446,11 +455,11 @@ async fn close_flushes_and_wakes_pending() {
         n += 1;
     }
     assert_eq!(n, 52);
-    assert_eq!(conn.incoming.recv().await, None);
+    assert!(conn.incoming.recv().await.is_none());
     // Requests after close fail immediately.
     assert_eq!(
-        conn.handle.request(&echo_req(b"")).await,
-        Err(ConnError::ConnectionClosed)
+        conn.handle.request(&echo_req(b"")).await.err(),
+        Some(ConnError::ConnectionClosed)
     );
 }
 
@@ -468,7 +477,7 @@ async fn dropping_handles_closes() {
     assert!(!h2.is_closed());
     drop(h2);
     assert_eq!(peer.recv().await, None);
-    assert_eq!(incoming.recv().await, None);
+    assert!(incoming.recv().await.is_none());
     // Both tasks exit and release the shared state.
     for _ in 0..100 {
         if weak.strong_count() == 0 {
@@ -485,9 +494,9 @@ async fn peer_eof_closes() {
     let r = conn.handle.request(&echo_req(b""));
     peer.recv().await.unwrap();
     drop(peer);
-    assert_eq!(r.await, Err(ConnError::ConnectionClosed));
+    assert_eq!(r.await.err(), Some(ConnError::ConnectionClosed));
     assert_eq!(conn.handle.closed().await, ConnError::PeerClosed);
-    assert_eq!(conn.incoming.recv().await, None);
+    assert!(conn.incoming.recv().await.is_none());
 }
 
 #[tokio::test]
@@ -499,10 +508,9 @@ async fn dropped_reply_future_discards_reply() {
     peer.recv().await.unwrap();
     peer.send(&frame(raw::OFPT_BARRIER_REPLY, x, &[])).await;
     // Nobody waits for the xid any more: it is delivered as unsolicited.
-    assert_eq!(
-        conn.incoming.recv().await.unwrap(),
-        (x, Ok(Message::BarrierReply))
-    );
+    let (ix, m) = conn.incoming.recv().await.unwrap();
+    assert_eq!(ix, x);
+    assert!(matches!(m, Ok(Message::BarrierReply)));
 }
 
 /// Counts write calls to check that bursts are batched.
@@ -573,7 +581,7 @@ async fn serve_one(l: Listener) {
     let (s, _peer) = l.accept().await.unwrap();
     let mut c = Connection::accept(s, &cfg()).await.unwrap();
     while let Some((xid, m)) = c.incoming.recv().await {
-        if m == Ok(Message::BarrierRequest) {
+        if matches!(m, Ok(Message::BarrierRequest)) {
             c.handle.send_with_xid(&Message::BarrierReply, xid).unwrap();
         }
     }
@@ -585,7 +593,7 @@ async fn roundtrip(conn: Connection) {
         .request(&echo_req(b"over the wire"))
         .await
         .unwrap();
-    assert_eq!(r, Message::EchoReply(b"over the wire".to_vec()));
+    assert_echo_reply(r, b"over the wire");
     conn.handle.barrier().await.unwrap();
     conn.handle.close().await;
 }
@@ -701,8 +709,16 @@ async fn reconnect_retries_with_backoff() {
     let target: Target = format!("tcp:127.0.0.1:{port}").parse().unwrap();
     let mut rc = Reconnect::new(target, cfg())
         .with_backoff(Duration::from_millis(10), Duration::from_millis(40));
+    // Nothing listens: attempts fail and the backoff grows to its maximum
+    // (10 + 20 + 40 ms of waiting fit easily in the 500 ms).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rc.connect())
+            .await
+            .is_err()
+    );
+    assert_eq!(rc.current_backoff(), Duration::from_millis(40));
     let listener = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let l = Listener::bind(&format!("ptcp:{port}:127.0.0.1").parse().unwrap(), None)
             .await
             .unwrap();
@@ -727,4 +743,51 @@ async fn reconnect_retries_with_backoff() {
         .unwrap();
     assert_eq!(c2.version, 4);
     listener.await.unwrap();
+}
+
+#[tokio::test]
+async fn decoded_multipart_and_undecodable_reply() {
+    let (conn, mut peer) = pair().await;
+    // A non-multipart reply ends a multipart request after one part.
+    let r = conn.handle.multipart(&echo_req(b"m"));
+    let f = peer.recv().await.unwrap();
+    peer.send(&frame(raw::OFPT_ECHO_REPLY, xid_of(&f), b"m"))
+        .await;
+    let parts = r.await.unwrap();
+    assert_eq!(parts.len(), 1);
+    assert!(matches!(&parts[0], Message::EchoReply(d) if d == b"m"));
+    // A reply that does not decode fails the request, not the connection.
+    let r = conn.handle.request(&echo_req(b""));
+    let f = peer.recv().await.unwrap();
+    let bad = frame(99, xid_of(&f), &[7]);
+    peer.send(&bad).await;
+    match r.await {
+        Err(ConnError::Decode(d)) => {
+            assert_eq!(d.raw, bad);
+            assert_eq!(d.error, DecodeError::UnknownType(99));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(!conn.handle.is_closed());
+}
+
+#[tokio::test]
+async fn send_raw_rejects_bad_frames() {
+    let (conn, mut peer) = pair().await;
+    let h = &conn.handle;
+    assert_eq!(h.send_raw(vec![4, 0, 0]), Err(ConnError::BadFrame));
+    assert_eq!(
+        h.send_raw(vec![4, 0, 0, 16, 0, 0, 0, 1]),
+        Err(ConnError::BadFrame)
+    );
+    assert_eq!(
+        h.send_raw(vec![4, 0, 0, 4, 0, 0, 0, 1]),
+        Err(ConnError::BadFrame)
+    );
+    h.send_raw(frame(raw::OFPT_BARRIER_REQUEST, 0xabcd, &[]))
+        .unwrap();
+    assert_eq!(
+        peer.recv().await.unwrap(),
+        frame(raw::OFPT_BARRIER_REQUEST, 0xabcd, &[])
+    );
 }
