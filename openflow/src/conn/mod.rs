@@ -36,6 +36,35 @@
 //!
 //! The incoming queue is unbounded so that a consumer awaiting a reply can
 //! never deadlock the reader; consumers are expected to drain it.
+//!
+//! Not handled here: reassembly of *incoming* multipart requests that use
+//! `OFPMPF_REQ_MORE` (each part is delivered on [`Incoming`] as is), and
+//! rewriting the version byte of user messages ([`Message::encode`] writes
+//! OpenFlow 1.3; offering other versions in [`Config::versions`] only affects
+//! negotiation).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), plexus_openflow::conn::ConnError> {
+//! use plexus_openflow::Message;
+//! use plexus_openflow::conn::{Config, Connection, Listener};
+//!
+//! // Controller side: listen, accept, talk.
+//! let l = Listener::bind(&"ptcp:6653".parse()?, None).await?;
+//! let (stream, _peer) = l.accept().await?;
+//! let Connection { handle, mut incoming, .. } = Connection::accept(stream, &Config::default()).await?;
+//! let _reply = handle.request(&Message::EchoRequest(b"hi".to_vec())).await?;
+//! handle.barrier().await?;
+//! while let Some((xid, msg)) = incoming.recv().await {
+//!     match msg {
+//!         Ok(_m) => { /* packet-in, port-status, ... */ }
+//!         Err(bad) => handle.reply_error(&bad)?, // answer with OFPT_ERROR, keep going
+//!     }
+//!     let _ = xid;
+//! }
+//! # Ok(()) }
+//! ```
 
 mod raw;
 mod reconnect;
@@ -49,7 +78,8 @@ pub use raw::{
 };
 pub use reconnect::Reconnect;
 pub use transport::{
-    AsyncStream, DEFAULT_PORT, Listener, PassiveTarget, Stream, Target, TlsClient, connect_stream,
+    AsyncStream, DEFAULT_PORT, Listener, PassiveTarget, Stream, TLS_ACCEPT_TIMEOUT, Target,
+    TlsClient, connect_stream,
 };
 
 use std::collections::HashMap;

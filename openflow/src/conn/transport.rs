@@ -18,6 +18,9 @@ use crate::text::ParseError;
 /// The IANA OpenFlow port, used when a target omits the port.
 pub const DEFAULT_PORT: u16 = 6653;
 
+/// Upper bound for a server-side TLS handshake in [`Listener::accept`].
+pub const TLS_ACCEPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Anything the connection layer can run over.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {}
@@ -293,8 +296,10 @@ impl Listener {
         }
     }
 
-    /// Accepts one connection (performing the TLS handshake for `pssl:`).
-    /// Returns the stream and a description of the peer.
+    /// Accepts one connection (performing the TLS handshake for `pssl:`,
+    /// bounded by [`TLS_ACCEPT_TIMEOUT`]). Returns the stream and a
+    /// description of the peer. A failed TLS handshake is returned as an
+    /// error; the listener stays usable.
     pub async fn accept(&self) -> io::Result<(Stream, String)> {
         match &self.inner {
             ListenerInner::Tcp(l, tls) => {
@@ -302,7 +307,14 @@ impl Listener {
                 s.set_nodelay(true)?;
                 match tls {
                     None => Ok((Box::new(s), format!("tcp:{peer}"))),
-                    Some(acc) => Ok((Box::new(acc.accept(s).await?), format!("ssl:{peer}"))),
+                    Some(acc) => {
+                        let s = tokio::time::timeout(TLS_ACCEPT_TIMEOUT, acc.accept(s))
+                            .await
+                            .map_err(|_| {
+                                io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                            })??;
+                        Ok((Box::new(s), format!("ssl:{peer}")))
+                    }
                 }
             }
             ListenerInner::Unix(l) => {
