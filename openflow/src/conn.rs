@@ -1,3 +1,0 @@
-//! tokio connection layer.
-//!
-//! STUB: filled in by the connection-layer work.
