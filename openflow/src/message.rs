@@ -20,7 +20,7 @@ pub use nx::*;
 
 use crate::action::Action;
 use crate::error::{
-    BadRequestCode, DecodeError, FlowModFailedCode, GroupModFailedCode, Layer, MeterModFailedCode,
+    DecodeError, FlowModFailedCode, GroupModFailedCode, Layer, MeterModFailedCode,
     OFPET_EXPERIMENTER, OfpError,
 };
 use crate::instruction::Instruction;
@@ -1409,11 +1409,6 @@ pub(crate) fn encode_bands(bands: &[MeterBand], out: &mut Vec<u8>) {
             }
         }
     }
-}
-
-/// Maps a `BadRequestCode` to an `Invalid` decode error (used by submodules).
-pub(crate) fn bad_request(what: &'static str, c: BadRequestCode) -> DecodeError {
-    DecodeError::invalid(what, OfpError::BadRequest(c))
 }
 
 /// Re-exported experimenter ids for users of this module.
