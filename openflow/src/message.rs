@@ -92,7 +92,9 @@ pub enum Message {
     MultipartReply(MultipartReply),
     BarrierRequest,
     BarrierReply,
-    QueueGetConfigRequest { port: u32 },
+    QueueGetConfigRequest {
+        port: u32,
+    },
     QueueGetConfigReply(QueueGetConfigReply),
     RoleRequest(Role),
     RoleReply(Role),
@@ -878,10 +880,11 @@ fn decode_flow_mod(r: &mut Reader<'_>) -> Result<FlowMod, DecodeError> {
 pub(crate) fn decode_buckets(r: &mut Reader<'_>) -> Result<Vec<Bucket>, DecodeError> {
     let mut buckets = Vec::new();
     while !r.is_empty() {
-        let len = r.peek_u16(0, "bucket.len").map_err(|_| {
-            gmfc(GroupModFailedCode::BadBucket, "bucket header truncated")
-        })? as usize;
-        if len < 16 || len % 8 != 0 || len > r.remaining() {
+        let len = r
+            .peek_u16(0, "bucket.len")
+            .map_err(|_| gmfc(GroupModFailedCode::BadBucket, "bucket header truncated"))?
+            as usize;
+        if len < 16 || !len.is_multiple_of(8) || len > r.remaining() {
             return Err(gmfc(GroupModFailedCode::BadBucket, "bucket.len"));
         }
         let mut b = r.sub(len, "bucket")?;
@@ -930,7 +933,7 @@ pub(crate) fn decode_bands(r: &mut Reader<'_>) -> Result<Vec<MeterBand>, DecodeE
     while !r.is_empty() {
         let ty = r.peek_u16(0, "band type")?;
         let len = r.peek_u16(2, "band len")? as usize;
-        if len < 16 || len % 8 != 0 || len > r.remaining() {
+        if len < 16 || !len.is_multiple_of(8) || len > r.remaining() {
             return Err(DecodeError::BadLength {
                 what: "meter band",
                 len,

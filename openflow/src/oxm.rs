@@ -345,6 +345,7 @@ impl FieldId {
     }
 
     /// Width of the value on the wire, in bytes.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         self.info().len as usize
     }

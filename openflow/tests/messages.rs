@@ -163,7 +163,11 @@ fn golden_field_values() {
                 assert!(g.ovs.contains(&format!("dpid:{:016x}", f.datapath_id)))
             }
             Message::MeterMod(mm) => {
-                assert!(g.ovs.contains(&format!("meter={}", mm.meter_id)), "{}", g.ovs)
+                assert!(
+                    g.ovs.contains(&format!("meter={}", mm.meter_id)),
+                    "{}",
+                    g.ovs
+                )
             }
             Message::NxSetControllerId(id) => assert!(g.ovs.ends_with(&format!("id={id}"))),
             Message::NxPacketIn2(p) => {
@@ -225,19 +229,34 @@ const BRC: fn(BadRequestCode) -> OfpError = OfpError::BadRequest;
 fn header_errors() {
     // Length field says 16, buffer has 8.
     let e = Message::decode(&[4, 2, 0, 16, 0, 0, 0, 1]).unwrap_err();
-    assert!(matches!(e, DecodeError::LengthMismatch { header: 16, buffer: 8 }));
+    assert!(matches!(
+        e,
+        DecodeError::LengthMismatch {
+            header: 16,
+            buffer: 8
+        }
+    ));
     assert_eq!(e.ofp_error(), BRC(BadRequestCode::BadLen));
     // Length field shorter than the buffer.
-    assert_eq!(err_of(&[4, 2, 0, 8, 0, 0, 0, 1, 0]), BRC(BadRequestCode::BadLen));
+    assert_eq!(
+        err_of(&[4, 2, 0, 8, 0, 0, 0, 1, 0]),
+        BRC(BadRequestCode::BadLen)
+    );
     // Length below the header size, and a short buffer.
-    assert_eq!(err_of(&[4, 2, 0, 4, 0, 0, 0, 1]), BRC(BadRequestCode::BadLen));
+    assert_eq!(
+        err_of(&[4, 2, 0, 4, 0, 0, 0, 1]),
+        BRC(BadRequestCode::BadLen)
+    );
     assert_eq!(err_of(&[4, 2, 0]), BRC(BadRequestCode::BadLen));
     assert_eq!(err_of(&[]), BRC(BadRequestCode::BadLen));
     // Version.
     let e = Message::decode(&[1, 0, 0, 8, 0, 0, 0, 1]).unwrap_err();
     assert_eq!(e, DecodeError::BadVersion(1));
     assert_eq!(e.ofp_error(), BRC(BadRequestCode::BadVersion));
-    assert_eq!(err_of(&[5, 0, 0, 8, 0, 0, 0, 1]), BRC(BadRequestCode::BadVersion));
+    assert_eq!(
+        err_of(&[5, 0, 0, 8, 0, 0, 0, 1]),
+        BRC(BadRequestCode::BadVersion)
+    );
     // Unknown type (30 is the first unassigned OF1.3 type; 33 is OF1.4 bundle-add).
     assert_eq!(err_of(&hdr(30, &[])), BRC(BadRequestCode::BadType));
     assert_eq!(err_of(&hdr(0xbb, &[])), BRC(BadRequestCode::BadType));
@@ -280,7 +299,11 @@ fn multipart_and_experimenter_errors() {
     assert_eq!(err_of(&role_status), BRC(BadRequestCode::BadExpType));
     assert!(matches!(
         Message::decode_permissive(&role_status).unwrap().1,
-        Message::Experimenter(ExperimenterMsg { experimenter: ONF_VENDOR_ID, exp_type: 1911, .. })
+        Message::Experimenter(ExperimenterMsg {
+            experimenter: ONF_VENDOR_ID,
+            exp_type: 1911,
+            ..
+        })
     ));
 }
 
@@ -329,11 +352,17 @@ fn flow_mod_errors() {
     );
     // Instruction errors pass through: unknown instruction type, truncated instruction.
     assert_eq!(
-        err_of(&hdr(14, &flow_mod_body(0, &[], &[0x00, 0x55, 0x00, 0x08, 0, 0, 0, 0]))),
+        err_of(&hdr(
+            14,
+            &flow_mod_body(0, &[], &[0x00, 0x55, 0x00, 0x08, 0, 0, 0, 0])
+        )),
         OfpError::BadInstruction(BadInstructionCode::UnknownInst)
     );
     assert_eq!(
-        err_of(&hdr(14, &flow_mod_body(0, &[], &[0x00, 0x01, 0x00, 0x10, 0, 0, 0, 0]))),
+        err_of(&hdr(
+            14,
+            &flow_mod_body(0, &[], &[0x00, 0x01, 0x00, 0x10, 0, 0, 0, 0])
+        )),
         OfpError::BadInstruction(BadInstructionCode::BadLen)
     );
 }
@@ -341,11 +370,18 @@ fn flow_mod_errors() {
 #[test]
 fn packet_out_action_errors_pass_through() {
     // actions_len 8 but the output action says 16.
-    let mut b = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd, 0, 8, 0, 0, 0, 0, 0, 0];
+    let mut b = vec![
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd, 0, 8, 0, 0, 0, 0, 0, 0,
+    ];
     b.extend_from_slice(&[0, 0, 0, 16, 0, 0, 0, 1]);
-    assert_eq!(err_of(&hdr(13, &b)), OfpError::BadAction(BadActionCode::BadLen));
+    assert_eq!(
+        err_of(&hdr(13, &b)),
+        OfpError::BadAction(BadActionCode::BadLen)
+    );
     // actions_len beyond the message.
-    let b = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd, 0, 64, 0, 0, 0, 0, 0, 0];
+    let b = vec![
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd, 0, 64, 0, 0, 0, 0, 0, 0,
+    ];
     assert_eq!(err_of(&hdr(13, &b)), BRC(BadRequestCode::BadLen));
 }
 
@@ -361,13 +397,27 @@ fn group_mod_errors() {
     assert_eq!(err_of(&gm(3, 0, &[])), gmfc(GroupModFailedCode::BadCommand));
     assert_eq!(err_of(&gm(0, 4, &[])), gmfc(GroupModFailedCode::BadType));
     // Bucket length shorter than ofp_bucket, longer than the message, not /8.
-    let mut bucket = vec![0, 8, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
-    assert_eq!(err_of(&gm(0, 0, &bucket)), gmfc(GroupModFailedCode::BadBucket));
+    let mut bucket = vec![
+        0, 8, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+    assert_eq!(
+        err_of(&gm(0, 0, &bucket)),
+        gmfc(GroupModFailedCode::BadBucket)
+    );
     bucket[1] = 32;
-    assert_eq!(err_of(&gm(0, 0, &bucket)), gmfc(GroupModFailedCode::BadBucket));
+    assert_eq!(
+        err_of(&gm(0, 0, &bucket)),
+        gmfc(GroupModFailedCode::BadBucket)
+    );
     bucket[1] = 18;
-    assert_eq!(err_of(&gm(0, 0, &bucket)), gmfc(GroupModFailedCode::BadBucket));
-    assert_eq!(err_of(&gm(0, 0, &bucket[..2])), gmfc(GroupModFailedCode::BadBucket));
+    assert_eq!(
+        err_of(&gm(0, 0, &bucket)),
+        gmfc(GroupModFailedCode::BadBucket)
+    );
+    assert_eq!(
+        err_of(&gm(0, 0, &bucket[..2])),
+        gmfc(GroupModFailedCode::BadBucket)
+    );
     bucket[1] = 16;
     let ok = gm(0, 0, &bucket);
     let (xid, m) = Message::decode(&ok).unwrap();
@@ -393,7 +443,9 @@ fn meter_mod_errors_match_ovs() {
 #[test]
 fn bundle_errors() {
     let add = |xid: u32, inner: &[u8]| {
-        let mut b = vec![0x4f, 0x4e, 0x46, 0x00, 0, 0, 0x08, 0xfd, 0, 0, 0, 1, 0, 0, 0, 1];
+        let mut b = vec![
+            0x4f, 0x4e, 0x46, 0x00, 0, 0, 0x08, 0xfd, 0, 0, 0, 1, 0, 0, 0, 1,
+        ];
         b.extend_from_slice(inner);
         let mut m = hdr(4, &b);
         m[4..8].copy_from_slice(&xid.to_be_bytes());
@@ -418,7 +470,9 @@ fn bundle_errors() {
     let ctrl = |ty: u8, flags: u8| {
         hdr(
             4,
-            &[0x4f, 0x4e, 0x46, 0, 0, 0, 0x08, 0xfc, 0, 0, 0, 1, 0, ty, 0, flags],
+            &[
+                0x4f, 0x4e, 0x46, 0, 0, 0, 0x08, 0xfc, 0, 0, 0, 1, 0, ty, 0, flags,
+            ],
         )
     };
     assert_eq!(err_of(&ctrl(8, 0)), onf(2306));
@@ -445,9 +499,8 @@ fn exercise(bytes: &[u8]) {
                 return;
             }
             let again = m.to_bytes(xid);
-            let (xid2, m2) = Message::decode(&again).unwrap_or_else(|e| {
-                panic!("re-encoded {m:?} fails to decode: {e}")
-            });
+            let (xid2, m2) = Message::decode(&again)
+                .unwrap_or_else(|e| panic!("re-encoded {m:?} fails to decode: {e}"));
             assert_eq!((xid2, &m2), (xid, &m));
         }
         Err(e) => check_error_maps(&e),

@@ -56,13 +56,24 @@ pub enum MultipartRequestBody {
     Flow(FlowStatsRequest),
     Aggregate(FlowStatsRequest),
     Table,
-    PortStats { port_no: u32 },
-    Queue { port_no: u32, queue_id: u32 },
-    Group { group_id: u32 },
+    PortStats {
+        port_no: u32,
+    },
+    Queue {
+        port_no: u32,
+        queue_id: u32,
+    },
+    Group {
+        group_id: u32,
+    },
     GroupDesc,
     GroupFeatures,
-    Meter { meter_id: u32 },
-    MeterConfig { meter_id: u32 },
+    Meter {
+        meter_id: u32,
+    },
+    MeterConfig {
+        meter_id: u32,
+    },
     MeterFeatures,
     /// Empty to query, non-empty to set.
     TableFeatures(Vec<TableFeatures>),
@@ -806,12 +817,7 @@ pub(super) fn encode_request(m: &MultipartRequest, out: &mut Vec<u8>) {
     out.put_u16(m.flags);
     out.put_u32(0);
     match &m.body {
-        B::Desc
-        | B::Table
-        | B::GroupDesc
-        | B::GroupFeatures
-        | B::MeterFeatures
-        | B::PortDesc => {}
+        B::Desc | B::Table | B::GroupDesc | B::GroupFeatures | B::MeterFeatures | B::PortDesc => {}
         B::Flow(f) | B::Aggregate(f) => {
             out.put_u8(f.table_id);
             out.put_bytes(0, 3);
