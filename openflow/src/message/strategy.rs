@@ -12,7 +12,12 @@ use proptest::prelude::*;
 /// strategy (`crate::action::strategy`) after merging.
 pub fn arb_actions() -> BoxedStrategy<Vec<Action>> {
     vec(
-        (any::<u32>(), any::<u16>()).prop_map(|(port, max_len)| Action::Output { port, max_len }),
+        // Valid output ports only (a strict decoder rejects 0 and OFPP_ANY).
+        (
+            prop_oneof![1u32..=0xffff_ff00, 0xffff_fff8u32..=0xffff_fffe],
+            any::<u16>(),
+        )
+            .prop_map(|(port, max_len)| Action::Output { port, max_len }),
         0..3,
     )
     .boxed()
@@ -21,7 +26,7 @@ pub fn arb_actions() -> BoxedStrategy<Vec<Action>> {
 /// Instruction lists using the contract's basic variants.
 pub fn arb_instructions() -> BoxedStrategy<Vec<Instruction>> {
     let one = prop_oneof![
-        any::<u8>().prop_map(Instruction::GotoTable),
+        (0u8..255).prop_map(Instruction::GotoTable),
         (any::<u64>(), any::<u64>()).prop_map(|(m, k)| Instruction::WriteMetadata {
             metadata: m & k,
             mask: k
@@ -29,7 +34,7 @@ pub fn arb_instructions() -> BoxedStrategy<Vec<Instruction>> {
         arb_actions().prop_map(Instruction::WriteActions),
         arb_actions().prop_map(Instruction::ApplyActions),
         Just(Instruction::ClearActions),
-        any::<u32>().prop_map(Instruction::Meter),
+        (1u32..=0xffff_0000).prop_map(Instruction::Meter),
     ]
     .boxed();
     vec(one, 0..3).boxed()
