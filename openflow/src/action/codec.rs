@@ -91,7 +91,7 @@ fn decode_one(a: &mut Reader<'_>, depth: usize) -> Result<Action, DecodeError> {
     let _len = l(a.u16("action len"))?;
     Ok(match ty {
         0 => {
-            exact(a, 8)?;
+            exact(a, 12)?;
             let port = l(a.u32("port"))?;
             let max_len = l(a.u16("max_len"))?;
             Action::Output { port, max_len }

@@ -647,9 +647,10 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
                     ct: parts.len() == 3,
                 });
             } else {
+                // OVS 3.1 encodes `resubmit:P` as NXAST_RESUBMIT_TABLE, table 255.
                 out.push(Action::Resubmit {
                     in_port: parse_port16(a)?,
-                    table: None,
+                    table: Some(255),
                     ct: false,
                 });
             }
