@@ -98,6 +98,33 @@ impl Subfield {
     }
 }
 
+/// Whether actions may write `field` (OVS refuses writes to these with
+/// `OFPBAC_BAD_SET_ARGUMENT`: "destination field ... is not writable").
+pub fn is_writable(field: FieldId) -> bool {
+    use FieldId::*;
+    !matches!(
+        field,
+        InPhyPort
+            | EthType
+            | IpProto
+            | IpFrag
+            | MplsBos
+            | Ipv6Exthdr
+            | TcpFlags
+            | ActsetOutput
+            | ConjId
+            | CtState
+            | CtZone
+            | CtNwProto
+            | CtNwSrc
+            | CtNwDst
+            | CtIpv6Src
+            | CtIpv6Dst
+            | CtTpSrc
+            | CtTpDst
+    )
+}
+
 /// `NXAST_CT` zone: immediate or loaded from a subfield.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CtZone {
@@ -349,7 +376,10 @@ pub enum Action {
     /// `NXAST_DEC_TTL_CNT_IDS`.
     DecTtlCntIds(Vec<u16>),
     /// `NXAST_FIN_TIMEOUT`.
-    FinTimeout { idle_timeout: u16, hard_timeout: u16 },
+    FinTimeout {
+        idle_timeout: u16,
+        hard_timeout: u16,
+    },
     /// `NXAST_CONTROLLER` / `NXAST_CONTROLLER2`.
     Controller(Box<Controller>),
     /// `NXAST_WRITE_METADATA`.
@@ -397,3 +427,6 @@ impl Action {
         Action::Output { port, max_len: 0 }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,7 @@ impl Instruction {
         while !body.is_empty() {
             let ty = l(body.peek_u16(0, "instruction type"))?;
             let ilen = l(body.peek_u16(2, "instruction len"))? as usize;
-            if ilen < 8 || ilen % 8 != 0 || ilen > body.remaining() {
+            if ilen < 8 || !ilen.is_multiple_of(8) || ilen > body.remaining() {
                 return Err(bic("instruction length", BadInstructionCode::BadLen));
             }
             let mut i = l(body.sub(ilen, "instruction"))?;
@@ -266,7 +266,9 @@ pub fn format_instructions(insts: &[Instruction]) -> String {
                 }
                 parts.push(s);
             }
-            Instruction::WriteActions(a) => parts.push(format!("write_actions({})", format_list(a))),
+            Instruction::WriteActions(a) => {
+                parts.push(format!("write_actions({})", format_list(a)))
+            }
             Instruction::ApplyActions(a) => {
                 if !a.is_empty() {
                     parts.push(format_list(a));

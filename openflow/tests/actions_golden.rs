@@ -70,11 +70,16 @@ fn golden_vectors_from_ovs() {
             }
         };
         if decoded != parsed {
-            failures.push(format!("{ctx}: decode differs\n  parsed  {parsed:?}\n  decoded {decoded:?}"));
+            failures.push(format!(
+                "{ctx}: decode differs\n  parsed  {parsed:?}\n  decoded {decoded:?}"
+            ));
         }
         let printed = format_instructions(&decoded);
         if printed != c.ovs_text {
-            failures.push(format!("{ctx}: text differs\n  ours {printed}\n  ovs  {}", c.ovs_text));
+            failures.push(format!(
+                "{ctx}: text differs\n  ours {printed}\n  ovs  {}",
+                c.ovs_text
+            ));
         }
         match parse_instructions(&c.ovs_text) {
             Ok(p) if p == decoded => {}
@@ -82,7 +87,12 @@ fn golden_vectors_from_ovs() {
             Err(e) => failures.push(format!("{ctx}: OVS text does not parse: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn hex(b: &[u8]) -> String {

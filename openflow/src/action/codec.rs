@@ -1,8 +1,8 @@
 //! Wire codec of [`Action`].
 
 use super::*;
-use crate::error::Layer;
 use crate::error::BadMatchCode;
+use crate::error::Layer;
 use crate::oxm::{self, field_from_nxm_header};
 use crate::wire::{NX_VENDOR_ID, pad_len};
 use bytes::BufMut;
@@ -69,7 +69,7 @@ pub(super) fn decode_list(
     let mut out = Vec::new();
     while !body.is_empty() {
         let alen = l(body.peek_u16(2, "action len"))? as usize;
-        if alen < 8 || alen % 8 != 0 || alen > body.remaining() {
+        if alen < 8 || !alen.is_multiple_of(8) || alen > body.remaining() {
             return Err(bad_len("action length"));
         }
         let mut a = l(body.sub(alen, "action"))?;
@@ -170,6 +170,12 @@ fn decode_set_field_tlv(a: &mut Reader<'_>, may_mask: bool) -> Result<MatchField
             bac("set_field length", BadActionCode::BadSetLen)
         }
     })?;
+    if !is_writable(h.field) {
+        return Err(bac(
+            "set_field field is not writable",
+            BadActionCode::BadSetArgument,
+        ));
+    }
     let value = oxm::read_value(a, h.value_len).map_err(|_| bad_len("set_field value"))?;
     let mask = if h.has_mask {
         if !may_mask {
@@ -187,6 +193,16 @@ fn decode_set_field_tlv(a: &mut Reader<'_>, may_mask: bool) -> Result<MatchField
     }
     MatchField::validated(h.field, value, mask)
         .map_err(|_| bac("set_field value", BadActionCode::BadSetArgument))
+}
+
+fn writable(sf: Subfield) -> Result<Subfield, DecodeError> {
+    if !is_writable(sf.field) {
+        return Err(bac(
+            "destination field is not writable",
+            BadActionCode::BadSetArgument,
+        ));
+    }
+    Ok(sf)
 }
 
 fn subfield(header: u32, ofs: u16, n_bits: u16) -> Result<Subfield, DecodeError> {
@@ -248,13 +264,13 @@ fn decode_nx(a: &mut Reader<'_>, sub: u16, depth: usize) -> Result<Action, Decod
             let dst = l(a.u32("dst"))?;
             Action::RegMove {
                 src: subfield(src, src_ofs, n_bits)?,
-                dst: subfield(dst, dst_ofs, n_bits)?,
+                dst: writable(subfield(dst, dst_ofs, n_bits)?)?,
             }
         }
         REG_LOAD => {
             exact(a, 14)?;
             let ofs_nbits = l(a.u16("ofs_nbits"))?;
-            let dst = subfield_ofs_nbits(l(a.u32("dst"))?, ofs_nbits)?;
+            let dst = writable(subfield_ofs_nbits(l(a.u32("dst"))?, ofs_nbits)?)?;
             let value = l(a.u64("value"))?;
             if dst.n_bits < 64 && value >> dst.n_bits != 0 {
                 return Err(bac("reg_load value too wide", BadActionCode::BadArgument));
@@ -280,8 +296,18 @@ fn decode_nx(a: &mut Reader<'_>, sub: u16, depth: usize) -> Result<Action, Decod
             exact(a, 14)?;
             let ofs_nbits = l(a.u16("ofs_nbits"))?;
             let max_len = l(a.u16("max_len"))?;
-            let h = l(a.u32("src"))?;
-            let src = subfield_ofs_nbits(h, ofs_nbits)?;
+            // The source is a full OXM header (8 bytes for experimenter fields).
+            let h = oxm::decode_header(a)
+                .map_err(|_| bac("unknown output_reg2 field", BadActionCode::BadSetType))?;
+            if a.take_rest().iter().any(|&b| b != 0) {
+                return Err(bac("output_reg2 padding", BadActionCode::BadArgument));
+            }
+            let src = Subfield {
+                field: h.field,
+                ofs: ofs_nbits >> 6,
+                n_bits: (ofs_nbits & 0x3f) + 1,
+            };
+            src.check()?;
             Action::OutputReg { src, max_len }
         }
         LEARN | LEARN2 => decode_learn(a, sub == LEARN2)?,
@@ -656,7 +682,10 @@ fn decode_learn(a: &mut Reader<'_>, v2: bool) -> Result<Action, DecodeError> {
             }
             _ => {
                 if src_imm {
-                    return Err(bac("learn output from immediate", BadActionCode::BadArgument));
+                    return Err(bac(
+                        "learn output from immediate",
+                        BadActionCode::BadArgument,
+                    ));
                 }
                 LearnDst::Output
             }
@@ -758,7 +787,14 @@ pub(super) fn encode(act: &Action, out: &mut Vec<u8>) {
                 out.put_u16(*in_port);
             }
             Some(t) => {
-                start = nx_start(out, if *ct { RESUBMIT_TABLE_CT } else { RESUBMIT_TABLE });
+                start = nx_start(
+                    out,
+                    if *ct {
+                        RESUBMIT_TABLE_CT
+                    } else {
+                        RESUBMIT_TABLE
+                    },
+                );
                 out.put_u16(*in_port);
                 out.put_u8(*t);
             }

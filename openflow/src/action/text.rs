@@ -142,7 +142,8 @@ pub fn parse_subfield(s: &str) -> Result<Subfield, ParseError> {
         }
         None => (s, None),
     };
-    let field = field_by_any_name(name).ok_or_else(|| ParseError::new(format!("{name}: unknown field")))?;
+    let field =
+        field_by_any_name(name).ok_or_else(|| ParseError::new(format!("{name}: unknown field")))?;
     let width = Subfield::width(field);
     let (ofs, n_bits) = match range {
         None | Some("") => (0, width),
@@ -166,7 +167,10 @@ pub fn parse_subfield(s: &str) -> Result<Subfield, ParseError> {
     };
     let sf = Subfield { field, ofs, n_bits };
     if sf.check().is_err() {
-        return err(format!("{s}: bits {ofs}..{} outside {width}-bit field", ofs as u32 + n_bits as u32 - 1));
+        return err(format!(
+            "{s}: bits {ofs}..{} outside {width}-bit field",
+            ofs as u32 + n_bits as u32 - 1
+        ));
     }
     Ok(sf)
 }
@@ -269,7 +273,8 @@ fn parse_mac(s: &str) -> Result<u128, ParseError> {
     }
     let mut v = 0u128;
     for p in parts {
-        let b = u8::from_str_radix(p, 16).map_err(|_| ParseError::new(format!("{s}: bad Ethernet address")))?;
+        let b = u8::from_str_radix(p, 16)
+            .map_err(|_| ParseError::new(format!("{s}: bad Ethernet address")))?;
         v = (v << 8) | b as u128;
     }
     Ok(v)
@@ -310,7 +315,10 @@ pub fn parse_value(f: FieldId, s: &str) -> Result<u128, ParseError> {
         _ => parse_u128(s)?,
     };
     if v & !f.full_mask() != 0 {
-        return err(format!("{s} is not a valid value for field {}", ovs_name(f)));
+        return err(format!(
+            "{s} is not a valid value for field {}",
+            ovs_name(f)
+        ));
     }
     Ok(v)
 }
@@ -318,7 +326,7 @@ pub fn parse_value(f: FieldId, s: &str) -> Result<u128, ParseError> {
 fn parse_hex_bytes(s: &str) -> Result<Vec<u8>, ParseError> {
     let mut out = Vec::new();
     let clean: String = s.chars().filter(|c| *c != '.' && *c != ' ').collect();
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return err(format!("{s}: odd number of hex digits"));
     }
     for i in (0..clean.len()).step_by(2) {
@@ -385,10 +393,16 @@ pub(crate) fn split_item(item: &str) -> (String, Option<&str>, bool) {
     let paren = item.find('(');
     let colon = item.find([':', '=']);
     match (paren, colon) {
-        (Some(p), c) if c.is_none_or(|c| p < c) && item.ends_with(')') => {
-            (item[..p].trim().to_ascii_lowercase(), Some(&item[p + 1..item.len() - 1]), true)
-        }
-        (_, Some(c)) => (item[..c].trim().to_ascii_lowercase(), Some(&item[c + 1..]), false),
+        (Some(p), c) if c.is_none_or(|c| p < c) && item.ends_with(')') => (
+            item[..p].trim().to_ascii_lowercase(),
+            Some(&item[p + 1..item.len() - 1]),
+            true,
+        ),
+        (_, Some(c)) => (
+            item[..c].trim().to_ascii_lowercase(),
+            Some(&item[c + 1..]),
+            false,
+        ),
         _ => (item.trim().to_ascii_lowercase(), None, false),
     }
 }
@@ -462,8 +476,7 @@ fn parse_set_field(arg: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
     };
     let f = field_by_any_name(fname.trim())
         .ok_or_else(|| ParseError::new(format!("{fname}: unknown field")))?;
-    if matches!(f, FieldId::ActsetOutput | FieldId::TcpFlags | FieldId::ConjId | FieldId::CtState)
-    {
+    if !is_writable(f) {
         return err(format!("{} is read-only", ovs_name(f)));
     }
     let (v, m) = match val.split_once('/') {
@@ -475,11 +488,7 @@ fn parse_set_field(arg: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
             if !f.info().maskable {
                 return err(format!("{}: field is not maskable", ovs_name(f)));
             }
-            if f.info().experimenter.is_some() {
-                out.push(Action::SetField(MatchField::masked(f, v & m, m)));
-            } else {
-                push_loads(out, f, v & m, m);
-            }
+            push_loads(out, f, v & m, m);
             Ok(())
         }
         _ => set_field(out, f, v),
@@ -491,9 +500,15 @@ fn parse_load(arg: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
         return err(format!("{arg}: missing `->'"));
     };
     let dst = parse_subfield(dst)?;
+    if !is_writable(dst.field) {
+        return err(format!("{} is read-only", ovs_name(dst.field)));
+    }
     let v = parse_u128(val)?;
     if dst.n_bits < 128 && v >> dst.n_bits != 0 {
-        return err(format!("{arg}: value does not fit into {} bits", dst.n_bits));
+        return err(format!(
+            "{arg}: value does not fit into {} bits",
+            dst.n_bits
+        ));
     }
     push_loads(out, dst.field, v << dst.ofs, dst.mask());
     Ok(())
@@ -549,7 +564,9 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
             out.push(Action::SetQueue(parse_num(q)?));
             out.push(Action::output(parse_port(p)?));
         }
-        "drop" => return err("\"drop\" must not be accompanied by any other action or instruction"),
+        "drop" => {
+            return err("\"drop\" must not be accompanied by any other action or instruction");
+        }
         "copy_ttl_out" => out.push(Action::CopyTtlOut),
         "copy_ttl_in" => out.push(Action::CopyTtlIn),
         "set_mpls_ttl" => out.push(Action::SetMplsTtl(parse_num(need(name, arg)?)?)),
@@ -608,8 +625,16 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
         }
         "mod_dl_src" => set_field(out, FieldId::EthSrc, parse_mac(need(name, arg)?)?)?,
         "mod_dl_dst" => set_field(out, FieldId::EthDst, parse_mac(need(name, arg)?)?)?,
-        "mod_nw_src" => set_field(out, FieldId::Ipv4Src, parse_value(FieldId::Ipv4Src, need(name, arg)?)?)?,
-        "mod_nw_dst" => set_field(out, FieldId::Ipv4Dst, parse_value(FieldId::Ipv4Dst, need(name, arg)?)?)?,
+        "mod_nw_src" => set_field(
+            out,
+            FieldId::Ipv4Src,
+            parse_value(FieldId::Ipv4Src, need(name, arg)?)?,
+        )?,
+        "mod_nw_dst" => set_field(
+            out,
+            FieldId::Ipv4Dst,
+            parse_value(FieldId::Ipv4Dst, need(name, arg)?)?,
+        )?,
         "mod_nw_tos" => {
             let v: u8 = parse_num(need(name, arg)?)?;
             if v & 3 != 0 {
@@ -622,7 +647,9 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
         "mod_tp_dst" => set_field(out, FieldId::TcpDst, parse_u128(need(name, arg)?)?)?,
         "set_mpls_label" => set_field(out, FieldId::MplsLabel, parse_u128(need(name, arg)?)?)?,
         "set_mpls_tc" => set_field(out, FieldId::MplsTc, parse_u128(need(name, arg)?)?)?,
-        "set_tunnel" | "set_tunnel64" => set_field(out, FieldId::TunnelId, parse_u128(need(name, arg)?)?)?,
+        "set_tunnel" | "set_tunnel64" => {
+            set_field(out, FieldId::TunnelId, parse_u128(need(name, arg)?)?)?
+        }
         "resubmit" => {
             let a = need(name, arg)?;
             if paren {
@@ -639,7 +666,9 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
                     _ => 255,
                 };
                 if in_port == port::IN_PORT16 && table == 255 {
-                    return err("at least one \"in_port\" or \"table\" must be specified on resubmit");
+                    return err(
+                        "at least one \"in_port\" or \"table\" must be specified on resubmit",
+                    );
                 }
                 out.push(Action::Resubmit {
                     in_port,
@@ -686,11 +715,18 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
             let parse = || -> Option<(u32, u8, u8)> {
                 let (id, rest) = a.split_once(',')?;
                 let (k, n) = rest.split_once('/')?;
-                Some((id.trim().parse().ok()?, k.trim().parse().ok()?, n.trim().parse().ok()?))
+                Some((
+                    id.trim().parse().ok()?,
+                    k.trim().parse().ok()?,
+                    n.trim().parse().ok()?,
+                ))
             };
-            let (id, k, n) = parse().ok_or_else(|| ParseError::new(format!("\"{a}\": syntax error in conjunction")))?;
+            let (id, k, n) = parse()
+                .ok_or_else(|| ParseError::new(format!("\"{a}\": syntax error in conjunction")))?;
             if n < 2 || k < 1 || k > n {
-                return err(format!("conjunction({a}): clause must be between 1 and n_clauses (>= 2)"));
+                return err(format!(
+                    "conjunction({a}): clause must be between 1 and n_clauses (>= 2)"
+                ));
             }
             out.push(Action::Conjunction {
                 id,
@@ -702,7 +738,10 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
         "nat" => out.push(Action::Nat(parse_nat(arg)?)),
         "ct_clear" => out.push(Action::CtClear),
         "multipath" => out.push(Action::Multipath(parse_multipath(need(name, arg)?)?)),
-        "bundle" | "bundle_load" => out.push(Action::Bundle(Box::new(parse_bundle(need(name, arg)?, name == "bundle_load")?))),
+        "bundle" | "bundle_load" => out.push(Action::Bundle(Box::new(parse_bundle(
+            need(name, arg)?,
+            name == "bundle_load",
+        )?))),
         "clone" => out.push(Action::Clone(parse_actions(arg.unwrap_or(""))?)),
         "sample" => out.push(Action::Sample(parse_sample(need(name, arg)?)?)),
         _ => {
@@ -715,7 +754,8 @@ fn parse_one(item: &str, out: &mut Vec<Action>) -> Result<(), ParseError> {
                     max_len: parse_num(a)?,
                 });
             } else if arg.is_none() {
-                let p = parse_port(item).map_err(|_| ParseError::new(format!("unknown action {item}")))?;
+                let p = parse_port(item)
+                    .map_err(|_| ParseError::new(format!("unknown action {item}")))?;
                 out.push(Action::output(p));
             } else {
                 return err(format!("unknown action {name}"));
@@ -741,7 +781,11 @@ const REASONS: &[(u8, &str)] = &[
     (5, "packet_out"),
 ];
 
-fn parse_controller(arg: Option<&str>, paren: bool, out: &mut Vec<Action>) -> Result<(), ParseError> {
+fn parse_controller(
+    arg: Option<&str>,
+    paren: bool,
+    out: &mut Vec<Action>,
+) -> Result<(), ParseError> {
     let mut c = Controller::default();
     match arg {
         None => {}
@@ -830,7 +874,11 @@ fn parse_nat(arg: Option<&str>) -> Result<Nat, ParseError> {
                 if n.flags & (nat_flags::SRC | nat_flags::DST) != 0 {
                     return err("May only specify one of \"src\" or \"dst\".");
                 }
-                n.flags |= if k == "src" { nat_flags::SRC } else { nat_flags::DST };
+                n.flags |= if k == "src" {
+                    nat_flags::SRC
+                } else {
+                    nat_flags::DST
+                };
                 if let Some(v) = v {
                     parse_nat_range(v, &mut n)?;
                 }
@@ -982,21 +1030,22 @@ fn parse_learn_spec(item: &str) -> Result<LearnSpec, ParseError> {
         Some((d, s)) => {
             let dst = parse_subfield(d)?;
             let s = s.trim();
-            let src = if s.contains('[') || (field_by_any_name(s).is_some() && parse_u128(s).is_err()) {
-                let sf = parse_subfield(s)?;
-                if sf.n_bits != dst.n_bits {
-                    return err(format!("{item}: source and destination widths differ"));
-                }
-                LearnSrc::Field(sf)
-            } else if dst.is_full() {
-                LearnSrc::Imm(parse_value(dst.field, s)?)
-            } else {
-                let v = parse_u128(s)?;
-                if dst.n_bits < 128 && v >> dst.n_bits != 0 {
-                    return err(format!("{item}: value does not fit"));
-                }
-                LearnSrc::Imm(v)
-            };
+            let src =
+                if s.contains('[') || (field_by_any_name(s).is_some() && parse_u128(s).is_err()) {
+                    let sf = parse_subfield(s)?;
+                    if sf.n_bits != dst.n_bits {
+                        return err(format!("{item}: source and destination widths differ"));
+                    }
+                    LearnSrc::Field(sf)
+                } else if dst.is_full() {
+                    LearnSrc::Imm(parse_value(dst.field, s)?)
+                } else {
+                    let v = parse_u128(s)?;
+                    if dst.n_bits < 128 && v >> dst.n_bits != 0 {
+                        return err(format!("{item}: value does not fit"));
+                    }
+                    LearnSrc::Imm(v)
+                };
             Ok(LearnSpec {
                 n_bits: dst.n_bits,
                 src,
@@ -1032,7 +1081,9 @@ fn parse_multipath(a: &str) -> Result<Multipath, ParseError> {
     }
     let n_links: u32 = parse_num(p[3])?;
     if n_links == 0 || n_links > 65536 {
-        return err(format!("{a}: n_links {n_links} is not in valid range 1 to 65536"));
+        return err(format!(
+            "{a}: n_links {n_links} is not in valid range 1 to 65536"
+        ));
     }
     let dst = parse_subfield(p[5])?;
     Ok(Multipath {
@@ -1050,7 +1101,11 @@ fn parse_bundle(a: &str, load: bool) -> Result<Bundle, ParseError> {
         .split_once("members:")
         .or_else(|| a.split_once("slaves:"))
         .ok_or_else(|| ParseError::new(format!("{a}: missing members")))?;
-    let p: Vec<&str> = head.trim_end_matches(',').split(',').map(str::trim).collect();
+    let p: Vec<&str> = head
+        .trim_end_matches(',')
+        .split(',')
+        .map(str::trim)
+        .collect();
     let want = if load { 5 } else { 4 };
     if p.len() != want {
         return err(format!("{a}: not enough arguments to bundle action"));
@@ -1060,13 +1115,17 @@ fn parse_bundle(a: &str, load: bool) -> Result<Bundle, ParseError> {
     }
     let members = members
         .split(',')
-        .map(|m| parse_port16(m))
+        .map(parse_port16)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Bundle {
         fields: index_of(HASH_FIELDS, p[0], "fields")?,
         basis: parse_num(p[1])?,
         algorithm: index_of(BUNDLE_ALGS, p[2], "algorithm")?,
-        dst: if load { Some(parse_subfield(p[4])?) } else { None },
+        dst: if load {
+            Some(parse_subfield(p[4])?)
+        } else {
+            None
+        },
         members,
     })
 }
@@ -1190,14 +1249,23 @@ fn format_one(a: &Action, s: &mut String) {
             }
         }
         Action::SetTunnel { tun_id, wide } => {
-            let w = if *wide || *tun_id > u32::MAX as u64 { "64" } else { "" };
+            let w = if *wide || *tun_id > u32::MAX as u64 {
+                "64"
+            } else {
+                ""
+            };
             let _ = write!(s, "set_tunnel{w}:{}", put_hex(*tun_id as u128));
         }
         Action::RegMove { src, dst } => {
             let _ = write!(s, "move:{}->{}", format_subfield(src), format_subfield(dst));
         }
         Action::RegLoad { dst, value } => {
-            let _ = write!(s, "load:{}->{}", put_hex(*value as u128), format_subfield(dst));
+            let _ = write!(
+                s,
+                "load:{}->{}",
+                put_hex(*value as u128),
+                format_subfield(dst)
+            );
         }
         Action::Note(d) => {
             let _ = write!(s, "note:{}", hex_dotted(d));
@@ -1254,13 +1322,19 @@ fn format_one(a: &Action, s: &mut String) {
             );
         }
         Action::Bundle(b) => {
-            let name = if b.dst.is_some() { "bundle_load" } else { "bundle" };
+            let name = if b.dst.is_some() {
+                "bundle_load"
+            } else {
+                "bundle"
+            };
             let _ = write!(
                 s,
                 "{name}({},{},{},ofport,",
                 HASH_FIELDS.get(b.fields as usize).unwrap_or(&"<unknown>"),
                 b.basis,
-                BUNDLE_ALGS.get(b.algorithm as usize).unwrap_or(&"<unknown>"),
+                BUNDLE_ALGS
+                    .get(b.algorithm as usize)
+                    .unwrap_or(&"<unknown>"),
             );
             if let Some(d) = &b.dst {
                 let _ = write!(s, "{},", format_subfield(d));
@@ -1366,7 +1440,11 @@ fn format_nat(n: &Nat, s: &mut String) {
         return;
     }
     s.push('(');
-    s.push_str(if n.flags & nat_flags::SRC != 0 { "src" } else { "dst" });
+    s.push_str(if n.flags & nat_flags::SRC != 0 {
+        "src"
+    } else {
+        "dst"
+    });
     let bracket = n.proto_min.is_some_and(|p| p != 0);
     let v6 = |a: u128| {
         let t = Ipv6Addr::from(a).to_string();
