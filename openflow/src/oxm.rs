@@ -763,6 +763,26 @@ impl Match {
     }
 }
 
+/// The 32-bit header OVS puts in NX actions (`reg_load`, `move`, `learn`,
+/// `output:reg`, `ct` zone, `multipath`, `bundle_load`) for `field`: the
+/// Nicira NXM header when the field has one (e.g. `NXM_OF_ETH_SRC`,
+/// 16-bit `NXM_OF_IN_PORT`), else the canonical OXM header. Returns the
+/// header and the field width in bits that header implies.
+pub fn nx_action_header(field: FieldId) -> (u32, u16) {
+    if let Some((class, fl, len, _)) = ALIASES.iter().find(|(_, _, _, id)| *id == field) {
+        let bits = if field == FieldId::InPort {
+            16
+        } else {
+            field.info().bits
+        };
+        return (
+            ((*class as u32) << 16) | ((*fl as u32) << 9) | *len as u32,
+            bits,
+        );
+    }
+    (nxm_header(field), field.info().bits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
