@@ -1,43 +1,21 @@
 //! proptest strategies for every message type.
 //!
-//! Action lists come from [`arb_actions`]: it only uses `Action::Output`
-//! today; switch it to `crate::action::strategy` once the action set lands.
+//! Action and instruction lists come from `crate::action::strategy`.
 
 use super::*;
 use crate::oxm::FieldId;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-/// Action lists used inside messages. LEAD: switch to the action module's
-/// strategy (`crate::action::strategy`) after merging.
+/// Action lists used inside messages: the action module's full strategy
+/// (OpenFlow and Nicira actions).
 pub fn arb_actions() -> BoxedStrategy<Vec<Action>> {
-    vec(
-        // Valid output ports only (a strict decoder rejects 0 and OFPP_ANY).
-        (
-            prop_oneof![1u32..=0xffff_ff00, 0xffff_fff8u32..=0xffff_fffe],
-            any::<u16>(),
-        )
-            .prop_map(|(port, max_len)| Action::Output { port, max_len }),
-        0..3,
-    )
-    .boxed()
+    crate::action::strategy::actions().boxed()
 }
 
-/// Instruction lists using the contract's basic variants.
+/// Instruction lists: each type at most once, as the decoder requires.
 pub fn arb_instructions() -> BoxedStrategy<Vec<Instruction>> {
-    let one = prop_oneof![
-        (0u8..255).prop_map(Instruction::GotoTable),
-        (any::<u64>(), any::<u64>()).prop_map(|(m, k)| Instruction::WriteMetadata {
-            metadata: m & k,
-            mask: k
-        }),
-        arb_actions().prop_map(Instruction::WriteActions),
-        arb_actions().prop_map(Instruction::ApplyActions),
-        Just(Instruction::ClearActions),
-        (1u32..=0xffff_0000).prop_map(Instruction::Meter),
-    ]
-    .boxed();
-    vec(one, 0..3).boxed()
+    crate::action::strategy::instructions().boxed()
 }
 
 /// Matches that satisfy their prerequisites (so flow-mod adds decode).
