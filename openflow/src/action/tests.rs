@@ -303,6 +303,8 @@ fn parse_errors() {
         "output(port=1)",
         "note:0g",
         "clone(output:1",
+        "load:1->reg0[0..65535]",
+        "move:reg0[65535]->reg1[0]",
         "set_field:3->actset_output",
     ] {
         assert!(parse_actions(bad).is_err(), "{bad} should not parse");
@@ -355,6 +357,22 @@ proptest! {
         Instruction::encode_list(&insts, &mut b);
         let back = Instruction::decode_list(&mut Reader::new(&b), b.len()).unwrap();
         prop_assert_eq!(back, insts);
+    }
+
+    #[test]
+    fn text_parse_never_panics(s in "[a-z_:0-9A-Z()\\[\\],./>=-]{0,60}") {
+        let _ = parse_instructions(&s);
+        let _ = parse_actions(&s);
+    }
+
+    #[test]
+    fn printed_text_parses(acts in strategy::actions()) {
+        // Whatever we print must be accepted by our parser (not necessarily
+        // to the same value: e.g. OVS re-parses NX-only encodings differently).
+        let text = format_actions(&acts);
+        let reparsed = parse_actions(&text);
+        let ok = reparsed.is_ok();
+        prop_assert!(ok, "{} -> {:?}", text, reparsed);
     }
 
     #[test]

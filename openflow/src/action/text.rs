@@ -156,21 +156,24 @@ pub fn parse_subfield(s: &str) -> Result<Subfield, ParseError> {
             match r.split_once("..") {
                 Some((a, b)) => {
                     let (a, b) = (num(a)?, num(b)?);
-                    if b < a {
+                    if b < a || b >= width {
                         return err(format!("{s}: bad bit range"));
                     }
                     (a, b - a + 1)
                 }
-                None => (num(r)?, 1),
+                None => {
+                    let a = num(r)?;
+                    if a >= width {
+                        return err(format!("{s}: bit {a} outside {width}-bit field"));
+                    }
+                    (a, 1)
+                }
             }
         }
     };
     let sf = Subfield { field, ofs, n_bits };
     if sf.check().is_err() {
-        return err(format!(
-            "{s}: bits {ofs}..{} outside {width}-bit field",
-            ofs as u32 + n_bits as u32 - 1
-        ));
+        return err(format!("{s}: bit range outside {width}-bit field"));
     }
     Ok(sf)
 }
@@ -800,6 +803,7 @@ fn parse_controller(
                             .iter()
                             .find(|(_, n)| *n == v)
                             .map(|(r, _)| *r)
+                            .or_else(|| v.parse().ok())
                             .ok_or_else(|| ParseError::new(format!("unknown reason \"{v}\"")))?;
                     }
                     ("userdata", Some(v)) => c.userdata = parse_hex_bytes(v)?,
@@ -1115,6 +1119,7 @@ fn parse_bundle(a: &str, load: bool) -> Result<Bundle, ParseError> {
     }
     let members = members
         .split(',')
+        .filter(|m| !m.trim().is_empty())
         .map(parse_port16)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Bundle {
