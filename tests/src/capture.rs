@@ -15,8 +15,9 @@
 //! The fake switch speaks just enough OpenFlow 1.3 for `ovs-ofctl`'s
 //! modification commands to complete: it sends HELLO (version bitmap: 1.3
 //! only), and answers ECHO_REQUEST, FEATURES_REQUEST (dpid 1), GET_CONFIG,
-//! ROLE_REQUEST, BARRIER_REQUEST, MULTIPART_REQUEST (DESC, PORT_DESC with ports
-//! 1–4 named `p1`–`p4` and LOCAL `br0`; every other type with an empty reply)
+//! ROLE_REQUEST, BARRIER_REQUEST, MULTIPART_REQUEST (DESC; TABLE_FEATURES with
+//! table 0 only; PORT_DESC with ports 1–4 named `p1`–`p4` and LOCAL `br0`;
+//! every other type with an empty reply)
 //! and ONF bundle control (experimenter `0x4f4e4600`, exp_type 2300:
 //! OPEN/CLOSE/COMMIT/DISCARD → the matching reply with the same bundle id and
 //! flags). Everything else (FLOW_MOD, GROUP_MOD, METER_MOD, PORT_MOD, bundle
@@ -127,6 +128,7 @@ pub fn try_capture_ofctl(args: &[&str]) -> Result<Capture> {
     let full = crate::ovs::insert_target(args, &target);
     let result = run_with_timeout(
         Command::new("ovs-ofctl")
+            .env("OVS_RUNDIR", dir.path()) // for its unixctl socket (`monitor`)
             .args(["-O", "OpenFlow13"])
             .args(&full),
         TIMEOUT,
@@ -145,8 +147,8 @@ pub fn try_capture_ofctl(args: &[&str]) -> Result<Capture> {
 }
 
 /// The frames that carry the command itself: drops HELLO, ECHO, FEATURES and
-/// GET_CONFIG requests, BARRIER_REQUEST, ROLE_REQUEST, multipart PORT_DESC/DESC
-/// requests and ONF bundle *control* messages (bundle ADD_MESSAGE stays).
+/// GET_CONFIG requests, BARRIER_REQUEST, ROLE_REQUEST, multipart DESC,
+/// PORT_DESC and TABLE_FEATURES queries and ONF bundle *control* messages (bundle ADD_MESSAGE stays).
 pub fn payload_frames(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
     frames
         .iter()
@@ -164,7 +166,12 @@ fn is_session_frame(f: &[u8]) -> bool {
         | ofpt::GET_CONFIG_REQUEST
         | ofpt::BARRIER_REQUEST
         | ofpt::ROLE_REQUEST => true,
-        ofpt::MULTIPART_REQUEST => matches!(be16(f, 8), Some(0) | Some(13)),
+        // DESC, PORT_DESC, and TABLE_FEATURES without a body (a query).
+        ofpt::MULTIPART_REQUEST => match be16(f, 8) {
+            Some(0) | Some(13) => true,
+            Some(12) => f.len() == 16,
+            _ => false,
+        },
         ofpt::EXPERIMENTER => {
             be32(f, 8) == Some(ONF_VENDOR_ID) && be32(f, 12) == Some(ONFT_BUNDLE_CONTROL)
         }
@@ -294,6 +301,7 @@ fn reply_to(f: &[u8]) -> Option<Vec<u8>> {
             b.extend_from_slice(&[0; 6]); // flags (no "more"), pad
             match mp_type {
                 0 => desc_body(&mut b),
+                12 if f.len() == 16 => table_features_body(&mut b),
                 13 => port_desc_body(&mut b),
                 _ => {}
             }
@@ -318,6 +326,27 @@ fn reply_to(f: &[u8]) -> Option<Vec<u8>> {
             Some(msg(ofpt::EXPERIMENTER, xid, &b))
         }
         _ => None,
+    }
+}
+
+/// One `ofp_table_features` for table 0 with the eight properties OVS
+/// requires, all empty: `ovs-ofctl` queries this (on a connection of its own)
+/// to resolve table names before most commands.
+fn table_features_body(b: &mut Vec<u8>) {
+    b.extend_from_slice(&128u16.to_be_bytes()); // length: 64 + 8 properties of 8
+    b.push(0); // table_id
+    b.extend_from_slice(&[0; 5]);
+    put_fixed_str(b, "table0", 32);
+    b.extend_from_slice(&0u64.to_be_bytes()); // metadata_match
+    b.extend_from_slice(&0u64.to_be_bytes()); // metadata_write
+    b.extend_from_slice(&0u32.to_be_bytes()); // config
+    b.extend_from_slice(&1_000_000u32.to_be_bytes()); // max_entries
+    // INSTRUCTIONS, NEXT_TABLES, WRITE_ACTIONS, APPLY_ACTIONS, MATCH,
+    // WILDCARDS, WRITE_SETFIELD, APPLY_SETFIELD: header only, padded to 8.
+    for prop in [0u16, 2, 4, 6, 8, 10, 12, 14] {
+        b.extend_from_slice(&prop.to_be_bytes());
+        b.extend_from_slice(&4u16.to_be_bytes());
+        b.extend_from_slice(&[0; 4]);
     }
 }
 

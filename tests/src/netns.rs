@@ -107,10 +107,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if self.owned && exists(&self.name) {
-            if let Err(e) = ip(&["netns", "del", &self.name]) {
-                eprintln!("warning: deleting netns {}: {e:#}", self.name);
-            }
+        if self.owned
+            && exists(&self.name)
+            && let Err(e) = ip(&["netns", "del", &self.name])
+        {
+            eprintln!("warning: deleting netns {}: {e:#}", self.name);
         }
     }
 }

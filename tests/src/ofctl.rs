@@ -15,7 +15,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Parses hex (whitespace ignored) into bytes; `None` on odd length or a bad digit.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -466,12 +466,11 @@ impl Ovs {
         let dir = state.path().to_path_buf();
         let mut errors = Vec::new();
         // Deleting the bridge first makes vswitchd remove its netdev taps.
-        if let Some(br) = self.bridge.take() {
-            if read_pid(&dir, "ovs-vswitchd").is_some_and(|p| process_alive(p, "ovs-vswitchd")) {
-                if let Err(e) = vsctl_at(&dir, &["--if-exists", "del-br", &br]) {
-                    errors.push(format!("del-br {br}: {e:#}"));
-                }
-            }
+        if let Some(br) = self.bridge.take()
+            && read_pid(&dir, "ovs-vswitchd").is_some_and(|p| process_alive(p, "ovs-vswitchd"))
+            && let Err(e) = vsctl_at(&dir, &["--if-exists", "del-br", &br])
+        {
+            errors.push(format!("del-br {br}: {e:#}"));
         }
         if let Err(e) = stop_daemons(&dir) {
             errors.push(format!("{e:#}"));
@@ -479,10 +478,10 @@ impl Ovs {
         if let Some(mut c) = self.socat.take() {
             kill_own_group(&mut c);
         }
-        if let Some(ns) = self.netns.take() {
-            if let Err(e) = ns.delete() {
-                errors.push(format!("{e:#}"));
-            }
+        if let Some(ns) = self.netns.take()
+            && let Err(e) = ns.delete()
+        {
+            errors.push(format!("{e:#}"));
         }
         match state {
             StateDir::Temp(t) => {

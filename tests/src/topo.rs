@@ -215,10 +215,10 @@ impl Running {
     /// Tears down now, reporting errors.
     pub fn teardown(mut self) -> Result<()> {
         let mut errs = Vec::new();
-        if let Some(o) = self.ovs.take() {
-            if let Err(e) = o.stop() {
-                errs.push(format!("{e:#}"));
-            }
+        if let Some(o) = self.ovs.take()
+            && let Err(e) = o.stop()
+        {
+            errs.push(format!("{e:#}"));
         }
         for ns in self.namespaces.drain(..).rev() {
             if let Err(e) = ns.delete() {
