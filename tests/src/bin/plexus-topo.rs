@@ -68,6 +68,13 @@ fn ok_if(failed: usize) -> ExitCode {
 fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     let exe = std::env::current_exe().context("locating plexus-topo")?;
+    let needs_root = matches!(
+        cli.cmd,
+        Cmd::Run { .. } | Cmd::Up { .. } | Cmd::Down { .. } | Cmd::Check { .. }
+    );
+    if needs_root && plexus_tests::prereq::euid() != Some(0) {
+        anyhow::bail!("needs root (network namespaces, veth, Open vSwitch): run it with sudo");
+    }
     match cli.cmd {
         Cmd::Run { file } => {
             let t = Topology::load(&file)?;
