@@ -1,1 +1,21 @@
-//! Plexus test harness (skeleton; filled by the topology issue).
+//! Plexus test harness.
+//!
+//! - [`ovs`]: a private userspace Open vSwitch (ovsdb-server + ovs-vswitchd,
+//!   netdev datapath) started and stopped with `std::process`, cleaned up on drop.
+//! - [`ofctl`]: `ovs-ofctl` as an oracle (`ofp-print` of raw OpenFlow bytes).
+//! - [`capture`]: a fake OpenFlow 1.3 switch on a unix socket that records the
+//!   exact frames `ovs-ofctl` sends (golden bytes for the codec).
+//! - [`netns`]: network namespaces and veth pairs owned by a test.
+//! - [`topo`]: the topology file format and runner behind the `plexus-topo` binary.
+//! - [`prereq`]: `require_tool` / `require_root`: skip locally, fail in CI.
+//! - [`proc`]: running commands with a deadline.
+
+pub mod capture;
+pub mod netns;
+pub mod ofctl;
+pub mod ovs;
+pub mod prereq;
+pub mod proc;
+pub mod topo;
+
+pub use prereq::{in_ci, require_root, require_tool};
