@@ -23,17 +23,10 @@ use crate::error::{BadActionCode, DecodeError, OfpError};
 use crate::oxm::{FieldId, MatchField, nx_action_header};
 use crate::wire::Reader;
 
-/// Reserved port numbers (OpenFlow 1.3 `ofp_port_no`).
+/// Reserved port numbers (OpenFlow 1.3 `ofp_port_no`), plus the OpenFlow
+/// 1.0 16-bit forms used inside NX actions.
 pub mod port {
-    pub const MAX: u32 = 0xffff_ff00;
-    pub const IN_PORT: u32 = 0xffff_fff8;
-    pub const TABLE: u32 = 0xffff_fff9;
-    pub const NORMAL: u32 = 0xffff_fffa;
-    pub const FLOOD: u32 = 0xffff_fffb;
-    pub const ALL: u32 = 0xffff_fffc;
-    pub const CONTROLLER: u32 = 0xffff_fffd;
-    pub const LOCAL: u32 = 0xffff_fffe;
-    pub const ANY: u32 = 0xffff_ffff;
+    pub use crate::message::port_no::*;
     /// OpenFlow 1.0 16-bit reserved ports used inside NX actions.
     pub const IN_PORT16: u16 = 0xfff8;
     pub const NONE16: u16 = 0xffff;

@@ -28,52 +28,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError::new(msg))
 }
 
-/// Reserved OpenFlow 1.3 port numbers and the names `ovs-ofctl` uses.
-pub const RESERVED_PORTS: &[(u32, &str)] = &[
-    (0xffff_fff8, "IN_PORT"),
-    (0xffff_fff9, "TABLE"),
-    (0xffff_fffa, "NORMAL"),
-    (0xffff_fffb, "FLOOD"),
-    (0xffff_fffc, "ALL"),
-    (0xffff_fffd, "CONTROLLER"),
-    (0xffff_fffe, "LOCAL"),
-    (0xffff_ffff, "ANY"),
-];
-
-pub const OFPP_IN_PORT: u32 = 0xffff_fff8;
-pub const OFPP_TABLE: u32 = 0xffff_fff9;
-pub const OFPP_NORMAL: u32 = 0xffff_fffa;
-pub const OFPP_FLOOD: u32 = 0xffff_fffb;
-pub const OFPP_ALL: u32 = 0xffff_fffc;
-pub const OFPP_CONTROLLER: u32 = 0xffff_fffd;
-pub const OFPP_LOCAL: u32 = 0xffff_fffe;
-pub const OFPP_ANY: u32 = 0xffff_ffff;
-
-/// Prints a port number the way `ovs-ofctl` does (`LOCAL`, `CONTROLLER`, `7`).
-pub fn format_port(port: u32) -> String {
-    match RESERVED_PORTS.iter().find(|(p, _)| *p == port) {
-        Some((_, n)) => (*n).to_string(),
-        None => port.to_string(),
-    }
-}
-
-/// Parses a port: a number (decimal or 0x hex), a reserved name
-/// (case-insensitive, `NONE` is accepted for `ANY`), or an OpenFlow 1.0 style
-/// 16-bit reserved number (0xfff8..0xffff), which OVS maps to the 32-bit one.
-pub fn parse_port(s: &str) -> Result<u32, ParseError> {
-    let up = s.to_ascii_uppercase();
-    if up == "NONE" {
-        return Ok(OFPP_ANY);
-    }
-    if let Some((p, _)) = RESERVED_PORTS.iter().find(|(_, n)| *n == up) {
-        return Ok(*p);
-    }
-    let v = parse_uint(s, 32).map_err(|_| ParseError::new(format!("{s}: bad port number")))? as u32;
-    if (0xfff8..=0xffff).contains(&v) {
-        return Ok(v | 0xffff_0000);
-    }
-    Ok(v)
-}
+// Ports print and parse the same everywhere (matches and actions).
+pub use crate::action::text::{format_port, parse_port};
 
 /// Parses an unsigned integer (decimal, or hex with 0x) that fits in `bits`.
 pub fn parse_uint(s: &str, bits: u32) -> Result<u128, ParseError> {
@@ -1185,6 +1141,12 @@ fn reg(i: u8) -> FieldId {
         Reg14, Reg15,
     ][i as usize & 15]
 }
+
+pub mod flow;
+pub use flow::{
+    format_flow_mod, format_flow_stats, format_group_mod, format_meter_mod, format_packet_out,
+    parse_flow_mod, parse_group_mod, parse_meter_mod, parse_packet_out,
+};
 
 /// The `OFPVID_PRESENT` bit, re-exported for text users.
 pub const VID_PRESENT: u16 = OFPVID_PRESENT;
