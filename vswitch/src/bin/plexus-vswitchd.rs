@@ -53,9 +53,12 @@ struct Args {
     /// Frames per rx/tx batch.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: usize,
-    /// Empty polling rounds before sleeping in poll(2) (0 = sleep at once).
+    /// Empty polling rounds before sleeping in poll(2); 0 = sleep at once.
     #[arg(long, default_value_t = 0)]
     spin: u32,
+    /// sched_yield(2) after each empty polling round.
+    #[arg(long)]
+    yield_idle: bool,
     /// Do not pin the forwarding thread to the CPU it starts on.
     #[arg(long)]
     no_pin: bool,
@@ -108,15 +111,27 @@ fn print_stats(p: &dyn Port) {
         if l.admin_up { "up" } else { "down" },
         if l.oper_up { "up" } else { "down" },
     );
+    let d = p.details();
+    if !d.is_empty() {
+        eprintln!("{}: {d}", p.name());
+    }
 }
 
 /// The forwarding loop: poll both ports; when both are idle for `spin` rounds,
 /// flush pending TX and sleep in poll(2) until a port becomes readable.
-fn forward(a: &mut dyn Port, b: &mut dyn Port, batch_size: usize, spin: u32) -> anyhow::Result<()> {
+fn forward(
+    a: &mut dyn Port,
+    b: &mut dyn Port,
+    batch_size: usize,
+    spin: u32,
+    yield_idle: bool,
+) -> anyhow::Result<()> {
     let mut batch = PacketBatch::new(batch_size);
     let fds: Vec<_> = [a.rx_fd(), b.rx_fd()].into_iter().flatten().collect();
     let mut idle = 0u32;
+    let (mut loops, mut polls, mut busy) = (0u64, 0u64, 0u64);
     while !sys::terminate_requested() {
+        loops += 1;
         let n1 = a.rx_batch(&mut batch);
         if n1 > 0 {
             b.tx_batch(&mut batch);
@@ -126,6 +141,7 @@ fn forward(a: &mut dyn Port, b: &mut dyn Port, batch_size: usize, spin: u32) -> 
             a.tx_batch(&mut batch);
         }
         if n1 + n2 > 0 {
+            busy += 1;
             idle = 0;
             continue;
         }
@@ -134,9 +150,17 @@ fn forward(a: &mut dyn Port, b: &mut dyn Port, batch_size: usize, spin: u32) -> 
         idle += 1;
         if idle > spin {
             sys::poll_readable(&fds, 100)?;
+            polls += 1;
             idle = 0;
+        } else if yield_idle {
+            // Give the CPU to whoever feeds us (NAPI kthread, softirq) when
+            // they share our core; returns at once if nobody else is runnable.
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
     }
+    eprintln!("loop: {loops} rounds, {busy} with traffic, {polls} poll(2) sleeps");
     Ok(())
 }
 
@@ -157,7 +181,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.batch,
         args.spin
     );
-    let r = forward(a.as_mut(), b.as_mut(), args.batch.max(1), args.spin);
+    let r = forward(
+        a.as_mut(),
+        b.as_mut(),
+        args.batch.max(1),
+        args.spin,
+        args.yield_idle,
+    );
     print_stats(a.as_ref());
     print_stats(b.as_ref());
     r

@@ -151,6 +151,13 @@ impl Port for AfXdpPort {
         Some(self.xsk.fd())
     }
 
+    fn details(&self) -> String {
+        match self.xsk.kernel_stats() {
+            Ok(k) => format!("{:?} XDP, kernel {k:?}", self.prog.mode()),
+            Err(e) => format!("{:?} XDP, kernel stats: {e}", self.prog.mode()),
+        }
+    }
+
     fn stats(&self) -> PortStats {
         let mut s = self.stats;
         if let Ok(k) = self.xsk.kernel_stats() {

@@ -255,6 +255,11 @@ pub trait Port {
 
     /// Counters.
     fn stats(&self) -> PortStats;
+
+    /// Implementation-specific counters for diagnostics (may be empty).
+    fn details(&self) -> String {
+        String::new()
+    }
 }
 
 #[cfg(test)]

@@ -176,23 +176,28 @@ impl Xsk {
         let Some(rx) = self.rings.rx_ring.as_mut() else {
             return 0;
         };
-        let max = max.min(self.cfg.max_burst);
         let mut total = 0;
+        // Frames left over from the previous call come first (the ring is
+        // peeked up to the slab's capacity, which can exceed `max`).
         while total < max {
-            // SAFETY: the packets pushed into `rx_slab` point into `self.umem`;
-            // they are consumed and freed below, before this function returns.
-            let n = unsafe { rx.recv(&self.umem, &mut self.rx_slab) };
-            if n == 0 {
-                break;
-            }
-            while let Some(p) = self.rx_slab.pop_back() {
-                if total < max {
-                    f(&p);
-                    total += 1;
+            if self.rx_slab.is_empty() {
+                // SAFETY: the packets pushed into `rx_slab` point into
+                // `self.umem`, which outlives them: they stay in the slab
+                // (owned by `self`) until consumed and freed below.
+                let n = unsafe { rx.recv(&self.umem, &mut self.rx_slab) };
+                if n == 0 {
+                    break;
                 }
+                self.fill_in_kernel = self.fill_in_kernel.saturating_sub(n as u32);
+            }
+            while total < max {
+                let Some(p) = self.rx_slab.pop_back() else {
+                    break;
+                };
+                f(&p);
+                total += 1;
                 self.umem.free_packet(p);
             }
-            self.fill_in_kernel = self.fill_in_kernel.saturating_sub(n as u32);
         }
         // Bulk refill: only when a good chunk of the ring is free.
         self.refill(32);
