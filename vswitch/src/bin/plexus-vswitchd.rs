@@ -117,6 +117,9 @@ fn print_stats(p: &dyn Port) {
     }
 }
 
+/// Full batches taken from one port before the other gets its turn.
+const BURSTS: usize = 4;
+
 /// The forwarding loop: poll both ports; when both are idle for `spin` rounds,
 /// flush pending TX and sleep in poll(2) until a port becomes readable.
 fn forward(
@@ -132,21 +135,36 @@ fn forward(
     let (mut loops, mut polls, mut busy) = (0u64, 0u64, 0u64);
     while !sys::terminate_requested() {
         loops += 1;
-        let n1 = a.rx_batch(&mut batch);
-        if n1 > 0 {
-            b.tx_batch(&mut batch);
+        // Up to `BURSTS` full batches per direction per round, then one TX
+        // kick per port (flush) for all of them.
+        let mut n = 0;
+        for _ in 0..BURSTS {
+            let k = a.rx_batch(&mut batch);
+            if k > 0 {
+                b.tx_batch(&mut batch);
+            }
+            n += k;
+            if k < batch_size {
+                break;
+            }
         }
-        let n2 = b.rx_batch(&mut batch);
-        if n2 > 0 {
-            a.tx_batch(&mut batch);
+        for _ in 0..BURSTS {
+            let k = b.rx_batch(&mut batch);
+            if k > 0 {
+                a.tx_batch(&mut batch);
+            }
+            n += k;
+            if k < batch_size {
+                break;
+            }
         }
-        if n1 + n2 > 0 {
+        a.flush();
+        b.flush();
+        if n > 0 {
             busy += 1;
             idle = 0;
             continue;
         }
-        a.flush();
-        b.flush();
         idle += 1;
         if idle > spin {
             sys::poll_readable(&fds, 100)?;

@@ -47,6 +47,7 @@ pub struct AfXdpPort {
     xsk: Xsk,
     queue: u32,
     stats: PortStats,
+    unkicked: usize,
 }
 
 impl AfXdpPort {
@@ -77,6 +78,7 @@ impl AfXdpPort {
             xsk,
             queue: opts.queue,
             stats: PortStats::default(),
+            unkicked: 0,
         })
     }
 
@@ -88,6 +90,18 @@ impl AfXdpPort {
     /// The bound queue.
     pub fn queue(&self) -> u32 {
         self.queue
+    }
+}
+
+/// Queued frames that trigger a TX kick without waiting for `flush`.
+const KICK_THRESHOLD: usize = 256;
+
+impl AfXdpPort {
+    fn kick(&mut self) {
+        self.unkicked = 0;
+        if self.xsk.kick().is_err() {
+            self.stats.tx_errors += 1;
+        }
     }
 }
 
@@ -135,14 +149,18 @@ impl Port for AfXdpPort {
             self.stats.tx_bytes += bytes * queued as u64 / batch.len() as u64;
         }
         batch.clear();
-        if self.xsk.kick().is_err() {
-            self.stats.tx_errors += 1;
+        // The kick (a syscall that also runs the transmit path) is deferred
+        // to `flush` so one kick covers several batches; kick now only if a
+        // lot is waiting.
+        self.unkicked += queued;
+        if self.unkicked >= KICK_THRESHOLD {
+            self.kick();
         }
     }
 
     fn flush(&mut self) {
-        if self.xsk.tx_pending() && self.xsk.kick().is_err() {
-            self.stats.tx_errors += 1;
+        if self.xsk.tx_pending() {
+            self.kick();
         }
         self.xsk.reclaim();
     }
@@ -153,7 +171,11 @@ impl Port for AfXdpPort {
 
     fn details(&self) -> String {
         match self.xsk.kernel_stats() {
-            Ok(k) => format!("{:?} XDP, kernel {k:?}", self.prog.mode()),
+            Ok(k) => format!(
+                "{:?} XDP, tx budget raised: {}, kernel {k:?}",
+                self.prog.mode(),
+                self.xsk.tx_budget_raised()
+            ),
             Err(e) => format!("{:?} XDP, kernel stats: {e}", self.prog.mode()),
         }
     }

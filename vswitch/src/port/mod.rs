@@ -238,11 +238,14 @@ pub trait Port {
     fn rx_batch(&mut self, batch: &mut PacketBatch) -> usize;
 
     /// Transmits every frame in `batch` (frames that cannot be queued are
-    /// counted as `tx_drops`) and clears it. Never blocks.
+    /// counted as `tx_drops`) and clears it. Never blocks. A port may defer
+    /// the final hand-off to the kernel until [`Port::flush`], which the
+    /// caller must call after each round of batches.
     fn tx_batch(&mut self, batch: &mut PacketBatch);
 
     /// Pushes out transmissions that are queued but not yet handed to the
-    /// kernel and reclaims completed buffers. Cheap when there is nothing to do.
+    /// kernel and reclaims completed buffers. Cheap when there is nothing to
+    /// do; call it after every round of `tx_batch` calls.
     fn flush(&mut self) {}
 
     /// A descriptor that becomes readable when frames arrive (for poll(2)).

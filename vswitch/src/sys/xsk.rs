@@ -38,10 +38,10 @@ pub struct XskConfig {
 impl Default for XskConfig {
     fn default() -> Self {
         Self {
-            frames: 4096,
-            fill: 2048,
-            completion: 2048,
-            rx: 2048,
+            frames: 8192,
+            fill: 4096,
+            completion: 4096,
+            rx: 4096,
             tx: 2048,
             max_burst: 256,
         }
@@ -80,6 +80,8 @@ pub struct Xsk {
     tx_unkicked: bool,
     /// Frames in the TX ring or awaiting completion.
     tx_in_flight: u32,
+    /// `XDP_MAX_TX_SKB_BUDGET` was accepted.
+    tx_budget_raised: bool,
 }
 
 impl std::fmt::Debug for Xsk {
@@ -127,13 +129,14 @@ impl Xsk {
         let socket = builder
             .bind(xdp::nic::NicIndex(ifindex), queue, flags)
             .map_err(|e| ioerr("bind(AF_XDP)", e))?;
-        // Let one kick send a whole burst (ignored on kernels without it).
-        let _ = super::setsockopt_int(
+        // Let one kick send a whole burst (kernels without it send 32 per kick).
+        let tx_budget_raised = super::setsockopt_int(
             socket.raw_fd(),
             SOL_XDP,
             XDP_MAX_TX_SKB_BUDGET,
             cfg.max_burst as libc::c_int,
-        );
+        )
+        .is_ok();
         let mut me = Self {
             rings,
             socket,
@@ -144,9 +147,15 @@ impl Xsk {
             fill_in_kernel: 0,
             tx_unkicked: false,
             tx_in_flight: 0,
+            tx_budget_raised,
         };
         me.refill(0);
         Ok(me)
+    }
+
+    /// True if the kernel accepted a larger per-kick TX budget.
+    pub fn tx_budget_raised(&self) -> bool {
+        self.tx_budget_raised
     }
 
     /// The socket's file descriptor (for the XSKMAP and poll(2)).
