@@ -103,11 +103,12 @@ impl Topo {
         t
     }
 
-    fn start_dut(&mut self, port_type: &str) {
+    fn start_dut(&mut self, extra: &[&str]) {
         let bin = env!("CARGO_BIN_EXE_plexus-vswitchd");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns_s, bin, "--fwd", "sa", "sb"])
-            .args(["--port-type", port_type, "--no-pin"])
+            .args(extra)
+            .arg("--no-pin")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -265,12 +266,12 @@ fn tcp_transfer(t: &Topo, len: usize) {
     assert_eq!(bad, 0, "corrupted bytes");
 }
 
-fn fwd_test(tag: &str, port_type: &str) {
+fn fwd_test(tag: &str, dut_args: &[&str]) -> String {
     if !prerequisites(tag) {
-        return;
+        return String::new();
     }
     let mut t = Topo::new(tag);
-    t.start_dut(port_type);
+    t.start_dut(dut_args);
     let (a, b) = (t.ns_a.clone(), t.ns_b.clone());
     t.ping_eventually(&a, B_IP);
     assert!(t.ping(&b, A_IP), "ping b -> a");
@@ -283,14 +284,103 @@ fn fwd_test(tag: &str, port_type: &str) {
     );
     assert!(err.contains("tx "), "stats printed at exit: {err}");
     eprintln!("{err}");
+    err
 }
 
 #[test]
 fn afpacket_forwarder_ping_and_tcp() {
-    fwd_test("afp", "afpacket");
+    fwd_test("afp", &["--port-type", "afpacket"]);
 }
 
 #[test]
 fn afxdp_forwarder_ping_and_tcp() {
-    fwd_test("xdp", "afxdp");
+    let log = fwd_test("xdp", &["--port-type", "afxdp"]);
+    if !log.is_empty() {
+        assert!(log.contains("Native XDP"), "veth takes native XDP: {log}");
+    }
+}
+
+#[test]
+fn afxdp_generic_mode_forwarder_ping_and_tcp() {
+    let log = fwd_test("xdpg", &["--port-type", "afxdp", "--xdp-mode", "generic"]);
+    if !log.is_empty() {
+        assert!(log.contains("Generic XDP"), "generic mode requested: {log}");
+    }
+}
+
+/// Tap port (created by name) and AF_PACKET port on the same interface, in a
+/// private netns: frames written by one come out of the other.
+#[test]
+fn tap_port_roundtrip_with_afpacket() {
+    use plexus_vswitch::port::afpacket::AfPacketPort;
+    use plexus_vswitch::port::tap::TapPort;
+    use plexus_vswitch::port::{PacketBatch, Port};
+    if !prerequisites("tap") {
+        return;
+    }
+    let ns = format!("plxt-tap-{}", std::process::id());
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", &ns])
+        .stderr(Stdio::null())
+        .status();
+    run(&["ip", "netns", "add", &ns]);
+    let _guard = Ns(ns.clone());
+    in_netns(&ns, || {
+        let mut tap = TapPort::open("plxtap0").expect("create tap");
+        assert_eq!(tap.name(), "plxtap0");
+        assert!(tap.link_state().admin_up);
+        let mut raw = AfPacketPort::open("plxtap0").expect("packet socket on tap");
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x42]);
+        frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x43]);
+        frame[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+        let mut b = PacketBatch::new(8);
+        // tap -> kernel -> AF_PACKET
+        for i in 0..3u8 {
+            frame[14] = i;
+            assert!(b.push(&frame));
+        }
+        tap.tx_batch(&mut b);
+        assert_eq!(tap.stats().tx_packets, 3);
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            if raw.rx_batch(&mut b) > 0 {
+                got.extend(
+                    b.iter()
+                        .filter(|f| f[12..14] == [0x88, 0xb5])
+                        .map(|f| f[14]),
+                );
+            }
+            if got.len() >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(got, [0, 1, 2]);
+        // AF_PACKET -> kernel -> tap
+        b.clear();
+        frame[14] = 9;
+        assert!(b.push(&frame));
+        raw.tx_batch(&mut b);
+        assert_eq!(raw.stats().tx_packets, 1);
+        let mut seen = false;
+        for _ in 0..100 {
+            if tap.rx_batch(&mut b) > 0 && b.iter().any(|f| f[12..14] == [0x88, 0xb5] && f[14] == 9)
+            {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(seen, "frame sent on the packet socket reached the tap fd");
+        assert!(tap.stats().rx_packets >= 1);
+    })
+    .join()
+    .expect("tap test thread");
 }
