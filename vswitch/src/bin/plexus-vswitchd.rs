@@ -50,9 +50,9 @@ struct Args {
     /// XDP attach mode (AF_XDP ports).
     #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: XdpMode,
-    /// Frames per rx/tx batch.
-    #[arg(long, default_value_t = DEFAULT_BATCH)]
-    batch: usize,
+    /// Frames per rx/tx batch (1..=256).
+    #[arg(long, default_value_t = DEFAULT_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    batch: u16,
     /// Empty polling rounds before sleeping in poll(2); 0 = sleep at once.
     #[arg(long, default_value_t = 0)]
     spin: u32,
@@ -202,7 +202,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let r = forward(
         a.as_mut(),
         b.as_mut(),
-        args.batch.max(1),
+        args.batch as usize,
         args.spin,
         args.yield_idle,
     );
