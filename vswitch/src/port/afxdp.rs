@@ -138,16 +138,10 @@ impl Port for AfXdpPort {
             self.flush();
             return;
         }
-        let bytes: u64 = batch.iter().map(|f| f.len() as u64).sum();
-        let (queued, dropped) = self.xsk.send(batch.iter());
+        let (queued, bytes, dropped) = self.xsk.send(batch.iter());
         self.stats.tx_packets += queued as u64;
+        self.stats.tx_bytes += bytes;
         self.stats.tx_drops += dropped as u64;
-        if dropped == 0 {
-            self.stats.tx_bytes += bytes;
-        } else {
-            // Approximate: attribute bytes proportionally is not worth it here.
-            self.stats.tx_bytes += bytes * queued as u64 / batch.len() as u64;
-        }
         batch.clear();
         // The kick (a syscall that also runs the transmit path) is deferred
         // to `flush` so one kick covers several batches; kick now only if a

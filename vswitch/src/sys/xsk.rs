@@ -226,13 +226,13 @@ impl Xsk {
     }
 
     /// Copies frames into UMEM frames and queues them on the TX ring (no kick;
-    /// see [`Xsk::kick`]). Returns (queued, dropped).
-    pub fn send<'a>(&mut self, frames: impl Iterator<Item = &'a [u8]>) -> (usize, usize) {
+    /// see [`Xsk::kick`]). Returns (queued, queued bytes, dropped).
+    pub fn send<'a>(&mut self, frames: impl Iterator<Item = &'a [u8]>) -> (usize, u64, usize) {
         self.reclaim();
         let Some(tx) = self.rings.tx_ring.as_mut() else {
-            return (0, frames.count());
+            return (0, 0, frames.count());
         };
-        let mut dropped = 0;
+        let (mut dropped, mut bytes) = (0, 0u64);
         for data in frames {
             if self.tx_slab.available() == 0 {
                 dropped += 1;
@@ -249,6 +249,7 @@ impl Xsk {
                 dropped += 1;
                 continue;
             }
+            bytes += data.len() as u64;
             let _ = self.tx_slab.push_front(p);
         }
         let pending = self.tx_slab.len();
@@ -260,6 +261,7 @@ impl Xsk {
         };
         // A full ring takes nothing (all-or-nothing reserve): drop the rest.
         while let Some(p) = self.tx_slab.pop_back() {
+            bytes -= p.len() as u64;
             self.umem.free_packet(p);
             dropped += 1;
         }
@@ -267,7 +269,7 @@ impl Xsk {
             self.tx_in_flight += queued as u32;
             self.tx_unkicked = true;
         }
-        (queued, dropped)
+        (queued, bytes, dropped)
     }
 
     /// True if queued frames still wait for a kick.
