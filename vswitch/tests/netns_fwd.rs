@@ -283,6 +283,17 @@ fn fwd_test(tag: &str, dut_args: &[&str]) -> String {
         "plexus-vswitchd did not exit cleanly on SIGTERM: {err}"
     );
     assert!(err.contains("tx "), "stats printed at exit: {err}");
+    // The BPF link died with the process: no XDP program left on the ports.
+    for dev in ["sa", "sb"] {
+        let out = Command::new("ip")
+            .args(["-n", &t.ns_s, "link", "show", dev])
+            .output()
+            .expect("ip link show");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let attached =
+            text.contains("prog/xdp") || text.contains(" xdp ") || text.contains(" xdpgeneric ");
+        assert!(!attached, "XDP program still attached to {dev}: {text}");
+    }
     eprintln!("{err}");
     err
 }

@@ -24,7 +24,7 @@ pub const FRAME_BUF: usize = 2048;
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     /// The interface does not exist or cannot be used.
-    #[error("interface {name}: {source}")]
+    #[error("interface {name}")]
     Interface {
         /// Interface name.
         name: String,
@@ -33,7 +33,7 @@ pub enum PortError {
         source: std::io::Error,
     },
     /// A syscall failed while setting the port up.
-    #[error("{port}: {what}: {source}")]
+    #[error("{port}: {what}")]
     Setup {
         /// Port name.
         port: String,
@@ -318,6 +318,14 @@ mod tests {
         let (data, lens) = b.raw();
         assert_eq!(data.len(), 2 * FRAME_BUF);
         assert_eq!(lens, &[10, 4]);
+    }
+
+    #[test]
+    fn opening_a_missing_interface_fails_cleanly() {
+        let e = afxdp::AfXdpPort::open("plxt-nonexist0", Default::default()).unwrap_err();
+        assert!(matches!(e, PortError::Interface { .. }), "{e}");
+        let e = afpacket::AfPacketPort::open("plxt-nonexist0").unwrap_err();
+        assert!(matches!(e, PortError::Interface { .. }), "{e}");
     }
 
     #[test]

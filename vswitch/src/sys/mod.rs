@@ -19,10 +19,7 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface {name:?}: {}", io::Error::last_os_error()),
-        ))
+        Err(io::Error::last_os_error())
     } else {
         Ok(idx)
     }
