@@ -6,6 +6,14 @@
 //! (skb) XDP is the fallback. Transmit needs a `sendto` kick per burst in copy
 //! mode; the receive side needs no syscall at all (the fill ring is topped up
 //! in bulk).
+//!
+//! Syscall budget per forwarding round: none for receive; one `sendto` kick
+//! per port that has queued frames, issued from [`Port::flush`] so that up to
+//! four 64-frame batches share it (the socket's `XDP_MAX_TX_SKB_BUDGET` is
+//! raised so one kick sends them all, on kernels that have it). The socket is
+//! bound without `XDP_USE_NEED_WAKEUP`: in copy mode the TX ring always needs
+//! the kick and the fill ring never needs one (the veth NAPI poll consumes it),
+//! so the flag would save nothing here; it matters for zero-copy drivers.
 
 use std::os::fd::RawFd;
 
