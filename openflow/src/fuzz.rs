@@ -39,8 +39,36 @@ pub fn decode_one(data: &[u8]) {
 }
 
 /// Feeds `s` to every text parser. Invariant: no panic; what parses prints
-/// to text that parses to the same value.
+/// to text that parses to the same value, and encodes/decodes to itself.
 pub fn parse_text(s: &str) {
+    use crate::message::FlowModCommand;
+    use crate::text::flow::{format_flow_mod, parse_flow_mod};
+    if let Ok(acts) = crate::action::parse_actions(s) {
+        let printed = crate::action::format_actions(&acts);
+        let again = crate::action::parse_actions(&printed)
+            .unwrap_or_else(|e| panic!("reparse of {printed:?} (from {s:?}) failed: {e}"));
+        assert_eq!(
+            crate::action::format_actions(&again),
+            printed,
+            "actions print differently after a reparse of {s:?}"
+        );
+    }
+    use crate::message::{GroupModCommand, MeterModCommand};
+    use crate::text::flow::{parse_group_mod, parse_meter_mod, parse_packet_out};
+    let _ = parse_group_mod(s, GroupModCommand::Add);
+    let _ = parse_meter_mod(s, MeterModCommand::Add);
+    let _ = parse_packet_out(s);
+    let _ = crate::instruction::parse_instructions(s);
+    if let Ok(fm) = parse_flow_mod(s, FlowModCommand::Add) {
+        let msg = Message::FlowMod(fm);
+        let bytes = msg.to_bytes(1);
+        let (_, back) = Message::decode(&bytes)
+            .unwrap_or_else(|e| panic!("our encoding of {s:?} does not decode: {e}"));
+        assert_eq!(back, msg, "flow {s:?} changed across encode/decode");
+        if let Message::FlowMod(fm) = &back {
+            let _ = format_flow_mod(fm);
+        }
+    }
     if let Ok(m) = crate::text::parse_match(s) {
         let printed = crate::text::format_match(&m);
         let again = crate::text::parse_match(&printed)

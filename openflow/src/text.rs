@@ -269,8 +269,9 @@ fn parse_flags(
         for n in s.split('|') {
             v |= lookup(n)?;
         }
-        let all = names.iter().fold(0u128, |a, (b, _)| a | *b as u128);
-        return Ok((v, Some(all)));
+        // `a|b` lists every set flag: an exact match (what OVS prints for
+        // a fully masked flags field).
+        return Ok((v, None));
     }
     let (vs, ms) = match s.split_once('/') {
         Some((a, b)) => (a, Some(b)),

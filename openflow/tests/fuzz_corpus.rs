@@ -97,6 +97,15 @@ fn text_parsers_never_panic() {
         "é=é",
     ];
     inputs.extend(junk.iter().map(|s| s.to_string()));
+    // Every flow of the golden corpus, and its action list alone.
+    for line in include_str!("data/golden.in").lines() {
+        if let Some(flow) = line.strip_prefix("add-flow|") {
+            inputs.push(flow.to_string());
+            if let Some((_, acts)) = flow.split_once("actions=") {
+                inputs.push(acts.to_string());
+            }
+        }
+    }
     let mut n = 0;
     for s in &inputs {
         parse_text(s);
@@ -108,4 +117,90 @@ fn text_parsers_never_panic() {
         }
     }
     assert!(n > 1000);
+}
+
+/// Deterministic random strings built from the syntax's own tokens (and
+/// multi-byte characters), fed to every text parser.
+#[test]
+fn token_soup_never_panics() {
+    const TOKENS: &[&str] = &[
+        "in_port",
+        "=",
+        ",",
+        "(",
+        ")",
+        "é",
+        "actions=",
+        "ct",
+        "nat",
+        ":",
+        "->",
+        "1",
+        "65535",
+        "0x",
+        "ff",
+        "/",
+        "[",
+        "]",
+        "..",
+        "dst",
+        "src",
+        "10.0.0.1",
+        "::1",
+        "reg0",
+        "NXM_NX_REG0",
+        "load",
+        "move",
+        "set_field",
+        "resubmit",
+        "learn",
+        "commit",
+        "zone",
+        "table",
+        "output",
+        "bucket=",
+        "group_id",
+        "type",
+        "select",
+        "meter",
+        "kbps",
+        "band",
+        "rate",
+        "tcp",
+        "ip",
+        "ct_state",
+        "+trk",
+        "-new",
+        " ",
+        "packet",
+        "exec",
+        "controller",
+        "userdata",
+        "01.02",
+        "conjunction",
+        "note",
+        "goto_table",
+        "write_actions",
+        "clear_actions",
+        "dl_vlan",
+        "ß",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let iters = std::env::var("TOKEN_SOUP_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    for _ in 0..iters {
+        let n = (next() % 12) as usize;
+        let s: String = (0..n)
+            .map(|_| TOKENS[(next() % TOKENS.len() as u64) as usize])
+            .collect();
+        parse_text(&s);
+    }
 }

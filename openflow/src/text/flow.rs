@@ -39,12 +39,17 @@ fn split_actions(s: &str) -> (&str, Option<&str>) {
         match c {
             b'(' => depth += 1,
             b')' => depth -= 1,
-            _ if depth == 0 => {
+            // Keywords start with an ASCII letter, which is always a char
+            // boundary (UTF-8 continuation bytes are >= 0x80).
+            b'a'..=b'z' | b'A'..=b'Z' if depth == 0 => {
                 let rest = &s[i..];
                 let at_item_start = i == 0 || matches!(bytes[i - 1], b',' | b' ' | b'\t');
                 if at_item_start {
                     for kw in ["actions=", "action=", "instructions="] {
-                        if rest.len() >= kw.len() && rest[..kw.len()].eq_ignore_ascii_case(kw) {
+                        let rb = rest.as_bytes();
+                        if rb.len() >= kw.len()
+                            && rb[..kw.len()].eq_ignore_ascii_case(kw.as_bytes())
+                        {
                             return (&s[..i], Some(&rest[kw.len()..]));
                         }
                     }
@@ -372,7 +377,7 @@ pub fn parse_group_mod(s: &str, command: GroupModCommand) -> Result<GroupMod, Pa
             b')' => depth -= 1,
             _ => {}
         }
-        if depth == 0 && s[i..].starts_with("bucket=") && (i == 0 || bytes[i - 1] == b',') {
+        if depth == 0 && bytes[i..].starts_with(b"bucket=") && (i == 0 || bytes[i - 1] == b',') {
             parts.push(&s[start..i]);
             start = i;
         }
@@ -708,20 +713,19 @@ pub fn parse_packet_out(s: &str) -> Result<PacketOut, ParseError> {
 }
 
 fn parse_hex_bytes(s: &str) -> Result<Vec<u8>, ParseError> {
-    let h: String = s
+    let digits: Vec<u8> = s
         .chars()
         .filter(|c| !c.is_ascii_whitespace() && *c != '.')
-        .collect();
-    if !h.len().is_multiple_of(2) {
+        .map(|c| {
+            c.to_digit(16)
+                .map(|d| d as u8)
+                .ok_or_else(|| ParseError::new(format!("packet: {c:?} is not a hex digit")))
+        })
+        .collect::<Result<_, _>>()?;
+    if !digits.len().is_multiple_of(2) {
         return err("packet: odd number of hex digits");
     }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&h[i..i + 2], 16)
-                .map_err(|_| ParseError::new(format!("packet: bad hex {}", &h[i..i + 2])))
-        })
-        .collect()
+    Ok(digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
 }
 
 /// The first line `ofp-print` prints for PACKET_OUT:
