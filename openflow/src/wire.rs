@@ -208,19 +208,37 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a NUL-padded fixed-width string (e.g. `desc` fields, port names).
+    /// Invalid UTF-8 is replaced (lossy) and the result is cut, at a char
+    /// boundary, to `n - 1` bytes, so that it always re-encodes unchanged.
     pub fn fixed_str(&mut self, n: usize, what: &'static str) -> Result<String, DecodeError> {
         let b = self.bytes(n, what)?;
         let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        Ok(String::from_utf8_lossy(&b[..end]).into_owned())
+        let mut s = String::from_utf8_lossy(&b[..end]).into_owned();
+        truncate_at_char(&mut s, n.saturating_sub(1));
+        Ok(s)
     }
 }
 
-/// Writes `s` NUL-padded (and truncated, keeping a terminating NUL) to `n` bytes.
+/// Writes `s` NUL-padded (and truncated at a char boundary, keeping a
+/// terminating NUL) to `n` bytes.
 pub fn put_fixed_str(out: &mut Vec<u8>, s: &str, n: usize) {
-    let b = s.as_bytes();
-    let take = b.len().min(n.saturating_sub(1));
-    out.extend_from_slice(&b[..take]);
+    let mut take = s.len().min(n.saturating_sub(1));
+    while !s.is_char_boundary(take) {
+        take -= 1;
+    }
+    out.extend_from_slice(&s.as_bytes()[..take]);
     out.resize(out.len() + (n - take), 0);
+}
+
+/// Cuts `s` to at most `max` bytes without splitting a character.
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
 }
 
 /// Pads `out` with zeros so that the bytes written since `start` are a multiple of 8.
