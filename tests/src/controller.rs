@@ -19,8 +19,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Incoming, Listener, Target};
 use plexus_openflow::message::{
     BundleAdd, BundleControl, BundleCtrlType, FlowModCommand, FlowStats, FlowStatsRequest,
-    GroupModCommand, MeterModCommand, MultipartReplyBody, MultipartRequest, MultipartRequestBody,
-    PacketIn, PacketIn2, bundle_flags, group_id, packet_in_format, port_no,
+    GroupModCommand, GroupStats, MeterModCommand, MultipartReplyBody, MultipartRequest,
+    MultipartRequestBody, PacketIn, PacketIn2, bundle_flags, group_id, packet_in_format, port_no,
 };
 use plexus_openflow::text::flow::{
     TABLE_ALL, format_flow_stats, format_group_desc, format_meter_config, parse_flow_mod,
@@ -412,6 +412,21 @@ impl Switch {
             .iter()
             .map(|f| format_flow_stats(f, true))
             .collect())
+    }
+
+    /// Statistics of every group (OFPMP_GROUP for `OFPG_ALL`).
+    pub fn group_stats(&self) -> Result<Vec<GroupStats>> {
+        let mut out = Vec::new();
+        let body = MultipartRequestBody::Group {
+            group_id: group_id::ALL,
+        };
+        for body in self.multipart(body)? {
+            match body {
+                MultipartReplyBody::Group(gs) => out.extend(gs),
+                other => bail!("group stats request answered with {other:?}"),
+            }
+        }
+        Ok(out)
     }
 
     /// Groups as `ovs-ofctl -O OpenFlow13 dump-groups` prints them (OFPMP_GROUP_DESC).

@@ -168,6 +168,36 @@ fn flows_groups_meters_read_back_as_ovs_ofctl_prints_them() {
     let theirs = sorted(ofctl_entries(&ovs.ofctl(&["dump-groups"]).unwrap()));
     assert_same("groups", &ours, &theirs);
 
+    // Group statistics: ids, reference counts (flows using the group) and
+    // bucket counts as `dump-group-stats` reports them.
+    let ours = sorted(sw.group_stats().unwrap().iter().map(|g| {
+        format!(
+            "group_id={},ref_count={},packet_count={},buckets={}",
+            g.group_id,
+            g.ref_count,
+            g.packet_count,
+            g.bucket_stats.len()
+        )
+    }));
+    assert_eq!(ours.len(), GROUPS.len());
+    let stats = ovs.ofctl(&["dump-group-stats"]).unwrap();
+    let theirs = sorted(ofctl_entries(&stats).iter().map(|l| {
+        let field = |k: &str| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix(k))
+                .unwrap_or("?")
+                .to_owned()
+        };
+        format!(
+            "group_id={},ref_count={},packet_count={},buckets={}",
+            field("group_id="),
+            field("ref_count="),
+            field("packet_count="),
+            l.matches("bucket").count()
+        )
+    }));
+    assert_same("group stats", &ours, &theirs);
+
     let ours = sorted(sw.dump_meters().unwrap());
     assert_eq!(ours.len(), METERS.len());
     let theirs = sorted(ofctl_meter_entries(&ovs.ofctl(&["dump-meters"]).unwrap()));
@@ -236,6 +266,19 @@ fn errors_from_ovs_decode_to_the_right_variant() {
         "modify unknown meter",
         &Message::MeterMod(m),
         OfpError::MeterModFailed(MeterModFailedCode::UnknownMeter),
+    );
+
+    // A dscp_remark band: the userspace datapath only implements drop bands.
+    let m = parse_meter_mod(
+        "meter=8,kbps,band=type=dscp_remark,rate=100,prec_level=1",
+        MeterModCommand::Add,
+    )
+    .unwrap();
+    expect_error(
+        &sw,
+        "dscp_remark band",
+        &Message::MeterMod(m),
+        OfpError::MeterModFailed(MeterModFailedCode::BadBand),
     );
 
     // A flow that uses a meter that does not exist: OVS says INVALID_METER
