@@ -2,6 +2,8 @@
 //!
 //! - [`ovs`]: a private userspace Open vSwitch (ovsdb-server + ovs-vswitchd,
 //!   netdev datapath) started and stopped with `std::process`, cleaned up on drop.
+//! - [`controller`]: a blocking OpenFlow 1.3 test controller on `plexus-openflow`
+//!   (accept/connect a switch, install flows/groups/meters, dump them, packet-in/out).
 //! - [`ofctl`]: `ovs-ofctl` as an oracle (`ofp-print` of raw OpenFlow bytes).
 //! - [`capture`]: a fake OpenFlow 1.3 switch on a unix socket that records the
 //!   exact frames `ovs-ofctl` sends (golden bytes for the codec).
@@ -11,6 +13,7 @@
 //! - [`proc`]: running commands with a deadline.
 
 pub mod capture;
+pub mod controller;
 pub mod netns;
 pub mod ofctl;
 pub mod ovs;

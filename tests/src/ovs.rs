@@ -438,6 +438,22 @@ impl Ovs {
         Ok(())
     }
 
+    /// Replaces the bridge's controller target with `target` and stops the
+    /// socat bridge to the old one, if any. Keep `target` an *active* one
+    /// (`tcp:`/`unix:`): OVS flushes every flow when a bridge goes from having
+    /// primary controllers to none (`del-controller`, or only passive
+    /// `ptcp:`/`punix:` targets), so a process that installed flows and exits
+    /// hands over to an active target nobody serves yet.
+    pub fn replace_controller(&mut self, target: &str) -> Result<()> {
+        if let Some(br) = self.bridge.clone() {
+            self.vsctl(&["set-controller", &br, target])?;
+        }
+        if let Some(mut c) = self.socat.take() {
+            kill_own_group(&mut c);
+        }
+        Ok(())
+    }
+
     /// Stops everything now and reports errors (drop does the same silently).
     pub fn stop(mut self) -> Result<()> {
         self.shutdown()

@@ -6,10 +6,15 @@
 //! flows, runs the checks, prints `OK   <what>` / `FAIL <what>` lines and a
 //! final `N passed, M failed` line, then tears down exactly what it created.
 //!
-//! Today the switch is a private userspace Open vSwitch and the flows are
-//! pushed with `ovs-ofctl` ([`install_flows`]); once the codec lands that one
-//! function switches to Plexus's own OpenFlow controller.
+//! The switch is a private userspace Open vSwitch whose bridge connects to
+//! a controller listener in this process; the flows are installed over
+//! OpenFlow 1.3 by Plexus's own codec ([`crate::controller`], one atomic
+//! bundle + barrier: [`install_flows`]). The `flow-counters` check reads the
+//! flows back with our flow-stats multipart (and with `ovs-ofctl` as an
+//! oracle): every topology flow must be there and have counted packets
+//! during the checks.
 
+use crate::controller::{ControllerListener, Switch};
 use crate::netns::{self, Netns};
 use crate::ovs::{NetnsMode, Ovs, cleanup_stale};
 use crate::proc::{run_ok, run_with_timeout};
@@ -98,7 +103,9 @@ pub enum Check {
         #[serde(default = "default_bytes")]
         bytes: usize,
     },
-    /// Every flow in the switch's table has `n_packets > 0`.
+    /// Every flow in the switch's table has `n_packets > 0` (`ovs-ofctl`),
+    /// and every topology flow is in our flow-stats reply with a packet count
+    /// that grew while the checks ran.
     FlowCounters,
 }
 
@@ -191,6 +198,8 @@ impl Topology {
 #[derive(Debug)]
 pub struct Running {
     pub topo: Topology,
+    /// Our OpenFlow connection to the switch (closed before OVS stops).
+    controller: Option<Switch>,
     ovs: Option<Ovs>,
     // Dropped after `ovs` (field order): the switch's netns outlives OVS.
     namespaces: Vec<Netns>,
@@ -202,18 +211,37 @@ impl Running {
         self.ovs.as_ref().expect("ovs present until drop")
     }
 
+    /// Our controller connection to the switch.
+    pub fn controller(&self) -> Option<&Switch> {
+        self.controller.as_ref()
+    }
+
     /// Leaves everything up after this handle is gone (`plexus-topo up`).
-    pub fn persist(mut self) {
-        if let Some(o) = self.ovs.take() {
+    /// The switch keeps its flows but stops looking for this process's
+    /// controller: its controller target becomes the unix socket
+    /// [`controller_socket`], where nobody listens (a later controller may).
+    /// `check` talks to the switch over the bridge's management socket.
+    pub fn persist(mut self) -> Result<()> {
+        if let Some(c) = self.controller.take() {
+            c.close();
+        }
+        let mut r = Ok(());
+        if let Some(mut o) = self.ovs.take() {
+            let idle = format!("unix:{}", controller_socket(&self.topo).display());
+            r = o.replace_controller(&idle);
             o.persist();
         }
         for ns in self.namespaces.drain(..) {
             ns.persist();
         }
+        r
     }
 
     /// Tears down now, reporting errors.
     pub fn teardown(mut self) -> Result<()> {
+        if let Some(c) = self.controller.take() {
+            c.close();
+        }
         let mut errs = Vec::new();
         if let Some(o) = self.ovs.take()
             && let Err(e) = o.stop()
@@ -236,6 +264,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         // Stop OVS before its namespace goes.
+        drop(self.controller.take());
         drop(self.ovs.take());
         while let Some(ns) = self.namespaces.pop() {
             drop(ns);
@@ -261,6 +290,7 @@ pub fn up(topo: &Topology) -> Result<Running> {
     down(topo).context("cleaning up an earlier run")?;
     let mut running = Running {
         topo: topo.clone(),
+        controller: None,
         ovs: None,
         namespaces: Vec::new(),
     };
@@ -270,13 +300,20 @@ pub fn up(topo: &Topology) -> Result<Running> {
     for h in &topo.hosts {
         running.namespaces.push(Netns::create(&h.netns)?);
     }
+    let listener = ControllerListener::bind().context("controller listener")?;
     let ovs = Ovs::builder()
         .bridge(&topo.switch.bridge)
         .netns(NetnsMode::Named(sw_name.clone()))
         .state_dir(topo.state_dir())
+        .controller(&listener.target())
         .start()
         .context("starting Open vSwitch")?;
     running.ovs = Some(ovs);
+    running.controller = Some(
+        listener
+            .accept(Duration::from_secs(20))
+            .context("waiting for the switch to connect to our controller")?,
+    );
     let sw_ns = Netns::existing(&sw_name)?;
     for h in &topo.hosts {
         let hns = Netns::existing(&h.netns)?;
@@ -293,19 +330,81 @@ pub fn up(topo: &Topology) -> Result<Running> {
         .with_context(|| format!("ethtool -K eth0 tx off in {}", h.netns))?;
         running.ovs().add_port(&sif, h.port)?;
     }
-    install_flows(running.ovs(), &topo.switch.flows)?;
+    let sw = running.controller().context("controller connection")?;
+    install_flows(sw, &topo.switch.flows)?;
     Ok(running)
 }
 
-/// Installs the topology's flows into the switch. Today: `ovs-ofctl add-flow`
-/// over the bridge's management socket. This is the one place that changes
-/// when Plexus's own OpenFlow controller takes over.
-pub fn install_flows(ovs: &Ovs, flows: &[String]) -> Result<()> {
-    for f in flows {
-        ovs.ofctl(&["add-flow", f])
-            .with_context(|| format!("add-flow {f}"))?;
+/// Installs the topology's flows through our controller connection: parsed
+/// with `plexus_openflow::text`, sent as one atomic ONF bundle (as
+/// `ovs-ofctl --bundle add-flows` does), confirmed with a barrier.
+pub fn install_flows(sw: &Switch, flows: &[String]) -> Result<()> {
+    if flows.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let flows: Vec<&str> = flows.iter().map(String::as_str).collect();
+    sw.add_flows(&flows)
+        .context("installing the topology's flows")
+}
+
+/// The controller target (`unix:` + this path) of a topology left up by
+/// `plexus-topo up`. The bridge keeps an *active* controller target: OVS
+/// flushes all flows when a bridge goes from having primary controllers to
+/// none (`del-controller`, or only `punix:`/`ptcp:` targets).
+pub fn controller_socket(topo: &Topology) -> PathBuf {
+    topo.state_dir()
+        .join(format!("{}.controller", topo.switch.bridge))
+}
+
+/// The management socket of the bridge of a topology that is up: a
+/// controller ([`Switch::connect`]) or `ovs-ofctl` target.
+pub fn mgmt_target(topo: &Topology) -> String {
+    format!(
+        "unix:{}",
+        topo.state_dir()
+            .join(format!("{}.mgmt", topo.switch.bridge))
+            .display()
+    )
+}
+
+/// Per-flow packet counts of the topology's flows, from our flow-stats
+/// multipart; a flow missing from the switch is an error.
+fn topo_flow_packets(topo: &Topology, sw: &Switch) -> Result<Vec<(String, u64)>> {
+    use plexus_openflow::message::FlowModCommand;
+    use plexus_openflow::text::flow::{format_match_with_priority, parse_flow_mod};
+    let key = |table: u8, m: &str, i: &[plexus_openflow::Instruction]| {
+        format!(
+            "table={table},{m} actions={}",
+            plexus_openflow::instruction::format_instructions(i)
+        )
+    };
+    let stats = sw.flow_stats().context("flow stats")?;
+    let have: Vec<(String, u64)> = stats
+        .iter()
+        .map(|f| {
+            let m = format_match_with_priority(&f.match_, f.priority);
+            (key(f.table_id, &m, &f.instructions), f.packet_count)
+        })
+        .collect();
+    topo.switch
+        .flows
+        .iter()
+        .map(|text| {
+            let fm = parse_flow_mod(text, FlowModCommand::Add)
+                .with_context(|| format!("parsing flow {text}"))?;
+            let k = key(
+                fm.table_id,
+                &format_match_with_priority(&fm.match_, fm.priority),
+                &fm.instructions,
+            );
+            let n = have
+                .iter()
+                .find(|(h, _)| *h == k)
+                .map(|(_, n)| *n)
+                .with_context(|| format!("flow {k} is not in the switch's flow stats"))?;
+            Ok((text.clone(), n))
+        })
+        .collect()
 }
 
 /// The outcome of one check.
@@ -321,8 +420,11 @@ pub struct Outcome {
 pub fn verify(
     topo: &Topology,
     ofctl: &dyn Fn(&[&str]) -> Result<String>,
+    sw: &Switch,
     self_exe: &Path,
 ) -> Vec<Outcome> {
+    // Counters before the traffic checks: `flow-counters` wants them to grow.
+    let before = topo_flow_packets(topo, sw);
     topo.checks
         .iter()
         .map(|c| {
@@ -340,9 +442,13 @@ pub fn verify(
                     format!("tcp {from} -> {to}:{port} ({bytes} bytes echoed)"),
                     check_tcp(topo, from, to, *port, *bytes, self_exe),
                 ),
-                Check::FlowCounters => {
-                    ("flow counters increased".to_owned(), check_counters(ofctl))
-                }
+                Check::FlowCounters => (
+                    "flow counters increased".to_owned(),
+                    check_counters(ofctl).and_then(|oracle| {
+                        let ours = check_flow_stats(topo, sw, &before)?;
+                        Ok(format!("{oracle}; flow stats: {ours}"))
+                    }),
+                ),
             };
             Outcome {
                 what,
@@ -419,6 +525,38 @@ fn check_tcp(
     Ok(client.stdout.trim().to_owned())
 }
 
+/// Every topology flow is in our flow-stats reply and counted packets since `before`.
+fn check_flow_stats(
+    topo: &Topology,
+    sw: &Switch,
+    before: &Result<Vec<(String, u64)>>,
+) -> Result<String> {
+    let before = match before {
+        Ok(b) => b,
+        Err(e) => bail!("before the checks: {e:#}"),
+    };
+    let after = topo_flow_packets(topo, sw)?;
+    let stuck: Vec<String> = before
+        .iter()
+        .zip(&after)
+        .filter(|((_, b), (_, a))| a <= b)
+        .map(|((f, b), (_, a))| format!("{f} ({b} -> {a})"))
+        .collect();
+    if !stuck.is_empty() {
+        bail!("flow counters did not increase: {}", stuck.join("; "));
+    }
+    let deltas: Vec<String> = before
+        .iter()
+        .zip(&after)
+        .map(|((_, b), (_, a))| format!("+{}", a - b))
+        .collect();
+    Ok(format!(
+        "{} flows present, {}",
+        after.len(),
+        deltas.join(", ")
+    ))
+}
+
 fn check_counters(ofctl: &dyn Fn(&[&str]) -> Result<String>) -> Result<String> {
     let dump = ofctl(&["dump-flows"])?;
     let counts: Vec<(u64, String)> = dump
@@ -490,7 +628,13 @@ pub fn run(topo: &Topology, self_exe: &Path) -> usize {
                 result: Ok(String::new()),
             });
             let ofctl = |a: &[&str]| running.ovs().ofctl(a);
-            outcomes.extend(verify(topo, &ofctl, self_exe));
+            match running.controller() {
+                Some(sw) => outcomes.extend(verify(topo, &ofctl, sw, self_exe)),
+                None => outcomes.push(Outcome {
+                    what: "controller connection".into(),
+                    result: Err("no controller connection".into()),
+                }),
+            }
             let td = running.teardown().map_err(|e| format!("{e:#}"));
             let leftovers: Vec<&str> = topo
                 .namespaces()

@@ -97,3 +97,55 @@ fn topology_without_flows_fails_and_still_cleans_up() {
         assert!(!plexus_tests::netns::exists(ns), "{ns} left behind");
     }
 }
+
+/// `up`, then `check` twice and `down`, each its own process: the flows
+/// installed by `up`'s controller outlive it (the bridge keeps an active
+/// controller target, so OVS does not flush them), and `check` reads them
+/// back over the management socket with our flow-stats multipart.
+#[test]
+fn up_check_down_in_separate_processes() {
+    if !(require_tool("ovs-vswitchd")
+        && require_tool("ip")
+        && require_tool("ping")
+        && require_tool("ethtool")
+        && require_root())
+    {
+        return;
+    }
+    let demo = include_str!("../../topologies/demo.toml");
+    let t = demo.replace("demo", "upck");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upck.toml");
+    std::fs::write(&file, &t).unwrap();
+    let topo = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_plexus-topo"))
+            .arg(cmd)
+            .arg(&file)
+            .output()
+            .expect("running plexus-topo");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, up) = topo("up");
+    let checks = if ok {
+        vec![topo("check"), topo("check")]
+    } else {
+        Vec::new()
+    };
+    let (down_ok, down) = topo("down");
+    assert!(ok, "up failed:\n{up}");
+    for (ok, out) in &checks {
+        assert!(*ok, "check failed:\n{out}");
+        assert!(out.contains("OK   flow counters increased"), "{out}");
+        assert!(out.contains("flow stats: 2 flows present"), "{out}");
+        assert!(out.contains("4 passed, 0 failed"), "{out}");
+    }
+    assert!(down_ok, "down failed:\n{down}");
+    for ns in ["plx-upck-sw", "plx-upck-h1", "plx-upck-h2"] {
+        assert!(!plexus_tests::netns::exists(ns), "{ns} left behind");
+    }
+}

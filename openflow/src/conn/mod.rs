@@ -370,6 +370,7 @@ impl Shared {
             None => st.alloc_xid(),
         };
         frame[4..8].copy_from_slice(&xid.to_be_bytes());
+        patch_bundle_inner_xid(&mut frame, xid);
         st.seq += 1;
         let seq = st.seq;
         let rx = kind.map(|kind| {
@@ -411,6 +412,24 @@ impl Shared {
 
     fn is_closed(&self) -> bool {
         self.closed.borrow().is_some()
+    }
+}
+
+/// An ONF bundle-add message carries its inner message with the *outer*
+/// xid (OVS rejects anything else with `ONFBFC_MSG_BAD_XID`); the xid is
+/// only known here, so patch the inner header too.
+fn patch_bundle_inner_xid(frame: &mut [u8], xid: u32) {
+    use crate::message::onft;
+    use crate::wire::ONF_VENDOR_ID;
+    // ofp_header, experimenter, exp_type, bundle_id, pad, flags, inner ofp_header.
+    const INNER: usize = OFP_HEADER_LEN + 16;
+    let be32 = |f: &[u8], at: usize| u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    if frame.len() >= INNER + OFP_HEADER_LEN
+        && frame[1] == crate::message::msg_type::EXPERIMENTER
+        && be32(frame, 8) == ONF_VENDOR_ID
+        && be32(frame, 12) == onft::BUNDLE_ADD_MESSAGE
+    {
+        frame[INNER + 4..INNER + 8].copy_from_slice(&xid.to_be_bytes());
     }
 }
 

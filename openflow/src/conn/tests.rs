@@ -791,3 +791,29 @@ async fn send_raw_rejects_bad_frames() {
         frame(raw::OFPT_BARRIER_REQUEST, 0xabcd, &[])
     );
 }
+
+/// Regression: a bundle-add's inner message must carry the outer xid (the
+/// one assigned here), or OVS answers every add with ONFBFC_MSG_BAD_XID.
+#[tokio::test]
+async fn bundle_add_inner_message_gets_the_outer_xid() {
+    use crate::message::{BundleAdd, bundle_flags};
+    let (conn, mut peer) = pair().await;
+    let _ = conn.handle.send(&Message::EchoRequest(Vec::new())).unwrap();
+    let add = Message::BundleAdd(BundleAdd {
+        bundle_id: 7,
+        flags: bundle_flags::ATOMIC,
+        message: Box::new(Message::FlowMod(crate::message::FlowMod::add(
+            crate::oxm::Match::new(),
+            Vec::new(),
+        ))),
+        properties: Vec::new(),
+    });
+    let r = conn.handle.send_checked(&add);
+    let _ = peer.recv().await.unwrap();
+    let f = peer.recv().await.unwrap();
+    assert_eq!(xid_of(&f), r.xid());
+    assert_eq!(xid_of(&f[24..]), r.xid(), "inner xid");
+    let (xid, m) = Message::decode(&f).unwrap();
+    assert_eq!(xid, r.xid());
+    assert!(matches!(m, Message::BundleAdd(_)));
+}

@@ -89,7 +89,7 @@ fn real_main() -> Result<ExitCode> {
                 t.state_dir().display(),
                 file.display()
             );
-            running.persist();
+            running.persist()?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Down { file } => {
@@ -103,7 +103,12 @@ fn real_main() -> Result<ExitCode> {
             let dir = t.state_dir();
             let bridge = t.switch.bridge.clone();
             let ofctl = move |args: &[&str]| plexus_tests::ovs::ofctl_at(&dir, &bridge, args);
-            let outcomes = topo::verify(&t, &ofctl, &exe);
+            // Our controller, over the bridge's management socket (as ovs-ofctl).
+            let target = topo::mgmt_target(&t);
+            let sw = plexus_tests::controller::Switch::connect(&target)
+                .with_context(|| format!("is topology {} up?", t.name))?;
+            let outcomes = topo::verify(&t, &ofctl, &sw, &exe);
+            sw.close();
             Ok(ok_if(topo::report(&outcomes)))
         }
         Cmd::TcpEchoServer { addr, timeout_secs } => {
