@@ -1,3 +1,11 @@
 //! The Plexus userspace virtual switch: ports, pipeline, caches, OpenFlow agent.
 //!
-//! Skeleton: this crate is filled in by its own issue (see docs/ARCHITECTURE.md).
+//! Fast-path core (sans-IO, allocation-free per packet):
+//! - [`flow`]: frame + metadata → fixed-size [`flow::FlowKey`], field access by OXM id.
+//! - [`classifier`]: one OpenFlow table as a tuple-space-search classifier that also
+//!   reports the bits it examined (megaflow wildcards).
+//! - [`cache`]: exact-match cache and megaflow cache with generation-based revalidation.
+
+pub mod cache;
+pub mod classifier;
+pub mod flow;
