@@ -624,3 +624,29 @@ mod tests {
 
 #[cfg(test)]
 mod parse_tests;
+
+/// A `Hasher` for maps keyed by an already-mixed `u64` hash (subtables,
+/// caches): passes the value through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = hash_add(self.0, b as u64);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// `BuildHasher` for [`PreHashed`].
+pub type PreHashedBuild = std::hash::BuildHasherDefault<PreHashed>;
