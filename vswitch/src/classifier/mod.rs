@@ -100,8 +100,9 @@ impl Ref {
 
 #[derive(Debug)]
 struct Entry {
-    /// The masked value shared by the rules.
-    key: FlowKey,
+    /// The masked value shared by the rules: only the subtable's mask words
+    /// (in `Subtable::words` order), to keep entries small and cache-friendly.
+    key: Box<[u64]>,
     /// Best first.
     rules: Vec<Ref>,
 }
@@ -130,6 +131,23 @@ impl Subtable {
         }
     }
 
+    /// The compact form of a masked value.
+    fn compact(&self, value: &FlowKey) -> Box<[u64]> {
+        self.words
+            .iter()
+            .map(|&i| value.w[i as usize] & self.mask.w[i as usize])
+            .collect()
+    }
+
+    /// The full masked value of an entry.
+    fn expand(&self, e: &Entry) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        for (&i, &v) in self.words.iter().zip(e.key.iter()) {
+            k.w[i as usize] = v;
+        }
+        k
+    }
+
     #[inline]
     fn hash(&self, key: &FlowKey) -> u64 {
         key.hash_masked(&self.mask, &self.words)
@@ -140,10 +158,10 @@ impl Subtable {
     fn find(&self, key: &FlowKey, hash: u64) -> Option<&Entry> {
         let bucket = self.map.get(&hash)?;
         bucket.iter().find(|e| {
-            self.words.iter().all(|&i| {
-                let i = i as usize;
-                (key.w[i] ^ e.key.w[i]) & self.mask.w[i] == 0
-            })
+            self.words
+                .iter()
+                .zip(e.key.iter())
+                .all(|(&i, &v)| key.w[i as usize] & self.mask.w[i as usize] == v)
         })
     }
 
@@ -290,14 +308,15 @@ impl<T> Classifier<T> {
         let st = &mut self.subtables[si];
         let r = Ref { priority, id, slot };
         let h = st.hash(&key.value);
+        let compact = st.compact(&key.value);
         let bucket = st.map.entry(h).or_default();
-        match bucket.iter_mut().find(|e| e.key == key.value) {
+        match bucket.iter_mut().find(|e| e.key == compact) {
             Some(e) => {
                 let pos = e.rules.partition_point(|x| x.beats(&r));
                 e.rules.insert(pos, r);
             }
             None => bucket.push(Entry {
-                key: key.value,
+                key: compact,
                 rules: vec![r],
             }),
         }
@@ -319,8 +338,9 @@ impl<T> Classifier<T> {
         let si = self.by_mask[&rule.key.mask];
         let st = &mut self.subtables[si];
         let h = st.hash(&rule.key.value);
+        let compact = st.compact(&rule.key.value);
         if let Some(bucket) = st.map.get_mut(&h) {
-            if let Some(ei) = bucket.iter().position(|e| e.key == rule.key.value) {
+            if let Some(ei) = bucket.iter().position(|e| e.key == compact) {
                 bucket[ei].rules.retain(|r| r.id != id);
                 if bucket[ei].rules.is_empty() {
                     bucket.swap_remove(ei);
@@ -401,7 +421,7 @@ impl<T> Classifier<T> {
             }
             for bucket in st.map.values() {
                 for e in bucket {
-                    if e.key.eq_masked(&f.value, &f.mask) {
+                    if st.expand(e).eq_masked(&f.value, &f.mask) {
                         out.extend(e.rules.iter().map(|r| r.id));
                     }
                 }
