@@ -86,15 +86,38 @@ impl Generation {
     }
 }
 
+/// Keys with at most this many non-zero words fit in the EMC.
+const EMC_WORDS: usize = 12;
+
+/// A key in compact form: bitmap of non-zero words, then those words.
+type CompactKey = (u64, [u64; EMC_WORDS]);
+
+fn compact(key: &FlowKey) -> Option<CompactKey> {
+    let mut map = 0u64;
+    let mut out = [0u64; EMC_WORDS];
+    let mut n = 0;
+    for (i, &w) in key.w.iter().enumerate() {
+        if w != 0 {
+            *out.get_mut(n)? = w;
+            n += 1;
+            map |= 1 << i;
+        }
+    }
+    Some((map, out))
+}
+
 #[derive(Debug, Clone)]
 struct EmcEntry<A> {
     hash: u64,
     epoch: u64,
-    key: FlowKey,
+    /// The full key, compressed (two cache lines instead of six).
+    key: CompactKey,
     action: A,
 }
 
 /// Exact-match cache: a small 2-way hashed table of full keys (per thread).
+/// Keys are stored compressed (non-zero words only); a key with more than
+/// 12 non-zero words is not cached here (the megaflow cache still serves it).
 #[derive(Debug)]
 pub struct ExactMatchCache<A> {
     slots: Box<[Option<EmcEntry<A>>]>,
@@ -122,13 +145,18 @@ impl<A: Clone> ExactMatchCache<A> {
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64, epoch: u64) -> Option<&A> {
         let (a, b) = self.idx(hash);
+        let mut ck = None;
         for i in [a, b] {
             if let Some(e) = &self.slots[i]
                 && e.hash == hash
                 && e.epoch == epoch
-                && e.key == *key
             {
-                return Some(&e.action);
+                if ck.is_none() {
+                    ck = Some(compact(key)?);
+                }
+                if ck.as_ref() == Some(&e.key) {
+                    return Some(&e.action);
+                }
             }
         }
         None
@@ -137,10 +165,13 @@ impl<A: Clone> ExactMatchCache<A> {
     /// Caches `action` for `key`: into an empty, stale or same-key slot of
     /// its two candidates, else evicting one of them (alternately).
     pub fn insert(&mut self, key: &FlowKey, hash: u64, epoch: u64, action: A) {
+        let Some(ck) = compact(key) else {
+            return;
+        };
         let (a, b) = self.idx(hash);
         let free = |s: &Option<EmcEntry<A>>| match s {
             None => true,
-            Some(e) => e.epoch != epoch || (e.hash == hash && e.key == *key),
+            Some(e) => e.epoch != epoch || (e.hash == hash && e.key == ck),
         };
         let i = if free(&self.slots[a]) {
             a
@@ -153,7 +184,7 @@ impl<A: Clone> ExactMatchCache<A> {
         self.slots[i] = Some(EmcEntry {
             hash,
             epoch,
-            key: *key,
+            key: ck,
             action,
         });
     }

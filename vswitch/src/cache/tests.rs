@@ -245,3 +245,20 @@ fn quiescence_follows_batches() {
     clock.leave(1);
     assert!(clock.quiesced(g2));
 }
+
+#[test]
+fn emc_compact_keys() {
+    let mut emc = ExactMatchCache::new(64);
+    // Keys differing only in which word holds a value must not collide.
+    let mut a = FlowKey::ZERO;
+    a.w[3] = 7;
+    let mut b = FlowKey::ZERO;
+    b.w[4] = 7;
+    emc.insert(&a, 1, 1, 'a');
+    assert_eq!(emc.lookup(&b, 1, 1), None, "same hash, different key");
+    assert_eq!(emc.lookup(&a, 1, 1), Some(&'a'));
+    // A key with too many non-zero words is not cached (and never wrong).
+    let full = FlowKey::ONES;
+    emc.insert(&full, full.hash(), 1, 'f');
+    assert_eq!(emc.lookup(&full, full.hash(), 1), None);
+}

@@ -355,11 +355,18 @@ impl FlowKey {
     /// Hash of the whole key.
     #[inline]
     pub fn hash(&self) -> u64 {
-        let mut h = HASH_SEED;
-        for &w in &self.w {
-            h = hash_add(h, w);
+        // Four independent lanes: no long multiply dependency chain.
+        let mut l = [HASH_SEED, HASH_SEED ^ 1, HASH_SEED ^ 2, HASH_SEED ^ 3];
+        let mut chunks = self.w.chunks_exact(4);
+        for c in &mut chunks {
+            for j in 0..4 {
+                l[j] = hash_add(l[j], c[j]);
+            }
         }
-        hash_finish(h)
+        for (j, &w) in chunks.remainder().iter().enumerate() {
+            l[j] = hash_add(l[j], w);
+        }
+        hash_finish(l[0] ^ l[1].rotate_left(16) ^ l[2].rotate_left(32) ^ l[3].rotate_left(48))
     }
 
     /// Hash of `self & mask` over the given words (the words where `mask` is
