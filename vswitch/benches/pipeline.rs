@@ -151,6 +151,21 @@ fn benches(c: &mut Criterion) {
             sum
         })
     });
+    g.bench_function("key_hash_10k", |b| {
+        b.iter(|| keys.iter().fold(0u64, |a, k| a ^ black_box(k).hash()))
+    });
+
+    g.bench_function("emc_lookup_only_10k", |b| {
+        let cache = warm(16_384);
+        let hashes: Vec<u64> = keys.iter().map(|k| k.hash()).collect();
+        b.iter(|| {
+            let mut n = 0u64;
+            for (k, h) in keys.iter().zip(&hashes) {
+                n += cache.emc.lookup(black_box(k), *h, 1).is_some() as u64;
+            }
+            n
+        })
+    });
     g.finish();
 }
 

@@ -355,18 +355,15 @@ impl FlowKey {
     /// Hash of the whole key.
     #[inline]
     pub fn hash(&self) -> u64 {
-        // Four independent lanes: no long multiply dependency chain.
-        let mut l = [HASH_SEED, HASH_SEED ^ 1, HASH_SEED ^ 2, HASH_SEED ^ 3];
-        let mut chunks = self.w.chunks_exact(4);
-        for c in &mut chunks {
-            for j in 0..4 {
-                l[j] = hash_add(l[j], c[j]);
-            }
+        // Independent multiplies by per-word odd constants, summed: no
+        // dependency chain, so this runs at multiplier throughput. The sum
+        // is linear, but every word has its own constant and the result is
+        // avalanche-mixed; collisions only cost speed (entries are compared).
+        let mut h = 0u64;
+        for (w, k) in self.w.iter().zip(WORD_KEYS.iter()) {
+            h = h.wrapping_add((w ^ (w >> 29)).wrapping_mul(*k));
         }
-        for (j, &w) in chunks.remainder().iter().enumerate() {
-            l[j] = hash_add(l[j], w);
-        }
-        hash_finish(l[0] ^ l[1].rotate_left(16) ^ l[2].rotate_left(32) ^ l[3].rotate_left(48))
+        hash_finish(h ^ HASH_SEED)
     }
 
     /// Hash of `self & mask` over the given words (the words where `mask` is
@@ -493,6 +490,22 @@ impl fmt::Debug for FlowKey {
 }
 
 const HASH_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Per-word odd multipliers for [`FlowKey::hash`] (splitmix64 sequence).
+const WORD_KEYS: [u64; FLOW_WORDS] = {
+    let mut out = [0u64; FLOW_WORDS];
+    let mut x = HASH_SEED;
+    let mut i = 0;
+    while i < FLOW_WORDS {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out[i] = (z ^ (z >> 31)) | 1;
+        i += 1;
+    }
+    out
+};
 
 #[inline(always)]
 fn hash_add(h: u64, w: u64) -> u64 {
