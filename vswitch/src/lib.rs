@@ -5,10 +5,17 @@
 //! * [`sys`] — the only place with `unsafe`: thin, audited wrappers around the
 //!   syscalls the ports need (bpf(2), AF_XDP rings, packet sockets, tun, poll,
 //!   signals, CPU affinity). Every `unsafe` block carries a `// SAFETY:` comment.
+//! * [`flow`] — frame + metadata → fixed-size [`flow::FlowKey`], field access by OXM id.
+//! * [`classifier`] — one OpenFlow table as a tuple-space-search classifier that also
+//!   reports the bits it examined (megaflow wildcards).
+//! * [`cache`] — exact-match cache and megaflow cache with generation-based revalidation.
 //!
-//! The flow key, classifier and pipeline modules are added beside these.
+//! The fast-path core (`flow`, `classifier`, `cache`) is sans-IO and allocation-free per packet.
 #![deny(unsafe_code)]
 
+pub mod cache;
+pub mod classifier;
+pub mod flow;
 pub mod port;
 #[allow(unsafe_code)]
 pub mod sys;

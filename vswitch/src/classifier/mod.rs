@@ -1,0 +1,509 @@
+//! One OpenFlow table: a tuple-space-search classifier.
+//!
+//! Rules are `(priority, Match)` converted to a [`MaskedKey`]. Rules with the
+//! same mask share a *subtable*: a hash map from masked key to the rules with
+//! that exact masked value, sorted by priority. A lookup visits subtables in
+//! descending order of their highest priority and stops as soon as the best
+//! rule found outranks every rule of the remaining subtables.
+//!
+//! **Ties.** OpenFlow leaves overlapping rules of equal priority undefined;
+//! here the rule inserted first (lowest [`RuleId`]) wins, always, whatever the
+//! subtable layout (subtables whose highest priority *equals* the best found
+//! are still visited).
+//!
+//! **Wildcards.** [`Classifier::lookup`] ORs the mask of every subtable it
+//! visits into the caller's wildcard key (OVS's approach without staged
+//! lookup): any key equal to the packet on those bits visits the same
+//! subtables with the same hits and gets the same rule, so
+//! `(key & wc, wc)` is a valid megaflow for the result.
+//!
+//! **Non-strict selection** (OpenFlow 1.3.5 §6.4, MODIFY/DELETE): a rule is
+//! selected when its match is equal to or more specific than the flow-mod's:
+//! every field of the flow-mod is matched by the rule with at least its mask
+//! bits and agreeing values ([`MaskedKey::is_within`]). Strict selection needs
+//! the identical match and priority. Cookie and out_port/out_group filters are
+//! the caller's (pass them as the `filter` closure).
+//!
+//! Lookups take `&self` and do not allocate; counters are atomics.
+
+use crate::flow::{FlowKey, MaskedKey, PreHashedBuild};
+use plexus_openflow::Match;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(test)]
+mod tests;
+
+/// A rule's identity, unique for the classifier's lifetime and increasing
+/// with insertion order (the tie-breaker).
+pub type RuleId = u64;
+
+/// Packet and byte counters of a rule.
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl RuleStats {
+    /// Credits `packets` packets of `bytes` total.
+    #[inline]
+    pub fn add(&self, packets: u64, bytes: u64) {
+        self.packets.fetch_add(packets, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Copies counts from another rule (FLOW_MOD ADD replacing a rule
+    /// without `OFPFF_RESET_COUNTS`).
+    pub fn copy_from(&self, other: &RuleStats) {
+        self.packets.store(other.packets(), Ordering::Relaxed);
+        self.bytes.store(other.bytes(), Ordering::Relaxed);
+    }
+}
+
+/// One rule and its payload (`T`: actions/instructions, cookie, timeouts…).
+#[derive(Debug)]
+pub struct Rule<T> {
+    pub id: RuleId,
+    pub priority: u16,
+    /// The match as received (for dump-flows and flow-removed).
+    pub matches: Match,
+    /// The match as key bits.
+    pub key: MaskedKey,
+    pub data: T,
+    pub stats: RuleStats,
+}
+
+/// A rule reference inside a subtable: (priority, id, slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ref {
+    priority: u16,
+    id: RuleId,
+    slot: u32,
+}
+
+impl Ref {
+    /// Whether `self` wins over `other`: higher priority, then lower id.
+    #[inline]
+    fn beats(&self, other: &Ref) -> bool {
+        self.priority > other.priority || (self.priority == other.priority && self.id < other.id)
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The masked value shared by the rules: only the subtable's mask words
+    /// (in `Subtable::words` order), to keep entries small and cache-friendly.
+    key: Box<[u64]>,
+    /// Best first.
+    rules: Vec<Ref>,
+}
+
+#[derive(Debug)]
+struct Subtable {
+    mask: FlowKey,
+    /// Non-zero words of `mask`.
+    words: Box<[u8]>,
+    map: HashMap<u64, Vec<Entry>, PreHashedBuild>,
+    /// Rule count per priority (for `max_priority`).
+    priorities: BTreeMap<u16, u32>,
+    max_priority: u16,
+    n_rules: usize,
+}
+
+impl Subtable {
+    fn new(mask: FlowKey) -> Self {
+        Self {
+            words: mask.nonzero_words().into_boxed_slice(),
+            mask,
+            map: HashMap::default(),
+            priorities: BTreeMap::new(),
+            max_priority: 0,
+            n_rules: 0,
+        }
+    }
+
+    /// The compact form of a masked value.
+    fn compact(&self, value: &FlowKey) -> Box<[u64]> {
+        self.words
+            .iter()
+            .map(|&i| value.w[i as usize] & self.mask.w[i as usize])
+            .collect()
+    }
+
+    /// The full masked value of an entry.
+    fn expand(&self, e: &Entry) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        for (&i, &v) in self.words.iter().zip(e.key.iter()) {
+            k.w[i as usize] = v;
+        }
+        k
+    }
+
+    #[inline]
+    fn hash(&self, key: &FlowKey) -> u64 {
+        key.hash_masked(&self.mask, &self.words)
+    }
+
+    /// The entry holding `key`'s masked value, if any.
+    #[inline]
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<&Entry> {
+        let bucket = self.map.get(&hash)?;
+        bucket.iter().find(|e| {
+            self.words
+                .iter()
+                .zip(e.key.iter())
+                .all(|(&i, &v)| key.w[i as usize] & self.mask.w[i as usize] == v)
+        })
+    }
+
+    fn add_priority(&mut self, p: u16) {
+        *self.priorities.entry(p).or_insert(0) += 1;
+        self.n_rules += 1;
+        self.max_priority = self.max_priority.max(p);
+    }
+
+    fn remove_priority(&mut self, p: u16) {
+        if let Some(c) = self.priorities.get_mut(&p) {
+            *c -= 1;
+            if *c == 0 {
+                self.priorities.remove(&p);
+            }
+        }
+        self.n_rules -= 1;
+        self.max_priority = self.priorities.keys().next_back().copied().unwrap_or(0);
+    }
+}
+
+/// An OpenFlow table.
+#[derive(Debug)]
+pub struct Classifier<T> {
+    slots: Vec<Option<Rule<T>>>,
+    free: Vec<u32>,
+    ids: HashMap<RuleId, u32>,
+    subtables: Vec<Subtable>,
+    by_mask: HashMap<FlowKey, usize>,
+    /// Subtable indices, highest `max_priority` first.
+    order: Vec<u32>,
+    next_id: RuleId,
+    version: u64,
+}
+
+impl<T> Default for Classifier<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Classifier<T> {
+    pub fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            ids: HashMap::new(),
+            subtables: Vec::new(),
+            by_mask: HashMap::new(),
+            order: Vec::new(),
+            next_id: 1,
+            version: 0,
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Number of subtables (distinct masks).
+    pub fn n_subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    /// Increases on every change (insert, remove, `get_mut`): caches built
+    /// from an older version may be stale.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The highest-priority rule matching `key` (ties: lowest id), ORing
+    /// the bits examined into `wc`.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<&Rule<T>> {
+        let mut best: Option<Ref> = None;
+        for &si in &self.order {
+            let st = &self.subtables[si as usize];
+            if let Some(b) = &best
+                && st.max_priority < b.priority
+            {
+                break;
+            }
+            for &i in st.words.iter() {
+                wc.w[i as usize] |= st.mask.w[i as usize];
+            }
+            if let Some(e) = st.find(key, st.hash(key)) {
+                let cand = e.rules[0];
+                if best.as_ref().is_none_or(|b| cand.beats(b)) {
+                    best = Some(cand);
+                }
+            }
+        }
+        best.and_then(|r| self.slots[r.slot as usize].as_ref())
+    }
+
+    /// [`lookup`](Self::lookup) without wildcard tracking.
+    pub fn lookup_only(&self, key: &FlowKey) -> Option<&Rule<T>> {
+        let mut wc = FlowKey::ZERO;
+        self.lookup(key, &mut wc)
+    }
+
+    /// Adds a rule. A rule with the identical match and priority is replaced
+    /// and returned (OpenFlow ADD; copy its counters unless `RESET_COUNTS`).
+    /// The match must be validated (prerequisites) by the caller.
+    pub fn insert(&mut self, matches: Match, priority: u16, data: T) -> (RuleId, Option<Rule<T>>) {
+        let key = MaskedKey::from_match(&matches);
+        let replaced = self
+            .find_strict_key(&key, priority)
+            .and_then(|id| self.remove(id));
+        let id = self.next_id;
+        self.next_id += 1;
+        let rule = Rule {
+            id,
+            priority,
+            matches,
+            key,
+            data,
+            stats: RuleStats::default(),
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(rule);
+                s
+            }
+            None => {
+                self.slots.push(Some(rule));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.ids.insert(id, slot);
+        let si = match self.by_mask.get(&key.mask) {
+            Some(&si) => si,
+            None => {
+                self.subtables.push(Subtable::new(key.mask));
+                self.by_mask.insert(key.mask, self.subtables.len() - 1);
+                self.subtables.len() - 1
+            }
+        };
+        let st = &mut self.subtables[si];
+        let r = Ref { priority, id, slot };
+        let h = st.hash(&key.value);
+        let compact = st.compact(&key.value);
+        let bucket = st.map.entry(h).or_default();
+        match bucket.iter_mut().find(|e| e.key == compact) {
+            Some(e) => {
+                let pos = e.rules.partition_point(|x| x.beats(&r));
+                e.rules.insert(pos, r);
+            }
+            None => bucket.push(Entry {
+                key: compact,
+                rules: vec![r],
+            }),
+        }
+        let old_max = st.max_priority;
+        let was_empty = st.n_rules == 0;
+        st.add_priority(priority);
+        if was_empty || st.max_priority != old_max {
+            self.reorder();
+        }
+        self.version += 1;
+        (id, replaced)
+    }
+
+    /// Removes a rule by id.
+    pub fn remove(&mut self, id: RuleId) -> Option<Rule<T>> {
+        let slot = self.ids.remove(&id)?;
+        let rule = self.slots[slot as usize].take()?;
+        self.free.push(slot);
+        let si = self.by_mask[&rule.key.mask];
+        let st = &mut self.subtables[si];
+        let h = st.hash(&rule.key.value);
+        let compact = st.compact(&rule.key.value);
+        if let Some(bucket) = st.map.get_mut(&h) {
+            if let Some(ei) = bucket.iter().position(|e| e.key == compact) {
+                bucket[ei].rules.retain(|r| r.id != id);
+                if bucket[ei].rules.is_empty() {
+                    bucket.swap_remove(ei);
+                }
+            }
+            if bucket.is_empty() {
+                st.map.remove(&h);
+            }
+        }
+        let old_max = st.max_priority;
+        st.remove_priority(rule.priority);
+        if st.n_rules == 0 {
+            let mask = st.mask;
+            self.by_mask.remove(&mask);
+            self.subtables.swap_remove(si);
+            if si < self.subtables.len() {
+                let moved = self.subtables[si].mask;
+                self.by_mask.insert(moved, si);
+            }
+            self.reorder();
+        } else if st.max_priority != old_max {
+            self.reorder();
+        }
+        self.version += 1;
+        Some(rule)
+    }
+
+    fn reorder(&mut self) {
+        self.order = (0..self.subtables.len() as u32).collect();
+        let st = &self.subtables;
+        self.order.sort_by(|&a, &b| {
+            st[b as usize]
+                .max_priority
+                .cmp(&st[a as usize].max_priority)
+                .then(a.cmp(&b))
+        });
+    }
+
+    pub fn get(&self, id: RuleId) -> Option<&Rule<T>> {
+        let slot = *self.ids.get(&id)?;
+        self.slots[slot as usize].as_ref()
+    }
+
+    /// Mutable access to a rule's payload (MODIFY). Bumps the version.
+    pub fn get_mut(&mut self, id: RuleId) -> Option<&mut Rule<T>> {
+        let slot = *self.ids.get(&id)?;
+        self.version += 1;
+        self.slots[slot as usize].as_mut()
+    }
+
+    /// All rules, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Rule<T>> {
+        self.slots.iter().flatten()
+    }
+
+    fn find_strict_key(&self, key: &MaskedKey, priority: u16) -> Option<RuleId> {
+        let st = &self.subtables[*self.by_mask.get(&key.mask)?];
+        let e = st.find(&key.value, st.hash(&key.value))?;
+        e.rules
+            .iter()
+            .find(|r| r.priority == priority)
+            .map(|r| r.id)
+    }
+
+    /// The rule with exactly this match and priority (strict selection).
+    pub fn find_strict(&self, m: &Match, priority: u16) -> Option<RuleId> {
+        self.find_strict_key(&MaskedKey::from_match(m), priority)
+    }
+
+    /// Rules selected non-strictly by `m` (equal or more specific matches,
+    /// any priority), in id order.
+    pub fn find_loose(&self, m: &Match) -> Vec<RuleId> {
+        let f = MaskedKey::from_match(m);
+        let mut out = Vec::new();
+        for st in &self.subtables {
+            if !f.mask.is_subset_of(&st.mask) {
+                continue;
+            }
+            for bucket in st.map.values() {
+                for e in bucket {
+                    if st.expand(e).eq_masked(&f.value, &f.mask) {
+                        out.extend(e.rules.iter().map(|r| r.id));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// DELETE_STRICT: removes the rule with this match and priority if
+    /// `filter` accepts it.
+    pub fn remove_strict(
+        &mut self,
+        m: &Match,
+        priority: u16,
+        filter: impl FnOnce(&Rule<T>) -> bool,
+    ) -> Option<Rule<T>> {
+        let id = self.find_strict(m, priority)?;
+        if filter(self.get(id)?) {
+            self.remove(id)
+        } else {
+            None
+        }
+    }
+
+    /// DELETE (non-strict): removes every selected rule `filter` accepts.
+    pub fn remove_loose(
+        &mut self,
+        m: &Match,
+        mut filter: impl FnMut(&Rule<T>) -> bool,
+    ) -> Vec<Rule<T>> {
+        let ids: Vec<RuleId> = self
+            .find_loose(m)
+            .into_iter()
+            .filter(|id| self.get(*id).is_some_and(&mut filter))
+            .collect();
+        ids.into_iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// MODIFY_STRICT: applies `f` to the rule with this match and priority
+    /// if `filter` accepts it. Returns whether a rule was modified (OpenFlow
+    /// 1.3: no match means no change, not an add).
+    pub fn modify_strict(
+        &mut self,
+        m: &Match,
+        priority: u16,
+        filter: impl FnOnce(&Rule<T>) -> bool,
+        f: impl FnOnce(&mut Rule<T>),
+    ) -> bool {
+        let Some(id) = self.find_strict(m, priority) else {
+            return false;
+        };
+        if !self.get(id).is_some_and(filter) {
+            return false;
+        }
+        match self.get_mut(id) {
+            Some(r) => {
+                f(r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// MODIFY (non-strict): applies `f` to every selected rule `filter`
+    /// accepts; returns how many.
+    pub fn modify_loose(
+        &mut self,
+        m: &Match,
+        mut filter: impl FnMut(&Rule<T>) -> bool,
+        mut f: impl FnMut(&mut Rule<T>),
+    ) -> usize {
+        let mut n = 0;
+        for id in self.find_loose(m) {
+            if !self.get(id).is_some_and(&mut filter) {
+                continue;
+            }
+            if let Some(r) = self.get_mut(id) {
+                f(r);
+                n += 1;
+            }
+        }
+        n
+    }
+}
