@@ -247,41 +247,14 @@ fn parse_port16(s: &str) -> Result<u16, ParseError> {
 
 /// Parses a decimal or `0x` hex integer.
 pub fn parse_u128(s: &str) -> Result<u128, ParseError> {
-    let s = s.trim();
-    let r = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u128::from_str_radix(h, 16)
-    } else {
-        s.parse::<u128>()
-    };
-    r.map_err(|_| ParseError::new(format!("{s}: bad integer")))
+    crate::text::parse_uint(s, 128)
 }
 
 fn parse_num<T: TryFrom<u128>>(s: &str) -> Result<T, ParseError> {
     T::try_from(parse_u128(s)?).map_err(|_| ParseError::new(format!("{s}: value out of range")))
 }
 
-fn format_mac(v: u128) -> String {
-    let b = v.to_be_bytes();
-    b[10..]
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn parse_mac(s: &str) -> Result<u128, ParseError> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return err(format!("{s}: bad Ethernet address"));
-    }
-    let mut v = 0u128;
-    for p in parts {
-        let b = u8::from_str_radix(p, 16)
-            .map_err(|_| ParseError::new(format!("{s}: bad Ethernet address")))?;
-        v = (v << 8) | b as u128;
-    }
-    Ok(v)
-}
+use crate::text::{format_ipv6, format_mac, parse_mac};
 
 /// Formats a field value as `mf_format` does.
 pub fn format_value(f: FieldId, v: u128) -> String {
@@ -289,7 +262,7 @@ pub fn format_value(f: FieldId, v: u128) -> String {
         Format::Decimal | Format::VlanVid => v.to_string(),
         Format::Mac => format_mac(v),
         Format::Ipv4 => Ipv4Addr::from(v as u32).to_string(),
-        Format::Ipv6 => Ipv6Addr::from(v).to_string(),
+        Format::Ipv6 => format_ipv6(v),
         Format::Port => format_port(v as u32),
         _ => {
             if v == 0 {
@@ -326,7 +299,7 @@ pub fn parse_value(f: FieldId, s: &str) -> Result<u128, ParseError> {
     Ok(v)
 }
 
-fn parse_hex_bytes(s: &str) -> Result<Vec<u8>, ParseError> {
+pub(crate) fn parse_hex_bytes(s: &str) -> Result<Vec<u8>, ParseError> {
     let mut out = Vec::new();
     let clean: String = s.chars().filter(|c| *c != '.' && *c != ' ').collect();
     if !clean.len().is_multiple_of(2) {

@@ -701,7 +701,7 @@ pub fn parse_packet_out(s: &str) -> Result<PacketOut, ParseError> {
         match item.split_once('=') {
             Some(("in_port", v)) => po.in_port = parse_port(v)?,
             Some(("buffer_id", v)) => po.buffer_id = num("buffer_id", v, 32)?,
-            Some(("packet", v)) => po.data = parse_hex_bytes(v)?,
+            Some(("packet", v)) => po.data = crate::action::text::parse_hex_bytes(v)?,
             _ => return err(format!("{item}: unknown keyword")),
         }
     }
@@ -710,22 +710,6 @@ pub fn parse_packet_out(s: &str) -> Result<PacketOut, ParseError> {
         return err("must specify packet");
     }
     Ok(po)
-}
-
-fn parse_hex_bytes(s: &str) -> Result<Vec<u8>, ParseError> {
-    let digits: Vec<u8> = s
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace() && *c != '.')
-        .map(|c| {
-            c.to_digit(16)
-                .map(|d| d as u8)
-                .ok_or_else(|| ParseError::new(format!("packet: {c:?} is not a hex digit")))
-        })
-        .collect::<Result<_, _>>()?;
-    if !digits.len().is_multiple_of(2) {
-        return err("packet: odd number of hex digits");
-    }
-    Ok(digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
 }
 
 /// The first line `ofp-print` prints for PACKET_OUT:
