@@ -533,8 +533,15 @@ impl Pipeline {
                 }
                 Instruction::ApplyActions(a) => self.check_actions(a, &mut state, false)?,
                 Instruction::WriteActions(a) => {
+                    // The set executes in the spec's order, not as written.
                     let mut s = state.clone();
-                    self.check_actions(a, &mut s, false)?
+                    self.check_actions(&xlate::action_set_order(a), &mut s, false)?;
+                    let outs: Vec<Action> = a
+                        .iter()
+                        .filter(|x| matches!(x, Action::Output { .. } | Action::Group(_)))
+                        .cloned()
+                        .collect();
+                    self.check_actions(&outs, &mut state.clone(), false)?;
                 }
                 Instruction::ClearActions | Instruction::WriteMetadata { .. } => {}
                 Instruction::Experimenter { .. } => {

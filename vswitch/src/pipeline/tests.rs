@@ -829,3 +829,228 @@ fn stats_tables_and_aggregate() {
     let a = p.aggregate_stats(&req).unwrap();
     assert_eq!((a.flow_count, a.packet_count), (2, 3));
 }
+
+// ---------------------------------------------------------------- learn, mpls
+
+#[test]
+fn learn_adds_a_flow_and_refreshes_it() {
+    let mut p = pipe();
+    add(
+        &mut p,
+        "table=0,actions=learn(table=1,hard_timeout=60,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],\
+         output:NXM_OF_IN_PORT[]),resubmit(,1)",
+    );
+    add(&mut p, "table=1,priority=0,actions=flood");
+    let ab = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2); // MAC1 -> MAC2
+    assert_eq!(ports_of(&run(&mut p, 1, &ab).0), vec![2, 3, 4]);
+    assert_eq!(p.flow_count(1), 2);
+    let g = p.generation();
+    run(&mut p, 1, &ab);
+    assert_eq!(p.generation(), g, "refreshing a learned flow keeps caches");
+    let mut ba = ab.clone();
+    ba[0..6].copy_from_slice(&MAC1);
+    ba[6..12].copy_from_slice(&MAC2);
+    assert_eq!(ports_of(&run(&mut p, 3, &ba).0), vec![1]);
+}
+
+#[test]
+fn mpls_push_pop_roundtrip() {
+    let mut p = pipe();
+    add(
+        &mut p,
+        "in_port=1,ip,actions=push_mpls:0x8847,set_field:42->mpls_label,output:2",
+    );
+    add(
+        &mut p,
+        "in_port=2,mpls,mpls_label=42,actions=dec_mpls_ttl,pop_mpls:0x0800,output:3",
+    );
+    let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let (o, _) = run(&mut p, 1, &f);
+    let m = &o[0].1;
+    assert_eq!(m.len(), f.len() + 4);
+    assert_eq!(&m[12..14], &[0x88, 0x47]);
+    let lse = u32::from_be_bytes([m[14], m[15], m[16], m[17]]);
+    assert_eq!(lse >> 12, 42);
+    assert_eq!((lse >> 8) & 1, 1, "bottom of stack");
+    assert_eq!(lse & 0xff, 64, "ttl copied from IP");
+    let (o, _) = run(&mut p, 2, m);
+    assert_eq!(o[0].1, f);
+}
+
+#[test]
+fn write_actions_set_runs_in_spec_order() {
+    let mut p = pipe();
+    // Written in reverse order; the set runs push_vlan before set_field.
+    add(
+        &mut p,
+        "in_port=1,actions=write_actions(output:2,set_field:4101->vlan_vid,push_vlan:0x8100)",
+    );
+    let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let (o, _) = run(&mut p, 1, &f);
+    assert_eq!(&o[0].1[12..16], &[0x81, 0x00, 0x00, 5]);
+    // clear_actions in a later table empties the set.
+    add(
+        &mut p,
+        "in_port=2,actions=write_actions(output:3),goto_table:1",
+    );
+    add(&mut p, "table=1,actions=clear_actions");
+    assert!(run(&mut p, 2, &f).0.is_empty());
+}
+
+#[test]
+fn group_delete_sends_flow_removed() {
+    let mut p = pipe();
+    group(
+        &mut p,
+        "group_id=5,type=all,bucket=output:2",
+        GroupModCommand::Add,
+    )
+    .unwrap();
+    add(&mut p, "in_port=1,send_flow_rem,actions=group:5");
+    group(&mut p, "group_id=5", GroupModCommand::Delete).unwrap();
+    let r = p.expire(t0());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].reason, removed_reason::GROUP_DELETE);
+}
+
+// ------------------------------------------------------- cache == slow path
+
+mod cache_prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FLOWS: &[&str] = &[
+        "table=0,priority=10,in_port=1,actions=goto_table:1",
+        "table=0,priority=20,udp,tp_dst=53,actions=output:3",
+        "table=0,priority=5,ip,nw_dst=10.0.0.0/24,actions=set_field:10.1.1.1->ip_src,goto_table:1",
+        "table=0,priority=30,tcp,tp_src=1001,actions=dec_ttl,output:4",
+        "table=0,priority=1,actions=controller",
+        "table=1,priority=10,udp,actions=output:2",
+        "table=1,priority=11,ip,nw_src=10.1.1.1,actions=load:0x7->NXM_NX_REG0[],resubmit(,2)",
+        "table=1,priority=12,tcp,actions=group:1",
+        "table=1,priority=1,actions=write_actions(output:4)",
+        "table=2,reg0=7,actions=output:3,push_vlan:0x8100,output:2",
+        "table=2,priority=0,actions=normal",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Add(usize),
+        Del(usize),
+        Pkt {
+            port: u32,
+            dst: u8,
+            sport: u16,
+            dport: u16,
+            tcp: bool,
+            ttl: u8,
+        },
+        PortDown(u32, bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..FLOWS.len()).prop_map(Step::Add),
+            (0..FLOWS.len()).prop_map(Step::Del),
+            (
+                1..4u32,
+                0..3u8,
+                1000..1003u16,
+                prop_oneof![Just(53u16), Just(80)],
+                any::<bool>(),
+                1..3u8
+            )
+                .prop_map(|(port, dst, sport, dport, tcp, ttl)| Step::Pkt {
+                    port,
+                    dst,
+                    sport,
+                    dport,
+                    tcp,
+                    ttl: ttl * 32 - 31,
+                }),
+            (2..5u32, any::<bool>()).prop_map(|(p, l)| Step::PortDown(p, l)),
+        ]
+    }
+
+    fn setup(cache: bool) -> Pipeline {
+        let mut p = pipe();
+        p.set_cache_enabled(cache);
+        group(
+            &mut p,
+            "group_id=1,type=ff,bucket=watch_port:2,output:2,bucket=watch_port:3,output:3",
+            GroupModCommand::Add,
+        )
+        .unwrap();
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn cached_result_equals_slow_path(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut a = setup(true);
+            let mut b = setup(false);
+            let now = t0();
+            for s in steps {
+                match s {
+                    Step::Add(i) => {
+                        let ra = fm(&mut a, FLOWS[i], FlowModCommand::Add);
+                        let rb = fm(&mut b, FLOWS[i], FlowModCommand::Add);
+                        prop_assert_eq!(ra, rb);
+                    }
+                    Step::Del(i) => {
+                        let s = FLOWS[i].split(",actions").next().unwrap();
+                        let ra = fm(&mut a, s, FlowModCommand::DeleteStrict);
+                        let rb = fm(&mut b, s, FlowModCommand::DeleteStrict);
+                        prop_assert_eq!(ra, rb);
+                    }
+                    Step::PortDown(p, live) => {
+                        a.set_port_live(p, live);
+                        b.set_port_live(p, live);
+                    }
+                    Step::Pkt { port, dst, sport, dport, tcp: is_tcp, ttl } => {
+                        let d = [10, 0, dst, 2];
+                        let f = if is_tcp {
+                            tcp([10, 0, 0, 1], d, sport, dport, ttl)
+                        } else {
+                            udp([10, 0, 0, 1], d, sport, dport)
+                        };
+                        let ra = run_at(&mut a, port, &f, now);
+                        let rb = run_at(&mut b, port, &f, now);
+                        prop_assert_eq!(&ra, &rb);
+                        for (_, bytes) in &ra.0 {
+                            assert_checksums_ok(bytes);
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(a.table_stats(), b.table_stats());
+            prop_assert!(a.counters.cache_hits + a.counters.cache_misses > 0 || a.counters.packets == 0);
+        }
+    }
+}
+
+#[test]
+fn no_stale_action_after_flow_mod() {
+    let mut p = pipe();
+    add(&mut p, "udp,actions=output:2");
+    let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    for _ in 0..3 {
+        assert_eq!(ports_of(&run(&mut p, 1, &f).0), vec![2]);
+    }
+    assert!(p.counters.cache_hits >= 2);
+    fm(&mut p, "udp,actions=output:3", FlowModCommand::Modify).unwrap();
+    assert_eq!(ports_of(&run(&mut p, 1, &f).0), vec![3]);
+    add(&mut p, "priority=40000,udp,tp_dst=2,actions=output:4");
+    assert_eq!(ports_of(&run(&mut p, 1, &f).0), vec![4]);
+    fm(&mut p, "udp,tp_dst=2", FlowModCommand::Delete).unwrap();
+    assert_eq!(ports_of(&run(&mut p, 1, &f).0), vec![3]);
+    // Per-flow counters are credited on cache hits too.
+    let req = FlowStatsRequest {
+        table_id: 0,
+        out_port: port_no::ANY,
+        out_group: group_id::ANY,
+        ..Default::default()
+    };
+    assert_eq!(p.flow_stats(&req, t0()).unwrap()[0].packet_count, 5);
+}

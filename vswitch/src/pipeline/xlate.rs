@@ -222,6 +222,13 @@ impl ActionSet {
     }
 }
 
+/// `acts` written into an empty action set, as the set would execute them.
+pub(crate) fn action_set_order(acts: &[Action]) -> Vec<Action> {
+    let mut s = ActionSet::default();
+    s.write(acts);
+    s.into_list()
+}
+
 /// OpenFlow's instruction execution order.
 pub(crate) fn inst_rank(i: &Instruction) -> u8 {
     match i {
