@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod classifier;
 pub mod flow;
+pub mod pipeline;
 pub mod port;
 #[allow(unsafe_code)]
 pub mod sys;
