@@ -108,14 +108,14 @@ type Handle<T> = tokio::task::JoinHandle<Result<tonic::Response<Streaming<T>>, t
 
 pub enum Pending<T> {
     Wait(Handle<T>),
-    Ready(Streaming<T>),
+    Ready(Box<Streaming<T>>),
 }
 
 impl<T> Pending<T> {
     async fn stream(&mut self) -> &mut Streaming<T> {
         if let Pending::Wait(h) = self {
             let s = h.await.unwrap().unwrap().into_inner();
-            *self = Pending::Ready(s);
+            *self = Pending::Ready(Box::new(s));
         }
         match self {
             Pending::Ready(s) => s,
