@@ -44,12 +44,23 @@ const ABSENT: &str = "";
 #[derive(Debug, Clone)]
 pub struct XdsServer {
     cache: Arc<SnapshotCache>,
+    /// Set when the server shuts down: every stream then ends (status OK) so that
+    /// tonic's graceful shutdown is not held up by long-lived xDS streams.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl XdsServer {
     /// A server streaming snapshots from `cache`.
     pub fn new(cache: Arc<SnapshotCache>) -> Self {
-        Self { cache }
+        Self {
+            cache,
+            closing: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Ends every open stream (clients reconnect, e.g. to another replica).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// The cache.
@@ -94,9 +105,11 @@ impl XdsServer {
     ) -> RespStream<DiscoveryResponse> {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
+        let closing = self.closing.subscribe();
         tokio::spawn(async move {
             let mut s = SotwStream {
                 cache,
+                closing,
                 tx,
                 fixed,
                 node: String::new(),
@@ -118,9 +131,11 @@ impl XdsServer {
     ) -> RespStream<DeltaDiscoveryResponse> {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
+        let closing = self.closing.subscribe();
         tokio::spawn(async move {
             let mut s = DeltaStream {
                 cache,
+                closing,
                 tx,
                 fixed,
                 node: String::new(),
@@ -216,6 +231,7 @@ struct SotwType {
 
 struct SotwStream {
     cache: Arc<SnapshotCache>,
+    closing: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     fixed: Option<ResourceType>,
     node: String,
@@ -233,6 +249,7 @@ impl SotwStream {
         let mut rx: watch::Receiver<Option<Arc<Snapshot>>> = self.cache.watch(&self.node);
         self.snap = rx.borrow_and_update().clone();
         self.cache.stream_opened(&self.node);
+        let mut closing = self.closing.clone();
         let res = async {
             self.handle(first).await?;
             loop {
@@ -241,6 +258,7 @@ impl SotwStream {
                         Some(r) => self.handle(r).await?,
                         None => return Ok(()),
                     },
+                    _ = async { closing.wait_for(|c| *c).await.is_ok() } => return Ok(()),
                     c = rx.changed() => {
                         if c.is_err() {
                             return Ok(());
@@ -380,6 +398,7 @@ struct DeltaType {
 
 struct DeltaStream {
     cache: Arc<SnapshotCache>,
+    closing: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
     fixed: Option<ResourceType>,
     node: String,
@@ -397,6 +416,7 @@ impl DeltaStream {
         let mut rx = self.cache.watch(&self.node);
         self.snap = rx.borrow_and_update().clone();
         self.cache.stream_opened(&self.node);
+        let mut closing = self.closing.clone();
         let res = async {
             self.handle(first).await?;
             loop {
@@ -405,6 +425,7 @@ impl DeltaStream {
                         Some(r) => self.handle(r).await?,
                         None => return Ok(()),
                     },
+                    _ = async { closing.wait_for(|c| *c).await.is_ok() } => return Ok(()),
                     c = rx.changed() => {
                         if c.is_err() {
                             return Ok(());

@@ -569,3 +569,25 @@ async fn delta_thousand_resources() {
     let _ = Cluster::default();
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_streams() {
+    let srv = TestServer::start().await;
+    srv.cache
+        .set_snapshot("n", snap_of(&[service("a", 1, 100, 1)], "v1"))
+        .unwrap();
+    let mut c = srv.sotw("n").await;
+    c.send(CLUSTER_TYPE, &[], "", "").await;
+    c.recv().await;
+    srv.stop().await;
+    let end = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        c.resp.stream().await.message(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(end, Ok(None) | Err(_)),
+        "stream must end on shutdown"
+    );
+}

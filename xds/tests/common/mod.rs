@@ -55,7 +55,15 @@ impl TestServer {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            // Graceful shutdown also waits for clients still holding their request
+            // half open; don't wait for test clients that are still in scope.
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_millis(500), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     }
 
@@ -112,7 +120,7 @@ pub enum Pending<T> {
 }
 
 impl<T> Pending<T> {
-    async fn stream(&mut self) -> &mut Streaming<T> {
+    pub async fn stream(&mut self) -> &mut Streaming<T> {
         if let Pending::Wait(h) = self {
             let s = h.await.unwrap().unwrap().into_inner();
             *self = Pending::Ready(Box::new(s));
