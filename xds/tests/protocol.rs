@@ -579,7 +579,14 @@ async fn shutdown_ends_open_streams() {
     let mut c = srv.sotw("n").await;
     c.send(CLUSTER_TYPE, &[], "", "").await;
     c.recv().await;
+    let cache = srv.cache.clone();
     srv.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        cache.node_status("n").unwrap().streams,
+        0,
+        "server side ended"
+    );
     let end = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         c.resp.stream().await.message(),
