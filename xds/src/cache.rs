@@ -127,6 +127,26 @@ impl SnapshotCache {
         Ok(())
     }
 
+    /// Publishes one snapshot to many nodes (checked once, shared by all of them).
+    pub fn set_snapshots<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a str>,
+        snap: Snapshot,
+    ) -> Result<(), SnapshotError> {
+        snap.check()?;
+        let snap = Arc::new(snap);
+        let mut all = self.nodes.lock().unwrap();
+        for node in nodes {
+            let e = all.entry(node.to_string()).or_insert_with(|| NodeEntry {
+                tx: watch::Sender::new(None),
+                status: NodeStatus::default(),
+            });
+            e.status.snapshot_label = Some(snap.label.clone());
+            e.tx.send_replace(Some(snap.clone()));
+        }
+        Ok(())
+    }
+
     /// Removes a node's snapshot (its streams keep their last state, nothing is pushed).
     pub fn clear_snapshot(&self, node: &str) {
         self.nodes.lock().unwrap().remove(node);
