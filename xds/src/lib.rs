@@ -1,3 +1,19 @@
 //! xDS control plane: ADS, SotW and delta, LDS/RDS/CDS/EDS snapshots.
 //!
-//! Skeleton: this crate is filled in by its own issue (see docs/ARCHITECTURE.md).
+//! - [`resource`]: type URLs, encoded resources, consistency-checked [`Snapshot`]s.
+//! - [`cache`]: the per-node [`SnapshotCache`] with ACK/NACK status.
+//! - [`server`]: the tonic [`XdsServer`] (ADS + per-type services, SotW + delta).
+//! - [`model`] / [`translate`]: the typed service model the controller feeds, and its
+//!   translation to Envoy (listener on VIP:port) and proxyless gRPC (`api_listener`) resources.
+
+pub mod cache;
+pub mod model;
+pub mod resource;
+pub mod server;
+pub mod translate;
+
+pub use cache::{NodeStatus, SnapshotCache};
+pub use envoy_types;
+pub use model::Service;
+pub use resource::{ResourceType, Snapshot, SnapshotError};
+pub use server::XdsServer;

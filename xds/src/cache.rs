@@ -1,0 +1,253 @@
+//! Per-node snapshot cache with ACK/NACK status (go-control-plane's `SnapshotCache`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::resource::{ResourceType, Snapshot, SnapshotError};
+
+/// A rejected update as reported by the client's `error_detail`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Nack {
+    /// Version we sent that the client rejected (SotW: type version; delta: system version).
+    pub version: String,
+    /// Nonce of the rejected response.
+    pub nonce: String,
+    /// `error_detail.code`.
+    pub code: i32,
+    /// `error_detail.message`.
+    pub message: String,
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+}
+
+/// Per node, per type protocol status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TypeStatus {
+    /// Last version sent to the node.
+    pub last_sent_version: Option<String>,
+    /// Last version the node ACKed.
+    pub last_acked_version: Option<String>,
+    /// Last NACK (cleared by a later ACK of a newer version? no: kept for inspection).
+    pub last_nack: Option<Nack>,
+    /// Whether the most recent response of this type was NACKed (cleared by the next ACK).
+    pub rejected: bool,
+    /// Counters.
+    pub responses: u64,
+    /// ACKs received.
+    pub acks: u64,
+    /// NACKs received.
+    pub nacks: u64,
+}
+
+/// Status of one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    /// Open streams of this node.
+    pub streams: u64,
+    /// Label of the snapshot currently published for the node.
+    pub snapshot_label: Option<String>,
+    /// Per type (`CDS`, `EDS`, `LDS`, `RDS`).
+    pub types: BTreeMap<String, TypeStatus>,
+    /// Requests for type URLs this server does not serve.
+    pub unknown_type_requests: u64,
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Responses sent.
+    pub responses: AtomicU64,
+    /// ACKs received.
+    pub acks: AtomicU64,
+    /// NACKs received.
+    pub nacks: AtomicU64,
+    /// Requests ignored because of a stale or unknown nonce.
+    pub stale_nonces: AtomicU64,
+    /// Requests for unknown type URLs.
+    pub unknown_types: AtomicU64,
+    /// Streams opened.
+    pub streams_opened: AtomicU64,
+}
+
+struct NodeEntry {
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    status: NodeStatus,
+}
+
+/// Holds the published snapshot of each node and wakes its streams on change.
+#[derive(Default)]
+pub struct SnapshotCache {
+    nodes: Mutex<BTreeMap<String, NodeEntry>>,
+    /// Server-wide counters.
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for SnapshotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotCache").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SnapshotCache {
+    /// An empty cache.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn with_node<R>(&self, node: &str, f: impl FnOnce(&mut NodeEntry) -> R) -> R {
+        let mut nodes = self.nodes.lock().unwrap();
+        let e = nodes.entry(node.to_string()).or_insert_with(|| NodeEntry {
+            tx: watch::Sender::new(None),
+            status: NodeStatus::default(),
+        });
+        f(e)
+    }
+
+    /// Publishes a snapshot for `node` after checking its consistency; every stream of
+    /// the node is woken and pushes what changed. An inconsistent snapshot is refused
+    /// and the previous one stays published.
+    pub fn set_snapshot(&self, node: &str, snap: Snapshot) -> Result<(), SnapshotError> {
+        snap.check()?;
+        let snap = Arc::new(snap);
+        self.with_node(node, |e| {
+            e.status.snapshot_label = Some(snap.label.clone());
+            e.tx.send_replace(Some(snap));
+        });
+        Ok(())
+    }
+
+    /// Publishes one snapshot to many nodes (checked once, shared by all of them).
+    pub fn set_snapshots<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a str>,
+        snap: Snapshot,
+    ) -> Result<(), SnapshotError> {
+        snap.check()?;
+        let snap = Arc::new(snap);
+        let mut all = self.nodes.lock().unwrap();
+        for node in nodes {
+            let e = all.entry(node.to_string()).or_insert_with(|| NodeEntry {
+                tx: watch::Sender::new(None),
+                status: NodeStatus::default(),
+            });
+            e.status.snapshot_label = Some(snap.label.clone());
+            e.tx.send_replace(Some(snap.clone()));
+        }
+        Ok(())
+    }
+
+    /// Removes a node's snapshot (its streams keep their last state, nothing is pushed).
+    pub fn clear_snapshot(&self, node: &str) {
+        self.nodes.lock().unwrap().remove(node);
+    }
+
+    /// The snapshot currently published for `node`.
+    pub fn snapshot(&self, node: &str) -> Option<Arc<Snapshot>> {
+        self.nodes
+            .lock()
+            .unwrap()
+            .get(node)
+            .and_then(|e| e.tx.borrow().clone())
+    }
+
+    /// Watches a node's snapshot (creating the node entry).
+    pub fn watch(&self, node: &str) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.with_node(node, |e| e.tx.subscribe())
+    }
+
+    /// Status of one node.
+    pub fn node_status(&self, node: &str) -> Option<NodeStatus> {
+        self.nodes
+            .lock()
+            .unwrap()
+            .get(node)
+            .map(|e| e.status.clone())
+    }
+
+    /// Status of every known node.
+    pub fn status(&self) -> BTreeMap<String, NodeStatus> {
+        self.nodes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.status.clone()))
+            .collect()
+    }
+
+    /// Status as JSON (for the controller's REST API).
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.status()).unwrap_or_default()
+    }
+
+    pub(crate) fn stream_opened(&self, node: &str) {
+        self.metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
+        self.with_node(node, |e| e.status.streams += 1);
+    }
+
+    pub(crate) fn stream_closed(&self, node: &str) {
+        if let Some(e) = self.nodes.lock().unwrap().get_mut(node) {
+            e.status.streams = e.status.streams.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn record_sent(&self, node: &str, ty: ResourceType, version: &str) {
+        self.metrics.responses.fetch_add(1, Ordering::Relaxed);
+        self.with_node(node, |e| {
+            let t = e.status.types.entry(ty.short().into()).or_default();
+            t.last_sent_version = Some(version.to_string());
+            t.responses += 1;
+        });
+    }
+
+    pub(crate) fn record_ack(&self, node: &str, ty: ResourceType, version: &str) {
+        self.metrics.acks.fetch_add(1, Ordering::Relaxed);
+        self.with_node(node, |e| {
+            let t = e.status.types.entry(ty.short().into()).or_default();
+            t.last_acked_version = Some(version.to_string());
+            t.rejected = false;
+            t.acks += 1;
+        });
+    }
+
+    pub(crate) fn record_nack(
+        &self,
+        node: &str,
+        ty: ResourceType,
+        version: &str,
+        nonce: &str,
+        code: i32,
+        message: &str,
+    ) {
+        self.metrics.nacks.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(node, ty = ty.short(), version, nonce, message, "xDS NACK");
+        self.with_node(node, |e| {
+            let t = e.status.types.entry(ty.short().into()).or_default();
+            t.last_nack = Some(Nack {
+                version: version.to_string(),
+                nonce: nonce.to_string(),
+                code,
+                message: message.to_string(),
+                at_ms: now_ms(),
+            });
+            t.rejected = true;
+            t.nacks += 1;
+        });
+    }
+
+    pub(crate) fn record_unknown_type(&self, node: &str, url: &str) {
+        self.metrics.unknown_types.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(node, url, "xDS request for an unknown type URL ignored");
+        self.with_node(node, |e| e.status.unknown_type_requests += 1);
+    }
+}

@@ -1,0 +1,691 @@
+//! The xDS gRPC server: ADS and per-type services, state-of-the-world and delta.
+//!
+//! Each stream is one task that reads requests and watches its node's snapshot.
+//! Protocol rules implemented (xDS protocol spec, v3):
+//! - SotW: a request whose `response_nonce` is not the last nonce sent for that type on
+//!   this stream is stale and ignored. A request with the current nonce is an ACK (no
+//!   `error_detail`) or a NACK (`error_detail` set). Neither triggers a resend unless the
+//!   subscribed names changed; a NACKed version is never resent — the next response of
+//!   that type carries a newer snapshot. A request without nonce (first on the stream,
+//!   e.g. after reconnect) is always answered once a snapshot exists.
+//! - Delta: per-resource versions; only changed resources are sent, deletions go in
+//!   `removed_resources`; names subscribed but absent are reported removed once.
+//!   A NACK is recorded and the rejected versions are not resent.
+//! - ADS push order on snapshot change: CDS, EDS, LDS, RDS.
+//! - Unknown type URLs are counted and ignored on ADS (the stream stays up); a per-type
+//!   service rejects a foreign type URL with `InvalidArgument`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::ControlPlane;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::cache::SnapshotCache;
+use crate::resource::{ResourceType, Snapshot};
+
+type RespStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Identifier sent as `control_plane.identifier`.
+pub const CONTROL_PLANE_ID: &str = "plexus-xds";
+const ABSENT: &str = "";
+
+/// The xDS server; cheap to clone (shares the cache).
+#[derive(Debug, Clone)]
+pub struct XdsServer {
+    cache: Arc<SnapshotCache>,
+    /// Set when the server shuts down: every stream then ends (status OK) so that
+    /// tonic's graceful shutdown is not held up by long-lived xDS streams.
+    closing: Arc<watch::Sender<bool>>,
+}
+
+impl XdsServer {
+    /// A server streaming snapshots from `cache`.
+    pub fn new(cache: Arc<SnapshotCache>) -> Self {
+        Self {
+            cache,
+            closing: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Ends every open stream (clients reconnect, e.g. to another replica).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Arc<SnapshotCache> {
+        &self.cache
+    }
+
+    /// A tonic router with ADS and the LDS/RDS/CDS/EDS services.
+    pub fn router(&self) -> tonic::transport::server::Router {
+        use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server::ClusterDiscoveryServiceServer;
+        use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
+        use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_server::ListenerDiscoveryServiceServer;
+        use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server::RouteDiscoveryServiceServer;
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .add_service(
+                AggregatedDiscoveryServiceServer::new(self.clone())
+                    .max_decoding_message_size(64 << 20),
+            )
+            .add_service(ClusterDiscoveryServiceServer::new(self.clone()))
+            .add_service(EndpointDiscoveryServiceServer::new(self.clone()))
+            .add_service(ListenerDiscoveryServiceServer::new(self.clone()))
+            .add_service(RouteDiscoveryServiceServer::new(self.clone()))
+    }
+
+    /// Serves on an already bound listener until `shutdown` resolves.
+    pub async fn serve_with_listener(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let closing = self.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
+        self.router()
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+    }
+
+    fn sotw(
+        &self,
+        req: Request<Streaming<DiscoveryRequest>>,
+        fixed: Option<ResourceType>,
+    ) -> RespStream<DiscoveryResponse> {
+        let (tx, rx) = mpsc::channel(16);
+        let cache = self.cache.clone();
+        let closing = self.closing.subscribe();
+        tokio::spawn(async move {
+            let mut s = SotwStream {
+                cache,
+                closing,
+                tx,
+                fixed,
+                node: String::new(),
+                snap: None,
+                types: Default::default(),
+                nonce: 0,
+            };
+            if let Err(e) = s.run(req.into_inner()).await {
+                let _ = s.tx.send(Err(e)).await;
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    fn delta(
+        &self,
+        req: Request<Streaming<DeltaDiscoveryRequest>>,
+        fixed: Option<ResourceType>,
+    ) -> RespStream<DeltaDiscoveryResponse> {
+        let (tx, rx) = mpsc::channel(16);
+        let cache = self.cache.clone();
+        let closing = self.closing.subscribe();
+        tokio::spawn(async move {
+            let mut s = DeltaStream {
+                cache,
+                closing,
+                tx,
+                fixed,
+                node: String::new(),
+                snap: None,
+                types: Default::default(),
+                nonce: 0,
+            };
+            if let Err(e) = s.run(req.into_inner()).await {
+                let _ = s.tx.send(Err(e)).await;
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    fn fetch(&self, req: DiscoveryRequest, ty: ResourceType) -> Result<DiscoveryResponse, Status> {
+        let node = req.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+        let snap = self
+            .cache
+            .snapshot(&node)
+            .ok_or_else(|| Status::unavailable("no snapshot for node"))?;
+        let t = snap.get(ty);
+        if req.version_info == t.version {
+            return Err(Status::new(tonic::Code::Unavailable, "up to date"));
+        }
+        let sub = Subscription::sotw(ty, &req.resource_names);
+        Ok(DiscoveryResponse {
+            version_info: t.version.clone(),
+            resources: sub
+                .select(&snap, ty)
+                .into_iter()
+                .map(|r| r.any.clone())
+                .collect(),
+            type_url: ty.type_url().into(),
+            control_plane: Some(ControlPlane {
+                identifier: CONTROL_PLANE_ID.into(),
+            }),
+            ..Default::default()
+        })
+    }
+}
+
+/// A SotW subscription: wildcard and/or explicit names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Subscription {
+    wildcard: bool,
+    names: BTreeSet<String>,
+}
+
+impl Subscription {
+    fn sotw(ty: ResourceType, names: &[String]) -> Self {
+        let mut s = Subscription::default();
+        for n in names {
+            if n == "*" {
+                s.wildcard = true;
+            } else {
+                s.names.insert(n.clone());
+            }
+        }
+        if names.is_empty() && ty.wildcard_by_default() {
+            s.wildcard = true;
+        }
+        s
+    }
+
+    fn select<'a>(
+        &self,
+        snap: &'a Snapshot,
+        ty: ResourceType,
+    ) -> Vec<&'a crate::resource::EncodedResource> {
+        let items = &snap.get(ty).items;
+        if self.wildcard {
+            items.values().map(|r| r.as_ref()).collect()
+        } else {
+            self.names
+                .iter()
+                .filter_map(|n| items.get(n).map(|r| r.as_ref()))
+                .collect()
+        }
+    }
+}
+
+fn node_id(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> String {
+    node.as_ref().map(|n| n.id.clone()).unwrap_or_default()
+}
+
+#[derive(Debug, Default)]
+struct SotwType {
+    subscribed: bool,
+    sub: Subscription,
+    nonce: String,
+    sent_version: Option<String>,
+}
+
+struct SotwStream {
+    cache: Arc<SnapshotCache>,
+    closing: watch::Receiver<bool>,
+    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    fixed: Option<ResourceType>,
+    node: String,
+    snap: Option<Arc<Snapshot>>,
+    types: [SotwType; 4],
+    nonce: u64,
+}
+
+impl SotwStream {
+    async fn run(&mut self, mut reqs: Streaming<DiscoveryRequest>) -> Result<(), Status> {
+        let Some(first) = reqs.message().await? else {
+            return Ok(());
+        };
+        self.node = node_id(&first.node);
+        let mut rx: watch::Receiver<Option<Arc<Snapshot>>> = self.cache.watch(&self.node);
+        self.snap = rx.borrow_and_update().clone();
+        self.cache.stream_opened(&self.node);
+        let mut closing = self.closing.clone();
+        let res = async {
+            self.handle(first).await?;
+            loop {
+                tokio::select! {
+                    m = reqs.message() => match m? {
+                        Some(r) => self.handle(r).await?,
+                        None => return Ok(()),
+                    },
+                    _ = async { closing.wait_for(|c| *c).await.is_ok() } => return Ok(()),
+                    c = rx.changed() => {
+                        if c.is_err() {
+                            return Ok(());
+                        }
+                        self.snap = rx.borrow_and_update().clone();
+                        for ty in ResourceType::ALL {
+                            self.respond(ty, false).await?;
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        self.cache.stream_closed(&self.node);
+        res
+    }
+
+    async fn handle(&mut self, mut req: DiscoveryRequest) -> Result<(), Status> {
+        if req.type_url.is_empty()
+            && let Some(f) = self.fixed
+        {
+            req.type_url = f.type_url().into();
+        }
+        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
+            if self.fixed.is_some() {
+                return Err(Status::invalid_argument(format!(
+                    "unexpected type URL {:?}",
+                    req.type_url
+                )));
+            }
+            self.cache.record_unknown_type(&self.node, &req.type_url);
+            return Ok(());
+        };
+        if self.fixed.is_some_and(|f| f != ty) {
+            return Err(Status::invalid_argument(format!(
+                "unexpected type URL {:?}",
+                req.type_url
+            )));
+        }
+        let sub = Subscription::sotw(ty, &req.resource_names);
+        let st = &mut self.types[ty.idx()];
+        if st.subscribed && !req.response_nonce.is_empty() {
+            if req.response_nonce != st.nonce {
+                self.cache
+                    .metrics
+                    .stale_nonces
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(
+                    node = self.node,
+                    ty = ty.short(),
+                    nonce = req.response_nonce,
+                    "stale nonce ignored"
+                );
+                return Ok(());
+            }
+            let sent = st.sent_version.clone().unwrap_or_default();
+            match &req.error_detail {
+                Some(e) => self.cache.record_nack(
+                    &self.node,
+                    ty,
+                    &sent,
+                    &req.response_nonce,
+                    e.code,
+                    &e.message,
+                ),
+                None => self.cache.record_ack(&self.node, ty, &req.version_info),
+            }
+            if sub == st.sub {
+                return Ok(());
+            }
+            st.sub = sub;
+        } else {
+            st.subscribed = true;
+            st.sub = sub;
+        }
+        self.respond(ty, true).await
+    }
+
+    /// Sends the current set of `ty` if forced (new request) or if its version changed.
+    async fn respond(&mut self, ty: ResourceType, force: bool) -> Result<(), Status> {
+        let st = &mut self.types[ty.idx()];
+        let Some(snap) = self.snap.clone() else {
+            return Ok(());
+        };
+        if !st.subscribed {
+            return Ok(());
+        }
+        let version = snap.version(ty);
+        if !force && st.sent_version.as_deref() == Some(version) {
+            return Ok(());
+        }
+        self.nonce += 1;
+        st.nonce = self.nonce.to_string();
+        st.sent_version = Some(version.to_string());
+        let resp = DiscoveryResponse {
+            version_info: version.to_string(),
+            resources: st
+                .sub
+                .select(&snap, ty)
+                .into_iter()
+                .map(|r| r.any.clone())
+                .collect(),
+            type_url: ty.type_url().into(),
+            nonce: st.nonce.clone(),
+            control_plane: Some(ControlPlane {
+                identifier: CONTROL_PLANE_ID.into(),
+            }),
+            ..Default::default()
+        };
+        tracing::debug!(
+            node = self.node,
+            ty = ty.short(),
+            version,
+            n = resp.resources.len(),
+            nonce = resp.nonce,
+            "SotW response"
+        );
+        self.cache.record_sent(&self.node, ty, version);
+        self.tx
+            .send(Ok(resp))
+            .await
+            .map_err(|_| Status::cancelled("stream closed"))
+    }
+}
+
+#[derive(Debug, Default)]
+struct DeltaType {
+    subscribed: bool,
+    answered: bool,
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// What the client has: name → version (`ABSENT` = told it does not exist).
+    sent: BTreeMap<String, String>,
+    nonce: String,
+    sent_version: String,
+}
+
+struct DeltaStream {
+    cache: Arc<SnapshotCache>,
+    closing: watch::Receiver<bool>,
+    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    fixed: Option<ResourceType>,
+    node: String,
+    snap: Option<Arc<Snapshot>>,
+    types: [DeltaType; 4],
+    nonce: u64,
+}
+
+impl DeltaStream {
+    async fn run(&mut self, mut reqs: Streaming<DeltaDiscoveryRequest>) -> Result<(), Status> {
+        let Some(first) = reqs.message().await? else {
+            return Ok(());
+        };
+        self.node = node_id(&first.node);
+        let mut rx = self.cache.watch(&self.node);
+        self.snap = rx.borrow_and_update().clone();
+        self.cache.stream_opened(&self.node);
+        let mut closing = self.closing.clone();
+        let res = async {
+            self.handle(first).await?;
+            loop {
+                tokio::select! {
+                    m = reqs.message() => match m? {
+                        Some(r) => self.handle(r).await?,
+                        None => return Ok(()),
+                    },
+                    _ = async { closing.wait_for(|c| *c).await.is_ok() } => return Ok(()),
+                    c = rx.changed() => {
+                        if c.is_err() {
+                            return Ok(());
+                        }
+                        self.snap = rx.borrow_and_update().clone();
+                        for ty in ResourceType::ALL {
+                            self.respond(ty).await?;
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        self.cache.stream_closed(&self.node);
+        res
+    }
+
+    async fn handle(&mut self, mut req: DeltaDiscoveryRequest) -> Result<(), Status> {
+        if req.type_url.is_empty()
+            && let Some(f) = self.fixed
+        {
+            req.type_url = f.type_url().into();
+        }
+        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
+            if self.fixed.is_some() {
+                return Err(Status::invalid_argument(format!(
+                    "unexpected type URL {:?}",
+                    req.type_url
+                )));
+            }
+            self.cache.record_unknown_type(&self.node, &req.type_url);
+            return Ok(());
+        };
+        if self.fixed.is_some_and(|f| f != ty) {
+            return Err(Status::invalid_argument(format!(
+                "unexpected type URL {:?}",
+                req.type_url
+            )));
+        }
+        let st = &mut self.types[ty.idx()];
+        if !st.subscribed {
+            st.subscribed = true;
+            st.sent = req
+                .initial_resource_versions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if req.resource_names_subscribe.is_empty() {
+                st.wildcard = true;
+            }
+        }
+        for n in &req.resource_names_subscribe {
+            if n == "*" {
+                st.wildcard = true;
+            } else {
+                st.names.insert(n.clone());
+            }
+        }
+        for n in &req.resource_names_unsubscribe {
+            if n == "*" {
+                st.wildcard = false;
+            } else {
+                st.names.remove(n);
+                st.sent.remove(n);
+            }
+        }
+        if !req.response_nonce.is_empty() {
+            if req.response_nonce == st.nonce {
+                let v = st.sent_version.clone();
+                match &req.error_detail {
+                    Some(e) => self.cache.record_nack(
+                        &self.node,
+                        ty,
+                        &v,
+                        &req.response_nonce,
+                        e.code,
+                        &e.message,
+                    ),
+                    None => self.cache.record_ack(&self.node, ty, &v),
+                }
+            } else {
+                self.cache
+                    .metrics
+                    .stale_nonces
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.respond(ty).await
+    }
+
+    async fn respond(&mut self, ty: ResourceType) -> Result<(), Status> {
+        let st = &mut self.types[ty.idx()];
+        let Some(snap) = self.snap.clone() else {
+            return Ok(());
+        };
+        if !st.subscribed {
+            return Ok(());
+        }
+        let t = snap.get(ty);
+        let mut removed = Vec::new();
+        let sent_names: Vec<(String, String)> = st
+            .sent
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (n, v) in sent_names {
+            if !t.items.contains_key(&n) && v != ABSENT {
+                removed.push(n.clone());
+                if st.names.contains(&n) {
+                    st.sent.insert(n, ABSENT.into());
+                } else {
+                    st.sent.remove(&n);
+                }
+            }
+        }
+        for n in &st.names {
+            if !t.items.contains_key(n) && !st.sent.contains_key(n) {
+                removed.push(n.clone());
+                st.sent.insert(n.clone(), ABSENT.into());
+            }
+        }
+        let mut resources = Vec::new();
+        for (n, r) in &t.items {
+            if (st.wildcard || st.names.contains(n)) && st.sent.get(n) != Some(&r.version) {
+                resources.push(Resource {
+                    name: n.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.any.clone()),
+                    ..Default::default()
+                });
+                st.sent.insert(n.clone(), r.version.clone());
+            }
+        }
+        if resources.is_empty() && removed.is_empty() && st.answered {
+            return Ok(());
+        }
+        st.answered = true;
+        self.nonce += 1;
+        st.nonce = self.nonce.to_string();
+        st.sent_version = t.version.clone();
+        let resp = DeltaDiscoveryResponse {
+            system_version_info: t.version.clone(),
+            resources,
+            type_url: ty.type_url().into(),
+            removed_resources: removed,
+            nonce: st.nonce.clone(),
+            control_plane: Some(ControlPlane {
+                identifier: CONTROL_PLANE_ID.into(),
+            }),
+            ..Default::default()
+        };
+        tracing::debug!(
+            node = self.node,
+            ty = ty.short(),
+            n = resp.resources.len(),
+            removed = resp.removed_resources.len(),
+            "delta response"
+        );
+        self.cache.record_sent(&self.node, ty, &t.version);
+        self.tx
+            .send(Ok(resp))
+            .await
+            .map_err(|_| Status::cancelled("stream closed"))
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for XdsServer {
+    type StreamAggregatedResourcesStream = RespStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = RespStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.sotw(request, None)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.delta(request, None)))
+    }
+}
+
+macro_rules! per_type_service {
+    ($tr:path, $ty:expr, $sotw_ty:ident, $sotw:ident, $delta_ty:ident, $delta:ident, $fetch:ident) => {
+        #[tonic::async_trait]
+        impl $tr for XdsServer {
+            type $sotw_ty = RespStream<DiscoveryResponse>;
+            type $delta_ty = RespStream<DeltaDiscoveryResponse>;
+
+            async fn $sotw(
+                &self,
+                request: Request<Streaming<DiscoveryRequest>>,
+            ) -> Result<Response<Self::$sotw_ty>, Status> {
+                Ok(Response::new(self.sotw(request, Some($ty))))
+            }
+
+            async fn $delta(
+                &self,
+                request: Request<Streaming<DeltaDiscoveryRequest>>,
+            ) -> Result<Response<Self::$delta_ty>, Status> {
+                Ok(Response::new(self.delta(request, Some($ty))))
+            }
+
+            async fn $fetch(
+                &self,
+                request: Request<DiscoveryRequest>,
+            ) -> Result<Response<DiscoveryResponse>, Status> {
+                self.fetch(request.into_inner(), $ty).map(Response::new)
+            }
+        }
+    };
+}
+
+use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server as cds;
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server as eds;
+use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_server as lds;
+use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server as rds;
+
+per_type_service!(
+    cds::ClusterDiscoveryService,
+    ResourceType::Cluster,
+    StreamClustersStream,
+    stream_clusters,
+    DeltaClustersStream,
+    delta_clusters,
+    fetch_clusters
+);
+per_type_service!(
+    eds::EndpointDiscoveryService,
+    ResourceType::Endpoint,
+    StreamEndpointsStream,
+    stream_endpoints,
+    DeltaEndpointsStream,
+    delta_endpoints,
+    fetch_endpoints
+);
+per_type_service!(
+    lds::ListenerDiscoveryService,
+    ResourceType::Listener,
+    StreamListenersStream,
+    stream_listeners,
+    DeltaListenersStream,
+    delta_listeners,
+    fetch_listeners
+);
+per_type_service!(
+    rds::RouteDiscoveryService,
+    ResourceType::Route,
+    StreamRoutesStream,
+    stream_routes,
+    DeltaRoutesStream,
+    delta_routes,
+    fetch_routes
+);
