@@ -1,8 +1,9 @@
-//! Scale probe (ignored by default): N simulated proxies (distinct nodes, SotW or delta ADS)
-//! on one server; one service change is published to every node; measures the time until
-//! each proxy has the new EDS and the server has recorded every ACK.
+//! Fan-out: N simulated proxies (distinct nodes, SotW or delta ADS) on one server; one
+//! service change is published to every node; every proxy must get the new EDS and the
+//! server must record every ACK. CI runs it with 50 proxies as a functional test; as a
+//! scale probe (figures printed, not asserted):
 //!
-//!   XDS_SCALE_PROXIES=2000 cargo test -p plexus-xds --release --test scale -- --ignored --nocapture
+//!   XDS_SCALE_PROXIES=2000 cargo test -p plexus-xds --release --test scale -- --nocapture
 
 mod common;
 
@@ -35,7 +36,7 @@ async fn run(delta: bool) {
     let n: usize = std::env::var("XDS_SCALE_PROXIES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(50);
     let n_services = 100u16;
     let srv = TestServer::start().await;
     let mut svcs: Vec<_> = (0..n_services)
@@ -150,13 +151,11 @@ async fn run(delta: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "scale probe; run explicitly"]
 async fn scale_sotw() {
     run(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "scale probe; run explicitly"]
 async fn scale_delta() {
     run(true).await;
 }
