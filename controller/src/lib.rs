@@ -7,5 +7,6 @@
 //!
 //! Southbound (OpenFlow/OVSDB sessions, diff-and-reconcile), etcd and xDS are not built yet.
 
+pub mod api;
 pub mod ipam;
 pub mod store;
