@@ -8,5 +8,6 @@
 //! Southbound (OpenFlow/OVSDB sessions, diff-and-reconcile), etcd and xDS are not built yet.
 
 pub mod api;
+pub mod compiler;
 pub mod ipam;
 pub mod store;
