@@ -1,3 +1,13 @@
-//! The Plexus controller: model, REST API, store, incremental compiler, southbound.
+//! The Plexus controller: model, REST API, store, IPAM, incremental compiler.
 //!
-//! Skeleton: this crate is filled in by its own issue (see docs/ARCHITECTURE.md).
+//! - [`store`]: the store trait, the embedded redb backend, the change feed.
+//! - [`ipam`]: per-subnet address allocation inside store transactions.
+//! - [`api`]: the REST API (axum + utoipa), auth, metrics.
+//! - [`compiler`]: model → per-chassis OpenFlow flows, full and incremental.
+//!
+//! Southbound (OpenFlow/OVSDB sessions, diff-and-reconcile), etcd and xDS are not built yet.
+
+pub mod api;
+pub mod compiler;
+pub mod ipam;
+pub mod store;

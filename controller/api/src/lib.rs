@@ -1,3 +1,527 @@
 //! REST API request/response types shared by the controller, CLI, CNI plugin and harness.
 //!
-//! Skeleton: this crate is filled in by its own issue (see docs/ARCHITECTURE.md).
+//! Every resource has a *spec* (what a client sends on create/replace; unknown fields are
+//! rejected) and an *object* (what the server returns: `id`, `revision` and the spec
+//! flattened in). Lists are paginated (`items` + `next_page_token`). Errors are RFC 9457
+//! problem details ([`Problem`]).
+//!
+//! Addresses, CIDRs and MACs travel as strings; [`validate`] parses and checks them and
+//! reports the offending field by its JSON path (`cidrs[1]`, `rules[0].port_min`, ...).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub mod validate;
+
+pub use validate::ValidationError;
+
+/// Media type of problem details (RFC 9457).
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// API path prefix.
+pub const API_PREFIX: &str = "/v1";
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// A tenant: the owner of VPCs and security groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// A VPC: an isolated L2/L3 domain with one or more CIDRs (which may overlap with other
+/// VPCs' CIDRs, also across tenants) and a VXLAN network identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VpcSpec {
+    pub tenant_id: String,
+    pub name: String,
+    /// IPv4 and/or IPv6 prefixes, e.g. `10.0.0.0/16`.
+    pub cidrs: Vec<String>,
+    /// VXLAN VNI (1..=16777215); assigned by the controller when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+}
+
+/// DHCP options served to ports of a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpOptions {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+}
+
+/// A subnet of a VPC. Its CIDR lies inside one of the VPC's CIDRs and overlaps no other
+/// subnet of the same VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetSpec {
+    pub vpc_id: String,
+    pub name: String,
+    pub cidr: String,
+    /// Gateway address (the router's address on this subnet); defaults to the first host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpOptions>,
+    /// Addresses IPAM never hands out (besides network, broadcast and gateway).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved_ips: Vec<String>,
+}
+
+/// A static route of a router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    pub destination: String,
+    pub nexthop: String,
+}
+
+/// SNAT to an external network through a gateway chassis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalGateway {
+    pub chassis_id: String,
+    /// The router's external address (also the SNAT address), with prefix, e.g. `192.0.2.10/24`.
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop: Option<String>,
+    #[serde(default = "default_true")]
+    pub snat: bool,
+}
+
+/// A distributed router between subnets of one VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    pub vpc_id: String,
+    pub name: String,
+    /// Subnets this router connects (each through its gateway address).
+    #[serde(default)]
+    pub subnet_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<StaticRoute>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_gateway: Option<ExternalGateway>,
+}
+
+/// Where a port is attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortBinding {
+    pub chassis_id: String,
+    /// Interface name on the chassis' switch, or an OVS `external_ids:iface-id`.
+    pub iface: String,
+}
+
+/// A logical switch port. `ips` empty on create means "allocate one from the subnet".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub subnet_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`; generated (locally administered) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Fixed addresses inside the subnet; empty → IPAM allocates one.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default = "default_true")]
+    pub port_security: bool,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<PortBinding>,
+}
+
+/// Traffic direction of a security-group rule, from the port's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Traffic to the port.
+    Ingress,
+    /// Traffic from the port.
+    Egress,
+}
+
+/// IP version a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Ethertype {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+/// L4 protocol of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Any,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// A stateful allow rule (return traffic of an allowed connection is always allowed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupRule {
+    pub direction: Direction,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ethertype: Ethertype,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub protocol: Protocol,
+    /// Destination port range (TCP/UDP only); both absent = all ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_min: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_max: Option<u16>,
+    /// Peer prefix (source for ingress, destination for egress). At most one of
+    /// `remote_cidr` and `remote_group_id`; neither = any peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_cidr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_group_id: Option<String>,
+}
+
+/// A security group: ingress is denied unless a rule allows it; egress likewise, but a
+/// group created without `rules` gets the two allow-all egress rules (IPv4 and IPv6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupSpec {
+    pub tenant_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<SecurityGroupRule>>,
+}
+
+/// L4 protocol of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceProtocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// One backend of a service: a port of the VPC (its first IP) or an explicit IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub target_port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+/// Session affinity of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
+pub enum Affinity {
+    #[default]
+    None,
+    ClientIp {
+        #[serde(default = "default_affinity_timeout")]
+        timeout_seconds: u32,
+    },
+}
+
+fn default_affinity_timeout() -> u32 {
+    10800
+}
+
+/// Active health check of a service's backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub interval_seconds: u32,
+    pub timeout_seconds: u32,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+/// A load-balanced service: VIP:port/protocol → weighted backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub vpc_id: String,
+    pub name: String,
+    pub vip: String,
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: ServiceProtocol,
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub affinity: Affinity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// How the controller reaches a chassis' switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchEndpoint {
+    /// `tcp:HOST:PORT` or `unix:PATH` of the switch's OpenFlow listener; absent = the switch
+    /// connects to the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openflow: Option<String>,
+    /// `tcp:HOST:PORT` or `unix:PATH` of the switch's OVSDB server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ovsdb: Option<String>,
+}
+
+/// A node running a switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChassisSpec {
+    pub name: String,
+    /// Underlay address of the chassis' VXLAN tunnel endpoint.
+    pub vtep_ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<SwitchEndpoint>,
+}
+
+/// Implemented by every spec type: its resource name and validation.
+pub trait Spec: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static {
+    /// Path segment and kind name, e.g. `subnets`.
+    const KIND: &'static str;
+    /// Context-free checks (syntax of addresses, ranges, mutual exclusion).
+    fn validate(&self) -> Result<(), ValidationError>;
+}
+
+macro_rules! resource {
+    ($(#[$m:meta])* $obj:ident, $list:ident, $spec:ident, $kind:literal, $check:path) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        pub struct $obj {
+            pub id: String,
+            /// Store revision of the last write; also the object's ETag.
+            pub revision: u64,
+            #[serde(flatten)]
+            pub spec: $spec,
+        }
+
+        /// One page of a list.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        pub struct $list {
+            pub items: Vec<$obj>,
+            /// Pass as `page_token` to get the next page; absent on the last page.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub next_page_token: Option<String>,
+        }
+
+        impl Spec for $spec {
+            const KIND: &'static str = $kind;
+            fn validate(&self) -> Result<(), ValidationError> {
+                $check(self)
+            }
+        }
+    };
+}
+
+resource!(
+    /// A tenant as stored.
+    Tenant, TenantList, TenantSpec, "tenants", validate::tenant
+);
+resource!(
+    /// A VPC as stored.
+    Vpc, VpcList, VpcSpec, "vpcs", validate::vpc
+);
+resource!(
+    /// A subnet as stored.
+    Subnet, SubnetList, SubnetSpec, "subnets", validate::subnet
+);
+resource!(
+    /// A router as stored.
+    Router, RouterList, RouterSpec, "routers", validate::router
+);
+resource!(
+    /// A port as stored.
+    Port, PortList, PortSpec, "ports", validate::port
+);
+resource!(
+    /// A security group as stored.
+    SecurityGroup, SecurityGroupList, SecurityGroupSpec, "security-groups", validate::security_group
+);
+resource!(
+    /// A service as stored.
+    Service, ServiceList, ServiceSpec, "services", validate::service
+);
+resource!(
+    /// A chassis as stored.
+    Chassis, ChassisList, ChassisSpec, "chassis", validate::chassis
+);
+
+/// One field-level problem inside a [`Problem`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldProblem {
+    /// JSON path of the offending field, e.g. `cidrs[1]`.
+    pub field: String,
+    pub detail: String,
+}
+
+/// RFC 9457 problem details, with the offending field as the extension member `field`
+/// (and `errors` listing every field problem found).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type", default = "about_blank")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+fn about_blank() -> String {
+    "about:blank".into()
+}
+
+impl Problem {
+    /// A problem with `type` `about:blank` and the given status and title.
+    pub fn new(status: u16, title: impl Into<String>) -> Self {
+        Self {
+            type_: about_blank(),
+            title: title.into(),
+            status,
+            detail: None,
+            instance: None,
+            field: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_type(mut self, type_: impl Into<String>) -> Self {
+        self.type_ = type_.into();
+        self
+    }
+
+    /// Names `field` as the offending one (and records it in `errors`).
+    pub fn with_field(mut self, field: impl Into<String>, detail: impl Into<String>) -> Self {
+        let field = field.into();
+        let detail = detail.into();
+        if self.detail.is_none() {
+            self.detail = Some(format!("{field}: {detail}"));
+        }
+        self.field = Some(field.clone());
+        self.errors.push(FieldProblem { field, detail });
+        self
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.title)?;
+        if let Some(d) = &self.detail {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// `GET /v1/status`: the store's revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    pub revision: u64,
+    pub objects: std::collections::BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e = serde_json::from_str::<TenantSpec>(r#"{"name":"a","colour":"red"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `colour`"), "{e}");
+        let e = serde_json::from_str::<SecurityGroupSpec>(
+            r#"{"tenant_id":"t","name":"g","rules":[{"direction":"ingress","prot":"tcp"}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `prot`"), "{e}");
+    }
+
+    #[test]
+    fn object_flattens_spec_and_round_trips() {
+        let p = Port {
+            id: "p1".into(),
+            revision: 7,
+            spec: PortSpec {
+                subnet_id: "s".into(),
+                ips: vec!["10.0.0.5".into()],
+                port_security: true,
+                ..Default::default()
+            },
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["id"], "p1");
+        assert_eq!(v["subnet_id"], "s");
+        let back: Port = serde_json::from_value(v).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn defaults() {
+        let p: PortSpec = serde_json::from_str(r#"{"subnet_id":"s"}"#).unwrap();
+        assert!(p.port_security);
+        let b: Backend = serde_json::from_str(r#"{"ip":"10.0.0.1","target_port":80}"#).unwrap();
+        assert_eq!(b.weight, 1);
+        let a: Affinity = serde_json::from_str(r#"{"type":"client_ip"}"#).unwrap();
+        assert_eq!(
+            a,
+            Affinity::ClientIp {
+                timeout_seconds: 10800
+            }
+        );
+    }
+
+    #[test]
+    fn problem_json_shape() {
+        let p = Problem::new(422, "Invalid field").with_field("cidr", "not a CIDR");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["field"], "cidr");
+        assert_eq!(v["errors"][0]["field"], "cidr");
+    }
+}

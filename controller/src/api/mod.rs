@@ -1,0 +1,596 @@
+//! The REST API: axum handlers generic over the resource kind, bearer-token auth,
+//! RFC 9457 errors, ETag/If-Match, pagination, Prometheus metrics, and the OpenAPI
+//! document (utoipa) served at `/openapi.json`.
+
+mod auth;
+mod kinds;
+mod metrics;
+
+pub use auth::{Scope, Tokens};
+pub use metrics::Metrics;
+
+use crate::store::{RedbStore, Store, StoreError};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+type Router<S = ()> = axum::Router<S>;
+use kinds::Kind;
+use plexus_api::*;
+use serde::Deserialize;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+pub use auth::{Admin, Reader};
+
+/// Shared state of the API.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: RedbStore,
+    /// `None` disables authentication (only for `--insecure-no-auth`).
+    pub tokens: Option<Arc<Tokens>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: RedbStore, tokens: Option<Tokens>) -> Self {
+        Self {
+            store,
+            tokens: tokens.map(Arc::new),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// An error answered as problem JSON.
+#[derive(Debug)]
+pub struct ApiError(pub Box<Problem>);
+
+impl ApiError {
+    pub fn new(p: Problem) -> Self {
+        Self(Box::new(p))
+    }
+    pub fn status(status: StatusCode, title: &str) -> Self {
+        Self::new(Problem::new(status.as_u16(), title))
+    }
+    pub fn field(status: StatusCode, title: &str, field: &str, detail: impl Into<String>) -> Self {
+        Self::new(Problem::new(status.as_u16(), title).with_field(field, detail))
+    }
+    pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
+        Self::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid field",
+            field,
+            detail,
+        )
+    }
+    pub fn conflict(field: &str, detail: impl Into<String>) -> Self {
+        Self::field(StatusCode::CONFLICT, "Conflict", field, detail)
+    }
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        Self::new(
+            Problem::new(404, "Not found")
+                .with_detail(format!("no {kind} with id {id}"))
+                .with_type("https://plexus.invalid/problems/not-found"),
+        )
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::invalid(&e.field, e.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        ApiError::new(Problem::new(500, "Store error").with_detail(e.to_string()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = (status, Json(*self.0)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        );
+        r
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a JSON body, naming the offending field on error (`rules[0].prot`).
+pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        let mut field = if path == "." { String::new() } else { path };
+        for pre in ["unknown field `", "missing field `", "duplicate field `"] {
+            if let Some(rest) = msg.strip_prefix(pre)
+                && let Some((name, _)) = rest.split_once('`')
+            {
+                field = if field.is_empty() {
+                    name.to_string()
+                } else if field == name || field.ends_with(&format!(".{name}")) {
+                    field // serde_path_to_error already names it (unknown fields)
+                } else {
+                    format!("{field}.{name}")
+                };
+            }
+        }
+        if field.is_empty() {
+            ApiError::new(Problem::new(400, "Malformed JSON body").with_detail(msg))
+        } else {
+            ApiError::field(StatusCode::BAD_REQUEST, "Malformed JSON body", &field, msg)
+        }
+    })
+}
+
+fn etag(rev: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{rev}\"")).unwrap()
+}
+
+/// Checks `If-Match` against the current revision (`None` = the object does not exist).
+fn check_if_match(headers: &HeaderMap, current: Option<u64>) -> ApiResult<()> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let v = v.to_str().map_err(|_| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "Bad header",
+            "If-Match",
+            "not ASCII",
+        )
+    })?;
+    let ok = match current {
+        None => false,
+        Some(rev) => v
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == rev.to_string()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Problem::new(412, "Precondition failed").with_field(
+                "If-Match",
+                match current {
+                    Some(r) => format!("the object's current ETag is \"{r}\""),
+                    None => "the object does not exist".into(),
+                },
+            ),
+        ))
+    }
+}
+
+/// Pagination query of list endpoints.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(Problem::new(500, "Internal error").with_detail(e.to_string()))
+    })?
+}
+
+async fn create<K: Kind>(st: AppState, body: Bytes) -> ApiResult<Response> {
+    let spec: K = parse_body(&body)?;
+    spec.validate()?;
+    let store = st.store.clone();
+    let (obj, rev) = blocking(move || {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (spec, rev) = store.write::<_, ApiError>(&mut |t| {
+            let mut s = spec.clone();
+            s.prepare(t, &id, None)?;
+            t.put(K::KIND, &id, &serde_json::to_value(&s).unwrap())?;
+            Ok(s)
+        })?;
+        Ok((K::object(id, rev, spec), rev))
+    })
+    .await?;
+    let mut r = (StatusCode::CREATED, Json(obj)).into_response();
+    r.headers_mut().insert(header::ETAG, etag(rev));
+    Ok(r)
+}
+
+fn load<K: Kind>(rec: crate::store::Record) -> ApiResult<K::Obj> {
+    let spec: K = serde_json::from_value(rec.value).map_err(|e| StoreError::Corrupt {
+        key: format!("{}/{}", K::KIND, rec.id),
+        err: e.to_string(),
+    })?;
+    Ok(K::object(rec.id, rec.revision, spec))
+}
+
+async fn read<K: Kind>(st: AppState, id: String) -> ApiResult<Response> {
+    let store = st.store.clone();
+    let rec = blocking(move || {
+        store
+            .get(K::KIND, &id)?
+            .ok_or_else(|| ApiError::not_found(K::KIND, &id))
+    })
+    .await?;
+    let rev = rec.revision;
+    let mut r = Json(load::<K>(rec)?).into_response();
+    r.headers_mut().insert(header::ETAG, etag(rev));
+    Ok(r)
+}
+
+async fn list<K: Kind>(
+    st: AppState,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<K::List>> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(Problem::new(400, "Bad query").with_detail(e.body_text())))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "Bad query",
+            "limit",
+            "must be 1..=1000",
+        ));
+    }
+    let store = st.store.clone();
+    let mut recs =
+        blocking(move || Ok(store.list(K::KIND, q.page_token.as_deref(), limit + 1)?)).await?;
+    let next = if recs.len() > limit {
+        recs.truncate(limit);
+        recs.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    let items = recs
+        .into_iter()
+        .map(load::<K>)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(K::list(items, next)))
+}
+
+async fn replace<K: Kind>(
+    st: AppState,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let spec: K = parse_body(&body)?;
+    spec.validate()?;
+    let store = st.store.clone();
+    let (obj, rev) = blocking(move || {
+        let (spec, rev) = store.write::<_, ApiError>(&mut |t| {
+            let old = t.get(K::KIND, &id)?;
+            check_if_match(&headers, old.as_ref().map(|r| r.revision))?;
+            let old = old.ok_or_else(|| ApiError::not_found(K::KIND, &id))?;
+            let old: K = serde_json::from_value(old.value).map_err(|e| StoreError::Corrupt {
+                key: id.clone(),
+                err: e.to_string(),
+            })?;
+            let mut s = spec.clone();
+            s.prepare(t, &id, Some(&old))?;
+            t.put(K::KIND, &id, &serde_json::to_value(&s).unwrap())?;
+            Ok(s)
+        })?;
+        Ok((K::object(id, rev, spec), rev))
+    })
+    .await?;
+    let mut r = Json(obj).into_response();
+    r.headers_mut().insert(header::ETAG, etag(rev));
+    Ok(r)
+}
+
+async fn remove<K: Kind>(st: AppState, id: String, headers: HeaderMap) -> ApiResult<StatusCode> {
+    let store = st.store.clone();
+    blocking(move || {
+        store.write::<_, ApiError>(&mut |t| {
+            let old = t.get(K::KIND, &id)?;
+            check_if_match(&headers, old.as_ref().map(|r| r.revision))?;
+            let old = old.ok_or_else(|| ApiError::not_found(K::KIND, &id))?;
+            let old: K = serde_json::from_value(old.value).map_err(|e| StoreError::Corrupt {
+                key: id.clone(),
+                err: e.to_string(),
+            })?;
+            old.on_delete(t, &id)?;
+            t.delete(K::KIND, &id)?;
+            Ok(())
+        })?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Per-kind handler wrappers, so that each gets its own OpenAPI operation.
+macro_rules! endpoints {
+    ($m:ident, $spec:ident, $obj:path, $list:ident, $path:tt, $idpath:tt, $tag:tt) => {
+        pub mod $m {
+            use super::*;
+
+            #[utoipa::path(post, path = $path, tag = $tag, request_body = $spec,
+                responses(
+                    (status = 201, description = "Created", body = $obj),
+                    (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+                    (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+                    (status = 403, description = "Read-only token", body = Problem, content_type = "application/problem+json"),
+                    (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
+                    (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+                ),
+                security(("bearer" = [])))]
+            pub async fn create(State(st): State<AppState>, _a: Admin, body: Bytes) -> ApiResult<Response> {
+                super::create::<$spec>(st, body).await
+            }
+
+            #[utoipa::path(get, path = $path, tag = $tag, params(PageQuery),
+                responses(
+                    (status = 200, description = "One page", body = $list),
+                    (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+                    (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+                ),
+                security(("bearer" = [])))]
+            pub async fn list(State(st): State<AppState>, _a: Reader, q: Result<Query<PageQuery>, QueryRejection>) -> ApiResult<Json<$list>> {
+                super::list::<$spec>(st, q).await
+            }
+
+            #[utoipa::path(get, path = $idpath, tag = $tag, params(("id" = String, Path)),
+                responses(
+                    (status = 200, description = "The object (ETag: its revision)", body = $obj),
+                    (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+                    (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+                ),
+                security(("bearer" = [])))]
+            pub async fn get(State(st): State<AppState>, _a: Reader, Path(id): Path<String>) -> ApiResult<Response> {
+                super::read::<$spec>(st, id).await
+            }
+
+            #[utoipa::path(put, path = $idpath, tag = $tag, request_body = $spec,
+                params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag the update is based on")),
+                responses(
+                    (status = 200, description = "Replaced", body = $obj),
+                    (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+                    (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
+                    (status = 412, description = "ETag mismatch", body = Problem, content_type = "application/problem+json"),
+                    (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+                ),
+                security(("bearer" = [])))]
+            pub async fn replace(State(st): State<AppState>, _a: Admin, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+                super::replace::<$spec>(st, id, headers, body).await
+            }
+
+            #[utoipa::path(delete, path = $idpath, tag = $tag,
+                params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag the delete is based on")),
+                responses(
+                    (status = 204, description = "Deleted"),
+                    (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+                    (status = 409, description = "Still referenced", body = Problem, content_type = "application/problem+json"),
+                    (status = 412, description = "ETag mismatch", body = Problem, content_type = "application/problem+json"),
+                ),
+                security(("bearer" = [])))]
+            pub async fn delete(State(st): State<AppState>, _a: Admin, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<StatusCode> {
+                super::remove::<$spec>(st, id, headers).await
+            }
+
+            pub fn routes() -> Router<AppState> {
+                Router::new()
+                    .route($path, axum::routing::get(list).post(create))
+                    .route($idpath, axum::routing::get(get).put(replace).delete(delete))
+            }
+        }
+    };
+}
+
+endpoints!(
+    tenants,
+    TenantSpec,
+    Tenant,
+    TenantList,
+    "/v1/tenants",
+    "/v1/tenants/{id}",
+    "tenants"
+);
+endpoints!(
+    vpcs,
+    VpcSpec,
+    Vpc,
+    VpcList,
+    "/v1/vpcs",
+    "/v1/vpcs/{id}",
+    "vpcs"
+);
+endpoints!(
+    subnets,
+    SubnetSpec,
+    Subnet,
+    SubnetList,
+    "/v1/subnets",
+    "/v1/subnets/{id}",
+    "subnets"
+);
+endpoints!(
+    routers,
+    RouterSpec,
+    plexus_api::Router,
+    RouterList,
+    "/v1/routers",
+    "/v1/routers/{id}",
+    "routers"
+);
+endpoints!(
+    ports,
+    PortSpec,
+    Port,
+    PortList,
+    "/v1/ports",
+    "/v1/ports/{id}",
+    "ports"
+);
+endpoints!(
+    security_groups,
+    SecurityGroupSpec,
+    SecurityGroup,
+    SecurityGroupList,
+    "/v1/security-groups",
+    "/v1/security-groups/{id}",
+    "security-groups"
+);
+endpoints!(
+    services,
+    ServiceSpec,
+    Service,
+    ServiceList,
+    "/v1/services",
+    "/v1/services/{id}",
+    "services"
+);
+endpoints!(
+    chassis,
+    ChassisSpec,
+    Chassis,
+    ChassisList,
+    "/v1/chassis",
+    "/v1/chassis/{id}",
+    "chassis"
+);
+
+/// Store status: revision and object counts.
+#[utoipa::path(get, path = "/v1/status", tag = "status",
+    responses((status = 200, description = "Store status", body = Status)),
+    security(("bearer" = [])))]
+pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<Status>> {
+    let store = st.store.clone();
+    blocking(move || {
+        let mut objects = std::collections::BTreeMap::new();
+        for k in kinds::ALL {
+            objects.insert(k.to_string(), store.count(k)?);
+        }
+        Ok(Json(Status {
+            revision: store.revision(),
+            objects,
+        }))
+    })
+    .await
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the store answers reads.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "Ready"), (status = 503, description = "Not ready", body = Problem)))]
+pub async fn readyz(State(st): State<AppState>) -> ApiResult<&'static str> {
+    let store = st.store.clone();
+    blocking(move || {
+        store.count("tenants").map_err(|e| {
+            ApiError::new(Problem::new(503, "Not ready").with_detail(e.to_string()))
+        })?;
+        Ok("ok\n")
+    })
+    .await
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "OpenMetrics text")))]
+pub async fn metrics_handler(State(st): State<AppState>) -> Response {
+    let store = st.store.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        kinds::ALL
+            .iter()
+            .map(|k| (k.to_string(), store.count(k).unwrap_or(0)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let body = st.metrics.render(st.store.revision(), &counts);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers and types above.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Plexus controller API", description = "Tenants, VPCs, subnets, routers, ports, security groups, services and chassis."),
+    paths(
+        tenants::create, tenants::list, tenants::get, tenants::replace, tenants::delete,
+        vpcs::create, vpcs::list, vpcs::get, vpcs::replace, vpcs::delete,
+        subnets::create, subnets::list, subnets::get, subnets::replace, subnets::delete,
+        routers::create, routers::list, routers::get, routers::replace, routers::delete,
+        ports::create, ports::list, ports::get, ports::replace, ports::delete,
+        security_groups::create, security_groups::list, security_groups::get, security_groups::replace, security_groups::delete,
+        services::create, services::list, services::get, services::replace, services::delete,
+        chassis::create, chassis::list, chassis::get, chassis::replace, chassis::delete,
+        status, healthz, readyz, metrics_handler,
+    ),
+    modifiers(&SecurityAddon)
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn fallback() -> ApiError {
+    ApiError::new(Problem::new(404, "Not found").with_detail("no such endpoint"))
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(tenants::routes())
+        .merge(vpcs::routes())
+        .merge(subnets::routes())
+        .merge(routers::routes())
+        .merge(ports::routes())
+        .merge(security_groups::routes())
+        .merge(services::routes())
+        .merge(chassis::routes())
+        .route("/v1/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,636 @@
+//! The compiler: a VPC's model → per-chassis desired OpenFlow flows, full and incremental.
+//!
+//! Flows are produced as `ovs-ofctl` text (the canonical key used for diffing and
+//! reference counting) and turned into [`FlowMod`]s with
+//! [`plexus_openflow::text::flow::parse_flow_mod`] by [`to_flow_mods`].
+//!
+//! # Logical pipeline (per chassis)
+//!
+//! | table | stage | what |
+//! |---|---|---|
+//! | 0  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` → `metadata` = VNI (`reg14` = 0) |
+//! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop |
+//! | 20, 21 | from-port SG (the port's *egress* rules) | `ct(zone=key)`; `+est`/`+rel` pass, `+new` matching a rule is committed, the rest dropped |
+//! | 30 | L2 lookup | `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
+//! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
+//! | 50 | output | `reg15` → the port's ofport |
+//!
+//! A port without security groups (or with port security off) skips the SG stages. The
+//! tunnel mesh only spans chassis that host a port of the VPC. Flooded packets go straight
+//! to local ofports (the to-port SG is not applied to broadcast/multicast yet).
+//!
+//! # Incrementality
+//!
+//! Output is the union of *units*: one per port (its flows on its own chassis plus its L2
+//! entry on every other chassis of the VPC) and one per chassis (tunnel classification,
+//! flooding, table defaults). Each flow is reference-counted per chassis, so replacing a
+//! unit's output yields an exact add/remove delta. [`Engine::apply`] recomputes only the
+//! units a change affects; [`compile_full`] recomputes all of them, and the property test
+//! checks that both agree.
+
+use plexus_api::{Direction, Ethertype, Protocol, SecurityGroupRule};
+use plexus_openflow::message::{FlowMod, FlowModCommand};
+use plexus_openflow::text::ParseError;
+use plexus_openflow::text::flow::parse_flow_mod;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+
+pub const T_CLASSIFY: u8 = 0;
+pub const T_PORT_SEC: u8 = 10;
+pub const T_FROM_ACL: u8 = 20;
+pub const T_FROM_ACL_CT: u8 = 21;
+pub const T_L2: u8 = 30;
+pub const T_TO_ACL: u8 = 40;
+pub const T_TO_ACL_CT: u8 = 41;
+pub const T_OUT: u8 = 50;
+
+/// A logical port as the compiler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LPort {
+    /// Logical port key, unique within the VPC (1..=0xffff); also the port's ct zone.
+    pub key: u16,
+    pub mac: [u8; 6],
+    pub ips: Vec<IpAddr>,
+    pub port_security: bool,
+    pub groups: Vec<String>,
+    /// Chassis id and the interface's OpenFlow port number there (resolved from OVSDB).
+    pub binding: Option<(String, u32)>,
+}
+
+/// A security group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Group {
+    pub rules: Vec<SecurityGroupRule>,
+}
+
+/// A chassis: VTEP address and the OpenFlow port of its flow-based VXLAN port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChassisInfo {
+    pub vtep: Ipv4Addr,
+    pub tunnel_ofport: u32,
+}
+
+/// The compiler's input: one VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Model {
+    pub vni: u32,
+    pub ports: BTreeMap<String, LPort>,
+    pub groups: BTreeMap<String, Group>,
+    pub chassis: BTreeMap<String, ChassisInfo>,
+}
+
+/// Per-chassis flow sets (ovs-ofctl text).
+pub type Flows = BTreeMap<String, BTreeSet<String>>;
+
+/// One model change.
+#[derive(Debug, Clone)]
+pub enum Change {
+    PutPort(String, LPort),
+    DelPort(String),
+    PutGroup(String, Group),
+    DelGroup(String),
+    PutChassis(String, ChassisInfo),
+    DelChassis(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    Port(String),
+    Chassis(String),
+}
+
+fn mac(m: &[u8; 6]) -> String {
+    plexus_api::validate::format_mac(*m)
+}
+
+/// Chassis that host at least one bound port of the VPC (and exist).
+fn vpc_chassis(m: &Model) -> BTreeSet<String> {
+    m.ports
+        .values()
+        .filter_map(|p| p.binding.as_ref().map(|(c, _)| c.clone()))
+        .filter(|c| m.chassis.contains_key(c))
+        .collect()
+}
+
+/// Splits `lo..=hi` into `value/mask` prefixes.
+pub fn port_range_masks(lo: u16, hi: u16) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    let (mut lo, hi) = (lo as u32, hi as u32);
+    while lo <= hi {
+        let mut size = if lo == 0 {
+            1 << 16
+        } else {
+            lo & lo.wrapping_neg()
+        };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        out.push((lo as u16, (0x1_0000 - size) as u16));
+        lo += size;
+    }
+    out
+}
+
+struct Out<'a> {
+    flows: &'a mut Flows,
+}
+
+impl Out<'_> {
+    fn add(&mut self, chassis: &str, flow: String) {
+        self.flows
+            .entry(chassis.to_string())
+            .or_default()
+            .insert(flow);
+    }
+}
+
+/// The L4 match words for a rule.
+fn rule_matches(r: &SecurityGroupRule) -> Vec<String> {
+    let v6 = r.ethertype == Ethertype::Ipv6;
+    let proto = match (r.protocol, v6) {
+        (Protocol::Any, false) => "ip",
+        (Protocol::Any, true) => "ipv6",
+        (Protocol::Tcp, false) => "tcp",
+        (Protocol::Tcp, true) => "tcp6",
+        (Protocol::Udp, false) => "udp",
+        (Protocol::Udp, true) => "udp6",
+        (Protocol::Icmp, false) => "icmp",
+        (Protocol::Icmp, true) => "icmp6",
+    };
+    match (r.port_min, r.port_max) {
+        (None, None) => vec![proto.to_string()],
+        (a, b) => {
+            let lo = a.unwrap_or(1);
+            let hi = b.unwrap_or(65535);
+            if lo == hi {
+                vec![format!("{proto},tp_dst={lo}")]
+            } else {
+                port_range_masks(lo, hi)
+                    .into_iter()
+                    .map(|(v, m)| {
+                        if m == 0xffff {
+                            format!("{proto},tp_dst={v}")
+                        } else {
+                            format!("{proto},tp_dst={v:#x}/{m:#x}")
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Peer address matches of a rule (`None` = any peer; empty = no peer, no flows).
+fn rule_peers(m: &Model, r: &SecurityGroupRule) -> Option<Vec<String>> {
+    let v6 = r.ethertype == Ethertype::Ipv6;
+    let (src, dst) = if v6 {
+        ("ipv6_src", "ipv6_dst")
+    } else {
+        ("nw_src", "nw_dst")
+    };
+    let field = match r.direction {
+        Direction::Ingress => src,
+        Direction::Egress => dst,
+    };
+    if let Some(c) = &r.remote_cidr {
+        return Some(vec![format!("{field}={c}")]);
+    }
+    let g = r.remote_group_id.as_ref()?;
+    let mut ips: BTreeSet<IpAddr> = BTreeSet::new();
+    for p in m.ports.values() {
+        if p.groups.contains(g) {
+            ips.extend(p.ips.iter().filter(|a| a.is_ipv6() == v6));
+        }
+    }
+    Some(ips.into_iter().map(|a| format!("{field}={a}")).collect())
+}
+
+fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
+    let Some(p) = m.ports.get(id) else { return };
+    let Some((ch, ofport)) = &p.binding else {
+        return;
+    };
+    let Some(_) = m.chassis.get(ch) else { return };
+    let (vni, k, mac_s) = (m.vni, p.key, mac(&p.mac));
+    let mut f = |t: u8, prio: u16, body: String| {
+        out.add(ch, format!("table={t},priority={prio},{body}"));
+    };
+    // 0: classify.
+    f(
+        T_CLASSIFY,
+        100,
+        format!(
+            "in_port={ofport},actions=set_field:{k}->reg14,write_metadata:{vni:#x},goto_table:{T_PORT_SEC}"
+        ),
+    );
+    // 10: port security.
+    if p.port_security {
+        for ip in &p.ips {
+            match ip {
+                IpAddr::V4(a) => {
+                    f(
+                        T_PORT_SEC,
+                        90,
+                        format!(
+                            "ip,reg14={k},dl_src={mac_s},nw_src={a},actions=goto_table:{T_FROM_ACL}"
+                        ),
+                    );
+                    f(
+                        T_PORT_SEC,
+                        90,
+                        format!(
+                            "arp,reg14={k},dl_src={mac_s},arp_spa={a},arp_sha={mac_s},actions=goto_table:{T_FROM_ACL}"
+                        ),
+                    );
+                }
+                IpAddr::V6(a) => {
+                    f(
+                        T_PORT_SEC,
+                        90,
+                        format!(
+                            "ipv6,reg14={k},dl_src={mac_s},ipv6_src={a},actions=goto_table:{T_FROM_ACL}"
+                        ),
+                    );
+                }
+            }
+        }
+        // DHCPv4 discovery and IPv6 link-local (ND) from the port's MAC.
+        f(
+            T_PORT_SEC,
+            90,
+            format!(
+                "udp,reg14={k},dl_src={mac_s},nw_src=0.0.0.0,tp_src=68,tp_dst=67,actions=goto_table:{T_FROM_ACL}"
+            ),
+        );
+        f(
+            T_PORT_SEC,
+            90,
+            format!(
+                "ipv6,reg14={k},dl_src={mac_s},ipv6_src=fe80::/10,actions=goto_table:{T_FROM_ACL}"
+            ),
+        );
+        f(T_PORT_SEC, 80, format!("reg14={k},actions=drop"));
+    } else {
+        f(
+            T_PORT_SEC,
+            90,
+            format!("reg14={k},actions=goto_table:{T_FROM_ACL}"),
+        );
+    }
+    // 20/21 and 40/41: security groups.
+    let enforce = p.port_security && !p.groups.is_empty();
+    for (t, t_ct, next, reg, dir) in [
+        (T_FROM_ACL, T_FROM_ACL_CT, T_L2, "reg14", Direction::Egress),
+        (T_TO_ACL, T_TO_ACL_CT, T_OUT, "reg15", Direction::Ingress),
+    ] {
+        if !enforce {
+            f(t, 90, format!("{reg}={k},actions=goto_table:{next}"));
+            continue;
+        }
+        for l3 in ["ip", "ipv6"] {
+            f(
+                t,
+                100,
+                format!("{l3},{reg}={k},actions=ct(table={t_ct},zone={k})"),
+            );
+        }
+        f(t, 90, format!("{reg}={k},actions=goto_table:{next}"));
+        f(
+            t_ct,
+            210,
+            format!("ct_state=+inv+trk,{reg}={k},actions=drop"),
+        );
+        f(
+            t_ct,
+            200,
+            format!("ct_state=-new+est+trk,{reg}={k},actions=goto_table:{next}"),
+        );
+        f(
+            t_ct,
+            200,
+            format!("ct_state=-new+rel+trk,{reg}={k},actions=goto_table:{next}"),
+        );
+        f(t_ct, 1, format!("{reg}={k},actions=drop"));
+        for g in &p.groups {
+            let Some(group) = m.groups.get(g) else {
+                continue;
+            };
+            for r in group.rules.iter().filter(|r| r.direction == dir) {
+                let peers: Vec<Option<String>> = match rule_peers(m, r) {
+                    None => vec![None],
+                    Some(v) => v.into_iter().map(Some).collect(), // empty group: no flows
+                };
+                for l4 in rule_matches(r) {
+                    for peer in &peers {
+                        let mut body = format!("ct_state=+new+trk,{l4},{reg}={k}");
+                        if let Some(pm) = peer {
+                            let _ = write!(body, ",{pm}");
+                        }
+                        let _ = write!(body, ",actions=ct(commit,zone={k}),goto_table:{next}");
+                        f(t_ct, 100, body);
+                    }
+                }
+            }
+        }
+    }
+    // 30: L2 lookup (local); 50: output.
+    f(
+        T_L2,
+        100,
+        format!(
+            "metadata={vni:#x},dl_dst={mac_s},actions=set_field:{k}->reg15,goto_table:{T_TO_ACL}"
+        ),
+    );
+    f(T_OUT, 100, format!("reg15={k},actions=output:{ofport}"));
+    // 30 on every other chassis of the VPC: to this port's chassis through the tunnel.
+    let vtep = m.chassis[ch].vtep;
+    for other in vpc_chassis(m) {
+        if &other == ch {
+            continue;
+        }
+        let tun = m.chassis[&other].tunnel_ofport;
+        out.add(
+            &other,
+            format!(
+                "table={T_L2},priority=100,metadata={vni:#x},dl_dst={mac_s},actions=set_field:{vni:#x}->tun_id,set_field:{vtep}->tun_dst,output:{tun}"
+            ),
+        );
+    }
+}
+
+fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
+    let members = vpc_chassis(m);
+    if !members.contains(ch) {
+        return;
+    }
+    let vni = m.vni;
+    let info = &m.chassis[ch];
+    let tun = info.tunnel_ofport;
+    let mut f = |t: u8, prio: u16, body: String| {
+        out.add(ch, format!("table={t},priority={prio},{body}"));
+    };
+    f(
+        T_CLASSIFY,
+        100,
+        format!("in_port={tun},tun_id={vni:#x},actions=write_metadata:{vni:#x},goto_table:{T_L2}"),
+    );
+    for t in [T_CLASSIFY, T_PORT_SEC, T_FROM_ACL, T_L2, T_TO_ACL, T_OUT] {
+        f(t, 0, "actions=drop".into());
+    }
+    let locals: Vec<u32> = m
+        .ports
+        .values()
+        .filter_map(|p| match &p.binding {
+            Some((c, o)) if c == ch => Some(*o),
+            _ => None,
+        })
+        .collect();
+    let mut local_out = String::new();
+    for o in &locals {
+        let _ = write!(local_out, "output:{o},");
+    }
+    let mut remote_out = format!("set_field:{vni:#x}->tun_id,");
+    for other in members.iter().filter(|c| *c != ch) {
+        let _ = write!(
+            remote_out,
+            "set_field:{}->tun_dst,output:{tun},",
+            m.chassis[other].vtep
+        );
+    }
+    let bcast = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00";
+    let from_tunnel = if local_out.is_empty() {
+        "drop".to_string()
+    } else {
+        local_out.trim_end_matches(',').to_string()
+    };
+    f(
+        T_L2,
+        111,
+        format!("metadata={vni:#x},reg14=0,{bcast},actions={from_tunnel}"),
+    );
+    let from_local = format!("{local_out}{remote_out}");
+    f(
+        T_L2,
+        110,
+        format!(
+            "metadata={vni:#x},{bcast},actions={}",
+            from_local.trim_end_matches(',')
+        ),
+    );
+}
+
+fn compile_unit(m: &Model, u: &Unit) -> Flows {
+    let mut flows = Flows::new();
+    let mut out = Out { flows: &mut flows };
+    match u {
+        Unit::Port(id) => compile_port(m, id, &mut out),
+        Unit::Chassis(c) => compile_chassis(m, c, &mut out),
+    }
+    flows
+}
+
+fn all_units(m: &Model) -> Vec<Unit> {
+    m.ports
+        .keys()
+        .map(|p| Unit::Port(p.clone()))
+        .chain(m.chassis.keys().map(|c| Unit::Chassis(c.clone())))
+        .collect()
+}
+
+/// Recomputes every flow from scratch.
+pub fn compile_full(m: &Model) -> Flows {
+    let mut all = Flows::new();
+    for u in all_units(m) {
+        for (c, fs) in compile_unit(m, &u) {
+            all.entry(c).or_default().extend(fs);
+        }
+    }
+    all
+}
+
+/// Flows added and removed per chassis by one change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub added: Flows,
+    pub removed: Flows,
+}
+
+/// The incremental compiler: keeps each unit's output and per-chassis reference counts.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    model: Model,
+    units: BTreeMap<Unit, Flows>,
+    counts: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Units recomputed by the last [`Engine::apply`] (for tests and metrics).
+    pub last_recomputed: usize,
+}
+
+impl Engine {
+    pub fn new(model: Model) -> Self {
+        let mut e = Engine {
+            model,
+            ..Default::default()
+        };
+        let units = all_units(&e.model);
+        let mut d = Delta::default();
+        for u in units {
+            e.recompute(u, &mut d);
+        }
+        e
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The desired flows of every chassis.
+    pub fn flows(&self) -> Flows {
+        self.counts
+            .iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(c, m)| (c.clone(), m.keys().cloned().collect()))
+            .collect()
+    }
+
+    fn recompute(&mut self, u: Unit, d: &mut Delta) {
+        let new = compile_unit(&self.model, &u);
+        let old = self.units.remove(&u).unwrap_or_default();
+        for (c, fs) in &old {
+            for f in fs {
+                if new.get(c).is_some_and(|n| n.contains(f)) {
+                    continue;
+                }
+                let m = self.counts.entry(c.clone()).or_default();
+                let n = m.get_mut(f).expect("refcount");
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(f);
+                    if !d.added.get_mut(c).is_some_and(|a| a.remove(f)) {
+                        d.removed.entry(c.clone()).or_default().insert(f.clone());
+                    }
+                }
+            }
+        }
+        for (c, fs) in &new {
+            for f in fs {
+                if old.get(c).is_some_and(|o| o.contains(f)) {
+                    continue;
+                }
+                let n = self
+                    .counts
+                    .entry(c.clone())
+                    .or_default()
+                    .entry(f.clone())
+                    .or_insert(0);
+                *n += 1;
+                if *n == 1 && !d.removed.get_mut(c).is_some_and(|r| r.remove(f)) {
+                    d.added.entry(c.clone()).or_default().insert(f.clone());
+                }
+            }
+        }
+        if !new.is_empty() {
+            self.units.insert(u, new);
+        }
+        self.last_recomputed += 1;
+    }
+
+    /// Applies one change, recomputing only the affected units; returns the delta.
+    pub fn apply(&mut self, change: Change) -> Delta {
+        let before = vpc_chassis(&self.model);
+        let mut affected: BTreeSet<Unit> = BTreeSet::new();
+        let mut everything = false;
+        // Ports whose SG rules name one of `groups` as remote group.
+        let referencing = |m: &Model, groups: &BTreeSet<String>| -> Vec<Unit> {
+            m.ports
+                .iter()
+                .filter(|(_, q)| {
+                    q.groups.iter().filter_map(|g| m.groups.get(g)).any(|g| {
+                        g.rules.iter().any(|r| {
+                            r.remote_group_id
+                                .as_ref()
+                                .is_some_and(|x| groups.contains(x))
+                        })
+                    })
+                })
+                .map(|(id, _)| Unit::Port(id.clone()))
+                .collect()
+        };
+        match &change {
+            Change::PutPort(id, _) | Change::DelPort(id) => {
+                let old = self.model.ports.get(id).cloned();
+                match &change {
+                    Change::PutPort(_, p) => {
+                        self.model.ports.insert(id.clone(), p.clone());
+                    }
+                    _ => {
+                        self.model.ports.remove(id);
+                    }
+                }
+                let new = self.model.ports.get(id).cloned();
+                let mut groups = BTreeSet::new();
+                for p in old.iter().chain(new.iter()) {
+                    groups.extend(p.groups.iter().cloned());
+                    if let Some((c, _)) = &p.binding {
+                        affected.insert(Unit::Chassis(c.clone()));
+                    }
+                }
+                affected.insert(Unit::Port(id.clone()));
+                // Remote-group references see this port's membership and addresses.
+                let m = &self.model;
+                affected.extend(referencing(m, &groups));
+            }
+            Change::PutGroup(id, g) => {
+                self.model.groups.insert(id.clone(), g.clone());
+                affected.extend(self.members(id));
+            }
+            Change::DelGroup(id) => {
+                self.model.groups.remove(id);
+                affected.extend(self.members(id));
+            }
+            Change::PutChassis(id, c) => {
+                everything = self.model.chassis.get(id) != Some(c);
+                self.model.chassis.insert(id.clone(), c.clone());
+            }
+            Change::DelChassis(id) => {
+                everything = self.model.chassis.remove(id).is_some();
+            }
+        }
+        if vpc_chassis(&self.model) != before {
+            everything = true; // the tunnel mesh changed: every port's remote entries move
+        }
+        let units: Vec<Unit> = if everything {
+            let mut u: BTreeSet<Unit> = all_units(&self.model).into_iter().collect();
+            u.extend(self.units.keys().cloned());
+            u.into_iter().collect()
+        } else {
+            affected.into_iter().collect()
+        };
+        self.last_recomputed = 0;
+        let mut d = Delta::default();
+        for u in units {
+            self.recompute(u, &mut d);
+        }
+        d
+    }
+
+    fn members(&self, group: &str) -> Vec<Unit> {
+        self.model
+            .ports
+            .iter()
+            .filter(|(_, p)| p.groups.iter().any(|g| g == group))
+            .map(|(id, _)| Unit::Port(id.clone()))
+            .collect()
+    }
+}
+
+/// Parses a chassis' flows into OFPFC_ADD flow mods.
+pub fn to_flow_mods(flows: &BTreeSet<String>) -> Result<Vec<FlowMod>, (String, ParseError)> {
+    flows
+        .iter()
+        .map(|f| parse_flow_mod(f, FlowModCommand::Add).map_err(|e| (f.clone(), e)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

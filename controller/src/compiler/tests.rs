@@ -1,0 +1,276 @@
+use super::*;
+use proptest::prelude::*;
+
+fn rule(
+    dir: Direction,
+    proto: Protocol,
+    ports: Option<(u16, u16)>,
+    remote: Option<&str>,
+    group: Option<&str>,
+) -> SecurityGroupRule {
+    SecurityGroupRule {
+        direction: dir,
+        ethertype: Ethertype::Ipv4,
+        protocol: proto,
+        port_min: ports.map(|p| p.0),
+        port_max: ports.map(|p| p.1),
+        remote_cidr: remote.map(str::to_string),
+        remote_group_id: group.map(str::to_string),
+    }
+}
+
+fn sample() -> Model {
+    let mut m = Model {
+        vni: 1000,
+        ..Default::default()
+    };
+    for (i, c) in ["c1", "c2", "c3"].iter().enumerate() {
+        m.chassis.insert(
+            c.to_string(),
+            ChassisInfo {
+                vtep: Ipv4Addr::new(192, 0, 2, i as u8 + 1),
+                tunnel_ofport: 1,
+            },
+        );
+    }
+    m.groups.insert(
+        "web".into(),
+        Group {
+            rules: vec![
+                rule(
+                    Direction::Ingress,
+                    Protocol::Tcp,
+                    Some((80, 80)),
+                    None,
+                    None,
+                ),
+                rule(
+                    Direction::Ingress,
+                    Protocol::Tcp,
+                    Some((8000, 8100)),
+                    Some("10.0.0.0/24"),
+                    None,
+                ),
+                rule(Direction::Ingress, Protocol::Any, None, None, Some("web")),
+                rule(Direction::Egress, Protocol::Any, None, None, None),
+            ],
+        },
+    );
+    for i in 0..4u16 {
+        m.ports.insert(
+            format!("p{i}"),
+            LPort {
+                key: i + 1,
+                mac: [2, 0, 0, 0, 0, i as u8 + 1],
+                ips: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 2))],
+                port_security: i != 3,
+                groups: if i < 2 { vec!["web".into()] } else { vec![] },
+                binding: Some((format!("c{}", i % 2 + 1), 10 + i as u32)),
+            },
+        );
+    }
+    m
+}
+
+#[test]
+fn port_ranges_to_masks() {
+    assert_eq!(port_range_masks(80, 80), vec![(80, 0xffff)]);
+    assert_eq!(port_range_masks(0, 65535), vec![(0, 0)]);
+    assert_eq!(port_range_masks(1024, 2047), vec![(1024, 0xfc00)]);
+    // Cover exactly the range.
+    for (lo, hi) in [(1, 1000), (8000, 8100), (3, 65535), (65535, 65535)] {
+        let ms = port_range_masks(lo, hi);
+        for p in 0..=65535u16 {
+            let hit = ms.iter().filter(|(v, m)| p & m == *v).count();
+            assert_eq!(
+                hit,
+                usize::from((lo..=hi).contains(&p)),
+                "{lo}..={hi} at {p}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pipeline_shape_and_every_flow_parses() {
+    let m = sample();
+    let flows = compile_full(&m);
+    // p0, p2 on c1; p1, p3 on c2; c3 hosts nothing: no flows, not in the mesh.
+    assert!(!flows.contains_key("c3"));
+    let c1 = &flows["c1"];
+    assert!(c1.contains("table=0,priority=100,in_port=10,actions=set_field:1->reg14,write_metadata:0x3e8,goto_table:10"));
+    assert!(c1.contains("table=10,priority=90,ip,reg14=1,dl_src=02:00:00:00:00:01,nw_src=10.0.0.2,actions=goto_table:20"));
+    assert!(c1.contains("table=20,priority=100,ip,reg14=1,actions=ct(table=21,zone=1)"));
+    assert!(c1.contains("table=41,priority=100,ct_state=+new+trk,tcp,tp_dst=80,reg15=1,actions=ct(commit,zone=1),goto_table:50"));
+    // Remote group `web` = p0 and p1.
+    assert!(c1.contains("table=41,priority=100,ct_state=+new+trk,ip,reg15=1,nw_src=10.0.0.3,actions=ct(commit,zone=1),goto_table:50"));
+    // p1 lives on c2: reached through the tunnel with the VPC's VNI.
+    assert!(c1.contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:02,actions=set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"));
+    // p2 has no groups: no ct stage; p3 has no port security.
+    assert!(c1.contains("table=20,priority=90,reg14=3,actions=goto_table:30"));
+    assert!(!c1.iter().any(|f| f.contains("ct(table=21,zone=3)")));
+    assert!(flows["c2"].contains("table=10,priority=90,reg14=4,actions=goto_table:20"));
+    for (c, fs) in &flows {
+        let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        assert_eq!(mods.len(), fs.len());
+    }
+}
+
+#[test]
+fn incremental_delta_is_exact() {
+    let mut e = Engine::new(sample());
+    assert_eq!(e.flows(), compile_full(e.model()));
+    let before = e.flows();
+    // p2 joins `web`: p2 and the ports referencing `web` as remote group recompute.
+    let mut p2 = e.model().ports["p2"].clone();
+    p2.groups = vec!["web".into()];
+    let d = e.apply(Change::PutPort("p2".into(), p2));
+    assert!(e.last_recomputed <= 4, "{}", e.last_recomputed);
+    let after = e.flows();
+    assert_eq!(after, compile_full(e.model()));
+    for c in ["c1", "c2"] {
+        let b = before.get(c).cloned().unwrap_or_default();
+        let a = after.get(c).cloned().unwrap_or_default();
+        let added: BTreeSet<_> = a.difference(&b).cloned().collect();
+        let removed: BTreeSet<_> = b.difference(&a).cloned().collect();
+        assert_eq!(d.added.get(c).cloned().unwrap_or_default(), added, "{c}");
+        assert_eq!(
+            d.removed.get(c).cloned().unwrap_or_default(),
+            removed,
+            "{c}"
+        );
+    }
+    assert!(
+        d.added["c2"].iter().any(|f| f.contains("nw_src=10.0.0.4")),
+        "p1 now admits p2"
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Port {
+        n: u8,
+        chassis: u8,
+        groups: u8,
+        ip: u8,
+        sec: bool,
+        bound: bool,
+    },
+    DelPort(u8),
+    Group {
+        n: u8,
+        rules: Vec<(bool, u8, u8, u8)>,
+    },
+    DelGroup(u8),
+    Chassis {
+        n: u8,
+        vtep: u8,
+    },
+    DelChassis(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..8u8, 0..4u8, 0..8u8, 0..4u8, any::<bool>(), prop::bool::weighted(0.8)).prop_map(|(n, chassis, groups, ip, sec, bound)| Op::Port { n, chassis, groups, ip, sec, bound }),
+        1 => (0..8u8).prop_map(Op::DelPort),
+        2 => (0..3u8, prop::collection::vec((any::<bool>(), 0..4u8, 0..3u8, 0..4u8), 0..4)).prop_map(|(n, rules)| Op::Group { n, rules }),
+        1 => (0..3u8).prop_map(Op::DelGroup),
+        1 => (0..4u8, 0..3u8).prop_map(|(n, vtep)| Op::Chassis { n, vtep }),
+        1 => (0..4u8).prop_map(Op::DelChassis),
+    ]
+}
+
+fn to_change(op: &Op) -> Change {
+    match *op {
+        Op::Port {
+            n,
+            chassis,
+            groups,
+            ip,
+            sec,
+            bound,
+        } => Change::PutPort(
+            format!("p{n}"),
+            LPort {
+                key: n as u16 + 1,
+                mac: [2, 0, 0, 0, 0, n + 1],
+                ips: vec![IpAddr::V4(Ipv4Addr::new(10, 0, ip, n + 2))],
+                port_security: sec,
+                groups: (0..3)
+                    .filter(|g| groups & (1 << g) != 0)
+                    .map(|g| format!("g{g}"))
+                    .collect(),
+                binding: bound.then(|| (format!("c{chassis}"), 10 + n as u32)),
+            },
+        ),
+        Op::DelPort(n) => Change::DelPort(format!("p{n}")),
+        Op::Group { n, ref rules } => Change::PutGroup(
+            format!("g{n}"),
+            Group {
+                rules: rules
+                    .iter()
+                    .map(|&(ingress, proto, remote, ports)| {
+                        let protocol =
+                            [Protocol::Any, Protocol::Tcp, Protocol::Udp, Protocol::Icmp]
+                                [proto as usize];
+                        let l4 = matches!(protocol, Protocol::Tcp | Protocol::Udp);
+                        SecurityGroupRule {
+                            direction: if ingress {
+                                Direction::Ingress
+                            } else {
+                                Direction::Egress
+                            },
+                            ethertype: Ethertype::Ipv4,
+                            protocol,
+                            port_min: (l4 && ports > 0).then_some(22 * ports as u16),
+                            port_max: (l4 && ports > 1).then_some(1000 + ports as u16),
+                            remote_cidr: (remote == 1).then(|| "10.0.1.0/24".to_string()),
+                            remote_group_id: (remote == 2).then(|| format!("g{}", ports % 3)),
+                        }
+                    })
+                    .collect(),
+            },
+        ),
+        Op::DelGroup(n) => Change::DelGroup(format!("g{n}")),
+        Op::Chassis { n, vtep } => Change::PutChassis(
+            format!("c{n}"),
+            ChassisInfo {
+                vtep: Ipv4Addr::new(192, 0, 2, 10 * n + vtep),
+                tunnel_ofport: 1,
+            },
+        ),
+        Op::DelChassis(n) => Change::DelChassis(format!("c{n}")),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// After every change, the incremental engine's flows equal a full recompute of the
+    /// same model, and the returned delta is exactly the difference.
+    #[test]
+    fn incremental_equals_full(init in prop::collection::vec(op(), 0..12), ops in prop::collection::vec(op(), 1..25)) {
+        let mut m = Model { vni: 5001, ..Default::default() };
+        for c in 0..3u8 {
+            m.chassis.insert(format!("c{c}"), ChassisInfo { vtep: Ipv4Addr::new(192, 0, 2, 10 * c), tunnel_ofport: 1 });
+        }
+        let mut e = Engine::new(m);
+        for o in &init {
+            e.apply(to_change(o));
+        }
+        prop_assert_eq!(e.flows(), compile_full(e.model()));
+        for o in &ops {
+            let before = e.flows();
+            let d = e.apply(to_change(o));
+            let after = e.flows();
+            prop_assert_eq!(&after, &compile_full(e.model()), "after {:?}", o);
+            let chassis: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+            for c in chassis {
+                let b = before.get(c).cloned().unwrap_or_default();
+                let a = after.get(c).cloned().unwrap_or_default();
+                prop_assert_eq!(d.added.get(c).cloned().unwrap_or_default(), a.difference(&b).cloned().collect::<BTreeSet<_>>());
+                prop_assert_eq!(d.removed.get(c).cloned().unwrap_or_default(), b.difference(&a).cloned().collect::<BTreeSet<_>>());
+            }
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The model store: a transactional key-value store of JSON objects with a global
+//! revision, IPAM allocations, and a change feed.
+//!
+//! [`Store`] is the backend-neutral trait (etcd is planned behind it); [`RedbStore`] is the
+//! embedded single-file backend. Writes happen in a closure given a [`Txn`]; either all of
+//! it commits (one new revision) or none of it does. Every object written in a transaction
+//! gets that transaction's revision, which is also its ETag.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{broadcast, watch};
+
+/// Errors of the store (and of transaction closures, which may fail with any `E` that
+/// converts from this).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store backend: {0}")]
+    Backend(String),
+    #[error("corrupt record {key}: {err}")]
+    Corrupt { key: String, err: String },
+}
+
+macro_rules! backend_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Backend(e.to_string())
+            }
+        }
+    )*};
+}
+backend_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub kind: String,
+    pub id: String,
+    pub revision: u64,
+    pub value: Value,
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Put,
+    Delete,
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub revision: u64,
+    pub kind: String,
+    pub id: String,
+    pub op: Op,
+}
+
+/// Operations inside a write transaction.
+pub trait Txn {
+    /// The revision this transaction will commit as.
+    fn revision(&self) -> u64;
+    fn get(&mut self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
+    /// All objects of a kind, ordered by id.
+    fn list(&mut self, kind: &str) -> Result<Vec<Record>, StoreError>;
+    /// Creates or replaces; returns the new revision.
+    fn put(&mut self, kind: &str, id: &str, value: &Value) -> Result<u64, StoreError>;
+    /// Returns whether the object existed.
+    fn delete(&mut self, kind: &str, id: &str) -> Result<bool, StoreError>;
+    /// A named counter (VNIs, tunnel keys): returns the next value, starting at `start`.
+    fn next_counter(&mut self, name: &str, start: u64) -> Result<u64, StoreError>;
+    /// IPAM: allocations of a pool (e.g. a subnet id) as (address, owner).
+    fn ipam_list(&mut self, pool: &str) -> Result<Vec<(String, String)>, StoreError>;
+    fn ipam_get(&mut self, pool: &str, addr: &str) -> Result<Option<String>, StoreError>;
+    fn ipam_put(&mut self, pool: &str, addr: &str, owner: &str) -> Result<(), StoreError>;
+    fn ipam_delete(&mut self, pool: &str, addr: &str) -> Result<bool, StoreError>;
+}
+
+/// A model store.
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
+    /// Up to `limit` objects of `kind` with id > `after`, ordered by id.
+    fn list(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+    fn count(&self, kind: &str) -> Result<u64, StoreError>;
+    /// IPAM allocations of a pool.
+    fn ipam_list(&self, pool: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Runs `f` in one write transaction; commits if it returns `Ok` and anything was
+    /// written. Returns `f`'s value and the committed revision.
+    fn write<T, E>(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<T, E>) -> Result<(T, u64), E>
+    where
+        E: From<StoreError>,
+        Self: Sized;
+    /// The latest committed revision.
+    fn revision(&self) -> u64;
+    /// Changes, in commit order, from now on.
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// The latest committed revision, as a watch.
+    fn watch_revision(&self) -> watch::Receiver<u64>;
+}
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+
+const OBJECTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("objects");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const IPAM: TableDefinition<'_, &str, &str> = TableDefinition::new("ipam");
+const REVISION: &str = "revision";
+
+fn okey(kind: &str, id: &str) -> String {
+    format!("{kind}/{id}")
+}
+
+fn ikey(pool: &str, addr: &str) -> String {
+    format!("{pool}/{addr}")
+}
+
+/// Smallest string greater than every string starting with `prefix/`.
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}0") // '0' is the byte after '/'
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Record, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        err: e.to_string(),
+    })
+}
+
+/// The embedded backend: one redb file.
+#[derive(Debug, Clone)]
+pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: redb::Database,
+    feed: broadcast::Sender<Change>,
+    rev: watch::Sender<u64>,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = redb::Database::create(path)?;
+        let w = db.begin_write()?;
+        {
+            w.open_table(OBJECTS)?;
+            w.open_table(IPAM)?;
+            w.open_table(META)?;
+        }
+        w.commit()?;
+        let r = db.begin_read()?;
+        let rev = r
+            .open_table(META)?
+            .get(REVISION)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let (feed, _) = broadcast::channel(4096);
+        let (rev, _) = watch::channel(rev);
+        Ok(Self {
+            inner: Arc::new(Inner { db, feed, rev }),
+        })
+    }
+}
+
+struct RedbTxn<'a> {
+    objects: redb::Table<'a, &'static str, &'static [u8]>,
+    meta: redb::Table<'a, &'static str, u64>,
+    ipam: redb::Table<'a, &'static str, &'static str>,
+    revision: u64,
+    changes: Vec<Change>,
+    dirty: bool,
+}
+
+impl Txn for RedbTxn<'_> {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn get(&mut self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        let k = okey(kind, id);
+        match self.objects.get(k.as_str())? {
+            Some(v) => Ok(Some(decode(&k, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list(&mut self, kind: &str) -> Result<Vec<Record>, StoreError> {
+        let lo = format!("{kind}/");
+        let hi = prefix_end(kind);
+        let mut out = Vec::new();
+        for e in self.objects.range(lo.as_str()..hi.as_str())? {
+            let (k, v) = e?;
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn put(&mut self, kind: &str, id: &str, value: &Value) -> Result<u64, StoreError> {
+        let rec = Record {
+            kind: kind.into(),
+            id: id.into(),
+            revision: self.revision,
+            value: value.clone(),
+        };
+        let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.objects
+            .insert(okey(kind, id).as_str(), bytes.as_slice())?;
+        self.dirty = true;
+        self.changes.push(Change {
+            revision: self.revision,
+            kind: kind.into(),
+            id: id.into(),
+            op: Op::Put,
+        });
+        Ok(self.revision)
+    }
+
+    fn delete(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let existed = self.objects.remove(okey(kind, id).as_str())?.is_some();
+        if existed {
+            self.dirty = true;
+            self.changes.push(Change {
+                revision: self.revision,
+                kind: kind.into(),
+                id: id.into(),
+                op: Op::Delete,
+            });
+        }
+        Ok(existed)
+    }
+
+    fn next_counter(&mut self, name: &str, start: u64) -> Result<u64, StoreError> {
+        let k = format!("counter/{name}");
+        let v = self
+            .meta
+            .get(k.as_str())?
+            .map(|v| v.value())
+            .unwrap_or(start);
+        self.meta.insert(k.as_str(), v + 1)?;
+        self.dirty = true;
+        Ok(v)
+    }
+
+    fn ipam_list(&mut self, pool: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let lo = format!("{pool}/");
+        let hi = prefix_end(pool);
+        let mut out = Vec::new();
+        for e in self.ipam.range(lo.as_str()..hi.as_str())? {
+            let (k, v) = e?;
+            out.push((k.value()[lo.len()..].to_string(), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    fn ipam_get(&mut self, pool: &str, addr: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .ipam
+            .get(ikey(pool, addr).as_str())?
+            .map(|v| v.value().to_string()))
+    }
+
+    fn ipam_put(&mut self, pool: &str, addr: &str, owner: &str) -> Result<(), StoreError> {
+        self.ipam.insert(ikey(pool, addr).as_str(), owner)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn ipam_delete(&mut self, pool: &str, addr: &str) -> Result<bool, StoreError> {
+        let r = self.ipam.remove(ikey(pool, addr).as_str())?.is_some();
+        self.dirty |= r;
+        Ok(r)
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        let r = self.inner.db.begin_read()?;
+        let t = r.open_table(OBJECTS)?;
+        let k = okey(kind, id);
+        match t.get(k.as_str())? {
+            Some(v) => Ok(Some(decode(&k, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let r = self.inner.db.begin_read()?;
+        let t = r.open_table(OBJECTS)?;
+        let lo = format!("{kind}/");
+        let hi = prefix_end(kind);
+        let mut out = Vec::new();
+        let start = after.map(|a| okey(kind, a));
+        for e in t.range(lo.as_str()..hi.as_str())? {
+            let (k, v) = e?;
+            if let Some(s) = &start
+                && k.value() <= s.as_str()
+            {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn count(&self, kind: &str) -> Result<u64, StoreError> {
+        let r = self.inner.db.begin_read()?;
+        let t = r.open_table(OBJECTS)?;
+        if kind.is_empty() {
+            return Ok(t.len()?);
+        }
+        let lo = format!("{kind}/");
+        let hi = prefix_end(kind);
+        Ok(t.range(lo.as_str()..hi.as_str())?.count() as u64)
+    }
+
+    fn ipam_list(&self, pool: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let r = self.inner.db.begin_read()?;
+        let t = r.open_table(IPAM)?;
+        let lo = format!("{pool}/");
+        let hi = prefix_end(pool);
+        let mut out = Vec::new();
+        for e in t.range(lo.as_str()..hi.as_str())? {
+            let (k, v) = e?;
+            out.push((k.value()[lo.len()..].to_string(), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    fn write<T, E>(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<T, E>) -> Result<(T, u64), E>
+    where
+        E: From<StoreError>,
+    {
+        let w = self.inner.db.begin_write().map_err(StoreError::from)?;
+        let (out, changes, revision, dirty) = {
+            let current = w
+                .open_table(META)
+                .map_err(StoreError::from)?
+                .get(REVISION)
+                .map_err(StoreError::from)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let mut txn = RedbTxn {
+                objects: w.open_table(OBJECTS).map_err(StoreError::from)?,
+                meta: w.open_table(META).map_err(StoreError::from)?,
+                ipam: w.open_table(IPAM).map_err(StoreError::from)?,
+                revision: current + 1,
+                changes: Vec::new(),
+                dirty: false,
+            };
+            let out = f(&mut txn)?; // an error drops (aborts) the transaction
+            if txn.dirty {
+                txn.meta
+                    .insert(REVISION, current + 1)
+                    .map_err(StoreError::from)?;
+            }
+            let revision = if txn.dirty { current + 1 } else { current };
+            (out, txn.changes, revision, txn.dirty)
+        };
+        if !dirty {
+            w.abort().map_err(StoreError::from)?;
+            return Ok((out, revision));
+        }
+        w.commit().map_err(StoreError::from)?;
+        self.inner.rev.send_replace(revision);
+        for c in changes {
+            let _ = self.inner.feed.send(c);
+        }
+        Ok((out, revision))
+    }
+
+    fn revision(&self) -> u64 {
+        *self.inner.rev.borrow()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.feed.subscribe()
+    }
+
+    fn watch_revision(&self) -> watch::Receiver<u64> {
+        self.inner.rev.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durable_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        {
+            let s = RedbStore::open(&path).unwrap();
+            let ((), rev) = s
+                .write::<_, StoreError>(&mut |t| {
+                    t.put("tenants", "a", &json!({"name": "a"}))?;
+                    t.put("tenants", "b", &json!({"name": "b"}))?;
+                    t.ipam_put("s1", "10.0.0.2", "p1")?;
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(rev, 1);
+            s.write::<_, StoreError>(&mut |t| t.delete("tenants", "b").map(|_| ()))
+                .unwrap();
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.revision(), 2);
+        let a = s.get("tenants", "a").unwrap().unwrap();
+        assert_eq!(a.revision, 1);
+        assert_eq!(a.value, json!({"name": "a"}));
+        assert!(s.get("tenants", "b").unwrap().is_none());
+        assert_eq!(
+            s.ipam_list("s1").unwrap(),
+            vec![("10.0.0.2".into(), "p1".into())]
+        );
+    }
+
+    #[test]
+    fn failed_transaction_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(&dir.path().join("db")).unwrap();
+        let r = s.write::<(), StoreError>(&mut |t| {
+            t.put("tenants", "a", &json!({}))?;
+            Err(StoreError::Backend("boom".into()))
+        });
+        assert!(r.is_err());
+        assert!(s.get("tenants", "a").unwrap().is_none());
+        assert_eq!(s.revision(), 0);
+    }
+
+    #[test]
+    fn list_pages_by_id_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(&dir.path().join("db")).unwrap();
+        s.write::<_, StoreError>(&mut |t| {
+            for i in 0..5 {
+                t.put("vpcs", &format!("v{i}"), &json!(i))?;
+            }
+            t.put("vpcs-x", "zz", &json!(0))?;
+            t.put("tenants", "t", &json!(0))?;
+            Ok(())
+        })
+        .unwrap();
+        let p1 = s.list("vpcs", None, 2).unwrap();
+        assert_eq!(
+            p1.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["v0", "v1"]
+        );
+        let p2 = s.list("vpcs", Some("v1"), 10).unwrap();
+        assert_eq!(p2.len(), 3);
+        assert_eq!(s.count("vpcs").unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn change_feed_reports_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(&dir.path().join("db")).unwrap();
+        let mut rx = s.subscribe();
+        let mut w = s.watch_revision();
+        s.write::<_, StoreError>(&mut |t| t.put("chassis", "c", &json!({})))
+            .unwrap();
+        let c = rx.recv().await.unwrap();
+        assert_eq!(
+            c,
+            Change {
+                revision: 1,
+                kind: "chassis".into(),
+                id: "c".into(),
+                op: Op::Put
+            }
+        );
+        w.changed().await.unwrap();
+        assert_eq!(*w.borrow(), 1);
+    }
+}

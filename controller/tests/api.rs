@@ -1,0 +1,622 @@
+//! REST API tests, in process through `tower::ServiceExt::oneshot`.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use plexus_controller::api::{AppState, Scope, Tokens, app};
+use plexus_controller::store::RedbStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+
+struct T {
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+struct Resp {
+    status: StatusCode,
+    etag: Option<String>,
+    content_type: Option<String>,
+    body: Value,
+    text: String,
+}
+
+impl T {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("db.redb")).unwrap();
+        let mut tokens = Tokens::default();
+        tokens.insert(ADMIN, Scope::Admin);
+        tokens.insert(READER, Scope::Read);
+        Self {
+            app: app(AppState::new(store, Some(tokens))),
+            _dir: dir,
+        }
+    }
+
+    async fn req(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = match body {
+            Some(s) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(s))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let r = self.app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let etag = r
+            .headers()
+            .get(header::ETAG)
+            .map(|v| v.to_str().unwrap().to_string());
+        let content_type = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            etag,
+            content_type,
+            body,
+            text,
+        }
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Resp {
+        self.req("POST", uri, Some(ADMIN), &[], Some(body.to_string()))
+            .await
+    }
+
+    async fn get(&self, uri: &str) -> Resp {
+        self.req("GET", uri, Some(READER), &[], None).await
+    }
+
+    async fn created(&self, uri: &str, body: Value) -> Value {
+        let r = self.post(uri, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{uri}: {}", r.text);
+        r.body
+    }
+
+    /// tenant, VPC 10.0.0.0/16, subnet 10.0.1.0/24.
+    async fn base(&self) -> (String, String, String) {
+        let t = self.created("/v1/tenants", json!({"name": "acme"})).await;
+        let tid = t["id"].as_str().unwrap().to_string();
+        let v = self
+            .created(
+                "/v1/vpcs",
+                json!({"tenant_id": tid, "name": "v", "cidrs": ["10.0.0.0/16"]}),
+            )
+            .await;
+        let vid = v["id"].as_str().unwrap().to_string();
+        let s = self
+            .created(
+                "/v1/subnets",
+                json!({"vpc_id": vid, "name": "s1", "cidr": "10.0.1.0/24"}),
+            )
+            .await;
+        (tid, vid, s["id"].as_str().unwrap().to_string())
+    }
+}
+
+fn assert_problem(r: &Resp, status: u16, field: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.text);
+    assert_eq!(
+        r.content_type.as_deref(),
+        Some("application/problem+json"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["status"], status, "{}", r.text);
+    assert!(r.body["title"].is_string(), "{}", r.text);
+    assert_eq!(r.body["field"], field, "{}", r.text);
+}
+
+#[tokio::test]
+async fn crud_every_resource() {
+    let t = T::new();
+    let (tid, vid, sid) = t.base().await;
+    let c = t
+        .created(
+            "/v1/chassis",
+            json!({"name": "node1", "vtep_ip": "192.0.2.1", "endpoint": {"openflow": "tcp:127.0.0.1:6653"}}),
+        )
+        .await;
+    let cid = c["id"].as_str().unwrap();
+    let g = t
+        .created(
+            "/v1/security-groups",
+            json!({"tenant_id": tid, "name": "web"}),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    assert_eq!(
+        g["rules"].as_array().unwrap().len(),
+        2,
+        "default allow-egress rules"
+    );
+    let p = t
+        .created(
+            "/v1/ports",
+            json!({"subnet_id": sid, "name": "vm1", "security_groups": [gid],
+                   "binding": {"chassis_id": cid, "iface": "tap1"}}),
+        )
+        .await;
+    let pid = p["id"].as_str().unwrap();
+    assert_eq!(p["ips"], json!(["10.0.1.2"]), "IPAM skips the gateway");
+    assert!(p["mac"].as_str().unwrap().starts_with("02:"));
+    assert_eq!(p["port_security"], true);
+    let r = t
+        .created(
+            "/v1/routers",
+            json!({"vpc_id": vid, "name": "r", "subnet_ids": [sid],
+                   "routes": [{"destination": "0.0.0.0/0", "nexthop": "10.0.1.254"}]}),
+        )
+        .await;
+    let svc = t
+        .created(
+            "/v1/services",
+            json!({"vpc_id": vid, "name": "web", "vip": "10.0.9.9", "port": 80,
+                   "backends": [{"port_id": pid, "target_port": 8080, "weight": 3},
+                                {"ip": "10.0.1.50", "target_port": 8080}],
+                   "affinity": {"type": "client_ip"},
+                   "health_check": {"interval_seconds": 5, "timeout_seconds": 2,
+                                    "unhealthy_threshold": 3, "healthy_threshold": 2}}),
+        )
+        .await;
+
+    // Read back each one, with its ETag.
+    for (path, obj) in [
+        ("tenants", json!({"id": tid})),
+        ("vpcs", json!({"id": vid})),
+        ("subnets", json!({"id": sid})),
+        ("chassis", c.clone()),
+        ("security-groups", g.clone()),
+        ("ports", p.clone()),
+        ("routers", r.clone()),
+        ("services", svc.clone()),
+    ] {
+        let id = obj["id"].as_str().unwrap();
+        let got = t.get(&format!("/v1/{path}/{id}")).await;
+        assert_eq!(got.status, StatusCode::OK, "{path}: {}", got.text);
+        assert_eq!(got.body["id"], id);
+        assert_eq!(
+            got.etag,
+            Some(format!("\"{}\"", got.body["revision"])),
+            "{path}"
+        );
+        let list = t.get(&format!("/v1/{path}")).await;
+        assert_eq!(list.body["items"].as_array().unwrap().len(), 1, "{path}");
+    }
+    let v = t.get(&format!("/v1/vpcs/{vid}")).await;
+    assert_eq!(v.body["vni"], 1000, "VNI assigned");
+
+    // Replace: a port keeps its address and MAC when ips/mac are omitted.
+    let u = t
+        .req(
+            "PUT",
+            &format!("/v1/ports/{pid}"),
+            Some(ADMIN),
+            &[],
+            Some(
+                json!({"subnet_id": sid, "name": "vm1-renamed", "security_groups": [gid]})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(u.status, StatusCode::OK, "{}", u.text);
+    assert_eq!(u.body["ips"], p["ips"]);
+    assert_eq!(u.body["mac"], p["mac"]);
+    assert_eq!(u.body["name"], "vm1-renamed");
+
+    // Deletes are refused while referenced, then succeed in dependency order.
+    let d = t
+        .req(
+            "DELETE",
+            &format!("/v1/ports/{pid}"),
+            Some(ADMIN),
+            &[],
+            None,
+        )
+        .await;
+    assert_problem(&d, 409, "id");
+    for (path, id) in [
+        ("services", svc["id"].as_str().unwrap()),
+        ("ports", pid),
+        ("routers", r["id"].as_str().unwrap()),
+        ("security-groups", gid),
+        ("chassis", cid),
+        ("subnets", &sid),
+        ("vpcs", &vid),
+        ("tenants", &tid),
+    ] {
+        let d = t
+            .req(
+                "DELETE",
+                &format!("/v1/{path}/{id}"),
+                Some(ADMIN),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(d.status, StatusCode::NO_CONTENT, "{path}: {}", d.text);
+        let g = t.get(&format!("/v1/{path}/{id}")).await;
+        assert_eq!(g.status, StatusCode::NOT_FOUND);
+        assert_eq!(g.content_type.as_deref(), Some("application/problem+json"));
+    }
+    let st = t.get("/v1/status").await;
+    assert_eq!(st.body["objects"]["ports"], 0);
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field() {
+    let t = T::new();
+    let (tid, vid, sid) = t.base().await;
+    // Unknown field, at the top level and nested.
+    let r = t
+        .post("/v1/tenants", json!({"name": "x", "colour": "red"}))
+        .await;
+    assert_problem(&r, 400, "colour");
+    let r = t
+        .post(
+            "/v1/security-groups",
+            json!({"tenant_id": tid, "name": "g", "rules": [{"direction": "ingress", "prot": "tcp"}]}),
+        )
+        .await;
+    assert_problem(&r, 400, "rules[0].prot");
+    let r = t.post("/v1/tenants", json!({})).await;
+    assert_problem(&r, 400, "name");
+    let r = t
+        .req(
+            "POST",
+            "/v1/tenants",
+            Some(ADMIN),
+            &[],
+            Some("{not json".into()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Invalid CIDRs.
+    let r = t
+        .post(
+            "/v1/vpcs",
+            json!({"tenant_id": tid, "name": "v", "cidrs": ["10.0.0.0/16", "10.300.0.0/16"]}),
+        )
+        .await;
+    assert_problem(&r, 422, "cidrs[1]");
+    // Overlapping subnets within a VPC; outside the VPC.
+    let r = t
+        .post(
+            "/v1/subnets",
+            json!({"vpc_id": vid, "name": "s2", "cidr": "10.0.1.128/25"}),
+        )
+        .await;
+    assert_problem(&r, 422, "cidr");
+    assert!(r.body["detail"].as_str().unwrap().contains("overlaps"));
+    let r = t
+        .post(
+            "/v1/subnets",
+            json!({"vpc_id": vid, "name": "s2", "cidr": "192.168.0.0/24"}),
+        )
+        .await;
+    assert_problem(&r, 422, "cidr");
+    // Overlap across VPCs and tenants is fine.
+    let t2 = t.created("/v1/tenants", json!({"name": "other"})).await;
+    let v2 = t
+        .created(
+            "/v1/vpcs",
+            json!({"tenant_id": t2["id"], "name": "v", "cidrs": ["10.0.0.0/16"]}),
+        )
+        .await;
+    let s2 = t
+        .created(
+            "/v1/subnets",
+            json!({"vpc_id": v2["id"], "name": "s1", "cidr": "10.0.1.0/24"}),
+        )
+        .await;
+    assert_ne!(v2["vni"], json!(1000));
+    // Dangling references.
+    let r = t
+        .post(
+            "/v1/subnets",
+            json!({"vpc_id": "nope", "name": "s", "cidr": "10.0.2.0/24"}),
+        )
+        .await;
+    assert_problem(&r, 422, "vpc_id");
+    let r = t
+        .post(
+            "/v1/ports",
+            json!({"subnet_id": sid, "security_groups": ["nope"]}),
+        )
+        .await;
+    assert_problem(&r, 422, "security_groups[0]");
+    // IP outside the subnet; gateway; duplicate IP; duplicate MAC.
+    let r = t
+        .post("/v1/ports", json!({"subnet_id": sid, "ips": ["10.0.2.5"]}))
+        .await;
+    assert_problem(&r, 422, "ips[0]");
+    let r = t
+        .post("/v1/ports", json!({"subnet_id": sid, "ips": ["10.0.1.1"]}))
+        .await;
+    assert_problem(&r, 409, "ips[0]");
+    t.created(
+        "/v1/ports",
+        json!({"subnet_id": sid, "ips": ["10.0.1.10"], "mac": "02:00:00:00:00:0a"}),
+    )
+    .await;
+    let r = t
+        .post("/v1/ports", json!({"subnet_id": sid, "ips": ["10.0.1.10"]}))
+        .await;
+    assert_problem(&r, 409, "ips[0]");
+    let r = t
+        .post(
+            "/v1/ports",
+            json!({"subnet_id": sid, "mac": "02:00:00:00:00:0A"}),
+        )
+        .await;
+    assert_problem(&r, 409, "mac");
+    // The same MAC and IP in the other (overlapping) VPC are fine.
+    t.created(
+        "/v1/ports",
+        json!({"subnet_id": s2["id"], "ips": ["10.0.1.10"], "mac": "02:00:00:00:00:0a"}),
+    )
+    .await;
+    // Nothing half-written: the failed ports allocated nothing.
+    let ports = t.get("/v1/ports").await;
+    assert_eq!(ports.body["items"].as_array().unwrap().len(), 2);
+    let p = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+    assert_eq!(p["ips"], json!(["10.0.1.2"]));
+    // Bad query.
+    let r = t.get("/v1/ports?limit=0").await;
+    assert_problem(&r, 400, "limit");
+}
+
+#[tokio::test]
+async fn auth_401_and_403() {
+    let t = T::new();
+    let r = t.req("GET", "/v1/tenants", None, &[], None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.content_type.as_deref(), Some("application/problem+json"));
+    let r = t
+        .req(
+            "GET",
+            "/v1/tenants",
+            Some("wrong-token-0123456789"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = t
+        .req(
+            "POST",
+            "/v1/tenants",
+            Some(READER),
+            &[],
+            Some(json!({"name": "x"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.body["status"], 403);
+    let r = t.req("GET", "/v1/tenants", Some(READER), &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        let r = t.req("GET", open, None, &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{open}");
+    }
+}
+
+#[tokio::test]
+async fn etag_if_match_conflicts_412() {
+    let t = T::new();
+    let c = t.post("/v1/tenants", json!({"name": "a"})).await;
+    let id = c.body["id"].as_str().unwrap().to_string();
+    let tag = c.etag.clone().unwrap();
+    let uri = format!("/v1/tenants/{id}");
+    let put = |name: &'static str, tag: String| {
+        let t = &t;
+        let uri = uri.clone();
+        async move {
+            t.req(
+                "PUT",
+                &uri,
+                Some(ADMIN),
+                &[("if-match", tag.as_str())],
+                Some(json!({"name": name}).to_string()),
+            )
+            .await
+        }
+    };
+    let r1 = put("b", tag.clone()).await;
+    assert_eq!(r1.status, StatusCode::OK, "{}", r1.text);
+    let new_tag = r1.etag.clone().unwrap();
+    assert_ne!(new_tag, tag);
+    // A second writer with the stale ETag loses.
+    let r2 = put("c", tag.clone()).await;
+    assert_problem(&r2, 412, "If-Match");
+    assert_eq!(t.get(&uri).await.body["name"], "b");
+    let d = t
+        .req("DELETE", &uri, Some(ADMIN), &[("if-match", &tag)], None)
+        .await;
+    assert_problem(&d, 412, "If-Match");
+    let r3 = put("d", "*".into()).await;
+    assert_eq!(r3.status, StatusCode::OK);
+    let d = t
+        .req(
+            "DELETE",
+            &uri,
+            Some(ADMIN),
+            &[("if-match", r3.etag.as_deref().unwrap())],
+            None,
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn pagination_walks_every_item_once() {
+    let t = T::new();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let r = t
+            .created("/v1/tenants", json!({"name": format!("t{i}")}))
+            .await;
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let uri = match &token {
+            Some(tk) => format!("/v1/tenants?limit=10&page_token={tk}"),
+            None => "/v1/tenants?limit=10".into(),
+        };
+        let r = t.get(&uri).await;
+        assert_eq!(r.status, StatusCode::OK);
+        pages += 1;
+        for it in r.body["items"].as_array().unwrap() {
+            seen.push(it["id"].as_str().unwrap().to_string());
+        }
+        match r.body["next_page_token"].as_str() {
+            Some(tk) => token = Some(tk.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids);
+}
+
+#[tokio::test]
+async fn concurrent_port_creates_get_unique_addresses() {
+    let t = T::new();
+    let (_, _, sid) = t.base().await;
+    let app = t.app.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let app = app.clone();
+        let sid = sid.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/ports")
+                .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+                .body(Body::from(json!({"subnet_id": sid}).to_string()))
+                .unwrap();
+            let r = app.oneshot(req).await.unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let b = r.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            v["ips"][0].as_str().unwrap().to_string()
+        }));
+    }
+    let mut ips = std::collections::HashSet::new();
+    for task in tasks {
+        assert!(ips.insert(task.await.unwrap()));
+    }
+    assert_eq!(ips.len(), 40);
+    assert!(!ips.contains("10.0.1.1"));
+}
+
+#[tokio::test]
+async fn openapi_and_metrics() {
+    let t = T::new();
+    let r = t.req("GET", "/openapi.json", None, &[], None).await;
+    assert_eq!(r.body["openapi"].as_str().map(|s| &s[..2]), Some("3."));
+    let paths = r.body["paths"].as_object().unwrap();
+    for p in [
+        "/v1/tenants",
+        "/v1/vpcs/{id}",
+        "/v1/subnets",
+        "/v1/routers",
+        "/v1/ports/{id}",
+        "/v1/security-groups",
+        "/v1/services",
+        "/v1/chassis/{id}",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let schemas = r.body["components"]["schemas"].as_object().unwrap();
+    for s in ["PortSpec", "Problem", "SecurityGroupRule", "ServiceSpec"] {
+        assert!(schemas.contains_key(s), "{s} missing");
+    }
+    assert!(r.body["components"]["securitySchemes"]["bearer"].is_object());
+    t.created("/v1/tenants", json!({"name": "a"})).await;
+    let m = t.req("GET", "/metrics", None, &[], None).await;
+    assert!(
+        m.text
+            .contains("plexus_controller_objects{kind=\"tenants\"} 1"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains("plexus_controller_http_requests_total{"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains("plexus_controller_store_revision 1"),
+        "{}",
+        m.text
+    );
+}
+
+#[tokio::test]
+async fn durable_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let mut tokens = Tokens::default();
+    tokens.insert(ADMIN, Scope::Admin);
+    let id;
+    {
+        let t = T {
+            app: app(AppState::new(
+                RedbStore::open(&path).unwrap(),
+                Some(tokens.clone()),
+            )),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        let (_, _, sid) = t.base().await;
+        let p = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+        id = p["id"].as_str().unwrap().to_string();
+        assert_eq!(p["ips"], json!(["10.0.1.2"]));
+    }
+    let t = T {
+        app: app(AppState::new(RedbStore::open(&path).unwrap(), Some(tokens))),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let r = t
+        .req("GET", &format!("/v1/ports/{id}"), Some(ADMIN), &[], None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let sid = r.body["subnet_id"].as_str().unwrap().to_string();
+    let p = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+    assert_eq!(
+        p["ips"],
+        json!(["10.0.1.3"]),
+        "IPAM state survived the restart"
+    );
+}
