@@ -320,6 +320,15 @@ pub enum Condition {
 impl Condition {
     /// Parse a `where` array for `table`. Boolean clauses (`true`/`false`) are accepted.
     pub fn parse(t: &TableSchema, v: &Value) -> Result<Condition> {
+        Self::parse_with(t, v, &mut |_| None)
+    }
+
+    /// Like [`Condition::parse`], resolving `named-uuid`s (inside a transaction).
+    pub fn parse_with(
+        t: &TableSchema,
+        v: &Value,
+        named: &mut crate::datum::NamedUuidResolver<'_>,
+    ) -> Result<Condition> {
         let arr = v
             .as_array()
             .ok_or_else(|| OvsdbError::syntax("where must be an array").with_syntax(v))?;
@@ -328,7 +337,7 @@ impl Condition {
             match c {
                 Value::Bool(true) => continue,
                 Value::Bool(false) => return Ok(Condition::Const(false)),
-                _ => clauses.push(Clause::parse(t, c)?),
+                _ => clauses.push(Clause::parse(t, c, named)?),
             }
         }
         Ok(Condition::Clauses(clauses))
@@ -354,7 +363,11 @@ impl Condition {
 }
 
 impl Clause {
-    fn parse(t: &TableSchema, v: &Value) -> Result<Clause> {
+    fn parse(
+        t: &TableSchema,
+        v: &Value,
+        named: &mut crate::datum::NamedUuidResolver<'_>,
+    ) -> Result<Clause> {
         let Some([Value::String(col), Value::String(f), arg]) = v.as_array().map(Vec::as_slice)
         else {
             return Err(OvsdbError::syntax("Parse error in condition.").with_syntax(v));
@@ -394,7 +407,7 @@ impl Clause {
         } else {
             ColumnType { min: 0, ..ty }
         };
-        let arg = Datum::from_json(arg, &aty, &mut |_| None)?;
+        let arg = Datum::from_json(arg, &aty, named)?;
         Ok(Clause {
             column: col.clone(),
             func,
@@ -500,6 +513,17 @@ impl Txn<'_> {
         }
         out.sort();
         out
+    }
+
+    fn cond(
+        &mut self,
+        ts: &TableSchema,
+        op: &Map<String, Value>,
+        wrap: impl Fn(OvsdbError) -> OvsdbError,
+    ) -> Result<Condition> {
+        let w = member(op, "where").map_err(wrap)?;
+        let mut r = self.resolver();
+        Condition::parse_with(ts, w, &mut r)
     }
 
     fn all_uuids(&self, table: &str) -> Vec<Uuid> {
@@ -675,7 +699,7 @@ impl Txn<'_> {
             }
             "select" => {
                 let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = Condition::parse(&ts, member(op, "where").map_err(wrap)?)?;
+                let cond = self.cond(&ts, op, wrap)?;
                 let cols = Self::parse_columns(&ts, op)?;
                 let rows: Vec<Value> = self
                     .matching(t, &cond)
@@ -686,7 +710,7 @@ impl Txn<'_> {
             }
             "update" => {
                 let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = Condition::parse(&ts, member(op, "where").map_err(wrap)?)?;
+                let cond = self.cond(&ts, op, wrap)?;
                 let vals = self.parse_row(&ts, member(op, "row").map_err(wrap)?, true)?;
                 let us = self.matching(t, &cond);
                 for u in &us {
@@ -703,7 +727,7 @@ impl Txn<'_> {
             }
             "mutate" => {
                 let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = Condition::parse(&ts, member(op, "where").map_err(wrap)?)?;
+                let cond = self.cond(&ts, op, wrap)?;
                 let mv = member(op, "mutations").map_err(wrap)?;
                 let ma = mv.as_array().ok_or_else(|| {
                     OvsdbError::syntax("mutations must be an array").with_syntax(mv)
@@ -732,7 +756,7 @@ impl Txn<'_> {
             }
             "delete" => {
                 let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = Condition::parse(&ts, member(op, "where").map_err(wrap)?)?;
+                let cond = self.cond(&ts, op, wrap)?;
                 let us = self.matching(t, &cond);
                 for u in &us {
                     self.put(t, *u, None);
@@ -741,7 +765,7 @@ impl Txn<'_> {
             }
             "wait" => {
                 let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = Condition::parse(&ts, member(op, "where").map_err(wrap)?)?;
+                let cond = self.cond(&ts, op, wrap)?;
                 let cols = Self::parse_columns(&ts, op)?;
                 let until = member(op, "until").map_err(wrap)?.as_str().unwrap_or("");
                 let eq = match until {

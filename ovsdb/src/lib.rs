@@ -12,8 +12,11 @@
 pub mod datum;
 pub mod db;
 pub mod error;
+pub mod monitor;
 pub mod rpc;
 pub mod schema;
+pub mod server;
+pub mod storage;
 
 pub use datum::{Atom, Datum};
 pub use error::OvsdbError;

@@ -174,6 +174,29 @@ pub fn normalize(v: &Value, map: &mut HashMap<String, String>) -> Value {
             json!(["uuid", s])
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| normalize(x, map)).collect()),
+        Value::String(s) if uuid::Uuid::parse_str(s).is_ok() => {
+            let n = map.len();
+            json!(
+                map.entry(s.clone())
+                    .or_insert_with(|| format!("U{n}"))
+                    .clone()
+            )
+        }
+        Value::Object(o) if !o.is_empty() && o.keys().all(|k| uuid::Uuid::parse_str(k).is_ok()) => {
+            // Rows keyed by UUID: order-independent normalization.
+            let mut e: Vec<(&String, &Value)> = o.iter().collect();
+            e.sort_by_key(|(_, v)| normalize(v, &mut HashMap::new()).to_string());
+            let mut out = serde_json::Map::new();
+            for (k, v) in e {
+                let n = map.len();
+                let k = map
+                    .entry(k.clone())
+                    .or_insert_with(|| format!("U{n}"))
+                    .clone();
+                out.insert(format!("{:06}:{k}", out.len()), normalize(v, map));
+            }
+            Value::Object(out)
+        }
         Value::Object(o)
             if o.contains_key("error") && o.get("error").is_some_and(Value::is_string) =>
         {
