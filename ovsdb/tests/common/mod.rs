@@ -119,19 +119,54 @@ impl SyncRpc {
     pub fn send_raw(&mut self, b: &[u8]) {
         self.s.write_all(b).unwrap();
     }
+    pub fn try_tcp(addr: &str) -> Option<SyncRpc> {
+        let s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+        Some(SyncRpc {
+            s: Box::new(s),
+            framer: Framer::default(),
+            queue: vec![],
+            next: 1,
+            notes: vec![],
+        })
+    }
     pub fn recv(&mut self) -> Message {
+        self.try_recv().expect("connection closed or read failed")
+    }
+    /// Next message, or None if the connection failed.
+    pub fn try_recv(&mut self) -> Option<Message> {
         loop {
             if !self.queue.is_empty() {
-                return self.queue.remove(0);
+                return Some(self.queue.remove(0));
             }
             let mut buf = [0u8; 65536];
-            let n = self.s.read(&mut buf).expect("read");
-            assert!(n > 0, "connection closed");
+            let n = self.s.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
             for f in self.framer.feed(&buf[..n]) {
                 match f {
                     Frame::Value(v) => self.queue.push(Message::from_value(v).unwrap()),
                     Frame::Invalid(e) => panic!("bad frame {e}"),
                 }
+            }
+        }
+    }
+    /// A call that returns None if the connection fails.
+    pub fn try_call(&mut self, method: &str, params: Value) -> Option<Result<Value, Value>> {
+        let id = self.next;
+        self.next += 1;
+        let m = Message::Request {
+            id: json!(id),
+            method: method.into(),
+            params,
+        };
+        self.s.write_all(&m.to_bytes()).ok()?;
+        loop {
+            match self.try_recv()? {
+                Message::Response { id: i, result } if i == json!(id) => return Some(Ok(result)),
+                Message::Error { id: i, error } if i == json!(id) => return Some(Err(error)),
+                other => self.notes.push(other),
             }
         }
     }
