@@ -9,6 +9,7 @@
 //! - [`server`]: the sans-IO server core (sessions, monitors, locks) and its tokio listener.
 //! - [`client`]: a typed async client with a monitor-driven replica.
 
+pub mod client;
 pub mod datum;
 pub mod db;
 pub mod error;
