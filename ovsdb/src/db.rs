@@ -651,12 +651,15 @@ impl Txn<'_> {
             "insert" => {
                 let (t, ts) = self.table(op).map_err(wrap)?;
                 let rowv = op.get("row").cloned().unwrap_or(json!({}));
+                // ovsdb-server extension: "uuid": "<uuid string>" chooses the new row's UUID.
                 let mut u = match op.get("uuid") {
-                    Some(x) => {
-                        Datum::from_json(x, &crate::schema::uuid_column_type(), &mut |_| None)?
-                            .as_scalar()
-                            .and_then(Atom::as_uuid)
-                    }
+                    Some(x) => Some(
+                        x.as_str()
+                            .and_then(|s| Uuid::parse_str(s).ok())
+                            .ok_or_else(|| {
+                                OvsdbError::syntax("\"uuid\" must be a UUID string").with_syntax(x)
+                            })?,
+                    ),
                     None => None,
                 };
                 if let Some(nv) = op.get("uuid-name") {
@@ -1320,5 +1323,167 @@ impl Mutation {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> DatabaseSchema {
+        DatabaseSchema::from_json(&json!({
+            "name": "T", "tables": {
+                "Root": {"isRoot": true, "maxRows": 2, "columns": {
+                    "name": {"type": "string"},
+                    "kids": {"type": {"key": {"type": "uuid", "refTable": "Kid"}, "min": 0, "max": "unlimited"}},
+                    "byname": {"type": {"key": "string", "value": {"type": "uuid", "refTable": "Kid", "refType": "weak"}, "min": 0, "max": "unlimited"}},
+                    "must": {"type": {"key": {"type": "uuid", "refTable": "Kid", "refType": "weak"}, "min": 0, "max": 1}}
+                }, "indexes": [["name"]]},
+                "Kid": {"columns": {"n": {"type": "integer"}, "sib": {"type": {"key": {"type": "uuid", "refTable": "Kid"}, "min": 0, "max": 1}}}}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn run(db: &mut Database, ops: Value) -> TxnOutcome {
+        db.transact(ops.as_array().unwrap(), &|l| l == "mine")
+    }
+
+    #[test]
+    fn weak_map_values_gc_and_indexes() {
+        let mut db = Database::new(schema());
+        let o = run(
+            &mut db,
+            json!([
+                {"op":"insert","table":"Root","row":{"name":"r","kids":["set",[["named-uuid","k1"],["named-uuid","k2"]]],
+                  "byname":["map",[["one",["named-uuid","k1"]],["two",["named-uuid","k2"]]]],"must":["named-uuid","k2"]}},
+                {"op":"insert","table":"Kid","uuid-name":"k1","row":{"n":1}},
+                {"op":"insert","table":"Kid","uuid-name":"k2","row":{"n":2,"sib":["named-uuid","k3"]}},
+                {"op":"insert","table":"Kid","uuid-name":"k3","row":{"n":3}},
+                {"op":"insert","table":"Kid","row":{"n":4}}
+            ]),
+        );
+        assert!(o.ok, "{:?}", o.results);
+        // The unreferenced Kid n=4 was collected; k3 lives through k2's sib reference.
+        assert_eq!(db.rows("Kid").unwrap().len(), 3);
+        // Dropping k2 from kids: k2 is collected, then k3 (only referenced by k2); weak refs to k2 vanish.
+        let k2 = db
+            .rows("Kid")
+            .unwrap()
+            .iter()
+            .find(|(_, r)| r.cols["n"] == Datum::scalar(Atom::Integer(2)))
+            .unwrap()
+            .0
+            .to_string();
+        let o = run(
+            &mut db,
+            json!([{"op":"mutate","table":"Root","where":[],"mutations":[["kids","delete",["set",[["uuid",k2]]]]]}]),
+        );
+        assert!(o.ok, "{:?}", o.results);
+        assert_eq!(db.rows("Kid").unwrap().len(), 1);
+        let root = db.rows("Root").unwrap().values().next().unwrap().clone();
+        assert_eq!(root.cols["byname"].len(), 1);
+        assert!(root.cols["must"].is_empty());
+        // The change set reports the weak-ref cleanup as a modification of the root row.
+        assert!(
+            o.changes["Root"]
+                .values()
+                .all(|c| c.old.is_some() && c.new.is_some())
+        );
+        assert_eq!(o.changes["Kid"].len(), 2);
+        // Unique index inside one transaction, and maxRows.
+        let o = run(
+            &mut db,
+            json!([{"op":"insert","table":"Root","row":{"name":"x"}},{"op":"insert","table":"Root","row":{"name":"x"}}]),
+        );
+        assert_eq!(o.results[2]["error"], "constraint violation");
+        let o = run(
+            &mut db,
+            json!([{"op":"insert","table":"Root","row":{"name":"y"}},{"op":"insert","table":"Root","row":{"name":"z"}}]),
+        );
+        assert_eq!(o.results[2]["error"], "constraint violation");
+        assert!(
+            o.results[2]["details"]
+                .as_str()
+                .unwrap()
+                .contains("schema-defined limit of 2")
+        );
+        // Renaming in one transaction so names swap is fine (index checked on the final state).
+        let o = run(
+            &mut db,
+            json!([{"op":"insert","table":"Root","row":{"name":"s"}}]),
+        );
+        assert!(o.ok);
+        let o = run(
+            &mut db,
+            json!([
+            {"op":"update","table":"Root","where":[["name","==","r"]],"row":{"name":"tmp"}},
+            {"op":"update","table":"Root","where":[["name","==","s"]],"row":{"name":"r"}},
+            {"op":"update","table":"Root","where":[["name","==","tmp"]],"row":{"name":"s"}}]),
+        );
+        assert!(o.ok, "{:?}", o.results);
+        // A failed transaction changes nothing.
+        let before = db.rows("Root").unwrap().clone();
+        let o = run(
+            &mut db,
+            json!([{"op":"delete","table":"Root","where":[]},{"op":"abort"}]),
+        );
+        assert!(!o.ok && o.changes.is_empty());
+        assert_eq!(db.rows("Root").unwrap(), &before);
+    }
+
+    #[test]
+    fn insert_with_uuid_assert_and_versions() {
+        let mut db = Database::new(schema());
+        let u = "12345678-1234-1234-1234-123456789abc";
+        let o = run(
+            &mut db,
+            json!([{"op":"insert","table":"Root","uuid":u,"row":{"name":"a"}},{"op":"assert","lock":"mine"}]),
+        );
+        assert!(o.ok, "{:?}", o.results);
+        assert_eq!(o.results[0], json!({"uuid":["uuid",u]}));
+        let o = run(
+            &mut db,
+            json!([{"op":"insert","table":"Root","uuid":u,"row":{"name":"b"}}]),
+        );
+        assert_eq!(o.results[0]["error"], "duplicate uuid");
+        let o = run(&mut db, json!([{"op":"assert","lock":"theirs"}]));
+        assert_eq!(o.results[0]["error"], "not owner");
+        let v1 = run(
+            &mut db,
+            json!([{"op":"select","table":"Root","where":[],"columns":["_version"]}]),
+        )
+        .results[0]
+            .clone();
+        // A no-op update keeps the version; a real one changes it.
+        run(
+            &mut db,
+            json!([{"op":"update","table":"Root","where":[],"row":{"name":"a"}}]),
+        );
+        let v2 = run(
+            &mut db,
+            json!([{"op":"select","table":"Root","where":[],"columns":["_version"]}]),
+        )
+        .results[0]
+            .clone();
+        assert_eq!(v1, v2);
+        run(
+            &mut db,
+            json!([{"op":"update","table":"Root","where":[],"row":{"name":"c"}}]),
+        );
+        let v3 = run(
+            &mut db,
+            json!([{"op":"select","table":"Root","where":[],"columns":["_version"]}]),
+        )
+        .results[0]
+            .clone();
+        assert_ne!(v1, v3);
+        let o = run(&mut db, json!([{"op":"commit","durable":true}]));
+        assert_eq!(o.results[0]["error"], "not supported");
+        let o = run(
+            &mut db,
+            json!([{"op":"wait","table":"Root","where":[],"columns":["name"],"until":"==","rows":[],"timeout":50}]),
+        );
+        assert_eq!(o.blocked, Some(50));
     }
 }

@@ -602,3 +602,115 @@ impl DatabaseSchema {
 pub const VSWITCH_SCHEMA: &str = include_str!("../schemas/vswitch.ovsschema");
 /// The text of the `_Server` schema.
 pub const SERVER_SCHEMA: &str = include_str!("../schemas/_server.ovsschema");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datum::Datum;
+    use serde_json::json;
+
+    fn custom() -> DatabaseSchema {
+        DatabaseSchema::from_json(&json!({
+            "name": "T", "version": "1.0.0",
+            "tables": {
+                "A": {"isRoot": true, "maxRows": 3, "indexes": [["s", "i"]], "columns": {
+                    "i": {"type": {"key": {"type": "integer", "minInteger": -5, "maxInteger": 5}}},
+                    "r": {"type": {"key": {"type": "real", "minReal": 0.5, "maxReal": 1.5}, "min": 0, "max": 1}},
+                    "b": {"type": "boolean"},
+                    "s": {"type": {"key": {"type": "string", "minLength": 1, "maxLength": 3}}},
+                    "e": {"type": {"key": {"type": "string", "enum": ["set", ["x", "y"]]}, "min": 0, "max": "unlimited"}},
+                    "one": {"type": {"key": {"type": "string", "enum": "z"}}},
+                    "strong": {"type": {"key": {"type": "uuid", "refTable": "B"}, "min": 0, "max": 2}},
+                    "weak": {"type": {"key": {"type": "uuid", "refTable": "B", "refType": "weak"}, "min": 0, "max": "unlimited"}},
+                    "m": {"type": {"key": "string", "value": {"type": "uuid", "refTable": "B", "refType": "weak"}, "min": 0, "max": "unlimited"}},
+                    "eph": {"type": "string", "ephemeral": true, "mutable": false}
+                }},
+                "B": {"columns": {"n": {"type": "integer"}}}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn all_types_and_constraints_parse() {
+        let s = custom();
+        let a = &s.tables["A"];
+        assert!(a.is_root && !s.tables["B"].is_root);
+        assert_eq!(a.max_rows, Some(3));
+        assert_eq!(a.indexes, vec![vec!["s".to_string(), "i".to_string()]]);
+        let c = |n: &str| &a.columns[n].type_;
+        assert_eq!(
+            (c("i").key.min_integer, c("i").key.max_integer),
+            (Some(-5), Some(5))
+        );
+        assert_eq!(
+            (
+                c("r").key.min_real,
+                c("r").key.max_real,
+                c("r").min,
+                c("r").max
+            ),
+            (Some(0.5), Some(1.5), 0, 1)
+        );
+        assert_eq!(
+            (c("s").key.min_length, c("s").key.max_length),
+            (Some(1), Some(3))
+        );
+        assert_eq!(c("e").key.enum_.as_ref().unwrap().len(), 2);
+        assert_eq!(c("e").max, usize::MAX);
+        assert_eq!(c("one").key.enum_.as_ref().unwrap().len(), 1);
+        assert!(c("strong").key.is_strong_ref());
+        assert_eq!(c("weak").key.ref_type, RefType::Weak);
+        assert!(c("m").is_map() && c("m").value.as_ref().unwrap().ref_type == RefType::Weak);
+        assert!(a.columns["eph"].ephemeral && !a.columns["eph"].mutable);
+        let none = &mut |_: &str| None;
+        for (col, v, ok) in [
+            ("i", json!(5), true),
+            ("i", json!(6), false),
+            ("r", json!(1.0), true),
+            ("r", json!(2.0), false),
+            ("s", json!("abc"), true),
+            ("s", json!("abcd"), false),
+            ("s", json!(""), false),
+            ("e", json!(["set", ["x", "y"]]), true),
+            ("e", json!("w"), false),
+            ("one", json!("z"), true),
+        ] {
+            assert_eq!(Datum::from_json(&v, c(col), none).is_ok(), ok, "{col} {v}");
+        }
+        // Type JSON roundtrips.
+        for col in a.columns.values() {
+            assert_eq!(
+                ColumnType::from_json(&col.type_.to_json()).unwrap(),
+                col.type_,
+                "{}",
+                col.name
+            );
+        }
+    }
+
+    #[test]
+    fn bad_schemas_are_rejected() {
+        for bad in [
+            json!({"name": "T", "tables": {"A": {"columns": {"x": {"type": "float"}}}}}),
+            json!({"name": "T", "tables": {"A": {"columns": {"x": {"type": {"key": "uuid", "min": 2}}}}}}),
+            json!({"name": "T", "tables": {"A": {"columns": {"x": {"type": {"key": {"type": "uuid", "refTable": "Nope"}}}}}}}),
+            json!({"name": "T", "tables": {"A": {"columns": {"_x": {"type": "string"}}}}}),
+            json!({"name": "T", "tables": {"A": {"columns": {}, "indexes": [["nope"]]}}}),
+            json!({"tables": {}}),
+            json!([1]),
+        ] {
+            assert!(DatabaseSchema::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bundled_schemas() {
+        let v = DatabaseSchema::vswitch();
+        assert_eq!(v.name, "Open_vSwitch");
+        assert_eq!(v.tables.len(), 19);
+        assert!(v.tables["Open_vSwitch"].is_root && !v.tables["Port"].is_root);
+        assert_eq!(v.tables["Open_vSwitch"].max_rows, Some(1));
+        assert_eq!(DatabaseSchema::server().tables["Database"].columns.len(), 8);
+    }
+}

@@ -72,6 +72,16 @@ fn suite(connect: &dyn Fn() -> SyncRpc) -> Vec<Value> {
     rec(b.call("monitor_cancel", json!(["m1"])).unwrap());
     rec(b.call("monitor_cancel", json!(["m3"])).unwrap());
     rec(b.call("monitor_cancel", json!(["m3"])).unwrap_err());
+    // Change m2's condition: br1 leaves (delete), br2 enters (insert).
+    rec(b
+        .call(
+            "monitor_cond_change",
+            json!(["m2", "m2b", {"Bridge": [{"where": [["name", "==", "br2"]]}]}]),
+        )
+        .unwrap());
+    let n = next_note(&mut b).to_value();
+    rec(n["method"].clone());
+    rec(n["params"].clone());
     tx(
         &mut a,
         json!([{"op":"update","table":"Open_vSwitch","where":[],"row":{"bridges":["set",[]]}}]),
