@@ -90,9 +90,9 @@ impl Row {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
     /// Before (None = inserted).
-    pub old: Option<Row>,
+    pub old: Option<Arc<Row>>,
     /// After (None = deleted).
-    pub new: Option<Row>,
+    pub new: Option<Arc<Row>>,
 }
 
 /// Committed changes: table → row UUID → change.
@@ -123,35 +123,44 @@ type IndexMaps = Vec<BTreeMap<Vec<Datum>, Uuid>>;
 #[derive(Debug, Clone)]
 pub struct Database {
     schema: Arc<DatabaseSchema>,
-    tables: BTreeMap<String, BTreeMap<Uuid, Row>>,
-    strong_refs: HashMap<Uuid, usize>,
+    tables: BTreeMap<String, BTreeMap<Uuid, Arc<Row>>>,
+    strong_refs: UuidMap<usize>,
     indexes: BTreeMap<String, IndexMaps>,
     /// Whether `commit` with `durable: true` is supported.
     pub durable: bool,
 }
 
-/// Strong references (ref table, target) held by a row.
-fn strong_refs<'a>(
-    t: &'a TableSchema,
-    row: &'a Row,
-) -> impl Iterator<Item = (&'a str, Uuid, &'a str)> + 'a {
-    t.columns.values().flat_map(move |c| {
-        let d = &row.cols[&c.name];
-        let k = c
-            .type_
-            .key
-            .is_strong_ref()
-            .then(|| d.keys())
-            .into_iter()
-            .flatten();
-        let v = c
-            .type_
-            .value
-            .as_ref()
-            .filter(|v| v.is_strong_ref())
-            .map(|_| d.values())
-            .into_iter()
-            .flatten();
+/// Fast hasher for random UUID keys (they are already uniformly distributed).
+#[derive(Debug, Default, Clone, Copy)]
+struct UuidHasher(u64);
+
+impl std::hash::Hasher for UuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+}
+
+type UuidMap<V> = HashMap<Uuid, V, std::hash::BuildHasherDefault<UuidHasher>>;
+
+/// Calls `f(ref_table, target, +1/-1, column)` for every strong reference added or removed
+/// between `old` and `new`; unchanged columns are skipped and sets are diffed.
+fn ref_changes<'s>(
+    ts: &'s TableSchema,
+    old: Option<&Row>,
+    new: Option<&Row>,
+    mut f: impl FnMut(&'s str, Uuid, i64, &'s str),
+) {
+    for c in ts.columns.values() {
+        let kref = c.type_.key.is_strong_ref();
+        let vref = c.type_.value.as_ref().is_some_and(|v| v.is_strong_ref());
+        if !kref && !vref {
+            continue;
+        }
         let kt = c.type_.key.ref_table.as_deref().unwrap_or("");
         let vt = c
             .type_
@@ -159,9 +168,36 @@ fn strong_refs<'a>(
             .as_ref()
             .and_then(|v| v.ref_table.as_deref())
             .unwrap_or("");
-        k.filter_map(move |a| a.as_uuid().map(|u| (kt, u, c.name.as_str())))
-            .chain(v.filter_map(move |a| a.as_uuid().map(|u| (vt, u, c.name.as_str()))))
-    })
+        let o = old.and_then(|r| r.cols.get(&c.name));
+        let n = new.and_then(|r| r.cols.get(&c.name));
+        if let (Some(a), Some(b)) = (o, n)
+            && a == b
+        {
+            continue;
+        }
+        if let (Some(Datum::Set(a)), Some(Datum::Set(b))) = (o, n) {
+            for x in a.difference(b).filter_map(Atom::as_uuid) {
+                f(kt, x, -1, &c.name);
+            }
+            for x in b.difference(a).filter_map(Atom::as_uuid) {
+                f(kt, x, 1, &c.name);
+            }
+            continue;
+        }
+        for (d, sign) in [(o, -1), (n, 1)] {
+            let Some(d) = d else { continue };
+            if kref {
+                for x in d.keys().filter_map(Atom::as_uuid) {
+                    f(kt, x, sign, &c.name);
+                }
+            }
+            if vref {
+                for x in d.values().filter_map(Atom::as_uuid) {
+                    f(vt, x, sign, &c.name);
+                }
+            }
+        }
+    }
 }
 
 fn index_key(idx: &[String], uuid: Uuid, row: &Row) -> Vec<Datum> {
@@ -186,7 +222,7 @@ impl Database {
         Database {
             schema: Arc::new(schema),
             tables,
-            strong_refs: HashMap::new(),
+            strong_refs: UuidMap::default(),
             indexes,
             durable: false,
         }
@@ -198,7 +234,7 @@ impl Database {
     }
 
     /// Rows of a table.
-    pub fn rows(&self, table: &str) -> Option<&BTreeMap<Uuid, Row>> {
+    pub fn rows(&self, table: &str) -> Option<&BTreeMap<Uuid, Arc<Row>>> {
         self.tables.get(table)
     }
 
@@ -216,15 +252,20 @@ impl Database {
             let table = self.tables.entry(tname.clone()).or_default();
             let idx = self.indexes.entry(tname.clone()).or_default();
             for (u, ch) in rows {
-                if let Some(old) = table.get(u) {
-                    for (_, t, _) in strong_refs(ts, old) {
-                        if let Some(n) = self.strong_refs.get_mut(&t) {
-                            *n -= 1;
-                            if *n == 0 {
-                                self.strong_refs.remove(&t);
-                            }
+                let refs = &mut self.strong_refs;
+                ref_changes(
+                    ts,
+                    table.get(u).map(|r| &**r),
+                    ch.new.as_deref(),
+                    |_, t, d, _| {
+                        let n = refs.entry(t).or_default();
+                        *n = (*n as i64 + d).max(0) as usize;
+                        if *n == 0 {
+                            refs.remove(&t);
                         }
-                    }
+                    },
+                );
+                if let Some(old) = table.get(u) {
                     for (i, cols) in ts.indexes.iter().enumerate() {
                         let k = index_key(cols, *u, old);
                         if idx[i].get(&k) == Some(u) {
@@ -234,9 +275,6 @@ impl Database {
                 }
                 match &ch.new {
                     Some(new) => {
-                        for (_, t, _) in strong_refs(ts, new) {
-                            *self.strong_refs.entry(t).or_default() += 1;
-                        }
                         for (i, cols) in ts.indexes.iter().enumerate() {
                             idx[i].insert(index_key(cols, *u, new), *u);
                         }
@@ -447,7 +485,7 @@ impl Clause {
 struct Txn<'a> {
     db: &'a Database,
     /// table → uuid → new state (None = deleted).
-    overlay: BTreeMap<String, BTreeMap<Uuid, Option<Row>>>,
+    overlay: BTreeMap<String, BTreeMap<Uuid, Option<Arc<Row>>>>,
     /// uuid-name → (uuid, created by an insert).
     symbols: HashMap<String, (Uuid, bool)>,
 }
@@ -471,8 +509,20 @@ fn table_rows_json(t: &TableSchema, uuid: Uuid, row: &Row, cols: &[String]) -> V
 impl Txn<'_> {
     fn get(&self, table: &str, u: Uuid) -> Option<&Row> {
         match self.overlay.get(table).and_then(|o| o.get(&u)) {
-            Some(r) => r.as_ref(),
-            None => self.db.tables.get(table).and_then(|t| t.get(&u)),
+            Some(r) => r.as_deref(),
+            None => self
+                .db
+                .tables
+                .get(table)
+                .and_then(|t| t.get(&u))
+                .map(|r| &**r),
+        }
+    }
+
+    fn get_arc(&self, table: &str, u: Uuid) -> Option<Arc<Row>> {
+        match self.overlay.get(table).and_then(|o| o.get(&u)) {
+            Some(r) => r.clone(),
+            None => self.db.tables.get(table).and_then(|t| t.get(&u)).cloned(),
         }
     }
 
@@ -484,7 +534,7 @@ impl Txn<'_> {
         self.overlay
             .entry(table.to_string())
             .or_default()
-            .insert(u, row);
+            .insert(u, row.map(Arc::new));
     }
 
     /// UUIDs of rows in `table` matching `cond` (post-overlay).
@@ -530,17 +580,18 @@ impl Txn<'_> {
         self.matching(table, &Condition::Const(true))
     }
 
-    fn table<'s>(&self, op: &'s Map<String, Value>) -> Result<(&'s str, TableSchema)> {
+    fn table<'s, 'c>(
+        schema: &'c DatabaseSchema,
+        op: &'s Map<String, Value>,
+    ) -> Result<(&'s str, &'c TableSchema)> {
         let t = member(op, "table")?
             .as_str()
             .ok_or_else(|| OvsdbError::syntax("'table' member must be a string"))?;
-        let ts = self
-            .db
-            .schema
+        let ts = schema
             .tables
             .get(t)
             .ok_or_else(|| OvsdbError::syntax(format!("No table named {t}.")))?;
-        Ok((t, ts.clone()))
+        Ok((t, ts))
     }
 
     fn resolver(&mut self) -> impl FnMut(&str) -> Option<Uuid> + '_ {
@@ -637,6 +688,7 @@ impl Txn<'_> {
                 e
             }
         };
+        let schema = self.db.schema.clone();
         let op = opv
             .as_object()
             .ok_or_else(|| OvsdbError::syntax("operation must be an object"))
@@ -649,7 +701,7 @@ impl Txn<'_> {
             .map_err(wrap)?;
         match name {
             "insert" => {
-                let (t, ts) = self.table(op).map_err(wrap)?;
+                let (t, ts) = Self::table(&schema, op).map_err(wrap)?;
                 let rowv = op.get("row").cloned().unwrap_or(json!({}));
                 // ovsdb-server extension: "uuid": "<uuid string>" chooses the new row's UUID.
                 let mut u = match op.get("uuid") {
@@ -694,33 +746,33 @@ impl Txn<'_> {
                         ),
                     ));
                 }
-                let vals = self.parse_row(&ts, &rowv, false)?;
-                let mut row = Row::default_for(&ts);
+                let vals = self.parse_row(ts, &rowv, false)?;
+                let mut row = Row::default_for(ts);
                 row.cols.extend(vals);
                 self.put(t, u, Some(row));
                 Ok(json!({"uuid": ["uuid", u.to_string()]}))
             }
             "select" => {
-                let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = self.cond(&ts, op, wrap)?;
-                let cols = Self::parse_columns(&ts, op)?;
+                let (t, ts) = Self::table(&schema, op).map_err(wrap)?;
+                let cond = self.cond(ts, op, wrap)?;
+                let cols = Self::parse_columns(ts, op)?;
                 let rows: Vec<Value> = self
                     .matching(t, &cond)
                     .into_iter()
-                    .filter_map(|u| self.get(t, u).map(|r| table_rows_json(&ts, u, r, &cols)))
+                    .filter_map(|u| self.get(t, u).map(|r| table_rows_json(ts, u, r, &cols)))
                     .collect();
                 Ok(json!({"rows": rows}))
             }
             "update" => {
-                let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = self.cond(&ts, op, wrap)?;
-                let vals = self.parse_row(&ts, member(op, "row").map_err(wrap)?, true)?;
+                let (t, ts) = Self::table(&schema, op).map_err(wrap)?;
+                let cond = self.cond(ts, op, wrap)?;
+                let vals = self.parse_row(ts, member(op, "row").map_err(wrap)?, true)?;
                 let us = self.matching(t, &cond);
                 for u in &us {
                     let mut r = self
                         .get(t, *u)
                         .cloned()
-                        .unwrap_or_else(|| Row::default_for(&ts));
+                        .unwrap_or_else(|| Row::default_for(ts));
                     for (k, d) in &vals {
                         r.cols.insert(k.clone(), d.clone());
                     }
@@ -729,22 +781,22 @@ impl Txn<'_> {
                 Ok(json!({"count": us.len()}))
             }
             "mutate" => {
-                let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = self.cond(&ts, op, wrap)?;
+                let (t, ts) = Self::table(&schema, op).map_err(wrap)?;
+                let cond = self.cond(ts, op, wrap)?;
                 let mv = member(op, "mutations").map_err(wrap)?;
                 let ma = mv.as_array().ok_or_else(|| {
                     OvsdbError::syntax("mutations must be an array").with_syntax(mv)
                 })?;
                 let mut muts = Vec::new();
                 for m in ma {
-                    muts.push(self.parse_mutation(&ts, m)?);
+                    muts.push(self.parse_mutation(ts, m)?);
                 }
                 let us = self.matching(t, &cond);
                 for u in &us {
                     let mut r = self
                         .get(t, *u)
                         .cloned()
-                        .unwrap_or_else(|| Row::default_for(&ts));
+                        .unwrap_or_else(|| Row::default_for(ts));
                     for m in &muts {
                         let c = &ts.columns[&m.column];
                         let d = r
@@ -758,8 +810,8 @@ impl Txn<'_> {
                 Ok(json!({"count": us.len()}))
             }
             "delete" => {
-                let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = self.cond(&ts, op, wrap)?;
+                let (t, ts) = Self::table(&schema, op).map_err(wrap)?;
+                let cond = self.cond(ts, op, wrap)?;
                 let us = self.matching(t, &cond);
                 for u in &us {
                     self.put(t, *u, None);
@@ -767,9 +819,9 @@ impl Txn<'_> {
                 Ok(json!({"count": us.len()}))
             }
             "wait" => {
-                let (t, ts) = self.table(op).map_err(wrap)?;
-                let cond = self.cond(&ts, op, wrap)?;
-                let cols = Self::parse_columns(&ts, op)?;
+                let (t, ts) = Self::table(&schema, op).map_err(wrap)?;
+                let cond = self.cond(ts, op, wrap)?;
+                let cols = Self::parse_columns(ts, op)?;
                 let until = member(op, "until").map_err(wrap)?.as_str().unwrap_or("");
                 let eq = match until {
                     "==" => true,
@@ -953,61 +1005,65 @@ impl Txn<'_> {
     /// Commit-time processing: GC, referential integrity, weak refs, constraints, indexes.
     fn finish(mut self) -> Result<Changes> {
         let schema = self.db.schema.clone();
-        // Strong reference count deltas.
-        let mut delta: HashMap<Uuid, i64> = HashMap::new();
-        let mut candidates: Vec<(String, Uuid)> = Vec::new();
+        // Strong reference count deltas (only changed columns are examined).
+        let mut delta: UuidMap<i64> = UuidMap::default();
+        let mut candidates: Vec<(&str, Uuid)> = Vec::new();
+        let mut added: Vec<(&str, Uuid, &str, Uuid, &str)> = Vec::new();
         for (t, rows) in &self.overlay {
-            let ts = &schema.tables[t];
+            let (t, ts) = schema
+                .tables
+                .get_key_value(t)
+                .expect("overlay tables exist");
             for (u, new) in rows {
-                if let Some(old) = self.db.tables[t].get(u) {
-                    for (rt, x, _) in strong_refs(ts, old) {
-                        *delta.entry(x).or_default() -= 1;
-                        candidates.push((rt.to_string(), x));
-                    }
-                }
-                if let Some(new) = new {
-                    for (_, x, _) in strong_refs(ts, new) {
-                        *delta.entry(x).or_default() += 1;
-                    }
-                    candidates.push((t.clone(), *u));
-                }
-            }
-        }
-        // Referential integrity of the rows written by the operations (checked before GC, as
-        // ovsdb-server does, so an unreferenced row with a dangling reference is still an error).
-        for (t, rows) in &self.overlay {
-            let ts = &schema.tables[t];
-            for (u, new) in rows {
-                if let Some(new) = new {
-                    for (rt, x, col) in strong_refs(ts, new) {
-                        if !self.exists(rt, x) {
-                            return Err(OvsdbError::referential(format!(
-                                "Table {t} column {col} row {u} references nonexistent row {x} in table {rt}."
-                            )));
+                ref_changes(
+                    ts,
+                    self.db.tables[t].get(u).map(|r| &**r),
+                    new.as_deref(),
+                    |rt, x, d, col| {
+                        *delta.entry(x).or_default() += d;
+                        if d < 0 {
+                            candidates.push((rt, x));
+                        } else {
+                            added.push((rt, x, t, *u, col));
                         }
-                    }
+                    },
+                );
+                if new.is_some() {
+                    candidates.push((t, *u));
                 }
             }
         }
-        let count = |delta: &HashMap<Uuid, i64>, u: &Uuid| {
+        // Referential integrity of the references written by the operations (checked before GC,
+        // as ovsdb-server does, so an unreferenced row with a dangling reference is an error).
+        for (rt, x, t, u, col) in added {
+            if !self.exists(rt, x) {
+                return Err(OvsdbError::referential(format!(
+                    "Table {t} column {col} row {u} references nonexistent row {x} in table {rt}."
+                )));
+            }
+        }
+        let count = |delta: &UuidMap<i64>, u: &Uuid| {
             *self.db.strong_refs.get(u).unwrap_or(&0) as i64 + delta.get(u).copied().unwrap_or(0)
         };
         // Garbage collection of unreferenced rows in non-root tables.
         while let Some((t, u)) = candidates.pop() {
-            let Some(ts) = schema.tables.get(&t) else {
+            let Some(ts) = schema.tables.get(t) else {
                 continue;
             };
             if ts.is_root || count(&delta, &u) > 0 {
                 continue;
             }
-            let Some(row) = self.get(&t, u).cloned() else {
+            let Some(row) = self.get_arc(t, u) else {
                 continue;
             };
-            for (rt, x, _) in strong_refs(ts, &row) {
-                *delta.entry(x).or_default() -= 1;
-                candidates.push((rt.to_string(), x));
-            }
-            self.put(&t, u, None);
+            ref_changes(ts, Some(&row), None, |rt, x, d, _| {
+                *delta.entry(x).or_default() += d;
+                candidates.push((rt, x));
+            });
+            self.overlay
+                .entry(t.to_string())
+                .or_default()
+                .insert(u, None);
         }
         // Deleted rows must not remain referenced.
         for (t, rows) in &self.overlay {
@@ -1142,7 +1198,7 @@ impl Txn<'_> {
                                 )));
                             }
                         }
-                        new.version = Uuid::new_v4();
+                        Arc::make_mut(&mut new).version = Uuid::new_v4();
                         out.insert(
                             u,
                             RowChange {

@@ -180,7 +180,13 @@ fn record_changes(db: &Database, rec: &Value) -> Result<Changes, StorageError> {
             } else {
                 Some(Row::from_json_full(ts, r).map_err(|e| StorageError::Corrupt(e.to_string()))?)
             };
-            out.insert(u, RowChange { old: None, new });
+            out.insert(
+                u,
+                RowChange {
+                    old: None,
+                    new: new.map(std::sync::Arc::new),
+                },
+            );
         }
         changes.insert(t.clone(), out);
     }
@@ -355,7 +361,7 @@ mod tests {
         o.changes
     }
 
-    fn dump(db: &Database) -> Vec<(String, Uuid, Row)> {
+    fn dump(db: &Database) -> Vec<(String, Uuid, std::sync::Arc<Row>)> {
         db.schema()
             .tables
             .keys()
