@@ -140,15 +140,33 @@ fn changes_record(db: &Database, changes: &Changes) -> Value {
         for (u, ch) in rows {
             m.insert(
                 u.to_string(),
-                match &ch.new {
-                    Some(r) => {
+                match (&ch.old, &ch.new) {
+                    // Modified row: only the changed columns, as update2-style diffs.
+                    (Some(o), Some(r)) => {
+                        let delta: Map<String, Value> = ts
+                            .columns
+                            .values()
+                            .filter(|c| o.cols.get(&c.name) != r.cols.get(&c.name))
+                            .map(|c| {
+                                let (a, b) = (&o.cols[&c.name], &r.cols[&c.name]);
+                                let v = if c.type_.is_scalar() {
+                                    b.to_json()
+                                } else {
+                                    b.diff_from(a).to_json()
+                                };
+                                (c.name.clone(), v)
+                            })
+                            .collect();
+                        json!({"_version": ["uuid", r.version.to_string()], "_delta": delta})
+                    }
+                    (_, Some(r)) => {
                         let mut o = r.to_json_nondefault(ts, None);
                         if let Value::Object(o) = &mut o {
                             o.insert("_version".into(), json!(["uuid", r.version.to_string()]));
                         }
                         o
                     }
-                    None => Value::Null,
+                    (_, None) => Value::Null,
                 },
             );
         }
@@ -175,10 +193,45 @@ fn record_changes(db: &Database, rec: &Value) -> Result<Changes, StorageError> {
         let mut out = BTreeMap::new();
         for (u, r) in rows {
             let u = Uuid::parse_str(u).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let corrupt = |e: crate::error::OvsdbError| StorageError::Corrupt(e.to_string());
             let new = if r.is_null() {
                 None
+            } else if let Some(delta) = r.get("_delta").and_then(Value::as_object) {
+                let mut row: Row = db
+                    .rows(t)
+                    .and_then(|rows| rows.get(&u))
+                    .map(|r| (**r).clone())
+                    .ok_or_else(|| StorageError::Corrupt(format!("delta for missing row {u}")))?;
+                for (c, v) in delta {
+                    let cs = ts
+                        .columns
+                        .get(c)
+                        .ok_or_else(|| StorageError::Corrupt(format!("unknown column {c}")))?;
+                    let d = crate::datum::Datum::from_json(v, &cs.type_.unbounded(), &mut |_| None)
+                        .map_err(corrupt)?;
+                    let cur = row
+                        .cols
+                        .get_mut(c)
+                        .ok_or_else(|| StorageError::Corrupt(format!("missing column {c}")))?;
+                    if cs.type_.is_scalar() {
+                        *cur = d;
+                    } else {
+                        cur.apply_diff(&d);
+                    }
+                }
+                let ver = crate::datum::Datum::from_json(
+                    &r["_version"],
+                    &crate::schema::uuid_column_type(),
+                    &mut |_| None,
+                )
+                .map_err(corrupt)?;
+                row.version = ver
+                    .as_scalar()
+                    .and_then(crate::datum::Atom::as_uuid)
+                    .unwrap_or_default();
+                Some(row)
             } else {
-                Some(Row::from_json_full(ts, r).map_err(|e| StorageError::Corrupt(e.to_string()))?)
+                Some(Row::from_json_full(ts, r).map_err(corrupt)?)
             };
             out.insert(
                 u,
