@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -600,7 +600,18 @@ impl ServerCore {
     }
 }
 
-type Conns = Mutex<HashMap<SessionId, mpsc::UnboundedSender<Vec<u8>>>>;
+/// A session's output queue may hold at most this many unsent bytes; a client that stops
+/// reading while updates accumulate is disconnected instead of growing server memory.
+pub const MAX_OUTGOING_BYTES: usize = 64 << 20;
+
+#[derive(Debug)]
+struct Conn {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    close: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+type Conns = Mutex<HashMap<SessionId, Conn>>;
 
 #[derive(Debug)]
 struct Shared {
@@ -687,22 +698,49 @@ impl Server {
         let sh = self.shared.clone();
         let sid = sh.next.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        lock(&sh.conns).insert(sid, tx);
+        let queued = Arc::new(AtomicUsize::new(0));
+        // `close` is shared with the writer so that a normal disconnect (Conn removed) still lets
+        // the writer drain queued replies; only an explicit close aborts it.
+        let (close, mut close_w) = tokio::sync::watch::channel(false);
+        let close = Arc::new(close);
+        let mut close_r = close.subscribe();
+        let keep = close.clone();
+        lock(&sh.conns).insert(
+            sid,
+            Conn {
+                tx,
+                queued: queued.clone(),
+                close,
+            },
+        );
         lock(&sh.core).connect(sid);
         tokio::spawn(async move {
-            while let Some(b) = rx.recv().await {
-                if w.write_all(&b).await.is_err() {
-                    break;
+            loop {
+                let b = tokio::select! {
+                    b = rx.recv() => match b {
+                        Some(b) => b,
+                        None => break,
+                    },
+                    _ = close_w.changed() => break,
+                };
+                tokio::select! {
+                    r = w.write_all(&b) => if r.is_err() { break },
+                    _ = close_w.changed() => break,
                 }
+                queued.fetch_sub(b.len(), Ordering::Relaxed);
             }
+            drop(keep);
         });
         tokio::spawn(async move {
             let mut framer = Framer::default();
             let mut buf = vec![0u8; 65536];
             loop {
-                let n = match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+                let n = tokio::select! {
+                    r = r.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    },
+                    _ = close_r.changed() => break,
                 };
                 let frames = framer.feed(&buf[..n]);
                 if frames.is_empty() {
@@ -736,10 +774,22 @@ fn dispatch(sh: &Shared, out: Vec<Outgoing>) {
     if out.is_empty() {
         return;
     }
-    let conns = lock(&sh.conns);
+    let mut conns = lock(&sh.conns);
     for o in out {
-        if let Some(tx) = conns.get(&o.session) {
-            let _ = tx.send(o.msg.to_bytes());
+        let b = o.msg.to_bytes();
+        let Some(c) = conns.get(&o.session) else {
+            continue;
+        };
+        if c.queued.load(Ordering::Relaxed) + b.len() > MAX_OUTGOING_BYTES {
+            tracing::warn!(
+                session = o.session,
+                "output queue over limit; disconnecting"
+            );
+            let _ = c.close.send(true);
+            conns.remove(&o.session);
+            continue;
         }
+        c.queued.fetch_add(b.len(), Ordering::Relaxed);
+        let _ = c.tx.send(b);
     }
 }

@@ -236,3 +236,50 @@ async fn bad_input_gets_error_objects_and_session_lives() {
     .unwrap();
     drop(srv);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_never_reads_is_disconnected_not_buffered_forever() {
+    let (srv, addr) = our_server().await;
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let big = "x".repeat(1 << 20);
+        // ~100 MB of echo replies requested, none read: more than MAX_OUTGOING_BYTES plus socket buffers.
+        let mut sent = 0;
+        for i in 0..100 {
+            let m = Message::Request {
+                id: json!(i),
+                method: "echo".into(),
+                params: json!([big]),
+            };
+            if s.write_all(&m.to_bytes()).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        assert!(sent > 64, "server stopped reading too early ({sent})");
+        // Other sessions are unaffected.
+        let mut c = SyncRpc::tcp(&addr.to_string());
+        assert_eq!(c.call("echo", json!([1])).unwrap(), json!([1]));
+        // The greedy session is closed: draining it reaches EOF well before 100 replies.
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("expected EOF, got {e}"),
+            }
+        }
+        assert!(
+            total < 100 << 20,
+            "all replies were buffered ({total} bytes)"
+        );
+    })
+    .await
+    .unwrap();
+    drop(srv);
+}
