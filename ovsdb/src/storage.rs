@@ -146,7 +146,7 @@ fn changes_record(db: &Database, changes: &Changes) -> Value {
                         let delta: Map<String, Value> = ts
                             .columns
                             .values()
-                            .filter(|c| o.cols.get(&c.name) != r.cols.get(&c.name))
+                            .filter(|c| !c.ephemeral && o.cols.get(&c.name) != r.cols.get(&c.name))
                             .map(|c| {
                                 let (a, b) = (&o.cols[&c.name], &r.cols[&c.name]);
                                 let v = if c.type_.is_scalar() {
@@ -160,7 +160,14 @@ fn changes_record(db: &Database, changes: &Changes) -> Value {
                         json!({"_version": ["uuid", r.version.to_string()], "_delta": delta})
                     }
                     (_, Some(r)) => {
-                        let mut o = r.to_json_nondefault(ts, None);
+                        // Ephemeral columns are not persisted (they come back as defaults).
+                        let durable: Vec<String> = ts
+                            .columns
+                            .values()
+                            .filter(|c| !c.ephemeral)
+                            .map(|c| c.name.clone())
+                            .collect();
+                        let mut o = r.to_json_nondefault(ts, Some(&durable));
                         if let Value::Object(o) = &mut o {
                             o.insert("_version".into(), json!(["uuid", r.version.to_string()]));
                         }
@@ -425,6 +432,56 @@ mod tests {
                     .map(move |(u, r)| (t.clone(), *u, r.clone()))
             })
             .collect()
+    }
+
+    #[test]
+    fn ephemeral_columns_are_not_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let schema = DatabaseSchema::vswitch();
+        let eph: Vec<&str> = schema.tables["Controller"]
+            .columns
+            .values()
+            .filter(|c| c.ephemeral)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(eph.contains(&"is_connected"), "{eph:?}");
+        let (mut st, mut db) = Storage::open_or_create(&p, &schema).unwrap();
+        let ch = tx(
+            &mut db,
+            json!([{"op":"insert","table":"Open_vSwitch","row":{"manager_options":["named-uuid","m"]}},
+            {"op":"insert","table":"Manager","uuid-name":"m","row":{"target":"ptcp:1","is_connected":true}}]),
+        );
+        st.commit(&db, &ch).unwrap();
+        let ch = tx(
+            &mut db,
+            json!([{"op":"update","table":"Manager","where":[],"row":{"is_connected":false,"status":["map",[["state","ACTIVE"]]]}}]),
+        );
+        st.commit(&db, &ch).unwrap();
+        let ch = tx(
+            &mut db,
+            json!([{"op":"update","table":"Manager","where":[],"row":{"is_connected":true}}]),
+        );
+        st.commit(&db, &ch).unwrap();
+        drop(st);
+        let (_, db2) = Storage::open(&p).unwrap();
+        let m = db2
+            .rows("Manager")
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        assert_eq!(m.cols["target"].to_json(), json!("ptcp:1"));
+        for c in ["is_connected", "status"] {
+            if schema.tables["Manager"].columns[c].ephemeral {
+                assert!(
+                    m.cols[c].is_default(&schema.tables["Manager"].columns[c].type_),
+                    "{c} persisted"
+                );
+            }
+        }
+        assert!(schema.tables["Manager"].columns["is_connected"].ephemeral);
     }
 
     #[test]
