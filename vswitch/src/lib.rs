@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod classifier;
+pub mod conntrack;
 pub mod flow;
 pub mod pipeline;
 pub mod port;
