@@ -673,7 +673,7 @@ impl Conntrack {
                 tcp::Update::Invalid => {
                     self.counters.invalid += 1;
                     res.state = cs::TRK | cs::INV;
-                    self.fill(&mut res, &p, None);
+                    self.fill(&mut res, &p, Some(f.idx));
                     return res;
                 }
                 tcp::Update::New => {
@@ -985,7 +985,12 @@ impl Conntrack {
         let h = if spec.persistent {
             fx_hash(&[t.src, t.dst])
         } else {
-            fx_hash(&[t.src, t.dst, ((t.sport as u128) << 16) | t.dport as u128, t.proto as u128])
+            fx_hash(&[
+                t.src,
+                t.dst,
+                ((t.sport as u128) << 16) | t.dport as u128,
+                t.proto as u128,
+            ])
         };
         let r = if spec.random { self.next_rand() } else { h };
         // Persistent: the address depends only on the addresses.
@@ -1021,14 +1026,20 @@ impl Conntrack {
             };
             if keep_first {
                 let rt = cand(cur_port);
-                if !self.map.contains_key(&Key { zone: key.zone, t: rt }) {
+                if !self.map.contains_key(&Key {
+                    zone: key.zone,
+                    t: rt,
+                }) {
                     return Some((rt, spec.kind));
                 }
             }
             for pi in 0..n_port {
                 let port = pmin + ((p_start + pi) % n_port) as u16;
                 let rt = cand(port);
-                if !self.map.contains_key(&Key { zone: key.zone, t: rt }) {
+                if !self.map.contains_key(&Key {
+                    zone: key.zone,
+                    t: rt,
+                }) {
                     return Some((rt, spec.kind));
                 }
             }
@@ -1102,8 +1113,24 @@ impl Conntrack {
             })
             .collect();
         v.sort_by(|a, b| {
-            (a.zone, a.orig.v6, a.orig.src, a.orig.dst, a.orig.proto, a.orig.sport, a.orig.dport)
-                .cmp(&(b.zone, b.orig.v6, b.orig.src, b.orig.dst, b.orig.proto, b.orig.sport, b.orig.dport))
+            (
+                a.zone,
+                a.orig.v6,
+                a.orig.src,
+                a.orig.dst,
+                a.orig.proto,
+                a.orig.sport,
+                a.orig.dport,
+            )
+                .cmp(&(
+                    b.zone,
+                    b.orig.v6,
+                    b.orig.src,
+                    b.orig.dst,
+                    b.orig.proto,
+                    b.orig.sport,
+                    b.orig.dport,
+                ))
         });
         v
     }

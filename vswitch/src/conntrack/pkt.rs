@@ -120,7 +120,15 @@ fn is_icmp_error(v6: bool, t: u8) -> bool {
 
 /// L4 ports (or ICMP echo id/kind) into `tuple`; `None` for a truncated
 /// header or an untrackable ICMP type.
-fn l4(d: &[u8], l4: usize, end: usize, proto: u8, v6: bool, p: &mut Parsed, inner: bool) -> Option<()> {
+fn l4(
+    d: &[u8],
+    l4: usize,
+    end: usize,
+    proto: u8,
+    v6: bool,
+    p: &mut Parsed,
+    inner: bool,
+) -> Option<()> {
     let t = &mut p.tuple;
     t.proto = proto;
     match proto {
@@ -216,7 +224,13 @@ pub(crate) fn parse(d: &[u8]) -> Option<Parsed> {
 
 /// The quoted IP header inside an ICMP error (total length not checked:
 /// the quote is usually truncated).
-fn ip_inner(d: &[u8], l3: usize, v6: bool, end: usize, t: &mut Tuple) -> Option<(usize, u8, usize)> {
+fn ip_inner(
+    d: &[u8],
+    l3: usize,
+    v6: bool,
+    end: usize,
+    t: &mut Tuple,
+) -> Option<(usize, u8, usize)> {
     if !v6 {
         if end < l3 + 20 || d[l3] >> 4 != 4 {
             return None;
@@ -393,12 +407,17 @@ pub(crate) fn rewrite_related(d: &mut [u8], p: &Parsed, inner_from: &Tuple, inne
     // Quoted header: IPv4 header checksum fixed; quoted L4 checksums are
     // adjusted only where the quote reaches them.
     let ie = p.end;
-    rewrite_hdr(d, p.inner_l3, p.inner_l4, ie, p.v6, inner_from, inner_to, true);
+    rewrite_hdr(
+        d, p.inner_l3, p.inner_l4, ie, p.v6, inner_from, inner_to, true,
+    );
     // Outer: the error travels opposite to the quoted packet.
     let (so, dso) = if p.v6 { (8, 24) } else { (12, 16) };
     let mut ob = [0u8; 16];
     let mut nb = [0u8; 16];
-    for (off, o, n) in [(dso, inner_from.src, inner_to.src), (so, inner_from.dst, inner_to.dst)] {
+    for (off, o, n) in [
+        (dso, inner_from.src, inner_to.src),
+        (so, inner_from.dst, inner_to.dst),
+    ] {
         let len = addr_bytes(o, p.v6, &mut ob);
         if o == n || d[p.l3 + off..p.l3 + off + len] != ob[..len] {
             continue;
