@@ -70,7 +70,7 @@ pub(crate) fn invalid_flags(f: u16) -> bool {
 
 /// Whether a packet may create a connection (SYN+ACK may not).
 pub(crate) fn valid_new(p: &Parsed) -> bool {
-    !invalid_flags(p.tcp_flags) && !(p.tcp_flags & SYN != 0 && p.tcp_flags & ACK != 0)
+    p.tcp_flags & (SYN | ACK) != SYN | ACK && !invalid_flags(p.tcp_flags)
 }
 
 /// Initial peers for a new connection from `p` (wscale: the SYN's option).
