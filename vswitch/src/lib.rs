@@ -9,12 +9,15 @@
 //! * [`classifier`] — one OpenFlow table as a tuple-space-search classifier that also
 //!   reports the bits it examined (megaflow wildcards).
 //! * [`cache`] — exact-match cache and megaflow cache with generation-based revalidation.
+//! * [`conntrack`] — userspace connection tracking with NAT (OVS userspace conntrack
+//!   semantics), driven by the pipeline's `ct` action.
 //!
 //! The fast-path core (`flow`, `classifier`, `cache`) is sans-IO and allocation-free per packet.
 #![deny(unsafe_code)]
 
 pub mod cache;
 pub mod classifier;
+pub mod conntrack;
 pub mod flow;
 pub mod pipeline;
 pub mod port;

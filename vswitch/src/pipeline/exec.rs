@@ -31,7 +31,7 @@ impl Pipeline {
         self.pending.clear();
         let saved_depth = self.saved.len();
         let mut queue = None;
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
             if op.modifies() {
                 self.materialize(pkt, out);
             }
@@ -115,6 +115,30 @@ impl Pipeline {
                     if let Some(v) = self.saved.pop() {
                         pkt.load(&v);
                         self.recycle(v);
+                    }
+                }
+                Op::Ct(c) => {
+                    let r = self.conntrack.execute(pkt.data_mut(), &c.req, now);
+                    if r.drop {
+                        self.counters.ct_drops += 1;
+                        break;
+                    }
+                    if let Some(table) = c.recirc {
+                        let last = i + 1 == ops.len();
+                        if !last {
+                            let mut v = self.spare.pop().unwrap_or_default();
+                            v.clear();
+                            v.extend_from_slice(pkt.data());
+                            self.saved.push(v);
+                        }
+                        self.recirculate(table, c, &r, in_port, pkt, now, out);
+                        if !last {
+                            self.materialize(pkt, out);
+                            if let Some(v) = self.saved.pop() {
+                                pkt.load(&v);
+                                self.recycle(v);
+                            }
+                        }
                     }
                 }
                 Op::Drop(r) => {

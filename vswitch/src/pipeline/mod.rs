@@ -36,10 +36,16 @@ mod tests;
 mod xlate;
 
 pub use packet::PacketBuf;
-pub use xlate::{Compiled, Credit, DropReason, MAX_RESUBMIT_DEPTH, MAX_RESUBMITS, Op};
+pub use xlate::{
+    CT_META_WORDS, Compiled, Credit, CtOp, DropReason, MAX_RESUBMIT_DEPTH, MAX_RESUBMITS, Op,
+};
+
+/// Bound on nested recirculations (`ct(table=..)` chains) per packet.
+pub const MAX_RECIRC_DEPTH: usize = 8;
 
 use crate::cache::FlowCache;
 use crate::classifier::Classifier;
+use crate::conntrack::{Conntrack, CtResult};
 use crate::flow::{FlowKey, MaskedKey, PacketMeta, parse_into};
 use plexus_openflow::action::{Subfield, is_writable};
 use plexus_openflow::error::{
@@ -156,6 +162,12 @@ pub struct PipelineCounters {
     pub cache_misses: u64,
     /// Frames the parser flagged (runt/truncated); still processed.
     pub parse_errors: u64,
+    /// Packets dropped by conntrack (commit over the table or a zone limit).
+    pub ct_drops: u64,
+    /// Recirculations cut off by [`MAX_RECIRC_DEPTH`].
+    pub recirc_limit: u64,
+    /// Packets recirculated after `ct(table=..)`.
+    pub recirculations: u64,
 }
 
 /// A flow entry's payload in the classifier.
@@ -256,6 +268,11 @@ pub struct Pipeline {
     pub(crate) saved: Vec<Vec<u8>>,
     pub counters: PipelineCounters,
     key_scratch: FlowKey,
+    /// The bridge's connection tracker.
+    pub conntrack: Conntrack,
+    /// Megaflow caches of recirculated lookups, per recirculation table.
+    recirc_cache: Vec<Option<FlowCache<Arc<Compiled>>>>,
+    recirc_depth: usize,
 }
 
 impl Pipeline {
@@ -280,6 +297,9 @@ impl Pipeline {
             saved: Vec::new(),
             counters: PipelineCounters::default(),
             key_scratch: FlowKey::ZERO,
+            conntrack: Conntrack::default(),
+            recirc_cache: (0..n).map(|_| None).collect(),
+            recirc_depth: 0,
         }
     }
 
@@ -301,6 +321,9 @@ impl Pipeline {
         self.cache_enabled = on;
         self.cache.megaflows.flush();
         self.cache.emc.flush();
+        for c in &mut self.recirc_cache {
+            *c = None;
+        }
     }
 
     /// Megaflow count (including stale ones).
@@ -601,14 +624,19 @@ impl Pipeline {
                         return Err(OfpError::BadAction(B::BadOutGroup));
                     }
                 }
-                Action::SetField(mf) => self.check_dst(mf.field, state)?,
+                Action::SetField(mf) => {
+                    no_ct_field(mf.field)?;
+                    self.check_dst(mf.field, state)?
+                }
                 Action::RegLoad { dst, .. } => {
                     check_sf(dst)?;
+                    no_ct_field(dst.field)?;
                     self.check_dst(dst.field, state)?
                 }
                 Action::RegMove { src, dst } => {
                     check_sf(src)?;
                     check_sf(dst)?;
+                    no_ct_field(dst.field)?;
                     self.check_dst(dst.field, state)?
                 }
                 Action::OutputReg { src, .. } => check_sf(src)?,
@@ -653,11 +681,12 @@ impl Pipeline {
                     let mut s = state.clone();
                     self.check_actions(inner, &mut s, packet_out)?;
                 }
+                Action::Ct(ct) => self.check_ct(ct, state)?,
+                // OVS: "Cannot have NAT action outside of \"ct\" action".
+                Action::Nat(_) => return Err(OfpError::BadAction(B::BadSetArgument)),
+                Action::CtClear => {}
                 Action::PushPbb(_)
                 | Action::PopPbb
-                | Action::Ct(_)
-                | Action::Nat(_)
-                | Action::CtClear
                 | Action::Multipath(_)
                 | Action::Bundle(_)
                 | Action::OutputTrunc { .. } => {
@@ -675,6 +704,52 @@ impl Pipeline {
                     }
                 }
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `ct` checks as OVS's `ofpacts_check`/`ofpacts_verify_nested`: IP
+    /// only, `force` needs `commit`, nested actions limited to `nat` and
+    /// (with commit) setting `ct_mark`/`ct_label`.
+    fn check_ct(&self, ct: &plexus_openflow::action::Ct, state: &Match) -> Result<(), OfpError> {
+        use BadActionCode as B;
+        use plexus_openflow::action::{CtZone, ct_flags};
+        if !state.satisfies(plexus_openflow::oxm::Prereq::Ip) {
+            return Err(OfpError::BadAction(B::MatchInconsistent));
+        }
+        let commit = ct.flags & ct_flags::COMMIT != 0;
+        if ct.flags & ct_flags::FORCE != 0 && !commit {
+            return Err(OfpError::BadAction(B::BadArgument));
+        }
+        if let Some(t) = ct.recirc_table
+            && t as usize >= self.tables.len()
+        {
+            return Err(OfpError::BadAction(B::BadArgument));
+        }
+        if let CtZone::Field(sf) = &ct.zone {
+            check_sf(sf)?;
+        }
+        let dl = state.exact(FieldId::EthType);
+        for a in &ct.actions {
+            let field = match a {
+                Action::Nat(n) => {
+                    if (n.ipv4_min.is_some() && dl != Some(0x0800))
+                        || (n.ipv6_min.is_some() && dl != Some(0x86dd))
+                    {
+                        return Err(OfpError::BadAction(B::MatchInconsistent));
+                    }
+                    continue;
+                }
+                Action::SetField(mf) => mf.field,
+                Action::RegLoad { dst, .. } => {
+                    check_sf(dst)?;
+                    dst.field
+                }
+                _ => return Err(OfpError::BadAction(B::BadArgument)),
+            };
+            if !matches!(field, FieldId::CtMark | FieldId::CtLabel) || !commit {
+                return Err(OfpError::BadAction(B::BadArgument));
             }
         }
         Ok(())
@@ -1069,6 +1144,7 @@ impl Pipeline {
             self.counters.parse_errors += 1;
         }
         self.counters.packets += 1;
+        self.conntrack.advance(now);
         let len = pkt.len() as u64;
         let compiled = self.translate_cached(&key);
         self.credit(&compiled.credits, len, now);
@@ -1090,6 +1166,72 @@ impl Pipeline {
             self.cache.insert(key, &wc, generation, c.clone());
         }
         c
+    }
+
+    /// Continues the fork of a packet after `ct(table=..)`: the post-ct key
+    /// (re-parsed bytes, carried metadata, ct fields) is looked up from
+    /// `table`, through a per-table megaflow cache (like OVS keying
+    /// recirculated lookups on `recirc_id`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn recirculate(
+        &mut self,
+        table: u8,
+        c: &CtOp,
+        r: &CtResult,
+        in_port: u32,
+        pkt: &mut PacketBuf,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) {
+        if self.recirc_depth >= MAX_RECIRC_DEPTH {
+            self.counters.recirc_limit += 1;
+            return;
+        }
+        self.counters.recirculations += 1;
+        let meta = PacketMeta {
+            in_port: c.meta.get(FieldId::InPort) as u32,
+            ..Default::default()
+        };
+        let mut key = self.key_scratch;
+        let _ = parse_into(&mut key, pkt.data(), &meta);
+        for w in CT_META_WORDS {
+            key.w[w] = c.meta.w[w];
+        }
+        set_ct_fields(&mut key, r);
+        let compiled = if c.action_set.is_empty() && self.cache_enabled {
+            let generation = self.generation;
+            let cache = self.recirc_cache[table as usize]
+                .get_or_insert_with(|| FlowCache::new(4096, 65536));
+            match cache.lookup(&key, generation) {
+                Some(x) => {
+                    self.counters.cache_hits += 1;
+                    x
+                }
+                None => {
+                    self.counters.cache_misses += 1;
+                    let (x, wc) = self.translate_from(table, &key, &[]);
+                    let x = Arc::new(x);
+                    if let Some(cache) = self.recirc_cache[table as usize].as_mut() {
+                        cache.insert(&key, &wc, generation, x.clone());
+                    }
+                    x
+                }
+            }
+        } else {
+            Arc::new(self.translate_from(table, &key, &c.action_set).0)
+        };
+        self.credit(&compiled.credits, pkt.len() as u64, now);
+        self.recirc_depth += 1;
+        self.execute(&compiled.ops, in_port, pkt, now, out);
+        self.recirc_depth -= 1;
+    }
+
+    /// The slow path of a recirculated packet: translation from `table`
+    /// with an inherited action set.
+    pub fn translate_from(&self, table: u8, key: &FlowKey, aset: &[Action]) -> (Compiled, FlowKey) {
+        let mut x = xlate::Xlate::new(self, *key, false);
+        x.run_from(table, aset);
+        (x.out, x.wc)
     }
 
     /// The slow path: translation of `key` and its wildcards.
@@ -1223,6 +1365,30 @@ impl Pipeline {
     }
 }
 
+/// Writes conntrack's verdict into the ct match fields of `key`.
+pub(crate) fn set_ct_fields(key: &mut FlowKey, r: &CtResult) {
+    use FieldId::*;
+    for f in xlate::CT_FIELDS {
+        key.set(f, 0);
+    }
+    key.set(CtState, r.state as u128);
+    key.set(CtZone, r.zone as u128);
+    key.set(CtMark, r.mark as u128);
+    key.set(CtLabel, r.label);
+    if let Some(t) = r.orig {
+        key.set(CtNwProto, t.proto as u128);
+        if t.v6 {
+            key.set(CtIpv6Src, t.src);
+            key.set(CtIpv6Dst, t.dst);
+        } else {
+            key.set(CtNwSrc, t.src);
+            key.set(CtNwDst, t.dst);
+        }
+        key.set(CtTpSrc, t.sport as u128);
+        key.set(CtTpDst, t.dport as u128);
+    }
+}
+
 fn vlan_present(m: &Match) -> bool {
     m.get(FieldId::VlanVid).is_some_and(|f| {
         let p = OFPVID_PRESENT as u128;
@@ -1247,6 +1413,14 @@ fn set_eth_type(m: &mut Match, t: u16) {
         .collect();
     m.fields = keep;
     m.set(FieldId::EthType, t as u128);
+}
+
+/// `ct_mark`/`ct_label` may only be set inside `ct(exec(..))`.
+fn no_ct_field(f: FieldId) -> Result<(), OfpError> {
+    if matches!(f, FieldId::CtMark | FieldId::CtLabel) {
+        return Err(OfpError::BadAction(BadActionCode::BadSetArgument));
+    }
+    Ok(())
 }
 
 fn check_sf(sf: &Subfield) -> Result<(), OfpError> {

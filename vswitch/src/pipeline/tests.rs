@@ -1054,3 +1054,279 @@ fn no_stale_action_after_flow_mod() {
     };
     assert_eq!(p.flow_stats(&req, t0()).unwrap()[0].packet_count, 5);
 }
+
+// ------------------------------------------------------------ conntrack
+
+fn tcp_flags(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    syn: bool,
+    ack: Option<u32>,
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(MAC1, MAC2)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 4096);
+    if syn {
+        b = b.syn();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+/// The stateful firewall of `ovs-actions(7)`, with a zone: new connections
+/// only from port 1, replies allowed back.
+fn firewall(p: &mut Pipeline) {
+    add(p, "table=0,priority=1,actions=drop");
+    add(
+        p,
+        "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=5)",
+    );
+    add(
+        p,
+        "table=1,in_port=1,ip,ct_state=+trk+new,actions=ct(commit,zone=5),output:2",
+    );
+    add(p, "table=1,in_port=1,ip,ct_state=+trk+est,actions=output:2");
+    add(p, "table=1,in_port=2,ip,ct_state=+trk+new,actions=drop");
+    add(p, "table=1,in_port=2,ip,ct_state=+trk+est,actions=output:1");
+    add(p, "table=1,priority=0,actions=drop");
+}
+
+#[test]
+fn ct_stateful_firewall() {
+    for cache in [true, false] {
+        let mut p = pipe();
+        p.set_cache_enabled(cache);
+        firewall(&mut p);
+        let a = [10, 0, 0, 1];
+        let b = [10, 0, 0, 2];
+        // Port 2 cannot open a connection.
+        assert!(run(&mut p, 2, &udp(b, a, 53, 5000)).0.is_empty());
+        assert!(p.conntrack.is_empty());
+        // Port 1 can; the reply and further traffic flow.
+        for _ in 0..3 {
+            let (o, _) = run(&mut p, 1, &udp(a, b, 5000, 53));
+            assert_eq!(ports_of(&o), vec![2]);
+            let (o, _) = run(&mut p, 2, &udp(b, a, 53, 5000));
+            assert_eq!(ports_of(&o), vec![1]);
+        }
+        assert_eq!(p.conntrack.len(), 1);
+        assert_eq!(p.conntrack.dump(Some(5), t0()).len(), 1);
+        // TCP: SYN, SYN+ACK, ACK.
+        let (o, _) = run(&mut p, 1, &tcp_flags(a, b, 40000, 80, true, None));
+        assert_eq!(ports_of(&o), vec![2]);
+        let (o, _) = run(&mut p, 2, &tcp_flags(b, a, 80, 40000, true, Some(1001)));
+        assert_eq!(ports_of(&o), vec![1]);
+        // An unsolicited SYN+ACK from port 2 is invalid: dropped.
+        assert!(
+            run(&mut p, 2, &tcp_flags(b, a, 81, 40000, true, Some(1)))
+                .0
+                .is_empty()
+        );
+        assert_eq!(p.conntrack.len(), 2);
+        assert!(p.counters.recirculations > 0);
+    }
+}
+
+#[test]
+fn ct_fields_visible_after_recirculation_and_cleared_in_other_fork() {
+    let mut p = pipe();
+    add(
+        &mut p,
+        "table=0,ip,ct_state=-trk,actions=ct(table=1,zone=7,commit,exec(set_field:0x2a->ct_mark)),output:4",
+    );
+    add(
+        &mut p,
+        "table=1,ip,ct_state=+trk+new,ct_zone=7,ct_mark=0x2a,ct_nw_src=10.0.0.1,ct_nw_proto=17,ct_tp_dst=53,actions=output:2",
+    );
+    add(
+        &mut p,
+        "table=1,ip,ct_state=+trk+est,ct_mark=0x2a,actions=output:3",
+    );
+    // OVS forks: the recirculated copy goes to table 1, the original
+    // continues untracked (output:4).
+    let (o, _) = run(&mut p, 1, &udp([10, 0, 0, 1], [10, 0, 0, 2], 5000, 53));
+    assert_eq!(ports_of(&o), vec![2, 4]);
+    let (o, _) = run(&mut p, 1, &udp([10, 0, 0, 1], [10, 0, 0, 2], 5000, 53));
+    assert_eq!(ports_of(&o), vec![3, 4]);
+    // ct_clear resets the fields.
+    add(
+        &mut p,
+        "table=1,priority=200,ip,ct_state=+trk,nw_src=10.0.0.9,actions=ct_clear,resubmit(,2)",
+    );
+    add(&mut p, "table=2,ip,ct_state=-trk,actions=output:1");
+    let (o, _) = run(&mut p, 2, &udp([10, 0, 0, 9], [10, 0, 0, 2], 1, 2));
+    assert_eq!(ports_of(&o), vec![1, 4]);
+}
+
+#[test]
+fn ct_dnat_load_balancer_and_reply_unnat() {
+    for cache in [true, false] {
+        let mut p = pipe();
+        p.set_cache_enabled(cache);
+        add(
+            &mut p,
+            "table=0,ip,ct_state=-trk,actions=ct(table=1,zone=1,nat)",
+        );
+        add(
+            &mut p,
+            "table=1,in_port=1,tcp,nw_dst=10.0.0.100,tp_dst=80,ct_state=+trk+new,actions=ct(commit,zone=1,nat(dst=10.0.0.10:8080)),output:2",
+        );
+        add(
+            &mut p,
+            "table=1,in_port=1,ip,ct_state=+trk+est,actions=output:2",
+        );
+        add(
+            &mut p,
+            "table=1,in_port=2,ip,ct_state=+trk+est,actions=output:1",
+        );
+        let client = [10, 0, 0, 1];
+        let vip = [10, 0, 0, 100];
+        let be = [10, 0, 0, 10];
+        let (o, _) = run(&mut p, 1, &tcp_flags(client, vip, 40000, 80, true, None));
+        assert_eq!(ports_of(&o), vec![2]);
+        let f = &o[0].1;
+        assert_eq!(&f[30..34], &be);
+        assert_eq!(u16::from_be_bytes([f[36], f[37]]), 8080);
+        assert_checksums_ok(f);
+        // The backend's reply leaves towards the client from the VIP.
+        let (o, _) = run(
+            &mut p,
+            2,
+            &tcp_flags(be, client, 8080, 40000, true, Some(1001)),
+        );
+        assert_eq!(ports_of(&o), vec![1]);
+        let f = &o[0].1;
+        assert_eq!(&f[26..30], &vip);
+        assert_eq!(u16::from_be_bytes([f[34], f[35]]), 80);
+        assert_checksums_ok(f);
+        // Established client traffic keeps being DNATed (bare nat in table 0).
+        let (o, _) = run(
+            &mut p,
+            1,
+            &tcp_flags(client, vip, 40000, 80, false, Some(1001)),
+        );
+        assert_eq!(ports_of(&o), vec![2]);
+        assert_eq!(&o[0].1[30..34], &be);
+        let d = p.conntrack.dump(None, t0());
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d[0].to_string(),
+            "tcp,orig=(src=10.0.0.1,dst=10.0.0.100,sport=40000,dport=80),reply=(src=10.0.0.10,dst=10.0.0.1,sport=8080,dport=40000),zone=1,protoinfo=(state=ESTABLISHED)"
+        );
+    }
+}
+
+#[test]
+fn ct_snat_port_range_many_connections() {
+    let mut p = pipe();
+    add(
+        &mut p,
+        "table=0,in_port=1,ip,actions=ct(commit,zone=2,nat(src=192.168.0.1-192.168.0.2:5000-5099)),output:2",
+    );
+    add(
+        &mut p,
+        "table=0,in_port=2,ip,actions=ct(table=1,zone=2,nat)",
+    );
+    add(&mut p, "table=1,ip,ct_state=+trk+est+rpl,actions=output:1");
+    let server = [10, 1, 0, 1];
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..250u32 {
+        let client = [10, 0, (i >> 8) as u8, i as u8];
+        let (o, _) = run(&mut p, 1, &udp(client, server, 1234, 53));
+        if i < 200 {
+            assert_eq!(ports_of(&o), vec![2], "conn {i}");
+            let f = &o[0].1;
+            let src: [u8; 4] = f[26..30].try_into().unwrap();
+            let sport = u16::from_be_bytes([f[34], f[35]]);
+            assert!(src == [192, 168, 0, 1] || src == [192, 168, 0, 2]);
+            assert!((5000..5100).contains(&sport));
+            assert!(seen.insert((src, sport)), "duplicate {src:?}:{sport}");
+            assert_checksums_ok(f);
+            // The reply finds its way back to the right client.
+            let (r, _) = run(&mut p, 2, &udp(server, src, 53, sport));
+            assert_eq!(ports_of(&r), vec![1]);
+            assert_eq!(&r[0].1[30..34], &client);
+            assert_eq!(u16::from_be_bytes([r[0].1[36], r[0].1[37]]), 1234);
+        } else {
+            // 2 addresses × 100 ports exhausted: not committed, not NATed.
+            assert_eq!(&o[0].1[26..30], &client);
+        }
+    }
+    assert_eq!(p.conntrack.len(), 200);
+    assert_eq!(p.conntrack.counters.nat_exhausted, 50);
+}
+
+#[test]
+fn ct_table_full_drops_new_keeps_existing() {
+    let mut p = pipe();
+    firewall(&mut p);
+    p.conntrack.set_zone_limit(5, Some(2));
+    let b = [10, 0, 0, 2];
+    for i in 0..4u8 {
+        let (o, _) = run(&mut p, 1, &udp([10, 0, 0, 1], b, 100 + i as u16, 53));
+        assert_eq!(o.is_empty(), i >= 2, "conn {i}");
+    }
+    assert_eq!(p.counters.ct_drops, 2);
+    let (o, _) = run(&mut p, 2, &udp(b, [10, 0, 0, 1], 53, 100));
+    assert_eq!(ports_of(&o), vec![1]);
+}
+
+#[test]
+fn ct_validation_errors() {
+    let mut p = pipe();
+    let bad = |p: &mut Pipeline, s: &str| fm(p, s, FlowModCommand::Add).unwrap_err();
+    use BadActionCode as B;
+    assert_eq!(
+        bad(&mut p, "table=0,actions=ct(table=1)"),
+        OfpError::BadAction(B::MatchInconsistent)
+    );
+    assert_eq!(
+        bad(&mut p, "table=0,ip,actions=nat(src=10.0.0.1)"),
+        OfpError::BadAction(B::BadSetArgument)
+    );
+    assert_eq!(
+        bad(&mut p, "table=0,ip,actions=set_field:1->ct_mark"),
+        OfpError::BadAction(B::BadSetArgument)
+    );
+    assert_eq!(
+        bad(&mut p, "table=0,ip,actions=ct(exec(set_field:1->ct_mark))"),
+        OfpError::BadAction(B::BadArgument)
+    );
+    assert_eq!(
+        bad(&mut p, "table=0,ipv6,actions=ct(commit,nat(src=10.0.0.1))"),
+        OfpError::BadAction(B::MatchInconsistent)
+    );
+    fm(&mut p, "table=0,ip,actions=ct(commit,zone=NXM_NX_REG0[0..15],exec(set_field:1->ct_mark,set_field:2->ct_label)),ct_clear", FlowModCommand::Add).unwrap();
+}
+
+#[test]
+fn ct_zone_from_register_and_cache_keys_on_metadata() {
+    let mut p = pipe();
+    add(
+        &mut p,
+        "table=0,in_port=1,ip,actions=set_field:7->reg0,goto_table:1",
+    );
+    add(
+        &mut p,
+        "table=0,in_port=2,ip,actions=set_field:8->reg0,goto_table:1",
+    );
+    add(
+        &mut p,
+        "table=1,ip,actions=ct(commit,zone=NXM_NX_REG0[0..15],table=2)",
+    );
+    add(&mut p, "table=2,ct_zone=7,reg0=7,actions=output:3");
+    add(&mut p, "table=2,ct_zone=8,reg0=8,actions=output:4");
+    let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    for _ in 0..2 {
+        assert_eq!(ports_of(&run(&mut p, 1, &f).0), vec![3]);
+        assert_eq!(ports_of(&run(&mut p, 2, &f).0), vec![4]);
+    }
+    assert_eq!(p.conntrack.zone_count(7), 1);
+    assert_eq!(p.conntrack.zone_count(8), 1);
+}

@@ -13,8 +13,11 @@
 use super::packet::{ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_MPLS_MC};
 use super::{Pipeline, reason};
 use crate::classifier::RuleId;
+use crate::conntrack::{CtRequest, NatSpec, nat_kind};
 use crate::flow::{FlowKey, VLAN_CFI, layout};
-use plexus_openflow::action::{Learn, LearnDst, LearnSrc, Subfield, learn_flags};
+use plexus_openflow::action::{
+    Ct, CtZone, Learn, LearnDst, LearnSrc, Nat, Subfield, ct_flags, learn_flags, nat_flags,
+};
 use plexus_openflow::message::{
     FlowMod, FlowModCommand, GroupType, OFP_NO_BUFFER, flow_mod_flags, group_id, port_no,
 };
@@ -81,7 +84,37 @@ pub enum Op {
     /// Restore the last saved copy.
     Restore,
     Drop(DropReason),
+    /// `ct`: run the packet through conntrack (NAT rewrites the bytes); with
+    /// a recirculation table, a fork of the packet continues there with the
+    /// ct fields set while this op list goes on.
+    Ct(Box<CtOp>),
 }
+
+/// A translated `ct` action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtOp {
+    pub req: CtRequest,
+    pub recirc: Option<u8>,
+    /// Pipeline metadata at the `ct` (in_port, metadata, tunnel, registers):
+    /// only the [`CT_META_WORDS`] are meaningful. The megaflow matches them
+    /// exactly.
+    pub meta: FlowKey,
+    /// The action set at the fork (the recirculated packet inherits it).
+    pub action_set: Vec<Action>,
+}
+
+/// Key words carried across a recirculation: in_port/pkt_mark, metadata,
+/// tunnel metadata, registers.
+pub const CT_META_WORDS: [usize; 17] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 18, 19, 20, 21, 22, 23, 24, 25];
+
+/// The ct match fields, cleared after a `ct` and by `ct_clear`.
+pub(crate) const CT_FIELDS: [FieldId; 11] = {
+    use FieldId::*;
+    [
+        CtState, CtZone, CtMark, CtLabel, CtNwProto, CtNwSrc, CtNwDst, CtIpv6Src, CtIpv6Dst,
+        CtTpSrc, CtTpDst,
+    ]
+};
 
 impl Op {
     /// Whether the op changes the packet bytes.
@@ -100,6 +133,7 @@ impl Op {
                 | Op::CopyTtlIn
                 | Op::CopyTtlOut
                 | Op::Restore
+                | Op::Ct(_)
         )
     }
 }
@@ -336,6 +370,14 @@ impl<'p> Xlate<'p> {
         self.finish(matched);
     }
 
+    /// A recirculated packet: runs the pipeline from `table` with the
+    /// inherited action set `aset` (in set order).
+    pub fn run_from(&mut self, table: u8, aset: &[Action]) {
+        self.aset.write(aset);
+        let matched = self.run_table(table);
+        self.finish(matched);
+    }
+
     /// Packet-out: runs `actions` as an apply-actions list.
     pub fn run_actions(&mut self, actions: &[Action]) {
         self.table_id = 0xff;
@@ -565,9 +607,65 @@ impl<'p> Xlate<'p> {
                 self.aset = aset;
                 self.exit = exit;
             }
+            Action::Ct(ct) => self.ct(ct),
+            Action::CtClear => {
+                for f in CT_FIELDS {
+                    self.key.set(f, 0);
+                }
+            }
             // Accepted and ignored: notes, fin_timeout, sampling,
             // conjunction (only meaningful as a match).
             _ => {}
+        }
+    }
+
+    fn ct(&mut self, ct: &Ct) {
+        let zone = match ct.zone {
+            CtZone::Imm(z) => z,
+            CtZone::Field(sf) => self.read_sf(&sf) as u16,
+        };
+        let mut req = CtRequest {
+            zone,
+            commit: ct.flags & ct_flags::COMMIT != 0,
+            force: ct.flags & ct_flags::FORCE != 0,
+            ..Default::default()
+        };
+        for a in &ct.actions {
+            let (field, v, m) = match a {
+                Action::Nat(n) => {
+                    req.nat = Some(nat_spec(n));
+                    continue;
+                }
+                Action::SetField(mf) => (mf.field, mf.value, mf.mask_or_full()),
+                Action::RegLoad { dst, value } => {
+                    (dst.field, (*value as u128) << dst.ofs, dst.mask())
+                }
+                _ => continue,
+            };
+            match field {
+                FieldId::CtMark => req.mark = Some((v as u32, m as u32)),
+                FieldId::CtLabel => req.label = Some((v, m)),
+                _ => {}
+            }
+        }
+        let mut meta = FlowKey::ZERO;
+        for w in CT_META_WORDS {
+            meta.w[w] = self.key.w[w];
+            self.wc.w[w] = u64::MAX;
+        }
+        let action_set = match ct.recirc_table {
+            Some(_) => self.aset.clone().into_list(),
+            None => Vec::new(),
+        };
+        self.out.ops.push(Op::Ct(Box::new(CtOp {
+            req,
+            recirc: ct.recirc_table,
+            meta,
+            action_set,
+        })));
+        // The other fork continues untracked (OVS: flow_clear_conntrack).
+        for f in CT_FIELDS {
+            self.key.set(f, 0);
         }
     }
 
@@ -889,6 +987,30 @@ impl<'p> Xlate<'p> {
             instructions: vec![Instruction::ApplyActions(actions)],
         };
         self.out.ops.push(Op::Learn(Box::new(fm)));
+    }
+}
+
+/// The conntrack form of an NX `nat`.
+pub(crate) fn nat_spec(n: &Nat) -> NatSpec {
+    let kind = if n.flags & nat_flags::SRC != 0 {
+        nat_kind::SRC
+    } else if n.flags & nat_flags::DST != 0 {
+        nat_kind::DST
+    } else {
+        0
+    };
+    let addr = match (n.ipv4_min, n.ipv6_min) {
+        (Some(a), _) => Some((a as u128, n.ipv4_max.unwrap_or(a) as u128)),
+        (None, Some(a)) => Some((a, n.ipv6_max.unwrap_or(a))),
+        _ => None,
+    };
+    let ports = n.proto_min.map(|a| (a, n.proto_max.unwrap_or(a)));
+    NatSpec {
+        kind,
+        addr,
+        ports,
+        persistent: n.flags & nat_flags::PERSISTENT != 0,
+        random: n.flags & nat_flags::PROTO_RANDOM != 0,
     }
 }
 
