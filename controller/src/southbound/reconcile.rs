@@ -18,8 +18,8 @@ use plexus_openflow::text::flow::{format_match_with_priority, parse_flow_mod};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `PLX` in the cookie's high bits marks Plexus-owned flows.
-pub const COOKIE: u64 = 0x504c_58 << 40;
-pub const COOKIE_MASK: u64 = 0xff_ffff << 40;
+pub const COOKIE: u64 = 0x0050_4c58 << 40;
+pub const COOKIE_MASK: u64 = 0x00ff_ffff << 40;
 
 /// Canonical identity of a flow in a switch table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
