@@ -4,10 +4,15 @@
 //! - [`ipam`]: per-subnet address allocation inside store transactions.
 //! - [`api`]: the REST API (axum + utoipa), auth, metrics.
 //! - [`compiler`]: model → per-chassis OpenFlow flows, full and incremental.
+//! - [`model_from_store`]: the compiler's per-VPC models from the store and switch ports.
+//! - [`southbound`]: per-chassis OpenFlow sessions, reconcile without flushing, realized
+//!   revisions.
 //!
-//! Southbound (OpenFlow/OVSDB sessions, diff-and-reconcile), etcd and xDS are not built yet.
+//! OVSDB sessions, etcd and xDS are not built yet.
 
 pub mod api;
 pub mod compiler;
 pub mod ipam;
+pub mod model_from_store;
+pub mod southbound;
 pub mod store;

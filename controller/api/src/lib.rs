@@ -296,6 +296,10 @@ pub struct SwitchEndpoint {
     /// `tcp:HOST:PORT` or `unix:PATH` of the switch's OVSDB server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ovsdb: Option<String>,
+    /// Datapath id (hex, optional `0x`) identifying the switch when it connects to the
+    /// controller; absent = the switch whose bridge (LOCAL port) is named like the chassis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<String>,
 }
 
 /// A node running a switch.
@@ -464,6 +468,31 @@ impl std::error::Error for Problem {}
 pub struct Status {
     pub revision: u64,
     pub objects: std::collections::BTreeMap<String, u64>,
+    /// Southbound sync state per chassis id (empty when the southbound is off).
+    #[serde(default)]
+    pub chassis: std::collections::BTreeMap<String, ChassisSync>,
+}
+
+/// Southbound sync state of one chassis' switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub struct ChassisSync {
+    /// An OpenFlow session with the switch is up.
+    pub connected: bool,
+    /// The switch's datapath id (hex) once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<String>,
+    /// The store revision whose flows the switch has acknowledged (0 = none yet).
+    pub realized_revision: u64,
+    /// Plexus-owned flows installed on the switch.
+    pub flow_count: u64,
+    /// Flow adds and strict deletes sent since the controller started.
+    pub flow_adds: u64,
+    pub flow_deletes: u64,
+    /// Full reconciliations (session start, or resync after an error).
+    pub reconciles: u64,
+    /// The last error of the session, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[cfg(test)]

@@ -623,6 +623,7 @@ mod tests {
             endpoint: Some(SwitchEndpoint {
                 openflow: Some("tcp:127.0.0.1:0".into()),
                 ovsdb: None,
+                datapath_id: None,
             }),
         };
         assert_eq!(field(&c), "endpoint.openflow");

@@ -33,6 +33,8 @@ pub struct AppState {
     /// `None` disables authentication (only for `--insecure-no-auth`).
     pub tokens: Option<Arc<Tokens>>,
     pub metrics: Arc<Metrics>,
+    /// Southbound sync state shown by `/v1/status` (empty without a southbound).
+    pub sync: crate::southbound::SyncStatus,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
             store,
             tokens: tokens.map(Arc::new),
             metrics: Arc::new(Metrics::new()),
+            sync: Default::default(),
         }
     }
 }
@@ -474,6 +477,7 @@ endpoints!(
     security(("bearer" = [])))]
 pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<Status>> {
     let store = st.store.clone();
+    let chassis = st.sync.snapshot();
     blocking(move || {
         let mut objects = std::collections::BTreeMap::new();
         for k in kinds::ALL {
@@ -482,6 +486,7 @@ pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<St
         Ok(Json(Status {
             revision: store.revision(),
             objects,
+            chassis,
         }))
     })
     .await

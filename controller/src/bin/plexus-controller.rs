@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use plexus_controller::api::{AppState, Tokens, app};
+use plexus_controller::southbound::Southbound;
 use plexus_controller::store::RedbStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,10 @@ struct Args {
     /// Serve without authentication (tests on loopback only).
     #[arg(long, conflicts_with = "token_file")]
     insecure_no_auth: bool,
+    /// OpenFlow listener chassis switches connect to (e.g. `ptcp:6653:127.0.0.1`);
+    /// chassis with `endpoint.openflow` are connected to in any case.
+    #[arg(long)]
+    openflow_listen: Option<String>,
 }
 
 #[tokio::main]
@@ -42,14 +47,18 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = RedbStore::open(&args.db)
         .with_context(|| format!("opening store {}", args.db.display()))?;
+    let southbound = Southbound::start(store.clone(), args.openflow_listen.as_deref()).await?;
+    let mut state = AppState::new(store, tokens);
+    state.sync = southbound.status();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, db = %args.db.display(), "plexus-controller serving");
-    axum::serve(listener, app(AppState::new(store, tokens)))
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    drop(southbound);
     Ok(())
 }

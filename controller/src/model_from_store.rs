@@ -1,0 +1,237 @@
+//! The compiler's input ([`Model`], one per VPC) built from the store and from what the
+//! switches report (interface name → OpenFlow port number, from PORT_DESC).
+//!
+//! Logical port keys (the compiler's `reg14`/`reg15` values and ct zones) must be unique
+//! per chassis across VPCs, because a chassis carries every VPC's flows in the same tables.
+//! They are derived from the port id (FNV-1a into 1..=0xfffe, linear probing in id order),
+//! so a restarted controller computes the same keys and therefore the same flows.
+//! A new port can only move another port's key when their hashes collide *and* the new id
+//! sorts first (about 1 in 65k per pair); that re-keys one port, it does not break anything.
+
+use crate::compiler::{ChassisInfo, Group, LPort, Model};
+use crate::store::{Store, StoreError};
+use plexus_api::{ChassisSpec, PortSpec, SecurityGroupSpec, Spec, SubnetSpec, VpcSpec};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// OpenFlow port used in the compiler's tunnel flows when a chassis has no tunnel port
+/// (single-chassis setups): an unused number OVS accepts in matches.
+pub const NO_TUNNEL_OFPORT: u32 = 0xff00;
+/// Interface name of a chassis' flow-based VXLAN port.
+pub const TUNNEL_IFACE: &str = "plx-vxlan";
+
+/// Every object the compiler needs, read at one store revision (or later).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The store revision read *before* the objects (a lower bound of what they reflect).
+    pub revision: u64,
+    pub vpcs: BTreeMap<String, VpcSpec>,
+    pub subnets: BTreeMap<String, SubnetSpec>,
+    pub ports: BTreeMap<String, PortSpec>,
+    pub groups: BTreeMap<String, SecurityGroupSpec>,
+    pub chassis: BTreeMap<String, ChassisSpec>,
+}
+
+fn all<S: Store, T: Spec + DeserializeOwned>(store: &S) -> Result<BTreeMap<String, T>, StoreError> {
+    let mut out = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(T::KIND, after.as_deref(), 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for r in page {
+            let v: T = serde_json::from_value(r.value).map_err(|e| StoreError::Corrupt {
+                key: format!("{}/{}", T::KIND, r.id),
+                err: e.to_string(),
+            })?;
+            out.insert(r.id, v);
+        }
+    }
+    Ok(out)
+}
+
+impl Snapshot {
+    pub fn load<S: Store>(store: &S) -> Result<Self, StoreError> {
+        let revision = store.revision();
+        Ok(Snapshot {
+            revision,
+            vpcs: all(store)?,
+            subnets: all(store)?,
+            ports: all(store)?,
+            groups: all(store)?,
+            chassis: all(store)?,
+        })
+    }
+
+    /// The chassis a connecting switch belongs to: `endpoint.datapath_id` equal to `dpid`,
+    /// else a chassis named like the bridge (`bridge`, the switch's LOCAL port name).
+    pub fn chassis_for_switch(&self, dpid: u64, bridge: Option<&str>) -> Option<String> {
+        let by_dpid = self.chassis.iter().find(|(_, c)| {
+            c.endpoint
+                .as_ref()
+                .and_then(|e| e.datapath_id.as_deref())
+                .and_then(parse_dpid)
+                == Some(dpid)
+        });
+        if let Some((id, _)) = by_dpid {
+            return Some(id.clone());
+        }
+        let bridge = bridge?;
+        self.chassis
+            .iter()
+            .find(|(_, c)| c.name == bridge)
+            .map(|(id, _)| id.clone())
+    }
+}
+
+/// Parses a datapath id written as hex (`0x` optional, `:` separators allowed).
+pub fn parse_dpid(s: &str) -> Option<u64> {
+    let t: String = s
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    u64::from_str_radix(&t, 16).ok()
+}
+
+fn fnv(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Logical port keys for every port id (see the module docs).
+pub fn port_keys<'a>(ids: impl IntoIterator<Item = &'a String>) -> BTreeMap<String, u16> {
+    let mut used = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    let mut ids: Vec<&String> = ids.into_iter().collect();
+    ids.sort();
+    for id in ids {
+        let mut k = (fnv(id) % 0xfffe) as u16 + 1;
+        while !used.insert(k) {
+            k = if k == 0xfffe { 1 } else { k + 1 };
+            if used.len() >= 0xfffe {
+                break; // more ports than keys: the rest share (never in practice)
+            }
+        }
+        out.insert(id.clone(), k);
+    }
+    out
+}
+
+/// Interface name → OpenFlow port number, per chassis id.
+pub type OfPorts = BTreeMap<String, BTreeMap<String, u32>>;
+
+/// One [`Model`] per VPC id. Ports bound to a chassis whose switch has not reported the
+/// interface are unbound (no flows) until it does. Objects with dangling references
+/// (possible only between two reads of a changing store) are skipped.
+pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Model> {
+    let keys = port_keys(snap.ports.keys());
+    let chassis: BTreeMap<String, ChassisInfo> = snap
+        .chassis
+        .iter()
+        .map(|(id, c)| {
+            let tunnel_ofport = ofports
+                .get(id)
+                .and_then(|m| m.get(TUNNEL_IFACE).copied())
+                .unwrap_or(NO_TUNNEL_OFPORT);
+            let vtep = c.vtep_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+            (
+                id.clone(),
+                ChassisInfo {
+                    vtep,
+                    tunnel_ofport,
+                },
+            )
+        })
+        .collect();
+    let mut models: BTreeMap<String, Model> = snap
+        .vpcs
+        .iter()
+        .map(|(id, v)| {
+            let groups = snap
+                .groups
+                .iter()
+                .filter(|(_, g)| g.tenant_id == v.tenant_id)
+                .map(|(gid, g)| {
+                    (
+                        gid.clone(),
+                        Group {
+                            rules: g.rules.clone().unwrap_or_default(),
+                        },
+                    )
+                })
+                .collect();
+            (
+                id.clone(),
+                Model {
+                    vni: v.vni.unwrap_or(0),
+                    ports: BTreeMap::new(),
+                    groups,
+                    chassis: chassis.clone(),
+                },
+            )
+        })
+        .collect();
+    for (pid, p) in &snap.ports {
+        let Some(subnet) = snap.subnets.get(&p.subnet_id) else {
+            continue;
+        };
+        let Some(model) = models.get_mut(&subnet.vpc_id) else {
+            continue;
+        };
+        let Some(mac) = p
+            .mac
+            .as_deref()
+            .and_then(|m| plexus_api::validate::parse_mac("mac", m).ok())
+        else {
+            continue;
+        };
+        let ips: Vec<IpAddr> = p.ips.iter().filter_map(|a| a.parse().ok()).collect();
+        let binding = p.binding.as_ref().and_then(|b| {
+            let ofport = ofports.get(&b.chassis_id)?.get(&b.iface)?;
+            Some((b.chassis_id.clone(), *ofport))
+        });
+        model.ports.insert(
+            pid.clone(),
+            LPort {
+                key: keys[pid],
+                mac,
+                ips,
+                port_security: p.port_security,
+                groups: p.security_groups.clone(),
+                binding,
+            },
+        );
+    }
+    models
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_stable() {
+        let ids: Vec<String> = (0..5000).map(|i| format!("port-{i}")).collect();
+        let a = port_keys(ids.iter());
+        let set: BTreeSet<u16> = a.values().copied().collect();
+        assert_eq!(set.len(), ids.len());
+        assert!(set.iter().all(|k| (1..=0xfffe).contains(k)));
+        let mut rev = ids.clone();
+        rev.reverse();
+        assert_eq!(port_keys(rev.iter()), a);
+    }
+
+    #[test]
+    fn dpid_forms() {
+        assert_eq!(parse_dpid("0x00000000000000ab"), Some(0xab));
+        assert_eq!(parse_dpid("00:00:00:00:00:00:01:02"), Some(0x102));
+        assert_eq!(parse_dpid("zz"), None);
+    }
+}

@@ -1,0 +1,407 @@
+//! The southbound: the store's change feed → incremental compiler → per-chassis OpenFlow
+//! sessions that keep each switch's Plexus-owned flows equal to the desired ones.
+//!
+//! - The *engine task* watches the store revision; on each change it reads a [`Snapshot`],
+//!   builds one [`Model`](crate::compiler::Model) per VPC ([`build_models`]) and feeds the
+//!   differences to that VPC's incremental [`Engine`] as [`Change`]s. The engines' deltas
+//!   are merged per chassis with reference counts ([`Union`]) and published, with the
+//!   store revision they reflect, on a per-chassis `watch` channel.
+//! - A *session* per switch (the switch connects to `--openflow-listen`, or the controller
+//!   connects to the chassis' `endpoint.openflow`) does FEATURES + PORT_DESC, finds its
+//!   chassis (datapath id or bridge name), reports interface → ofport to the engine, waits
+//!   for the desired flows computed with those ports, reads the switch's flows (flow stats
+//!   filtered by the Plexus cookie) and reconciles without flushing: strict deletes of
+//!   flows not desired and adds of missing/different ones, in one ONF bundle
+//!   (ATOMIC|ORDERED, falling back to plain flow-mods if the switch refuses bundles),
+//!   followed by a barrier. Afterwards each new desired set is applied as the difference
+//!   to the last acknowledged one (the composition of the engine deltas since then).
+//! - After every acknowledged barrier the session records the realized revision, shown
+//!   per chassis in `GET /v1/status`. A failed apply is retried by a full reconcile.
+
+mod reconcile;
+mod session;
+
+pub use reconcile::{
+    COOKIE, COOKIE_MASK, FlowKey, Plan, Union, parse_desired, plan_delta, plan_full, strict_delete,
+};
+pub use session::Session;
+use session::run_session;
+
+use crate::compiler::{Change, Engine, Model};
+use crate::model_from_store::{OfPorts, Snapshot, build_models};
+use crate::store::{RedbStore, Store};
+use plexus_api::ChassisSync;
+use plexus_openflow::conn::{Config, Connection, Listener, PassiveTarget, Target};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Per-chassis sync state shared with the API.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus(Arc<Mutex<BTreeMap<String, ChassisSync>>>);
+
+impl SyncStatus {
+    pub fn snapshot(&self) -> BTreeMap<String, ChassisSync> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn update(&self, chassis: &str, f: impl FnOnce(&mut ChassisSync)) {
+        f(self
+            .0
+            .lock()
+            .unwrap()
+            .entry(chassis.to_string())
+            .or_default());
+    }
+    pub fn get(&self, chassis: &str) -> Option<ChassisSync> {
+        self.0.lock().unwrap().get(chassis).cloned()
+    }
+}
+
+/// What one chassis' switch should hold.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredFlows {
+    /// The store revision these flows reflect (at least).
+    pub revision: u64,
+    /// The interface report ([`Cmd::Ports`] epoch) they were computed with.
+    pub epoch: u64,
+    pub flows: Arc<BTreeSet<String>>,
+}
+
+enum Cmd {
+    Ports {
+        chassis: String,
+        epoch: u64,
+        ports: BTreeMap<String, u32>,
+    },
+}
+
+pub(crate) struct Shared<S: Store> {
+    store: S,
+    status: SyncStatus,
+    desired: Mutex<HashMap<String, watch::Sender<DesiredFlows>>>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    epoch: AtomicU64,
+    cfg: Config,
+    /// Becomes `true` when the [`Southbound`] is dropped: sessions close.
+    stop: watch::Receiver<bool>,
+}
+
+impl<S: Store> Shared<S> {
+    fn subscribe(&self, chassis: &str) -> watch::Receiver<DesiredFlows> {
+        self.desired
+            .lock()
+            .unwrap()
+            .entry(chassis.to_string())
+            .or_insert_with(|| watch::channel(DesiredFlows::default()).0)
+            .subscribe()
+    }
+}
+
+/// A running southbound.
+#[derive(Debug)]
+pub struct Southbound {
+    status: SyncStatus,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    openflow_target: Option<Target>,
+}
+
+impl Drop for Southbound {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Southbound {
+    /// Starts the engine and, with `listen` (e.g. `ptcp:6653:127.0.0.1`), the OpenFlow
+    /// listener switches connect to. Must run inside a tokio runtime.
+    pub async fn start(store: RedbStore, listen: Option<&str>) -> anyhow::Result<Southbound> {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store,
+            status: SyncStatus::default(),
+            desired: Mutex::new(HashMap::new()),
+            cmd: cmd_tx,
+            epoch: AtomicU64::new(1),
+            cfg: Config::default(),
+            stop: stop_rx,
+        });
+        let mut tasks = vec![tokio::spawn(engine_task(shared.clone(), cmd_rx))];
+        let mut openflow_target = None;
+        if let Some(l) = listen {
+            let t: PassiveTarget = l
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--openflow-listen {l}: {e:?}"))?;
+            let listener = Listener::bind(&t, None).await?;
+            openflow_target = Some(listener.connect_target());
+            tracing::info!(target = %listener.connect_target(), "OpenFlow listener");
+            let sh = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, peer)) => {
+                            let sh = sh.clone();
+                            tokio::spawn(async move {
+                                match Connection::accept(stream, &sh.cfg).await {
+                                    Ok(conn) => {
+                                        let r = run_session(sh.clone(), conn, None).await;
+                                        tracing::info!(%peer, result = ?r, "switch session ended");
+                                    }
+                                    Err(e) => tracing::warn!(%peer, error = %e, "handshake failed"),
+                                }
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(Southbound {
+            status: shared.status.clone(),
+            stop: stop_tx,
+            tasks,
+            openflow_target,
+        })
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        self.status.clone()
+    }
+
+    /// The active target switches use to reach the listener (`tcp:127.0.0.1:PORT`).
+    pub fn openflow_target(&self) -> Option<&Target> {
+        self.openflow_target.as_ref()
+    }
+}
+
+/// Engine state: one incremental engine per VPC and the per-chassis union.
+#[derive(Default)]
+struct EngineState {
+    engines: BTreeMap<String, Engine>,
+    union: Union,
+    ofports: OfPorts,
+    epochs: BTreeMap<String, u64>,
+}
+
+/// The changes that turn model `old` into `new` (groups first, ports last, so every port
+/// is compiled against its groups' current rules).
+pub fn model_changes(old: &Model, new: &Model) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (id, g) in &new.groups {
+        if old.groups.get(id) != Some(g) {
+            out.push(Change::PutGroup(id.clone(), g.clone()));
+        }
+    }
+    for (id, c) in &new.chassis {
+        if old.chassis.get(id) != Some(c) {
+            out.push(Change::PutChassis(id.clone(), c.clone()));
+        }
+    }
+    for id in old.ports.keys() {
+        if !new.ports.contains_key(id) {
+            out.push(Change::DelPort(id.clone()));
+        }
+    }
+    for (id, p) in &new.ports {
+        if old.ports.get(id) != Some(p) {
+            out.push(Change::PutPort(id.clone(), p.clone()));
+        }
+    }
+    for id in old.groups.keys() {
+        if !new.groups.contains_key(id) {
+            out.push(Change::DelGroup(id.clone()));
+        }
+    }
+    for id in old.chassis.keys() {
+        if !new.chassis.contains_key(id) {
+            out.push(Change::DelChassis(id.clone()));
+        }
+    }
+    out
+}
+
+impl EngineState {
+    /// Brings every VPC engine to `models`, updating the union incrementally.
+    fn update(&mut self, models: BTreeMap<String, Model>) -> usize {
+        let mut recomputed = 0;
+        let gone: Vec<String> = self
+            .engines
+            .keys()
+            .filter(|k| !models.contains_key(*k))
+            .cloned()
+            .collect();
+        for id in gone {
+            let e = self.engines.remove(&id).unwrap();
+            self.union.remove_flows(&e.flows());
+        }
+        for (id, m) in models {
+            match self.engines.get_mut(&id) {
+                Some(e) if e.model().vni == m.vni => {
+                    for c in model_changes(e.model(), &m) {
+                        let d = e.apply(c);
+                        recomputed += e.last_recomputed;
+                        self.union.apply(&d);
+                    }
+                }
+                _ => {
+                    if let Some(e) = self.engines.remove(&id) {
+                        self.union.remove_flows(&e.flows());
+                    }
+                    let e = Engine::new(m);
+                    self.union.add_flows(&e.flows());
+                    recomputed += 1;
+                    self.engines.insert(id, e);
+                }
+            }
+        }
+        recomputed
+    }
+}
+
+async fn engine_task<S: Store + Clone>(
+    shared: Arc<Shared<S>>,
+    mut cmd: mpsc::UnboundedReceiver<Cmd>,
+) {
+    let mut st = EngineState::default();
+    let mut rev_rx = shared.store.watch_revision();
+    let mut connectors: BTreeMap<String, (String, JoinHandle<()>)> = BTreeMap::new();
+    loop {
+        // Load and compile.
+        let store = shared.store.clone();
+        let snap = match tokio::task::spawn_blocking(move || Snapshot::load(&store)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the store");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store reader panicked");
+                return;
+            }
+        };
+        let t0 = std::time::Instant::now();
+        let models = build_models(&snap, &st.ofports);
+        let recomputed = st.update(models);
+        tracing::debug!(revision = snap.revision, recomputed, elapsed = ?t0.elapsed(), "compiled");
+        publish(&shared, &st, snap.revision);
+        manage_connectors(&shared, &snap, &mut connectors);
+        // Wait for the next store change or interface report.
+        tokio::select! {
+            r = rev_rx.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
+            c = cmd.recv() => match c {
+                Some(Cmd::Ports { chassis, epoch, ports }) => {
+                    st.ofports.insert(chassis.clone(), ports);
+                    st.epochs.insert(chassis, epoch);
+                }
+                None => return,
+            },
+        }
+        // Coalesce whatever else is queued.
+        while let Ok(Cmd::Ports {
+            chassis,
+            epoch,
+            ports,
+        }) = cmd.try_recv()
+        {
+            st.ofports.insert(chassis.clone(), ports);
+            st.epochs.insert(chassis, epoch);
+        }
+        rev_rx.borrow_and_update();
+    }
+}
+
+fn publish<S: Store>(shared: &Shared<S>, st: &EngineState, revision: u64) {
+    let mut desired = shared.desired.lock().unwrap();
+    let names: BTreeSet<String> = st
+        .union
+        .chassis()
+        .cloned()
+        .chain(st.epochs.keys().cloned())
+        .chain(desired.keys().cloned())
+        .collect();
+    for c in names {
+        let tx = desired
+            .entry(c.clone())
+            .or_insert_with(|| watch::channel(DesiredFlows::default()).0);
+        let flows = st.union.flows(&c);
+        let epoch = st.epochs.get(&c).copied().unwrap_or(0);
+        tx.send_if_modified(|d| {
+            if d.revision == revision && d.epoch == epoch && *d.flows == flows {
+                return false;
+            }
+            *d = DesiredFlows {
+                revision,
+                epoch,
+                flows: Arc::new(flows),
+            };
+            true
+        });
+    }
+}
+
+/// Keeps one connecting task per chassis with `endpoint.openflow` (switch listens).
+fn manage_connectors<S: Store + Clone>(
+    shared: &Arc<Shared<S>>,
+    snap: &Snapshot,
+    connectors: &mut BTreeMap<String, (String, JoinHandle<()>)>,
+) {
+    let wanted: BTreeMap<String, String> = snap
+        .chassis
+        .iter()
+        .filter_map(|(id, c)| {
+            let t = c.endpoint.as_ref()?.openflow.clone()?;
+            Some((id.clone(), t))
+        })
+        .collect();
+    connectors.retain(|id, (t, h)| {
+        let keep = wanted.get(id) == Some(t);
+        if !keep {
+            h.abort();
+        }
+        keep
+    });
+    for (id, target) in wanted {
+        if connectors.contains_key(&id) {
+            continue;
+        }
+        let sh = shared.clone();
+        let (cid, t) = (id.clone(), target.clone());
+        let h = tokio::spawn(async move {
+            while !*sh.stop.borrow() {
+                match Connection::connect(&t, &sh.cfg).await {
+                    Ok(conn) => {
+                        let r = run_session(sh.clone(), conn, Some(cid.clone())).await;
+                        tracing::info!(chassis = %cid, result = ?r, "switch session ended");
+                    }
+                    Err(e) => {
+                        sh.status.update(&cid, |s| {
+                            s.connected = false;
+                            s.last_error = Some(format!("connecting to {t}: {e}"));
+                        });
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        connectors.insert(id, (target, h));
+    }
+}
+
+pub(crate) fn next_epoch<S: Store>(shared: &Shared<S>) -> u64 {
+    shared.epoch.fetch_add(1, Ordering::Relaxed)
+}

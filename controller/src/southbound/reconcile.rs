@@ -1,0 +1,267 @@
+//! Desired vs installed flows: pure planning of the flow-mods that turn one into the other.
+//!
+//! Flows are compared by a canonical form built from the *decoded* structures with the
+//! `ovs-ofctl` formatter: key = table + priority + match, value = instructions. The desired
+//! text is parsed into a [`FlowMod`] and formatted the same way as the switch's flow stats,
+//! so equal flows compare equal whatever OXM order or spelling either side used.
+//!
+//! Only flows carrying the Plexus cookie ([`COOKIE`] under [`COOKIE_MASK`]) are ever read,
+//! deleted or replaced; deletes are strict (table + priority + match + cookie mask).
+//! A removed flow whose key is re-added with other instructions is not deleted: the add
+//! replaces it in place (no window without the flow).
+
+use crate::compiler::{Delta, Flows};
+use plexus_openflow::Match;
+use plexus_openflow::instruction::format_instructions;
+use plexus_openflow::message::{FlowMod, FlowModCommand, FlowStats, group_id, port_no};
+use plexus_openflow::text::flow::{format_match_with_priority, parse_flow_mod};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `PLX` in the cookie's high bits marks Plexus-owned flows.
+pub const COOKIE: u64 = 0x0050_4c58 << 40;
+pub const COOKIE_MASK: u64 = 0x00ff_ffff << 40;
+
+/// Canonical identity of a flow in a switch table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowKey {
+    pub table: u8,
+    pub priority: u16,
+    pub match_text: String,
+}
+
+impl FlowKey {
+    fn new(table: u8, priority: u16, m: &Match) -> Self {
+        FlowKey {
+            table,
+            priority,
+            match_text: format_match_with_priority(m, priority),
+        }
+    }
+}
+
+/// A parsed desired flow.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub key: FlowKey,
+    pub actions: String,
+    pub add: FlowMod,
+}
+
+/// Parses one desired flow (compiler text) into an add carrying the Plexus cookie.
+pub fn parse_desired(text: &str) -> Result<Desired, String> {
+    let mut fm =
+        parse_flow_mod(text, FlowModCommand::Add).map_err(|e| format!("flow `{text}`: {e}"))?;
+    fm.cookie = COOKIE;
+    fm.cookie_mask = 0;
+    Ok(Desired {
+        key: FlowKey::new(fm.table_id, fm.priority, &fm.match_),
+        actions: format_instructions(&fm.instructions),
+        add: fm,
+    })
+}
+
+/// A strict delete of exactly one Plexus-owned flow.
+pub fn strict_delete(table: u8, priority: u16, m: &Match) -> FlowMod {
+    let mut fm = FlowMod::add(m.clone(), Vec::new());
+    fm.command = FlowModCommand::DeleteStrict;
+    fm.table_id = table;
+    fm.priority = priority;
+    fm.cookie = COOKIE;
+    fm.cookie_mask = COOKIE_MASK;
+    fm.out_port = port_no::ANY;
+    fm.out_group = group_id::ANY;
+    fm
+}
+
+/// Flow-mods to send, in order: deletes first, then adds.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub deletes: Vec<FlowMod>,
+    pub adds: Vec<FlowMod>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.deletes.is_empty() && self.adds.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.deletes.len() + self.adds.len()
+    }
+}
+
+/// Full reconciliation: `installed` is what the switch reports (any cookie; foreign flows
+/// are ignored), `desired` the compiler's flows for this chassis.
+pub fn plan_full(installed: &[FlowStats], desired: &BTreeSet<String>) -> Result<Plan, String> {
+    let mut want: BTreeMap<FlowKey, Desired> = BTreeMap::new();
+    for t in desired {
+        let d = parse_desired(t)?;
+        want.insert(d.key.clone(), d);
+    }
+    let mut have: BTreeMap<FlowKey, String> = BTreeMap::new();
+    let mut plan = Plan::default();
+    for fs in installed
+        .iter()
+        .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
+    {
+        let key = FlowKey::new(fs.table_id, fs.priority, &fs.match_);
+        if !want.contains_key(&key) {
+            plan.deletes
+                .push(strict_delete(fs.table_id, fs.priority, &fs.match_));
+            continue;
+        }
+        have.insert(key, format_instructions(&fs.instructions));
+    }
+    for (key, d) in want {
+        if have.get(&key) != Some(&d.actions) {
+            plan.adds.push(d.add);
+        }
+    }
+    Ok(plan)
+}
+
+/// Incremental: the switch holds `old` (as installed by us); make it hold `new`.
+pub fn plan_delta(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    let mut added_keys = BTreeSet::new();
+    for t in new.difference(old) {
+        let d = parse_desired(t)?;
+        added_keys.insert(d.key);
+        plan.adds.push(d.add);
+    }
+    for t in old.difference(new) {
+        let d = parse_desired(t)?;
+        if !added_keys.contains(&d.key) {
+            plan.deletes
+                .push(strict_delete(d.add.table_id, d.add.priority, &d.add.match_));
+        }
+    }
+    Ok(plan)
+}
+
+/// Per-chassis union of several engines' outputs with reference counts (the same flow,
+/// e.g. a table's default drop, is wanted by every VPC on the chassis).
+#[derive(Debug, Clone, Default)]
+pub struct Union {
+    counts: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl Union {
+    pub fn add_flows(&mut self, flows: &Flows) {
+        for (c, fs) in flows {
+            let m = self.counts.entry(c.clone()).or_default();
+            for f in fs {
+                *m.entry(f.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    pub fn remove_flows(&mut self, flows: &Flows) {
+        for (c, fs) in flows {
+            let Some(m) = self.counts.get_mut(c) else {
+                continue;
+            };
+            for f in fs {
+                if let Some(n) = m.get_mut(f) {
+                    *n -= 1;
+                    if *n == 0 {
+                        m.remove(f);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one engine delta (its removals, then its additions).
+    pub fn apply(&mut self, d: &Delta) {
+        self.remove_flows(&d.removed);
+        self.add_flows(&d.added);
+    }
+
+    /// The desired flows of `chassis`.
+    pub fn flows(&self, chassis: &str) -> BTreeSet<String> {
+        self.counts
+            .get(chassis)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn chassis(&self) -> impl Iterator<Item = &String> {
+        self.counts.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(text: &str, cookie: u64) -> FlowStats {
+        let fm = parse_flow_mod(text, FlowModCommand::Add).unwrap();
+        FlowStats {
+            table_id: fm.table_id,
+            priority: fm.priority,
+            cookie,
+            match_: fm.match_,
+            instructions: fm.instructions,
+            duration_sec: 0,
+            duration_nsec: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: 0,
+            packet_count: 0,
+            byte_count: 0,
+        }
+    }
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    const A: &str = "table=0,priority=100,in_port=1,actions=set_field:5->reg14,goto_table:10";
+    const B: &str = "table=50,priority=100,reg15=5,actions=output:1";
+    const B2: &str = "table=50,priority=100,reg15=5,actions=output:2";
+    const C: &str = "table=10,priority=0,actions=drop";
+
+    #[test]
+    fn full_reconcile_touches_only_differences_and_own_flows() {
+        let installed = vec![
+            stats(A, COOKIE),
+            stats(B, COOKIE),
+            stats("table=0,priority=5,actions=drop", COOKIE | 7), // stale, ours
+            stats("table=0,priority=7,actions=drop", 0x1234),     // foreign
+        ];
+        let plan = plan_full(&installed, &set(&[A, B2, C])).unwrap();
+        assert_eq!(plan.deletes.len(), 1);
+        assert_eq!(plan.deletes[0].priority, 5);
+        assert_eq!(plan.deletes[0].command, FlowModCommand::DeleteStrict);
+        assert_eq!(plan.deletes[0].cookie_mask, COOKIE_MASK);
+        let adds: Vec<_> = plan.adds.iter().map(|f| (f.table_id, f.priority)).collect();
+        assert_eq!(adds, vec![(10, 0), (50, 100)]);
+        assert!(plan.adds.iter().all(|f| f.cookie == COOKIE));
+    }
+
+    #[test]
+    fn full_reconcile_of_equal_sets_is_empty() {
+        let installed: Vec<_> = [A, B, C].iter().map(|t| stats(t, COOKIE)).collect();
+        assert!(plan_full(&installed, &set(&[A, B, C])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn delta_replaces_in_place_without_delete() {
+        let plan = plan_delta(&set(&[A, B]), &set(&[A, B2, C])).unwrap();
+        assert!(plan.deletes.is_empty());
+        assert_eq!(plan.adds.len(), 2);
+        let plan = plan_delta(&set(&[A, B]), &set(&[A])).unwrap();
+        assert_eq!(plan.deletes.len(), 1);
+        assert!(plan.adds.is_empty());
+    }
+
+    #[test]
+    fn union_counts_references() {
+        let mut u = Union::default();
+        let f = |v: &[&str]| -> Flows { [("c".to_string(), set(v))].into_iter().collect() };
+        u.add_flows(&f(&[A, C]));
+        u.add_flows(&f(&[B, C]));
+        u.remove_flows(&f(&[A, C]));
+        assert_eq!(u.flows("c"), set(&[B, C]));
+    }
+}

@@ -1,0 +1,406 @@
+//! One switch's OpenFlow session: identify, report ports, reconcile, follow the desired flows.
+
+use super::reconcile::{COOKIE, COOKIE_MASK, Plan, plan_delta, plan_full};
+use super::{Cmd, DesiredFlows, Shared, next_epoch};
+use crate::model_from_store::Snapshot;
+use crate::store::Store;
+use anyhow::{Context as _, anyhow, bail};
+use plexus_openflow::Message;
+use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Reply};
+use plexus_openflow::message::{
+    BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, MultipartReplyBody,
+    MultipartRequest, MultipartRequestBody, bundle_flags, group_id, port_no,
+};
+use plexus_openflow::text::flow::TABLE_ALL;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const RESYNC_AFTER_ERROR: Duration = Duration::from_secs(2);
+const OFPPR_DELETE: u8 = 1;
+
+async fn wait<T>(r: Reply<T>) -> Result<T, ConnError> {
+    match tokio::time::timeout(TIMEOUT, r).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnError::Io {
+            kind: std::io::ErrorKind::TimedOut,
+            msg: "no reply from the switch".into(),
+        }),
+    }
+}
+
+enum BundleError {
+    /// The switch refused to open a bundle: use plain flow-mods.
+    Unsupported(String),
+    Failed(String),
+}
+
+/// Flow programming over one connection (also usable on its own, e.g. in tests).
+#[derive(Debug)]
+pub struct Session {
+    pub handle: ConnHandle,
+    /// Whether to use ONF bundles (cleared when the switch refuses one).
+    pub bundles: bool,
+    next_bundle: u32,
+}
+
+impl Session {
+    pub fn new(handle: ConnHandle) -> Self {
+        Session {
+            handle,
+            bundles: true,
+            next_bundle: 1,
+        }
+    }
+
+    async fn multipart(
+        &self,
+        body: MultipartRequestBody,
+    ) -> anyhow::Result<Vec<MultipartReplyBody>> {
+        let msg = Message::MultipartRequest(MultipartRequest { flags: 0, body });
+        wait(self.handle.multipart(&msg))
+            .await?
+            .into_iter()
+            .map(|m| match m {
+                Message::MultipartReply(r) => Ok(r.body),
+                other => Err(anyhow!("multipart answered with {other:?}")),
+            })
+            .collect()
+    }
+
+    /// The switch's datapath id (FEATURES).
+    pub async fn datapath_id(&self) -> anyhow::Result<u64> {
+        match wait(self.handle.request(&Message::FeaturesRequest)).await? {
+            Message::FeaturesReply(f) => Ok(f.datapath_id),
+            other => bail!("features request answered with {other:?}"),
+        }
+    }
+
+    /// Port name → number (PORT_DESC) and the bridge name (the LOCAL port's).
+    pub async fn ports(&self) -> anyhow::Result<(BTreeMap<String, u32>, Option<String>)> {
+        let mut ports = BTreeMap::new();
+        let mut bridge = None;
+        for b in self.multipart(MultipartRequestBody::PortDesc).await? {
+            let MultipartReplyBody::PortDesc(v) = b else {
+                bail!("port desc answered with {b:?}");
+            };
+            for p in v {
+                if p.port_no == port_no::LOCAL {
+                    bridge = Some(p.name.clone());
+                } else if p.port_no < port_no::MAX {
+                    ports.insert(p.name.clone(), p.port_no);
+                }
+            }
+        }
+        Ok((ports, bridge))
+    }
+
+    /// Plexus-owned flows on the switch (flow stats filtered by the cookie).
+    pub async fn plexus_flows(&self) -> anyhow::Result<Vec<FlowStats>> {
+        let req = FlowStatsRequest {
+            table_id: TABLE_ALL,
+            out_port: port_no::ANY,
+            out_group: group_id::ANY,
+            cookie: COOKIE,
+            cookie_mask: COOKIE_MASK,
+            match_: Default::default(),
+        };
+        let mut out = Vec::new();
+        for b in self.multipart(MultipartRequestBody::Flow(req)).await? {
+            match b {
+                MultipartReplyBody::Flow(f) => out.extend(f),
+                other => bail!("flow stats answered with {other:?}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends `plan` (deletes, then adds) as one ONF bundle plus a barrier, or as plain
+    /// flow-mods plus a barrier when the switch refuses bundles. `Ok` once acknowledged.
+    pub async fn send_plan(&mut self, plan: Plan) -> Result<(), String> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<Message> = plan
+            .deletes
+            .into_iter()
+            .chain(plan.adds)
+            .map(Message::FlowMod)
+            .collect();
+        if self.bundles {
+            match self.bundle(&msgs).await {
+                Ok(()) => return Ok(()),
+                Err(BundleError::Failed(e)) => return Err(e),
+                Err(BundleError::Unsupported(e)) => {
+                    tracing::warn!(error = %e, "switch refuses bundles; using plain flow-mods");
+                    self.bundles = false;
+                }
+            }
+        }
+        let replies: Vec<_> = msgs.iter().map(|m| self.handle.send_checked(m)).collect();
+        wait(self.handle.barrier())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut errs = Vec::new();
+        for (i, r) in replies.into_iter().enumerate() {
+            if let Err(e) = wait(r).await {
+                errs.push(format!("flow-mod {i}: {e}"));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
+    }
+
+    async fn bundle(&mut self, msgs: &[Message]) -> Result<(), BundleError> {
+        let bundle_id = self.next_bundle;
+        self.next_bundle = self.next_bundle.wrapping_add(1);
+        let flags = bundle_flags::ATOMIC | bundle_flags::ORDERED;
+        let ctrl = |ctrl_type| {
+            Message::BundleControl(BundleControl {
+                bundle_id,
+                ctrl_type,
+                flags,
+                properties: Vec::new(),
+            })
+        };
+        match wait(self.handle.request(&ctrl(BundleCtrlType::OpenRequest))).await {
+            Ok(Message::BundleControl(b)) if b.ctrl_type == BundleCtrlType::OpenReply => {}
+            Ok(other) => return Err(BundleError::Unsupported(format!("open: {other:?}"))),
+            Err(e @ ConnError::Ofp { .. }) => return Err(BundleError::Unsupported(e.to_string())),
+            Err(e) => return Err(BundleError::Failed(e.to_string())),
+        }
+        let adds: Vec<_> = msgs
+            .iter()
+            .map(|m| {
+                self.handle.send_checked(&Message::BundleAdd(BundleAdd {
+                    bundle_id,
+                    flags,
+                    message: Box::new(m.clone()),
+                    properties: Vec::new(),
+                }))
+            })
+            .collect();
+        let commit = self.handle.request(&ctrl(BundleCtrlType::CommitRequest));
+        let barrier = self.handle.barrier();
+        let commit = wait(commit).await;
+        wait(barrier)
+            .await
+            .map_err(|e| BundleError::Failed(e.to_string()))?;
+        let mut errs = Vec::new();
+        for (i, r) in adds.into_iter().enumerate() {
+            if let Err(e) = wait(r).await {
+                errs.push(format!("bundle message {i}: {e}"));
+            }
+        }
+        match commit {
+            Ok(Message::BundleControl(b)) if b.ctrl_type == BundleCtrlType::CommitReply => {
+                if errs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(BundleError::Failed(errs.join("; ")))
+                }
+            }
+            Ok(other) => Err(BundleError::Failed(format!("commit: {other:?}"))),
+            Err(e) => {
+                errs.insert(0, format!("commit: {e}"));
+                Err(BundleError::Failed(errs.join("; ")))
+            }
+        }
+    }
+}
+
+/// Runs one switch's session until the connection closes or the southbound stops.
+/// `chassis` is known for controller-initiated sessions; otherwise the switch is
+/// identified by datapath id or bridge name (waiting for such a chassis to appear).
+pub(crate) async fn run_session<S: Store + Clone>(
+    shared: Arc<Shared<S>>,
+    conn: Connection,
+    chassis: Option<String>,
+) -> anyhow::Result<()> {
+    let Connection {
+        handle,
+        mut incoming,
+        ..
+    } = conn;
+    let mut sess = Session::new(handle);
+    let mut stop = shared.stop.clone();
+    let dpid = sess.datapath_id().await.context("FEATURES")?;
+    let (mut ports, bridge) = sess.ports().await.context("PORT_DESC")?;
+    let chassis = match chassis {
+        Some(c) => c,
+        None => {
+            let mut rev = shared.store.watch_revision();
+            loop {
+                let store = shared.store.clone();
+                let snap = tokio::task::spawn_blocking(move || Snapshot::load(&store)).await??;
+                if let Some(c) = snap.chassis_for_switch(dpid, bridge.as_deref()) {
+                    break c;
+                }
+                tracing::info!(
+                    dpid = format!("{dpid:#018x}"),
+                    ?bridge,
+                    "switch has no chassis yet"
+                );
+                tokio::select! {
+                    r = rev.changed() => r?,
+                    _ = stop.changed() => return Ok(()),
+                    ev = incoming.recv() => if ev.is_none() { bail!("switch disconnected") },
+                }
+            }
+        }
+    };
+    tracing::info!(%chassis, dpid = format!("{dpid:#018x}"), "switch connected");
+    let status = shared.status.clone();
+    status.update(&chassis, |s| {
+        s.connected = true;
+        s.datapath_id = Some(format!("{dpid:#018x}"));
+    });
+    let result = follow(
+        &shared,
+        &mut sess,
+        &mut incoming,
+        &mut stop,
+        &chassis,
+        &mut ports,
+    )
+    .await;
+    status.update(&chassis, |s| {
+        s.connected = false;
+        if let Err(e) = &result {
+            s.last_error = Some(format!("{e:#}"));
+        }
+    });
+    sess.handle.close().await;
+    result
+}
+
+async fn follow<S: Store + Clone>(
+    shared: &Arc<Shared<S>>,
+    sess: &mut Session,
+    incoming: &mut plexus_openflow::conn::Incoming,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    chassis: &str,
+    ports: &mut BTreeMap<String, u32>,
+) -> anyhow::Result<()> {
+    let status = shared.status.clone();
+    let report = |ports: &BTreeMap<String, u32>| -> u64 {
+        let epoch = next_epoch(shared);
+        let _ = shared.cmd.send(Cmd::Ports {
+            chassis: chassis.to_string(),
+            epoch,
+            ports: ports.clone(),
+        });
+        epoch
+    };
+    let mut rx = shared.subscribe(chassis);
+    let first_epoch = report(ports);
+    // Wait for flows computed with this switch's ports: reconciling against anything
+    // older would delete the flows of ports the engine has not seen yet.
+    loop {
+        if rx.borrow_and_update().epoch >= first_epoch {
+            break;
+        }
+        tokio::select! {
+            r = rx.changed() => r.map_err(|_| anyhow!("southbound stopped"))?,
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+    // `None`: the switch's state is unknown, reconcile fully next.
+    let mut installed: Option<Arc<BTreeSet<String>>> = None;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            let d: DesiredFlows = rx.borrow_and_update().clone();
+            let t0 = std::time::Instant::now();
+            let r = match &installed {
+                Some(old) => apply_delta(sess, old, &d).await,
+                None => reconcile(sess, &d).await,
+            };
+            match r {
+                Ok((adds, deletes)) => {
+                    let full = installed.is_none();
+                    installed = Some(d.flows.clone());
+                    dirty = false;
+                    tracing::debug!(%chassis, revision = d.revision, adds, deletes, full, elapsed = ?t0.elapsed(), "flows acknowledged");
+                    status.update(chassis, |s| {
+                        s.realized_revision = d.revision;
+                        s.flow_count = d.flows.len() as u64;
+                        s.flow_adds += adds;
+                        s.flow_deletes += deletes;
+                        s.reconciles += full as u64;
+                        s.last_error = None;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(%chassis, error = %e, "programming the switch failed; will resync");
+                    status.update(chassis, |s| s.last_error = Some(e.clone()));
+                    if sess.handle.is_closed() {
+                        bail!("{e}");
+                    }
+                    installed = None;
+                }
+            }
+        }
+        let resync = async {
+            if dirty {
+                tokio::time::sleep(RESYNC_AFTER_ERROR).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            r = rx.changed() => {
+                r.map_err(|_| anyhow!("southbound stopped"))?;
+                dirty = true;
+            }
+            () = resync => {}
+            _ = stop.changed() => return Ok(()),
+            ev = incoming.recv() => match ev {
+                None => bail!("switch disconnected"),
+                Some((_, Ok(Message::PortStatus(ps)))) => {
+                    let before = ports.clone();
+                    if ps.reason == OFPPR_DELETE {
+                        ports.remove(&ps.desc.name);
+                    } else if ps.desc.port_no < port_no::MAX {
+                        ports.insert(ps.desc.name.clone(), ps.desc.port_no);
+                    }
+                    if *ports != before {
+                        report(ports);
+                    }
+                }
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+async fn reconcile(sess: &mut Session, d: &DesiredFlows) -> Result<(u64, u64), String> {
+    let have = sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?;
+    let plan = plan_full(&have, &d.flows)?;
+    let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
+    tracing::info!(
+        revision = d.revision,
+        installed = have.len(),
+        desired = d.flows.len(),
+        adds = counts.0,
+        deletes = counts.1,
+        "reconciling"
+    );
+    sess.send_plan(plan).await?;
+    Ok(counts)
+}
+
+async fn apply_delta(
+    sess: &mut Session,
+    old: &BTreeSet<String>,
+    d: &DesiredFlows,
+) -> Result<(u64, u64), String> {
+    let plan = plan_delta(old, &d.flows)?;
+    let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
+    sess.send_plan(plan).await?;
+    Ok(counts)
+}
