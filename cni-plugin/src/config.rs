@@ -96,7 +96,11 @@ impl NetConf {
             )
         })?;
         let conf: NetConf = serde_json::from_value(v).map_err(|e| {
-            CniError::new(INVALID_CONFIG, "invalid network configuration", e.to_string())
+            CniError::new(
+                INVALID_CONFIG,
+                "invalid network configuration",
+                e.to_string(),
+            )
         })?;
         if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
             return Err(CniError::new(
@@ -130,7 +134,9 @@ impl NetConf {
     }
 
     pub fn controller(&self) -> CniResult<&ControllerConf> {
-        self.controller.as_ref().ok_or_else(|| missing("controller"))
+        self.controller
+            .as_ref()
+            .ok_or_else(|| missing("controller"))
     }
 
     pub fn subnet(&self) -> CniResult<&str> {
@@ -247,8 +253,7 @@ fn bad_env(details: String) -> CniError {
 
 fn valid_container_id(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 

@@ -36,9 +36,8 @@ impl Controller {
             None => None,
         };
         let timeout = Duration::from_millis(c.timeout_ms.unwrap_or(5000));
-        let http = Client::new(&c.url, token, timeout).map_err(|e| {
-            CniError::new(INVALID_CONFIG, "invalid network configuration", e)
-        })?;
+        let http = Client::new(&c.url, token, timeout)
+            .map_err(|e| CniError::new(INVALID_CONFIG, "invalid network configuration", e))?;
         Ok(Self { http })
     }
 
@@ -53,7 +52,12 @@ impl Controller {
         Ok((r.status, r.body))
     }
 
-    fn ok<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&[u8]>) -> CniResult<T> {
+    fn ok<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> CniResult<T> {
         let (st, b) = self.call(method, path, body)?;
         if st >= 400 {
             return Err(rejected(method, path, st, &b));
@@ -89,9 +93,15 @@ impl Controller {
         if st >= 400 {
             return Err(rejected("POST", "/v1/ports", st, &b));
         }
-        serde_json::from_slice(&b).map(|p| Created::Port(Box::new(p))).map_err(|e| {
-            CniError::new(CONTROLLER_REJECTED, "unexpected controller response", e.to_string())
-        })
+        serde_json::from_slice(&b)
+            .map(|p| Created::Port(Box::new(p)))
+            .map_err(|e| {
+                CniError::new(
+                    CONTROLLER_REJECTED,
+                    "unexpected controller response",
+                    e.to_string(),
+                )
+            })
     }
 
     pub fn port(&self, id: &str) -> CniResult<Option<Port>> {
@@ -101,7 +111,11 @@ impl Controller {
             404 => Ok(None),
             s if s >= 400 => Err(rejected("GET", &path, s, &b)),
             _ => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                CniError::new(CONTROLLER_REJECTED, "unexpected controller response", e.to_string())
+                CniError::new(
+                    CONTROLLER_REJECTED,
+                    "unexpected controller response",
+                    e.to_string(),
+                )
             }),
         }
     }

@@ -34,11 +34,9 @@ impl Ovs {
         if !wait || self.no_wait {
             c.arg("--no-wait");
         }
-        let out = c
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| CniError::new(SWITCH_FAILURE, "running ovs-vsctl failed", e.to_string()))?;
+        let out = c.args(args).stdin(Stdio::null()).output().map_err(|e| {
+            CniError::new(SWITCH_FAILURE, "running ovs-vsctl failed", e.to_string())
+        })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -122,7 +120,9 @@ impl Ovs {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .map_err(|e| CniError::new(SWITCH_FAILURE, "running ovs-vsctl failed", e.to_string()))?;
+            .map_err(|e| {
+                CniError::new(SWITCH_FAILURE, "running ovs-vsctl failed", e.to_string())
+            })?;
         match st.code() {
             Some(0) => Ok(true),
             Some(2) => Ok(false),

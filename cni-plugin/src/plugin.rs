@@ -170,7 +170,11 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
     let result = (|| {
         let mac = port.spec.mac.clone().unwrap_or_default();
         let ip = port.spec.ips.first().cloned().ok_or_else(|| {
-            CniError::new(CONTROLLER_REJECTED, "controller returned no address", port.id.clone())
+            CniError::new(
+                CONTROLLER_REJECTED,
+                "controller returned no address",
+                port.id.clone(),
+            )
         })?;
         let cidr = format!("{ip}/{prefix_len}");
         link::create_veth(&VethPlan {
@@ -288,8 +292,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
             let want = binding_iface(&env.container_id, &env.ifname);
             let name = port_name(&conf.name, &env.container_id, &env.ifname);
             for p in ctl.ports()? {
-                if p.spec.name == name || p.spec.binding.as_ref().is_some_and(|b| b.iface == want)
-                {
+                if p.spec.name == name || p.spec.binding.as_ref().is_some_and(|b| b.iface == want) {
                     ctl.delete_port(&p.id)?;
                 }
             }
@@ -303,11 +306,18 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
         return Err(CniError::new(
             INCOMPATIBLE_VERSION,
             "incompatible CNI versions",
-            format!("CHECK needs cniVersion >= 0.4.0, config is {}", conf.cni_version),
+            format!(
+                "CHECK needs cniVersion >= 0.4.0, config is {}",
+                conf.cni_version
+            ),
         ));
     }
     let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        CniError::new(INVALID_CONFIG, "invalid network configuration", "CHECK needs prevResult")
+        CniError::new(
+            INVALID_CONFIG,
+            "invalid network configuration",
+            "CHECK needs prevResult",
+        )
     })?;
     let fail = |d: String| CniError::new(CHECK_FAILED, "check failed", d);
     let netns = Path::new(&env.netns);
@@ -325,7 +335,12 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
         .find(|(_, i)| {
             i["name"].as_str() == Some(&env.ifname) && i["sandbox"].as_str() == Some(&env.netns)
         })
-        .ok_or_else(|| fail(format!("prevResult has no interface {} in {}", env.ifname, env.netns)))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "prevResult has no interface {} in {}",
+                env.ifname, env.netns
+            ))
+        })?;
     let Some((addrs, routes)) = link::inspect(netns, &env.ifname)? else {
         return Err(CniError::new(
             UNKNOWN_CONTAINER,
@@ -339,20 +354,32 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
     if let Some(mac) = pod_if["mac"].as_str()
         && link["address"].as_str().map(str::to_ascii_lowercase) != Some(mac.to_ascii_lowercase())
     {
-        return Err(fail(format!("{}: MAC {} != {mac}", env.ifname, link["address"])));
+        return Err(fail(format!(
+            "{}: MAC {} != {mac}",
+            env.ifname, link["address"]
+        )));
     }
     let have: HashSet<String> = link["addr_info"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"].as_u64()?)))
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
         .collect();
     let mut my_ips = Vec::new();
     for ip in prev["ips"].as_array().into_iter().flatten() {
         if ip["interface"].as_u64() == Some(idx as u64) {
             let a = ip["address"].as_str().unwrap_or_default();
             if !have.contains(a) {
-                return Err(fail(format!("{}: address {a} missing (have {have:?})", env.ifname)));
+                return Err(fail(format!(
+                    "{}: address {a} missing (have {have:?})",
+                    env.ifname
+                )));
             }
             my_ips.push(a.split('/').next().unwrap_or_default().to_owned());
         }
@@ -362,8 +389,7 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
         let gw = r["gw"].as_str();
         let found = routes.as_array().into_iter().flatten().any(|x| {
             let xd = x["dst"].as_str().unwrap_or_default();
-            let dst_ok = xd == dst
-                || (xd == "default" && (dst == "0.0.0.0/0" || dst == "::/0"));
+            let dst_ok = xd == dst || (xd == "default" && (dst == "0.0.0.0/0" || dst == "::/0"));
             dst_ok && (gw.is_none() || x["gateway"].as_str() == gw)
         });
         if !found {
@@ -387,11 +413,14 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
         .ok_or_else(|| fail(format!("controller port {port_id} missing")))?;
     let want = binding_iface(&env.container_id, &env.ifname);
     if port.spec.binding.as_ref().map(|b| b.iface.as_str()) != Some(want.as_str())
-        || conf.chassis.as_deref().is_some_and(|c| {
-            port.spec.binding.as_ref().map(|b| b.chassis_id.as_str()) != Some(c)
-        })
+        || conf
+            .chassis
+            .as_deref()
+            .is_some_and(|c| port.spec.binding.as_ref().map(|b| b.chassis_id.as_str()) != Some(c))
     {
-        return Err(fail(format!("controller port {port_id} is not bound to {want}")));
+        return Err(fail(format!(
+            "controller port {port_id} is not bound to {want}"
+        )));
     }
     for ip in &my_ips {
         if !port.spec.ips.contains(ip) {
@@ -402,8 +431,11 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
 }
 
 fn status(conf: &NetConf) -> CniResult<()> {
-    let unavailable = |e: CniError| CniError::new(NOT_AVAILABLE, "plugin not available", e.to_string());
-    Controller::new(conf.controller()?)?.ready().map_err(unavailable)?;
+    let unavailable =
+        |e: CniError| CniError::new(NOT_AVAILABLE, "plugin not available", e.to_string());
+    Controller::new(conf.controller()?)?
+        .ready()
+        .map_err(unavailable)?;
     let bridge = conf.bridge()?;
     if !ovs_of(conf).bridge_exists(bridge).map_err(unavailable)? {
         return Err(CniError::new(
@@ -427,8 +459,14 @@ fn gc(conf: &NetConf) -> CniResult<()> {
     let mut first_err = None;
     for row in ovs.find(ovs::KEY_NETWORK, &conf.name)? {
         let key = (
-            row.external_ids.get(ovs::KEY_CONTAINER).cloned().unwrap_or_default(),
-            row.external_ids.get(ovs::KEY_IFNAME).cloned().unwrap_or_default(),
+            row.external_ids
+                .get(ovs::KEY_CONTAINER)
+                .cloned()
+                .unwrap_or_default(),
+            row.external_ids
+                .get(ovs::KEY_IFNAME)
+                .cloned()
+                .unwrap_or_default(),
         );
         if valid.contains(&key) {
             continue;
