@@ -638,3 +638,105 @@ fn concurrent_adds_get_unique_ips_and_del_cleans_up() {
     });
     e.assert_clean();
 }
+
+/// Latency beside `../shared/bench/cni-ref-latency.sh`: N sequential ADD+DEL
+/// and C concurrent ADDs then DELs, each a fresh netns (netns setup not timed;
+/// timed span = one plugin exec incl. process start, spawned directly from a
+/// thread inside OVS's namespace). `CNI_BENCH_BIN` selects the binary (use
+/// the release build), `CNI_BENCH_N`/`CNI_BENCH_C` the counts.
+/// Run: `cargo test -p plexus-cni --test cni latency_bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn latency_bench() {
+    let Some(e) = Env::start() else { return };
+    let bin: PathBuf = std::env::var("CNI_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_plexus-cni").into());
+    let get = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (n, c) = (get("CNI_BENCH_N", 100), get("CNI_BENCH_C", 20));
+    let conf = e.conf("1.0.0").to_string();
+    let host = ns_path(e.ns());
+    let exec = |cmd: &str, cid: &str, netns: &str| -> f64 {
+        run_in(Path::new(&host), || {
+            let t0 = std::time::Instant::now();
+            let mut child = Command::new(&bin)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs([
+                    ("CNI_COMMAND", cmd),
+                    ("CNI_CONTAINERID", cid),
+                    ("CNI_NETNS", netns),
+                    ("CNI_IFNAME", "eth0"),
+                    ("CNI_PATH", "/usr/lib/cni"),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(conf.as_bytes())
+                .unwrap();
+            let o = child.wait_with_output().unwrap();
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            assert!(
+                o.status.success(),
+                "{cmd} {cid}: {}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+            ms
+        })
+        .unwrap()
+    };
+    let pctl = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        format!(
+            "p50={:.2} p99={:.2} max={:.2} n={}",
+            at(0.5),
+            at(0.99),
+            v[v.len() - 1],
+            v.len()
+        )
+    };
+    // warm-up
+    let w = Netns::create(&unique_name("plxlat")).unwrap();
+    exec("ADD", "lat-0", &ns_path(w.name()));
+    exec("DEL", "lat-0", &ns_path(w.name()));
+    drop(w);
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    for i in 1..=n {
+        let ns = Netns::create(&unique_name("plxlat")).unwrap();
+        add.push(exec("ADD", &format!("lat-{i}"), &ns_path(ns.name())));
+        del.push(exec("DEL", &format!("lat-{i}"), &ns_path(ns.name())));
+    }
+    println!("seq_add_ms {}", pctl(&mut add));
+    println!("seq_del_ms {}", pctl(&mut del));
+    let nss: Vec<Netns> = (0..c)
+        .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
+        .collect();
+    for (verb, key) in [("ADD", "add"), ("DEL", "del")] {
+        let t0 = std::time::Instant::now();
+        let mut v: Vec<f64> = std::thread::scope(|s| {
+            let hs: Vec<_> = nss
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| {
+                    let exec = &exec;
+                    s.spawn(move || exec(verb, &format!("lat-c{i}"), &ns_path(ns.name())))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        println!("conc{c}_{key}_ms {} wall={wall:.1}", pctl(&mut v));
+    }
+    e.assert_clean();
+}
