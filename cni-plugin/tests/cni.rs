@@ -659,7 +659,11 @@ fn latency_bench() {
             .unwrap_or(d)
     };
     let (n, c) = (get("CNI_BENCH_N", 100), get("CNI_BENCH_C", 20));
-    let conf = e.conf("1.0.0").to_string();
+    let mut conf = e.conf("1.0.0");
+    if std::env::var("CNI_BENCH_NO_WAIT").is_ok() {
+        conf["ovs_no_wait"] = json!(true);
+    }
+    let conf = conf.to_string();
     let host = ns_path(e.ns());
     let exec = |cmd: &str, cid: &str, netns: &str| -> f64 {
         run_in(Path::new(&host), || {
