@@ -9,6 +9,7 @@ PACKAGES=(
   tshark                                  # OpenFlow dissector oracle
   socat jq ethtool iproute2 iputils-ping iperf3
   python3-venv
+  containernetworking-plugins             # reference CNI plugins (bridge + host-local) for plexus-cni tests
 )
 
 missing=()

@@ -1,3 +1,54 @@
 //! CNI 1.1 plugin that attaches pods to Plexus.
 //!
-//! Skeleton: this crate is filled in by its own issue (see docs/ARCHITECTURE.md).
+//! `plexus-cni` is driven like every CNI plugin: `CNI_COMMAND` and friends in
+//! the environment, the network configuration on stdin, a result or an error
+//! JSON on stdout. ADD creates a port on the controller (IPAM there), a veth
+//! pair (container side named `CNI_IFNAME` in `CNI_NETNS` with the port's MAC,
+//! address, default route via the subnet gateway and the overlay MTU) and
+//! plugs the host side into the local Open vSwitch bridge with
+//! `external_ids:iface-id=PORT_ID`. See `cni-plugin/README.md` for the
+//! configuration keys and [`error`] for the error codes.
+
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod http;
+pub mod link;
+pub mod netns;
+pub mod ovs;
+pub mod plugin;
+
+use std::io::{Read, Write};
+
+/// The binary's entry point: returns the process exit code.
+pub fn main_entry() -> i32 {
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    let out = match (config::Env::from_env(|k| std::env::var(k).ok()), read) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(error::CniError::new(
+            error::IO_FAILURE,
+            "reading stdin failed",
+            e.to_string(),
+        )),
+        (Ok(env), Ok(_)) => plugin::run(&env, &stdin),
+    };
+    // Errors carry the config's version when it is one we speak.
+    let version = serde_json::from_slice::<serde_json::Value>(&stdin)
+        .ok()
+        .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+        .filter(|v| config::SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| config::LATEST.to_owned());
+    let mut so = std::io::stdout().lock();
+    match out {
+        Ok(Some(v)) => {
+            let _ = writeln!(so, "{v}");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            let _ = writeln!(so, "{}", e.to_json(&version));
+            1
+        }
+    }
+}

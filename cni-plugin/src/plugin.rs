@@ -1,0 +1,521 @@
+//! The verbs: ADD, DEL, CHECK, STATUS, GC, VERSION.
+
+use crate::config::{Command, Env, LATEST, NetConf, SUPPORTED_VERSIONS};
+use crate::controller::{Controller, Created};
+use crate::error::*;
+use crate::link::{self, VethPlan};
+use crate::ovs::{self, Ovs};
+use plexus_api::{Port, PortBinding, PortSpec};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Runs one invocation: returns the stdout JSON (None: print nothing).
+pub fn run(env: &Env, stdin: &[u8]) -> CniResult<Option<Value>> {
+    if env.command == Command::Version {
+        let asked = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+            .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+            .unwrap_or_else(|| LATEST.to_owned());
+        return Ok(Some(json!({
+            "cniVersion": asked,
+            "supportedVersions": SUPPORTED_VERSIONS,
+        })));
+    }
+    let conf = NetConf::parse(stdin)?;
+    match env.command {
+        Command::Add => add(env, &conf).map(Some),
+        Command::Del => del(env, &conf).map(|()| None),
+        Command::Check => check(env, &conf).map(|()| None),
+        Command::Status => status(&conf).map(|()| None),
+        Command::Gc => gc(&conf).map(|()| None),
+        Command::Version => unreachable!(),
+    }
+}
+
+/// Host-side veth name: `plx` + 12 hex digits of a hash of container id and ifname.
+pub fn host_ifname(container_id: &str, ifname: &str) -> String {
+    format!("plx{:012x}", fnv1a(container_id, ifname) & 0xffff_ffff_ffff)
+}
+
+fn fnv1a(a: &str, b: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in a.bytes().chain([0u8]).chain(b.bytes()) {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Locally administered unicast MAC for the host side.
+fn host_mac(container_id: &str, ifname: &str) -> String {
+    let h = fnv1a(ifname, container_id).to_be_bytes();
+    format!(
+        "0a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        h[0], h[1], h[2], h[3], h[4]
+    )
+}
+
+/// `binding.iface` and the port name identify the attachment on the controller.
+pub fn binding_iface(container_id: &str, ifname: &str) -> String {
+    format!("{container_id}/{ifname}")
+}
+
+fn port_name(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("cni/{network}/{container_id}/{ifname}")
+}
+
+fn ovs_of(conf: &NetConf) -> Ovs {
+    Ovs {
+        db: conf.ovsdb.clone(),
+        no_wait: conf.ovs_no_wait,
+    }
+}
+
+fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
+    let ctl = Controller::new(conf.controller()?)?;
+    let subnet_id = conf.subnet()?;
+    let chassis = conf.chassis()?;
+    let bridge = conf.bridge()?;
+    let netns = Path::new(&env.netns);
+    if !netns.exists() {
+        return Err(CniError::new(
+            UNKNOWN_CONTAINER,
+            "container network namespace does not exist",
+            env.netns.clone(),
+        ));
+    }
+    let prev = match &conf.prev_result {
+        Some(p) if p.is_object() => Some(p.clone()),
+        Some(_) => {
+            return Err(CniError::new(
+                DECODE_FAILURE,
+                "failed to decode prevResult",
+                "prevResult is not an object",
+            ));
+        }
+        None => None,
+    };
+    let subnet = ctl.subnet(subnet_id)?;
+    if let Some(vpc) = &conf.vpc
+        && *vpc != subnet.spec.vpc_id
+    {
+        return Err(CniError::new(
+            INVALID_CONFIG,
+            "invalid network configuration",
+            format!("subnet {subnet_id} is not in vpc {vpc}"),
+        ));
+    }
+    let prefix_len = subnet
+        .spec
+        .cidr
+        .split_once('/')
+        .map(|(_, l)| l.to_owned())
+        .unwrap_or_else(|| "32".into());
+    let gateway = subnet.spec.gateway.clone();
+
+    let mut ips: Vec<String> = conf
+        .runtime_config
+        .ips
+        .iter()
+        .map(|s| s.split('/').next().unwrap_or(s).to_owned())
+        .collect();
+    if ips.is_empty()
+        && let Some(ip) = env.args.get("IP")
+    {
+        ips.push(ip.clone());
+    }
+    let mac = conf
+        .runtime_config
+        .mac
+        .clone()
+        .or_else(|| env.args.get("MAC").cloned());
+    let binding = PortBinding {
+        chassis_id: chassis.to_owned(),
+        iface: binding_iface(&env.container_id, &env.ifname),
+    };
+    let spec = PortSpec {
+        subnet_id: subnet_id.to_owned(),
+        name: port_name(&conf.name, &env.container_id, &env.ifname),
+        mac,
+        ips,
+        port_security: true,
+        security_groups: conf.security_groups.clone(),
+        binding: Some(binding.clone()),
+    };
+    let port = match ctl.create_port(&spec)? {
+        Created::Port(p) => *p,
+        Created::BindingTaken => {
+            // A crashed earlier ADD of this attachment: replace its port.
+            for p in ctl.ports()? {
+                if p.spec.binding.as_ref() == Some(&binding) {
+                    ctl.delete_port(&p.id)?;
+                }
+            }
+            match ctl.create_port(&spec)? {
+                Created::Port(p) => *p,
+                Created::BindingTaken => {
+                    return Err(CniError::new(
+                        CONTROLLER_REJECTED,
+                        "controller port binding conflict",
+                        binding.iface,
+                    ));
+                }
+            }
+        }
+    };
+    let host = host_ifname(&env.container_id, &env.ifname);
+    let hmac = host_mac(&env.container_id, &env.ifname);
+    let result = (|| {
+        let mac = port.spec.mac.clone().unwrap_or_default();
+        let ip = port.spec.ips.first().cloned().ok_or_else(|| {
+            CniError::new(
+                CONTROLLER_REJECTED,
+                "controller returned no address",
+                port.id.clone(),
+            )
+        })?;
+        let cidr = format!("{ip}/{prefix_len}");
+        link::create_veth(&VethPlan {
+            host: &host,
+            host_mac: &hmac,
+            ifname: &env.ifname,
+            mac: &mac,
+            mtu: conf.mtu(),
+            netns,
+            cidr: &cidr,
+            gateway: gateway.as_deref(),
+        })?;
+        ovs_of(conf).add_port(
+            bridge,
+            &host,
+            &[
+                (ovs::KEY_IFACE_ID, &port.id),
+                (ovs::KEY_NETWORK, &conf.name),
+                (ovs::KEY_CONTAINER, &env.container_id),
+                (ovs::KEY_IFNAME, &env.ifname),
+            ],
+        )?;
+        Ok(build_result(
+            conf,
+            env,
+            prev.as_ref(),
+            &host,
+            &hmac,
+            &mac,
+            &cidr,
+            gateway.as_deref(),
+        ))
+    })();
+    if result.is_err() {
+        // Roll back what this ADD made; the error is what the runtime sees.
+        let _ = ovs_of(conf).take_port(&host);
+        let _ = link::delete_host(&host);
+        let _ = ctl.delete_port(&port.id);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_result(
+    conf: &NetConf,
+    env: &Env,
+    prev: Option<&Value>,
+    host: &str,
+    host_mac: &str,
+    mac: &str,
+    cidr: &str,
+    gateway: Option<&str>,
+) -> Value {
+    let v11 = conf.at_least("1.1.0");
+    let pre1 = !conf.at_least("1.0.0");
+    let mut interfaces: Vec<Value> = prev
+        .and_then(|p| p["interfaces"].as_array().cloned())
+        .unwrap_or_default();
+    let mut ips: Vec<Value> = prev
+        .and_then(|p| p["ips"].as_array().cloned())
+        .unwrap_or_default();
+    let mut routes: Vec<Value> = prev
+        .and_then(|p| p["routes"].as_array().cloned())
+        .unwrap_or_default();
+    let dns = prev
+        .and_then(|p| p.get("dns").cloned())
+        .unwrap_or_else(|| json!({}));
+    let mut hostif = json!({"name": host, "mac": host_mac});
+    let mut podif = json!({"name": env.ifname, "mac": mac, "sandbox": env.netns});
+    if v11 {
+        hostif["mtu"] = json!(conf.mtu());
+        podif["mtu"] = json!(conf.mtu());
+    }
+    interfaces.push(hostif);
+    let pod_index = interfaces.len();
+    interfaces.push(podif);
+    let mut ipc = json!({"address": cidr, "interface": pod_index});
+    if let Some(gw) = gateway {
+        ipc["gateway"] = json!(gw);
+    }
+    if pre1 {
+        ipc["version"] = json!(if cidr.contains(':') { "6" } else { "4" });
+    }
+    ips.push(ipc);
+    if let Some(gw) = gateway {
+        let dst = if gw.contains(':') {
+            "::/0"
+        } else {
+            "0.0.0.0/0"
+        };
+        routes.push(json!({"dst": dst, "gw": gw}));
+    }
+    json!({
+        "cniVersion": conf.cni_version,
+        "interfaces": interfaces,
+        "ips": ips,
+        "routes": routes,
+        "dns": dns,
+    })
+}
+
+fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
+    let host = host_ifname(&env.container_id, &env.ifname);
+    // OVS row first: it names the controller port (iface-id).
+    let row = ovs_of(conf).take_port(&host)?;
+    link::delete_host(&host)?;
+    let Some(c) = &conf.controller else {
+        return Ok(());
+    };
+    let ctl = Controller::new(c)?;
+    match row.and_then(|r| r.external_ids.get(ovs::KEY_IFACE_ID).cloned()) {
+        Some(id) => ctl.delete_port(&id),
+        None => {
+            // Half-done ADD (port created, switch not plugged) or already gone.
+            let want = binding_iface(&env.container_id, &env.ifname);
+            let name = port_name(&conf.name, &env.container_id, &env.ifname);
+            for p in ctl.ports()? {
+                if p.spec.name == name || p.spec.binding.as_ref().is_some_and(|b| b.iface == want) {
+                    ctl.delete_port(&p.id)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
+    if !conf.at_least("0.4.0") {
+        return Err(CniError::new(
+            INCOMPATIBLE_VERSION,
+            "incompatible CNI versions",
+            format!(
+                "CHECK needs cniVersion >= 0.4.0, config is {}",
+                conf.cni_version
+            ),
+        ));
+    }
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::new(
+            INVALID_CONFIG,
+            "invalid network configuration",
+            "CHECK needs prevResult",
+        )
+    })?;
+    let fail = |d: String| CniError::new(CHECK_FAILED, "check failed", d);
+    let netns = Path::new(&env.netns);
+    if !netns.exists() {
+        return Err(CniError::new(
+            UNKNOWN_CONTAINER,
+            "container network namespace does not exist",
+            env.netns.clone(),
+        ));
+    }
+    let ifaces = prev["interfaces"].as_array().cloned().unwrap_or_default();
+    let (idx, pod_if) = ifaces
+        .iter()
+        .enumerate()
+        .find(|(_, i)| {
+            i["name"].as_str() == Some(&env.ifname) && i["sandbox"].as_str() == Some(&env.netns)
+        })
+        .ok_or_else(|| {
+            fail(format!(
+                "prevResult has no interface {} in {}",
+                env.ifname, env.netns
+            ))
+        })?;
+    let Some((addrs, routes)) = link::inspect(netns, &env.ifname)? else {
+        return Err(CniError::new(
+            UNKNOWN_CONTAINER,
+            "container interface does not exist",
+            format!("{} in {}", env.ifname, env.netns),
+        ));
+    };
+    let addrs: Value = serde_json::from_str(&addrs).unwrap_or(Value::Null);
+    let routes: Value = serde_json::from_str(&routes).unwrap_or(Value::Null);
+    let link = &addrs[0];
+    if let Some(mac) = pod_if["mac"].as_str()
+        && link["address"].as_str().map(str::to_ascii_lowercase) != Some(mac.to_ascii_lowercase())
+    {
+        return Err(fail(format!(
+            "{}: MAC {} != {mac}",
+            env.ifname, link["address"]
+        )));
+    }
+    let have: HashSet<String> = link["addr_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
+        .collect();
+    let mut my_ips = Vec::new();
+    for ip in prev["ips"].as_array().into_iter().flatten() {
+        if ip["interface"].as_u64() == Some(idx as u64) {
+            let a = ip["address"].as_str().unwrap_or_default();
+            if !have.contains(a) {
+                return Err(fail(format!(
+                    "{}: address {a} missing (have {have:?})",
+                    env.ifname
+                )));
+            }
+            my_ips.push(a.split('/').next().unwrap_or_default().to_owned());
+        }
+    }
+    for r in prev["routes"].as_array().into_iter().flatten() {
+        let dst = r["dst"].as_str().unwrap_or_default();
+        let gw = r["gw"].as_str();
+        let found = routes.as_array().into_iter().flatten().any(|x| {
+            let xd = x["dst"].as_str().unwrap_or_default();
+            let dst_ok = xd == dst || (xd == "default" && (dst == "0.0.0.0/0" || dst == "::/0"));
+            dst_ok && (gw.is_none() || x["gateway"].as_str() == gw)
+        });
+        if !found {
+            return Err(fail(format!("route {r} missing in {}", env.netns)));
+        }
+    }
+    // The switch port and the controller binding.
+    let host = host_ifname(&env.container_id, &env.ifname);
+    let rows = ovs_of(conf).find(ovs::KEY_CONTAINER, &env.container_id)?;
+    let row = rows
+        .iter()
+        .find(|r| r.name == host)
+        .ok_or_else(|| fail(format!("switch port {host} missing")))?;
+    let port_id = row
+        .external_ids
+        .get(ovs::KEY_IFACE_ID)
+        .ok_or_else(|| fail(format!("switch port {host} has no iface-id")))?;
+    let ctl = Controller::new(conf.controller()?)?;
+    let port: Port = ctl
+        .port(port_id)?
+        .ok_or_else(|| fail(format!("controller port {port_id} missing")))?;
+    let want = binding_iface(&env.container_id, &env.ifname);
+    if port.spec.binding.as_ref().map(|b| b.iface.as_str()) != Some(want.as_str())
+        || conf
+            .chassis
+            .as_deref()
+            .is_some_and(|c| port.spec.binding.as_ref().map(|b| b.chassis_id.as_str()) != Some(c))
+    {
+        return Err(fail(format!(
+            "controller port {port_id} is not bound to {want}"
+        )));
+    }
+    for ip in &my_ips {
+        if !port.spec.ips.contains(ip) {
+            return Err(fail(format!("controller port {port_id} does not own {ip}")));
+        }
+    }
+    Ok(())
+}
+
+fn status(conf: &NetConf) -> CniResult<()> {
+    let unavailable =
+        |e: CniError| CniError::new(NOT_AVAILABLE, "plugin not available", e.to_string());
+    Controller::new(conf.controller()?)?
+        .ready()
+        .map_err(unavailable)?;
+    let bridge = conf.bridge()?;
+    if !ovs_of(conf).bridge_exists(bridge).map_err(unavailable)? {
+        return Err(CniError::new(
+            NOT_AVAILABLE,
+            "plugin not available",
+            format!("bridge {bridge} does not exist"),
+        ));
+    }
+    Ok(())
+}
+
+fn gc(conf: &NetConf) -> CniResult<()> {
+    let valid: HashSet<(String, String)> = conf
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| (a.container_id.clone(), a.ifname.clone()))
+        .collect();
+    let ovs = ovs_of(conf);
+    let ctl = Controller::new(conf.controller()?)?;
+    let mut first_err = None;
+    for row in ovs.find(ovs::KEY_NETWORK, &conf.name)? {
+        let key = (
+            row.external_ids
+                .get(ovs::KEY_CONTAINER)
+                .cloned()
+                .unwrap_or_default(),
+            row.external_ids
+                .get(ovs::KEY_IFNAME)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        if valid.contains(&key) {
+            continue;
+        }
+        let r = ovs
+            .take_port(&row.name)
+            .and_then(|_| link::delete_host(&row.name))
+            .and_then(|()| match row.external_ids.get(ovs::KEY_IFACE_ID) {
+                Some(id) => ctl.delete_port(id),
+                None => Ok(()),
+            });
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    let prefix = format!("cni/{}/", conf.name);
+    for p in ctl.ports()? {
+        let Some(rest) = p.spec.name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if conf
+            .chassis
+            .as_deref()
+            .is_some_and(|c| p.spec.binding.as_ref().map(|b| b.chassis_id.as_str()) != Some(c))
+        {
+            continue;
+        }
+        let Some((cid, ifname)) = rest.rsplit_once('/') else {
+            continue;
+        };
+        if !valid.contains(&(cid.to_owned(), ifname.to_owned()))
+            && let Err(e) = ctl.delete_port(&p.id)
+        {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_short_and_stable() {
+        let a = host_ifname("abc", "eth0");
+        assert_eq!(a.len(), 15);
+        assert_eq!(a, host_ifname("abc", "eth0"));
+        assert_ne!(a, host_ifname("abc", "eth1"));
+        assert!(host_mac("abc", "eth0").starts_with("0a:"));
+    }
+}

@@ -1,0 +1,752 @@
+//! CNI conformance and end-to-end tests, driving plugins exactly as container
+//! runtimes do: one exec per call, `CNI_*` in the environment, the network
+//! configuration on stdin, result or error JSON on stdout.
+//!
+//! The "host" of every plugin run is a private namespace: for plexus-cni the
+//! namespace of a private userspace OVS (`plexus_tests::ovs::Ovs`), where an
+//! in-process controller also listens on 127.0.0.1; for the reference
+//! `bridge` + `host-local` plugins a scratch namespace. Nothing touches the
+//! caller's namespace. Needs root, `ip`, OVS; the reference run needs
+//! containernetworking-plugins (SKIP outside CI, failure under CI=true).
+
+use plexus_cni::http::Client;
+use plexus_cni::netns::run_in;
+use plexus_tests::netns::{Netns, unique_name};
+use plexus_tests::ovs::Ovs;
+use plexus_tests::prereq::{require_root, require_tool, unmet};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "cni-test-admin-token-0123456789";
+const REF_BRIDGE: &str = "/usr/lib/cni/bridge";
+
+fn ns_path(name: &str) -> String {
+    format!("/run/netns/{name}")
+}
+
+/// One plugin, run inside a host namespace.
+struct Plugin {
+    bin: PathBuf,
+    host_ns: String,
+}
+
+/// Exit code and stdout of one call.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+    fn assert_ok_empty(&self, what: &str) {
+        assert_eq!(self.code, 0, "{what}: {}", self.stdout);
+        assert!(self.stdout.trim().is_empty(), "{what}: {}", self.stdout);
+    }
+    /// A spec error: non-zero exit, `{code, msg}` (cniVersion/details optional in the spec).
+    fn assert_error(&self, code: u64, what: &str) -> Value {
+        assert_ne!(
+            self.code, 0,
+            "{what}: expected failure, got {}",
+            self.stdout
+        );
+        let v = self.json();
+        assert_eq!(v["code"].as_u64(), Some(code), "{what}: {v}");
+        assert!(
+            v["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {v}"
+        );
+        v
+    }
+}
+
+impl Plugin {
+    fn call(&self, env: &[(&str, &str)], stdin: &str) -> Out {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.host_ns])
+            .arg(&self.bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CNI_PATH", "/usr/lib/cni")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().expect("spawning plugin");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        }
+    }
+
+    fn verb(&self, cmd: &str, cid: &str, netns: &str, ifname: &str, conf: &Value) -> Out {
+        self.call(
+            &[
+                ("CNI_COMMAND", cmd),
+                ("CNI_CONTAINERID", cid),
+                ("CNI_NETNS", netns),
+                ("CNI_IFNAME", ifname),
+            ],
+            &conf.to_string(),
+        )
+    }
+}
+
+fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
+
+/// Checks an ADD result against the spec's result schema and the namespace.
+fn validate_result(r: &Value, version: &str, netns: &str, ifname: &str) -> String {
+    assert_eq!(r["cniVersion"], version, "{r}");
+    let ifs = r["interfaces"].as_array().expect("interfaces array");
+    for i in ifs {
+        assert!(i["name"].as_str().is_some_and(|n| !n.is_empty()), "{i}");
+        if let Some(m) = i.get("mac") {
+            let m = m.as_str().unwrap();
+            assert_eq!(m.len(), 17, "mac {m}");
+        }
+    }
+    let ips = r["ips"].as_array().expect("ips array");
+    assert!(!ips.is_empty(), "{r}");
+    let ip = &ips[0];
+    let idx = ip["interface"].as_u64().expect("ips[0].interface") as usize;
+    let pod_if = &ifs[idx];
+    assert_eq!(pod_if["name"], ifname, "{r}");
+    assert_eq!(pod_if["sandbox"], netns, "{r}");
+    let addr = ip["address"].as_str().expect("ips[0].address");
+    let (a, len) = addr.split_once('/').expect("address is CIDR");
+    a.parse::<std::net::IpAddr>().expect("address");
+    len.parse::<u8>().expect("prefix");
+    if let Some(gw) = ip.get("gateway") {
+        gw.as_str().unwrap().parse::<std::net::IpAddr>().unwrap();
+    }
+    for rt in r["routes"].as_array().into_iter().flatten() {
+        assert!(rt["dst"].as_str().is_some_and(|d| d.contains('/')), "{rt}");
+    }
+    if let Some(d) = r.get("dns") {
+        assert!(d.is_object(), "{r}");
+    }
+    // The address is really on the interface in the namespace.
+    let ns = netns.trim_start_matches("/run/netns/");
+    let shown = plexus_tests::netns::ip(&["-n", ns, "-br", "addr", "show", "dev", ifname]).unwrap();
+    assert!(shown.contains(addr), "{shown} lacks {addr}");
+    addr.to_owned()
+}
+
+/// The verbs both plugins support, checked the same way.
+fn common_conformance(p: &Plugin, conf: &Value, cid: &str) {
+    let version = conf["cniVersion"].as_str().unwrap().to_owned();
+    let pod = Netns::create(&unique_name("plxpod")).unwrap();
+    let netns = ns_path(pod.name());
+
+    let v = p.verb("VERSION", "", "", "", &json!({"cniVersion": version}));
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let v = v.json();
+    assert!(
+        v["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(version)),
+        "{v}"
+    );
+
+    let add = p.verb("ADD", cid, &netns, "eth0", conf);
+    assert_eq!(add.code, 0, "ADD: {}", add.stdout);
+    let result = add.json();
+    validate_result(&result, &version, &netns, "eth0");
+
+    let prev = with_prev(conf, &result);
+    p.verb("CHECK", cid, &netns, "eth0", &prev)
+        .assert_ok_empty("CHECK");
+    p.verb("DEL", cid, &netns, "eth0", &prev)
+        .assert_ok_empty("DEL");
+    p.verb("DEL", cid, &netns, "eth0", &prev)
+        .assert_ok_empty("second DEL");
+    let gone = plexus_tests::netns::ip(&["-n", pod.name(), "-br", "link"]).unwrap();
+    assert!(!gone.contains("eth0"), "eth0 left after DEL: {gone}");
+    // CHECK after DEL fails with an error JSON.
+    let c = p.verb("CHECK", cid, &netns, "eth0", &prev);
+    assert_ne!(c.code, 0, "CHECK after DEL succeeded");
+    assert!(c.json()["code"].as_u64().is_some());
+
+    // Error paths both plugins share.
+    let mut bad = conf.clone();
+    bad["cniVersion"] = json!("9.9.9");
+    p.verb("ADD", cid, &netns, "eth0", &bad)
+        .assert_error(1, "incompatible version");
+    p.call(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", cid),
+            ("CNI_NETNS", &netns),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        "{",
+    )
+    .assert_error(6, "undecodable config");
+    // DEL with the namespace already gone is fine.
+    pod.delete().unwrap();
+    p.verb("DEL", cid, &netns, "eth0", conf)
+        .assert_ok_empty("DEL without netns");
+}
+
+#[test]
+fn conformance_reference_bridge_host_local() {
+    if !require_root() || !require_tool("ip") {
+        return;
+    }
+    if !Path::new(REF_BRIDGE).exists() {
+        unmet("containernetworking-plugins not installed (scripts/install-deps.sh)");
+        return;
+    }
+    let host = Netns::create(&unique_name("plxrefh")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for version in ["0.4.0", "1.0.0"] {
+        let conf = json!({
+            "cniVersion": version, "name": "refnet", "type": "bridge", "bridge": "cniref0",
+            "isGateway": true, "ipMasq": false,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.251.0/24"}]],
+                     "routes": [{"dst": "0.0.0.0/0"}],
+                     "dataDir": dir.path().join("ipam").display().to_string()}
+        });
+        let p = Plugin {
+            bin: REF_BRIDGE.into(),
+            host_ns: host.name().to_owned(),
+        };
+        common_conformance(&p, &conf, "ref-ctr-1");
+    }
+}
+
+/// A private OVS + an in-process controller listening inside OVS's namespace.
+struct Env {
+    ovs: Ovs,
+    url: String,
+    _rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    subnet: String,
+    chassis: String,
+}
+
+impl Env {
+    fn start() -> Option<Self> {
+        if !require_root() || !require_tool("ip") || !require_tool("ovs-vswitchd") {
+            return None;
+        }
+        let ovs = Ovs::builder().start().expect("starting OVS");
+        ovs.ofctl(&["add-flow", "priority=0,actions=NORMAL"])
+            .unwrap();
+        let ns = ns_path(ovs.netns().unwrap().name());
+        let dir = tempfile::tempdir().unwrap();
+        let store = plexus_controller::store::RedbStore::open(&dir.path().join("db.redb")).unwrap();
+        let mut tokens = plexus_controller::api::Tokens::default();
+        tokens.insert(TOKEN, plexus_controller::api::Scope::Admin);
+        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        // The socket is created in OVS's namespace and stays there.
+        let l = run_in(Path::new(&ns), || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+        })
+        .unwrap()
+        .unwrap();
+        l.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        {
+            let _g = rt.enter();
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            let app = plexus_controller::api::app(plexus_controller::api::AppState::new(
+                store,
+                Some(tokens),
+            ));
+            rt.spawn(async move { axum::serve(l, app).await });
+        }
+        let mut e = Env {
+            ovs,
+            url,
+            _rt: rt,
+            dir,
+            subnet: String::new(),
+            chassis: String::new(),
+        };
+        let t = e.api("POST", "/v1/tenants", Some(json!({"name": "t1"})));
+        let v = e.api(
+            "POST",
+            "/v1/vpcs",
+            Some(json!({"tenant_id": t["id"], "name": "v1", "cidrs": ["10.77.0.0/16"]})),
+        );
+        let s = e.api(
+            "POST",
+            "/v1/subnets",
+            Some(json!({"vpc_id": v["id"], "name": "s1", "cidr": "10.77.1.0/24"})),
+        );
+        let c = e.api(
+            "POST",
+            "/v1/chassis",
+            Some(json!({"name": "node1", "vtep_ip": "192.0.2.1"})),
+        );
+        e.subnet = s["id"].as_str().unwrap().to_owned();
+        e.chassis = c["id"].as_str().unwrap().to_owned();
+        Some(e)
+    }
+
+    fn ns(&self) -> &str {
+        self.ovs.netns().unwrap().name()
+    }
+
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let c = Client::new(&self.url, Some(TOKEN.into()), Duration::from_secs(5)).unwrap();
+        let body = body.map(|b| b.to_string());
+        let r = run_in(Path::new(&ns_path(self.ns())), || {
+            c.request(method, path, body.as_deref().map(str::as_bytes))
+        })
+        .unwrap()
+        .unwrap();
+        assert!(
+            r.status < 400,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+    }
+
+    fn conf(&self, version: &str) -> Value {
+        json!({
+            "cniVersion": version, "name": "plexus", "type": "plexus-cni",
+            "controller": {"url": self.url,
+                           "token_file": self.dir.path().join("token").display().to_string()},
+            "subnet": self.subnet, "chassis": self.chassis, "mtu": 1400,
+            "bridge": "br0", "ovsdb": self.ovs.db_target(),
+        })
+    }
+
+    fn plugin(&self) -> Plugin {
+        Plugin {
+            bin: env!("CARGO_BIN_EXE_plexus-cni").into(),
+            host_ns: self.ns().to_owned(),
+        }
+    }
+
+    fn controller_ports(&self) -> Vec<Value> {
+        self.api("GET", "/v1/ports", None)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn ovs_ports(&self) -> Vec<String> {
+        self.ovs
+            .vsctl(&["list-ports", "br0"])
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn host_veths(&self) -> Vec<String> {
+        plexus_tests::netns::ip(&["-n", self.ns(), "-o", "link", "show"])
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(": plx"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn assert_clean(&self) {
+        assert_eq!(
+            self.controller_ports(),
+            Vec::<Value>::new(),
+            "controller ports left"
+        );
+        assert_eq!(self.ovs_ports(), Vec::<String>::new(), "OVS ports left");
+        assert_eq!(self.host_veths(), Vec::<String>::new(), "host veths left");
+    }
+}
+
+#[test]
+fn conformance_plexus_all_verbs() {
+    let Some(e) = Env::start() else { return };
+    let p = e.plugin();
+    for version in ["0.4.0", "1.0.0", "1.1.0"] {
+        common_conformance(&p, &e.conf(version), "plx-ctr-1");
+        e.assert_clean();
+    }
+    let conf = e.conf("1.1.0");
+    let pod = Netns::create(&unique_name("plxpod")).unwrap();
+    let netns = ns_path(pod.name());
+
+    // VERSION lists every version we claim.
+    let v = p
+        .verb("VERSION", "", "", "", &json!({"cniVersion": "1.1.0"}))
+        .json();
+    assert_eq!(
+        v["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+    // 0.3.1 result: ips carry "version".
+    let r = p.verb("ADD", "c031", &netns, "eth0", &e.conf("0.3.1"));
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.json()["ips"][0]["version"], "4");
+    p.verb("DEL", "c031", &netns, "eth0", &e.conf("0.3.1"))
+        .assert_ok_empty("DEL 0.3.1");
+
+    // STATUS: up; controller down → 50; bridge missing → 50.
+    p.verb("STATUS", "", "", "", &conf)
+        .assert_ok_empty("STATUS");
+    let mut down = conf.clone();
+    down["controller"]["url"] = json!("http://127.0.0.1:1");
+    p.verb("STATUS", "", "", "", &down)
+        .assert_error(50, "STATUS controller down");
+    let mut nobr = conf.clone();
+    nobr["bridge"] = json!("nosuchbr");
+    p.verb("STATUS", "", "", "", &nobr)
+        .assert_error(50, "STATUS no bridge");
+
+    // Error paths.
+    p.call(&[], &conf.to_string())
+        .assert_error(4, "no CNI_COMMAND");
+    p.call(&[("CNI_COMMAND", "FROB")], &conf.to_string())
+        .assert_error(4, "unknown command");
+    p.call(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_NETNS", &netns),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &conf.to_string(),
+    )
+    .assert_error(4, "no CNI_CONTAINERID");
+    p.verb("ADD", "c1", &netns, "this-name-is-too-long", &conf)
+        .assert_error(4, "bad CNI_IFNAME");
+    p.verb("ADD", "c1", "/run/netns/plx-no-such-ns", "eth0", &conf)
+        .assert_error(3, "missing netns");
+    let mut pm = conf.clone();
+    pm["runtimeConfig"] = json!({"portMappings": [{"hostPort": 80, "containerPort": 80}]});
+    p.verb("ADD", "c1", &netns, "eth0", &pm)
+        .assert_error(2, "portMappings");
+    let mut nosub = conf.clone();
+    nosub.as_object_mut().unwrap().remove("subnet");
+    p.verb("ADD", "c1", &netns, "eth0", &nosub)
+        .assert_error(7, "no subnet");
+    p.verb(
+        "ADD",
+        "c1",
+        &netns,
+        "eth0",
+        &json!({"cniVersion": "1.1.0", "type": "x"}),
+    )
+    .assert_error(7, "no name");
+    let mut badsub = conf.clone();
+    badsub["subnet"] = json!("no-such-subnet");
+    p.verb("ADD", "c1", &netns, "eth0", &badsub)
+        .assert_error(101, "unknown subnet");
+    p.verb("ADD", "c1", &netns, "eth0", &down)
+        .assert_error(100, "controller down");
+    let mut badtok = conf.clone();
+    badtok["controller"]["token_file"] = json!("/nonexistent/token");
+    p.verb("ADD", "c1", &netns, "eth0", &badtok)
+        .assert_error(5, "token file");
+    p.verb("CHECK", "c1", &netns, "eth0", &conf)
+        .assert_error(7, "CHECK without prevResult");
+    e.assert_clean();
+
+    // runtimeConfig ips/mac are honoured; CHECK detects drift.
+    let mut fixed = conf.clone();
+    fixed["runtimeConfig"] = json!({"ips": ["10.77.1.77/24"], "mac": "02:00:00:00:77:77"});
+    let r = p.verb("ADD", "c2", &netns, "eth0", &fixed);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = r.json();
+    assert_eq!(r["ips"][0]["address"], "10.77.1.77/24");
+    assert_eq!(r["interfaces"][1]["mac"], "02:00:00:00:77:77");
+    assert_eq!(r["interfaces"][1]["mtu"], 1400);
+    let prev = with_prev(&conf, &r);
+    p.verb("CHECK", "c2", &netns, "eth0", &prev)
+        .assert_ok_empty("CHECK");
+    pod.ip(&["addr", "flush", "dev", "eth0"]).unwrap();
+    p.verb("CHECK", "c2", &netns, "eth0", &prev)
+        .assert_error(104, "CHECK drift");
+    p.verb("DEL", "c2", &netns, "eth0", &prev)
+        .assert_ok_empty("DEL");
+
+    // Chaining: our result appends to a previous plugin's.
+    let before = json!({"cniVersion": "1.1.0", "interfaces": [{"name": "lo0"}],
+                        "ips": [], "routes": [], "dns": {"nameservers": ["10.0.0.53"]}});
+    let r = p.verb("ADD", "c3", &netns, "eth0", &with_prev(&conf, &before));
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = r.json();
+    assert_eq!(r["interfaces"][0]["name"], "lo0");
+    assert_eq!(r["ips"][0]["interface"], 2);
+    assert_eq!(r["dns"]["nameservers"][0], "10.0.0.53");
+    p.verb("DEL", "c3", &netns, "eth0", &conf)
+        .assert_ok_empty("DEL");
+    e.assert_clean();
+
+    // GC: keep c4, plant leaks c5 (full attachment) and a bare controller port.
+    for c in ["c4", "c5"] {
+        let ns = Netns::create(&unique_name("plxgc")).unwrap();
+        let r = p.verb("ADD", c, &ns_path(ns.name()), "eth0", &conf);
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        let _ = ns.persist();
+    }
+    e.api(
+        "POST",
+        "/v1/ports",
+        Some(json!({"subnet_id": e.subnet, "name": "cni/plexus/c6/eth0",
+                    "binding": {"chassis_id": e.chassis, "iface": "c6/eth0"}})),
+    );
+    assert_eq!(e.controller_ports().len(), 3);
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c4", "ifname": "eth0"}]);
+    p.verb("GC", "", "", "", &gc).assert_ok_empty("GC");
+    let left = e.controller_ports();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["name"], "cni/plexus/c4/eth0");
+    assert_eq!(e.ovs_ports().len(), 1);
+    gc["cni.dev/valid-attachments"] = json!([]);
+    p.verb("GC", "", "", "", &gc).assert_ok_empty("GC all");
+    e.assert_clean();
+    for n in plexus_tests::netns::list().unwrap() {
+        if n.starts_with("plxgc") && n.contains(&format!("{}x", std::process::id() % 100_000)) {
+            let _ = plexus_tests::netns::ip(&["netns", "del", &n]);
+        }
+    }
+}
+
+#[test]
+fn e2e_two_pods_ping_then_del_leaves_nothing() {
+    let Some(e) = Env::start() else { return };
+    let p = e.plugin();
+    let conf = e.conf("1.1.0");
+    let pods: Vec<Netns> = (0..2)
+        .map(|_| Netns::create(&unique_name("plxpod")).unwrap())
+        .collect();
+    let mut addrs = Vec::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let r = p.verb(
+            "ADD",
+            &format!("pod{i}"),
+            &ns_path(pod.name()),
+            "eth0",
+            &conf,
+        );
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        let a = validate_result(&r.json(), "1.1.0", &ns_path(pod.name()), "eth0");
+        addrs.push(a.split('/').next().unwrap().to_owned());
+        let mtu = pod.ip(&["-o", "link", "show", "eth0"]).unwrap();
+        assert!(mtu.contains("mtu 1400"), "{mtu}");
+        let rt = pod.ip(&["route", "show", "default"]).unwrap();
+        assert!(rt.contains("via 10.77.1.1"), "{rt}");
+    }
+    assert_eq!(e.ovs_ports().len(), 2);
+    let ids = e
+        .ovs
+        .vsctl(&["--columns=external_ids", "list", "Interface"])
+        .unwrap();
+    for port in e.controller_ports() {
+        assert!(ids.contains(port["id"].as_str().unwrap()), "{ids}");
+        assert_eq!(port["binding"]["chassis_id"], json!(e.chassis));
+    }
+    for (from, to) in [(0, 1), (1, 0)] {
+        let out = pods[from]
+            .command("ping")
+            .args(["-c", "3", "-i", "0.2", "-W", "2", &addrs[to]])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ping {} -> {}: {}",
+            from,
+            addrs[to],
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    for (i, pod) in pods.iter().enumerate() {
+        p.verb(
+            "DEL",
+            &format!("pod{i}"),
+            &ns_path(pod.name()),
+            "eth0",
+            &conf,
+        )
+        .assert_ok_empty("DEL");
+        let links = pod.ip(&["-o", "link", "show"]).unwrap();
+        assert!(!links.contains("eth0"), "{links}");
+    }
+    e.assert_clean();
+}
+
+#[test]
+fn concurrent_adds_get_unique_ips_and_del_cleans_up() {
+    let Some(e) = Env::start() else { return };
+    let n: usize = std::env::var("CNI_CONCURRENT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let conf = e.conf("1.0.0");
+    let pods: Vec<Netns> = (0..n)
+        .map(|_| Netns::create(&unique_name("plxcc")).unwrap())
+        .collect();
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let hs: Vec<_> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, pod)| {
+                let (p, conf) = (e.plugin(), &conf);
+                s.spawn(move || {
+                    let r = p.verb("ADD", &format!("cc{i}"), &ns_path(pod.name()), "eth0", conf);
+                    assert_eq!(r.code, 0, "ADD {i}: {}", r.stdout);
+                    r.json()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ips: HashSet<String> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ips.len(), n, "duplicate addresses: {ips:?}");
+    assert_eq!(e.controller_ports().len(), n);
+    assert_eq!(e.ovs_ports().len(), n);
+    std::thread::scope(|s| {
+        for (i, pod) in pods.iter().enumerate() {
+            let (p, conf) = (e.plugin(), &conf);
+            s.spawn(move || {
+                p.verb("DEL", &format!("cc{i}"), &ns_path(pod.name()), "eth0", conf)
+                    .assert_ok_empty("DEL");
+            });
+        }
+    });
+    e.assert_clean();
+}
+
+/// Latency beside `../shared/bench/cni-ref-latency.sh`: N sequential ADD+DEL
+/// and C concurrent ADDs then DELs, each a fresh netns (netns setup not timed;
+/// timed span = one plugin exec incl. process start, spawned directly from a
+/// thread inside OVS's namespace). `CNI_BENCH_BIN` selects the binary (use
+/// the release build), `CNI_BENCH_N`/`CNI_BENCH_C` the counts.
+/// Without `CNI_BENCH=1` it runs as a small functional check (5 sequential,
+/// 3 concurrent) in CI; figures are printed, never asserted.
+/// Run: `CNI_BENCH=1 cargo test -p plexus-cni --test cni latency_bench -- --nocapture`.
+#[test]
+fn latency_bench() {
+    let Some(e) = Env::start() else { return };
+    let bin: PathBuf = std::env::var("CNI_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_plexus-cni").into());
+    let get = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let bench = std::env::var("CNI_BENCH").is_ok();
+    let (n, c) = if bench {
+        (get("CNI_BENCH_N", 100), get("CNI_BENCH_C", 20))
+    } else {
+        (5, 3)
+    };
+    let mut conf = e.conf("1.0.0");
+    if std::env::var("CNI_BENCH_NO_WAIT").is_ok() {
+        conf["ovs_no_wait"] = json!(true);
+    }
+    let conf = conf.to_string();
+    let host = ns_path(e.ns());
+    let exec = |cmd: &str, cid: &str, netns: &str| -> f64 {
+        run_in(Path::new(&host), || {
+            let t0 = std::time::Instant::now();
+            let mut child = Command::new(&bin)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs([
+                    ("CNI_COMMAND", cmd),
+                    ("CNI_CONTAINERID", cid),
+                    ("CNI_NETNS", netns),
+                    ("CNI_IFNAME", "eth0"),
+                    ("CNI_PATH", "/usr/lib/cni"),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(conf.as_bytes())
+                .unwrap();
+            let o = child.wait_with_output().unwrap();
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            assert!(
+                o.status.success(),
+                "{cmd} {cid}: {}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+            ms
+        })
+        .unwrap()
+    };
+    let pctl = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        format!(
+            "p50={:.2} p99={:.2} max={:.2} n={}",
+            at(0.5),
+            at(0.99),
+            v[v.len() - 1],
+            v.len()
+        )
+    };
+    // warm-up
+    let w = Netns::create(&unique_name("plxlat")).unwrap();
+    exec("ADD", "lat-0", &ns_path(w.name()));
+    exec("DEL", "lat-0", &ns_path(w.name()));
+    drop(w);
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    for i in 1..=n {
+        let ns = Netns::create(&unique_name("plxlat")).unwrap();
+        add.push(exec("ADD", &format!("lat-{i}"), &ns_path(ns.name())));
+        del.push(exec("DEL", &format!("lat-{i}"), &ns_path(ns.name())));
+    }
+    println!("seq_add_ms {}", pctl(&mut add));
+    println!("seq_del_ms {}", pctl(&mut del));
+    let nss: Vec<Netns> = (0..c)
+        .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
+        .collect();
+    for (verb, key) in [("ADD", "add"), ("DEL", "del")] {
+        let t0 = std::time::Instant::now();
+        let mut v: Vec<f64> = std::thread::scope(|s| {
+            let hs: Vec<_> = nss
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| {
+                    let exec = &exec;
+                    s.spawn(move || exec(verb, &format!("lat-c{i}"), &ns_path(ns.name())))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        println!("conc{c}_{key}_ms {} wall={wall:.1}", pctl(&mut v));
+    }
+    e.assert_clean();
+}
