@@ -13,8 +13,10 @@
 //! The fast-path core (`flow`, `classifier`, `cache`) is sans-IO and allocation-free per packet.
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod cache;
 pub mod classifier;
+pub mod datapath;
 pub mod flow;
 pub mod port;
 #[allow(unsafe_code)]
