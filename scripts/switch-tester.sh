@@ -12,7 +12,9 @@
 # Extra daemon flags: VSWITCHD_ARGS (e.g. "--port-type afpacket").
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# ../shared relative to the repo (a worktree under /work/wt/NAME: ../../shared).
 PEERS=${PEERS_DIR:-$ROOT/../shared/peers}
+[[ -d $PEERS ]] || PEERS=$ROOT/../../shared/peers
 export PEERS_VENV=${PEERS_VENV:-/var/tmp/plexus-peers-venv}
 if ! "$PEERS_VENV/bin/python" -c 'import os_ken, eventlet' 2>/dev/null; then
   echo "[switch-tester] installing os-ken + eventlet into $PEERS_VENV" >&2

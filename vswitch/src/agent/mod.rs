@@ -445,7 +445,10 @@ impl Agent {
     }
 }
 
-fn chunks<T: Clone>(v: Vec<T>, f: impl Fn(Vec<T>) -> MultipartReplyBody) -> Vec<MultipartReplyBody> {
+fn chunks<T: Clone>(
+    v: Vec<T>,
+    f: impl Fn(Vec<T>) -> MultipartReplyBody,
+) -> Vec<MultipartReplyBody> {
     if v.is_empty() {
         return vec![f(v)];
     }
@@ -454,8 +457,20 @@ fn chunks<T: Clone>(v: Vec<T>, f: impl Fn(Vec<T>) -> MultipartReplyBody) -> Vec<
 
 /// Bitmap of OFPAT_* supported (output..pop_pbb).
 fn all_actions_bitmap() -> u32 {
-    (1 << 0) | (1 << 11) | (1 << 12) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 18)
-        | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25)
+    (1 << 0)
+        | (1 << 11)
+        | (1 << 12)
+        | (1 << 15)
+        | (1 << 16)
+        | (1 << 17)
+        | (1 << 18)
+        | (1 << 19)
+        | (1 << 20)
+        | (1 << 21)
+        | (1 << 22)
+        | (1 << 23)
+        | (1 << 24)
+        | (1 << 25)
 }
 
 fn table_features() -> Vec<TableFeatures> {

@@ -52,8 +52,12 @@ pub trait Engine: Send + std::fmt::Debug {
     /// Runs one frame received on `in_port` through the tables.
     fn process(&mut self, in_port: u32, frame: &[u8], now: Instant, out: &mut dyn Sink);
     /// PACKET_OUT (with `data`; buffering is the agent's concern).
-    fn packet_out(&mut self, po: &PacketOut, now: Instant, out: &mut dyn Sink)
-    -> Result<(), OfpError>;
+    fn packet_out(
+        &mut self,
+        po: &PacketOut,
+        now: Instant,
+        out: &mut dyn Sink,
+    ) -> Result<(), OfpError>;
     /// Removes flows whose idle/hard timeout passed; returns the
     /// FLOW_REMOVED messages for those with `OFPFF_SEND_FLOW_REM`.
     fn expire(&mut self, now: Instant) -> Vec<FlowRemoved>;

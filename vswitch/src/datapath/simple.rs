@@ -241,10 +241,7 @@ impl SimplePipeline {
             port_no::IN_PORT => out.output(in_port, ctx.frame),
             port_no::ALL | port_no::FLOOD => {
                 for p in &self.ports {
-                    if p.ofport != in_port
-                        && !p.no_fwd
-                        && !(port == port_no::FLOOD && p.no_flood)
-                    {
+                    if p.ofport != in_port && !p.no_fwd && !(port == port_no::FLOOD && p.no_flood) {
                         out.output(p.ofport, ctx.frame);
                     }
                 }
@@ -279,7 +276,13 @@ impl SimplePipeline {
         }
     }
 
-    fn run_actions(&mut self, ctx: &mut Ctx<'_>, acts: &[Action], depth: usize, out: &mut dyn Sink) {
+    fn run_actions(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        acts: &[Action],
+        depth: usize,
+        out: &mut dyn Sink,
+    ) {
         for a in acts {
             match a {
                 Action::Output { port, max_len } => {
@@ -338,7 +341,13 @@ impl SimplePipeline {
         }
     }
 
-    fn run_tables(&mut self, ctx: &mut Ctx<'_>, mut table: usize, now: Instant, out: &mut dyn Sink) {
+    fn run_tables(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        mut table: usize,
+        now: Instant,
+        out: &mut dyn Sink,
+    ) {
         let mut action_set: Vec<Action> = Vec::new();
         loop {
             self.counters[table].lookups += 1;
@@ -375,7 +384,9 @@ impl SimplePipeline {
                     }
                     Instruction::WriteActions(a) => {
                         for act in a {
-                            action_set.retain(|x| std::mem::discriminant(x) != std::mem::discriminant(act));
+                            action_set.retain(|x| {
+                                std::mem::discriminant(x) != std::mem::discriminant(act)
+                            });
                             action_set.push(act.clone());
                         }
                     }
@@ -399,8 +410,9 @@ impl SimplePipeline {
             _ => None,
         }) {
             self.run_group(ctx, g, 0, out);
-        } else if let Some(Action::Output { port, max_len }) =
-            action_set.iter().find(|a| matches!(a, Action::Output { .. }))
+        } else if let Some(Action::Output { port, max_len }) = action_set
+            .iter()
+            .find(|a| matches!(a, Action::Output { .. }))
         {
             self.output(ctx, *port, *max_len, REASON_ACTION, out);
         }
@@ -545,7 +557,9 @@ impl Engine for SimplePipeline {
     }
 
     fn meter_mod(&mut self, mm: &MeterMod) -> Result<(), OfpError> {
-        if (mm.meter_id == 0 || mm.meter_id > OFPM_MAX) && !(mm.command == MeterModCommand::Delete && mm.meter_id == OFPM_ALL) {
+        if (mm.meter_id == 0 || mm.meter_id > OFPM_MAX)
+            && !(mm.command == MeterModCommand::Delete && mm.meter_id == OFPM_ALL)
+        {
             return Err(mmf(MeterModFailedCode::InvalidMeter));
         }
         let exists = self.meters.contains_key(&mm.meter_id);
@@ -635,8 +649,7 @@ impl Engine for SimplePipeline {
                     let e = &r.data;
                     if e.hard != 0 && now >= e.created + Duration::from_secs(e.hard as u64) {
                         Some((r.id, RR_HARD))
-                    } else if e.idle != 0
-                        && now >= e.last_hit + Duration::from_secs(e.idle as u64)
+                    } else if e.idle != 0 && now >= e.last_hit + Duration::from_secs(e.idle as u64)
                     {
                         Some((r.id, RR_IDLE))
                     } else {
