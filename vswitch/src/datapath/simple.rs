@@ -60,6 +60,74 @@ struct Group {
 struct Meter {
     mm: MeterMod,
     created: Instant,
+    /// Token bucket of the lowest-rate drop band: (rate per second, burst,
+    /// bytes-based), tokens and last refill.
+    bucket: Option<(f64, f64, bool)>,
+    tokens: f64,
+    last: Instant,
+    packets: u64,
+    bytes: u64,
+    band_drops: Vec<(u64, u64)>,
+}
+
+impl Meter {
+    fn new(mm: &MeterMod, created: Instant) -> Self {
+        use plexus_openflow::message::{MeterBand, meter_flags};
+        let kbps = mm.flags & meter_flags::PKTPS == 0;
+        let burst_flag = mm.flags & meter_flags::BURST != 0;
+        let bucket = mm
+            .bands
+            .iter()
+            .filter_map(|b| match b {
+                MeterBand::Drop { rate, burst_size } => Some((*rate, *burst_size)),
+                _ => None,
+            })
+            .min_by_key(|(r, _)| *r)
+            .map(|(rate, burst)| {
+                // kbps: tokens are bytes.
+                let scale = if kbps { 1000.0 / 8.0 } else { 1.0 };
+                let r = rate as f64 * scale;
+                let b = if burst_flag && burst > 0 {
+                    burst as f64 * scale
+                } else {
+                    r
+                };
+                (r, b.max(if kbps { 1600.0 } else { 1.0 }), kbps)
+            });
+        Self {
+            mm: mm.clone(),
+            created,
+            tokens: bucket.map_or(0.0, |b| b.1),
+            bucket,
+            last: created,
+            packets: 0,
+            bytes: 0,
+            band_drops: mm.bands.iter().map(|_| (0, 0)).collect(),
+        }
+    }
+
+    /// Counts the packet; false if a drop band drops it.
+    fn pass(&mut self, len: usize, now: Instant) -> bool {
+        self.packets += 1;
+        self.bytes += len as u64;
+        let Some((rate, burst, bytes)) = self.bucket else {
+            return true;
+        };
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        let cost = if bytes { len as f64 } else { 1.0 };
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            true
+        } else {
+            if let Some(d) = self.band_drops.first_mut() {
+                d.0 += 1;
+                d.1 += len as u64;
+            }
+            false
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -366,6 +434,15 @@ impl SimplePipeline {
                 r.data.last_hit = now;
             }
             let mut next = None;
+            // The meter instruction runs first (OpenFlow 1.3 §5.9).
+            for i in &ins {
+                if let Instruction::Meter(m) = i
+                    && let Some(m) = self.meters.get_mut(m)
+                    && !m.pass(ctx.frame.len(), now)
+                {
+                    return;
+                }
+            }
             for i in &ins {
                 match i {
                     Instruction::ApplyActions(a) => {
@@ -571,13 +648,8 @@ impl Engine for SimplePipeline {
                 if mm.command == MeterModCommand::Modify && !exists {
                     return Err(mmf(MeterModFailedCode::UnknownMeter));
                 }
-                self.meters.insert(
-                    mm.meter_id,
-                    Meter {
-                        mm: mm.clone(),
-                        created: Instant::now(),
-                    },
-                );
+                self.meters
+                    .insert(mm.meter_id, Meter::new(mm, Instant::now()));
             }
             MeterModCommand::Delete => {
                 if mm.meter_id == OFPM_ALL {
@@ -768,12 +840,22 @@ impl Engine for SimplePipeline {
                 let (s, ns) = dur(now, m.created);
                 MeterStats {
                     meter_id: m.mm.meter_id,
-                    flow_count: 0,
-                    packet_in_count: 0,
-                    byte_in_count: 0,
+                    flow_count: self
+                        .tables
+                        .iter()
+                        .flat_map(|t| t.iter())
+                        .filter(|r| {
+                            r.data
+                                .instructions
+                                .iter()
+                                .any(|i| *i == Instruction::Meter(m.mm.meter_id))
+                        })
+                        .count() as u32,
+                    packet_in_count: m.packets,
+                    byte_in_count: m.bytes,
                     duration_sec: s,
                     duration_nsec: ns,
-                    band_stats: m.mm.bands.iter().map(|_| (0, 0)).collect(),
+                    band_stats: m.band_drops.clone(),
                 }
             })
             .collect()
