@@ -274,7 +274,7 @@ fn parse_ports(specs: &[String]) -> anyhow::Result<Vec<(String, u32)>> {
             Some((n, p)) => (n.to_string(), p.parse::<u32>()?),
             None => (s.clone(), next),
         };
-        anyhow::ensure!(no >= 1 && no < 0xffff_ff00, "bad port number in {s}");
+        anyhow::ensure!((1..0xffff_ff00).contains(&no), "bad port number in {s}");
         anyhow::ensure!(
             !out.iter().any(|(_, n)| *n == no),
             "duplicate port number {no}"

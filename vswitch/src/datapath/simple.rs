@@ -231,10 +231,8 @@ impl SimplePipeline {
                 Instruction::ApplyActions(a) | Instruction::WriteActions(a) => {
                     self.validate_actions(a)?
                 }
-                Instruction::Meter(m) => {
-                    if !self.meters.contains_key(m) {
-                        return Err(mmf(MeterModFailedCode::UnknownMeter));
-                    }
+                Instruction::Meter(m) if !self.meters.contains_key(m) => {
+                    return Err(mmf(MeterModFailedCode::UnknownMeter));
                 }
                 Instruction::Experimenter { .. } => {
                     return Err(OfpError::BadInstruction(BadInstructionCode::UnsupInst));
@@ -256,10 +254,8 @@ impl SimplePipeline {
                         return Err(OfpError::BadAction(BadActionCode::BadOutPort));
                     }
                 }
-                Action::Group(g) => {
-                    if !self.groups.contains_key(g) {
-                        return Err(OfpError::BadAction(BadActionCode::BadOutGroup));
-                    }
+                Action::Group(g) if !self.groups.contains_key(g) => {
+                    return Err(OfpError::BadAction(BadActionCode::BadOutGroup));
                 }
                 _ => {}
             }
@@ -847,8 +843,7 @@ impl Engine for SimplePipeline {
                         .filter(|r| {
                             r.data
                                 .instructions
-                                .iter()
-                                .any(|i| *i == Instruction::Meter(m.mm.meter_id))
+                                .contains(&Instruction::Meter(m.mm.meter_id))
                         })
                         .count() as u32,
                     packet_in_count: m.packets,
