@@ -183,7 +183,7 @@ fn ping_flow_stats_packet_in_out_and_ofctl_dump_flows() {
     assert_eq!(sw.n_tables(), 254);
 
     // Ping between a and b through two flows (table 0 → table 1).
-    sw.add_flows_unbundled(&[
+    sw.add_flows(&[
         "table=0,priority=10,in_port=1,actions=goto_table:1",
         "table=1,priority=10,in_port=1,actions=output:2",
         "table=0,priority=10,in_port=2,actions=output:1",

@@ -27,6 +27,7 @@ use plexus_openflow::message::{
     AsyncConfig, FeaturesReply, FlowRemoved, Message, OFP_NO_BUFFER, PacketIn, PacketOut, PortMod,
     PortStatus, QueueGetConfigReply, Role, SwitchConfig,
 };
+use plexus_openflow::message::{BundleControl, BundleCtrlType, ErrorMsg, is_bundlable};
 use plexus_openflow::oxm::FieldId;
 
 use crate::datapath::{Ctl, DpPort, Engine};
@@ -95,7 +96,18 @@ pub struct Agent {
     conns: BTreeMap<u64, Conn>,
     switch_config: SwitchConfig,
     generation: Option<u64>,
+    /// Open bundles per (connection, bundle id): the queued messages.
+    bundles: BTreeMap<(u64, u32), Vec<(u32, Message)>>,
 }
+
+/// `OFPET_BUNDLE_FAILED` (OpenFlow 1.4, used for the 1.3 ONF extension).
+fn bundle_failed(code: u16) -> OfpError {
+    OfpError::Other { err_type: 17, code }
+}
+const BFC_BAD_ID: u16 = 2;
+const BFC_BUNDLE_EXIST: u16 = 3;
+const BFC_MSG_UNSUP: u16 = 10;
+const BFC_MSG_FAILED: u16 = 13;
 
 /// The first 64 bytes of a message as sent (OFPT_ERROR data).
 fn head(xid: u32, msg: &Message) -> Vec<u8> {
@@ -114,6 +126,7 @@ impl Agent {
                 miss_send_len: 128,
             },
             generation: None,
+            bundles: BTreeMap::new(),
         }
     }
 
@@ -141,6 +154,7 @@ impl Agent {
             }
             Ctl::Disconnected { id } => {
                 self.conns.remove(&id);
+                self.bundles.retain(|(c, _), _| *c != id);
             }
             Ctl::Bad { id, failure } => {
                 if let Some(c) = self.conns.get(&id) {
@@ -266,16 +280,84 @@ impl Agent {
                 }),
             ),
             Message::NxSetPacketInFormat(0) | Message::NxSetControllerId(_) => {}
-            Message::Experimenter(_)
-            | Message::NxSetPacketInFormat(_)
-            | Message::NxResume(_)
-            | Message::BundleControl(_)
-            | Message::BundleAdd(_) => {
+            Message::BundleControl(bc) => self.bundle_control(id, xid, bc, sw)?,
+            Message::BundleAdd(ba) => {
+                if !is_bundlable(ba.message.msg_type()) {
+                    return Err(bundle_failed(BFC_MSG_UNSUP));
+                }
+                match self.bundles.get_mut(&(id, ba.bundle_id)) {
+                    Some(v) => v.push((xid, (*ba.message).clone())),
+                    None => return Err(bundle_failed(BFC_BAD_ID)),
+                }
+            }
+            Message::Experimenter(_) | Message::NxSetPacketInFormat(_) | Message::NxResume(_) => {
                 return Err(OfpError::BadRequest(BadRequestCode::BadExperimenter));
             }
             // Switch-to-controller messages.
             _ => return Err(OfpError::BadRequest(BadRequestCode::BadType)),
         }
+        Ok(())
+    }
+
+    /// ONF bundles: OPEN/ADD queue messages, COMMIT applies them in order
+    /// (stopping at the first error, which is reported for the failing
+    /// message followed by MSG_FAILED for the commit), DISCARD drops them.
+    fn bundle_control(
+        &mut self,
+        id: u64,
+        xid: u32,
+        bc: &BundleControl,
+        sw: &mut dyn Switch,
+    ) -> Result<(), OfpError> {
+        use BundleCtrlType as T;
+        let key = (id, bc.bundle_id);
+        let reply = match bc.ctrl_type {
+            T::OpenRequest => {
+                if self.bundles.contains_key(&key) {
+                    return Err(bundle_failed(BFC_BUNDLE_EXIST));
+                }
+                self.bundles.insert(key, Vec::new());
+                T::OpenReply
+            }
+            T::CloseRequest => {
+                if !self.bundles.contains_key(&key) {
+                    return Err(bundle_failed(BFC_BAD_ID));
+                }
+                T::CloseReply
+            }
+            T::DiscardRequest => {
+                self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
+                T::DiscardReply
+            }
+            T::CommitRequest => {
+                let msgs = self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
+                for (mxid, m) in msgs {
+                    if let Err(e) = self.message(id, mxid, &m, sw) {
+                        self.send(
+                            id,
+                            mxid,
+                            &Message::Error(ErrorMsg {
+                                error: e,
+                                data: head(mxid, &m),
+                            }),
+                        );
+                        return Err(bundle_failed(BFC_MSG_FAILED));
+                    }
+                }
+                T::CommitReply
+            }
+            _ => return Err(OfpError::BadRequest(BadRequestCode::BadType)),
+        };
+        self.send(
+            id,
+            xid,
+            &Message::BundleControl(BundleControl {
+                bundle_id: bc.bundle_id,
+                ctrl_type: reply,
+                flags: bc.flags,
+                properties: Vec::new(),
+            }),
+        );
         Ok(())
     }
 
