@@ -229,6 +229,30 @@ fn ping_flow_stats_packet_in_out_and_ofctl_dump_flows() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A message type that does not exist: OFPT_ERROR BAD_REQUEST/BAD_TYPE,
+    // and the connection lives on.
+    let r = sw
+        .send_raw_checked(vec![4, 99, 0, 8, 0, 0, 0, 7])
+        .expect("answered");
+    assert_eq!(
+        r,
+        Err(plexus_openflow::OfpError::BadRequest(
+            plexus_openflow::error::BadRequestCode::BadType
+        ))
+    );
+    // A flow-mod the pipeline rejects: goto_table to an earlier table.
+    let r = sw
+        .send_checked(&plexus_openflow::Message::FlowMod(
+            plexus_openflow::text::flow::parse_flow_mod(
+                "table=3,actions=goto_table:1",
+                plexus_openflow::message::FlowModCommand::Add,
+            )
+            .expect("parse"),
+        ))
+        .expect("answered");
+    assert!(r.is_err(), "goto_table backwards accepted");
+    sw.barrier().expect("connection lives on");
+
     // ovs-ofctl against the passive listener shows the flows.
     let out = Command::new("ovs-ofctl")
         .args(["-O", "OpenFlow13", "dump-flows"])

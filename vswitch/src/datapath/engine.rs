@@ -16,10 +16,14 @@ use plexus_openflow::message::{
 };
 
 /// One switch port as the pipeline sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortInfo {
     /// OpenFlow port number.
     pub ofport: u32,
+    /// Interface name.
+    pub name: String,
+    /// Ethernet address.
+    pub hw_addr: [u8; 6],
     /// Link is up (usable for flooding and fast-failover liveness).
     pub live: bool,
     /// `OFPPC_NO_FWD`: frames are not sent out of this port.

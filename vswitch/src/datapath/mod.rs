@@ -133,6 +133,8 @@ impl DpPort {
     fn info(&self) -> PortInfo {
         PortInfo {
             ofport: self.ofport,
+            name: self.port.name().to_string(),
+            hw_addr: self.hw_addr,
             live: self.link.oper_up && self.config & OFPPC_PORT_DOWN == 0,
             no_fwd: self.config & OFPPC_NO_FWD != 0,
             no_flood: self.config & OFPPC_NO_FLOOD != 0,
