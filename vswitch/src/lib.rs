@@ -18,6 +18,7 @@ pub mod cache;
 pub mod classifier;
 pub mod datapath;
 pub mod flow;
+pub mod pipeline;
 pub mod port;
 #[allow(unsafe_code)]
 pub mod sys;

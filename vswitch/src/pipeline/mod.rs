@@ -1,0 +1,1254 @@
+//! The OpenFlow 1.3 pipeline, sans-IO: flow/group/meter tables, packet
+//! processing, packet-out, statistics.
+//!
+//! **Processing** is OVS's translate-then-execute: [`xlate`] turns a flow key
+//! into a list of datapath operations ([`Op`]) plus the key bits the result
+//! depends on (wildcards); [`exec`] applies the operations to the packet bytes
+//! and emits outputs/packet-ins. The megaflow cache (on by default) stores
+//! translations under `key & wildcards` tagged with the table *generation*,
+//! bumped by every flow/group/meter/port change, so a packet processed after
+//! any change never takes a stale translation.
+//!
+//! **Outputs** ([`Emit::Output`]) reference the processed packet's bytes
+//! ([`OutData::Packet`]: read them from the [`PacketBuf`] after `process`
+//! returns) unless the packet was modified after that output, in which case
+//! the bytes were copied ([`OutData::Copy`]; hand the vector back with
+//! [`Pipeline::recycle`] to reuse it). The common case allocates nothing.
+//!
+//! **Counters** kept here: per flow (packets, bytes, duration, idle time),
+//! per table (lookups, matches), per group and bucket, per meter and band,
+//! and pipeline drops ([`PipelineCounters`]). Per-port rx/tx counters are
+//! the caller's (the ports see every packet).
+//!
+//! **Flow-removed** messages for deletions (FLOW_MOD DELETE, group/meter
+//! deletion) are queued and returned, together with timeouts, by
+//! [`Pipeline::expire`] (or [`Pipeline::take_flow_removed`]).
+//!
+//! **Clocks**: everything per packet and per flow takes `now`; group and
+//! meter durations use `Instant::now()` at creation.
+
+#![allow(clippy::collapsible_match)]
+
+mod exec;
+mod packet;
+#[cfg(test)]
+mod tests;
+mod xlate;
+
+pub use packet::PacketBuf;
+pub use xlate::{Compiled, Credit, DropReason, MAX_RESUBMIT_DEPTH, MAX_RESUBMITS, Op};
+
+use crate::cache::FlowCache;
+use crate::classifier::Classifier;
+use crate::flow::{FlowKey, MaskedKey, PacketMeta, parse_into};
+use plexus_openflow::action::{Subfield, is_writable};
+use plexus_openflow::error::{
+    BadActionCode, BadInstructionCode, BadRequestCode, FlowModFailedCode, GroupModFailedCode,
+    MeterModFailedCode,
+};
+use plexus_openflow::message::{
+    AggregateStats, Bucket, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest,
+    GroupDesc, GroupModCommand, GroupStats, GroupType, MeterBand, MeterConfig, MeterModCommand,
+    MeterStats, OFP_NO_BUFFER, PacketOut, TableStats, flow_mod_flags, group_id, meter_flags,
+    port_no,
+};
+use plexus_openflow::message::{GroupMod, MeterMod};
+use plexus_openflow::oxm::{FieldId, Match, OFPVID_PRESENT};
+use plexus_openflow::{Action, Instruction, OfpError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `ofp_packet_in_reason`.
+pub mod reason {
+    pub const NO_MATCH: u8 = 0;
+    pub const ACTION: u8 = 1;
+    pub const INVALID_TTL: u8 = 2;
+}
+
+/// `ofp_flow_removed_reason`.
+pub mod removed_reason {
+    pub const IDLE_TIMEOUT: u8 = 0;
+    pub const HARD_TIMEOUT: u8 = 1;
+    pub const DELETE: u8 = 2;
+    pub const GROUP_DELETE: u8 = 3;
+}
+
+/// `OFPM_MAX`: the last usable meter id.
+pub const METER_MAX: u32 = 0xffff_0000;
+/// `OFPM_ALL`.
+pub const METER_ALL: u32 = 0xffff_ffff;
+/// `OFPTT_ALL`.
+pub const TABLE_ALL: u8 = 0xff;
+/// `OFPCML_NO_BUFFER`: send the whole packet to the controller.
+pub const NO_BUFFER_LEN: u16 = 0xffff;
+
+/// A switch port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    pub port_no: u32,
+    pub name: String,
+    pub hw_addr: [u8; 6],
+    /// Link up and not blocked: FLOOD and fast-failover use it; output to a
+    /// port that is not live is dropped.
+    pub live: bool,
+}
+
+/// Bytes of an output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutData {
+    /// The processed packet's bytes as they are when `process` returns.
+    Packet,
+    /// A copy (the packet was modified after this output).
+    Copy(Vec<u8>),
+}
+
+/// Something the pipeline wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Emit {
+    Output {
+        port: u32,
+        /// From `set_queue`, if any.
+        queue: Option<u32>,
+        data: OutData,
+    },
+    PacketIn {
+        reason: u8,
+        table_id: u8,
+        cookie: u64,
+        /// `in_port`, plus `metadata`, registers and `tunnel_id` when non-zero.
+        match_: Match,
+        /// Truncated to the action's `max_len`.
+        data: Vec<u8>,
+        /// Length of the packet before truncation.
+        total_len: u16,
+        /// Always `OFP_NO_BUFFER` (the agent may buffer).
+        buffer_id: u32,
+        /// NX `controller(userdata=...)`.
+        userdata: Option<Vec<u8>>,
+        controller_id: u16,
+    },
+}
+
+impl Emit {
+    /// The bytes to send for an output (`pkt`: the processed packet).
+    pub fn bytes<'a>(&'a self, pkt: &'a PacketBuf) -> &'a [u8] {
+        match self {
+            Emit::Output {
+                data: OutData::Copy(v),
+                ..
+            } => v,
+            Emit::Output { .. } => pkt.data(),
+            Emit::PacketIn { data, .. } => data,
+        }
+    }
+}
+
+/// Pipeline-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineCounters {
+    pub packets: u64,
+    /// Packets cut off by the resubmit bound.
+    pub resubmit_limit: u64,
+    pub ttl_expired: u64,
+    pub meter_drops: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Frames the parser flagged (runt/truncated); still processed.
+    pub parse_errors: u64,
+}
+
+/// A flow entry's payload in the classifier.
+#[derive(Debug, Clone)]
+pub struct FlowEntry {
+    pub cookie: u64,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub flags: u16,
+    /// In OpenFlow execution order.
+    pub instructions: Vec<Instruction>,
+    pub created: Instant,
+    pub last_used: Instant,
+}
+
+impl FlowEntry {
+    fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.instructions.iter().flat_map(|i| match i {
+            Instruction::ApplyActions(a) | Instruction::WriteActions(a) => a.as_slice(),
+            _ => &[],
+        })
+    }
+
+    fn has_out_port(&self, port: u32) -> bool {
+        port == port_no::ANY
+            || self.actions().any(|a| match a {
+                Action::Output { port: p, .. } => *p == port,
+                Action::Controller(_) => port == port_no::CONTROLLER,
+                _ => false,
+            })
+    }
+
+    fn has_group(&self, g: u32) -> bool {
+        g == group_id::ANY
+            || self
+                .actions()
+                .any(|a| matches!(a, Action::Group(x) if *x == g))
+    }
+
+    fn meter(&self) -> Option<u32> {
+        self.instructions.iter().find_map(|i| match i {
+            Instruction::Meter(m) => Some(*m),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub group_type: GroupType,
+    pub buckets: Vec<Bucket>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub bucket_stats: Vec<(u64, u64)>,
+    pub created: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Band {
+    pub rate: u32,
+    pub burst: u32,
+    /// Tokens × 1e9 (units: milli-packets or bits).
+    pub tokens: u128,
+    pub last: Option<Instant>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Meter {
+    pub flags: u16,
+    pub bands: Vec<MeterBand>,
+    pub state: Vec<Band>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub created: Instant,
+}
+
+/// The OpenFlow pipeline of one bridge.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub(crate) tables: Vec<Classifier<FlowEntry>>,
+    table_counts: Vec<(u64, u64)>,
+    pub(crate) groups: BTreeMap<u32, Group>,
+    pub(crate) meters: BTreeMap<u32, Meter>,
+    pub(crate) ports: BTreeMap<u32, PortInfo>,
+    generation: u64,
+    cache: FlowCache<Arc<Compiled>>,
+    cache_enabled: bool,
+    /// Whether output/watch ports must exist (`set_ports`) at FLOW_MOD time.
+    pub strict_ports: bool,
+    pub(crate) mac: HashMap<(u16, [u8; 6]), (u32, Instant)>,
+    /// NORMAL MAC table aging.
+    pub mac_aging: Duration,
+    removed: Vec<FlowRemoved>,
+    pub(crate) spare: Vec<Vec<u8>>,
+    pub(crate) pending: Vec<usize>,
+    pub(crate) saved: Vec<Vec<u8>>,
+    pub counters: PipelineCounters,
+    key_scratch: FlowKey,
+}
+
+impl Pipeline {
+    /// A pipeline with `n_tables` tables (ids `0..n_tables`; at most 254).
+    pub fn new(n_tables: u8) -> Self {
+        let n = n_tables.min(254) as usize;
+        Self {
+            tables: (0..n).map(|_| Classifier::new()).collect(),
+            table_counts: vec![(0, 0); n],
+            groups: BTreeMap::new(),
+            meters: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            generation: 1,
+            cache: FlowCache::new(8192, 65536),
+            cache_enabled: true,
+            strict_ports: true,
+            mac: HashMap::new(),
+            mac_aging: Duration::from_secs(300),
+            removed: Vec::new(),
+            spare: Vec::new(),
+            pending: Vec::new(),
+            saved: Vec::new(),
+            counters: PipelineCounters::default(),
+            key_scratch: FlowKey::ZERO,
+        }
+    }
+
+    pub fn n_tables(&self) -> u8 {
+        self.tables.len() as u8
+    }
+
+    /// The table generation (bumped by every change that can alter a translation).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn bump(&mut self) {
+        self.generation += 1;
+    }
+
+    /// Enables/disables the megaflow cache (disabled: every packet takes the slow path).
+    pub fn set_cache_enabled(&mut self, on: bool) {
+        self.cache_enabled = on;
+        self.cache.megaflows.flush();
+        self.cache.emc.flush();
+    }
+
+    /// Megaflow count (including stale ones).
+    pub fn cache_len(&self) -> usize {
+        self.cache.megaflows.len()
+    }
+
+    /// Replaces the port set.
+    pub fn set_ports(&mut self, ports: &[PortInfo]) {
+        self.ports = ports.iter().map(|p| (p.port_no, p.clone())).collect();
+        self.bump();
+    }
+
+    /// Changes one port's liveness (link up/down).
+    pub fn set_port_live(&mut self, port: u32, live: bool) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.live = live;
+        }
+        self.bump();
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = &PortInfo> {
+        self.ports.values()
+    }
+
+    /// Returns a copy buffer from [`OutData::Copy`] for reuse.
+    pub fn recycle(&mut self, mut v: Vec<u8>) {
+        if self.spare.len() < 256 {
+            v.clear();
+            self.spare.push(v);
+        }
+    }
+
+    // ---------------------------------------------------------------- flows
+
+    /// Validates and applies a FLOW_MOD.
+    pub fn flow_mod(&mut self, fm: &FlowMod, now: Instant) -> Result<(), OfpError> {
+        let all = fm.table_id == TABLE_ALL;
+        let is_delete = matches!(
+            fm.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        );
+        if (all && !is_delete) || (!all && fm.table_id as usize >= self.tables.len()) {
+            return Err(OfpError::FlowModFailed(FlowModFailedCode::BadTableId));
+        }
+        fm.match_.check_prerequisites().map_err(|e| e.ofp_error())?;
+        if !is_delete {
+            self.check_instructions(fm.table_id, &fm.match_, &fm.instructions)?;
+        }
+        let tables: Vec<usize> = if all {
+            (0..self.tables.len()).collect()
+        } else {
+            vec![fm.table_id as usize]
+        };
+        let cookie_ok = |e: &FlowEntry| (e.cookie ^ fm.cookie) & fm.cookie_mask == 0;
+        let mut insts = fm.instructions.clone();
+        insts.sort_by_key(xlate::inst_rank);
+        match fm.command {
+            FlowModCommand::Add => {
+                let t = &mut self.tables[fm.table_id as usize];
+                if fm.flags & flow_mod_flags::CHECK_OVERLAP != 0 {
+                    let k = MaskedKey::from_match(&fm.match_);
+                    let overlaps = t.iter().any(|r| {
+                        r.priority == fm.priority && {
+                            let both = r.key.mask.and(&k.mask);
+                            r.key.value.eq_masked(&k.value, &both)
+                        }
+                    });
+                    if overlaps {
+                        return Err(OfpError::FlowModFailed(FlowModFailedCode::Overlap));
+                    }
+                }
+                let entry = FlowEntry {
+                    cookie: fm.cookie,
+                    idle_timeout: fm.idle_timeout,
+                    hard_timeout: fm.hard_timeout,
+                    flags: fm.flags,
+                    instructions: insts,
+                    created: now,
+                    last_used: now,
+                };
+                let (id, old) = t.insert(fm.match_.clone(), fm.priority, entry);
+                if let Some(old) = old
+                    && fm.flags & flow_mod_flags::RESET_COUNTS == 0
+                    && let Some(r) = t.get(id)
+                {
+                    r.stats.copy_from(&old.stats);
+                }
+            }
+            FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
+                let reset = fm.flags & flow_mod_flags::RESET_COUNTS != 0;
+                let t = &mut self.tables[fm.table_id as usize];
+                let f = |r: &mut crate::classifier::Rule<FlowEntry>| {
+                    r.data.instructions = insts.clone();
+                    if reset {
+                        r.stats.copy_from(&Default::default());
+                    }
+                };
+                if fm.command == FlowModCommand::ModifyStrict {
+                    t.modify_strict(&fm.match_, fm.priority, |r| cookie_ok(&r.data), f);
+                } else {
+                    t.modify_loose(&fm.match_, |r| cookie_ok(&r.data), f);
+                }
+            }
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
+                for ti in tables {
+                    let t = &mut self.tables[ti];
+                    let filter = |r: &crate::classifier::Rule<FlowEntry>| {
+                        cookie_ok(&r.data)
+                            && r.data.has_out_port(fm.out_port)
+                            && r.data.has_group(fm.out_group)
+                    };
+                    let gone = if fm.command == FlowModCommand::DeleteStrict {
+                        t.remove_strict(&fm.match_, fm.priority, filter)
+                            .into_iter()
+                            .collect()
+                    } else {
+                        t.remove_loose(&fm.match_, filter)
+                    };
+                    for r in gone {
+                        self.note_removed(ti as u8, &r, removed_reason::DELETE, now);
+                    }
+                }
+            }
+        }
+        self.bump();
+        Ok(())
+    }
+
+    fn note_removed(
+        &mut self,
+        table: u8,
+        r: &crate::classifier::Rule<FlowEntry>,
+        reason: u8,
+        now: Instant,
+    ) {
+        if r.data.flags & flow_mod_flags::SEND_FLOW_REM == 0 {
+            return;
+        }
+        let d = now.saturating_duration_since(r.data.created);
+        self.removed.push(FlowRemoved {
+            cookie: r.data.cookie,
+            priority: r.priority,
+            reason,
+            table_id: table,
+            duration_sec: d.as_secs() as u32,
+            duration_nsec: d.subsec_nanos(),
+            idle_timeout: r.data.idle_timeout,
+            hard_timeout: r.data.hard_timeout,
+            packet_count: r.stats.packets(),
+            byte_count: r.stats.bytes(),
+            match_: r.matches.clone(),
+        });
+    }
+
+    /// Removes flows whose idle/hard timeout passed; returns flow-removed
+    /// messages for them (SEND_FLOW_REM only) and for deletions since the
+    /// last call.
+    pub fn expire(&mut self, now: Instant) -> Vec<FlowRemoved> {
+        let mut gone = Vec::new();
+        for (ti, t) in self.tables.iter().enumerate() {
+            for r in t.iter() {
+                let e = &r.data;
+                if e.hard_timeout > 0
+                    && now.saturating_duration_since(e.created)
+                        >= Duration::from_secs(e.hard_timeout as u64)
+                {
+                    gone.push((ti, r.id, removed_reason::HARD_TIMEOUT));
+                } else if e.idle_timeout > 0
+                    && now.saturating_duration_since(e.last_used)
+                        >= Duration::from_secs(e.idle_timeout as u64)
+                {
+                    gone.push((ti, r.id, removed_reason::IDLE_TIMEOUT));
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.bump();
+        }
+        for (ti, id, why) in gone {
+            if let Some(r) = self.tables[ti].remove(id) {
+                self.note_removed(ti as u8, &r, why, now);
+            }
+        }
+        self.take_flow_removed()
+    }
+
+    /// Flow-removed messages queued by deletions.
+    pub fn take_flow_removed(&mut self) -> Vec<FlowRemoved> {
+        std::mem::take(&mut self.removed)
+    }
+
+    fn remove_flows_where(&mut self, reason: u8, now: Instant, pred: impl Fn(&FlowEntry) -> bool) {
+        for ti in 0..self.tables.len() {
+            let ids: Vec<_> = self.tables[ti]
+                .iter()
+                .filter(|r| pred(&r.data))
+                .map(|r| r.id)
+                .collect();
+            for id in ids {
+                if let Some(r) = self.tables[ti].remove(id) {
+                    self.note_removed(ti as u8, &r, reason, now);
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- validation
+
+    fn check_instructions(
+        &self,
+        table: u8,
+        m: &Match,
+        insts: &[Instruction],
+    ) -> Result<(), OfpError> {
+        let mut state = m.clone();
+        let mut sorted: Vec<&Instruction> = insts.iter().collect();
+        sorted.sort_by_key(|i| xlate::inst_rank(i));
+        for i in sorted {
+            match i {
+                Instruction::GotoTable(n) => {
+                    if *n <= table || *n as usize >= self.tables.len() {
+                        return Err(OfpError::BadInstruction(BadInstructionCode::BadTableId));
+                    }
+                }
+                Instruction::Meter(id) => {
+                    if !self.meters.contains_key(id) {
+                        return Err(OfpError::MeterModFailed(MeterModFailedCode::InvalidMeter));
+                    }
+                }
+                Instruction::ApplyActions(a) => self.check_actions(a, &mut state, false)?,
+                Instruction::WriteActions(a) => {
+                    // The set executes in the spec's order, not as written.
+                    let mut s = state.clone();
+                    self.check_actions(&xlate::action_set_order(a), &mut s, false)?;
+                    let outs: Vec<Action> = a
+                        .iter()
+                        .filter(|x| matches!(x, Action::Output { .. } | Action::Group(_)))
+                        .cloned()
+                        .collect();
+                    self.check_actions(&outs, &mut state.clone(), false)?;
+                }
+                Instruction::ClearActions | Instruction::WriteMetadata { .. } => {}
+                Instruction::Experimenter { .. } => {
+                    return Err(OfpError::BadInstruction(
+                        BadInstructionCode::BadExperimenter,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_port(&self, port: u32, packet_out: bool) -> Result<(), OfpError> {
+        let bad = Err(OfpError::BadAction(BadActionCode::BadOutPort));
+        match port {
+            port_no::IN_PORT
+            | port_no::FLOOD
+            | port_no::ALL
+            | port_no::CONTROLLER
+            | port_no::NORMAL
+            | port_no::LOCAL => Ok(()),
+            port_no::TABLE if packet_out => Ok(()),
+            0 => bad,
+            p if p >= port_no::MAX => bad,
+            p if self.strict_ports && !self.ports.contains_key(&p) => bad,
+            _ => Ok(()),
+        }
+    }
+
+    fn check_dst(&self, field: FieldId, state: &mut Match) -> Result<(), OfpError> {
+        if !is_writable(field) {
+            return Err(OfpError::BadAction(BadActionCode::BadSetArgument));
+        }
+        if !state.satisfies(field.info().prereq) {
+            return Err(OfpError::BadAction(BadActionCode::MatchInconsistent));
+        }
+        if matches!(field, FieldId::VlanVid | FieldId::VlanPcp) && !vlan_present(state) {
+            return Err(OfpError::BadAction(BadActionCode::MatchInconsistent));
+        }
+        Ok(())
+    }
+
+    /// Checks an action list; `state` is the match as the actions change it
+    /// (prerequisites of later set-fields).
+    pub(crate) fn check_actions(
+        &self,
+        acts: &[Action],
+        state: &mut Match,
+        packet_out: bool,
+    ) -> Result<(), OfpError> {
+        use BadActionCode as B;
+        for a in acts {
+            match a {
+                Action::Output { port, .. } => self.check_port(*port, packet_out)?,
+                Action::Group(g) => {
+                    if !self.groups.contains_key(g) {
+                        return Err(OfpError::BadAction(B::BadOutGroup));
+                    }
+                }
+                Action::SetField(mf) => self.check_dst(mf.field, state)?,
+                Action::RegLoad { dst, .. } => {
+                    check_sf(dst)?;
+                    self.check_dst(dst.field, state)?
+                }
+                Action::RegMove { src, dst } => {
+                    check_sf(src)?;
+                    check_sf(dst)?;
+                    self.check_dst(dst.field, state)?
+                }
+                Action::OutputReg { src, .. } => check_sf(src)?,
+                Action::PushVlan(t) => {
+                    if *t != 0x8100 && *t != 0x88a8 {
+                        return Err(OfpError::BadAction(B::BadArgument));
+                    }
+                    state.set_masked(
+                        FieldId::VlanVid,
+                        OFPVID_PRESENT as u128,
+                        OFPVID_PRESENT as u128,
+                    );
+                }
+                Action::PopVlan => {
+                    if !vlan_present(state) {
+                        return Err(OfpError::BadAction(B::MatchInconsistent));
+                    }
+                    state.remove(FieldId::VlanVid);
+                    state.remove(FieldId::VlanPcp);
+                }
+                Action::PushMpls(t) => {
+                    if *t != 0x8847 && *t != 0x8848 {
+                        return Err(OfpError::BadAction(B::BadArgument));
+                    }
+                    set_eth_type(state, *t);
+                }
+                Action::PopMpls(t) => {
+                    if !matches!(state.exact(FieldId::EthType), Some(0x8847 | 0x8848)) {
+                        return Err(OfpError::BadAction(B::MatchInconsistent));
+                    }
+                    set_eth_type(state, *t);
+                }
+                Action::Resubmit { ct: true, .. } => {
+                    return Err(OfpError::BadAction(B::BadExpType));
+                }
+                Action::Resubmit { table: Some(t), .. } => {
+                    if *t as usize >= self.tables.len() && *t != 255 {
+                        return Err(OfpError::BadAction(B::BadArgument));
+                    }
+                }
+                Action::Clone(inner) => {
+                    let mut s = state.clone();
+                    self.check_actions(inner, &mut s, packet_out)?;
+                }
+                Action::PushPbb(_)
+                | Action::PopPbb
+                | Action::Ct(_)
+                | Action::Nat(_)
+                | Action::CtClear
+                | Action::Multipath(_)
+                | Action::Bundle(_)
+                | Action::OutputTrunc { .. } => {
+                    return Err(OfpError::BadAction(
+                        if matches!(a, Action::PushPbb(_) | Action::PopPbb) {
+                            B::BadType
+                        } else {
+                            B::BadExpType
+                        },
+                    ));
+                }
+                Action::Learn(l) => {
+                    if l.table_id as usize >= self.tables.len() {
+                        return Err(OfpError::BadAction(B::BadArgument));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    // --------------------------------------------------------------- groups
+
+    /// Applies a GROUP_MOD.
+    pub fn group_mod(&mut self, gm: &GroupMod) -> Result<(), OfpError> {
+        use GroupModFailedCode as G;
+        let now = Instant::now();
+        match gm.command {
+            GroupModCommand::Delete => {
+                let ids: Vec<u32> = if gm.group_id == group_id::ALL {
+                    self.groups.keys().copied().collect()
+                } else {
+                    vec![gm.group_id]
+                };
+                for g in ids {
+                    if self.groups.remove(&g).is_some() {
+                        self.remove_flows_where(removed_reason::GROUP_DELETE, now, |e| {
+                            e.actions()
+                                .any(|a| matches!(a, Action::Group(x) if *x == g))
+                        });
+                    }
+                }
+                self.bump();
+                return Ok(());
+            }
+            GroupModCommand::Add | GroupModCommand::Modify => {}
+        }
+        if gm.group_id > group_id::MAX {
+            return Err(OfpError::GroupModFailed(G::InvalidGroup));
+        }
+        let exists = self.groups.contains_key(&gm.group_id);
+        if gm.command == GroupModCommand::Add && exists {
+            return Err(OfpError::GroupModFailed(G::GroupExists));
+        }
+        if gm.command == GroupModCommand::Modify && !exists {
+            return Err(OfpError::GroupModFailed(G::UnknownGroup));
+        }
+        if gm.group_type == GroupType::Indirect && gm.buckets.len() != 1 {
+            return Err(OfpError::GroupModFailed(G::InvalidGroup));
+        }
+        for b in &gm.buckets {
+            if gm.group_type == GroupType::FastFailover {
+                if b.watch_port == port_no::ANY && b.watch_group == group_id::ANY {
+                    return Err(OfpError::GroupModFailed(G::BadWatch));
+                }
+                if b.watch_port != port_no::ANY
+                    && b.watch_port != port_no::LOCAL
+                    && (b.watch_port >= port_no::MAX
+                        || (self.strict_ports && !self.ports.contains_key(&b.watch_port)))
+                {
+                    return Err(OfpError::GroupModFailed(G::BadWatch));
+                }
+                if b.watch_group != group_id::ANY && !self.groups.contains_key(&b.watch_group) {
+                    return Err(OfpError::GroupModFailed(G::BadWatch));
+                }
+            }
+            if gm.group_type != GroupType::Select && b.weight != 0 {
+                return Err(OfpError::GroupModFailed(G::BadBucket));
+            }
+            let mut state = Match::new();
+            self.check_actions(&b.actions, &mut state, false)
+                .map_err(|e| match e {
+                    // Set-field prerequisites are checked per packet in buckets.
+                    OfpError::BadAction(BadActionCode::MatchInconsistent) => {
+                        OfpError::GroupModFailed(G::BadBucket)
+                    }
+                    other => other,
+                })
+                .or_else(|e| {
+                    if e == OfpError::GroupModFailed(G::BadBucket) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            for a in &b.actions {
+                if let Action::Group(x) = a
+                    && (*x == gm.group_id || self.group_reaches(*x, gm.group_id, 0))
+                {
+                    return Err(OfpError::GroupModFailed(G::Loop));
+                }
+            }
+        }
+        let (packets, bytes, created) = match self.groups.get(&gm.group_id) {
+            Some(g) => (g.packets, g.bytes, g.created),
+            None => (0, 0, now),
+        };
+        self.groups.insert(
+            gm.group_id,
+            Group {
+                group_type: gm.group_type,
+                buckets: gm.buckets.clone(),
+                packets,
+                bytes,
+                bucket_stats: vec![(0, 0); gm.buckets.len()],
+                created,
+            },
+        );
+        self.bump();
+        Ok(())
+    }
+
+    /// Whether group `from` (transitively) references `to`.
+    fn group_reaches(&self, from: u32, to: u32, depth: usize) -> bool {
+        if depth > 64 {
+            return true;
+        }
+        let Some(g) = self.groups.get(&from) else {
+            return false;
+        };
+        g.buckets.iter().flat_map(|b| b.actions.iter()).any(
+            |a| matches!(a, Action::Group(x) if *x == to || self.group_reaches(*x, to, depth + 1)),
+        )
+    }
+
+    /// `OFPMP_GROUP_DESC`.
+    pub fn group_desc(&self) -> Vec<GroupDesc> {
+        self.groups
+            .iter()
+            .map(|(&id, g)| GroupDesc {
+                group_type: g.group_type,
+                group_id: id,
+                buckets: g.buckets.clone(),
+            })
+            .collect()
+    }
+
+    /// `OFPMP_GROUP` for one group or `OFPG_ALL`.
+    pub fn group_stats(&self, gid: u32) -> Vec<GroupStats> {
+        let now = Instant::now();
+        self.groups
+            .iter()
+            .filter(|(id, _)| gid == group_id::ALL || **id == gid)
+            .map(|(&id, g)| {
+                let d = now.saturating_duration_since(g.created);
+                let ref_count = self
+                    .tables
+                    .iter()
+                    .flat_map(|t| t.iter())
+                    .filter(|r| {
+                        r.data
+                            .actions()
+                            .any(|a| matches!(a, Action::Group(x) if *x == id))
+                    })
+                    .count() as u32;
+                GroupStats {
+                    group_id: id,
+                    ref_count,
+                    packet_count: g.packets,
+                    byte_count: g.bytes,
+                    duration_sec: d.as_secs() as u32,
+                    duration_nsec: d.subsec_nanos(),
+                    bucket_stats: g.bucket_stats.clone(),
+                }
+            })
+            .collect()
+    }
+
+    // --------------------------------------------------------------- meters
+
+    /// Applies a METER_MOD (drop bands only; kbps or pktps; burst).
+    pub fn meter_mod(&mut self, mm: &MeterMod) -> Result<(), OfpError> {
+        use MeterModFailedCode as M;
+        let now = Instant::now();
+        if mm.command == MeterModCommand::Delete {
+            let ids: Vec<u32> = if mm.meter_id == METER_ALL {
+                self.meters.keys().copied().collect()
+            } else {
+                vec![mm.meter_id]
+            };
+            for id in ids {
+                if self.meters.remove(&id).is_some() {
+                    self.remove_flows_where(removed_reason::DELETE, now, |e| e.meter() == Some(id));
+                }
+            }
+            self.bump();
+            return Ok(());
+        }
+        if mm.meter_id == 0 || mm.meter_id > METER_MAX {
+            return Err(OfpError::MeterModFailed(M::InvalidMeter));
+        }
+        let exists = self.meters.contains_key(&mm.meter_id);
+        if mm.command == MeterModCommand::Add && exists {
+            return Err(OfpError::MeterModFailed(M::MeterExists));
+        }
+        if mm.command == MeterModCommand::Modify && !exists {
+            return Err(OfpError::MeterModFailed(M::UnknownMeter));
+        }
+        let known =
+            meter_flags::KBPS | meter_flags::PKTPS | meter_flags::BURST | meter_flags::STATS;
+        if mm.flags & !known != 0
+            || (mm.flags & meter_flags::KBPS != 0 && mm.flags & meter_flags::PKTPS != 0)
+        {
+            return Err(OfpError::MeterModFailed(M::BadFlags));
+        }
+        let mut state = Vec::new();
+        for b in &mm.bands {
+            match b {
+                MeterBand::Drop { rate, burst_size } => {
+                    if *rate == 0 {
+                        return Err(OfpError::MeterModFailed(M::BadRate));
+                    }
+                    if mm.flags & meter_flags::BURST == 0 && *burst_size != 0 {
+                        // OVS ignores it; so do we.
+                    }
+                    let burst = if mm.flags & meter_flags::BURST != 0 && *burst_size > 0 {
+                        *burst_size
+                    } else {
+                        *rate
+                    };
+                    state.push(Band {
+                        rate: *rate,
+                        burst,
+                        tokens: burst as u128 * 1000 * 1_000_000_000,
+                        last: None,
+                        packets: 0,
+                        bytes: 0,
+                    });
+                }
+                _ => return Err(OfpError::MeterModFailed(M::BadBand)),
+            }
+        }
+        let (packets, bytes, created) = match self.meters.get(&mm.meter_id) {
+            Some(m) => (m.packets, m.bytes, m.created),
+            None => (0, 0, now),
+        };
+        self.meters.insert(
+            mm.meter_id,
+            Meter {
+                flags: mm.flags,
+                bands: mm.bands.clone(),
+                state,
+                packets,
+                bytes,
+                created,
+            },
+        );
+        self.bump();
+        Ok(())
+    }
+
+    /// `OFPMP_METER_CONFIG` for one meter or `OFPM_ALL`.
+    pub fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig> {
+        self.meters
+            .iter()
+            .filter(|(id, _)| meter_id == METER_ALL || **id == meter_id)
+            .map(|(&id, m)| MeterConfig {
+                flags: m.flags,
+                meter_id: id,
+                bands: m.bands.clone(),
+            })
+            .collect()
+    }
+
+    /// `OFPMP_METER` for one meter or `OFPM_ALL`.
+    pub fn meter_stats(&self, meter_id: u32) -> Vec<MeterStats> {
+        let now = Instant::now();
+        self.meters
+            .iter()
+            .filter(|(id, _)| meter_id == METER_ALL || **id == meter_id)
+            .map(|(&id, m)| {
+                let d = now.saturating_duration_since(m.created);
+                let flow_count = self
+                    .tables
+                    .iter()
+                    .flat_map(|t| t.iter())
+                    .filter(|r| r.data.meter() == Some(id))
+                    .count() as u32;
+                MeterStats {
+                    meter_id: id,
+                    flow_count,
+                    packet_in_count: m.packets,
+                    byte_in_count: m.bytes,
+                    duration_sec: d.as_secs() as u32,
+                    duration_nsec: d.subsec_nanos(),
+                    band_stats: m.state.iter().map(|b| (b.packets, b.bytes)).collect(),
+                }
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- stats
+
+    fn selected(
+        &self,
+        req: &FlowStatsRequest,
+    ) -> Result<Vec<(u8, &crate::classifier::Rule<FlowEntry>)>, OfpError> {
+        if req.table_id != TABLE_ALL && req.table_id as usize >= self.tables.len() {
+            return Err(OfpError::BadRequest(BadRequestCode::BadTableId));
+        }
+        let mut out = Vec::new();
+        for (ti, t) in self.tables.iter().enumerate() {
+            if req.table_id != TABLE_ALL && req.table_id as usize != ti {
+                continue;
+            }
+            let mut ids = t.find_loose(&req.match_);
+            ids.sort_unstable();
+            for id in ids {
+                let Some(r) = t.get(id) else { continue };
+                if (r.data.cookie ^ req.cookie) & req.cookie_mask == 0
+                    && r.data.has_out_port(req.out_port)
+                    && r.data.has_group(req.out_group)
+                {
+                    out.push((ti as u8, r));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `OFPMP_FLOW`.
+    pub fn flow_stats(
+        &self,
+        req: &FlowStatsRequest,
+        now: Instant,
+    ) -> Result<Vec<FlowStats>, OfpError> {
+        Ok(self
+            .selected(req)?
+            .into_iter()
+            .map(|(ti, r)| {
+                let d = now.saturating_duration_since(r.data.created);
+                FlowStats {
+                    table_id: ti,
+                    duration_sec: d.as_secs() as u32,
+                    duration_nsec: d.subsec_nanos(),
+                    priority: r.priority,
+                    idle_timeout: r.data.idle_timeout,
+                    hard_timeout: r.data.hard_timeout,
+                    flags: r.data.flags,
+                    cookie: r.data.cookie,
+                    packet_count: r.stats.packets(),
+                    byte_count: r.stats.bytes(),
+                    match_: r.matches.clone(),
+                    instructions: r.data.instructions.clone(),
+                }
+            })
+            .collect())
+    }
+
+    /// `OFPMP_AGGREGATE`.
+    pub fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<AggregateStats, OfpError> {
+        let mut a = AggregateStats::default();
+        for (_, r) in self.selected(req)? {
+            a.packet_count += r.stats.packets();
+            a.byte_count += r.stats.bytes();
+            a.flow_count += 1;
+        }
+        Ok(a)
+    }
+
+    /// `OFPMP_TABLE`.
+    pub fn table_stats(&self) -> Vec<TableStats> {
+        self.tables
+            .iter()
+            .zip(&self.table_counts)
+            .enumerate()
+            .map(|(i, (t, c))| TableStats {
+                table_id: i as u8,
+                active_count: t.len() as u32,
+                lookup_count: c.0,
+                matched_count: c.1,
+            })
+            .collect()
+    }
+
+    /// Number of flows in a table.
+    pub fn flow_count(&self, table: u8) -> usize {
+        self.tables.get(table as usize).map_or(0, |t| t.len())
+    }
+
+    // ----------------------------------------------------------- processing
+
+    /// Runs one packet received on `in_port` through the pipeline. `pkt` is
+    /// rewritten in place; emits are appended to `out`.
+    pub fn process(
+        &mut self,
+        in_port: u32,
+        pkt: &mut PacketBuf,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) {
+        let meta = PacketMeta {
+            in_port,
+            ..Default::default()
+        };
+        let mut key = self.key_scratch;
+        if parse_into(&mut key, pkt.data(), &meta).is_err() {
+            self.counters.parse_errors += 1;
+        }
+        self.counters.packets += 1;
+        let len = pkt.len() as u64;
+        let compiled = self.translate_cached(&key);
+        self.credit(&compiled.credits, len, now);
+        self.execute(&compiled.ops, in_port, pkt, now, out);
+    }
+
+    fn translate_cached(&mut self, key: &FlowKey) -> Arc<Compiled> {
+        let generation = self.generation;
+        if self.cache_enabled {
+            if let Some(c) = self.cache.lookup(key, generation) {
+                self.counters.cache_hits += 1;
+                return c;
+            }
+            self.counters.cache_misses += 1;
+        }
+        let (c, wc) = self.translate(key);
+        let c = Arc::new(c);
+        if self.cache_enabled {
+            self.cache.insert(key, &wc, generation, c.clone());
+        }
+        c
+    }
+
+    /// The slow path: translation of `key` and its wildcards.
+    pub fn translate(&self, key: &FlowKey) -> (Compiled, FlowKey) {
+        let mut x = xlate::Xlate::new(self, *key, false);
+        x.run();
+        (x.out, x.wc)
+    }
+
+    fn credit(&mut self, credits: &[Credit], bytes: u64, now: Instant) {
+        for c in credits {
+            match *c {
+                Credit::Lookup { table, matched } => {
+                    if let Some(tc) = self.table_counts.get_mut(table as usize) {
+                        tc.0 += 1;
+                        tc.1 += matched as u64;
+                    }
+                }
+                Credit::Rule { table, id } => {
+                    if let Some(r) = self
+                        .tables
+                        .get_mut(table as usize)
+                        .and_then(|t| t.get_mut(id))
+                    {
+                        r.stats.add(1, bytes);
+                        r.data.last_used = now;
+                    }
+                }
+                Credit::Group(g) => {
+                    if let Some(g) = self.groups.get_mut(&g) {
+                        g.packets += 1;
+                        g.bytes += bytes;
+                    }
+                }
+                Credit::Bucket { group, bucket } => {
+                    if let Some(b) = self
+                        .groups
+                        .get_mut(&group)
+                        .and_then(|g| g.bucket_stats.get_mut(bucket as usize))
+                    {
+                        b.0 += 1;
+                        b.1 += bytes;
+                    }
+                }
+            }
+        }
+    }
+
+    /// PACKET_OUT: applies the actions to the frame as received on
+    /// `in_port` (`output:TABLE` runs the pipeline). Outputs carry copies.
+    pub fn packet_out(
+        &mut self,
+        po: &PacketOut,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) -> Result<(), OfpError> {
+        if po.buffer_id != OFP_NO_BUFFER {
+            return Err(OfpError::BadRequest(BadRequestCode::BufferUnknown));
+        }
+        let in_ok = matches!(
+            po.in_port,
+            port_no::CONTROLLER | port_no::LOCAL | port_no::ANY
+        ) || (po.in_port > 0 && po.in_port < port_no::MAX);
+        if !in_ok {
+            return Err(OfpError::BadRequest(BadRequestCode::BadPort));
+        }
+        let mut state = Match::new();
+        self.check_actions(&po.actions, &mut state, true)
+            .or_else(|e| match e {
+                OfpError::BadAction(BadActionCode::MatchInconsistent) => Ok(()),
+                e => Err(e),
+            })?;
+        let mut pkt = PacketBuf::from_slice(&po.data);
+        let meta = PacketMeta {
+            in_port: po.in_port,
+            ..Default::default()
+        };
+        let mut key = FlowKey::ZERO;
+        let _ = parse_into(&mut key, pkt.data(), &meta);
+        let mut x = xlate::Xlate::new(self, key, true);
+        x.run_actions(&po.actions);
+        let c = x.out;
+        self.credit(&c.credits, pkt.len() as u64, now);
+        let start = out.len();
+        self.execute(&c.ops, po.in_port, &mut pkt, now, out);
+        // No caller-owned buffer: every output gets its bytes.
+        for e in &mut out[start..] {
+            if let Emit::Output { data, .. } = e
+                && *data == OutData::Packet
+            {
+                *data = OutData::Copy(pkt.data().to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-runs the pipeline on the current packet (packet-out `output:TABLE`).
+    pub(crate) fn process_nested(
+        &mut self,
+        in_port: u32,
+        pkt: &mut PacketBuf,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) {
+        let meta = PacketMeta {
+            in_port,
+            ..Default::default()
+        };
+        let mut key = FlowKey::ZERO;
+        let _ = parse_into(&mut key, pkt.data(), &meta);
+        let (c, _) = self.translate(&key);
+        self.credit(&c.credits, pkt.len() as u64, now);
+        self.execute(&c.ops, in_port, pkt, now, out);
+    }
+
+    /// `learn`: adds the flow, or refreshes an identical one without
+    /// invalidating caches.
+    pub(crate) fn learn(&mut self, fm: &FlowMod, now: Instant) {
+        let Some(t) = self.tables.get_mut(fm.table_id as usize) else {
+            return;
+        };
+        if let Some(id) = t.find_strict(&fm.match_, fm.priority)
+            && let Some(r) = t.get_mut(id)
+            && r.data.instructions == fm.instructions
+            && r.data.cookie == fm.cookie
+        {
+            r.data.last_used = now;
+            return;
+        }
+        let _ = self.flow_mod(fm, now);
+    }
+}
+
+fn vlan_present(m: &Match) -> bool {
+    m.get(FieldId::VlanVid).is_some_and(|f| {
+        let p = OFPVID_PRESENT as u128;
+        f.value & p != 0 && f.mask_or_full() & p != 0
+    })
+}
+
+fn set_eth_type(m: &mut Match, t: u16) {
+    // Fields that depended on the old ethertype no longer apply.
+    let keep: Vec<_> = m
+        .fields
+        .iter()
+        .copied()
+        .filter(|f| {
+            matches!(
+                f.field.info().prereq,
+                plexus_openflow::oxm::Prereq::None
+                    | plexus_openflow::oxm::Prereq::InPort
+                    | plexus_openflow::oxm::Prereq::VlanVid
+            ) && f.field != FieldId::EthType
+        })
+        .collect();
+    m.fields = keep;
+    m.set(FieldId::EthType, t as u128);
+}
+
+fn check_sf(sf: &Subfield) -> Result<(), OfpError> {
+    sf.check().map_err(|e| e.ofp_error())
+}
