@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use plexus_openflow::conn::{PassiveTarget, Target};
 use plexus_vswitch::agent::{Agent, AgentConfig, FailMode, control};
-use plexus_vswitch::datapath::{self, DpPort, simple::SimplePipeline};
+use plexus_vswitch::datapath::{self, DpPort, Engine, full::FullPipeline, simple::SimplePipeline};
 
 use clap::{Parser, ValueEnum};
 use plexus_vswitch::port::afpacket::AfPacketPort;
@@ -87,6 +87,10 @@ struct Args {
     /// TARGET_PORTS (OpenFlow ports 1, 2, ...), TARGET_NETNS.
     #[arg(long)]
     from_env: bool,
+    /// Use the small built-in pipeline (output/goto/groups/meters, no
+    /// header rewrites) instead of the full OpenFlow pipeline.
+    #[arg(long)]
+    simple_pipeline: bool,
     /// Port implementation (AF_XDP falls back to AF_PACKET in switch mode).
     #[arg(long, value_enum, default_value = "afxdp")]
     port_type: PortType,
@@ -335,6 +339,7 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
     // The datapath thread: enter the netns (if any), open the ports, report, run.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let netns = args.netns.clone();
+    let simple = args.simple_pipeline;
     let dp = std::thread::Builder::new().name("datapath".into()).spawn(
         move || -> anyhow::Result<()> {
             let open = || -> anyhow::Result<Vec<DpPort>> {
@@ -365,7 +370,12 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
                     return Ok(());
                 }
             };
-            datapath::run(ports, Box::new(SimplePipeline::new()), agent, ctl_rx)?;
+            let engine: Box<dyn Engine> = if simple {
+                Box::new(SimplePipeline::new())
+            } else {
+                Box::new(FullPipeline::new())
+            };
+            datapath::run(ports, engine, agent, ctl_rx)?;
             Ok(())
         },
     )?;

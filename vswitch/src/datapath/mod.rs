@@ -8,6 +8,7 @@
 //! poll(2) when a message is queued while it sleeps.
 
 pub mod engine;
+pub mod full;
 pub mod simple;
 
 pub use engine::{Engine, PortInfo, Sink};
