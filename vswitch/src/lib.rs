@@ -15,9 +15,11 @@
 //! The fast-path core (`flow`, `classifier`, `cache`) is sans-IO and allocation-free per packet.
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod cache;
 pub mod classifier;
 pub mod conntrack;
+pub mod datapath;
 pub mod flow;
 pub mod pipeline;
 pub mod port;

@@ -1,10 +1,23 @@
 //! `plexus-vswitchd`: the Plexus switch daemon.
 //!
-//! For now it has one mode, `--fwd IN OUT`: forward every frame between two
-//! ports in both directions on one pinned thread (the data-plane benchmark's
-//! DUT). The OpenFlow pipeline plugs in between `rx_batch` and `tx_batch`.
+//! Switch mode (default): `--port NAME[=OFPORT]`... become OpenFlow ports of
+//! one bridge; a datapath thread owns them and the pipeline; controllers are
+//! reached actively (`--controller tcp:IP:PORT`, reconnecting) and/or
+//! passively (`--listen ptcp:PORT[:IP]`). `--from-env` takes the os-ken switch
+//! tester's contract (`TARGET_DPID`, `CONTROLLER`, `TARGET_PORTS`,
+//! `TARGET_NETNS`). `--netns NAME` opens the ports inside that network
+//! namespace on the datapath thread while the control connections stay in the
+//! caller's namespace.
+//!
+//! Benchmark mode, `--fwd IN OUT`: forward every frame between two ports in
+//! both directions on one pinned thread (the data-plane benchmark's DUT).
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use plexus_openflow::conn::{PassiveTarget, Target};
+use plexus_vswitch::agent::{Agent, AgentConfig, FailMode, control};
+use plexus_vswitch::datapath::{self, DpPort, Engine, full::FullPipeline, simple::SimplePipeline};
 
 use clap::{Parser, ValueEnum};
 use plexus_vswitch::port::afpacket::AfPacketPort;
@@ -25,6 +38,14 @@ enum PortType {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum FailModeArg {
+    /// Keep the flows while no controller is connected.
+    Secure,
+    /// Act as a plain switch while no controller is connected.
+    Standalone,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum XdpMode {
     /// Native, falling back to generic.
     Auto,
@@ -41,10 +62,36 @@ enum XdpMode {
     about = "Plexus userspace virtual switch"
 )]
 struct Args {
-    /// Forward all frames between two interfaces, both directions.
-    #[arg(long, num_args = 2, value_names = ["IN", "OUT"], required = true)]
+    /// Benchmark mode: forward all frames between two interfaces, both directions.
+    #[arg(long, num_args = 2, value_names = ["IN", "OUT"])]
     fwd: Vec<String>,
-    /// Port implementation for both interfaces.
+    /// Datapath id (hex, optional 0x prefix).
+    #[arg(long, value_name = "HEX")]
+    dpid: Option<String>,
+    /// An interface to add as OpenFlow port (numbered 1, 2, ... unless given).
+    #[arg(long = "port", value_name = "NAME[=OFPORT]")]
+    ports: Vec<String>,
+    /// Active controller connection (repeatable), reconnecting with backoff.
+    #[arg(long = "controller", value_name = "tcp:IP:PORT")]
+    controllers: Vec<String>,
+    /// Passive OpenFlow listener (repeatable), e.g. ptcp:6653 or ptcp:6653:127.0.0.1.
+    #[arg(long = "listen", value_name = "ptcp:PORT[:IP]")]
+    listen: Vec<String>,
+    /// Behaviour while no controller is connected.
+    #[arg(long, value_enum, default_value = "secure")]
+    fail_mode: FailModeArg,
+    /// Open the ports inside this network namespace (/run/netns/NAME).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Take the os-ken switch tester's env contract: TARGET_DPID, CONTROLLER,
+    /// TARGET_PORTS (OpenFlow ports 1, 2, ...), TARGET_NETNS.
+    #[arg(long)]
+    from_env: bool,
+    /// Use the small built-in pipeline (output/goto/groups/meters, no
+    /// header rewrites) instead of the full OpenFlow pipeline.
+    #[arg(long)]
+    simple_pipeline: bool,
+    /// Port implementation (AF_XDP falls back to AF_PACKET in switch mode).
     #[arg(long, value_enum, default_value = "afxdp")]
     port_type: PortType,
     /// XDP attach mode (AF_XDP ports).
@@ -211,9 +258,159 @@ fn run(args: Args) -> anyhow::Result<()> {
     r
 }
 
+/// Opens a switch port: AF_XDP falls back to AF_PACKET.
+fn open_switch_port(name: &str, args: &Args) -> anyhow::Result<Box<dyn Port>> {
+    match open_port(name, args) {
+        Ok(p) => Ok(p),
+        Err(e) if matches!(args.port_type, PortType::Afxdp) => {
+            eprintln!("{name}: AF_XDP failed ({e:#}); falling back to AF_PACKET");
+            Ok(Box::new(AfPacketPort::open(name)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_ports(specs: &[String]) -> anyhow::Result<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    let mut next = 1u32;
+    for s in specs {
+        let (name, no) = match s.split_once('=') {
+            Some((n, p)) => (n.to_string(), p.parse::<u32>()?),
+            None => (s.clone(), next),
+        };
+        anyhow::ensure!((1..0xffff_ff00).contains(&no), "bad port number in {s}");
+        anyhow::ensure!(
+            !out.iter().any(|(_, n)| *n == no),
+            "duplicate port number {no}"
+        );
+        next = no + 1;
+        out.push((name, no));
+    }
+    Ok(out)
+}
+
+fn switch(mut args: Args) -> anyhow::Result<()> {
+    if args.from_env {
+        if let Ok(d) = std::env::var("TARGET_DPID") {
+            args.dpid.get_or_insert(d);
+        }
+        if let Ok(c) = std::env::var("CONTROLLER")
+            && !c.is_empty()
+        {
+            args.controllers.push(c);
+        }
+        if let Ok(p) = std::env::var("TARGET_PORTS") {
+            args.ports.extend(p.split_whitespace().map(str::to_string));
+        }
+        if let Ok(n) = std::env::var("TARGET_NETNS")
+            && !n.is_empty()
+        {
+            args.netns.get_or_insert(n);
+        }
+    }
+    let dpid = match &args.dpid {
+        Some(d) => u64::from_str_radix(d.trim_start_matches("0x"), 16)?,
+        None => 1,
+    };
+    let ports = parse_ports(&args.ports)?;
+    let controllers: Vec<Target> = args
+        .controllers
+        .iter()
+        .map(|c| c.parse())
+        .collect::<Result<_, _>>()?;
+    let listeners: Vec<PassiveTarget> = args
+        .listen
+        .iter()
+        .map(|c| c.parse())
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(
+        !controllers.is_empty() || !listeners.is_empty(),
+        "need --controller or --listen (or --fwd IN OUT)"
+    );
+    sys::install_terminate_handler()?;
+    let (ctl_tx, ctl_rx) = datapath::ctl_channel()?;
+    let agent = Agent::new(AgentConfig {
+        datapath_id: dpid,
+        fail_mode: match args.fail_mode {
+            FailModeArg::Secure => FailMode::Secure,
+            FailModeArg::Standalone => FailMode::Standalone,
+        },
+    });
+    // The datapath thread: enter the netns (if any), open the ports, report, run.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let netns = args.netns.clone();
+    let simple = args.simple_pipeline;
+    let dp = std::thread::Builder::new().name("datapath".into()).spawn(
+        move || -> anyhow::Result<()> {
+            let open = || -> anyhow::Result<Vec<DpPort>> {
+                if let Some(ns) = &netns {
+                    let path = if ns.contains('/') {
+                        std::path::PathBuf::from(ns)
+                    } else {
+                        std::path::Path::new("/run/netns").join(ns)
+                    };
+                    sys::enter_netns(&path).map_err(|e| anyhow::anyhow!("netns {ns}: {e}"))?;
+                }
+                let _ = sys::raise_memlock_limit();
+                let mut v = Vec::new();
+                for (name, no) in &ports {
+                    let p = open_switch_port(name, &args)?;
+                    eprintln!("port {no}: {name}");
+                    v.push(DpPort::new(*no, p));
+                }
+                Ok(v)
+            };
+            let ports = match open() {
+                Ok(p) => {
+                    let _ = ready_tx.send(Ok(()));
+                    p
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let engine: Box<dyn Engine> = if simple {
+                Box::new(SimplePipeline::new())
+            } else {
+                Box::new(FullPipeline::new())
+            };
+            datapath::run(ports, engine, agent, ctl_rx)?;
+            Ok(())
+        },
+    )?;
+    ready_rx.recv()??;
+    eprintln!("datapath {dpid:016x} up");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        for l in &listeners {
+            control::start_passive(l, ctl_tx.clone()).await?;
+        }
+        for c in controllers {
+            tokio::spawn(control::run_active(c, ctl_tx.clone()));
+        }
+        while !sys::terminate_requested() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    })?;
+    drop(rt);
+    match dp.join() {
+        Ok(r) => r,
+        Err(_) => anyhow::bail!("datapath thread panicked"),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    let r = if args.fwd.is_empty() {
+        switch(args)
+    } else {
+        run(args)
+    };
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plexus-vswitchd: {e:#}");

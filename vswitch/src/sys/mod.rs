@@ -64,6 +64,26 @@ pub fn if_flags(name: &str) -> io::Result<u32> {
     Ok(unsafe { ifr.ifr_ifru.ifru_flags } as u16 as u32)
 }
 
+/// The interface's Ethernet address via `SIOCGIFHWADDR` (in the calling
+/// thread's network namespace).
+pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
+    let mut ifr = ifreq_for(name)?;
+    let s = dgram_socket()?;
+    // SAFETY: SIOCGIFHWADDR reads the name and writes ifru_hwaddr inside `ifr`,
+    // which is a properly sized, initialised ifreq.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFHWADDR the union holds ifru_hwaddr (a sockaddr).
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    Ok(mac)
+}
+
 /// Sets `IFF_UP` on an interface.
 pub fn set_if_up(name: &str) -> io::Result<()> {
     let flags = if_flags(name)?;

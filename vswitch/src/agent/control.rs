@@ -1,0 +1,88 @@
+//! The control side (tokio): controller connections feeding the datapath.
+//!
+//! Every connection gets an id; its messages (and decode failures) are
+//! forwarded in order to the datapath thread as [`Ctl`] events, where the
+//! [`Agent`](super::Agent) answers them. Active targets reconnect with
+//! backoff; passive listeners accept any number of connections.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use plexus_openflow::conn::{Config, Connection, Listener, PassiveTarget, Reconnect, Target};
+
+use crate::datapath::{Ctl, CtlSender};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Connection settings for the switch side.
+pub fn conn_config() -> Config {
+    Config {
+        probe_interval: Some(Duration::from_secs(15)),
+        ..Config::default()
+    }
+}
+
+/// Forwards one connection's events until it closes.
+pub async fn serve(conn: Connection, ctl: CtlSender) {
+    let Connection {
+        handle,
+        mut incoming,
+        ..
+    } = conn;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    if !ctl.send(Ctl::Connected {
+        id,
+        handle: handle.clone(),
+    }) {
+        return;
+    }
+    drop(handle);
+    while let Some((xid, ev)) = incoming.recv().await {
+        let c = match ev {
+            Ok(msg) => Ctl::Msg { id, xid, msg },
+            Err(failure) => Ctl::Bad { id, failure },
+        };
+        if !ctl.send(c) {
+            return;
+        }
+    }
+    ctl.send(Ctl::Disconnected { id });
+}
+
+/// An active controller target: connect, serve, reconnect with backoff, forever.
+pub async fn run_active(target: Target, ctl: CtlSender) {
+    let mut rc = Reconnect::new(target.clone(), conn_config())
+        .with_backoff(Duration::from_millis(200), Duration::from_secs(8));
+    loop {
+        let conn = rc.connect().await;
+        eprintln!("connected to controller {target}");
+        serve(conn, ctl.clone()).await;
+        eprintln!("controller {target} disconnected");
+    }
+}
+
+/// A passive listener (`ptcp:PORT[:IP]`); returns once bound, serving in the background.
+pub async fn start_passive(target: &PassiveTarget, ctl: CtlSender) -> std::io::Result<()> {
+    let l = Listener::bind(target, None).await?;
+    eprintln!("listening on {}", l.local_target());
+    tokio::spawn(async move {
+        loop {
+            match l.accept().await {
+                Ok((stream, peer)) => {
+                    let ctl = ctl.clone();
+                    tokio::spawn(async move {
+                        match Connection::accept(stream, &conn_config()).await {
+                            Ok(c) => serve(c, ctl).await,
+                            Err(e) => eprintln!("{peer}: handshake failed: {e}"),
+                        }
+                    });
+                }
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}

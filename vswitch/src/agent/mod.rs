@@ -1,0 +1,618 @@
+//! The OpenFlow agent: the switch side of OpenFlow 1.3.
+//!
+//! [`Agent`] runs on the datapath thread (see [`crate::datapath`]): it gets
+//! every message of every controller connection in arrival order as a
+//! [`Ctl`], applies it to the [`Switch`] (ports + pipeline) and answers on
+//! the connection's [`ConnHandle`]. Because all messages of a connection are
+//! handled in order on one thread, a BARRIER_REPLY is sent only after every
+//! earlier message was applied. Roles (ROLE_REQUEST) and the asynchronous
+//! message masks (SET_ASYNC) are kept per connection and decide who gets
+//! PACKET_IN, FLOW_REMOVED and PORT_STATUS.
+//!
+//! [`control`] is the tokio side: active connections with reconnect and
+//! backoff, and a passive listener.
+
+pub mod control;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use plexus_openflow::conn::ConnHandle;
+use plexus_openflow::error::{BadRequestCode, OfpError, RoleRequestFailedCode};
+use plexus_openflow::message::{
+    ActionId, Desc, GroupFeatures, InstructionId, MeterFeatures, MultipartReply,
+    MultipartReplyBody, MultipartRequestBody, OxmId, TableFeatureProp, TableFeatures, mp_type,
+};
+use plexus_openflow::message::{
+    AsyncConfig, FeaturesReply, FlowRemoved, Message, OFP_NO_BUFFER, PacketIn, PacketOut, PortMod,
+    PortStatus, QueueGetConfigReply, Role, SwitchConfig,
+};
+use plexus_openflow::message::{BundleControl, BundleCtrlType, ErrorMsg, is_bundlable};
+use plexus_openflow::oxm::FieldId;
+
+use crate::datapath::{Ctl, DpPort, Engine};
+
+pub use crate::datapath::simple::N_TABLES;
+
+/// What to do while no controller is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Keep the flows and forward by them (OVS `secure`).
+    #[default]
+    Secure,
+    /// Forward like a plain switch while no controller is connected.
+    Standalone,
+}
+
+/// What the agent operates on.
+pub trait Switch {
+    /// The pipeline.
+    fn engine(&mut self) -> &mut dyn Engine;
+    /// The ports.
+    fn ports(&self) -> &[DpPort];
+    /// Executes a PACKET_OUT; returns the packet-ins it produced.
+    fn packet_out(&mut self, po: &PacketOut) -> Result<Vec<PacketIn>, OfpError>;
+    /// PORT_MOD.
+    fn port_mod(&mut self, pm: &PortMod) -> Result<(), OfpError>;
+}
+
+const ROLE_NOCHANGE: u32 = 0;
+const ROLE_EQUAL: u32 = 1;
+const ROLE_MASTER: u32 = 2;
+const ROLE_SLAVE: u32 = 3;
+
+/// OFPC_FLOW_STATS | TABLE_STATS | PORT_STATS | GROUP_STATS.
+const CAPABILITIES: u32 = 0x1 | 0x2 | 0x4 | 0x8;
+/// Multipart bodies per reply message (keeps each under 64 KiB).
+const CHUNK: usize = 128;
+
+#[derive(Debug)]
+struct Conn {
+    handle: ConnHandle,
+    role: u32,
+    async_cfg: AsyncConfig,
+}
+
+fn default_async() -> AsyncConfig {
+    AsyncConfig {
+        // [master/equal, slave]
+        packet_in_mask: [0x7, 0],
+        port_status_mask: [0x7, 0x7],
+        flow_removed_mask: [0xf, 0],
+    }
+}
+
+/// Agent settings.
+#[derive(Debug, Clone, Default)]
+pub struct AgentConfig {
+    pub datapath_id: u64,
+    pub fail_mode: FailMode,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Agent {
+    cfg: AgentConfig,
+    conns: BTreeMap<u64, Conn>,
+    switch_config: SwitchConfig,
+    generation: Option<u64>,
+    /// Open bundles per (connection, bundle id): the queued messages.
+    bundles: BTreeMap<(u64, u32), Vec<(u32, Message)>>,
+}
+
+/// `OFPET_BUNDLE_FAILED` (OpenFlow 1.4, used for the 1.3 ONF extension).
+fn bundle_failed(code: u16) -> OfpError {
+    OfpError::Other { err_type: 17, code }
+}
+const BFC_BAD_ID: u16 = 2;
+const BFC_BUNDLE_EXIST: u16 = 3;
+const BFC_MSG_UNSUP: u16 = 10;
+const BFC_MSG_FAILED: u16 = 13;
+
+/// The first 64 bytes of a message as sent (OFPT_ERROR data).
+fn head(xid: u32, msg: &Message) -> Vec<u8> {
+    let mut b = msg.to_bytes(xid);
+    b.truncate(64);
+    b
+}
+
+impl Agent {
+    pub fn new(cfg: AgentConfig) -> Self {
+        Self {
+            cfg,
+            conns: BTreeMap::new(),
+            switch_config: SwitchConfig {
+                flags: 0,
+                miss_send_len: 128,
+            },
+            generation: None,
+            bundles: BTreeMap::new(),
+        }
+    }
+
+    pub fn fail_mode(&self) -> FailMode {
+        self.cfg.fail_mode
+    }
+
+    /// At least one controller connection is up.
+    pub fn has_controller(&self) -> bool {
+        !self.conns.is_empty()
+    }
+
+    /// Handles one control event.
+    pub fn handle(&mut self, c: Ctl, sw: &mut dyn Switch) {
+        match c {
+            Ctl::Connected { id, handle } => {
+                self.conns.insert(
+                    id,
+                    Conn {
+                        handle,
+                        role: ROLE_EQUAL,
+                        async_cfg: default_async(),
+                    },
+                );
+            }
+            Ctl::Disconnected { id } => {
+                self.conns.remove(&id);
+                self.bundles.retain(|(c, _), _| *c != id);
+            }
+            Ctl::Bad { id, failure } => {
+                if let Some(c) = self.conns.get(&id) {
+                    let _ = c.handle.reply_error(&failure);
+                }
+            }
+            Ctl::Msg { id, xid, msg } => {
+                if self.conns.contains_key(&id) {
+                    let r = self.message(id, xid, &msg, sw);
+                    if let Err(e) = r
+                        && let Some(c) = self.conns.get(&id)
+                    {
+                        let _ = c.handle.send_error(xid, e, &head(xid, &msg));
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, id: u64, xid: u32, m: &Message) {
+        if let Some(c) = self.conns.get(&id) {
+            let _ = c.handle.send_with_xid(m, xid);
+        }
+    }
+
+    fn send_multipart(&self, id: u64, xid: u32, bodies: Vec<MultipartReplyBody>) {
+        let n = bodies.len();
+        for (i, body) in bodies.into_iter().enumerate() {
+            let flags = u16::from(i + 1 < n);
+            self.send(
+                id,
+                xid,
+                &Message::MultipartReply(MultipartReply { flags, body }),
+            );
+        }
+    }
+
+    fn is_slave(&self, id: u64) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.role == ROLE_SLAVE)
+    }
+
+    fn message(
+        &mut self,
+        id: u64,
+        xid: u32,
+        msg: &Message,
+        sw: &mut dyn Switch,
+    ) -> Result<(), OfpError> {
+        let now = Instant::now();
+        let modifies = matches!(
+            msg,
+            Message::FlowMod(_)
+                | Message::GroupMod(_)
+                | Message::MeterMod(_)
+                | Message::PortMod(_)
+                | Message::TableMod(_)
+                | Message::PacketOut(_)
+        );
+        if modifies && self.is_slave(id) {
+            return Err(OfpError::BadRequest(BadRequestCode::IsSlave));
+        }
+        match msg {
+            Message::Hello(_) | Message::EchoReply(_) | Message::Error(_) => {}
+            Message::EchoRequest(d) => self.send(id, xid, &Message::EchoReply(d.clone())),
+            Message::FeaturesRequest => self.send(
+                id,
+                xid,
+                &Message::FeaturesReply(FeaturesReply {
+                    datapath_id: self.cfg.datapath_id,
+                    n_buffers: 0,
+                    n_tables: N_TABLES as u8,
+                    auxiliary_id: 0,
+                    capabilities: CAPABILITIES,
+                    reserved: 0,
+                }),
+            ),
+            Message::GetConfigRequest => {
+                self.send(id, xid, &Message::GetConfigReply(self.switch_config))
+            }
+            Message::SetConfig(c) => self.switch_config = *c,
+            Message::BarrierRequest => self.send(id, xid, &Message::BarrierReply),
+            Message::FlowMod(fm) => {
+                if fm.buffer_id != OFP_NO_BUFFER {
+                    // Applied first, then the buffer is reported unknown (we never buffer).
+                    let removed = sw.engine().flow_mod(fm, now)?;
+                    self.flow_removed(removed);
+                    return Err(OfpError::BadRequest(BadRequestCode::BufferUnknown));
+                }
+                let removed = sw.engine().flow_mod(fm, now)?;
+                self.flow_removed(removed);
+            }
+            Message::GroupMod(gm) => sw.engine().group_mod(gm)?,
+            Message::MeterMod(mm) => sw.engine().meter_mod(mm)?,
+            Message::PortMod(pm) => sw.port_mod(pm)?,
+            Message::TableMod(_) => {}
+            Message::PacketOut(po) => {
+                if po.buffer_id != OFP_NO_BUFFER {
+                    return Err(OfpError::BadRequest(BadRequestCode::BufferUnknown));
+                }
+                let pins = sw.packet_out(po)?;
+                self.packet_ins(pins);
+            }
+            Message::MultipartRequest(req) => self.multipart(id, xid, &req.body, sw, now)?,
+            Message::RoleRequest(r) => {
+                let role = self.role_request(id, r)?;
+                self.send(id, xid, &Message::RoleReply(role));
+            }
+            Message::GetAsyncRequest => {
+                let a = self.conns.get(&id).map(|c| c.async_cfg).unwrap_or_default();
+                self.send(id, xid, &Message::GetAsyncReply(a));
+            }
+            Message::SetAsync(a) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.async_cfg = *a;
+                }
+            }
+            Message::QueueGetConfigRequest { port } => self.send(
+                id,
+                xid,
+                &Message::QueueGetConfigReply(QueueGetConfigReply {
+                    port: *port,
+                    queues: Vec::new(),
+                }),
+            ),
+            Message::NxSetPacketInFormat(0) | Message::NxSetControllerId(_) => {}
+            Message::BundleControl(bc) => self.bundle_control(id, xid, bc, sw)?,
+            Message::BundleAdd(ba) => {
+                if !is_bundlable(ba.message.msg_type()) {
+                    return Err(bundle_failed(BFC_MSG_UNSUP));
+                }
+                match self.bundles.get_mut(&(id, ba.bundle_id)) {
+                    Some(v) => v.push((xid, (*ba.message).clone())),
+                    None => return Err(bundle_failed(BFC_BAD_ID)),
+                }
+            }
+            Message::Experimenter(_) | Message::NxSetPacketInFormat(_) | Message::NxResume(_) => {
+                return Err(OfpError::BadRequest(BadRequestCode::BadExperimenter));
+            }
+            // Switch-to-controller messages.
+            _ => return Err(OfpError::BadRequest(BadRequestCode::BadType)),
+        }
+        Ok(())
+    }
+
+    /// ONF bundles: OPEN/ADD queue messages, COMMIT applies them in order
+    /// (stopping at the first error, which is reported for the failing
+    /// message followed by MSG_FAILED for the commit), DISCARD drops them.
+    fn bundle_control(
+        &mut self,
+        id: u64,
+        xid: u32,
+        bc: &BundleControl,
+        sw: &mut dyn Switch,
+    ) -> Result<(), OfpError> {
+        use BundleCtrlType as T;
+        let key = (id, bc.bundle_id);
+        let reply = match bc.ctrl_type {
+            T::OpenRequest => {
+                if self.bundles.contains_key(&key) {
+                    return Err(bundle_failed(BFC_BUNDLE_EXIST));
+                }
+                self.bundles.insert(key, Vec::new());
+                T::OpenReply
+            }
+            T::CloseRequest => {
+                if !self.bundles.contains_key(&key) {
+                    return Err(bundle_failed(BFC_BAD_ID));
+                }
+                T::CloseReply
+            }
+            T::DiscardRequest => {
+                self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
+                T::DiscardReply
+            }
+            T::CommitRequest => {
+                let msgs = self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
+                for (mxid, m) in msgs {
+                    if let Err(e) = self.message(id, mxid, &m, sw) {
+                        self.send(
+                            id,
+                            mxid,
+                            &Message::Error(ErrorMsg {
+                                error: e,
+                                data: head(mxid, &m),
+                            }),
+                        );
+                        return Err(bundle_failed(BFC_MSG_FAILED));
+                    }
+                }
+                T::CommitReply
+            }
+            _ => return Err(OfpError::BadRequest(BadRequestCode::BadType)),
+        };
+        self.send(
+            id,
+            xid,
+            &Message::BundleControl(BundleControl {
+                bundle_id: bc.bundle_id,
+                ctrl_type: reply,
+                flags: bc.flags,
+                properties: Vec::new(),
+            }),
+        );
+        Ok(())
+    }
+
+    fn role_request(&mut self, id: u64, r: &Role) -> Result<Role, OfpError> {
+        let role = r.role;
+        if role > ROLE_SLAVE {
+            return Err(OfpError::RoleRequestFailed(RoleRequestFailedCode::BadRole));
+        }
+        if role == ROLE_MASTER || role == ROLE_SLAVE {
+            if let Some(g) = self.generation
+                && (r.generation_id.wrapping_sub(g) as i64) < 0
+            {
+                return Err(OfpError::RoleRequestFailed(RoleRequestFailedCode::Stale));
+            }
+            self.generation = Some(r.generation_id);
+        }
+        if role == ROLE_MASTER {
+            for (cid, c) in self.conns.iter_mut() {
+                if *cid != id && c.role == ROLE_MASTER {
+                    c.role = ROLE_SLAVE;
+                }
+            }
+        }
+        let c = self.conns.get_mut(&id).expect("connection exists");
+        if role != ROLE_NOCHANGE {
+            c.role = role;
+        }
+        Ok(Role {
+            role: c.role,
+            generation_id: self.generation.unwrap_or(0),
+        })
+    }
+
+    fn wants(c: &Conn, masks: [u32; 2], reason: u8) -> bool {
+        let m = if c.role == ROLE_SLAVE {
+            masks[1]
+        } else {
+            masks[0]
+        };
+        reason < 32 && m & (1 << reason) != 0
+    }
+
+    /// Sends packet-ins to the controllers that want them.
+    pub fn packet_ins(&self, pins: Vec<PacketIn>) {
+        for pi in pins {
+            let m = Message::PacketIn(pi);
+            let Message::PacketIn(pi) = &m else { continue };
+            for c in self.conns.values() {
+                if Self::wants(c, c.async_cfg.packet_in_mask, pi.reason) {
+                    let _ = c.handle.send(&m);
+                }
+            }
+        }
+    }
+
+    /// Sends FLOW_REMOVED messages.
+    pub fn flow_removed(&self, removed: Vec<FlowRemoved>) {
+        for fr in removed {
+            let reason = fr.reason;
+            let m = Message::FlowRemoved(fr);
+            for c in self.conns.values() {
+                if Self::wants(c, c.async_cfg.flow_removed_mask, reason) {
+                    let _ = c.handle.send(&m);
+                }
+            }
+        }
+    }
+
+    /// Sends PORT_STATUS (MODIFY) for ports whose state changed.
+    pub fn port_status(&self, ports: Vec<plexus_openflow::message::Port>) {
+        const OFPPR_MODIFY: u8 = 2;
+        for desc in ports {
+            let m = Message::PortStatus(PortStatus {
+                reason: OFPPR_MODIFY,
+                desc,
+            });
+            for c in self.conns.values() {
+                if Self::wants(c, c.async_cfg.port_status_mask, OFPPR_MODIFY) {
+                    let _ = c.handle.send(&m);
+                }
+            }
+        }
+    }
+
+    fn multipart(
+        &self,
+        id: u64,
+        xid: u32,
+        body: &MultipartRequestBody,
+        sw: &mut dyn Switch,
+        now: Instant,
+    ) -> Result<(), OfpError> {
+        use MultipartReplyBody as R;
+        let bodies: Vec<R> = match body {
+            MultipartRequestBody::Desc => vec![R::Desc(Desc {
+                mfr_desc: "Plexus".into(),
+                hw_desc: "plexus-vswitchd userspace switch".into(),
+                sw_desc: env!("CARGO_PKG_VERSION").into(),
+                serial_num: "None".into(),
+                dp_desc: "None".into(),
+            })],
+            MultipartRequestBody::Flow(req) => {
+                let v = sw.engine().flow_stats(req, now)?;
+                chunks(v, R::Flow)
+            }
+            MultipartRequestBody::Aggregate(req) => {
+                vec![R::Aggregate(sw.engine().aggregate_stats(req)?)]
+            }
+            MultipartRequestBody::Table => chunks(sw.engine().table_stats(), R::Table),
+            MultipartRequestBody::PortStats { port_no } => {
+                let v: Vec<_> = sw
+                    .ports()
+                    .iter()
+                    .filter(|p| *port_no == 0xffff_ffff || p.ofport == *port_no)
+                    .map(|p| p.stats(now))
+                    .collect();
+                if v.is_empty() && *port_no != 0xffff_ffff {
+                    return Err(OfpError::BadRequest(BadRequestCode::BadPort));
+                }
+                vec![R::PortStats(v)]
+            }
+            MultipartRequestBody::PortDesc => {
+                vec![R::PortDesc(sw.ports().iter().map(DpPort::desc).collect())]
+            }
+            MultipartRequestBody::Queue { .. } => vec![R::Queue(Vec::new())],
+            MultipartRequestBody::Group { group_id } => {
+                chunks(sw.engine().group_stats(*group_id, now), R::Group)
+            }
+            MultipartRequestBody::GroupDesc => chunks(sw.engine().group_desc(), R::GroupDesc),
+            MultipartRequestBody::GroupFeatures => vec![R::GroupFeatures(GroupFeatures {
+                types: 0xf,
+                capabilities: 0x1 | 0x2 | 0x4,
+                max_groups: [65535; 4],
+                actions: [all_actions_bitmap(); 4],
+            })],
+            MultipartRequestBody::Meter { meter_id } => {
+                chunks(sw.engine().meter_stats(*meter_id, now), R::Meter)
+            }
+            MultipartRequestBody::MeterConfig { meter_id } => {
+                chunks(sw.engine().meter_config(*meter_id), R::MeterConfig)
+            }
+            MultipartRequestBody::MeterFeatures => vec![R::MeterFeatures(MeterFeatures {
+                max_meter: 65535,
+                band_types: 1 << 1,
+                capabilities: 0xf,
+                max_bands: 8,
+                max_color: 0,
+            })],
+            MultipartRequestBody::TableFeatures(set) => {
+                if !set.is_empty() {
+                    return Err(OfpError::TableFeaturesFailed(
+                        plexus_openflow::error::TableFeaturesFailedCode::Eperm,
+                    ));
+                }
+                table_features()
+                    .chunks(16)
+                    .map(|c| R::TableFeatures(c.to_vec()))
+                    .collect()
+            }
+            MultipartRequestBody::Experimenter(_) => {
+                return Err(OfpError::BadRequest(BadRequestCode::BadExperimenter));
+            }
+        };
+        let _ = mp_type::DESC;
+        self.send_multipart(id, xid, bodies);
+        Ok(())
+    }
+}
+
+fn chunks<T: Clone>(
+    v: Vec<T>,
+    f: impl Fn(Vec<T>) -> MultipartReplyBody,
+) -> Vec<MultipartReplyBody> {
+    if v.is_empty() {
+        return vec![f(v)];
+    }
+    v.chunks(CHUNK).map(|c| f(c.to_vec())).collect()
+}
+
+/// Bitmap of OFPAT_* supported (output..pop_pbb).
+fn all_actions_bitmap() -> u32 {
+    (1 << 0)
+        | (1 << 11)
+        | (1 << 12)
+        | (1 << 15)
+        | (1 << 16)
+        | (1 << 17)
+        | (1 << 18)
+        | (1 << 19)
+        | (1 << 20)
+        | (1 << 21)
+        | (1 << 22)
+        | (1 << 23)
+        | (1 << 24)
+        | (1 << 25)
+}
+
+fn table_features() -> Vec<TableFeatures> {
+    let inst: Vec<InstructionId> = [1u16, 2, 3, 4, 5, 6]
+        .iter()
+        .map(|&t| InstructionId {
+            inst_type: t,
+            data: Vec::new(),
+        })
+        .collect();
+    let acts: Vec<ActionId> = [0u16, 11, 12, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
+        .iter()
+        .map(|&t| ActionId {
+            action_type: t,
+            data: Vec::new(),
+        })
+        .collect();
+    let oxms: Vec<OxmId> = FieldId::all()
+        .filter(|f| plexus_openflow::oxm::nxm_header(*f) >> 16 == 0x8000)
+        .map(|f| OxmId {
+            header: plexus_openflow::oxm::nxm_header(f),
+            experimenter: None,
+        })
+        .collect();
+    (0..N_TABLES as u8)
+        .map(|t| TableFeatures {
+            table_id: t,
+            name: format!("table{t}"),
+            metadata_match: u64::MAX,
+            metadata_write: u64::MAX,
+            config: 0,
+            max_entries: 1_000_000,
+            properties: vec![
+                TableFeatureProp::Instructions {
+                    miss: false,
+                    ids: inst.clone(),
+                },
+                TableFeatureProp::NextTables {
+                    miss: false,
+                    tables: ((t + 1)..N_TABLES as u8).collect(),
+                },
+                TableFeatureProp::WriteActions {
+                    miss: false,
+                    ids: acts.clone(),
+                },
+                TableFeatureProp::ApplyActions {
+                    miss: false,
+                    ids: acts.clone(),
+                },
+                TableFeatureProp::Match(oxms.clone()),
+                TableFeatureProp::Wildcards(oxms.clone()),
+                TableFeatureProp::WriteSetfield {
+                    miss: false,
+                    ids: oxms.clone(),
+                },
+                TableFeatureProp::ApplySetfield {
+                    miss: false,
+                    ids: oxms.clone(),
+                },
+            ],
+        })
+        .collect()
+}

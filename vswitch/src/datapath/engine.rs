@@ -1,0 +1,82 @@
+//! The interface between the datapath thread and a flow pipeline.
+//!
+//! [`Engine`] is what the datapath thread and the OpenFlow agent need from the
+//! pipeline: table/group/meter modifications, per-packet processing into a
+//! [`Sink`], packet-out, expiry and the statistics behind the multipart
+//! replies. [`super::simple::SimplePipeline`] is a small built-in implementation
+//! (one classifier per table, output/controller/goto); the full pipeline
+//! plugs in behind the same trait.
+
+use std::time::Instant;
+
+use plexus_openflow::error::OfpError;
+use plexus_openflow::message::{
+    AggregateStats, FlowMod, FlowRemoved, FlowStats, FlowStatsRequest, GroupDesc, GroupMod,
+    GroupStats, MeterConfig, MeterMod, MeterStats, PacketIn, PacketOut, TableStats,
+};
+
+/// One switch port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// OpenFlow port number.
+    pub ofport: u32,
+    /// Interface name.
+    pub name: String,
+    /// Ethernet address.
+    pub hw_addr: [u8; 6],
+    /// Link is up (usable for flooding and fast-failover liveness).
+    pub live: bool,
+    /// `OFPPC_NO_FWD`: frames are not sent out of this port.
+    pub no_fwd: bool,
+    /// `OFPPC_NO_FLOOD`: excluded from FLOOD.
+    pub no_flood: bool,
+}
+
+/// Where processed frames go.
+pub trait Sink {
+    /// Send `frame` out of OpenFlow port `port` (a physical port; the engine
+    /// resolves IN_PORT/ALL/FLOOD itself).
+    fn output(&mut self, port: u32, frame: &[u8]);
+    /// Send a packet-in to the controllers (the agent applies roles and the
+    /// asynchronous-message masks).
+    fn packet_in(&mut self, pi: PacketIn);
+}
+
+/// The flow pipeline driven by the datapath thread.
+pub trait Engine: Send + std::fmt::Debug {
+    /// The current set of ports.
+    fn set_ports(&mut self, ports: &[PortInfo]);
+    /// FLOW_MOD; on error nothing changed. Returns FLOW_REMOVED messages for
+    /// deleted flows that asked for them.
+    fn flow_mod(&mut self, fm: &FlowMod, now: Instant) -> Result<Vec<FlowRemoved>, OfpError>;
+    /// GROUP_MOD.
+    fn group_mod(&mut self, gm: &GroupMod) -> Result<(), OfpError>;
+    /// METER_MOD.
+    fn meter_mod(&mut self, mm: &MeterMod) -> Result<(), OfpError>;
+    /// Runs one frame received on `in_port` through the tables.
+    fn process(&mut self, in_port: u32, frame: &[u8], now: Instant, out: &mut dyn Sink);
+    /// PACKET_OUT (with `data`; buffering is the agent's concern).
+    fn packet_out(
+        &mut self,
+        po: &PacketOut,
+        now: Instant,
+        out: &mut dyn Sink,
+    ) -> Result<(), OfpError>;
+    /// Removes flows whose idle/hard timeout passed; returns the
+    /// FLOW_REMOVED messages for those with `OFPFF_SEND_FLOW_REM`.
+    fn expire(&mut self, now: Instant) -> Vec<FlowRemoved>;
+    /// Flow statistics (multipart FLOW).
+    fn flow_stats(&self, req: &FlowStatsRequest, now: Instant) -> Result<Vec<FlowStats>, OfpError>;
+    /// Aggregate statistics (multipart AGGREGATE).
+    fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<AggregateStats, OfpError>;
+    /// Per-table statistics.
+    fn table_stats(&self) -> Vec<TableStats>;
+    /// Group descriptions.
+    fn group_desc(&self) -> Vec<GroupDesc>;
+    /// Group statistics (`group_id` may be `OFPG_ALL`).
+    fn group_stats(&self, group_id: u32, now: Instant) -> Vec<GroupStats>;
+    /// Meter configuration (`meter_id` may be `OFPM_ALL`).
+    fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig>;
+    /// Meter statistics (`meter_id` may be `OFPM_ALL`).
+    fn meter_stats(&self, meter_id: u32, now: Instant) -> Vec<MeterStats>;
+}

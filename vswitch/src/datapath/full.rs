@@ -1,0 +1,155 @@
+//! [`Engine`] for the full OpenFlow pipeline ([`crate::pipeline::Pipeline`]):
+//! header rewrites, groups, meters, NX actions, megaflow cache.
+
+use std::time::Instant;
+
+use plexus_openflow::error::OfpError;
+use plexus_openflow::message::{
+    AggregateStats, FlowMod, FlowRemoved, FlowStats, FlowStatsRequest, GroupDesc, GroupMod,
+    GroupStats, MeterConfig, MeterMod, MeterStats, PacketIn, PacketOut, TableStats,
+};
+
+use super::engine::{Engine, PortInfo, Sink};
+use crate::pipeline::{self, Emit, OutData, PacketBuf, Pipeline};
+
+/// Number of OpenFlow tables announced and used.
+pub const N_TABLES: u8 = 254;
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct FullPipeline {
+    p: Pipeline,
+    pkt: PacketBuf,
+    emits: Vec<Emit>,
+}
+
+impl Default for FullPipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FullPipeline {
+    pub fn new() -> Self {
+        Self {
+            p: Pipeline::new(N_TABLES),
+            pkt: PacketBuf::new(),
+            emits: Vec::with_capacity(16),
+        }
+    }
+
+    /// The wrapped pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.p
+    }
+
+    fn deliver(&mut self, out: &mut dyn Sink) {
+        let Self { p, pkt, emits } = self;
+        for e in emits.drain(..) {
+            match e {
+                Emit::Output { port, data, .. } => match data {
+                    OutData::Packet => out.output(port, pkt.data()),
+                    OutData::Copy(v) => {
+                        out.output(port, &v);
+                        p.recycle(v);
+                    }
+                },
+                Emit::PacketIn {
+                    reason,
+                    table_id,
+                    cookie,
+                    match_,
+                    data,
+                    total_len,
+                    buffer_id,
+                    ..
+                } => out.packet_in(PacketIn {
+                    buffer_id,
+                    total_len,
+                    reason,
+                    table_id,
+                    cookie,
+                    match_,
+                    data,
+                }),
+            }
+        }
+    }
+}
+
+impl Engine for FullPipeline {
+    fn set_ports(&mut self, ports: &[PortInfo]) {
+        let v: Vec<pipeline::PortInfo> = ports
+            .iter()
+            .map(|p| pipeline::PortInfo {
+                port_no: p.ofport,
+                name: p.name.clone(),
+                hw_addr: p.hw_addr,
+                live: p.live && !p.no_fwd,
+            })
+            .collect();
+        self.p.set_ports(&v);
+    }
+
+    fn flow_mod(&mut self, fm: &FlowMod, now: Instant) -> Result<Vec<FlowRemoved>, OfpError> {
+        self.p.flow_mod(fm, now)?;
+        Ok(self.p.take_flow_removed())
+    }
+
+    fn group_mod(&mut self, gm: &GroupMod) -> Result<(), OfpError> {
+        self.p.group_mod(gm)
+    }
+
+    fn meter_mod(&mut self, mm: &MeterMod) -> Result<(), OfpError> {
+        self.p.meter_mod(mm)
+    }
+
+    fn process(&mut self, in_port: u32, frame: &[u8], now: Instant, out: &mut dyn Sink) {
+        self.pkt.load(frame);
+        self.p.process(in_port, &mut self.pkt, now, &mut self.emits);
+        self.deliver(out);
+    }
+
+    fn packet_out(
+        &mut self,
+        po: &PacketOut,
+        now: Instant,
+        out: &mut dyn Sink,
+    ) -> Result<(), OfpError> {
+        let r = self.p.packet_out(po, now, &mut self.emits);
+        self.deliver(out);
+        r
+    }
+
+    fn expire(&mut self, now: Instant) -> Vec<FlowRemoved> {
+        self.p.expire(now)
+    }
+
+    fn flow_stats(&self, req: &FlowStatsRequest, now: Instant) -> Result<Vec<FlowStats>, OfpError> {
+        self.p.flow_stats(req, now)
+    }
+
+    fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<AggregateStats, OfpError> {
+        self.p.aggregate_stats(req)
+    }
+
+    fn table_stats(&self) -> Vec<TableStats> {
+        self.p.table_stats()
+    }
+
+    fn group_desc(&self) -> Vec<GroupDesc> {
+        self.p.group_desc()
+    }
+
+    fn group_stats(&self, group_id: u32, _now: Instant) -> Vec<GroupStats> {
+        self.p.group_stats(group_id)
+    }
+
+    fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig> {
+        self.p.meter_config(meter_id)
+    }
+
+    fn meter_stats(&self, meter_id: u32, _now: Instant) -> Vec<MeterStats> {
+        self.p.meter_stats(meter_id)
+    }
+}

@@ -1,0 +1,414 @@
+//! The datapath thread: owns the ports and the pipeline ([`Engine`]),
+//! runs batched rx → process → tx, and between batches applies what the
+//! control side sends over a channel ([`Ctl`]) through the OpenFlow
+//! [`Agent`](crate::agent::Agent), which answers on the connections directly.
+//!
+//! Nothing on the per-packet path takes a lock: control messages arrive on
+//! an mpsc channel drained between batches; a pipe wakes the thread from
+//! poll(2) when a message is queued while it sleeps.
+
+pub mod engine;
+pub mod full;
+pub mod simple;
+
+pub use engine::{Engine, PortInfo, Sink};
+
+use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use plexus_openflow::conn::{ConnHandle, DecodeFailure};
+use plexus_openflow::error::{OfpError, PortModFailedCode};
+use plexus_openflow::message::{self as ofm, Message, PacketIn, PacketOut, PortMod};
+
+use crate::agent::{Agent, FailMode, Switch};
+use crate::port::{DEFAULT_BATCH, LinkState, PacketBatch, Port};
+use crate::sys;
+
+/// A control-side event for the datapath thread.
+#[derive(Debug)]
+pub enum Ctl {
+    /// A controller connection came up (`id` unique per connection).
+    Connected { id: u64, handle: ConnHandle },
+    /// It went away.
+    Disconnected { id: u64 },
+    /// A decoded message.
+    Msg { id: u64, xid: u32, msg: Message },
+    /// A frame that did not decode (answered with the codec's OFPT_ERROR).
+    Bad { id: u64, failure: DecodeFailure },
+}
+
+/// The control side's end: queue a [`Ctl`] and wake the datapath thread.
+#[derive(Debug)]
+pub struct CtlSender {
+    tx: mpsc::Sender<Ctl>,
+    pending: Arc<AtomicBool>,
+    pipe: Arc<PipeWriter>,
+}
+
+impl Clone for CtlSender {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            pending: self.pending.clone(),
+            pipe: self.pipe.clone(),
+        }
+    }
+}
+
+impl CtlSender {
+    /// Queues `c`; false if the datapath thread is gone.
+    pub fn send(&self, c: Ctl) -> bool {
+        if self.tx.send(c).is_err() {
+            return false;
+        }
+        // One byte per false→true transition; the datapath clears the flag
+        // (reading exactly that byte) before it drains the channel.
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let _ = (&*self.pipe).write_all(&[1]);
+        }
+        true
+    }
+}
+
+/// The datapath thread's end of the control channel.
+#[derive(Debug)]
+pub struct CtlReceiver {
+    rx: mpsc::Receiver<Ctl>,
+    pending: Arc<AtomicBool>,
+    pipe: PipeReader,
+}
+
+/// A control channel (sender for the control side, receiver for the datapath).
+pub fn ctl_channel() -> std::io::Result<(CtlSender, CtlReceiver)> {
+    let (r, w) = std::io::pipe()?;
+    let (tx, rx) = mpsc::channel();
+    let pending = Arc::new(AtomicBool::new(false));
+    Ok((
+        CtlSender {
+            tx,
+            pending: pending.clone(),
+            pipe: Arc::new(w),
+        },
+        CtlReceiver {
+            rx,
+            pending,
+            pipe: r,
+        },
+    ))
+}
+
+/// One port of the datapath.
+pub struct DpPort {
+    /// OpenFlow port number.
+    pub ofport: u32,
+    /// The port.
+    pub port: Box<dyn Port>,
+    tx: PacketBatch,
+    hw_addr: [u8; 6],
+    /// `OFPPC_*` as set by PORT_MOD.
+    config: u32,
+    link: LinkState,
+    since: Instant,
+}
+
+impl DpPort {
+    /// Wraps an opened port as OpenFlow port `ofport`.
+    pub fn new(ofport: u32, port: Box<dyn Port>) -> Self {
+        let hw_addr = sys::if_hwaddr(port.name()).unwrap_or_default();
+        let link = port.link_state();
+        Self {
+            ofport,
+            port,
+            tx: PacketBatch::new(DEFAULT_BATCH),
+            hw_addr,
+            config: 0,
+            link,
+            since: Instant::now(),
+        }
+    }
+
+    fn info(&self) -> PortInfo {
+        PortInfo {
+            ofport: self.ofport,
+            name: self.port.name().to_string(),
+            hw_addr: self.hw_addr,
+            live: self.link.oper_up && self.config & OFPPC_PORT_DOWN == 0,
+            no_fwd: self.config & OFPPC_NO_FWD != 0,
+            no_flood: self.config & OFPPC_NO_FLOOD != 0,
+        }
+    }
+
+    /// The `ofp_port` description.
+    pub fn desc(&self) -> ofm::Port {
+        let mut state = 0;
+        if !self.link.oper_up {
+            state |= OFPPS_LINK_DOWN;
+        } else {
+            state |= OFPPS_LIVE;
+        }
+        let mut config = self.config;
+        if !self.link.admin_up {
+            config |= OFPPC_PORT_DOWN;
+        }
+        ofm::Port {
+            port_no: self.ofport,
+            hw_addr: self.hw_addr,
+            name: self.port.name().to_string(),
+            config,
+            state,
+            curr: OFPPF_10GB_FD | OFPPF_COPPER,
+            advertised: 0,
+            supported: 0,
+            peer: 0,
+            curr_speed: 10_000_000,
+            max_speed: 0,
+        }
+    }
+
+    /// Port statistics.
+    pub fn stats(&self, now: Instant) -> ofm::PortStats {
+        let s = self.port.stats();
+        let d = now.saturating_duration_since(self.since);
+        ofm::PortStats {
+            port_no: self.ofport,
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            rx_dropped: s.rx_drops,
+            tx_dropped: s.tx_drops,
+            rx_errors: s.rx_errors,
+            tx_errors: s.tx_errors,
+            rx_frame_err: 0,
+            rx_over_err: 0,
+            rx_crc_err: 0,
+            collisions: 0,
+            duration_sec: d.as_secs() as u32,
+            duration_nsec: d.subsec_nanos(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DpPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpPort")
+            .field("ofport", &self.ofport)
+            .field("name", &self.port.name())
+            .field("config", &self.config)
+            .field("link", &self.link)
+            .finish()
+    }
+}
+
+const OFPPC_PORT_DOWN: u32 = 1 << 0;
+const OFPPC_NO_RECV: u32 = 1 << 2;
+const OFPPC_NO_FWD: u32 = 1 << 5;
+const OFPPC_NO_FLOOD: u32 = 1 << 3;
+const OFPPC_NO_PACKET_IN: u32 = 1 << 6;
+const OFPPS_LINK_DOWN: u32 = 1 << 0;
+const OFPPS_LIVE: u32 = 1 << 2;
+const OFPPF_10GB_FD: u32 = 1 << 6;
+const OFPPF_COPPER: u32 = 1 << 11;
+
+/// Ports + pipeline: what the agent operates on.
+#[derive(Debug)]
+pub struct Core {
+    ports: Vec<DpPort>,
+    engine: Box<dyn Engine>,
+    pins: Vec<PacketIn>,
+}
+
+struct PortSink<'a> {
+    ports: &'a mut [DpPort],
+    pins: &'a mut Vec<PacketIn>,
+    in_port: u32,
+}
+
+impl Sink for PortSink<'_> {
+    fn output(&mut self, port: u32, frame: &[u8]) {
+        if let Some(p) = self.ports.iter_mut().find(|p| p.ofport == port) {
+            if p.tx.is_full() {
+                p.port.tx_batch(&mut p.tx);
+            }
+            p.tx.push(frame);
+        }
+    }
+
+    fn packet_in(&mut self, pi: PacketIn) {
+        let blocked = self
+            .ports
+            .iter()
+            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
+        if !blocked {
+            self.pins.push(pi);
+        }
+    }
+}
+
+impl Core {
+    fn flush_tx(&mut self) {
+        for p in &mut self.ports {
+            if !p.tx.is_empty() {
+                p.port.tx_batch(&mut p.tx);
+            }
+            p.port.flush();
+        }
+    }
+
+    fn port_infos(&self) -> Vec<PortInfo> {
+        self.ports.iter().map(DpPort::info).collect()
+    }
+}
+
+impl Switch for Core {
+    fn engine(&mut self) -> &mut dyn Engine {
+        self.engine.as_mut()
+    }
+
+    fn ports(&self) -> &[DpPort] {
+        &self.ports
+    }
+
+    fn packet_out(&mut self, po: &PacketOut) -> Result<Vec<PacketIn>, OfpError> {
+        let mut pins = Vec::new();
+        let mut sink = PortSink {
+            ports: &mut self.ports,
+            pins: &mut pins,
+            in_port: po.in_port,
+        };
+        let r = self.engine.packet_out(po, Instant::now(), &mut sink);
+        self.flush_tx();
+        r.map(|()| pins)
+    }
+
+    fn port_mod(&mut self, pm: &PortMod) -> Result<(), OfpError> {
+        let Some(p) = self.ports.iter_mut().find(|p| p.ofport == pm.port_no) else {
+            return Err(OfpError::PortModFailed(PortModFailedCode::BadPort));
+        };
+        if pm.hw_addr != p.hw_addr {
+            return Err(OfpError::PortModFailed(PortModFailedCode::BadHwAddr));
+        }
+        p.config = (p.config & !pm.mask) | (pm.config & pm.mask);
+        let infos = self.port_infos();
+        self.engine.set_ports(&infos);
+        Ok(())
+    }
+}
+
+/// Runs the datapath loop on the calling thread until SIGTERM/SIGINT.
+pub fn run(
+    ports: Vec<DpPort>,
+    engine: Box<dyn Engine>,
+    mut agent: Agent,
+    mut ctl: CtlReceiver,
+) -> std::io::Result<()> {
+    let mut core = Core {
+        ports,
+        engine,
+        pins: Vec::new(),
+    };
+    let infos = core.port_infos();
+    core.engine.set_ports(&infos);
+    let mut rx = PacketBatch::new(DEFAULT_BATCH);
+    let mut fds: Vec<RawFd> = vec![ctl.pipe.as_raw_fd()];
+    fds.extend(core.ports.iter().filter_map(|p| p.port.rx_fd()));
+    let mut next_housekeeping = Instant::now();
+    let mut idle = 0u32;
+    while !sys::terminate_requested() {
+        // Control messages, in order, between batches.
+        if ctl.pending.swap(false, Ordering::AcqRel) {
+            let mut b = [0u8; 1];
+            let _ = ctl.pipe.read_exact(&mut b);
+        }
+        while let Ok(c) = ctl.rx.try_recv() {
+            agent.handle(c, &mut core);
+        }
+        // Traffic.
+        let now = Instant::now();
+        let mut n = 0;
+        let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_controller();
+        for i in 0..core.ports.len() {
+            for _ in 0..4 {
+                let k = core.ports[i].port.rx_batch(&mut rx);
+                n += k;
+                let (in_port, cfg) = (core.ports[i].ofport, core.ports[i].config);
+                if cfg & (OFPPC_NO_RECV | OFPPC_PORT_DOWN) == 0 {
+                    let Core {
+                        ports,
+                        engine,
+                        pins,
+                    } = &mut core;
+                    let mut sink = PortSink {
+                        ports,
+                        pins,
+                        in_port,
+                    };
+                    for f in rx.iter() {
+                        if standalone {
+                            flood(&mut sink, in_port, f);
+                        } else {
+                            engine.process(in_port, f, now, &mut sink);
+                        }
+                    }
+                }
+                if k < rx.capacity() {
+                    break;
+                }
+            }
+        }
+        core.flush_tx();
+        if !core.pins.is_empty() {
+            let pins = std::mem::take(&mut core.pins);
+            agent.packet_ins(pins);
+        }
+        if now >= next_housekeeping {
+            next_housekeeping = now + Duration::from_millis(250);
+            let removed = core.engine.expire(now);
+            agent.flow_removed(removed);
+            let mut changed = Vec::new();
+            for p in &mut core.ports {
+                let l = p.port.link_state();
+                if l != p.link {
+                    p.link = l;
+                    changed.push(p.desc());
+                }
+            }
+            if !changed.is_empty() {
+                let infos = core.port_infos();
+                core.engine.set_ports(&infos);
+                agent.port_status(changed);
+            }
+        }
+        if n > 0 {
+            idle = 0;
+            continue;
+        }
+        idle += 1;
+        if idle > 2 {
+            let ms = next_housekeeping
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .clamp(1, 250) as i32;
+            sys::poll_readable(&fds, ms)?;
+            idle = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Standalone fail mode without a controller: a plain hub.
+fn flood(sink: &mut PortSink<'_>, in_port: u32, f: &[u8]) {
+    let outs: Vec<u32> = sink
+        .ports
+        .iter()
+        .map(|p| p.ofport)
+        .filter(|&p| p != in_port)
+        .collect();
+    for p in outs {
+        sink.output(p, f);
+    }
+}
