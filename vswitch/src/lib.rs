@@ -16,6 +16,8 @@
 pub mod cache;
 pub mod classifier;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod pipeline;
 pub mod port;
 #[allow(unsafe_code)]
