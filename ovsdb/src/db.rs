@@ -288,6 +288,94 @@ impl Database {
         }
     }
 
+    /// Checks the database's invariants: every row has exactly the schema's columns and
+    /// satisfies their constraints, every reference (strong or weak) points to an existing row
+    /// of its table, every non-root row is strongly referenced, `maxRows` holds, the strong
+    /// reference counts and unique indexes match a recomputation from the rows. Used by the
+    /// fuzz entry points and tests; `Err` names the first violation.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let mut refs: UuidMap<usize> = UuidMap::default();
+        for (tname, ts) in &self.schema.tables {
+            let rows = self
+                .tables
+                .get(tname)
+                .ok_or_else(|| format!("table {tname} missing"))?;
+            if let Some(m) = ts.max_rows
+                && rows.len() as u64 > m
+            {
+                return Err(format!("{tname}: {} rows > maxRows {m}", rows.len()));
+            }
+            for (u, row) in rows {
+                if row.cols.len() != ts.columns.len()
+                    || !ts.columns.keys().all(|c| row.cols.contains_key(c))
+                {
+                    return Err(format!("{tname} row {u}: columns differ from the schema"));
+                }
+                for (cname, c) in &ts.columns {
+                    let d = &row.cols[cname];
+                    d.check(&c.type_)
+                        .map_err(|e| format!("{tname} row {u} column {cname}: {e}"))?;
+                    let mut visit = |b: &crate::schema::BaseType, a: &Atom| {
+                        let (Some(rt), Some(x)) = (&b.ref_table, a.as_uuid()) else {
+                            return Ok(());
+                        };
+                        if !self.tables.get(rt).is_some_and(|t| t.contains_key(&x)) {
+                            return Err(format!(
+                                "{tname} row {u} column {cname}: dangling reference {x} to {rt}"
+                            ));
+                        }
+                        if b.ref_type == RefType::Strong {
+                            *refs.entry(x).or_default() += 1;
+                        }
+                        Ok(())
+                    };
+                    for k in d.keys() {
+                        visit(&c.type_.key, k)?;
+                    }
+                    if let Some(vt) = &c.type_.value {
+                        for v in d.values() {
+                            visit(vt, v)?;
+                        }
+                    }
+                }
+            }
+        }
+        for (tname, ts) in &self.schema.tables {
+            if ts.is_root {
+                continue;
+            }
+            for u in self.tables[tname].keys() {
+                if !refs.contains_key(u) {
+                    return Err(format!("{tname} row {u} is unreferenced (not collected)"));
+                }
+            }
+        }
+        if refs != self.strong_refs {
+            return Err("strong reference counts differ from a recount".into());
+        }
+        for (tname, ts) in &self.schema.tables {
+            let idx = self.indexes.get(tname).map(Vec::as_slice).unwrap_or(&[]);
+            if idx.len() != ts.indexes.len() {
+                return Err(format!("{tname}: wrong number of index maps"));
+            }
+            for (i, cols) in ts.indexes.iter().enumerate() {
+                let mut seen = BTreeMap::new();
+                for (u, row) in &self.tables[tname] {
+                    if let Some(other) = seen.insert(index_key(cols, *u, row), *u) {
+                        return Err(format!(
+                            "{tname}: rows {other} and {u} duplicate index {cols:?}"
+                        ));
+                    }
+                }
+                if seen != idx[i] {
+                    return Err(format!("{tname}: index {cols:?} map differs from the rows"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Execute a transaction: `ops` are the transact params after the database name.
     /// `owns_lock` answers `assert` operations. On success the changes are applied.
     pub fn transact(&mut self, ops: &[Value], owns_lock: &dyn Fn(&str) -> bool) -> TxnOutcome {

@@ -13,6 +13,8 @@ pub mod client;
 pub mod datum;
 pub mod db;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod monitor;
 pub mod rpc;
 pub mod schema;

@@ -21,6 +21,8 @@ pub mod classifier;
 pub mod conntrack;
 pub mod datapath;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod pipeline;
 pub mod port;
 #[allow(unsafe_code)]
