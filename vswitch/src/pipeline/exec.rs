@@ -141,6 +141,11 @@ impl Pipeline {
                         }
                     }
                 }
+                Op::Recirc(r) => {
+                    self.materialize(pkt, out);
+                    self.reparse_continue(r, in_port, pkt, now, out);
+                    break;
+                }
                 Op::Drop(r) => {
                     match r {
                         DropReason::ResubmitLimit => self.counters.resubmit_limit += 1,

@@ -878,6 +878,43 @@ fn mpls_push_pop_roundtrip() {
 }
 
 #[test]
+fn pop_mpls_then_goto_matches_inner_l3_l4() {
+    for cache in [false, true] {
+        let mut p = pipe();
+        p.set_cache_enabled(cache);
+        add(
+            &mut p,
+            "in_port=1,ip,actions=push_mpls:0x8847,set_field:42->mpls_label,output:2",
+        );
+        add(
+            &mut p,
+            "table=0,in_port=2,mpls,actions=pop_mpls:0x0800,write_metadata:0x5/0xff,goto_table:1",
+        );
+        add(
+            &mut p,
+            "table=1,metadata=0x5,udp,nw_dst=10.0.0.2,tp_dst=2,actions=set_field:10.0.0.9->nw_dst,output:3",
+        );
+        add(&mut p, "table=1,priority=0,actions=output:4");
+        let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+        let (o, _) = run(&mut p, 1, &f);
+        let m = o[0].1.clone();
+        for _ in 0..2 {
+            let (o, _) = run(&mut p, 2, &m);
+            assert_eq!(ports_of(&o), vec![3], "cache={cache}");
+            let want = udp([10, 0, 0, 1], [10, 0, 0, 9], 1, 2);
+            assert_eq!(&o[0].1[..34], &want[..34]);
+            assert_checksums_ok(&o[0].1);
+        }
+        let g = udp([10, 0, 0, 1], [10, 0, 0, 3], 1, 2);
+        let (o, _) = run(&mut p, 1, &g);
+        let m = o[0].1.clone();
+        let (o, _) = run(&mut p, 2, &m);
+        assert_eq!(ports_of(&o), vec![4], "other dst misses in table 1");
+        assert_eq!(o[0].1, g);
+    }
+}
+
+#[test]
 fn write_actions_set_runs_in_spec_order() {
     let mut p = pipe();
     // Written in reverse order; the set runs push_vlan before set_field.

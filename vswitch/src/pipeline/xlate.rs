@@ -88,6 +88,21 @@ pub enum Op {
     /// a recirculation table, a fork of the packet continues there with the
     /// ct fields set while this op list goes on.
     Ct(Box<CtOp>),
+    /// Re-parse the rewritten bytes (after `pop_mpls`) and continue the
+    /// pipeline from a table with the carried metadata (OVS recirculates
+    /// the same way): later tables see the inner L3/L4 fields.
+    Recirc(Box<RecircOp>),
+}
+
+/// A translated re-parse continuation (`pop_mpls` then `goto_table`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecircOp {
+    pub table: u8,
+    /// The key at the fork: the [`CT_META_WORDS`] and the [`CT_FIELDS`]
+    /// are carried over to the re-parsed key (the megaflow matches them).
+    pub meta: FlowKey,
+    /// The action set at the fork (the continuation inherits it).
+    pub action_set: Vec<Action>,
 }
 
 /// A translated `ct` action.
@@ -335,6 +350,9 @@ pub(crate) struct Xlate<'p> {
     cookie: u64,
     miss_rule: bool,
     packet_out: bool,
+    /// A `pop_mpls` changed the packet's L3 type: the next `goto_table`
+    /// re-parses the packet (see [`Op::Recirc`]).
+    reparse: bool,
 }
 
 impl<'p> Xlate<'p> {
@@ -356,6 +374,7 @@ impl<'p> Xlate<'p> {
             cookie: 0,
             miss_rule: false,
             packet_out,
+            reparse: false,
         }
     }
 
@@ -435,7 +454,11 @@ impl<'p> Xlate<'p> {
             && !self.stop
             && !self.exit
         {
-            matched = self.run_table(n);
+            if self.reparse && !self.packet_out {
+                self.recirc(n);
+            } else {
+                matched = self.run_table(n);
+            }
         }
         (self.table_id, self.cookie, self.miss_rule) = saved;
         matched
@@ -551,6 +574,7 @@ impl<'p> Xlate<'p> {
                     self.key.set(FieldId::EthType, *et as u128);
                     self.key.set_loc(layout::MPLS_LSE, 0);
                     self.out.ops.push(Op::PopMpls(*et));
+                    self.reparse = true;
                 }
             }
             Action::SetQueue(q) => self.out.ops.push(Op::SetQueue(*q)),
@@ -667,6 +691,29 @@ impl<'p> Xlate<'p> {
         for f in CT_FIELDS {
             self.key.set(f, 0);
         }
+    }
+
+    /// Ends this translation with a re-parse continuation from `table`:
+    /// the action set moves to the continuation and nothing runs here
+    /// after it.
+    fn recirc(&mut self, table: u8) {
+        let mut meta = FlowKey::ZERO;
+        for w in CT_META_WORDS {
+            meta.w[w] = self.key.w[w];
+            self.wc.w[w] = u64::MAX;
+        }
+        for f in CT_FIELDS {
+            meta.set(f, self.key.get(f));
+            self.unwc(f);
+        }
+        let action_set = std::mem::take(&mut self.aset).into_list();
+        self.out.ops.push(Op::Recirc(Box::new(RecircOp {
+            table,
+            meta,
+            action_set,
+        })));
+        self.reparse = false;
+        self.stop = true;
     }
 
     /// Wraps the ops emitted since `start` in Save/Restore if any of them
