@@ -952,7 +952,10 @@ impl Pipeline {
         let mut state = Vec::new();
         for b in &mm.bands {
             match b {
-                MeterBand::Drop { rate, burst_size } => {
+                MeterBand::Drop { rate, burst_size }
+                | MeterBand::DscpRemark {
+                    rate, burst_size, ..
+                } => {
                     if *rate == 0 {
                         return Err(OfpError::MeterModFailed(M::BadRate));
                     }

@@ -493,6 +493,28 @@ pub(crate) fn pop_mpls(p: &mut PacketBuf, ethertype: u16) {
 }
 
 /// The IP TTL / hop limit, if IP.
+/// The IP DSCP (IPv4 or IPv6), if the frame is IP.
+pub(crate) fn ip_dscp(d: &[u8]) -> Option<u8> {
+    let h = hdrs(d)?;
+    match h.eth_type {
+        ETH_IPV4 => d.get(h.l3 + 1).map(|b| b >> 2),
+        ETH_IPV6 if d.len() >= h.l3 + 2 => Some(((be16(d, h.l3) >> 6) & 0x3f) as u8),
+        _ => None,
+    }
+}
+
+/// OFPMBT_DSCP_REMARK: raises the drop precedence of the DSCP by
+/// `prec_level` (the AF drop-precedence bits 1..2 of the DSCP, saturating
+/// at 3, as in RFC 2597: AF21 (18) + 1 = AF22 (20)).
+pub(crate) fn dscp_remark(d: &mut [u8], prec_level: u8) {
+    let Some(dscp) = ip_dscp(d) else { return };
+    let prec = ((dscp >> 1) & 3).saturating_add(prec_level).min(3);
+    let new = (dscp & !0x06) | (prec << 1);
+    if new != dscp {
+        set_field(d, FieldId::IpDscp, new as u128, 0x3f);
+    }
+}
+
 pub(crate) fn ip_ttl(d: &[u8]) -> Option<u8> {
     let h = hdrs(d)?;
     match h.eth_type {

@@ -711,15 +711,14 @@ fn meter_errors() {
         .unwrap_err(),
         OfpError::MeterModFailed(MeterModFailedCode::BadRate)
     );
-    assert_eq!(
-        meter(
-            &mut p,
-            "meter=3,kbps,band=type=dscp_remark,rate=10,prec_level=1",
-            MeterModCommand::Add
-        )
-        .unwrap_err(),
-        OfpError::MeterModFailed(MeterModFailedCode::BadBand)
-    );
+    // DSCP remark bands are supported.
+    meter(
+        &mut p,
+        "meter=3,kbps,band=type=dscp_remark,rate=10,prec_level=1",
+        MeterModCommand::Add,
+    )
+    .unwrap();
+    meter(&mut p, "meter=3", MeterModCommand::Delete).unwrap();
     add(&mut p, "in_port=1,actions=meter:1,output:2");
     assert_eq!(p.meter_stats(1)[0].flow_count, 1);
     assert_eq!(p.meter_config(METER_ALL).len(), 1);
@@ -912,6 +911,29 @@ fn pop_mpls_then_goto_matches_inner_l3_l4() {
         assert_eq!(ports_of(&o), vec![4], "other dst misses in table 1");
         assert_eq!(o[0].1, g);
     }
+}
+
+#[test]
+fn dscp_remark_band_raises_drop_precedence_above_rate() {
+    let mut p = pipe();
+    meter(
+        &mut p,
+        "meter=1,pktps,bands=type=dscp_remark,rate=1,prec_level=1",
+        MeterModCommand::Add,
+    )
+    .unwrap();
+    add(&mut p, "in_port=1,actions=meter:1,output:2");
+    let mut f = tcp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 64);
+    packet::set_field(&mut f, FieldId::IpDscp, 18, 0x3f);
+    let now = t0();
+    let (o, _) = run_at(&mut p, 1, &f, now);
+    assert_eq!(o[0].1[15] >> 2, 18, "within rate: unchanged");
+    let (o, _) = run_at(&mut p, 1, &f, now);
+    assert_eq!(o[0].1[15] >> 2, 20, "AF21 -> AF22 above rate");
+    assert_checksums_ok(&o[0].1);
+    let mut g = o[0].1.clone();
+    packet::dscp_remark(&mut g, 3);
+    assert_eq!(g[15] >> 2, 22, "saturates at drop precedence 3");
 }
 
 #[test]
