@@ -70,6 +70,8 @@ impl Pipeline {
                 Op::PopVlan => packet::pop_vlan(pkt),
                 Op::PushMpls(t) => packet::push_mpls(pkt, *t),
                 Op::PopMpls(t) => packet::pop_mpls(pkt, *t),
+                Op::PushPbb(t) => packet::push_pbb(pkt, *t),
+                Op::PopPbb => packet::pop_pbb(pkt),
                 Op::SetNwTtl(t) => packet::set_ip_ttl(pkt.data_mut(), *t),
                 Op::DecNwTtl => {
                     if let Some(t) = packet::ip_ttl(pkt.data()) {

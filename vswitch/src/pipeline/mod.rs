@@ -685,18 +685,26 @@ impl Pipeline {
                 // OVS: "Cannot have NAT action outside of \"ct\" action".
                 Action::Nat(_) => return Err(OfpError::BadAction(B::BadSetArgument)),
                 Action::CtClear => {}
-                Action::PushPbb(_)
-                | Action::PopPbb
-                | Action::Multipath(_)
-                | Action::Bundle(_)
-                | Action::OutputTrunc { .. } => {
-                    return Err(OfpError::BadAction(
-                        if matches!(a, Action::PushPbb(_) | Action::PopPbb) {
-                            B::BadType
-                        } else {
-                            B::BadExpType
-                        },
-                    ));
+                Action::PushPbb(t) => {
+                    if *t != 0x88e7 {
+                        return Err(OfpError::BadAction(B::BadArgument));
+                    }
+                    set_eth_type(state, *t);
+                    state.remove(FieldId::VlanVid);
+                    state.remove(FieldId::VlanPcp);
+                }
+                Action::PopPbb => {
+                    if matches!(state.exact(FieldId::EthType), Some(t) if t != 0x88e7) {
+                        return Err(OfpError::BadAction(B::MatchInconsistent));
+                    }
+                    // The customer frame's type is unknown until a re-parse.
+                    set_eth_type(state, 0);
+                    state.remove(FieldId::EthType);
+                    state.remove(FieldId::VlanVid);
+                    state.remove(FieldId::VlanPcp);
+                }
+                Action::Multipath(_) | Action::Bundle(_) | Action::OutputTrunc { .. } => {
+                    return Err(OfpError::BadAction(B::BadExpType));
                 }
                 Action::Learn(l) => {
                     if l.table_id as usize >= self.tables.len() {

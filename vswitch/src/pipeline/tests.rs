@@ -937,6 +937,52 @@ fn dscp_remark_band_raises_drop_precedence_above_rate() {
 }
 
 #[test]
+fn pbb_push_set_isid_match_and_pop_then_goto() {
+    for cache in [false, true] {
+        let mut p = pipe();
+        p.set_cache_enabled(cache);
+        add(
+            &mut p,
+            "in_port=1,ip,actions=push_pbb:0x88e7,set_field:0x654321->pbb_isid,output:2",
+        );
+        add(
+            &mut p,
+            "table=0,in_port=2,dl_type=0x88e7,pbb_isid=0x654321,actions=output:3",
+        );
+        add(
+            &mut p,
+            "table=0,in_port=3,dl_type=0x88e7,actions=pop_pbb,goto_table:1",
+        );
+        add(&mut p, "table=1,udp,tp_dst=2,actions=output:4");
+        add(&mut p, "table=1,priority=0,actions=output:1");
+        let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+        let (o, _) = run(&mut p, 1, &f);
+        let m = o[0].1.clone();
+        assert_eq!(m.len(), f.len() + 18);
+        assert_eq!(&m[..12], &f[..12], "B-DA/B-SA copied");
+        assert_eq!(&m[12..14], &[0x88, 0xe7]);
+        assert_eq!(&m[14..18], &[0x00, 0x65, 0x43, 0x21]);
+        assert_eq!(&m[18..], &f[..]);
+        let (o, _) = run(&mut p, 2, &m);
+        assert_eq!(ports_of(&o), vec![3], "pbb_isid match, cache={cache}");
+        for _ in 0..2 {
+            let (o, _) = run(&mut p, 3, &m);
+            assert_eq!(
+                ports_of(&o),
+                vec![4],
+                "inner UDP after pop_pbb, cache={cache}"
+            );
+            assert_eq!(o[0].1, f);
+        }
+        let g = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 7);
+        let (o, _) = run(&mut p, 1, &g);
+        let (o, _) = run(&mut p, 3, &o[0].1.clone());
+        assert_eq!(ports_of(&o), vec![1]);
+        assert_eq!(o[0].1, g);
+    }
+}
+
+#[test]
 fn write_actions_set_runs_in_spec_order() {
     let mut p = pipe();
     // Written in reverse order; the set runs push_vlan before set_field.

@@ -10,7 +10,7 @@
 // Guards with side effects (wildcard tracking) read better as nested ifs.
 #![allow(clippy::collapsible_match)]
 
-use super::packet::{ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_MPLS_MC};
+use super::packet::{ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_MPLS_MC, ETH_PBB};
 use super::{Pipeline, reason};
 use crate::classifier::RuleId;
 use crate::conntrack::{CtRequest, NatSpec, nat_kind};
@@ -64,6 +64,8 @@ pub enum Op {
     PopVlan,
     PushMpls(u16),
     PopMpls(u16),
+    PushPbb(u16),
+    PopPbb,
     SetNwTtl(u8),
     DecNwTtl,
     SetMplsTtl(u8),
@@ -141,6 +143,8 @@ impl Op {
                 | Op::PopVlan
                 | Op::PushMpls(_)
                 | Op::PopMpls(_)
+                | Op::PushPbb(_)
+                | Op::PopPbb
                 | Op::SetNwTtl(_)
                 | Op::DecNwTtl
                 | Op::SetMplsTtl(_)
@@ -574,6 +578,36 @@ impl<'p> Xlate<'p> {
                     self.key.set(FieldId::EthType, *et as u128);
                     self.key.set_loc(layout::MPLS_LSE, 0);
                     self.out.ops.push(Op::PopMpls(*et));
+                    self.reparse = true;
+                }
+            }
+            Action::PushPbb(et) => {
+                // The whole frame becomes the customer frame behind a new
+                // backbone header: only L2 is known until a re-parse.
+                let (dst, src) = (self.key.get(FieldId::EthDst), self.key.get(FieldId::EthSrc));
+                let keep = self.key;
+                self.key = FlowKey::ZERO;
+                for w in CT_META_WORDS {
+                    self.key.w[w] = keep.w[w];
+                }
+                for f in CT_FIELDS {
+                    self.key.set(f, keep.get(f));
+                }
+                self.key.set(FieldId::EthDst, dst);
+                self.key.set(FieldId::EthSrc, src);
+                self.key.set(FieldId::EthType, *et as u128);
+                self.out.ops.push(Op::PushPbb(*et));
+                self.reparse = true;
+            }
+            Action::PopPbb => {
+                self.unwc(FieldId::EthType);
+                if self.key.get(FieldId::EthType) == ETH_PBB as u128 {
+                    // The customer frame is not in the key: re-parse at
+                    // the next goto_table.
+                    self.key.set(FieldId::EthType, 0);
+                    self.key.set(FieldId::PbbIsid, 0);
+                    self.key.set_loc(layout::VLAN_TCI, 0);
+                    self.out.ops.push(Op::PopPbb);
                     self.reparse = true;
                 }
             }
