@@ -210,6 +210,14 @@ fn parse_l2(k: &mut FlowKey, p: &[u8]) -> Result<(), ParseError> {
             or(k, MPLS_LSE, be32(l3, 0) as u64);
             Ok(())
         }
+        // 802.1ah I-TAG: PCP/DEI/UCA/res, then the 24-bit I-SID (the
+        // customer frame follows; it is not parsed, like OVS).
+        0x88e7 => {
+            if l3.len() >= 4 {
+                or(k, PBB_ISID, (be32(l3, 0) & 0x00ff_ffff) as u64);
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

@@ -402,3 +402,25 @@ proptest! {
         let _ = parse(&f, &meta());
     }
 }
+
+#[test]
+fn pbb_itag_isid_untagged_and_behind_s_tag() {
+    // I-TAG: PCP 5, DEI 1 (0xb0), I-SID 0x123456, then the customer frame.
+    let inner = eth_raw(0x0800, &[0u8; 20]);
+    let mut body = vec![0xb0, 0x12, 0x34, 0x56];
+    body.extend_from_slice(&inner);
+    let k = ok(&eth_raw(0x88e7, &body));
+    assert_eq!(k.get(EthType), 0x88e7);
+    assert_eq!(k.get(PbbIsid), 0x123456);
+    assert_eq!(k.get(Ipv4Src), 0, "customer frame not parsed");
+    // S-tag (0x88a8) then the I-TAG.
+    let mut tagged = vec![0x00, 0x0a, 0x88, 0xe7];
+    tagged.extend_from_slice(&body);
+    let k = ok(&eth_raw(0x88a8, &tagged));
+    assert_eq!(k.get(EthType), 0x88e7);
+    assert_eq!(k.get(PbbIsid), 0x123456);
+    assert_eq!(k.get(VlanVid), 0x100a);
+    // Cut I-TAG: no I-SID, no panic.
+    let k = ok(&eth_raw(0x88e7, &[0xb0, 0x12]));
+    assert_eq!(k.get(PbbIsid), 0);
+}

@@ -3,7 +3,7 @@
 use super::packet::{self, PacketBuf};
 use super::xlate::{DropReason, Op};
 use super::{Emit, OutData, Pipeline};
-use plexus_openflow::message::{OFP_NO_BUFFER, meter_flags, port_no};
+use plexus_openflow::message::{MeterBand, OFP_NO_BUFFER, meter_flags, port_no};
 use std::time::Instant;
 
 impl Pipeline {
@@ -70,6 +70,8 @@ impl Pipeline {
                 Op::PopVlan => packet::pop_vlan(pkt),
                 Op::PushMpls(t) => packet::push_mpls(pkt, *t),
                 Op::PopMpls(t) => packet::pop_mpls(pkt, *t),
+                Op::PushPbb(t) => packet::push_pbb(pkt, *t),
+                Op::PopPbb => packet::pop_pbb(pkt),
                 Op::SetNwTtl(t) => packet::set_ip_ttl(pkt.data_mut(), *t),
                 Op::DecNwTtl => {
                     if let Some(t) = packet::ip_ttl(pkt.data()) {
@@ -93,12 +95,17 @@ impl Pipeline {
                     }
                 }
                 Op::SetQueue(q) => queue = Some(*q),
-                Op::Meter(id) => {
-                    if !self.meter_pass(*id, pkt.len(), now) {
+                Op::Meter(id) => match self.meter_pass(*id, pkt.len(), now) {
+                    MeterVerdict::Pass => {}
+                    MeterVerdict::Drop => {
                         self.counters.meter_drops += 1;
                         break;
                     }
-                }
+                    MeterVerdict::Remark(prec) => {
+                        self.materialize(pkt, out);
+                        packet::dscp_remark(pkt.data_mut(), prec);
+                    }
+                },
                 Op::Normal => self.normal(in_port, pkt, now, out),
                 Op::Learn(fm) => self.learn(fm, now),
                 Op::Table => {
@@ -141,6 +148,11 @@ impl Pipeline {
                         }
                     }
                 }
+                Op::Recirc(r) => {
+                    self.materialize(pkt, out);
+                    self.reparse_continue(r, in_port, pkt, now, out);
+                    break;
+                }
                 Op::Drop(r) => {
                     match r {
                         DropReason::ResubmitLimit => self.counters.resubmit_limit += 1,
@@ -161,10 +173,11 @@ impl Pipeline {
         }
     }
 
-    /// Token-bucket check of meter `id` for a packet of `len` bytes.
-    fn meter_pass(&mut self, id: u32, len: usize, now: Instant) -> bool {
+    /// Token-bucket check of meter `id` for a packet of `len` bytes: the
+    /// exceeded band with the highest rate applies.
+    fn meter_pass(&mut self, id: u32, len: usize, now: Instant) -> MeterVerdict {
         let Some(m) = self.meters.get_mut(&id) else {
-            return true;
+            return MeterVerdict::Pass;
         };
         m.packets += 1;
         m.bytes += len as u64;
@@ -189,9 +202,12 @@ impl Pipeline {
                 let b = &mut m.state[i];
                 b.packets += 1;
                 b.bytes += len as u64;
-                false
+                match m.bands[i] {
+                    MeterBand::DscpRemark { prec_level, .. } => MeterVerdict::Remark(prec_level),
+                    _ => MeterVerdict::Drop,
+                }
             }
-            None => true,
+            None => MeterVerdict::Pass,
         }
     }
 
@@ -251,6 +267,14 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// What a meter does with a packet.
+enum MeterVerdict {
+    Pass,
+    Drop,
+    /// A DSCP remark band: raise the drop precedence by this much.
+    Remark(u8),
 }
 
 fn m_rate(b: &plexus_openflow::message::MeterBand) -> u32 {

@@ -685,18 +685,26 @@ impl Pipeline {
                 // OVS: "Cannot have NAT action outside of \"ct\" action".
                 Action::Nat(_) => return Err(OfpError::BadAction(B::BadSetArgument)),
                 Action::CtClear => {}
-                Action::PushPbb(_)
-                | Action::PopPbb
-                | Action::Multipath(_)
-                | Action::Bundle(_)
-                | Action::OutputTrunc { .. } => {
-                    return Err(OfpError::BadAction(
-                        if matches!(a, Action::PushPbb(_) | Action::PopPbb) {
-                            B::BadType
-                        } else {
-                            B::BadExpType
-                        },
-                    ));
+                Action::PushPbb(t) => {
+                    if *t != 0x88e7 {
+                        return Err(OfpError::BadAction(B::BadArgument));
+                    }
+                    set_eth_type(state, *t);
+                    state.remove(FieldId::VlanVid);
+                    state.remove(FieldId::VlanPcp);
+                }
+                Action::PopPbb => {
+                    if matches!(state.exact(FieldId::EthType), Some(t) if t != 0x88e7) {
+                        return Err(OfpError::BadAction(B::MatchInconsistent));
+                    }
+                    // The customer frame's type is unknown until a re-parse.
+                    set_eth_type(state, 0);
+                    state.remove(FieldId::EthType);
+                    state.remove(FieldId::VlanVid);
+                    state.remove(FieldId::VlanPcp);
+                }
+                Action::Multipath(_) | Action::Bundle(_) | Action::OutputTrunc { .. } => {
+                    return Err(OfpError::BadAction(B::BadExpType));
                 }
                 Action::Learn(l) => {
                     if l.table_id as usize >= self.tables.len() {
@@ -952,7 +960,10 @@ impl Pipeline {
         let mut state = Vec::new();
         for b in &mm.bands {
             match b {
-                MeterBand::Drop { rate, burst_size } => {
+                MeterBand::Drop { rate, burst_size }
+                | MeterBand::DscpRemark {
+                    rate, burst_size, ..
+                } => {
                     if *rate == 0 {
                         return Err(OfpError::MeterModFailed(M::BadRate));
                     }
@@ -1198,27 +1209,74 @@ impl Pipeline {
             key.w[w] = c.meta.w[w];
         }
         set_ct_fields(&mut key, r);
-        let compiled = if c.action_set.is_empty() && self.cache_enabled {
+        self.continue_from(table, &key, &c.action_set, in_port, pkt, now, out);
+    }
+
+    /// Continues a packet after `pop_mpls` + `goto_table` ([`xlate::Op::Recirc`]):
+    /// the rewritten bytes are parsed again and the carried metadata and
+    /// ct fields restored, then looked up from the goto table.
+    pub(crate) fn reparse_continue(
+        &mut self,
+        r: &xlate::RecircOp,
+        in_port: u32,
+        pkt: &mut PacketBuf,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) {
+        if self.recirc_depth >= MAX_RECIRC_DEPTH {
+            self.counters.recirc_limit += 1;
+            return;
+        }
+        self.counters.recirculations += 1;
+        let meta = PacketMeta {
+            in_port: r.meta.get(FieldId::InPort) as u32,
+            ..Default::default()
+        };
+        let mut key = self.key_scratch;
+        let _ = parse_into(&mut key, pkt.data(), &meta);
+        for w in CT_META_WORDS {
+            key.w[w] = r.meta.w[w];
+        }
+        for f in xlate::CT_FIELDS {
+            key.set(f, r.meta.get(f));
+        }
+        self.continue_from(r.table, &key, &r.action_set, in_port, pkt, now, out);
+    }
+
+    /// Looks `key` up from `table` (through the per-table recirculation
+    /// cache when no action set is inherited) and executes the result.
+    #[allow(clippy::too_many_arguments)]
+    fn continue_from(
+        &mut self,
+        table: u8,
+        key: &FlowKey,
+        action_set: &[Action],
+        in_port: u32,
+        pkt: &mut PacketBuf,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) {
+        let compiled = if action_set.is_empty() && self.cache_enabled {
             let generation = self.generation;
             let cache = self.recirc_cache[table as usize]
                 .get_or_insert_with(|| FlowCache::new(4096, 65536));
-            match cache.lookup(&key, generation) {
+            match cache.lookup(key, generation) {
                 Some(x) => {
                     self.counters.cache_hits += 1;
                     x
                 }
                 None => {
                     self.counters.cache_misses += 1;
-                    let (x, wc) = self.translate_from(table, &key, &[]);
+                    let (x, wc) = self.translate_from(table, key, &[]);
                     let x = Arc::new(x);
                     if let Some(cache) = self.recirc_cache[table as usize].as_mut() {
-                        cache.insert(&key, &wc, generation, x.clone());
+                        cache.insert(key, &wc, generation, x.clone());
                     }
                     x
                 }
             }
         } else {
-            Arc::new(self.translate_from(table, &key, &c.action_set).0)
+            Arc::new(self.translate_from(table, key, action_set).0)
         };
         self.credit(&compiled.credits, pkt.len() as u64, now);
         self.recirc_depth += 1;

@@ -132,6 +132,8 @@ pub(crate) const ETH_VLAN: u16 = 0x8100;
 pub(crate) const ETH_QINQ: u16 = 0x88a8;
 pub(crate) const ETH_IPV4: u16 = 0x0800;
 pub(crate) const ETH_IPV6: u16 = 0x86dd;
+/// 802.1ah backbone service instance tag (I-TAG).
+pub(crate) const ETH_PBB: u16 = 0x88e7;
 pub(crate) const ETH_ARP: u16 = 0x0806;
 pub(crate) const ETH_MPLS: u16 = 0x8847;
 pub(crate) const ETH_MPLS_MC: u16 = 0x8848;
@@ -325,6 +327,9 @@ pub(crate) fn set_field(d: &mut [u8], field: FieldId, value: u128, mask: u128) {
         ArpSha | ArpTha if h.eth_type == ETH_ARP => {
             write_be(d, l3 + if field == ArpSha { 8 } else { 18 }, 6, value, mask);
         }
+        PbbIsid if h.eth_type == ETH_PBB && d.len() >= l3 + 4 => {
+            write_be(d, l3 + 1, 3, value, mask);
+        }
         ArpOp if h.eth_type == ETH_ARP => {
             write_be(d, l3 + 6, 2, value, mask);
         }
@@ -480,6 +485,31 @@ pub(crate) fn push_mpls(p: &mut PacketBuf, ethertype: u16) {
     d[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
 }
 
+/// 802.1ah `push_pbb`: a new outer Ethernet header (B-DA/B-SA copied from
+/// the current DA/SA, ethertype `ethertype`) and an I-TAG (PCP/DEI/UCA 0,
+/// I-SID 0) in front of the whole current frame, which becomes the
+/// customer frame.
+pub(crate) fn push_pbb(p: &mut PacketBuf, ethertype: u16) {
+    if p.len() < 14 {
+        return;
+    }
+    let mut hdr = [0u8; 18];
+    hdr[..12].copy_from_slice(&p.data()[..12]);
+    hdr[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    let slot = p.insert(0, 18);
+    slot.copy_from_slice(&hdr);
+}
+
+/// 802.1ah `pop_pbb`: removes the backbone header (outer Ethernet, any
+/// B-tag, I-TAG); the customer frame that followed is the packet.
+pub(crate) fn pop_pbb(p: &mut PacketBuf) {
+    let Some(h) = hdrs(p.data()) else { return };
+    if h.eth_type != ETH_PBB || p.len() < h.l3 + 4 + 14 {
+        return;
+    }
+    p.remove(0, h.l3 + 4);
+}
+
 /// Pops the top MPLS entry and sets the ethertype to `ethertype`.
 pub(crate) fn pop_mpls(p: &mut PacketBuf, ethertype: u16) {
     let Some(h) = hdrs(p.data()) else { return };
@@ -490,6 +520,28 @@ pub(crate) fn pop_mpls(p: &mut PacketBuf, ethertype: u16) {
     p.data_mut()[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
     // Remove the LSE: shift the Ethernet header (up to and incl. ethertype) forward.
     p.remove(l3, 4);
+}
+
+/// The IP DSCP (IPv4 or IPv6), if the frame is IP.
+pub(crate) fn ip_dscp(d: &[u8]) -> Option<u8> {
+    let h = hdrs(d)?;
+    match h.eth_type {
+        ETH_IPV4 => d.get(h.l3 + 1).map(|b| b >> 2),
+        ETH_IPV6 if d.len() >= h.l3 + 2 => Some(((be16(d, h.l3) >> 6) & 0x3f) as u8),
+        _ => None,
+    }
+}
+
+/// OFPMBT_DSCP_REMARK: raises the drop precedence of the DSCP by
+/// `prec_level` (the AF drop-precedence bits 1..2 of the DSCP, saturating
+/// at 3, as in RFC 2597: AF21 (18) + 1 = AF22 (20)).
+pub(crate) fn dscp_remark(d: &mut [u8], prec_level: u8) {
+    let Some(dscp) = ip_dscp(d) else { return };
+    let prec = ((dscp >> 1) & 3).saturating_add(prec_level).min(3);
+    let new = (dscp & !0x06) | (prec << 1);
+    if new != dscp {
+        set_field(d, FieldId::IpDscp, new as u128, 0x3f);
+    }
 }
 
 /// The IP TTL / hop limit, if IP.

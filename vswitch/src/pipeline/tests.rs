@@ -711,15 +711,14 @@ fn meter_errors() {
         .unwrap_err(),
         OfpError::MeterModFailed(MeterModFailedCode::BadRate)
     );
-    assert_eq!(
-        meter(
-            &mut p,
-            "meter=3,kbps,band=type=dscp_remark,rate=10,prec_level=1",
-            MeterModCommand::Add
-        )
-        .unwrap_err(),
-        OfpError::MeterModFailed(MeterModFailedCode::BadBand)
-    );
+    // DSCP remark bands are supported.
+    meter(
+        &mut p,
+        "meter=3,kbps,band=type=dscp_remark,rate=10,prec_level=1",
+        MeterModCommand::Add,
+    )
+    .unwrap();
+    meter(&mut p, "meter=3", MeterModCommand::Delete).unwrap();
     add(&mut p, "in_port=1,actions=meter:1,output:2");
     assert_eq!(p.meter_stats(1)[0].flow_count, 1);
     assert_eq!(p.meter_config(METER_ALL).len(), 1);
@@ -875,6 +874,112 @@ fn mpls_push_pop_roundtrip() {
     assert_eq!(lse & 0xff, 64, "ttl copied from IP");
     let (o, _) = run(&mut p, 2, m);
     assert_eq!(o[0].1, f);
+}
+
+#[test]
+fn pop_mpls_then_goto_matches_inner_l3_l4() {
+    for cache in [false, true] {
+        let mut p = pipe();
+        p.set_cache_enabled(cache);
+        add(
+            &mut p,
+            "in_port=1,ip,actions=push_mpls:0x8847,set_field:42->mpls_label,output:2",
+        );
+        add(
+            &mut p,
+            "table=0,in_port=2,mpls,actions=pop_mpls:0x0800,write_metadata:0x5/0xff,goto_table:1",
+        );
+        add(
+            &mut p,
+            "table=1,metadata=0x5,udp,nw_dst=10.0.0.2,tp_dst=2,actions=set_field:10.0.0.9->nw_dst,output:3",
+        );
+        add(&mut p, "table=1,priority=0,actions=output:4");
+        let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+        let (o, _) = run(&mut p, 1, &f);
+        let m = o[0].1.clone();
+        for _ in 0..2 {
+            let (o, _) = run(&mut p, 2, &m);
+            assert_eq!(ports_of(&o), vec![3], "cache={cache}");
+            let want = udp([10, 0, 0, 1], [10, 0, 0, 9], 1, 2);
+            assert_eq!(&o[0].1[..34], &want[..34]);
+            assert_checksums_ok(&o[0].1);
+        }
+        let g = udp([10, 0, 0, 1], [10, 0, 0, 3], 1, 2);
+        let (o, _) = run(&mut p, 1, &g);
+        let m = o[0].1.clone();
+        let (o, _) = run(&mut p, 2, &m);
+        assert_eq!(ports_of(&o), vec![4], "other dst misses in table 1");
+        assert_eq!(o[0].1, g);
+    }
+}
+
+#[test]
+fn dscp_remark_band_raises_drop_precedence_above_rate() {
+    let mut p = pipe();
+    meter(
+        &mut p,
+        "meter=1,pktps,bands=type=dscp_remark,rate=1,prec_level=1",
+        MeterModCommand::Add,
+    )
+    .unwrap();
+    add(&mut p, "in_port=1,actions=meter:1,output:2");
+    let mut f = tcp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 64);
+    packet::set_field(&mut f, FieldId::IpDscp, 18, 0x3f);
+    let now = t0();
+    let (o, _) = run_at(&mut p, 1, &f, now);
+    assert_eq!(o[0].1[15] >> 2, 18, "within rate: unchanged");
+    let (o, _) = run_at(&mut p, 1, &f, now);
+    assert_eq!(o[0].1[15] >> 2, 20, "AF21 -> AF22 above rate");
+    assert_checksums_ok(&o[0].1);
+    let mut g = o[0].1.clone();
+    packet::dscp_remark(&mut g, 3);
+    assert_eq!(g[15] >> 2, 22, "saturates at drop precedence 3");
+}
+
+#[test]
+fn pbb_push_set_isid_match_and_pop_then_goto() {
+    for cache in [false, true] {
+        let mut p = pipe();
+        p.set_cache_enabled(cache);
+        add(
+            &mut p,
+            "in_port=1,ip,actions=push_pbb:0x88e7,set_field:0x654321->pbb_isid,output:2",
+        );
+        add(
+            &mut p,
+            "table=0,in_port=2,dl_type=0x88e7,pbb_isid=0x654321,actions=output:3",
+        );
+        add(
+            &mut p,
+            "table=0,in_port=3,dl_type=0x88e7,actions=pop_pbb,goto_table:1",
+        );
+        add(&mut p, "table=1,udp,tp_dst=2,actions=output:4");
+        add(&mut p, "table=1,priority=0,actions=output:1");
+        let f = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+        let (o, _) = run(&mut p, 1, &f);
+        let m = o[0].1.clone();
+        assert_eq!(m.len(), f.len() + 18);
+        assert_eq!(&m[..12], &f[..12], "B-DA/B-SA copied");
+        assert_eq!(&m[12..14], &[0x88, 0xe7]);
+        assert_eq!(&m[14..18], &[0x00, 0x65, 0x43, 0x21]);
+        assert_eq!(&m[18..], &f[..]);
+        let (o, _) = run(&mut p, 2, &m);
+        assert_eq!(ports_of(&o), vec![3], "pbb_isid match, cache={cache}");
+        for _ in 0..2 {
+            let (o, _) = run(&mut p, 3, &m);
+            assert_eq!(
+                ports_of(&o),
+                vec![4],
+                "inner UDP after pop_pbb, cache={cache}"
+            );
+            assert_eq!(o[0].1, f);
+        }
+        let g = udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 7);
+        let (o, _) = run(&mut p, 1, &g);
+        let (o, _) = run(&mut p, 3, &o[0].1.clone());
+        assert_eq!(ports_of(&o), vec![1]);
+        assert_eq!(o[0].1, g);
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@
 // Guards with side effects (wildcard tracking) read better as nested ifs.
 #![allow(clippy::collapsible_match)]
 
-use super::packet::{ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_MPLS_MC};
+use super::packet::{ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_MPLS_MC, ETH_PBB};
 use super::{Pipeline, reason};
 use crate::classifier::RuleId;
 use crate::conntrack::{CtRequest, NatSpec, nat_kind};
@@ -64,6 +64,8 @@ pub enum Op {
     PopVlan,
     PushMpls(u16),
     PopMpls(u16),
+    PushPbb(u16),
+    PopPbb,
     SetNwTtl(u8),
     DecNwTtl,
     SetMplsTtl(u8),
@@ -88,6 +90,21 @@ pub enum Op {
     /// a recirculation table, a fork of the packet continues there with the
     /// ct fields set while this op list goes on.
     Ct(Box<CtOp>),
+    /// Re-parse the rewritten bytes (after `pop_mpls`) and continue the
+    /// pipeline from a table with the carried metadata (OVS recirculates
+    /// the same way): later tables see the inner L3/L4 fields.
+    Recirc(Box<RecircOp>),
+}
+
+/// A translated re-parse continuation (`pop_mpls` then `goto_table`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecircOp {
+    pub table: u8,
+    /// The key at the fork: the [`CT_META_WORDS`] and the [`CT_FIELDS`]
+    /// are carried over to the re-parsed key (the megaflow matches them).
+    pub meta: FlowKey,
+    /// The action set at the fork (the continuation inherits it).
+    pub action_set: Vec<Action>,
 }
 
 /// A translated `ct` action.
@@ -126,6 +143,8 @@ impl Op {
                 | Op::PopVlan
                 | Op::PushMpls(_)
                 | Op::PopMpls(_)
+                | Op::PushPbb(_)
+                | Op::PopPbb
                 | Op::SetNwTtl(_)
                 | Op::DecNwTtl
                 | Op::SetMplsTtl(_)
@@ -335,6 +354,9 @@ pub(crate) struct Xlate<'p> {
     cookie: u64,
     miss_rule: bool,
     packet_out: bool,
+    /// A `pop_mpls` changed the packet's L3 type: the next `goto_table`
+    /// re-parses the packet (see [`Op::Recirc`]).
+    reparse: bool,
 }
 
 impl<'p> Xlate<'p> {
@@ -356,6 +378,7 @@ impl<'p> Xlate<'p> {
             cookie: 0,
             miss_rule: false,
             packet_out,
+            reparse: false,
         }
     }
 
@@ -435,7 +458,11 @@ impl<'p> Xlate<'p> {
             && !self.stop
             && !self.exit
         {
-            matched = self.run_table(n);
+            if self.reparse && !self.packet_out {
+                self.recirc(n);
+            } else {
+                matched = self.run_table(n);
+            }
         }
         (self.table_id, self.cookie, self.miss_rule) = saved;
         matched
@@ -551,6 +578,37 @@ impl<'p> Xlate<'p> {
                     self.key.set(FieldId::EthType, *et as u128);
                     self.key.set_loc(layout::MPLS_LSE, 0);
                     self.out.ops.push(Op::PopMpls(*et));
+                    self.reparse = true;
+                }
+            }
+            Action::PushPbb(et) => {
+                // The whole frame becomes the customer frame behind a new
+                // backbone header: only L2 is known until a re-parse.
+                let (dst, src) = (self.key.get(FieldId::EthDst), self.key.get(FieldId::EthSrc));
+                let keep = self.key;
+                self.key = FlowKey::ZERO;
+                for w in CT_META_WORDS {
+                    self.key.w[w] = keep.w[w];
+                }
+                for f in CT_FIELDS {
+                    self.key.set(f, keep.get(f));
+                }
+                self.key.set(FieldId::EthDst, dst);
+                self.key.set(FieldId::EthSrc, src);
+                self.key.set(FieldId::EthType, *et as u128);
+                self.out.ops.push(Op::PushPbb(*et));
+                self.reparse = true;
+            }
+            Action::PopPbb => {
+                self.unwc(FieldId::EthType);
+                if self.key.get(FieldId::EthType) == ETH_PBB as u128 {
+                    // The customer frame is not in the key: re-parse at
+                    // the next goto_table.
+                    self.key.set(FieldId::EthType, 0);
+                    self.key.set(FieldId::PbbIsid, 0);
+                    self.key.set_loc(layout::VLAN_TCI, 0);
+                    self.out.ops.push(Op::PopPbb);
+                    self.reparse = true;
                 }
             }
             Action::SetQueue(q) => self.out.ops.push(Op::SetQueue(*q)),
@@ -667,6 +725,29 @@ impl<'p> Xlate<'p> {
         for f in CT_FIELDS {
             self.key.set(f, 0);
         }
+    }
+
+    /// Ends this translation with a re-parse continuation from `table`:
+    /// the action set moves to the continuation and nothing runs here
+    /// after it.
+    fn recirc(&mut self, table: u8) {
+        let mut meta = FlowKey::ZERO;
+        for w in CT_META_WORDS {
+            meta.w[w] = self.key.w[w];
+            self.wc.w[w] = u64::MAX;
+        }
+        for f in CT_FIELDS {
+            meta.set(f, self.key.get(f));
+            self.unwc(f);
+        }
+        let action_set = std::mem::take(&mut self.aset).into_list();
+        self.out.ops.push(Op::Recirc(Box::new(RecircOp {
+            table,
+            meta,
+            action_set,
+        })));
+        self.reparse = false;
+        self.stop = true;
     }
 
     /// Wraps the ops emitted since `start` in Save/Restore if any of them
