@@ -222,6 +222,32 @@ impl Subscription {
     }
 }
 
+/// The resource type a request is about. A per-type service (`fixed`) fills
+/// in an empty type URL and rejects any other type; on ADS an unknown type
+/// URL is counted and ignored (`Ok(None)`), keeping the stream open.
+fn resolve_type(
+    fixed: Option<ResourceType>,
+    type_url: &mut String,
+    cache: &SnapshotCache,
+    node: &str,
+) -> Result<Option<ResourceType>, Status> {
+    if type_url.is_empty()
+        && let Some(f) = fixed
+    {
+        *type_url = f.type_url().into();
+    }
+    let unexpected = || Status::invalid_argument(format!("unexpected type URL {type_url:?}"));
+    match (ResourceType::from_type_url(type_url), fixed) {
+        (None, Some(_)) => Err(unexpected()),
+        (None, None) => {
+            cache.record_unknown_type(node, type_url);
+            Ok(None)
+        }
+        (Some(ty), Some(f)) if f != ty => Err(unexpected()),
+        (Some(ty), _) => Ok(Some(ty)),
+    }
+}
+
 fn node_id(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> String {
     node.as_ref().map(|n| n.id.clone()).unwrap_or_default()
 }
@@ -282,27 +308,9 @@ impl SotwStream {
     }
 
     async fn handle(&mut self, mut req: DiscoveryRequest) -> Result<(), Status> {
-        if req.type_url.is_empty()
-            && let Some(f) = self.fixed
-        {
-            req.type_url = f.type_url().into();
-        }
-        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
-            if self.fixed.is_some() {
-                return Err(Status::invalid_argument(format!(
-                    "unexpected type URL {:?}",
-                    req.type_url
-                )));
-            }
-            self.cache.record_unknown_type(&self.node, &req.type_url);
+        let Some(ty) = resolve_type(self.fixed, &mut req.type_url, &self.cache, &self.node)? else {
             return Ok(());
         };
-        if self.fixed.is_some_and(|f| f != ty) {
-            return Err(Status::invalid_argument(format!(
-                "unexpected type URL {:?}",
-                req.type_url
-            )));
-        }
         let sub = Subscription::sotw(ty, &req.resource_names);
         let st = &mut self.types[ty.idx()];
         if st.subscribed && !req.response_nonce.is_empty() {
@@ -449,27 +457,9 @@ impl DeltaStream {
     }
 
     async fn handle(&mut self, mut req: DeltaDiscoveryRequest) -> Result<(), Status> {
-        if req.type_url.is_empty()
-            && let Some(f) = self.fixed
-        {
-            req.type_url = f.type_url().into();
-        }
-        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
-            if self.fixed.is_some() {
-                return Err(Status::invalid_argument(format!(
-                    "unexpected type URL {:?}",
-                    req.type_url
-                )));
-            }
-            self.cache.record_unknown_type(&self.node, &req.type_url);
+        let Some(ty) = resolve_type(self.fixed, &mut req.type_url, &self.cache, &self.node)? else {
             return Ok(());
         };
-        if self.fixed.is_some_and(|f| f != ty) {
-            return Err(Status::invalid_argument(format!(
-                "unexpected type URL {:?}",
-                req.type_url
-            )));
-        }
         let st = &mut self.types[ty.idx()];
         if !st.subscribed {
             st.subscribed = true;
