@@ -1194,20 +1194,9 @@ impl Pipeline {
         now: Instant,
         out: &mut Vec<Emit>,
     ) {
-        if self.recirc_depth >= MAX_RECIRC_DEPTH {
-            self.counters.recirc_limit += 1;
+        let Some(mut key) = self.reparse(&c.meta, pkt) else {
             return;
-        }
-        self.counters.recirculations += 1;
-        let meta = PacketMeta {
-            in_port: c.meta.get(FieldId::InPort) as u32,
-            ..Default::default()
         };
-        let mut key = self.key_scratch;
-        let _ = parse_into(&mut key, pkt.data(), &meta);
-        for w in CT_META_WORDS {
-            key.w[w] = c.meta.w[w];
-        }
         set_ct_fields(&mut key, r);
         self.continue_from(table, &key, &c.action_set, in_port, pkt, now, out);
     }
@@ -1223,24 +1212,35 @@ impl Pipeline {
         now: Instant,
         out: &mut Vec<Emit>,
     ) {
+        let Some(mut key) = self.reparse(&r.meta, pkt) else {
+            return;
+        };
+        for f in xlate::CT_FIELDS {
+            key.set(f, r.meta.get(f));
+        }
+        self.continue_from(r.table, &key, &r.action_set, in_port, pkt, now, out);
+    }
+
+    /// Shared start of every recirculation: enforces the depth bound
+    /// (counting a cut-off), parses the current bytes again and carries the
+    /// metadata words (in_port, registers, metadata, tunnel, marks) over
+    /// from `carried`.
+    fn reparse(&mut self, carried: &FlowKey, pkt: &PacketBuf) -> Option<FlowKey> {
         if self.recirc_depth >= MAX_RECIRC_DEPTH {
             self.counters.recirc_limit += 1;
-            return;
+            return None;
         }
         self.counters.recirculations += 1;
         let meta = PacketMeta {
-            in_port: r.meta.get(FieldId::InPort) as u32,
+            in_port: carried.get(FieldId::InPort) as u32,
             ..Default::default()
         };
         let mut key = self.key_scratch;
         let _ = parse_into(&mut key, pkt.data(), &meta);
         for w in CT_META_WORDS {
-            key.w[w] = r.meta.w[w];
+            key.w[w] = carried.w[w];
         }
-        for f in xlate::CT_FIELDS {
-            key.set(f, r.meta.get(f));
-        }
-        self.continue_from(r.table, &key, &r.action_set, in_port, pkt, now, out);
+        Some(key)
     }
 
     /// Looks `key` up from `table` (through the per-table recirculation
