@@ -107,7 +107,8 @@ fn report(outcomes: &[Outcome], json: bool) -> usize {
         })
         .collect();
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    let doc = serde_json::json!({"passed": outcomes.len() - failed, "failed": failed, "checks": items});
+    let doc =
+        serde_json::json!({"passed": outcomes.len() - failed, "failed": failed, "checks": items});
     println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     failed
 }
@@ -137,7 +138,12 @@ fn real_main() -> Result<ExitCode> {
                 );
             } else {
                 let t = Topology::load(&file)?;
-                println!("{}: ok ({} hosts, {} checks)", file.display(), t.hosts.len(), t.checks.len());
+                println!(
+                    "{}: ok ({} hosts, {} checks)",
+                    file.display(),
+                    t.hosts.len(),
+                    t.checks.len()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -237,8 +243,16 @@ fn real_main() -> Result<ExitCode> {
                         d.display(),
                         s.file.display(),
                         s.api_port,
-                        s.chassis.iter().map(|c| format!("{}({})", c.name, c.kind)).collect::<Vec<_>>().join(","),
-                        s.hosts.iter().map(|h| format!("{}={}", h.name, h.ip)).collect::<Vec<_>>().join(","),
+                        s.chassis
+                            .iter()
+                            .map(|c| format!("{}({})", c.name, c.kind))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        s.hosts
+                            .iter()
+                            .map(|h| format!("{}={}", h.name, h.ip))
+                            .collect::<Vec<_>>()
+                            .join(","),
                         s.netns.len()
                     ),
                     Err(_) => println!("{}  (single-switch topology)", d.display()),
@@ -250,7 +264,9 @@ fn real_main() -> Result<ExitCode> {
             require_root()?;
             let c = cloud::load(&file)?;
             let status = cloud::exec(&c, &node, &cmd)?;
-            Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
         }
         Cmd::PingAll { file } => {
             require_root()?;
@@ -278,4 +294,3 @@ fn real_main() -> Result<ExitCode> {
         }
     }
 }
-

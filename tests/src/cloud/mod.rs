@@ -114,7 +114,10 @@ impl Api {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let r = req.send().await.with_context(|| format!("{method} {path}"))?;
+            let r = req
+                .send()
+                .await
+                .with_context(|| format!("{method} {path}"))?;
             let status = r.status();
             let v: Value = r.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
@@ -171,7 +174,10 @@ impl Api {
                 return Ok(s);
             }
             if t0.elapsed() > timeout {
-                bail!("revision {rev} not realized within {timeout:?}: {}", behind.join("; "));
+                bail!(
+                    "revision {rev} not realized within {timeout:?}: {}",
+                    behind.join("; ")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -333,7 +339,12 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     let ch_ns: HashMap<&str, String> = cloud
         .chassis
         .iter()
-        .map(|c| (c.name.get_ref().as_str(), format!("plx-{name}-{}", c.name.get_ref())))
+        .map(|c| {
+            (
+                c.name.get_ref().as_str(),
+                format!("plx-{name}-{}", c.name.get_ref()),
+            )
+        })
         .collect();
     for c in &cloud.chassis {
         let ns = ch_ns[c.name.get_ref().as_str()].clone();
@@ -372,7 +383,9 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let target = format!("tcp:127.0.0.1:{}", r.state.openflow_port);
         let ofctl_target = match c.switch {
             SwitchKind::Ovs => {
-                progress(&format!("chassis {cn}: private userspace Open vSwitch in {ns}"));
+                progress(&format!(
+                    "chassis {cn}: private userspace Open vSwitch in {ns}"
+                ));
                 let odir = dir.join(format!("ovs-{cn}"));
                 r.record(|s| s.ovs_dirs.push(odir.clone()))?;
                 let ovs = Ovs::builder()
@@ -390,7 +403,9 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 t
             }
             SwitchKind::Plexus => {
-                progress(&format!("chassis {cn}: plexus-vswitchd (AF_PACKET ports) in {ns}"));
+                progress(&format!(
+                    "chassis {cn}: plexus-vswitchd (AF_PACKET ports) in {ns}"
+                ));
                 let bin = find_bin("plexus-vswitchd")?;
                 let listen = free_port()?;
                 let mut cmd = Command::new(&bin);
@@ -459,9 +474,19 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     "/v1/subnets",
                     json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()}),
                 )?;
-                let prefix = s.cidr.get_ref().split('/').nth(1).unwrap_or("24").to_owned();
+                let prefix = s
+                    .cidr
+                    .get_ref()
+                    .split('/')
+                    .nth(1)
+                    .unwrap_or("24")
+                    .to_owned();
                 subnets.insert(
-                    (tn.clone(), v.name.get_ref().clone(), s.name.get_ref().clone()),
+                    (
+                        tn.clone(),
+                        v.name.get_ref().clone(),
+                        s.name.get_ref().clone(),
+                    ),
                     (sn["id"].as_str().context("subnet id")?.to_owned(), prefix),
                 );
             }
@@ -518,7 +543,11 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let hn = h.name.get_ref().clone();
         let tn = h.tenant.get_ref().clone();
         let (subnet_id, prefix) = subnets
-            .get(&(tn.clone(), h.vpc.get_ref().clone(), h.subnet.get_ref().clone()))
+            .get(&(
+                tn.clone(),
+                h.vpc.get_ref().clone(),
+                h.subnet.get_ref().clone(),
+            ))
             .cloned()
             .context("subnet")?;
         let chassis_id = chassis_ids
@@ -556,11 +585,17 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         r.record(|s| s.hosts.push(hs))?;
     }
 
-    progress(&format!("waiting until every chassis realized revision {last_rev}"));
+    progress(&format!(
+        "waiting until every chassis realized revision {last_rev}"
+    ));
     let ids = r.chassis_ids();
     let t0 = Instant::now();
-    r.api.wait_realized(&ids, last_rev, Duration::from_secs(60))?;
-    progress(&format!("flows installed on every chassis in {:?}", t0.elapsed()));
+    r.api
+        .wait_realized(&ids, last_rev, Duration::from_secs(60))?;
+    progress(&format!(
+        "flows installed on every chassis in {:?}",
+        t0.elapsed()
+    ));
     Ok(r)
 }
 
@@ -583,7 +618,14 @@ fn ping_once(ns: &str, ip: &str) -> bool {
 
 /// A reachability probe: ICMP, or a TCP echo through `plexus-topo`'s
 /// internal echo server/client.
-fn probe(from: &HostState, to: &HostState, proto: Proto, port: u16, expect: Expect, exe: &Path) -> Result<bool> {
+fn probe(
+    from: &HostState,
+    to: &HostState,
+    proto: Proto,
+    port: u16,
+    expect: Expect,
+    exe: &Path,
+) -> Result<bool> {
     match proto {
         // Must reach: 3 tries (the first may wait for ARP). Must not: 2 tries.
         Proto::Icmp => Ok(match expect {
@@ -597,10 +639,12 @@ fn probe(from: &HostState, to: &HostState, proto: Proto, port: u16, expect: Expe
             server
                 .args(["netns", "exec", &to.netns, &exe, "tcp-echo-server", &addr])
                 .args(["--timeout-secs", "6"]);
-            let server = std::thread::spawn(move || run_with_timeout(&mut server, Duration::from_secs(10)));
+            let server =
+                std::thread::spawn(move || run_with_timeout(&mut server, Duration::from_secs(10)));
             std::thread::sleep(Duration::from_millis(200));
             let client = run_with_timeout(
-                Command::new("ip").args(["netns", "exec", &from.netns, &exe, "tcp-echo-client", &addr])
+                Command::new("ip")
+                    .args(["netns", "exec", &from.netns, &exe, "tcp-echo-client", &addr])
                     .args(["--bytes", "65536", "--timeout-secs", "4"]),
                 Duration::from_secs(8),
             )?;
@@ -616,7 +660,13 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
     let mut out = Vec::new();
     for c in &checks {
         match c.get_ref() {
-            CheckSpec::Reach { from, to, proto, port, expect } => {
+            CheckSpec::Reach {
+                from,
+                to,
+                proto,
+                port,
+                expect,
+            } => {
                 for a in from.names() {
                     for b in to.names() {
                         if a == b {
@@ -641,10 +691,15 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                                 (Expect::Reach, true) => Ok(format!("{evidence}: answered")),
                                 (Expect::Deny, false) => Ok(format!("{evidence}: no answer")),
                                 (Expect::Reach, false) => bail!("{evidence}: no answer"),
-                                (Expect::Deny, true) => bail!("{evidence}: ANSWERED (isolation violated)"),
+                                (Expect::Deny, true) => {
+                                    bail!("{evidence}: ANSWERED (isolation violated)")
+                                }
                             }
                         })();
-                        out.push(Outcome { what, result: result.map_err(|e| format!("{e:#}")) });
+                        out.push(Outcome {
+                            what,
+                            result: result.map_err(|e| format!("{e:#}")),
+                        });
                     }
                 }
             }
@@ -655,7 +710,12 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     result: result.map_err(|e| format!("{e:#}")),
                 });
             }
-            CheckSpec::ControllerRestart { from, to, seconds, interval_ms } => {
+            CheckSpec::ControllerRestart {
+                from,
+                to,
+                seconds,
+                interval_ms,
+            } => {
                 let result = check_restart(r, from, to, *seconds, *interval_ms);
                 out.push(Outcome {
                     what: format!(
@@ -683,20 +743,37 @@ fn dump_flows(target: &str) -> Result<Vec<String>> {
 
 fn check_flows(r: &Running) -> Result<String> {
     let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
-    let st = r.api.wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
+    let st = r
+        .api
+        .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
     let mut parts = Vec::new();
     for c in &r.state.chassis {
-        let want = st["chassis"][c.id.as_str()]["flow_count"].as_u64().unwrap_or(0);
+        let want = st["chassis"][c.id.as_str()]["flow_count"]
+            .as_u64()
+            .unwrap_or(0);
         let have = dump_flows(&c.ofctl_target)?.len() as u64;
         if want != have || want == 0 {
-            bail!("chassis {} ({}): controller reports {want} flows, switch holds {have}", c.name, c.kind);
+            bail!(
+                "chassis {} ({}): controller reports {want} flows, switch holds {have}",
+                c.name,
+                c.kind
+            );
         }
-        parts.push(format!("{} ({}): {have} flows at revision {rev}", c.name, c.kind));
+        parts.push(format!(
+            "{} ({}): {have} flows at revision {rev}",
+            c.name, c.kind
+        ));
     }
     Ok(parts.join("; "))
 }
 
-fn check_restart(r: &mut Running, from: &str, to: &str, seconds: u32, interval_ms: u32) -> Result<String> {
+fn check_restart(
+    r: &mut Running,
+    from: &str,
+    to: &str,
+    seconds: u32,
+    interval_ms: u32,
+) -> Result<String> {
     let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
     let before: Vec<Vec<String>> = r
         .state
@@ -707,7 +784,9 @@ fn check_restart(r: &mut Running, from: &str, to: &str, seconds: u32, interval_m
     let count = (u64::from(seconds) * 1000 / u64::from(interval_ms)).max(1);
     let interval = format!("{:.3}", f64::from(interval_ms) / 1000.0);
     let flood = Command::new("ip")
-        .args(["netns", "exec", &a.netns, "ping", "-q", "-i", &interval, "-W", "1"])
+        .args([
+            "netns", "exec", &a.netns, "ping", "-q", "-i", &interval, "-W", "1",
+        ])
         .args(["-c", &count.to_string(), &b.ip])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -725,14 +804,20 @@ fn check_restart(r: &mut Running, from: &str, to: &str, seconds: u32, interval_m
     if !crate::ovs::process_alive(p.pid, &p.comm) {
         bail!("controller [{}] is not running", p.pid);
     }
-    let _ = Command::new("kill").args(["-KILL", &p.pid.to_string()]).status();
-    crate::proc::wait_until(Duration::from_secs(5), || !crate::ovs::process_alive(p.pid, &p.comm));
+    let _ = Command::new("kill")
+        .args(["-KILL", &p.pid.to_string()])
+        .status();
+    crate::proc::wait_until(Duration::from_secs(5), || {
+        !crate::ovs::process_alive(p.pid, &p.comm)
+    });
     let t0 = Instant::now();
     let newp = start_controller(&r.dir, &r.state)?;
     r.record(|s| s.procs[old] = newp)?;
     r.api.wait_up(Duration::from_secs(20))?;
     let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
-    let st = r.api.wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
+    let st = r
+        .api
+        .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
     let resync = t0.elapsed();
     let out = flood.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -745,15 +830,26 @@ fn check_restart(r: &mut Running, from: &str, to: &str, seconds: u32, interval_m
     let mut churn = Vec::new();
     for (c, before) in r.state.chassis.iter().zip(&before) {
         let s = &st["chassis"][c.id.as_str()];
-        let (adds, dels) = (s["flow_adds"].as_u64().unwrap_or(u64::MAX), s["flow_deletes"].as_u64().unwrap_or(u64::MAX));
+        let (adds, dels) = (
+            s["flow_adds"].as_u64().unwrap_or(u64::MAX),
+            s["flow_deletes"].as_u64().unwrap_or(u64::MAX),
+        );
         let after = dump_flows(&c.ofctl_target)?;
         let norm = |v: &[String]| {
-            let mut v: Vec<String> = v.iter().map(|l| plexus_openflow::text::flow::strip_flow_stats(l)).collect();
+            let mut v: Vec<String> = v
+                .iter()
+                .map(|l| plexus_openflow::text::flow::strip_flow_stats(l))
+                .collect();
             v.sort();
             v
         };
         if adds != 0 || dels != 0 || norm(&after) != norm(before) {
-            churn.push(format!("{}: {adds} adds, {dels} deletes, {} -> {} flows", c.name, before.len(), after.len()));
+            churn.push(format!(
+                "{}: {adds} adds, {dels} deletes, {} -> {} flows",
+                c.name,
+                before.len(),
+                after.len()
+            ));
         }
     }
     if !summary.contains(" 0% packet loss") {
@@ -762,7 +858,9 @@ fn check_restart(r: &mut Running, from: &str, to: &str, seconds: u32, interval_m
     if !churn.is_empty() {
         bail!("flow churn after restart: {}", churn.join("; "));
     }
-    Ok(format!("{summary}; resynced {resync:.1?} after restart; 0 flow adds/deletes"))
+    Ok(format!(
+        "{summary}; resynced {resync:.1?} after restart; 0 flow adds/deletes"
+    ))
 }
 
 /// `plexus-topo run` for a cloud topology. Returns the number of failed items.
@@ -801,7 +899,10 @@ pub fn run(cloud: &Cloud, file: &Path, exe: &Path) -> Vec<Outcome> {
                     Err(format!("left behind: {leftovers:?}"))
                 }
             });
-            outcomes.push(Outcome { what: "tear down".into(), result: td });
+            outcomes.push(Outcome {
+                what: "tear down".into(),
+                result: td,
+            });
         }
     }
     outcomes
@@ -809,21 +910,31 @@ pub fn run(cloud: &Cloud, file: &Path, exe: &Path) -> Vec<Outcome> {
 
 /// Runs `cmd` inside host `node`'s namespace (or a chassis's) of a running topology.
 pub fn exec(cloud: &Cloud, node: &str, cmd: &[String]) -> Result<std::process::ExitStatus> {
-    let st = State::load(&state_dir(cloud.name())).with_context(|| format!("is topology {} up?", cloud.name()))?;
+    let st = State::load(&state_dir(cloud.name()))
+        .with_context(|| format!("is topology {} up?", cloud.name()))?;
     let ns = st
         .hosts
         .iter()
         .find(|h| h.name == node)
         .map(|h| h.netns.clone())
-        .or_else(|| st.chassis.iter().find(|c| c.name == node).map(|c| c.netns.clone()))
+        .or_else(|| {
+            st.chassis
+                .iter()
+                .find(|c| c.name == node)
+                .map(|c| c.netns.clone())
+        })
         .ok_or_else(|| anyhow!("no host or chassis {node} in topology {}", cloud.name()))?;
     let (prog, args) = cmd.split_first().context("no command")?;
-    Ok(Command::new("ip").args(["netns", "exec", &ns, prog]).args(args).status()?)
+    Ok(Command::new("ip")
+        .args(["netns", "exec", &ns, prog])
+        .args(args)
+        .status()?)
 }
 
 /// Pings every host from every other host; (pairs that answered, pairs tried, lines).
 pub fn ping_all(cloud: &Cloud) -> Result<(usize, usize, Vec<String>)> {
-    let st = State::load(&state_dir(cloud.name())).with_context(|| format!("is topology {} up?", cloud.name()))?;
+    let st = State::load(&state_dir(cloud.name()))
+        .with_context(|| format!("is topology {} up?", cloud.name()))?;
     let mut lines = Vec::new();
     let (mut ok, mut n) = (0, 0);
     for a in &st.hosts {

@@ -202,6 +202,44 @@ fn default_interval_ms() -> u32 {
     10
 }
 
+/// Per tenant: VPC → subnet → CIDR, and the security group names.
+type TenantIndex<'a> = (
+    HashMap<&'a str, HashMap<&'a str, (Ipv4Addr, u8)>>,
+    HashSet<&'a str>,
+);
+
+/// Serde reports a bad value of an internally tagged table (a `[[check]]`) at
+/// the whole table: find the offending `value` inside it so the error points
+/// at the line and names the key.
+fn narrow(text: &str, span: std::ops::Range<usize>, msg: &str) -> (std::ops::Range<usize>, String) {
+    let whole = (span.clone(), "syntax".to_string());
+    let Some(bad) = msg
+        .strip_prefix("unknown variant `")
+        .and_then(|r| r.split('`').next())
+    else {
+        return whole;
+    };
+    let Some(region) = text.get(span.clone()) else {
+        return whole;
+    };
+    let quoted = format!("\"{bad}\"");
+    let Some(off) = region.find(&quoted) else {
+        return whole;
+    };
+    let pos = span.start + off;
+    let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..pos]
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if key.is_empty() {
+        return whole;
+    }
+    (pos..pos + quoted.len(), key)
+}
+
 /// A validation error pointing into the file.
 fn at(text: &str, file: &Path, span: std::ops::Range<usize>, field: &str, msg: &str) -> String {
     let upto = &text[..span.start.min(text.len())];
@@ -239,7 +277,10 @@ impl Cloud {
             Err(e) => {
                 let field = e.message().to_string();
                 match e.span() {
-                    Some(span) => bail!("{}", at(text, file, span, "syntax", &field)),
+                    Some(span) => {
+                        let (span, key) = narrow(text, span, &field);
+                        bail!("{}", at(text, file, span, &key, &field))
+                    }
                     None => bail!("{}: {field}", file.display()),
                 }
             }
@@ -266,7 +307,9 @@ impl Cloud {
             err(
                 self.name.span(),
                 "name",
-                format!("{name:?} must be 1-6 lowercase letters or digits (it prefixes interface names)"),
+                format!(
+                    "{name:?} must be 1-6 lowercase letters or digits (it prefixes interface names)"
+                ),
             );
         }
         if let Some(s) = &self.controller.store
@@ -310,12 +353,15 @@ impl Cloud {
             );
         }
         // tenant -> (vpc -> subnet -> cidr), groups
-        let mut tenants: HashMap<&str, (HashMap<&str, HashMap<&str, (Ipv4Addr, u8)>>, HashSet<&str>)> =
-            HashMap::new();
+        let mut tenants: HashMap<&str, TenantIndex<'_>> = HashMap::new();
         for t in &self.tenants {
             let tn = t.name.get_ref().as_str();
             if tenants.contains_key(tn) {
-                err(t.name.span(), "tenant.name", format!("duplicate tenant {tn:?}"));
+                err(
+                    t.name.span(),
+                    "tenant.name",
+                    format!("duplicate tenant {tn:?}"),
+                );
                 continue;
             }
             let mut vpcs = HashMap::new();
@@ -352,13 +398,21 @@ impl Cloud {
                                 );
                             }
                             if subnets.insert(sn, x).is_some() {
-                                err(s.name.span(), "subnet.name", format!("duplicate subnet {sn:?}"));
+                                err(
+                                    s.name.span(),
+                                    "subnet.name",
+                                    format!("duplicate subnet {sn:?}"),
+                                );
                             }
                         }
                     }
                 }
                 if vpcs.insert(vn, subnets).is_some() {
-                    err(v.name.span(), "vpc.name", format!("duplicate VPC {vn:?} in tenant {tn:?}"));
+                    err(
+                        v.name.span(),
+                        "vpc.name",
+                        format!("duplicate VPC {vn:?} in tenant {tn:?}"),
+                    );
                 }
             }
             let mut groups = HashSet::new();
@@ -378,7 +432,10 @@ impl Cloud {
                         err(
                             r.direction.span(),
                             "rule.direction",
-                            format!("{:?}: expected \"ingress\" or \"egress\"", r.direction.get_ref()),
+                            format!(
+                                "{:?}: expected \"ingress\" or \"egress\"",
+                                r.direction.get_ref()
+                            ),
                         );
                     }
                     if let Some(p) = &r.protocol
@@ -393,7 +450,11 @@ impl Cloud {
                     if let Some(c) = &r.remote_cidr
                         && parse_cidr(c.get_ref()).is_none()
                     {
-                        err(c.span(), "rule.remote_cidr", format!("{:?} is not an IPv4 CIDR", c.get_ref()));
+                        err(
+                            c.span(),
+                            "rule.remote_cidr",
+                            format!("{:?} is not an IPv4 CIDR", c.get_ref()),
+                        );
                     }
                     if let Some(rg) = &r.remote_group
                         && !groups.contains(rg.get_ref().as_str())
@@ -419,14 +480,24 @@ impl Cloud {
                 err(
                     h.name.span(),
                     "host.name",
-                    format!("{hn:?}: topology name + host name must fit 14 chars (interface names)"),
+                    format!(
+                        "{hn:?}: topology name + host name must fit 14 chars (interface names)"
+                    ),
                 );
             }
             if !chassis.contains(h.chassis.get_ref().as_str()) {
-                err(h.chassis.span(), "host.chassis", format!("no chassis {:?}", h.chassis.get_ref()));
+                err(
+                    h.chassis.span(),
+                    "host.chassis",
+                    format!("no chassis {:?}", h.chassis.get_ref()),
+                );
             }
             let Some((vpcs, groups)) = tenants.get(h.tenant.get_ref().as_str()) else {
-                err(h.tenant.span(), "host.tenant", format!("no tenant {:?}", h.tenant.get_ref()));
+                err(
+                    h.tenant.span(),
+                    "host.tenant",
+                    format!("no tenant {:?}", h.tenant.get_ref()),
+                );
                 continue;
             };
             for g in &h.security_groups {
@@ -434,25 +505,45 @@ impl Cloud {
                     err(
                         g.span(),
                         "host.security_groups",
-                        format!("no security group {:?} in tenant {:?}", g.get_ref(), h.tenant.get_ref()),
+                        format!(
+                            "no security group {:?} in tenant {:?}",
+                            g.get_ref(),
+                            h.tenant.get_ref()
+                        ),
                     );
                 }
             }
             let Some(subnets) = vpcs.get(h.vpc.get_ref().as_str()) else {
-                err(h.vpc.span(), "host.vpc", format!("no VPC {:?} in tenant {:?}", h.vpc.get_ref(), h.tenant.get_ref()));
+                err(
+                    h.vpc.span(),
+                    "host.vpc",
+                    format!(
+                        "no VPC {:?} in tenant {:?}",
+                        h.vpc.get_ref(),
+                        h.tenant.get_ref()
+                    ),
+                );
                 continue;
             };
             let Some(&cidr) = subnets.get(h.subnet.get_ref().as_str()) else {
                 err(
                     h.subnet.span(),
                     "host.subnet",
-                    format!("no subnet {:?} in VPC {:?}", h.subnet.get_ref(), h.vpc.get_ref()),
+                    format!(
+                        "no subnet {:?} in VPC {:?}",
+                        h.subnet.get_ref(),
+                        h.vpc.get_ref()
+                    ),
                 );
                 continue;
             };
             if let Some(ip) = &h.ip {
                 match ip.get_ref().parse::<Ipv4Addr>() {
-                    Err(_) => err(ip.span(), "host.ip", format!("{:?} is not an IPv4 address", ip.get_ref())),
+                    Err(_) => err(
+                        ip.span(),
+                        "host.ip",
+                        format!("{:?} is not an IPv4 address", ip.get_ref()),
+                    ),
                     Ok(a) if !in_cidr(a, cidr) => err(
                         ip.span(),
                         "host.ip",
@@ -462,7 +553,11 @@ impl Cloud {
                         if let Some(other) =
                             addrs.insert((h.tenant.get_ref(), h.vpc.get_ref(), a), hn)
                         {
-                            err(ip.span(), "host.ip", format!("{a} is already host {other:?}'s"));
+                            err(
+                                ip.span(),
+                                "host.ip",
+                                format!("{a} is already host {other:?}'s"),
+                            );
                         }
                     }
                 }
@@ -470,24 +565,47 @@ impl Cloud {
             if let Some(m) = &h.mac
                 && !valid_mac(m.get_ref())
             {
-                err(m.span(), "host.mac", format!("{:?} is not a MAC address", m.get_ref()));
+                err(
+                    m.span(),
+                    "host.mac",
+                    format!("{:?} is not a MAC address", m.get_ref()),
+                );
             }
         }
         for c in &self.checks {
             let mut names = Vec::new();
             match c.get_ref() {
-                CheckSpec::Reach { from, to, proto, port, .. } => {
+                CheckSpec::Reach {
+                    from,
+                    to,
+                    proto,
+                    port,
+                    ..
+                } => {
                     names.extend(from.names());
                     names.extend(to.names());
                     if *proto == Proto::Tcp && port.is_none() {
-                        err(c.span(), "check.port", "a tcp reach check needs a port".into());
+                        err(
+                            c.span(),
+                            "check.port",
+                            "a tcp reach check needs a port".into(),
+                        );
                     }
                 }
-                CheckSpec::ControllerRestart { from, to, seconds, interval_ms } => {
+                CheckSpec::ControllerRestart {
+                    from,
+                    to,
+                    seconds,
+                    interval_ms,
+                } => {
                     names.push(from);
                     names.push(to);
                     if *seconds == 0 || *seconds > 120 || *interval_ms == 0 {
-                        err(c.span(), "check.seconds", "seconds must be 1-120 and interval_ms ≥ 1".into());
+                        err(
+                            c.span(),
+                            "check.seconds",
+                            "seconds must be 1-120 and interval_ms ≥ 1".into(),
+                        );
                     }
                 }
                 CheckSpec::FlowsInstalled => {}
@@ -506,6 +624,10 @@ impl Cloud {
     }
 }
 
-fn errs_push_plain(err: &mut impl FnMut(std::ops::Range<usize>, &str, String), field: &str, msg: &str) {
+fn errs_push_plain(
+    err: &mut impl FnMut(std::ops::Range<usize>, &str, String),
+    field: &str,
+    msg: &str,
+) {
     err(0..0, field, msg.into());
 }

@@ -77,7 +77,8 @@ impl State {
 
     pub fn load(dir: &Path) -> Result<Self> {
         let p = Self::path(dir);
-        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
     }
 
