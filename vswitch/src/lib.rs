@@ -23,6 +23,7 @@ pub mod datapath;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod ovsdb_config;
 pub mod pipeline;
 pub mod port;
 #[allow(unsafe_code)]

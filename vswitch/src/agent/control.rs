@@ -37,16 +37,24 @@ pub async fn serve(conn: Connection, ctl: CtlSender) {
         return;
     }
     drop(handle);
+    // Disconnected is sent however this future ends (closed, or dropped
+    // when its task is aborted, e.g. a Controller row was deleted).
+    struct Gone(CtlSender, u64);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.send(Ctl::Disconnected { id: self.1 });
+        }
+    }
+    let gone = Gone(ctl, id);
     while let Some((xid, ev)) = incoming.recv().await {
         let c = match ev {
             Ok(msg) => Ctl::Msg { id, xid, msg },
             Err(failure) => Ctl::Bad { id, failure },
         };
-        if !ctl.send(c) {
+        if !gone.0.send(c) {
             return;
         }
     }
-    ctl.send(Ctl::Disconnected { id });
 }
 
 /// An active controller target: connect, serve, reconnect with backoff, forever.

@@ -161,6 +161,13 @@ impl Agent {
                     let _ = c.handle.reply_error(&failure);
                 }
             }
+            // Port and configuration events are applied by the datapath loop.
+            Ctl::AddPort { .. }
+            | Ctl::DelPort { .. }
+            | Ctl::SetFailMode(_)
+            | Ctl::SetDatapathId(_)
+            | Ctl::Snapshot(_)
+            | Ctl::Shutdown => {}
             Ctl::Msg { id, xid, msg } => {
                 if self.conns.contains_key(&id) {
                     let r = self.message(id, xid, &msg, sw);
@@ -429,17 +436,29 @@ impl Agent {
     /// Sends PORT_STATUS (MODIFY) for ports whose state changed.
     pub fn port_status(&self, ports: Vec<plexus_openflow::message::Port>) {
         const OFPPR_MODIFY: u8 = 2;
+        self.port_event(OFPPR_MODIFY, ports);
+    }
+
+    /// Sends PORT_STATUS with `reason` (`OFPPR_ADD`/`DELETE`/`MODIFY`).
+    pub fn port_event(&self, reason: u8, ports: Vec<plexus_openflow::message::Port>) {
         for desc in ports {
-            let m = Message::PortStatus(PortStatus {
-                reason: OFPPR_MODIFY,
-                desc,
-            });
+            let m = Message::PortStatus(PortStatus { reason, desc });
             for c in self.conns.values() {
-                if Self::wants(c, c.async_cfg.port_status_mask, OFPPR_MODIFY) {
+                if Self::wants(c, c.async_cfg.port_status_mask, reason) {
                     let _ = c.handle.send(&m);
                 }
             }
         }
+    }
+
+    /// Changes the fail mode (e.g. `ovs-vsctl set-fail-mode`).
+    pub fn set_fail_mode(&mut self, m: FailMode) {
+        self.cfg.fail_mode = m;
+    }
+
+    /// Changes the datapath id.
+    pub fn set_datapath_id(&mut self, d: u64) {
+        self.cfg.datapath_id = d;
     }
 
     fn multipart(

@@ -9,6 +9,12 @@
 //! namespace on the datapath thread while the control connections stay in the
 //! caller's namespace.
 //!
+//! OVSDB mode, `--db FILE` and/or `--ovsdb-listen punix:PATH|ptcp:PORT[:IP]`:
+//! the daemon serves the `Open_vSwitch` database (durable log in FILE,
+//! created if absent; in memory without `--db`) and is configured from it
+//! like ovs-vswitchd — bridges, ports, controllers and fail modes follow
+//! `ovs-vsctl` live (see `plexus_vswitch::ovsdb_config`).
+//!
 //! Benchmark mode, `--fwd IN OUT`: forward every frame between two ports in
 //! both directions on one pinned thread (the data-plane benchmark's DUT).
 
@@ -109,6 +115,18 @@ struct Args {
     /// Do not pin the forwarding thread to the CPU it starts on.
     #[arg(long)]
     no_pin: bool,
+    /// OVSDB mode: serve the Open_vSwitch database here (repeatable) and
+    /// take bridges, ports and controllers from it, like ovs-vswitchd.
+    #[arg(long = "ovsdb-listen", value_name = "punix:PATH|ptcp:PORT[:IP]")]
+    ovsdb_listen: Vec<String>,
+    /// OVSDB mode: the database's durable log (created with the Open_vSwitch
+    /// schema if absent); without it the database lives in memory.
+    #[arg(long, value_name = "FILE")]
+    db: Option<std::path::PathBuf>,
+    /// OVSDB mode: serve punix:DIR/BRIDGE.mgmt per bridge for ovs-ofctl
+    /// (like OVS's run directory; use with OVS_RUNDIR=DIR).
+    #[arg(long, value_name = "DIR")]
+    ovs_rundir: Option<std::path::PathBuf>,
 }
 
 fn open_port(name: &str, args: &Args) -> anyhow::Result<Box<dyn Port>> {
@@ -403,9 +421,71 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// OVSDB mode: the embedded database server plus the reconciler that
+/// configures the datapaths from it.
+fn ovsdb_mode(args: Args) -> anyhow::Result<()> {
+    use plexus_ovsdb::{db::Database, schema::DatabaseSchema, server};
+    use plexus_vswitch::ovsdb_config::{self, SystemPort};
+    anyhow::ensure!(
+        args.ports.is_empty() && args.controllers.is_empty() && args.listen.is_empty(),
+        "--port/--controller/--listen do not combine with --db/--ovsdb-listen (use ovs-vsctl)"
+    );
+    sys::install_terminate_handler()?;
+    let schema = DatabaseSchema::vswitch();
+    let mut core = server::ServerCore::new();
+    match &args.db {
+        Some(p) => core
+            .add_durable_database(p, &schema)
+            .map_err(|e| anyhow::anyhow!("database {}: {e}", p.display()))?,
+        None => core.add_database(Database::new(schema)),
+    }
+    let opts = ovsdb_config::Options {
+        system_port: match args.port_type {
+            PortType::Afpacket => SystemPort::Afpacket,
+            _ => SystemPort::Afxdp,
+        },
+        xdp_mode: match args.xdp_mode {
+            XdpMode::Auto => XdpModeRequest::Auto,
+            XdpMode::Native => XdpModeRequest::Native,
+            XdpMode::Generic => XdpModeRequest::Generic,
+        },
+        simple_pipeline: args.simple_pipeline,
+        rundir: args.ovs_rundir.clone(),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let srv = server::Server::new(core);
+        for r in &args.ovsdb_listen {
+            if let Some(rest) = r.strip_prefix("ptcp:") {
+                let (port, ip) = rest.split_once(':').unwrap_or((rest, "0.0.0.0"));
+                let a = srv.listen_tcp(&format!("{ip}:{port}")).await?;
+                eprintln!("ovsdb: listening on tcp:{a}");
+            } else if let Some(path) = r.strip_prefix("punix:") {
+                srv.listen_unix(path.as_ref()).await?;
+                eprintln!("ovsdb: listening on unix:{path}");
+            } else {
+                anyhow::bail!("--ovsdb-listen {r}: expected punix:PATH or ptcp:PORT[:IP]");
+            }
+        }
+        ovsdb_config::run(srv, opts).await;
+        anyhow::Ok(())
+    })?;
+    for r in &args.ovsdb_listen {
+        if let Some(path) = r.strip_prefix("punix:") {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let r = if args.fwd.is_empty() {
+    let r = if args.db.is_some() || !args.ovsdb_listen.is_empty() {
+        ovsdb_mode(args)
+    } else if args.fwd.is_empty() {
         switch(args)
     } else {
         run(args)

@@ -28,6 +28,37 @@ use crate::agent::{Agent, FailMode, Switch};
 use crate::port::{DEFAULT_BATCH, LinkState, PacketBatch, Port};
 use crate::sys;
 
+/// Opens a port; run on the datapath thread (so the port lands in the
+/// datapath's network namespace and never crosses threads).
+pub struct PortOpener(pub Box<dyn FnOnce() -> anyhow::Result<Box<dyn Port>> + Send>);
+
+impl std::fmt::Debug for PortOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortOpener")
+    }
+}
+
+/// A port as seen from the control side (answers [`Ctl::AddPort`] and
+/// [`Ctl::Snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSnapshot {
+    /// OpenFlow port number.
+    pub ofport: u32,
+    /// Interface name.
+    pub name: String,
+    /// Ethernet address.
+    pub hw_addr: [u8; 6],
+    /// Interface index (0 if unknown).
+    pub ifindex: u32,
+    /// Link state.
+    pub link: LinkState,
+    /// Counters.
+    pub stats: crate::port::PortStats,
+}
+
+/// A reply channel of a [`Ctl`] request.
+pub type Reply<T> = tokio::sync::oneshot::Sender<T>;
+
 /// A control-side event for the datapath thread.
 #[derive(Debug)]
 pub enum Ctl {
@@ -39,6 +70,28 @@ pub enum Ctl {
     Msg { id: u64, xid: u32, msg: Message },
     /// A frame that did not decode (answered with the codec's OFPT_ERROR).
     Bad { id: u64, failure: DecodeFailure },
+    /// Adds OpenFlow port `ofport` between batches (the other ports keep
+    /// forwarding); controllers get PORT_STATUS ADD. Fails if the number is
+    /// taken or the opener fails.
+    AddPort {
+        ofport: u32,
+        open: PortOpener,
+        done: Option<Reply<Result<PortSnapshot, String>>>,
+    },
+    /// Removes a port (flows stay; output to it drops); PORT_STATUS DELETE.
+    /// Answers whether the port existed.
+    DelPort {
+        ofport: u32,
+        done: Option<Reply<bool>>,
+    },
+    /// Changes the fail mode.
+    SetFailMode(FailMode),
+    /// Changes the datapath id reported in FEATURES_REPLY.
+    SetDatapathId(u64),
+    /// Reports every port's state and counters.
+    Snapshot(Reply<Vec<PortSnapshot>>),
+    /// Stops the datapath loop ([`run`] returns; the ports are closed).
+    Shutdown,
 }
 
 /// The control side's end: queue a [`Ctl`] and wake the datapath thread.
@@ -169,6 +222,18 @@ impl DpPort {
         }
     }
 
+    /// The control side's view of this port.
+    pub fn snapshot(&self) -> PortSnapshot {
+        PortSnapshot {
+            ofport: self.ofport,
+            name: self.port.name().to_string(),
+            hw_addr: self.hw_addr,
+            ifindex: sys::ifindex(self.port.name()).unwrap_or(0),
+            link: self.link,
+            stats: self.port.stats(),
+        }
+    }
+
     /// Port statistics.
     pub fn stats(&self, now: Instant) -> ofm::PortStats {
         let s = self.port.stats();
@@ -220,6 +285,8 @@ pub struct Core {
     ports: Vec<DpPort>,
     engine: Box<dyn Engine>,
     pins: Vec<PacketIn>,
+    /// The poll(2) descriptor set must be rebuilt (ports were added/removed).
+    fds_stale: bool,
 }
 
 struct PortSink<'a> {
@@ -261,6 +328,69 @@ impl Core {
 
     fn port_infos(&self) -> Vec<PortInfo> {
         self.ports.iter().map(DpPort::info).collect()
+    }
+
+    /// Applies a port/config control event; returns it back if it is one
+    /// for the agent. `Err(())` = shut down.
+    fn port_ctl(&mut self, c: Ctl, agent: &mut Agent) -> Result<Option<Ctl>, ()> {
+        const OFPPR_ADD: u8 = 0;
+        const OFPPR_DELETE: u8 = 1;
+        match c {
+            Ctl::AddPort { ofport, open, done } => {
+                let r = if self.ports.iter().any(|p| p.ofport == ofport) {
+                    Err(format!("OpenFlow port {ofport} is in use"))
+                } else {
+                    match (open.0)() {
+                        Ok(port) => {
+                            let p = DpPort::new(ofport, port);
+                            let (snap, desc) = (p.snapshot(), p.desc());
+                            self.ports.push(p);
+                            self.ports_changed();
+                            agent.port_event(OFPPR_ADD, vec![desc]);
+                            Ok(snap)
+                        }
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                };
+                if let Some(d) = done {
+                    let _ = d.send(r);
+                }
+            }
+            Ctl::DelPort { ofport, done } => {
+                let found = match self.ports.iter().position(|p| p.ofport == ofport) {
+                    Some(i) => {
+                        let mut p = self.ports.remove(i);
+                        if !p.tx.is_empty() {
+                            p.port.tx_batch(&mut p.tx);
+                        }
+                        p.port.flush();
+                        let desc = p.desc();
+                        drop(p);
+                        self.ports_changed();
+                        agent.port_event(OFPPR_DELETE, vec![desc]);
+                        true
+                    }
+                    None => false,
+                };
+                if let Some(d) = done {
+                    let _ = d.send(found);
+                }
+            }
+            Ctl::SetFailMode(m) => agent.set_fail_mode(m),
+            Ctl::SetDatapathId(d) => agent.set_datapath_id(d),
+            Ctl::Snapshot(reply) => {
+                let _ = reply.send(self.ports.iter().map(DpPort::snapshot).collect());
+            }
+            Ctl::Shutdown => return Err(()),
+            c => return Ok(Some(c)),
+        }
+        Ok(None)
+    }
+
+    fn ports_changed(&mut self) {
+        let infos = self.port_infos();
+        self.engine.set_ports(&infos);
+        self.fds_stale = true;
     }
 }
 
@@ -310,12 +440,18 @@ pub fn run(
         ports,
         engine,
         pins: Vec::new(),
+        fds_stale: false,
     };
     let infos = core.port_infos();
     core.engine.set_ports(&infos);
     let mut rx = PacketBatch::new(DEFAULT_BATCH);
-    let mut fds: Vec<RawFd> = vec![ctl.pipe.as_raw_fd()];
-    fds.extend(core.ports.iter().filter_map(|p| p.port.rx_fd()));
+    let pipe_fd = ctl.pipe.as_raw_fd();
+    let poll_fds = |core: &Core| -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = vec![pipe_fd];
+        fds.extend(core.ports.iter().filter_map(|p| p.port.rx_fd()));
+        fds
+    };
+    let mut fds = poll_fds(&core);
     let mut next_housekeeping = Instant::now();
     let mut idle = 0u32;
     while !sys::terminate_requested() {
@@ -325,7 +461,15 @@ pub fn run(
             let _ = ctl.pipe.read_exact(&mut b);
         }
         while let Ok(c) = ctl.rx.try_recv() {
-            agent.handle(c, &mut core);
+            match core.port_ctl(c, &mut agent) {
+                Ok(Some(c)) => agent.handle(c, &mut core),
+                Ok(None) => {}
+                Err(()) => return Ok(()),
+            }
+        }
+        if core.fds_stale {
+            core.fds_stale = false;
+            fds = poll_fds(&core);
         }
         // Traffic.
         let now = Instant::now();
@@ -341,6 +485,7 @@ pub fn run(
                         ports,
                         engine,
                         pins,
+                        ..
                     } = &mut core;
                     let mut sink = PortSink {
                         ports,

@@ -1,0 +1,917 @@
+//! OVSDB-driven configuration: `plexus-vswitchd --db FILE --ovsdb-listen …`
+//! serves the `Open_vSwitch` database (the real OVS schema) and configures
+//! itself from it like ovs-vswitchd, so `ovs-vsctl` works unchanged.
+//!
+//! [`run`] watches the embedded server for commits ([`Server::subscribe`]),
+//! reads the database directly from the server core (consistent, and it sees
+//! its own writes at once) and reconciles:
+//! - a `Bridge` row is one datapath thread + OpenFlow agent; its datapath id
+//!   is `other_config:datapath-id` or, like OVS, derived from the row UUID;
+//! - every `Interface` of the bridge's `Port`s becomes a datapath port added
+//!   live ([`Ctl::AddPort`]) — the internal interface named like the bridge
+//!   is the `LOCAL` port (a tap device, ofport 65534 in the database);
+//!   `ofport_request` is honoured, then the previously reported `ofport`,
+//!   then the lowest free number; removed rows are deleted live
+//!   ([`Ctl::DelPort`]); a changed type/options re-creates the port;
+//! - `Controller` targets (`tcp:`/`unix:` active, `ptcp:`/`punix:` passive)
+//!   and `fail_mode` are applied live;
+//! - written back like OVS: `Interface.ofport` (-1 with `error` on failure),
+//!   `mac_in_use`, `ifindex`, `link_state`, `admin_state`, `statistics`
+//!   (periodically), `Bridge.datapath_id`, `Controller.is_connected`, and
+//!   `Open_vSwitch.cur_cfg = next_cfg` once a configuration is applied (which
+//!   is what `ovs-vsctl` waits for unless `--no-wait`).
+//!
+//! Interface types: `""`/`system` (an existing netdev: AF_XDP falling back to
+//! AF_PACKET, or AF_PACKET with `other_config:port-type=afpacket`), `afxdp`
+//! (AF_XDP only, `options:xdp-mode=native|generic|best-effort`), `tap` and
+//! `internal` (tap devices, created if missing). Anything else (e.g. `vxlan`
+//! for now) gets `ofport -1` and an `error`; see [`port_opener`], the one
+//! place that maps an Interface row to a port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use plexus_openflow::conn::{Connection, Listener, PassiveTarget, Reconnect, Target};
+use plexus_openflow::message::port_no;
+use plexus_ovsdb::server::Server;
+use plexus_ovsdb::{Atom, Datum, Uuid};
+use serde_json::{Value, json};
+
+use crate::agent::{Agent, AgentConfig, FailMode, control};
+use crate::datapath::{
+    self, Ctl, CtlSender, Engine, PortOpener, PortSnapshot, full::FullPipeline,
+    simple::SimplePipeline,
+};
+use crate::port::Port;
+use crate::port::afpacket::AfPacketPort;
+use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
+use crate::port::tap::TapPort;
+use crate::sys;
+use crate::sys::bpf::XdpModeRequest;
+
+/// The database name.
+pub const DB: &str = "Open_vSwitch";
+/// `Interface.ofport` of a bridge's LOCAL port, as OVS writes it.
+pub const OFPORT_LOCAL_DB: i64 = 65534;
+
+/// How `system` interfaces are opened by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SystemPort {
+    /// AF_XDP, falling back to AF_PACKET.
+    #[default]
+    Afxdp,
+    /// AF_PACKET.
+    Afpacket,
+}
+
+/// Daemon-wide settings for OVSDB mode.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How `system` interfaces are opened unless `other_config:port-type` says.
+    pub system_port: SystemPort,
+    /// XDP attach mode for AF_XDP ports.
+    pub xdp_mode: XdpModeRequest,
+    /// Use the small built-in pipeline.
+    pub simple_pipeline: bool,
+    /// Serve `DIR/BRIDGE.mgmt` (`punix:`) per bridge, like OVS's run dir
+    /// (`ovs-ofctl show BRIDGE` with `OVS_RUNDIR=DIR`).
+    pub rundir: Option<std::path::PathBuf>,
+    /// How often statistics and link state are written back.
+    pub stats_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            system_port: SystemPort::Afxdp,
+            xdp_mode: XdpModeRequest::Auto,
+            simple_pipeline: false,
+            rundir: None,
+            stats_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The desired configuration, read from the database.
+
+/// One Interface row, as far as the datapath cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfaceCfg {
+    /// Row UUID.
+    pub uuid: Uuid,
+    /// Interface name.
+    pub name: String,
+    /// `type`.
+    pub type_: String,
+    /// `options`.
+    pub options: BTreeMap<String, String>,
+    /// `other_config`.
+    pub other_config: BTreeMap<String, String>,
+    /// `ofport_request`.
+    pub ofport_request: Option<i64>,
+    /// `ofport` as currently stored (kept across restarts).
+    pub ofport: Option<i64>,
+}
+
+impl IfaceCfg {
+    /// What, when changed, requires re-creating the port.
+    fn signature(
+        &self,
+    ) -> (
+        String,
+        BTreeMap<String, String>,
+        Option<String>,
+        Option<i64>,
+    ) {
+        (
+            self.type_.clone(),
+            self.options.clone(),
+            self.other_config.get("port-type").cloned(),
+            self.ofport_request,
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BridgeCfg {
+    uuid: Uuid,
+    name: String,
+    dpid: u64,
+    fail_mode: FailMode,
+    ifaces: Vec<IfaceCfg>,
+    /// Controller target → row UUID.
+    controllers: BTreeMap<String, Uuid>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Config {
+    root: Option<Uuid>,
+    next_cfg: i64,
+    cur_cfg: i64,
+    bridges: Vec<BridgeCfg>,
+    /// Currently stored values of the columns written back (for "write only if different").
+    stored: BTreeMap<(Uuid, &'static str), Datum>,
+}
+
+fn string_map(d: Option<&Datum>) -> BTreeMap<String, String> {
+    d.and_then(Datum::as_map)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+        .collect()
+}
+
+fn opt_i64(d: Option<&Datum>) -> Option<i64> {
+    d.and_then(Datum::as_scalar).and_then(Atom::as_i64)
+}
+
+fn uuids(d: Option<&Datum>) -> Vec<Uuid> {
+    d.into_iter()
+        .flat_map(|d| d.keys())
+        .filter_map(Atom::as_uuid)
+        .collect()
+}
+
+fn scalar_str(d: Option<&Datum>) -> Option<String> {
+    d.and_then(Datum::as_scalar)
+        .and_then(Atom::as_str)
+        .map(str::to_string)
+}
+
+/// A datapath id from `other_config:datapath-id` (16 hex digits) or, like
+/// OVS's `dpid_from_hash`, 48 bits derived from the bridge's row UUID
+/// (stable across restarts).
+pub fn datapath_id(bridge: Uuid, other_config: &BTreeMap<String, String>) -> u64 {
+    if let Some(s) = other_config.get("datapath-id") {
+        let h = s.trim_start_matches("0x");
+        if h.len() == 16
+            && let Ok(v) = u64::from_str_radix(h, 16)
+        {
+            return v;
+        }
+    }
+    // FNV-1a over the UUID bytes, then a locally administered unicast MAC.
+    let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bridge.as_bytes() {
+        x ^= u64::from(*b);
+        x = x.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut mac = x & 0xffff_ffff_ffff;
+    mac &= !(0x01 << 40);
+    mac |= 0x02 << 40;
+    mac
+}
+
+fn read_config(server: &Server) -> Config {
+    let core = server.core();
+    let Some(db) = core.database(DB) else {
+        return Config::default();
+    };
+    let mut cfg = Config::default();
+    let rows = |t: &str| db.rows(t).cloned().unwrap_or_default();
+    let (bridges, ports, ifaces, ctrls) = (
+        rows("Bridge"),
+        rows("Port"),
+        rows("Interface"),
+        rows("Controller"),
+    );
+    if let Some((u, r)) = db.rows("Open_vSwitch").and_then(|t| t.iter().next()) {
+        cfg.root = Some(*u);
+        cfg.next_cfg = opt_i64(r.cols.get("next_cfg")).unwrap_or(0);
+        cfg.cur_cfg = opt_i64(r.cols.get("cur_cfg")).unwrap_or(0);
+        for bu in uuids(r.cols.get("bridges")) {
+            let Some(b) = bridges.get(&bu) else { continue };
+            let name = scalar_str(b.cols.get("name")).unwrap_or_default();
+            let oc = string_map(b.cols.get("other_config"));
+            let fail_mode = match scalar_str(b.cols.get("fail_mode")).as_deref() {
+                Some("standalone") => FailMode::Standalone,
+                _ => FailMode::Secure,
+            };
+            let mut bc = BridgeCfg {
+                uuid: bu,
+                name,
+                dpid: datapath_id(bu, &oc),
+                fail_mode,
+                ifaces: Vec::new(),
+                controllers: BTreeMap::new(),
+            };
+            if let Some(d) = b.cols.get("datapath_id") {
+                cfg.stored.insert((bu, "datapath_id"), d.clone());
+            }
+            for pu in uuids(b.cols.get("ports")) {
+                let Some(p) = ports.get(&pu) else { continue };
+                for iu in uuids(p.cols.get("interfaces")) {
+                    let Some(i) = ifaces.get(&iu) else { continue };
+                    for col in IFACE_STATUS_COLUMNS {
+                        if let Some(d) = i.cols.get(*col) {
+                            cfg.stored.insert((iu, col), d.clone());
+                        }
+                    }
+                    bc.ifaces.push(IfaceCfg {
+                        uuid: iu,
+                        name: scalar_str(i.cols.get("name")).unwrap_or_default(),
+                        type_: scalar_str(i.cols.get("type")).unwrap_or_default(),
+                        options: string_map(i.cols.get("options")),
+                        other_config: string_map(i.cols.get("other_config")),
+                        ofport_request: opt_i64(i.cols.get("ofport_request")),
+                        ofport: opt_i64(i.cols.get("ofport")),
+                    });
+                }
+            }
+            for cu in uuids(b.cols.get("controller")) {
+                let Some(c) = ctrls.get(&cu) else { continue };
+                if let Some(d) = c.cols.get("is_connected") {
+                    cfg.stored.insert((cu, "is_connected"), d.clone());
+                }
+                if let Some(t) = scalar_str(c.cols.get("target")) {
+                    bc.controllers.insert(t, cu);
+                }
+            }
+            cfg.bridges.push(bc);
+        }
+    }
+    cfg
+}
+
+const IFACE_STATUS_COLUMNS: &[&str] = &[
+    "ofport",
+    "error",
+    "mac_in_use",
+    "ifindex",
+    "link_state",
+    "admin_state",
+    "statistics",
+];
+
+// ---------------------------------------------------------------------------
+// Ports.
+
+/// The datapath port for an Interface row: the single place where an
+/// Interface's `type`/`options`/`other_config` select a port implementation
+/// (the userspace VXLAN port hooks in here). `Err` is the text written to
+/// `Interface.error`.
+pub fn port_opener(iface: &IfaceCfg, opts: &Options) -> Result<PortOpener, String> {
+    let name = iface.name.clone();
+    let xdp_mode = match iface.options.get("xdp-mode").map(String::as_str) {
+        Some("native" | "native-with-zerocopy") => XdpModeRequest::Native,
+        Some("generic") => XdpModeRequest::Generic,
+        Some("best-effort") => XdpModeRequest::Auto,
+        Some(m) => return Err(format!("unsupported options:xdp-mode={m}")),
+        None => opts.xdp_mode,
+    };
+    let afxdp = move |name: &str| -> anyhow::Result<Box<dyn Port>> {
+        let p = AfXdpPort::open(
+            name,
+            AfXdpOptions {
+                mode: xdp_mode,
+                ..Default::default()
+            },
+        )?;
+        Ok(Box::new(p))
+    };
+    let open: Box<dyn FnOnce() -> anyhow::Result<Box<dyn Port>> + Send> = match iface.type_.as_str()
+    {
+        "" | "system" => {
+            let kind = match iface.other_config.get("port-type").map(String::as_str) {
+                Some("afpacket") => SystemPort::Afpacket,
+                Some("afxdp") => SystemPort::Afxdp,
+                Some(t) => return Err(format!("unsupported other_config:port-type={t}")),
+                None => opts.system_port,
+            };
+            match kind {
+                SystemPort::Afpacket => {
+                    Box::new(move || Ok(Box::new(AfPacketPort::open(&name)?) as Box<dyn Port>))
+                }
+                SystemPort::Afxdp => Box::new(move || match afxdp(&name) {
+                    Ok(p) => Ok(p),
+                    Err(e) => {
+                        eprintln!("{name}: AF_XDP failed ({e:#}); falling back to AF_PACKET");
+                        Ok(Box::new(AfPacketPort::open(&name)?))
+                    }
+                }),
+            }
+        }
+        "afxdp" => Box::new(move || afxdp(&name)),
+        "tap" | "internal" => {
+            Box::new(move || Ok(Box::new(TapPort::open(&name)?) as Box<dyn Port>))
+        }
+        "vxlan" => return Err("vxlan not supported yet".into()),
+        t => return Err(format!("unsupported interface type \"{t}\"")),
+    };
+    Ok(PortOpener(open))
+}
+
+/// OpenFlow port number in the datapath ↔ `Interface.ofport` in the database.
+fn db_ofport(ofport: u32) -> i64 {
+    if ofport == port_no::LOCAL {
+        OFPORT_LOCAL_DB
+    } else {
+        i64::from(ofport)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running state.
+
+#[derive(Debug)]
+struct IfaceState {
+    name: String,
+    signature: (
+        String,
+        BTreeMap<String, String>,
+        Option<String>,
+        Option<i64>,
+    ),
+    /// The datapath port number; None if opening failed.
+    ofport: Option<u32>,
+    /// `next_cfg` when it failed (retried on the next configuration).
+    failed_at: i64,
+}
+
+#[derive(Debug)]
+struct CtrlState {
+    task: tokio::task::JoinHandle<()>,
+    conns: Arc<AtomicUsize>,
+    uuid: Uuid,
+}
+
+impl Drop for CtrlState {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct BridgeState {
+    name: String,
+    ctl: CtlSender,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dpid: u64,
+    fail_mode: FailMode,
+    ifaces: BTreeMap<Uuid, IfaceState>,
+    controllers: BTreeMap<String, CtrlState>,
+    _mgmt: Option<CtrlState>,
+}
+
+impl BridgeState {
+    fn stop(&mut self) {
+        self.controllers.clear();
+        self._mgmt = None;
+        self.ctl.send(Ctl::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for BridgeState {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Serves passive OpenFlow connections on `target` until the task is aborted
+/// (which also closes the connections accepted).
+async fn passive(l: Listener, ctl: CtlSender, conns: Arc<AtomicUsize>) {
+    let mut set = tokio::task::JoinSet::new();
+    loop {
+        match l.accept().await {
+            Ok((stream, peer)) => {
+                let (ctl, conns) = (ctl.clone(), conns.clone());
+                set.spawn(async move {
+                    match Connection::accept(stream, &control::conn_config()).await {
+                        Ok(c) => {
+                            conns.fetch_add(1, Ordering::Relaxed);
+                            control::serve(c, ctl).await;
+                            conns.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        Err(e) => eprintln!("{peer}: handshake failed: {e}"),
+                    }
+                });
+            }
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        while set.try_join_next().is_some() {}
+    }
+}
+
+async fn active(target: Target, ctl: CtlSender, conns: Arc<AtomicUsize>) {
+    let mut rc = Reconnect::new(target.clone(), control::conn_config())
+        .with_backoff(Duration::from_millis(200), Duration::from_secs(8));
+    loop {
+        let conn = rc.connect().await;
+        eprintln!("connected to controller {target}");
+        struct Up(Arc<AtomicUsize>);
+        impl Drop for Up {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        conns.fetch_add(1, Ordering::Relaxed);
+        let up = Up(conns.clone());
+        control::serve(conn, ctl.clone()).await;
+        drop(up);
+        eprintln!("controller {target} disconnected");
+    }
+}
+
+async fn start_controller(target: &str, ctl: &CtlSender, uuid: Uuid) -> Result<CtrlState, String> {
+    let conns = Arc::new(AtomicUsize::new(0));
+    let task = if target.starts_with('p') {
+        let t: PassiveTarget = target.parse().map_err(|e| format!("{target}: {e}"))?;
+        let l = Listener::bind(&t, None)
+            .await
+            .map_err(|e| format!("{target}: {e}"))?;
+        eprintln!("listening on {}", l.local_target());
+        tokio::spawn(passive(l, ctl.clone(), conns.clone()))
+    } else {
+        let t: Target = target.parse().map_err(|e| format!("{target}: {e}"))?;
+        tokio::spawn(active(t, ctl.clone(), conns.clone()))
+    };
+    Ok(CtrlState { task, conns, uuid })
+}
+
+/// The reconciler: see the module documentation.
+#[derive(Debug)]
+pub struct Reconciler {
+    server: Server,
+    opts: Options,
+    bridges: BTreeMap<Uuid, BridgeState>,
+}
+
+/// Writes accumulated during one pass: (row, column) → value.
+type Writes = BTreeMap<(&'static str, Uuid), serde_json::Map<String, Value>>;
+
+fn set_col(
+    w: &mut Writes,
+    stored: &Config,
+    table: &'static str,
+    u: Uuid,
+    col: &'static str,
+    v: Value,
+) {
+    // Skip the write if the stored value is the same.
+    if let Some(d) = stored.stored.get(&(u, col))
+        && d.to_json() == v
+    {
+        return;
+    }
+    if stored.stored.get(&(u, col)).is_none() && v == json!(["set", []]) {
+        return;
+    }
+    w.entry((table, u)).or_default().insert(col.to_string(), v);
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl Reconciler {
+    /// A reconciler for the `Open_vSwitch` database served by `server`.
+    pub fn new(server: Server, opts: Options) -> Self {
+        Self {
+            server,
+            opts,
+            bridges: BTreeMap::new(),
+        }
+    }
+
+    /// Creates the root `Open_vSwitch` row if the database has none (what
+    /// `ovs-vsctl init` does).
+    pub fn ensure_root(&self) {
+        if read_config(&self.server).root.is_none() {
+            let o = self.server.transact(
+                DB,
+                &[json!({"op": "insert", "table": "Open_vSwitch", "row": {}})],
+            );
+            if !o.ok {
+                eprintln!("ovsdb: cannot create the Open_vSwitch row: {:?}", o.results);
+            }
+        }
+    }
+
+    fn start_bridge(&self, b: &BridgeCfg) -> anyhow::Result<BridgeState> {
+        let (ctl, ctl_rx) = datapath::ctl_channel()?;
+        let agent = Agent::new(AgentConfig {
+            datapath_id: b.dpid,
+            fail_mode: b.fail_mode,
+        });
+        let engine: Box<dyn Engine> = if self.opts.simple_pipeline {
+            Box::new(SimplePipeline::new())
+        } else {
+            Box::new(FullPipeline::new())
+        };
+        let name = b.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("dp-{name}"))
+            .spawn(move || {
+                if let Err(e) = datapath::run(Vec::new(), engine, agent, ctl_rx) {
+                    eprintln!("bridge {name}: datapath: {e}");
+                }
+            })?;
+        eprintln!("bridge {}: datapath {:016x} up", b.name, b.dpid);
+        Ok(BridgeState {
+            name: b.name.clone(),
+            ctl,
+            thread: Some(thread),
+            dpid: b.dpid,
+            fail_mode: b.fail_mode,
+            ifaces: BTreeMap::new(),
+            controllers: BTreeMap::new(),
+            _mgmt: None,
+        })
+    }
+
+    /// One reconciliation pass: apply the database to the datapaths and
+    /// write the results back.
+    pub async fn reconcile(&mut self) {
+        let cfg = read_config(&self.server);
+        let mut w = Writes::new();
+        // Bridges that went away (or were renamed: the name is immutable, so a new row).
+        let wanted: BTreeSet<Uuid> = cfg.bridges.iter().map(|b| b.uuid).collect();
+        let gone: Vec<Uuid> = self
+            .bridges
+            .keys()
+            .filter(|u| !wanted.contains(u))
+            .copied()
+            .collect();
+        for u in gone {
+            if let Some(mut b) = self.bridges.remove(&u) {
+                eprintln!("bridge {}: deleted", b.name);
+                b.stop();
+            }
+        }
+        for bc in &cfg.bridges {
+            if !self.bridges.contains_key(&bc.uuid) {
+                match self.start_bridge(bc) {
+                    Ok(mut st) => {
+                        if let Some(dir) = &self.opts.rundir {
+                            let t = format!(
+                                "punix:{}",
+                                dir.join(format!("{}.mgmt", bc.name)).display()
+                            );
+                            match start_controller(&t, &st.ctl, Uuid::nil()).await {
+                                Ok(c) => st._mgmt = Some(c),
+                                Err(e) => eprintln!("bridge {}: {e}", bc.name),
+                            }
+                        }
+                        self.bridges.insert(bc.uuid, st);
+                    }
+                    Err(e) => {
+                        eprintln!("bridge {}: {e:#}", bc.name);
+                        continue;
+                    }
+                }
+            }
+            self.reconcile_bridge(bc, &cfg, &mut w).await;
+        }
+        if cfg.root.is_some() && cfg.cur_cfg != cfg.next_cfg {
+            let root = cfg.root.unwrap_or_default();
+            w.entry(("Open_vSwitch", root))
+                .or_default()
+                .insert("cur_cfg".into(), json!(cfg.next_cfg));
+        }
+        self.commit(w);
+    }
+
+    async fn reconcile_bridge(&mut self, bc: &BridgeCfg, cfg: &Config, w: &mut Writes) {
+        let opts = self.opts.clone();
+        let Some(st) = self.bridges.get_mut(&bc.uuid) else {
+            return;
+        };
+        if st.fail_mode != bc.fail_mode {
+            st.fail_mode = bc.fail_mode;
+            st.ctl.send(Ctl::SetFailMode(bc.fail_mode));
+        }
+        if st.dpid != bc.dpid {
+            st.dpid = bc.dpid;
+            st.ctl.send(Ctl::SetDatapathId(bc.dpid));
+        }
+        set_col(
+            w,
+            cfg,
+            "Bridge",
+            bc.uuid,
+            "datapath_id",
+            json!(format!("{:016x}", bc.dpid)),
+        );
+        // Ports that went away or changed.
+        let want: BTreeMap<Uuid, &IfaceCfg> = bc.ifaces.iter().map(|i| (i.uuid, i)).collect();
+        let stale: Vec<Uuid> = st
+            .ifaces
+            .iter()
+            .filter(|(u, s)| {
+                want.get(u).is_none_or(|i| i.signature() != s.signature)
+                    || (s.ofport.is_none() && s.failed_at != cfg.next_cfg)
+            })
+            .map(|(u, _)| *u)
+            .collect();
+        for u in stale {
+            let Some(s) = st.ifaces.remove(&u) else {
+                continue;
+            };
+            if let Some(ofport) = s.ofport {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                st.ctl.send(Ctl::DelPort {
+                    ofport,
+                    done: Some(tx),
+                });
+                let _ = rx.await;
+                eprintln!("bridge {}: port {ofport} ({}) deleted", st.name, s.name);
+            }
+        }
+        // New ports: LOCAL first, then requested numbers, then the rest.
+        let mut new: Vec<&IfaceCfg> = bc
+            .ifaces
+            .iter()
+            .filter(|i| !st.ifaces.contains_key(&i.uuid))
+            .collect();
+        new.sort_by_key(|i| {
+            (
+                !(i.name == bc.name && i.type_ == "internal"),
+                i.ofport_request.is_none(),
+                i.ofport.is_none_or(|o| o <= 0),
+            )
+        });
+        for i in new {
+            let mut used: BTreeSet<u32> = st.ifaces.values().filter_map(|s| s.ofport).collect();
+            let local = i.name == bc.name && i.type_ == "internal";
+            let ofport = if local {
+                Some(port_no::LOCAL)
+            } else {
+                let free = |n: i64| (1..0xff00).contains(&n) && !used.contains(&(n as u32));
+                i.ofport_request
+                    .filter(|n| free(*n))
+                    .or(i.ofport.filter(|n| free(*n)))
+                    .map(|n| n as u32)
+                    .or_else(|| (1u32..0xff00).find(|n| !used.contains(n)))
+            };
+            let result = match (ofport, port_opener(i, &opts)) {
+                (None, _) => Err("no free OpenFlow port number".to_string()),
+                (_, Err(e)) => Err(e),
+                (Some(ofport), Ok(open)) => {
+                    if local && used.contains(&ofport) {
+                        Err("duplicate LOCAL port".to_string())
+                    } else {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        st.ctl.send(Ctl::AddPort {
+                            ofport,
+                            open,
+                            done: Some(tx),
+                        });
+                        rx.await.unwrap_or_else(|_| Err("datapath is gone".into()))
+                    }
+                }
+            };
+            match result {
+                Ok(snap) => {
+                    eprintln!(
+                        "bridge {}: port {} ({}) added",
+                        st.name, snap.ofport, i.name
+                    );
+                    used.insert(snap.ofport);
+                    set_col(
+                        w,
+                        cfg,
+                        "Interface",
+                        i.uuid,
+                        "ofport",
+                        json!(db_ofport(snap.ofport)),
+                    );
+                    set_col(w, cfg, "Interface", i.uuid, "error", json!(["set", []]));
+                    iface_status(w, cfg, i.uuid, &snap);
+                    st.ifaces.insert(
+                        i.uuid,
+                        IfaceState {
+                            name: i.name.clone(),
+                            signature: i.signature(),
+                            ofport: Some(snap.ofport),
+                            failed_at: 0,
+                        },
+                    );
+                }
+                Err(e) => {
+                    eprintln!("bridge {}: could not add {}: {e}", st.name, i.name);
+                    set_col(w, cfg, "Interface", i.uuid, "ofport", json!(-1));
+                    set_col(w, cfg, "Interface", i.uuid, "error", json!(e));
+                    st.ifaces.insert(
+                        i.uuid,
+                        IfaceState {
+                            name: i.name.clone(),
+                            signature: i.signature(),
+                            ofport: None,
+                            failed_at: cfg.next_cfg,
+                        },
+                    );
+                }
+            }
+        }
+        // Controllers.
+        st.controllers
+            .retain(|t, c| bc.controllers.get(t) == Some(&c.uuid));
+        for (t, u) in &bc.controllers {
+            if st.controllers.contains_key(t) {
+                continue;
+            }
+            match start_controller(t, &st.ctl, *u).await {
+                Ok(c) => {
+                    st.controllers.insert(t.clone(), c);
+                }
+                Err(e) => eprintln!("bridge {}: controller {e}", st.name),
+            }
+        }
+    }
+
+    /// Writes link state, counters and controller connection state back.
+    pub async fn refresh_status(&mut self) {
+        let cfg = read_config(&self.server);
+        let mut w = Writes::new();
+        self.write_status(&cfg, &mut w).await;
+        self.commit(w);
+    }
+
+    /// Link state, counters and controller connection state of every bridge.
+    async fn write_status(&mut self, cfg: &Config, w: &mut Writes) {
+        for (bu, st) in &self.bridges {
+            for c in st.controllers.values() {
+                let up = c.conns.load(Ordering::Relaxed) > 0;
+                set_col(w, cfg, "Controller", c.uuid, "is_connected", json!(up));
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if !st.ctl.send(Ctl::Snapshot(tx)) {
+                continue;
+            }
+            let Ok(snaps) = rx.await else { continue };
+            let Some(bc) = cfg.bridges.iter().find(|b| b.uuid == *bu) else {
+                continue;
+            };
+            for (iu, s) in &st.ifaces {
+                let Some(of) = s.ofport else { continue };
+                if !bc.ifaces.iter().any(|i| i.uuid == *iu) {
+                    continue;
+                }
+                if let Some(snap) = snaps.iter().find(|p| p.ofport == of) {
+                    iface_status(w, cfg, *iu, snap);
+                }
+            }
+        }
+    }
+
+    /// Writes the accumulated columns in one transaction.
+    fn commit(&self, w: Writes) {
+        if w.is_empty() {
+            return;
+        }
+        let ops: Vec<Value> = w
+            .into_iter()
+            .map(|((table, u), row)| {
+                json!({"op": "update", "table": table,
+                       "where": [["_uuid", "==", ["uuid", u.to_string()]]], "row": row})
+            })
+            .collect();
+        let o = self.server.transact(DB, &ops);
+        if !o.ok {
+            eprintln!("ovsdb: status write-back failed: {:?}", o.results);
+        }
+    }
+
+    /// Stops every bridge.
+    pub fn shutdown(&mut self) {
+        for (_, mut b) in std::mem::take(&mut self.bridges) {
+            b.stop();
+        }
+    }
+}
+
+fn iface_status(w: &mut Writes, cfg: &Config, u: Uuid, s: &PortSnapshot) {
+    let updown = |b: bool| if b { "up" } else { "down" };
+    set_col(
+        w,
+        cfg,
+        "Interface",
+        u,
+        "mac_in_use",
+        json!(mac_str(s.hw_addr)),
+    );
+    if s.ifindex != 0 {
+        set_col(w, cfg, "Interface", u, "ifindex", json!(s.ifindex));
+    }
+    set_col(
+        w,
+        cfg,
+        "Interface",
+        u,
+        "admin_state",
+        json!(updown(s.link.admin_up)),
+    );
+    set_col(
+        w,
+        cfg,
+        "Interface",
+        u,
+        "link_state",
+        json!(updown(s.link.oper_up)),
+    );
+    let st = &s.stats;
+    let stats = [
+        ("collisions", 0),
+        ("rx_bytes", st.rx_bytes),
+        ("rx_dropped", st.rx_drops),
+        ("rx_errors", st.rx_errors),
+        ("rx_packets", st.rx_packets),
+        ("tx_bytes", st.tx_bytes),
+        ("tx_dropped", st.tx_drops),
+        ("tx_errors", st.tx_errors),
+        ("tx_packets", st.tx_packets),
+    ];
+    let m: Vec<Value> = stats
+        .iter()
+        .map(|(k, v)| json!([k, i64::try_from(*v).unwrap_or(i64::MAX)]))
+        .collect();
+    set_col(w, cfg, "Interface", u, "statistics", json!(["map", m]));
+}
+
+/// Runs the reconciler until SIGTERM/SIGINT: once at start (so a restarted
+/// daemon brings back the bridges and ports of its `--db`), after every
+/// commit, and every `stats_interval` for statistics, link state and
+/// controller connection state.
+pub async fn run(server: Server, opts: Options) {
+    let _ = sys::raise_memlock_limit();
+    let mut changed = server.subscribe();
+    let interval = opts.stats_interval;
+    let mut r = Reconciler::new(server, opts);
+    r.ensure_root();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut dirty, mut status_due) = (true, false);
+    while !sys::terminate_requested() {
+        if dirty {
+            dirty = false;
+            changed.mark_unchanged();
+            r.reconcile().await;
+        }
+        if status_due {
+            status_due = false;
+            r.refresh_status().await;
+        }
+        tokio::select! {
+            c = changed.changed() => match c {
+                Ok(()) => dirty = true,
+                Err(_) => break,
+            },
+            _ = tick.tick() => status_due = true,
+            // The terminate flag is polled.
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    r.shutdown();
+}
