@@ -498,6 +498,28 @@ impl Switch {
         }
     }
 
+    /// Waits for the next PORT_STATUS (other unsolicited messages are skipped).
+    pub fn recv_port_status(
+        &self,
+        timeout: Duration,
+    ) -> Result<plexus_openflow::message::PortStatus> {
+        let deadline = Instant::now() + timeout;
+        let mut incoming = self.incoming.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ev = self
+                .rt
+                .block_on(async { tokio::time::timeout(left, incoming.recv()).await })
+                .map_err(|_| anyhow!("no port-status within {timeout:?}"))?
+                .ok_or_else(|| anyhow!("connection closed while waiting for a port-status"))?;
+            match ev {
+                (_, Ok(Message::PortStatus(p))) => return Ok(p),
+                (_, Ok(_)) => {}
+                (xid, Err(e)) => bail!("undecodable message (xid {xid:#x}): {e}"),
+            }
+        }
+    }
+
     /// Closes the connection (queued messages are flushed first).
     pub fn close(self) {
         let h = self.handle.clone();

@@ -557,3 +557,163 @@ fn flood(sink: &mut PortSink<'_>, in_port: u32, f: &[u8]) {
         sink.output(p, f);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentConfig;
+    use crate::port::PortStats;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// A port fed and drained through shared queues.
+    #[derive(Clone, Default)]
+    struct Fake {
+        name: String,
+        rx: Arc<Mutex<VecDeque<Vec<u8>>>>,
+        tx: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl Port for Fake {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn rx_batch(&mut self, batch: &mut PacketBatch) -> usize {
+            batch.clear();
+            let mut q = self.rx.lock().unwrap();
+            while !batch.is_full() {
+                let Some(f) = q.pop_front() else { break };
+                batch.push(&f);
+            }
+            batch.len()
+        }
+        fn tx_batch(&mut self, batch: &mut PacketBatch) {
+            self.tx
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(<[u8]>::to_vec));
+            batch.clear();
+        }
+        fn rx_fd(&self) -> Option<RawFd> {
+            None
+        }
+        fn link_state(&self) -> LinkState {
+            LinkState {
+                admin_up: true,
+                oper_up: true,
+            }
+        }
+        fn stats(&self) -> PortStats {
+            PortStats::default()
+        }
+    }
+
+    fn fake(name: &str) -> Fake {
+        Fake {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn opener(f: &Fake) -> PortOpener {
+        let f = f.clone();
+        PortOpener(Box::new(move || Ok(Box::new(f) as Box<dyn Port>)))
+    }
+
+    fn ask<T>(ctl: &CtlSender, make: impl FnOnce(Reply<T>) -> Ctl) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        assert!(ctl.send(make(tx)));
+        rx.blocking_recv().expect("datapath answered")
+    }
+
+    /// Waits until `port` transmitted `n` frames in total (bounded).
+    fn wait_tx(port: &Fake, n: usize) -> bool {
+        for _ in 0..200 {
+            if port.tx.lock().unwrap().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn ports_are_added_and_removed_live() {
+        let (ctl, ctl_rx) = ctl_channel().unwrap();
+        let agent = Agent::new(AgentConfig {
+            datapath_id: 1,
+            fail_mode: FailMode::Standalone,
+        });
+        let (a, b, c) = (fake("fa"), fake("fb"), fake("fc"));
+        let a2 = a.clone();
+        let dp = std::thread::spawn(move || {
+            let first = DpPort::new(1, Box::new(a2));
+            run(
+                vec![first],
+                Box::new(full::FullPipeline::new()),
+                agent,
+                ctl_rx,
+            )
+        });
+        let bcast = [
+            vec![0xff; 6],
+            vec![2, 0, 0, 0, 0, 1],
+            vec![0x88, 0xb5, 1, 2],
+        ]
+        .concat();
+
+        // Add two ports while running; a taken number is refused.
+        for (no, p) in [(2, &b), (3, &c)] {
+            let snap = ask(&ctl, |done| Ctl::AddPort {
+                ofport: no,
+                open: opener(p),
+                done: Some(done),
+            })
+            .expect("added");
+            assert_eq!((snap.ofport, snap.name.as_str()), (no, p.name.as_str()));
+        }
+        let dup = ask(&ctl, |done| Ctl::AddPort {
+            ofport: 3,
+            open: opener(&fake("fd")),
+            done: Some(done),
+        });
+        assert!(dup.is_err(), "{dup:?}");
+        let failing = ask(&ctl, |done| Ctl::AddPort {
+            ofport: 4,
+            open: PortOpener(Box::new(|| anyhow::bail!("no such device"))),
+            done: Some(done),
+        });
+        assert_eq!(failing.unwrap_err(), "no such device");
+        let ports: Vec<u32> = ask(&ctl, Ctl::Snapshot).iter().map(|p| p.ofport).collect();
+        assert_eq!(ports, [1, 2, 3]);
+
+        // A broadcast from port 1 reaches both new ports.
+        a.rx.lock().unwrap().push_back(bcast.clone());
+        assert!(
+            wait_tx(&b, 1) && wait_tx(&c, 1),
+            "flooded to the added ports"
+        );
+
+        // Remove port 3: traffic keeps flowing to 2 only.
+        assert!(ask(&ctl, |done| Ctl::DelPort {
+            ofport: 3,
+            done: Some(done)
+        }));
+        assert!(!ask(&ctl, |done| Ctl::DelPort {
+            ofport: 3,
+            done: Some(done)
+        }));
+        a.rx.lock().unwrap().push_back(bcast.clone());
+        assert!(wait_tx(&b, 2), "port 2 still forwards");
+        let ports: Vec<u32> = ask(&ctl, Ctl::Snapshot).iter().map(|p| p.ofport).collect();
+        assert_eq!(ports, [1, 2]);
+        assert_eq!(
+            c.tx.lock().unwrap().len(),
+            1,
+            "removed port got nothing more"
+        );
+
+        assert!(ctl.send(Ctl::Shutdown));
+        dp.join().unwrap().unwrap();
+    }
+}
