@@ -12,7 +12,7 @@
 //! away with it); `ovs-vsctl --db=tcp:127.0.0.1:PORT` runs there too, the
 //! `unix:` socket, the `BRIDGE.mgmt` socket (`--ovs-rundir`) and a `punix:`
 //! Controller are reached from the test's namespace. Namespaces are
-//! `plxo-<pid>x<n>-*`, deleted on drop. Needs root, `ip`, `ping`, `ethtool`,
+//! `plxdb<pid>x<n>*`, deleted on drop. Needs root, `ip`, `ping`, `ethtool`,
 //! `ovs-vsctl`, `ovsdb-client`: SKIP outside CI, failure under `CI=true`.
 
 use std::io::{BufRead, BufReader};
@@ -80,7 +80,7 @@ impl Drop for Topo {
 
 impl Topo {
     fn new() -> Topo {
-        let base = unique_name("plxo-");
+        let base = unique_name("plxdb");
         let sw = Netns::create(&format!("{base}s")).expect("switch netns");
         let mut hosts = Vec::new();
         for (i, tag) in ["a", "b", "c"].iter().enumerate() {

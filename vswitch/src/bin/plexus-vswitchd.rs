@@ -65,7 +65,14 @@ enum XdpMode {
 #[command(
     name = "plexus-vswitchd",
     version,
-    about = "Plexus userspace virtual switch"
+    about = "Plexus userspace virtual switch",
+    after_help = "Modes:\n  \
+        switch  --port NAME[=OFPORT]... with --controller and/or --listen: one bridge from the command line\n  \
+        OVSDB   --db FILE and/or --ovsdb-listen punix:PATH|ptcp:PORT[:IP]: serve the Open_vSwitch\n          \
+        database and follow it like ovs-vswitchd (ovs-vsctl add-br/add-port/del-port/\n          \
+        set-controller/set-fail-mode/del-br; Interface types system, afxdp, tap, internal;\n          \
+        other_config:port-type=afpacket picks AF_PACKET for a system interface)\n  \
+        bench   --fwd IN OUT: forward between two interfaces"
 )]
 struct Args {
     /// Benchmark mode: forward all frames between two interfaces, both directions.
