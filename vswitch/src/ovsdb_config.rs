@@ -590,6 +590,11 @@ impl Reconciler {
                 b.stop();
             }
         }
+        // Removals first (across bridges), so that an interface moved from
+        // one bridge to another is released before it is opened again.
+        for bc in &cfg.bridges {
+            self.prune_bridge(bc, &cfg).await;
+        }
         for bc in &cfg.bridges {
             if !self.bridges.contains_key(&bc.uuid) {
                 match self.start_bridge(bc) {
@@ -612,7 +617,7 @@ impl Reconciler {
                     }
                 }
             }
-            self.reconcile_bridge(bc, &cfg, &mut w).await;
+            self.grow_bridge(bc, &cfg, &mut w).await;
         }
         if cfg.root.is_some() && cfg.cur_cfg != cfg.next_cfg {
             let root = cfg.root.unwrap_or_default();
@@ -623,8 +628,8 @@ impl Reconciler {
         self.commit(w);
     }
 
-    async fn reconcile_bridge(&mut self, bc: &BridgeCfg, cfg: &Config, w: &mut Writes) {
-        let opts = self.opts.clone();
+    /// Applies fail mode and datapath id, removes ports that went away or changed.
+    async fn prune_bridge(&mut self, bc: &BridgeCfg, cfg: &Config) {
         let Some(st) = self.bridges.get_mut(&bc.uuid) else {
             return;
         };
@@ -636,14 +641,6 @@ impl Reconciler {
             st.dpid = bc.dpid;
             st.ctl.send(Ctl::SetDatapathId(bc.dpid));
         }
-        set_col(
-            w,
-            cfg,
-            "Bridge",
-            bc.uuid,
-            "datapath_id",
-            json!(format!("{:016x}", bc.dpid)),
-        );
         // Ports that went away or changed.
         let want: BTreeMap<Uuid, &IfaceCfg> = bc.ifaces.iter().map(|i| (i.uuid, i)).collect();
         let stale: Vec<Uuid> = st
@@ -666,9 +663,30 @@ impl Reconciler {
                     done: Some(tx),
                 });
                 let _ = rx.await;
-                eprintln!("bridge {}: port {ofport} ({}) deleted", st.name, s.name);
+                eprintln!(
+                    "bridge {}: port {} ({}) deleted",
+                    st.name,
+                    db_ofport(ofport),
+                    s.name
+                );
             }
         }
+    }
+
+    /// Adds new ports and controllers; reports the datapath id.
+    async fn grow_bridge(&mut self, bc: &BridgeCfg, cfg: &Config, w: &mut Writes) {
+        let opts = self.opts.clone();
+        let Some(st) = self.bridges.get_mut(&bc.uuid) else {
+            return;
+        };
+        set_col(
+            w,
+            cfg,
+            "Bridge",
+            bc.uuid,
+            "datapath_id",
+            json!(format!("{:016x}", bc.dpid)),
+        );
         // New ports: LOCAL first, then requested numbers, then the rest.
         let mut new: Vec<&IfaceCfg> = bc
             .ifaces
@@ -914,4 +932,110 @@ pub async fn run(server: Server, opts: Options) {
         }
     }
     r.shutdown();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_ovsdb::db::Database;
+    use plexus_ovsdb::schema::DatabaseSchema;
+    use plexus_ovsdb::server::ServerCore;
+
+    fn get(srv: &Server, table: &str, name: &str, col: &str) -> Value {
+        let core = srv.core();
+        let db = core.database(DB).expect("db");
+        db.rows(table)
+            .into_iter()
+            .flatten()
+            .find(|(_, r)| scalar_str(r.cols.get("name")).as_deref() == Some(name))
+            .map(|(_, r)| r.cols[col].to_json())
+            .unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn datapath_id_from_other_config_or_uuid() {
+        let u = Uuid::from_u128(0x1234);
+        let mut oc = BTreeMap::new();
+        let d = datapath_id(u, &oc);
+        assert_eq!(d, datapath_id(u, &oc), "stable");
+        assert_ne!(d, datapath_id(Uuid::from_u128(0x1235), &oc));
+        assert_eq!(d >> 48, 0, "48 bits");
+        assert_eq!((d >> 40) & 0x03, 0x02, "locally administered unicast");
+        oc.insert("datapath-id".into(), "00000000000000ab".into());
+        assert_eq!(datapath_id(u, &oc), 0xab);
+        oc.insert("datapath-id".into(), "zz".into());
+        assert_eq!(datapath_id(u, &oc), d, "invalid value ignored");
+    }
+
+    /// No root needed: interfaces that cannot be opened are reported like
+    /// OVS (ofport -1 + error) and the configuration is still acknowledged.
+    #[tokio::test]
+    async fn unusable_interfaces_get_errors_and_cur_cfg_catches_up() {
+        let mut core = ServerCore::new();
+        core.add_database(Database::new(DatabaseSchema::vswitch()));
+        let srv = Server::new(core);
+        let mut r = Reconciler::new(srv.clone(), Options::default());
+        r.ensure_root();
+        let o = srv.transact(
+            DB,
+            &[
+                json!({"op": "insert", "table": "Interface", "uuid-name": "i1",
+                       "row": {"name": "plxnosuch0"}}),
+                json!({"op": "insert", "table": "Interface", "uuid-name": "i2",
+                       "row": {"name": "vx0", "type": "vxlan",
+                               "options": ["map", [["remote_ip", "10.0.0.1"]]]}}),
+                json!({"op": "insert", "table": "Interface", "uuid-name": "i3",
+                       "row": {"name": "odd0", "type": "geneve-ish"}}),
+                json!({"op": "insert", "table": "Port", "uuid-name": "p1",
+                       "row": {"name": "plxnosuch0", "interfaces": ["named-uuid", "i1"]}}),
+                json!({"op": "insert", "table": "Port", "uuid-name": "p2",
+                       "row": {"name": "vx0", "interfaces": ["named-uuid", "i2"]}}),
+                json!({"op": "insert", "table": "Port", "uuid-name": "p3",
+                       "row": {"name": "odd0", "interfaces": ["named-uuid", "i3"]}}),
+                json!({"op": "insert", "table": "Bridge", "uuid-name": "b",
+                       "row": {"name": "plxunit0", "fail_mode": "secure",
+                               "other_config": ["map", [["datapath-id", "0000000000000abc"]]],
+                               "ports": ["set", [["named-uuid", "p1"], ["named-uuid", "p2"],
+                                                 ["named-uuid", "p3"]]]}}),
+                json!({"op": "mutate", "table": "Open_vSwitch", "where": [],
+                       "mutations": [["bridges", "insert", ["named-uuid", "b"]],
+                                     ["next_cfg", "+=", 1]]}),
+            ],
+        );
+        assert!(o.ok, "{:?}", o.results);
+        r.reconcile().await;
+        for name in ["plxnosuch0", "vx0", "odd0"] {
+            assert_eq!(get(&srv, "Interface", name, "ofport"), json!(-1), "{name}");
+        }
+        assert_eq!(
+            get(&srv, "Interface", "vx0", "error"),
+            json!("vxlan not supported yet")
+        );
+        assert!(
+            get(&srv, "Interface", "odd0", "error")
+                .as_str()
+                .is_some_and(|e| e.contains("unsupported interface type")),
+        );
+        assert!(get(&srv, "Interface", "plxnosuch0", "error").is_string());
+        assert_eq!(
+            get(&srv, "Bridge", "plxunit0", "datapath_id"),
+            json!("0000000000000abc")
+        );
+        let cfg = read_config(&srv);
+        assert_eq!((cfg.next_cfg, cfg.cur_cfg), (1, 1));
+        // A second pass changes nothing (no write loop).
+        let g = srv.core().generation();
+        r.reconcile().await;
+        assert_eq!(srv.core().generation(), g, "idempotent");
+        // del-br stops the datapath.
+        let o = srv.transact(
+            DB,
+            &[json!({"op": "update", "table": "Open_vSwitch", "where": [],
+                     "row": {"bridges": ["set", []]}})],
+        );
+        assert!(o.ok);
+        r.reconcile().await;
+        assert!(r.bridges.is_empty());
+        r.shutdown();
+    }
 }
