@@ -502,7 +502,7 @@ fn set_col(
     {
         return;
     }
-    if stored.stored.get(&(u, col)).is_none() && v == json!(["set", []]) {
+    if !stored.stored.contains_key(&(u, col)) && v == json!(["set", []]) {
         return;
     }
     w.entry((table, u)).or_default().insert(col.to_string(), v);
