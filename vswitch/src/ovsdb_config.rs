@@ -14,7 +14,7 @@
 //!   then the lowest free number; removed rows are deleted live
 //!   ([`Ctl::DelPort`]); a changed type/options re-creates the port;
 //! - `Controller` targets (`tcp:`/`unix:` active, `ptcp:`/`punix:` passive)
-//!   and `fail_mode` are applied live;
+//!   and `fail_mode` (unset = standalone, as in OVS) are applied live;
 //! - written back like OVS: `Interface.ofport` (-1 with `error` on failure),
 //!   `mac_in_use`, `ifindex`, `link_state`, `admin_state`, `statistics`
 //!   (periodically), `Bridge.datapath_id`, `Controller.is_connected`, and
@@ -226,9 +226,10 @@ fn read_config(server: &Server) -> Config {
             let Some(b) = bridges.get(&bu) else { continue };
             let name = scalar_str(b.cols.get("name")).unwrap_or_default();
             let oc = string_map(b.cols.get("other_config"));
+            // Like OVS, an unset fail_mode behaves as standalone.
             let fail_mode = match scalar_str(b.cols.get("fail_mode")).as_deref() {
-                Some("standalone") => FailMode::Standalone,
-                _ => FailMode::Secure,
+                Some("secure") => FailMode::Secure,
+                _ => FailMode::Standalone,
             };
             let mut bc = BridgeCfg {
                 uuid: bu,
@@ -376,11 +377,16 @@ struct CtrlState {
     task: tokio::task::JoinHandle<()>,
     conns: Arc<AtomicUsize>,
     uuid: Uuid,
+    /// A `punix:` socket file to remove when done.
+    socket: Option<std::path::PathBuf>,
 }
 
 impl Drop for CtrlState {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(p) = &self.socket {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -463,8 +469,12 @@ async fn active(target: Target, ctl: CtlSender, conns: Arc<AtomicUsize>) {
 
 async fn start_controller(target: &str, ctl: &CtlSender, uuid: Uuid) -> Result<CtrlState, String> {
     let conns = Arc::new(AtomicUsize::new(0));
+    let mut socket = None;
     let task = if target.starts_with('p') {
         let t: PassiveTarget = target.parse().map_err(|e| format!("{target}: {e}"))?;
+        if let PassiveTarget::Unix(p) = &t {
+            socket = Some(p.clone());
+        }
         let l = Listener::bind(&t, None)
             .await
             .map_err(|e| format!("{target}: {e}"))?;
@@ -474,7 +484,12 @@ async fn start_controller(target: &str, ctl: &CtlSender, uuid: Uuid) -> Result<C
         let t: Target = target.parse().map_err(|e| format!("{target}: {e}"))?;
         tokio::spawn(active(t, ctl.clone(), conns.clone()))
     };
-    Ok(CtrlState { task, conns, uuid })
+    Ok(CtrlState {
+        task,
+        conns,
+        uuid,
+        socket,
+    })
 }
 
 /// The reconciler: see the module documentation.

@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use plexus_openflow::message::{MultipartReplyBody, MultipartRequestBody, port_no};
-use plexus_tests::controller::Switch;
+use plexus_tests::controller::{ControllerListener, Switch};
 use plexus_tests::netns::{Netns, unique_name, veth};
 use plexus_tests::prereq;
 use plexus_tests::proc::wait_until;
@@ -153,6 +153,8 @@ impl Topo {
         if let Some(mut c) = self.dut.take() {
             stop(&mut c);
         }
+        let mgmt = self.path(&format!("{BR}.mgmt"));
+        assert!(!mgmt.exists(), "the daemon removes {BR}.mgmt on exit");
         self.start();
     }
 
@@ -472,29 +474,43 @@ fn ovs_vsctl_configures_vswitchd_and_traffic_flows() {
     assert_eq!(ps.desc.port_no, t.ofport("sc"));
     assert!(t.ping_eventually(0, 2), "a -> c after re-adding sc");
 
-    // set-controller (passive unix) and set-fail-mode.
+    // set-controller (one passive punix:, one active unix:) and set-fail-mode.
     let ctl_sock = t.path("ctl.sock");
+    let active = ControllerListener::bind_on(&format!("punix:{}", t.path("active.sock").display()))
+        .expect("controller listener");
     t.vsctl(&[
         "set-controller",
         BR,
         &format!("punix:{}", ctl_sock.display()),
+        &active.target(),
         "--",
         "set-fail-mode",
         BR,
         "secure",
     ]);
+    assert_eq!(t.vsctl(&["get-fail-mode", BR]), "secure");
+    let actl = active
+        .accept(Duration::from_secs(10))
+        .expect("the switch connects to the active controller");
+    assert_eq!(actl.datapath_id(), sw.datapath_id());
     assert!(wait_until(Duration::from_secs(10), || ctl_sock.exists()));
     let ctl = Switch::connect(&format!("unix:{}", ctl_sock.display())).expect("controller");
     assert_eq!(ctl.datapath_id(), sw.datapath_id());
     assert!(
-        wait_until(Duration::from_secs(10), || t.vsctl(&[
-            "get",
-            "Controller",
-            BR,
-            "is_connected"
-        ]) == "true"),
+        wait_until(Duration::from_secs(10), || t
+            .vsctl(&["--bare", "--columns=is_connected", "list", "Controller"])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == ["true", "true"]),
         "Controller.is_connected"
     );
+    // Removing the controllers closes their connections.
+    t.vsctl(&["del-controller", BR]);
+    assert!(
+        actl.recv_port_status(Duration::from_secs(10)).is_err(),
+        "the active controller connection is closed"
+    );
+    drop(actl);
     drop(ctl);
     drop(sw);
 
