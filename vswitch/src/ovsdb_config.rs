@@ -80,6 +80,10 @@ pub struct Options {
     pub rundir: Option<std::path::PathBuf>,
     /// How often statistics and link state are written back.
     pub stats_interval: Duration,
+    /// Run the datapaths (and so open every port) inside this network
+    /// namespace; the database and controller connections stay in the
+    /// daemon's namespace.
+    pub netns: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -90,6 +94,7 @@ impl Default for Options {
             simple_pipeline: false,
             rundir: None,
             stats_interval: Duration::from_secs(2),
+            netns: None,
         }
     }
 }
@@ -566,9 +571,17 @@ impl Reconciler {
             Box::new(FullPipeline::new())
         };
         let name = b.name.clone();
+        let netns = self.opts.netns.clone();
         let thread = std::thread::Builder::new()
             .name(format!("dp-{name}"))
             .spawn(move || {
+                if let Some(ns) = &netns
+                    && let Err(e) = sys::enter_netns(ns)
+                {
+                    // Dropping the receiver fails every later request of this bridge.
+                    eprintln!("bridge {name}: netns {}: {e}", ns.display());
+                    return;
+                }
                 if let Err(e) = datapath::run(Vec::new(), engine, agent, ctl_rx) {
                     eprintln!("bridge {name}: datapath: {e}");
                 }
@@ -716,7 +729,7 @@ impl Reconciler {
             )
         });
         for i in new {
-            let mut used: BTreeSet<u32> = st.ifaces.values().filter_map(|s| s.ofport).collect();
+            let used: BTreeSet<u32> = st.ifaces.values().filter_map(|s| s.ofport).collect();
             let local = i.name == bc.name && i.type_ == "internal";
             let ofport = if local {
                 Some(port_no::LOCAL)
@@ -749,9 +762,10 @@ impl Reconciler {
                 Ok(snap) => {
                     eprintln!(
                         "bridge {}: port {} ({}) added",
-                        st.name, snap.ofport, i.name
+                        st.name,
+                        db_ofport(snap.ofport),
+                        i.name
                     );
-                    used.insert(snap.ofport);
                     set_col(
                         w,
                         cfg,

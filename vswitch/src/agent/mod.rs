@@ -439,13 +439,15 @@ impl Agent {
         self.port_event(OFPPR_MODIFY, ports);
     }
 
-    /// Sends PORT_STATUS with `reason` (`OFPPR_ADD`/`DELETE`/`MODIFY`).
+    /// Sends PORT_STATUS with `reason` (`OFPPR_ADD`/`DELETE`/`MODIFY`), with
+    /// xid 0 like OVS (a switch-allocated xid can equal the xid of a pending
+    /// controller request, and the controller would take it for the reply).
     pub fn port_event(&self, reason: u8, ports: Vec<plexus_openflow::message::Port>) {
         for desc in ports {
             let m = Message::PortStatus(PortStatus { reason, desc });
             for c in self.conns.values() {
                 if Self::wants(c, c.async_cfg.port_status_mask, reason) {
-                    let _ = c.handle.send(&m);
+                    let _ = c.handle.send_with_xid(&m, 0);
                 }
             }
         }

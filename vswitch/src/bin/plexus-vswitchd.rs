@@ -458,6 +458,13 @@ fn ovsdb_mode(args: Args) -> anyhow::Result<()> {
         },
         simple_pipeline: args.simple_pipeline,
         rundir: args.ovs_rundir.clone(),
+        netns: args.netns.as_ref().map(|ns| {
+            if ns.contains('/') {
+                std::path::PathBuf::from(ns)
+            } else {
+                std::path::Path::new("/run/netns").join(ns)
+            }
+        }),
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
