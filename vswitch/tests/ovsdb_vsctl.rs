@@ -32,7 +32,14 @@ const BR: &str = "br-plx";
 
 fn prerequisites() -> bool {
     prereq::require_root()
-        && prereq::require_tools(&["ip", "ping", "ethtool", "ovs-vsctl", "ovsdb-client"])
+        && prereq::require_tools(&[
+            "ip",
+            "ping",
+            "ethtool",
+            "ovs-vsctl",
+            "ovsdb-client",
+            "ovs-ofctl",
+        ])
 }
 
 /// A TCP port for the OVSDB listener in the fresh switch namespace (nothing
@@ -188,6 +195,22 @@ impl Topo {
             self.log()
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `ovs-ofctl -O OpenFlow13` with `OVS_RUNDIR` at the daemon's `--ovs-rundir`.
+    fn ofctl(&self, args: &[&str]) -> String {
+        let out = Command::new("ovs-ofctl")
+            .env("OVS_RUNDIR", self.dir.path())
+            .args(["-O", "OpenFlow13", "--timeout=10"])
+            .args(args)
+            .output()
+            .expect("run ovs-ofctl");
+        assert!(
+            out.status.success(),
+            "ovs-ofctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     fn ofport(&self, iface: &str) -> u32 {
@@ -347,6 +370,17 @@ fn ovs_vsctl_configures_vswitchd_and_traffic_flows() {
     want.sort();
     assert_eq!(port_desc(&sw), want);
 
+    // Real ovs-ofctl through the bridge's mgmt socket, as with OVS.
+    let show = t.ofctl(&["show", BR]);
+    for p in [
+        format!(" {pa}(sa):"),
+        " 7(sb):".to_string(),
+        format!(" {ptap}(tap-plx):"),
+        format!(" LOCAL({BR}):"),
+    ] {
+        assert!(show.contains(&p), "ovs-ofctl show lacks {p}:\n{show}");
+    }
+
     // show / list / find / get.
     let show = t.vsctl(&["show"]);
     for name in [BR, "sa", "sb", "sc", "tap-plx", "vx-plx"] {
@@ -373,6 +407,10 @@ fn ovs_vsctl_configures_vswitchd_and_traffic_flows() {
 
     // Traffic through the ports ovs-vsctl added.
     flood_flows(&sw);
+    assert!(
+        t.ofctl(&["dump-flows", BR]).contains("actions=FLOOD"),
+        "ovs-ofctl dump-flows"
+    );
     assert!(t.ping_eventually(0, 1), "a -> b; log:\n{}", t.log());
     assert!(t.ping_eventually(0, 2), "a -> c");
     assert!(t.ping_eventually(1, 2), "b -> c");
