@@ -71,6 +71,22 @@ struct Conn {
     handle: ConnHandle,
     role: u32,
     async_cfg: AsyncConfig,
+    /// Target or peer (from [`Ctl::Peer`]).
+    name: String,
+    /// An active controller connection (OVS "primary").
+    primary: bool,
+    since: Instant,
+}
+
+/// One controller connection as `show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub name: String,
+    pub primary: bool,
+    /// `equal`, `master` or `slave`.
+    pub role: &'static str,
+    pub connected_secs: u64,
 }
 
 fn default_async() -> AsyncConfig {
@@ -87,6 +103,12 @@ fn default_async() -> AsyncConfig {
 pub struct AgentConfig {
     pub datapath_id: u64,
     pub fail_mode: FailMode,
+    /// Bridge name (`show`, `trace BRIDGE FLOW`).
+    pub bridge: String,
+    /// Configured active controller targets (`show`).
+    pub controllers: Vec<String>,
+    /// Configured passive listeners (`show`).
+    pub listeners: Vec<String>,
 }
 
 /// See the module documentation.
@@ -139,6 +161,36 @@ impl Agent {
         !self.conns.is_empty()
     }
 
+    /// At least one active (primary) controller connection is up; without
+    /// one, fail-mode standalone forwards by NORMAL (connections accepted
+    /// on a passive listener are service connections, as in OVS).
+    pub fn has_primary(&self) -> bool {
+        self.conns.values().any(|c| c.primary)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// The controller connections (`show`).
+    pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
+        self.conns
+            .iter()
+            .map(|(&id, c)| ConnInfo {
+                id,
+                name: c.name.clone(),
+                primary: c.primary,
+                role: match c.role {
+                    ROLE_MASTER => "master",
+                    ROLE_SLAVE => "slave",
+                    _ => "equal",
+                },
+                connected_secs: now.saturating_duration_since(c.since).as_secs(),
+            })
+            .collect()
+    }
+
     /// Handles one control event.
     pub fn handle(&mut self, c: Ctl, sw: &mut dyn Switch) {
         match c {
@@ -149,8 +201,21 @@ impl Agent {
                         handle,
                         role: ROLE_EQUAL,
                         async_cfg: default_async(),
+                        name: String::new(),
+                        primary: false,
+                        since: Instant::now(),
                     },
                 );
+            }
+            Ctl::Peer { id, name, primary } => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.name = name;
+                    c.primary = primary;
+                }
+            }
+            Ctl::Appctl { cmd, reply } => {
+                let r = crate::appctl::execute(&cmd, self, sw);
+                let _ = reply.send(r);
             }
             Ctl::Disconnected { id } => {
                 self.conns.remove(&id);

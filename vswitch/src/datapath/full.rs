@@ -152,4 +152,20 @@ impl Engine for FullPipeline {
     fn meter_stats(&self, meter_id: u32, _now: Instant) -> Vec<MeterStats> {
         self.p.meter_stats(meter_id)
     }
+
+    fn pipeline(&self) -> Option<&Pipeline> {
+        Some(&self.p)
+    }
+
+    fn pipeline_mut(&mut self) -> Option<&mut Pipeline> {
+        Some(&mut self.p)
+    }
+
+    fn process_normal(&mut self, in_port: u32, frame: &[u8], now: Instant, out: &mut dyn Sink) -> bool {
+        self.pkt.load(frame);
+        self.p
+            .process_normal(in_port, &mut self.pkt, now, &mut self.emits);
+        self.deliver(out);
+        true
+    }
 }

@@ -39,6 +39,16 @@ pub enum Ctl {
     Msg { id: u64, xid: u32, msg: Message },
     /// A frame that did not decode (answered with the codec's OFPT_ERROR).
     Bad { id: u64, failure: DecodeFailure },
+    /// Who connection `id` is (for `show`): the active target or the
+    /// passive peer; `primary` for active controller connections (they
+    /// decide fail-mode standalone, like OVS primary controllers).
+    Peer { id: u64, name: String, primary: bool },
+    /// A control-socket command ([`crate::appctl`]); the text answer goes
+    /// back on `reply`.
+    Appctl {
+        cmd: crate::appctl::Command,
+        reply: tokio::sync::oneshot::Sender<crate::appctl::Reply>,
+    },
 }
 
 /// The control side's end: queue a [`Ctl`] and wake the datapath thread.
@@ -330,7 +340,7 @@ pub fn run(
         // Traffic.
         let now = Instant::now();
         let mut n = 0;
-        let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_controller();
+        let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_primary();
         for i in 0..core.ports.len() {
             for _ in 0..4 {
                 let k = core.ports[i].port.rx_batch(&mut rx);
@@ -349,7 +359,9 @@ pub fn run(
                     };
                     for f in rx.iter() {
                         if standalone {
-                            flood(&mut sink, in_port, f);
+                            if !engine.process_normal(in_port, f, now, &mut sink) {
+                                flood(&mut sink, in_port, f);
+                            }
                         } else {
                             engine.process(in_port, f, now, &mut sink);
                         }
@@ -400,7 +412,7 @@ pub fn run(
     Ok(())
 }
 
-/// Standalone fail mode without a controller: a plain hub.
+/// Standalone fail mode without a controller, for engines without NORMAL: a hub.
 fn flood(sink: &mut PortSink<'_>, in_port: u32, f: &[u8]) {
     let outs: Vec<u32> = sink
         .ports

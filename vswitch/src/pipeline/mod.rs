@@ -33,11 +33,13 @@ mod exec;
 mod packet;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 mod xlate;
 
 pub use packet::PacketBuf;
 pub use xlate::{
     CT_META_WORDS, Compiled, Credit, CtOp, DropReason, MAX_RESUBMIT_DEPTH, MAX_RESUBMITS, Op,
+    TraceEvent,
 };
 
 /// Bound on nested recirculations (`ct(table=..)` chains) per packet.
