@@ -19,14 +19,14 @@ use std::time::Instant;
 
 use plexus_openflow::message::{FlowStatsRequest, group_id, port_no};
 use plexus_openflow::oxm::{FieldId, Match};
-use plexus_openflow::text::{format_field_value, format_match, parse_match};
 use plexus_openflow::text::flow::format_flow_stats;
+use plexus_openflow::text::{format_field_value, format_match, parse_match};
 use serde_json::json;
 
 use crate::agent::{Agent, FailMode, Switch};
 use crate::flow::{FlowKey, MaskedKey, PacketMeta, parse_into};
 use crate::pipeline::Op;
-use crate::pipeline::trace::{TraceStep, masked_key_match};
+use crate::pipeline::trace::{TraceStep, key_match, masked_key_match};
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,9 @@ pub enum Verb {
     /// Bridge, ports, controllers.
     Show,
     /// The OpenFlow tables (`ovs-ofctl dump-flows` format), optionally one table.
-    DumpFlows { table: Option<u8> },
+    DumpFlows {
+        table: Option<u8>,
+    },
     /// The megaflow cache.
     DumpCache,
     /// Empty the EMC and megaflow caches.
@@ -136,7 +138,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         if rest.is_empty() {
             Ok(v)
         } else {
-            Err(format!("{name}: takes no arguments, got \"{}\"", rest.join(" ")))
+            Err(format!(
+                "{name}: takes no arguments, got \"{}\"",
+                rest.join(" ")
+            ))
         }
     };
     let verb = match name.as_str() {
@@ -269,7 +274,10 @@ pub fn execute(cmd: &Command, agent: &mut Agent, sw: &mut dyn Switch) -> Reply {
             if let Some(b) = bridge
                 && *b != agent.config().bridge
             {
-                return Reply::err(format!("{b}: unknown bridge (this is {})", agent.config().bridge));
+                return Reply::err(format!(
+                    "{b}: unknown bridge (this is {})",
+                    agent.config().bridge
+                ));
             }
             trace(
                 &agent.config().bridge,
@@ -302,7 +310,12 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
     let cfg = agent.config();
     let conns = agent.connections(now);
     let standalone_active = cfg.fail_mode == FailMode::Standalone && !agent.has_primary();
-    let flows: usize = sw.engine().table_stats().iter().map(|t| t.active_count as usize).sum();
+    let flows: usize = sw
+        .engine()
+        .table_stats()
+        .iter()
+        .map(|t| t.active_count as usize)
+        .sum();
     let ports: Vec<_> = sw
         .ports()
         .iter()
@@ -362,7 +375,11 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
             no,
             d.name,
             mac(d.hw_addr),
-            if link.admin_up && d.config & 1 == 0 { "up" } else { "down" },
+            if link.admin_up && d.config & 1 == 0 {
+                "up"
+            } else {
+                "down"
+            },
             if link.oper_up { "up" } else { "down" },
         );
         let _ = writeln!(
@@ -431,7 +448,12 @@ fn dump_flows(table: Option<u8>, sw: &mut dyn Switch, now: Instant) -> Reply {
 }
 
 /// A datapath operation in OVS `Datapath actions:` style.
-fn format_op(op: &Op, p: Option<&crate::pipeline::Pipeline>, flow: &FlowKey, now: Instant) -> String {
+fn format_op(
+    op: &Op,
+    p: Option<&crate::pipeline::Pipeline>,
+    flow: &FlowKey,
+    now: Instant,
+) -> String {
     match op {
         Op::Output(n) => n.to_string(),
         Op::PacketIn(pi) => format!(
@@ -448,7 +470,11 @@ fn format_op(op: &Op, p: Option<&crate::pipeline::Pipeline>, flow: &FlowKey, now
         ),
         Op::SetField { field, value, mask } => {
             let m = (*mask != field.full_mask()).then_some(*mask);
-            format!("set({}={})", field.name(), format_field_value(*field, *value, m))
+            format!(
+                "set({}={})",
+                field.name(),
+                format_field_value(*field, *value, m)
+            )
         }
         Op::PushVlan(t) => format!("push_vlan(tpid={t:#06x})"),
         Op::PopVlan => "pop_vlan".into(),
@@ -487,7 +513,12 @@ fn format_op(op: &Op, p: Option<&crate::pipeline::Pipeline>, flow: &FlowKey, now
     }
 }
 
-fn format_ops(ops: &[Op], p: Option<&crate::pipeline::Pipeline>, flow: &FlowKey, now: Instant) -> String {
+fn format_ops(
+    ops: &[Op],
+    p: Option<&crate::pipeline::Pipeline>,
+    flow: &FlowKey,
+    now: Instant,
+) -> String {
     if ops.is_empty() {
         return "drop".into();
     }
@@ -522,12 +553,6 @@ pub fn trace_key(flow: &Match, packet: Option<&[u8]>) -> FlowKey {
     key
 }
 
-fn full_mask() -> FlowKey {
-    FlowKey {
-        w: [u64::MAX; crate::flow::FLOW_WORDS],
-    }
-}
-
 fn trace(
     bridge: &str,
     flow: &Match,
@@ -541,11 +566,11 @@ fn trace(
     };
     let key = trace_key(flow, packet);
     let t = p.trace(&key);
-    let flow_s = format_match(&masked_key_match(&key, &full_mask()));
+    let flow_s = format_match(&key_match(&key));
     let final_s = if t.final_flow == t.flow {
         "unchanged".to_string()
     } else {
-        format_match(&masked_key_match(&t.final_flow, &full_mask()))
+        format_match(&key_match(&t.final_flow))
     };
     let megaflow = format_match(&masked_key_match(&key, &t.mask));
     let actions = format_ops(&t.ops, Some(p), &t.final_flow, now);

@@ -168,9 +168,7 @@ pub fn decode_words(buf: &[u8]) -> Result<Vec<String>, String> {
         });
     };
     body.split(|&b| b == 0)
-        .map(|w| {
-            String::from_utf8(w.to_vec()).map_err(|_| "request is not UTF-8".to_string())
-        })
+        .map(|w| String::from_utf8(w.to_vec()).map_err(|_| "request is not UTF-8".to_string()))
         .collect()
 }
 

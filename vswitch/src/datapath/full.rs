@@ -161,7 +161,13 @@ impl Engine for FullPipeline {
         Some(&mut self.p)
     }
 
-    fn process_normal(&mut self, in_port: u32, frame: &[u8], now: Instant, out: &mut dyn Sink) -> bool {
+    fn process_normal(
+        &mut self,
+        in_port: u32,
+        frame: &[u8],
+        now: Instant,
+        out: &mut dyn Sink,
+    ) -> bool {
         self.pkt.load(frame);
         self.p
             .process_normal(in_port, &mut self.pkt, now, &mut self.emits);

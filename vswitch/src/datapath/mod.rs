@@ -42,7 +42,11 @@ pub enum Ctl {
     /// Who connection `id` is (for `show`): the active target or the
     /// passive peer; `primary` for active controller connections (they
     /// decide fail-mode standalone, like OVS primary controllers).
-    Peer { id: u64, name: String, primary: bool },
+    Peer {
+        id: u64,
+        name: String,
+        primary: bool,
+    },
     /// A control-socket command ([`crate::appctl`]); the text answer goes
     /// back on `reply`.
     Appctl {

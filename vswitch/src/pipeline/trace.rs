@@ -246,6 +246,30 @@ impl Pipeline {
     }
 }
 
+/// `key` for printing (`Flow:` of a trace): the fields that are set, plus
+/// the addresses and ports of its protocol even when zero.
+pub fn key_match(key: &FlowKey) -> Match {
+    use FieldId::*;
+    let full = FlowKey {
+        w: [u64::MAX; crate::flow::FLOW_WORDS],
+    };
+    let core = [
+        InPort, EthSrc, EthDst, EthType, IpProto, Ipv4Src, Ipv4Dst, Ipv6Src, Ipv6Dst, TcpSrc,
+        TcpDst, UdpSrc, UdpDst, SctpSrc, SctpDst, Icmpv4Type, Icmpv4Code, Icmpv6Type, Icmpv6Code,
+        ArpOp, ArpSpa, ArpTpa,
+    ];
+    let all = masked_key_match(key, &full);
+    let mut m = Match::new();
+    for f in FieldId::all() {
+        if let Some(v) = all.get(f)
+            && (v.value != 0 || core.contains(&f))
+        {
+            m.set_field(v.clone());
+        }
+    }
+    m
+}
+
 /// The key fields worth printing for `key` under `mask` (shared storage
 /// resolved by the key's ethertype and IP protocol), as a [`Match`].
 pub fn masked_key_match(key: &FlowKey, mask: &FlowKey) -> Match {
@@ -259,8 +283,8 @@ pub fn masked_key_match(key: &FlowKey, mask: &FlowKey) -> Match {
     ];
     fields.extend(
         [
-            Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, Reg6, Reg7, Reg8, Reg9, Reg10, Reg11, Reg12,
-            Reg13, Reg14, Reg15, CtState, CtZone, CtMark, CtLabel,
+            Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, Reg6, Reg7, Reg8, Reg9, Reg10, Reg11, Reg12, Reg13,
+            Reg14, Reg15, CtState, CtZone, CtMark, CtLabel,
         ]
         .iter(),
     );
