@@ -16,6 +16,7 @@
 //! port_type = "afxdp"            # default type: afxdp, afpacket, tap
 //! xdp_mode = "auto"              # auto, native, generic
 //! pipeline = "full"              # or "simple"
+//! packet_in_buffers = 256        # default 0: no buffering (OVS 3.x)
 //!
 //! [[port]]
 //! name = "eth1"
@@ -58,6 +59,8 @@ pub struct FileConfig {
     pub xdp_mode: Option<String>,
     /// `full` (default) or `simple`.
     pub pipeline: Option<String>,
+    /// Packet-in buffers (0 = none, the default).
+    pub packet_in_buffers: Option<usize>,
     /// The ports, `[[port]]` tables.
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,
@@ -191,6 +194,14 @@ impl FileConfig {
             if !seen.insert(p.name.as_str()) {
                 return Err(format!("port \"{}\" listed twice", p.name));
             }
+        }
+        if let Some(n) = self.packet_in_buffers
+            && n > crate::agent::buffers::MAX_BUFFERS
+        {
+            return Err(format!(
+                "packet_in_buffers = {n}: at most {}",
+                crate::agent::buffers::MAX_BUFFERS
+            ));
         }
         if let Some(b) = self.forwarding.batch
             && !(1..=256).contains(&b)

@@ -378,3 +378,157 @@ fn bad_config_file_is_rejected_with_its_reason() {
         "{err}"
     );
 }
+
+fn tx_packets(sw: &plexus_tests::controller::Switch, port: u32) -> u64 {
+    use plexus_openflow::message::{MultipartReplyBody, MultipartRequestBody, port_no};
+    let mut n = 0;
+    for b in sw
+        .multipart(MultipartRequestBody::PortStats {
+            port_no: port_no::ANY,
+        })
+        .expect("port stats")
+    {
+        if let MultipartReplyBody::PortStats(v) = b {
+            n += v
+                .iter()
+                .filter(|p| p.port_no == port)
+                .map(|p| p.tx_packets)
+                .sum::<u64>();
+        }
+    }
+    n
+}
+
+fn wait_tx_above(sw: &plexus_tests::controller::Switch, port: u32, before: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tx_packets(sw, port) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: nothing left port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn packet_in_buffering_with_packet_out_and_flow_mod() {
+    use plexus_openflow::error::BadRequestCode;
+    use plexus_openflow::message::{FlowModCommand, PacketOut};
+    use plexus_openflow::{Action, Message, OfpError};
+    use plexus_tests::controller::ControllerListener;
+
+    if !(prereq::require_root() && prereq::require_tools(&["ip", "ping", "ethtool"])) {
+        return;
+    }
+    let ctl = ControllerListener::bind().expect("listen");
+    let mut t = Topo::new();
+    let ns = t.sw.name().to_string();
+    let sock = t.ctl().to_string_lossy().into_owned();
+    let target = ctl.target();
+    t.start(&[
+        "--netns",
+        &ns,
+        "--port",
+        "sa=1",
+        "--port",
+        "sb=2",
+        "--port-type",
+        "afpacket",
+        "--controller",
+        &target,
+        "--ctl",
+        &sock,
+        "--packet-in-buffers",
+        "8",
+    ]);
+    let sw = ctl
+        .accept(Duration::from_secs(20))
+        .expect("switch connects");
+    // Only 32 bytes of each packet go to the controller; the rest waits in a buffer.
+    sw.add_flows(&["priority=0,actions=CONTROLLER:32"])
+        .expect("flows");
+    let unknown = Err(OfpError::BadRequest(BadRequestCode::BufferUnknown));
+
+    let _ = t.ping(0, 1);
+    let pi = sw
+        .recv_packet_in(Duration::from_secs(5))
+        .expect("packet-in");
+    assert_ne!(pi.buffer_id, u32::MAX, "a truncated packet-in is buffered");
+    assert_eq!(pi.data.len(), 32);
+    assert!(pi.total_len > 32, "{pi:?}");
+
+    // PACKET_OUT naming the buffer sends the whole buffered packet.
+    let before = tx_packets(&sw, 2);
+    let po = |buffer_id| {
+        Message::PacketOut(PacketOut {
+            buffer_id,
+            in_port: 1,
+            actions: vec![Action::Output {
+                port: 2,
+                max_len: 0,
+            }],
+            data: Vec::new(),
+        })
+    };
+    assert_eq!(
+        sw.send_checked(&po(pi.buffer_id)).expect("answered"),
+        Ok(())
+    );
+    wait_tx_above(&sw, 2, before, "packet-out of a buffer");
+    // A buffer is released once.
+    assert_eq!(
+        sw.send_checked(&po(pi.buffer_id)).expect("answered"),
+        unknown
+    );
+    assert_eq!(
+        sw.send_checked(&po(0x0042_0007)).expect("answered"),
+        unknown
+    );
+
+    // FLOW_MOD with an unknown buffer: the flow is added, the buffer reported unknown.
+    let mut fm = plexus_openflow::text::flow::parse_flow_mod(
+        "priority=5,udp,actions=drop",
+        FlowModCommand::Add,
+    )
+    .expect("parse");
+    fm.buffer_id = 0x0042_0007;
+    assert_eq!(
+        sw.send_checked(&Message::FlowMod(fm)).expect("answered"),
+        unknown
+    );
+    assert!(
+        sw.dump_flows()
+            .expect("dump")
+            .iter()
+            .any(|f| f.contains("priority=5,udp")),
+        "flow-mod with an unknown buffer was not applied"
+    );
+
+    // FLOW_MOD with a valid buffer: the packet runs through the new flow.
+    // (Skip packet-ins from port 2: b's answers to the packet-out.)
+    let _ = t.ping(0, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pi = loop {
+        let pi = sw
+            .recv_packet_in(Duration::from_secs(5))
+            .expect("packet-in");
+        if pi.metadata.exact(plexus_openflow::FieldId::InPort) == Some(1) {
+            break pi;
+        }
+        assert!(Instant::now() < deadline, "no packet-in from port 1");
+    };
+    assert_ne!(pi.buffer_id, u32::MAX);
+    let before = tx_packets(&sw, 2);
+    let mut fm = plexus_openflow::text::flow::parse_flow_mod(
+        "priority=10,in_port=1,actions=output:2",
+        FlowModCommand::Add,
+    )
+    .expect("parse");
+    fm.buffer_id = pi.buffer_id;
+    assert_eq!(
+        sw.send_checked(&Message::FlowMod(fm)).expect("answered"),
+        Ok(())
+    );
+    wait_tx_above(&sw, 2, before, "flow-mod releasing a buffer");
+    sw.barrier().expect("connection lives on");
+}

@@ -87,6 +87,10 @@ struct Args {
     /// Pin the datapath (forwarding) thread to this CPU (switch mode).
     #[arg(long, value_name = "N")]
     cpu: Option<usize>,
+    /// Packet-in buffers: truncated packet-ins keep the packet under a
+    /// buffer_id for PACKET_OUT/FLOW_MOD (0 = none, always OFP_NO_BUFFER, as OVS 3.x).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    packet_in_buffers: u32,
     /// Per-port types from the config file.
     #[arg(skip)]
     port_types: Vec<(String, PortType)>,
@@ -378,6 +382,7 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
         bridge: args.bridge.clone(),
         controllers: controllers.iter().map(|c| c.to_string()).collect(),
         listeners: listeners.iter().map(|l| l.to_string()).collect(),
+        packet_in_buffers: args.packet_in_buffers as usize,
     });
     let ctl_path = args.ctl.clone();
     // The datapath thread: enter the netns (if any), open the ports, report, run.
@@ -545,6 +550,11 @@ fn apply_file(args: &mut Args, m: &ArgMatches, f: FileConfig) -> anyhow::Result<
                 args.port_types.push((p.name.clone(), t));
             }
         }
+    }
+    if let Some(n) = f.packet_in_buffers
+        && unset("packet_in_buffers")
+    {
+        args.packet_in_buffers = n as u32;
     }
     let fw = f.forwarding;
     if let Some(c) = fw.cpu

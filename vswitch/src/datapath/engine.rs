@@ -40,6 +40,12 @@ pub trait Sink {
     /// Send a packet-in to the controllers (the agent applies roles and the
     /// asynchronous-message masks).
     fn packet_in(&mut self, pi: PacketIn);
+    /// A packet-in whose `data` was truncated, with the whole packet for
+    /// the agent to buffer (see [`crate::pipeline::Pipeline::buffer_packet_ins`]).
+    fn packet_in_full(&mut self, pi: PacketIn, full: Vec<u8>) {
+        let _ = full;
+        self.packet_in(pi);
+    }
 }
 
 /// The flow pipeline driven by the datapath thread.

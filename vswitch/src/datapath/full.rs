@@ -62,16 +62,23 @@ impl FullPipeline {
                     data,
                     total_len,
                     buffer_id,
+                    full,
                     ..
-                } => out.packet_in(PacketIn {
-                    buffer_id,
-                    total_len,
-                    reason,
-                    table_id,
-                    cookie,
-                    match_,
-                    data,
-                }),
+                } => {
+                    let pi = PacketIn {
+                        buffer_id,
+                        total_len,
+                        reason,
+                        table_id,
+                        cookie,
+                        match_,
+                        data,
+                    };
+                    match full {
+                        Some(f) => out.packet_in_full(pi, f),
+                        None => out.packet_in(pi),
+                    }
+                }
             }
         }
     }

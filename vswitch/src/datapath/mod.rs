@@ -233,13 +233,29 @@ const OFPPF_COPPER: u32 = 1 << 11;
 pub struct Core {
     ports: Vec<DpPort>,
     engine: Box<dyn Engine>,
-    pins: Vec<PacketIn>,
+    pins: Vec<Pin>,
 }
+
+/// A packet-in, with the whole packet when it was truncated and the agent
+/// buffers packet-ins.
+type Pin = (PacketIn, Option<Vec<u8>>);
 
 struct PortSink<'a> {
     ports: &'a mut [DpPort],
-    pins: &'a mut Vec<PacketIn>,
+    pins: &'a mut Vec<Pin>,
     in_port: u32,
+}
+
+impl PortSink<'_> {
+    fn push_pin(&mut self, pi: PacketIn, full: Option<Vec<u8>>) {
+        let blocked = self
+            .ports
+            .iter()
+            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
+        if !blocked {
+            self.pins.push((pi, full));
+        }
+    }
 }
 
 impl Sink for PortSink<'_> {
@@ -253,13 +269,11 @@ impl Sink for PortSink<'_> {
     }
 
     fn packet_in(&mut self, pi: PacketIn) {
-        let blocked = self
-            .ports
-            .iter()
-            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
-        if !blocked {
-            self.pins.push(pi);
-        }
+        self.push_pin(pi, None);
+    }
+
+    fn packet_in_full(&mut self, pi: PacketIn, full: Vec<u8>) {
+        self.push_pin(pi, Some(full));
     }
 }
 
@@ -296,7 +310,7 @@ impl Switch for Core {
         };
         let r = self.engine.packet_out(po, Instant::now(), &mut sink);
         self.flush_tx();
-        r.map(|()| pins)
+        r.map(|()| pins.into_iter().map(|(pi, _)| pi).collect())
     }
 
     fn port_mod(&mut self, pm: &PortMod) -> Result<(), OfpError> {
@@ -327,6 +341,11 @@ pub fn run(
     };
     let infos = core.port_infos();
     core.engine.set_ports(&infos);
+    if agent.buffers_enabled()
+        && let Some(p) = core.engine.pipeline_mut()
+    {
+        p.buffer_packet_ins = true;
+    }
     let mut rx = PacketBatch::new(DEFAULT_BATCH);
     let mut fds: Vec<RawFd> = vec![ctl.pipe.as_raw_fd()];
     fds.extend(core.ports.iter().filter_map(|p| p.port.rx_fd()));
@@ -379,7 +398,7 @@ pub fn run(
         core.flush_tx();
         if !core.pins.is_empty() {
             let pins = std::mem::take(&mut core.pins);
-            agent.packet_ins(pins);
+            agent.packet_ins_buffered(pins, now);
         }
         if now >= next_housekeeping {
             next_housekeeping = now + Duration::from_millis(250);
