@@ -264,7 +264,7 @@ pub fn key_match(key: &FlowKey) -> Match {
         if let Some(v) = all.get(f)
             && (v.value != 0 || core.contains(&f))
         {
-            m.set_field(v.clone());
+            m.set_field(*v);
         }
     }
     m
