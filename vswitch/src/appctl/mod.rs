@@ -333,6 +333,8 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
             "fail_mode": fail_mode_name(cfg.fail_mode),
             "standalone_active": standalone_active,
             "flows": flows,
+            "packet_in_buffers": cfg.packet_in_buffers,
+            "packet_in_buffers_in_use": agent.buffers_in_use(now),
             "ports": ports.iter().map(|(no, d, st, link, kind)| json!({
                 "ofport": no, "name": d.name, "type": kind, "hw_addr": mac(d.hw_addr),
                 "admin_up": link.admin_up, "link_up": link.oper_up, "config": d.config, "state": d.state,
@@ -367,6 +369,14 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
         },
         flows
     );
+    if cfg.packet_in_buffers > 0 {
+        let _ = writeln!(
+            s,
+            "packet-in buffers: {} ({} in use)",
+            cfg.packet_in_buffers,
+            agent.buffers_in_use(now)
+        );
+    }
     let _ = writeln!(s, "ports:");
     for (no, d, st, link, kind) in &ports {
         let _ = writeln!(
@@ -672,7 +682,8 @@ fn dump_cache(json: bool, sw: &mut dyn Switch) -> Reply {
             "misses": sum.stats.misses,
             "flows": flows.iter().map(|m| {
                 let (k, a) = line(m);
-                json!({"match": k, "hits": m.hits, "stale": m.stale, "actions": a})
+                json!({"match": k, "hits": m.hits, "age_ms": m.age.as_millis() as u64,
+                       "stale": m.stale, "actions": a})
             }).collect::<Vec<_>>(),
         });
         return Reply::ok(format!("{v:#}\n"));
@@ -696,8 +707,9 @@ fn dump_cache(json: bool, sw: &mut dyn Switch) -> Reply {
         let (k, a) = line(m);
         let _ = writeln!(
             s,
-            "{k}, hits:{}{}, actions:{a}",
+            "{k}, hits:{}, age:{:.1}s{}, actions:{a}",
             m.hits,
+            m.age.as_secs_f64(),
             if m.stale { ", stale" } else { "" }
         );
     }

@@ -356,6 +356,10 @@ fn dump_flows_cache_flush_and_fdb() {
     let line = r.text.lines().nth(2).expect("a megaflow line");
     assert!(line.starts_with("in_port=1,"), "{line}");
     assert!(line.ends_with("actions:2"), "{line}");
+    assert!(
+        line.contains(", hits:") && line.contains(", age:"),
+        "{line}"
+    );
     let r = run(&mut agent, &mut sw, &["--format", "json", "dump-cache"]);
     let v: serde_json::Value = serde_json::from_str(&r.text).expect("json");
     assert_eq!(v["megaflows"], 1);

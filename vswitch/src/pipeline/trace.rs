@@ -66,6 +66,8 @@ pub struct MegaflowDump {
     pub key: FlowKey,
     pub mask: FlowKey,
     pub hits: u64,
+    /// Time since it was installed.
+    pub age: Duration,
     /// Computed at an older generation (will be recomputed on next use).
     pub stale: bool,
     pub ops: Vec<Op>,
@@ -194,6 +196,7 @@ impl Pipeline {
     /// Every cached megaflow (main cache first, then per recirculation table).
     pub fn megaflows(&self) -> Vec<MegaflowDump> {
         let generation = self.generation;
+        let now = Instant::now();
         let mut v = Vec::new();
         let caches = std::iter::once((None, Some(&self.cache))).chain(
             self.recirc_cache
@@ -209,6 +212,7 @@ impl Pipeline {
                     key: e.key,
                     mask: *mask,
                     hits: e.hits,
+                    age: now.saturating_duration_since(e.created),
                     stale: e.epoch != generation,
                     ops: e.action.ops.clone(),
                 });
