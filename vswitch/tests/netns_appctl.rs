@@ -9,6 +9,7 @@
 //! Namespaces are `plxc-<pid>x<n>-{a,b,s}`, deleted on drop; the daemon is
 //! killed by pid on drop. Needs root, `ip`, `ping`, `ethtool` (and
 //! `ovs-ofctl` for the trace test): SKIP outside CI, failure under `CI=true`.
+//! The config-file tests without ports need none of that.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -531,4 +532,76 @@ fn packet_in_buffering_with_packet_out_and_flow_mod() {
     );
     wait_tx_above(&sw, 2, before, "flow-mod releasing a buffer");
     sw.barrier().expect("connection lives on");
+}
+
+/// Kills (by pid) and reaps a daemon this test started; removes its dir.
+struct Daemon(Child, PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(self.0.try_wait(), Ok(Some(_))) {
+            if Instant::now() > deadline {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+/// No root needed: a portless standalone switch from a config file, with
+/// command-line flags overriding some of its settings.
+#[test]
+fn config_file_settings_and_flag_overrides() {
+    let dir = std::env::temp_dir().join(unique_name("plxc-conf-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ctl = dir.join("d.ctl");
+    let cfg = dir.join("d.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "bridge = \"brf\"\ndpid = 4660\nfail_mode = \"standalone\"\n\
+             ctl = \"{}\"\npacket_in_buffers = 3\n[forwarding]\nbatch = 8\n",
+            ctl.display()
+        ),
+    )
+    .expect("write config");
+    let child = Command::new(env!("CARGO_BIN_EXE_plexus-vswitchd"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--bridge", "brflag", "--no-pin"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut d = Daemon(child, dir);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while appctl(&ctl, &["version"]).map(|o| o.status.success()) != Some(true) {
+        assert!(
+            Instant::now() < deadline && !matches!(d.0.try_wait(), Ok(Some(_))),
+            "daemon did not come up with {}",
+            cfg.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sh = ok(&ctl, &["show"]);
+    // bridge from the flag, dpid (decimal 4660 = 0x1234), fail mode and buffers from the file.
+    assert!(
+        sh.starts_with("brflag: dpid 0000000000001234, fail-mode standalone"),
+        "{sh}"
+    );
+    assert!(sh.contains("packet-in buffers: 3 (0 in use)"), "{sh}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&ctl, &["--format", "json", "show"])).expect("json");
+    assert_eq!(v["bridge"], "brflag");
+    assert_eq!(v["fail_mode"], "standalone");
+    // The trace names the bridge from the flag; the file's name is unknown.
+    assert!(ok(&ctl, &["trace", "brflag", "in_port=1"]).contains("bridge(\"brflag\")"));
+    let o = appctl(&ctl, &["trace", "brf", "in_port=1"]).expect("run");
+    assert_eq!(o.status.code(), Some(2));
 }
