@@ -107,33 +107,33 @@ Aliases: ofproto/trace, dpif/dump-flows (dump-cache), dpif/flush (cache-flush),
   ofctl/dump-flows (dump-flows), version (--version)
 ";
 
-/// Parses a request's words.
-pub fn parse(args: &[String]) -> Result<Command, String> {
+/// Parses a request's words. The output options (`--format text|json`,
+/// `--json`) may stand anywhere; every other word starting with `--` is an
+/// error.
+pub fn parse(words: &[String]) -> Result<Command, String> {
     let mut json = false;
-    let mut i = 0;
-    while i < args.len() && args[i].starts_with("--") && args[i] != "--version" {
-        match args[i].as_str() {
+    let mut args: Vec<String> = Vec::with_capacity(words.len());
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
             "--format" => {
-                let f = args.get(i + 1).ok_or("--format needs text or json")?;
+                let f = it.next().ok_or("--format needs text or json")?;
                 json = match f.as_str() {
                     "json" => true,
                     "text" => false,
                     _ => return Err(format!("--format {f}: expected text or json")),
                 };
-                i += 2;
             }
-            "--format=json" | "--json" => {
-                json = true;
-                i += 1;
-            }
-            "--format=text" => i += 1,
-            o => return Err(format!("{o}: unknown option (try help)")),
+            "--format=json" | "--json" => json = true,
+            "--format=text" => json = false,
+            "--version" => args.push("version".into()),
+            o if o.starts_with("--") => return Err(format!("{o}: unknown option (try help)")),
+            _ => args.push(w.clone()),
         }
     }
-    let Some(name) = args.get(i) else {
+    let Some((name, rest)) = args.split_first() else {
         return Err("no command given (try help)".into());
     };
-    let rest = &args[i + 1..];
     let no_args = |v: Verb| {
         if rest.is_empty() {
             Ok(v)
@@ -146,7 +146,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     };
     let verb = match name.as_str() {
         "help" | "list-commands" => no_args(Verb::Help)?,
-        "version" | "--version" => no_args(Verb::Version)?,
+        "version" => no_args(Verb::Version)?,
         "show" | "ofproto/show" => no_args(Verb::Show)?,
         "dump-cache" | "dpif/dump-flows" | "dpctl/dump-flows" => no_args(Verb::DumpCache)?,
         "cache-flush" | "dpif/flush" | "dpctl/del-flows" | "revalidator/purge" => {

@@ -39,6 +39,10 @@ fn parse_commands_and_aliases() {
     let c = parse(&words(&["--format", "json", "show"])).unwrap();
     assert!(c.json);
     assert_eq!(c.verb, Verb::Show);
+    let c = parse(&words(&["dump-cache", "--format=json"])).unwrap();
+    assert!(c.json);
+    assert_eq!(c.verb, Verb::DumpCache);
+    assert_eq!(parse(&words(&["--version"])).unwrap().verb, Verb::Version);
     let Verb::Trace {
         bridge,
         flow,
@@ -94,6 +98,7 @@ fn malformed_commands_get_precise_errors() {
             "--format yaml: expected text or json",
         ),
         (&["--frob", "show"], "--frob: unknown option"),
+        (&["show", "--format"], "--format needs text or json"),
     ];
     for (args, want) in cases {
         let e = parse(&words(args)).unwrap_err();

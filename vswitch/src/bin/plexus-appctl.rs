@@ -18,7 +18,8 @@ const USAGE: &str = "\
 usage: plexus-appctl [-t TARGET] [--format text|json] COMMAND [ARG...]
   -t, --target TARGET   socket path, daemon pid or name (default plexus-vswitchd,
                         i.e. $PLEXUS_RUNDIR/plexus-vswitchd.ctl, rundir /var/run/plexus)
-  --format json         JSON output (show, dump-cache, fdb/show, trace)
+  --format json         JSON output (show, dump-cache, fdb/show, trace); may
+                        also follow the command
   -h, --help            this text; `plexus-appctl help` lists the daemon's commands
 ";
 
@@ -26,8 +27,9 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut target = None;
     let mut words = Vec::new();
+    let mut started = false;
     while let Some(a) = args.next() {
-        if !words.is_empty() {
+        if started {
             words.push(a);
             continue;
         }
@@ -43,35 +45,23 @@ fn main() -> ExitCode {
                 print!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
+            // Output options go to the daemon with the command.
             "--format" => {
                 words.push(a);
-                match args.next() {
-                    Some(f) => words.push(f),
-                    None => {
-                        eprintln!("plexus-appctl: --format needs text or json");
-                        return ExitCode::from(1);
-                    }
-                }
-                // Options are not the command: keep looking for it.
-                let cmd = args.next();
-                match cmd {
-                    Some(c) => words.push(c),
-                    None => {
-                        eprintln!("plexus-appctl: no command given\n{USAGE}");
-                        return ExitCode::from(1);
-                    }
-                }
+                words.extend(args.next());
             }
+            _ if a.starts_with("--format=") || a == "--json" => words.push(a),
             _ => {
                 if let Some(t) = a.strip_prefix("--target=") {
                     target = Some(t.to_string());
                 } else {
                     words.push(a);
+                    started = true;
                 }
             }
         }
     }
-    if words.is_empty() {
+    if !started {
         eprint!("plexus-appctl: no command given\n{USAGE}");
         return ExitCode::from(1);
     }
