@@ -120,6 +120,10 @@ pub struct PacketInEvent {
     /// `controller(userdata=…)` (NXT_PACKET_IN2 only).
     pub userdata: Option<Vec<u8>>,
     pub data: Vec<u8>,
+    /// `OFP_NO_BUFFER` unless the switch buffered the packet.
+    pub buffer_id: u32,
+    /// The packet's length before truncation.
+    pub total_len: u32,
 }
 
 impl From<PacketIn> for PacketInEvent {
@@ -130,6 +134,8 @@ impl From<PacketIn> for PacketInEvent {
             cookie: p.cookie,
             metadata: p.match_,
             userdata: None,
+            buffer_id: p.buffer_id,
+            total_len: u32::from(p.total_len),
             data: p.data,
         }
     }
@@ -143,6 +149,8 @@ impl From<PacketIn2> for PacketInEvent {
             cookie: p.cookie.unwrap_or(0),
             metadata: p.metadata.unwrap_or_default(),
             userdata: p.userdata,
+            buffer_id: p.buffer_id.unwrap_or(u32::MAX),
+            total_len: p.full_len.unwrap_or(p.packet.len() as u32),
             data: p.packet,
         }
     }

@@ -436,7 +436,8 @@ async fn passive(l: Listener, ctl: CtlSender, conns: Arc<AtomicUsize>) {
                     match Connection::accept(stream, &control::conn_config()).await {
                         Ok(c) => {
                             conns.fetch_add(1, Ordering::Relaxed);
-                            control::serve(c, ctl).await;
+                            // Passive connections are service connections (OVS).
+                            control::serve_named(c, ctl, peer.to_string(), false).await;
                             conns.fetch_sub(1, Ordering::Relaxed);
                         }
                         Err(e) => eprintln!("{peer}: handshake failed: {e}"),
@@ -466,7 +467,7 @@ async fn active(target: Target, ctl: CtlSender, conns: Arc<AtomicUsize>) {
         }
         conns.fetch_add(1, Ordering::Relaxed);
         let up = Up(conns.clone());
-        control::serve(conn, ctl.clone()).await;
+        control::serve_named(conn, ctl.clone(), target.to_string(), true).await;
         drop(up);
         eprintln!("controller {target} disconnected");
     }
@@ -564,6 +565,9 @@ impl Reconciler {
         let agent = Agent::new(AgentConfig {
             datapath_id: b.dpid,
             fail_mode: b.fail_mode,
+            bridge: b.name.clone(),
+            controllers: b.controllers.keys().cloned().collect(),
+            ..Default::default()
         });
         let engine: Box<dyn Engine> = if self.opts.simple_pipeline {
             Box::new(SimplePipeline::new())

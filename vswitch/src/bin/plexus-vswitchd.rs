@@ -15,6 +15,13 @@
 //! like ovs-vswitchd — bridges, ports, controllers and fail modes follow
 //! `ovs-vsctl` live (see `plexus_vswitch::ovsdb_config`).
 //!
+//! `--config FILE` reads the same settings from TOML
+//! ([`plexus_vswitch::conf_file`]); flags given on the command line win.
+//! The control socket (`--ctl PATH`, default
+//! `/var/run/plexus/plexus-vswitchd.<pid>.ctl` and the stable name
+//! `/var/run/plexus/plexus-vswitchd.ctl`) answers `plexus-appctl`
+//! (`trace`, `dump-flows`, `dump-cache`, `show`, `cache-flush`, `fdb/show`).
+//!
 //! Benchmark mode, `--fwd IN OUT`: forward every frame between two ports in
 //! both directions on one pinned thread (the data-plane benchmark's DUT).
 
@@ -25,7 +32,9 @@ use plexus_openflow::conn::{PassiveTarget, Target};
 use plexus_vswitch::agent::{Agent, AgentConfig, FailMode, control};
 use plexus_vswitch::datapath::{self, DpPort, Engine, full::FullPipeline, simple::SimplePipeline};
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use plexus_vswitch::conf_file::FileConfig;
 use plexus_vswitch::port::afpacket::AfPacketPort;
 use plexus_vswitch::port::afxdp::{AfXdpOptions, AfXdpPort};
 use plexus_vswitch::port::tap::TapPort;
@@ -33,7 +42,7 @@ use plexus_vswitch::port::{DEFAULT_BATCH, PacketBatch, Port, PortStats};
 use plexus_vswitch::sys;
 use plexus_vswitch::sys::bpf::XdpModeRequest;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum PortType {
     /// AF_XDP (XDP redirect into an XSK socket), copy mode.
     Afxdp,
@@ -67,14 +76,38 @@ enum XdpMode {
     version,
     about = "Plexus userspace virtual switch",
     after_help = "Modes:\n  \
-        switch  --port NAME[=OFPORT]... with --controller and/or --listen: one bridge from the command line\n  \
+        switch  --port NAME[=OFPORT]... with --controller and/or --listen (or --fail-mode\n          \
+        standalone): one bridge from the command line or --config FILE\n  \
         OVSDB   --db FILE and/or --ovsdb-listen punix:PATH|ptcp:PORT[:IP]: serve the Open_vSwitch\n          \
         database and follow it like ovs-vswitchd (ovs-vsctl add-br/add-port/del-port/\n          \
         set-controller/set-fail-mode/del-br; Interface types system, afxdp, tap, internal;\n          \
         other_config:port-type=afpacket picks AF_PACKET for a system interface)\n  \
-        bench   --fwd IN OUT: forward between two interfaces"
+        bench   --fwd IN OUT: forward between two interfaces\n\
+A TOML file (--config) can hold every switch-mode setting; flags override it. \
+Example: vswitch/examples/plexus-vswitchd.toml. Talk to a running daemon with \
+plexus-appctl [-t SOCKET] show|trace|dump-flows|dump-cache|cache-flush|fdb/show|help."
 )]
 struct Args {
+    /// Read settings from this TOML file (flags given here override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Bridge name (shown by `plexus-appctl show`, used by `trace BRIDGE`).
+    #[arg(long, default_value = "br0")]
+    bridge: String,
+    /// Control socket path [default: /var/run/plexus/plexus-vswitchd.<pid>.ctl
+    /// plus the stable name plexus-vswitchd.ctl; $PLEXUS_RUNDIR overrides the directory].
+    #[arg(long, value_name = "PATH")]
+    ctl: Option<std::path::PathBuf>,
+    /// Pin the datapath (forwarding) thread to this CPU (switch mode).
+    #[arg(long, value_name = "N")]
+    cpu: Option<usize>,
+    /// Packet-in buffers: truncated packet-ins keep the packet under a
+    /// buffer_id for PACKET_OUT/FLOW_MOD (0 = none, always OFP_NO_BUFFER, as OVS 3.x).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    packet_in_buffers: u32,
+    /// Per-port types from the config file.
+    #[arg(skip)]
+    port_types: Vec<(String, PortType)>,
     /// Benchmark mode: forward all frames between two interfaces, both directions.
     #[arg(long, num_args = 2, value_names = ["IN", "OUT"])]
     fwd: Vec<String>,
@@ -90,7 +123,8 @@ struct Args {
     /// Passive OpenFlow listener (repeatable), e.g. ptcp:6653 or ptcp:6653:127.0.0.1.
     #[arg(long = "listen", value_name = "ptcp:PORT[:IP]")]
     listen: Vec<String>,
-    /// Behaviour while no controller is connected.
+    /// Behaviour while no active controller is connected (standalone: a
+    /// learning L2 switch by NORMAL until one connects).
     #[arg(long, value_enum, default_value = "secure")]
     fail_mode: FailModeArg,
     /// Open the ports inside this network namespace (/run/netns/NAME).
@@ -137,7 +171,11 @@ struct Args {
 }
 
 fn open_port(name: &str, args: &Args) -> anyhow::Result<Box<dyn Port>> {
-    Ok(match args.port_type {
+    open_port_as(name, args.port_type, args)
+}
+
+fn open_port_as(name: &str, port_type: PortType, args: &Args) -> anyhow::Result<Box<dyn Port>> {
+    Ok(match port_type {
         PortType::Afxdp => {
             let mode = match args.xdp_mode {
                 XdpMode::Auto => XdpModeRequest::Auto,
@@ -285,9 +323,14 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 /// Opens a switch port: AF_XDP falls back to AF_PACKET.
 fn open_switch_port(name: &str, args: &Args) -> anyhow::Result<Box<dyn Port>> {
-    match open_port(name, args) {
+    let port_type = args
+        .port_types
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(args.port_type, |(_, t)| *t);
+    match open_port_as(name, port_type, args) {
         Ok(p) => Ok(p),
-        Err(e) if matches!(args.port_type, PortType::Afxdp) => {
+        Err(e) if matches!(port_type, PortType::Afxdp) => {
             eprintln!("{name}: AF_XDP failed ({e:#}); falling back to AF_PACKET");
             Ok(Box::new(AfPacketPort::open(name)?))
         }
@@ -349,8 +392,10 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
         .map(|c| c.parse())
         .collect::<Result<_, _>>()?;
     anyhow::ensure!(
-        !controllers.is_empty() || !listeners.is_empty(),
-        "need --controller or --listen (or --fwd IN OUT)"
+        !controllers.is_empty()
+            || !listeners.is_empty()
+            || matches!(args.fail_mode, FailModeArg::Standalone),
+        "need --controller or --listen, or --fail-mode standalone (or --fwd IN OUT)"
     );
     sys::install_terminate_handler()?;
     let (ctl_tx, ctl_rx) = datapath::ctl_channel()?;
@@ -360,13 +405,20 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
             FailModeArg::Secure => FailMode::Secure,
             FailModeArg::Standalone => FailMode::Standalone,
         },
+        bridge: args.bridge.clone(),
+        controllers: controllers.iter().map(|c| c.to_string()).collect(),
+        listeners: listeners.iter().map(|l| l.to_string()).collect(),
+        packet_in_buffers: args.packet_in_buffers as usize,
     });
+    let ctl_path = args.ctl.clone();
     // The datapath thread: enter the netns (if any), open the ports, report, run.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let netns = args.netns.clone();
     let simple = args.simple_pipeline;
+    let cpu = args.cpu;
     let dp = std::thread::Builder::new().name("datapath".into()).spawn(
         move || -> anyhow::Result<()> {
+            pin_datapath(cpu);
             let open = || -> anyhow::Result<Vec<DpPort>> {
                 if let Some(ns) = &netns {
                     let path = if ns.contains('/') {
@@ -410,6 +462,7 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let _ctl_socket = start_ctl_socket(ctl_path, ctl_tx.clone()).await;
         for l in &listeners {
             control::start_passive(l, ctl_tx.clone()).await?;
         }
@@ -495,8 +548,139 @@ fn ovsdb_mode(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pins the datapath thread (`--cpu`), warning if that fails.
+fn pin_datapath(cpu: Option<usize>) {
+    if let Some(c) = cpu {
+        match sys::pin_to_cpu(c) {
+            Ok(()) => eprintln!("datapath thread pinned to CPU{c}"),
+            Err(e) => eprintln!("warning: cannot pin the datapath thread to CPU{c}: {e}"),
+        }
+    }
+}
+
+/// Binds the control socket; a failure is a warning (the switch runs on).
+async fn start_ctl_socket(
+    path: Option<std::path::PathBuf>,
+    ctl: datapath::CtlSender,
+) -> Option<plexus_vswitch::appctl::server::CtlSocket> {
+    match plexus_vswitch::appctl::server::start(path, ctl).await {
+        Ok(s) => {
+            eprintln!("control socket {}", s.path().display());
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("warning: no control socket: {e}");
+            None
+        }
+    }
+}
+
+/// Parses the command line and merges `--config FILE` under it: a setting
+/// from the file applies unless its flag was given on the command line.
+fn parse_args() -> anyhow::Result<Args> {
+    let m = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&m)?;
+    if let Some(path) = args.config.clone() {
+        let f = FileConfig::load(&path).map_err(anyhow::Error::msg)?;
+        apply_file(&mut args, &m, f)?;
+    }
+    Ok(args)
+}
+
+fn apply_file(args: &mut Args, m: &ArgMatches, f: FileConfig) -> anyhow::Result<()> {
+    let unset = |id: &str| m.value_source(id) != Some(ValueSource::CommandLine);
+    if let Some(b) = f.bridge
+        && unset("bridge")
+    {
+        args.bridge = b;
+    }
+    if let Some(d) = f.dpid
+        && unset("dpid")
+    {
+        args.dpid = Some(d.to_hex().map_err(anyhow::Error::msg)?);
+    }
+    if let Some(fm) = f.fail_mode
+        && unset("fail_mode")
+    {
+        args.fail_mode = FailModeArg::from_str(&fm, true).map_err(anyhow::Error::msg)?;
+    }
+    if unset("controllers") && !f.controllers.is_empty() {
+        args.controllers = f.controllers;
+    }
+    if unset("listen") && !f.listen.is_empty() {
+        args.listen = f.listen;
+    }
+    if let Some(c) = f.ctl
+        && unset("ctl")
+    {
+        args.ctl = Some(c);
+    }
+    if let Some(n) = f.netns
+        && unset("netns")
+    {
+        args.netns = Some(n);
+    }
+    if let Some(t) = f.port_type
+        && unset("port_type")
+    {
+        args.port_type = PortType::from_str(&t, true).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(x) = f.xdp_mode
+        && unset("xdp_mode")
+    {
+        args.xdp_mode = XdpMode::from_str(&x, true).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(p) = f.pipeline
+        && unset("simple_pipeline")
+    {
+        args.simple_pipeline = p == "simple";
+    }
+    if unset("ports") && !f.ports.is_empty() {
+        args.ports = f.ports.iter().map(|p| p.spec()).collect();
+        for p in &f.ports {
+            if let Some(t) = &p.kind {
+                let t = PortType::from_str(t, true).map_err(anyhow::Error::msg)?;
+                args.port_types.push((p.name.clone(), t));
+            }
+        }
+    }
+    if let Some(n) = f.packet_in_buffers
+        && unset("packet_in_buffers")
+    {
+        args.packet_in_buffers = n as u32;
+    }
+    let fw = f.forwarding;
+    if let Some(c) = fw.cpu
+        && unset("cpu")
+    {
+        args.cpu = Some(c);
+    }
+    if let Some(b) = fw.batch
+        && unset("batch")
+    {
+        args.batch = b;
+    }
+    if let Some(n) = fw.spin
+        && unset("spin")
+    {
+        args.spin = n;
+    }
+    if let Some(y) = fw.yield_idle
+        && unset("yield_idle")
+    {
+        args.yield_idle = y;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("plexus-vswitchd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let r = if args.db.is_some() || !args.ovsdb_listen.is_empty() {
         ovsdb_mode(args)
     } else if args.fwd.is_empty() {

@@ -92,6 +92,20 @@ pub enum Ctl {
     Snapshot(Reply<Vec<PortSnapshot>>),
     /// Stops the datapath loop ([`run`] returns; the ports are closed).
     Shutdown,
+    /// Who connection `id` is (for `show`): the active target or the
+    /// passive peer; `primary` for active controller connections (they
+    /// decide fail-mode standalone, like OVS primary controllers).
+    Peer {
+        id: u64,
+        name: String,
+        primary: bool,
+    },
+    /// A control-socket command ([`crate::appctl`]); the text answer goes
+    /// back on `reply`.
+    Appctl {
+        cmd: crate::appctl::Command,
+        reply: tokio::sync::oneshot::Sender<crate::appctl::Reply>,
+    },
 }
 
 /// The control side's end: queue a [`Ctl`] and wake the datapath thread.
@@ -284,15 +298,31 @@ const OFPPF_COPPER: u32 = 1 << 11;
 pub struct Core {
     ports: Vec<DpPort>,
     engine: Box<dyn Engine>,
-    pins: Vec<PacketIn>,
+    pins: Vec<Pin>,
     /// The poll(2) descriptor set must be rebuilt (ports were added/removed).
     fds_stale: bool,
 }
 
+/// A packet-in, with the whole packet when it was truncated and the agent
+/// buffers packet-ins.
+type Pin = (PacketIn, Option<Vec<u8>>);
+
 struct PortSink<'a> {
     ports: &'a mut [DpPort],
-    pins: &'a mut Vec<PacketIn>,
+    pins: &'a mut Vec<Pin>,
     in_port: u32,
+}
+
+impl PortSink<'_> {
+    fn push_pin(&mut self, pi: PacketIn, full: Option<Vec<u8>>) {
+        let blocked = self
+            .ports
+            .iter()
+            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
+        if !blocked {
+            self.pins.push((pi, full));
+        }
+    }
 }
 
 impl Sink for PortSink<'_> {
@@ -306,13 +336,11 @@ impl Sink for PortSink<'_> {
     }
 
     fn packet_in(&mut self, pi: PacketIn) {
-        let blocked = self
-            .ports
-            .iter()
-            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
-        if !blocked {
-            self.pins.push(pi);
-        }
+        self.push_pin(pi, None);
+    }
+
+    fn packet_in_full(&mut self, pi: PacketIn, full: Vec<u8>) {
+        self.push_pin(pi, Some(full));
     }
 }
 
@@ -412,7 +440,7 @@ impl Switch for Core {
         };
         let r = self.engine.packet_out(po, Instant::now(), &mut sink);
         self.flush_tx();
-        r.map(|()| pins)
+        r.map(|()| pins.into_iter().map(|(pi, _)| pi).collect())
     }
 
     fn port_mod(&mut self, pm: &PortMod) -> Result<(), OfpError> {
@@ -444,6 +472,11 @@ pub fn run(
     };
     let infos = core.port_infos();
     core.engine.set_ports(&infos);
+    if agent.buffers_enabled()
+        && let Some(p) = core.engine.pipeline_mut()
+    {
+        p.buffer_packet_ins = true;
+    }
     let mut rx = PacketBatch::new(DEFAULT_BATCH);
     let pipe_fd = ctl.pipe.as_raw_fd();
     let poll_fds = |core: &Core| -> Vec<RawFd> {
@@ -474,7 +507,7 @@ pub fn run(
         // Traffic.
         let now = Instant::now();
         let mut n = 0;
-        let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_controller();
+        let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_primary();
         for i in 0..core.ports.len() {
             for _ in 0..4 {
                 let k = core.ports[i].port.rx_batch(&mut rx);
@@ -494,7 +527,9 @@ pub fn run(
                     };
                     for f in rx.iter() {
                         if standalone {
-                            flood(&mut sink, in_port, f);
+                            if !engine.process_normal(in_port, f, now, &mut sink) {
+                                flood(&mut sink, in_port, f);
+                            }
                         } else {
                             engine.process(in_port, f, now, &mut sink);
                         }
@@ -508,7 +543,7 @@ pub fn run(
         core.flush_tx();
         if !core.pins.is_empty() {
             let pins = std::mem::take(&mut core.pins);
-            agent.packet_ins(pins);
+            agent.packet_ins_buffered(pins, now);
         }
         if now >= next_housekeeping {
             next_housekeeping = now + Duration::from_millis(250);
@@ -545,7 +580,7 @@ pub fn run(
     Ok(())
 }
 
-/// Standalone fail mode without a controller: a plain hub.
+/// Standalone fail mode without a controller, for engines without NORMAL: a hub.
 fn flood(sink: &mut PortSink<'_>, in_port: u32, f: &[u8]) {
     let outs: Vec<u32> = sink
         .ports
@@ -643,6 +678,7 @@ mod tests {
         let agent = Agent::new(AgentConfig {
             datapath_id: 1,
             fail_mode: FailMode::Standalone,
+            ..Default::default()
         });
         let (a, b, c) = (fake("fa"), fake("fb"), fake("fc"));
         let a2 = a.clone();
