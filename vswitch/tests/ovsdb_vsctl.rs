@@ -405,7 +405,17 @@ fn ovs_vsctl_configures_vswitchd_and_traffic_flows() {
         "link_state/admin_state of sa"
     );
 
-    // Traffic through the ports ovs-vsctl added.
+    // Traffic through the ports ovs-vsctl added. fail_mode unset behaves as
+    // standalone (as in OVS): a learning switch while no primary controller
+    // is connected (the mgmt connection is a service connection).
+    assert!(
+        t.ping_eventually(0, 1),
+        "standalone a -> b; log:\n{}",
+        t.log()
+    );
+    // secure without flows: nothing is forwarded any more.
+    t.vsctl(&["set-fail-mode", BR, "secure"]);
+    assert!(!t.ping(0, 1), "secure mode without flows must drop");
     flood_flows(&sw);
     assert!(
         t.ofctl(&["dump-flows", BR]).contains("actions=FLOOD"),
@@ -512,6 +522,13 @@ fn ovs_vsctl_configures_vswitchd_and_traffic_flows() {
     assert_eq!(ps.desc.port_no, t.ofport("sc"));
     assert!(t.ping_eventually(0, 2), "a -> c after re-adding sc");
 
+    // A changed ofport_request renumbers the port live (DELETE + ADD).
+    t.vsctl(&["set", "Interface", "sc", "ofport_request=9"]);
+    assert_eq!(t.ofport("sc"), 9);
+    let ps = port_status(&sw, 0);
+    assert_eq!((ps.desc.port_no, ps.desc.name.as_str()), (9, "sc"));
+    assert!(t.ping_eventually(0, 2), "a -> c after renumbering");
+
     // set-controller (one passive punix:, one active unix:) and set-fail-mode.
     let ctl_sock = t.path("ctl.sock");
     let active = ControllerListener::bind_on(&format!("punix:{}", t.path("active.sock").display()))
@@ -565,6 +582,7 @@ fn ovs_vsctl_configures_vswitchd_and_traffic_flows() {
     );
     assert_eq!(t.ofport("sa"), pa);
     assert_eq!(t.ofport("sb"), 7);
+    assert_eq!(t.ofport("sc"), 9);
     assert_eq!(t.ofport("tap-plx"), ptap);
     flood_flows(&sw);
     assert!(t.ping_eventually(0, 1), "a -> b after restart");
