@@ -295,6 +295,9 @@ const IFACE_STATUS_COLUMNS: &[&str] = &[
 // ---------------------------------------------------------------------------
 // Ports.
 
+/// Interface types [`port_opener`] accepts (`Open_vSwitch.iface_types`).
+pub const IFACE_TYPES: &[&str] = &["afxdp", "internal", "system", "tap"];
+
 /// The datapath port for an Interface row: the single place where an
 /// Interface's `type`/`options`/`other_config` select a port implementation
 /// (the userspace VXLAN port hooks in here). `Err` is the text written to
@@ -547,7 +550,8 @@ impl Reconciler {
     }
 
     /// Creates the root `Open_vSwitch` row if the database has none (what
-    /// `ovs-vsctl init` does).
+    /// `ovs-vsctl init` does) and, like ovs-vswitchd, reports what this
+    /// switch is: `ovs_version`, `db_version`, `datapath_types`, `iface_types`.
     pub fn ensure_root(&self) {
         if read_config(&self.server).root.is_none() {
             let o = self.server.transact(
@@ -557,6 +561,26 @@ impl Reconciler {
             if !o.ok {
                 eprintln!("ovsdb: cannot create the Open_vSwitch row: {:?}", o.results);
             }
+        }
+        let db_version = self
+            .server
+            .core()
+            .database(DB)
+            .map(|d| d.schema().version.clone())
+            .unwrap_or_default();
+        let o = self.server.transact(
+            DB,
+            &[
+                json!({"op": "update", "table": "Open_vSwitch", "where": [], "row": {
+                    "ovs_version": format!("plexus-{}", env!("CARGO_PKG_VERSION")),
+                    "db_version": db_version,
+                    "datapath_types": ["set", ["netdev"]],
+                    "iface_types": ["set", IFACE_TYPES],
+                }}),
+            ],
+        );
+        if !o.ok {
+            eprintln!("ovsdb: cannot update the Open_vSwitch row: {:?}", o.results);
         }
     }
 

@@ -337,6 +337,14 @@ fn ovs_vsctl_configures_vswitchd_and_traffic_flows() {
     let v: Vec<&str> = cfg.lines().collect();
     assert_eq!(v.len(), 2, "{cfg}");
     assert_eq!(v[0], v[1], "cur_cfg caught up with next_cfg");
+    assert!(
+        t.vsctl(&["get", "Open_vSwitch", ".", "ovs_version"])
+            .contains("plexus")
+    );
+    assert!(
+        t.vsctl(&["get", "Open_vSwitch", ".", "iface_types"])
+            .contains("tap")
+    );
 
     // The OpenFlow view matches Interface.ofport.
     let sw = t.connect();
