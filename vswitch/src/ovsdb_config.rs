@@ -407,13 +407,13 @@ struct BridgeState {
     fail_mode: FailMode,
     ifaces: BTreeMap<Uuid, IfaceState>,
     controllers: BTreeMap<String, CtrlState>,
-    _mgmt: Option<CtrlState>,
+    mgmt: Option<CtrlState>,
 }
 
 impl BridgeState {
     fn stop(&mut self) {
         self.controllers.clear();
-        self._mgmt = None;
+        self.mgmt = None;
         self.ctl.send(Ctl::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -623,7 +623,7 @@ impl Reconciler {
             fail_mode: b.fail_mode,
             ifaces: BTreeMap::new(),
             controllers: BTreeMap::new(),
-            _mgmt: None,
+            mgmt: None,
         })
     }
 
@@ -661,7 +661,7 @@ impl Reconciler {
                                 dir.join(format!("{}.mgmt", bc.name)).display()
                             );
                             match start_controller(&t, &st.ctl, Uuid::nil()).await {
-                                Ok(c) => st._mgmt = Some(c),
+                                Ok(c) => st.mgmt = Some(c),
                                 Err(e) => eprintln!("bridge {}: {e}", bc.name),
                             }
                         }
