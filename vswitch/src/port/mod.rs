@@ -263,6 +263,11 @@ pub trait Port {
     fn details(&self) -> String {
         String::new()
     }
+
+    /// The port type as `show` prints it (`afxdp`, `afpacket`, `tap`, ...).
+    fn kind(&self) -> &'static str {
+        "port"
+    }
 }
 
 #[cfg(test)]
