@@ -9,6 +9,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use plexus_tests::cloud::{self, state};
+use plexus_tests::fabric;
 use plexus_tests::topo::{self, Outcome, Topology};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -113,6 +114,10 @@ fn report(outcomes: &[Outcome], json: bool) -> usize {
     failed
 }
 
+fn is_fabric(file: &std::path::Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|t| fabric::is_fabric(&t))
+}
+
 fn require_root() -> Result<()> {
     if plexus_tests::prereq::euid() != Some(0) {
         bail!("needs root (network namespaces, veth, switches): run it with sudo");
@@ -126,7 +131,14 @@ fn real_main() -> Result<ExitCode> {
     let json = cli.json;
     match cli.cmd {
         Cmd::Validate { file } => {
-            if cloud::is_cloud(&file)? {
+            if is_fabric(&file) {
+                let f = fabric::load(&file)?;
+                println!(
+                    "{}: ok (fat-tree k={})",
+                    file.display(),
+                    f.fabric.k.get_ref()
+                );
+            } else if cloud::is_cloud(&file)? {
                 let c = cloud::load(&file)?;
                 println!(
                     "{}: ok ({} chassis, {} tenants, {} hosts, {} checks)",
@@ -148,7 +160,12 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { file } => {
-            if cloud::is_cloud(&file)? {
+            if is_fabric(&file) {
+                let f = fabric::load(&file)?;
+                require_root()?;
+                let outcomes = fabric::run(&f, &file);
+                Ok(ok_if(report(&outcomes, json)))
+            } else if cloud::is_cloud(&file)? {
                 let c = cloud::load(&file)?;
                 require_root()?;
                 let outcomes = cloud::run(&c, &file, &exe);
@@ -204,7 +221,11 @@ fn real_main() -> Result<ExitCode> {
                 return Ok(ok_if(failed));
             }
             let file = file.context("a topology file or --all")?;
-            if cloud::is_cloud(&file)? {
+            if is_fabric(&file) {
+                let f = fabric::load(&file)?;
+                state::remove_run(&state::state_dir(f.name.get_ref()))?;
+                println!("topology {} is down", f.name.get_ref());
+            } else if cloud::is_cloud(&file)? {
                 let c = cloud::load(&file)?;
                 state::remove_run(&state::state_dir(c.name()))?;
                 println!("topology {} is down", c.name());

@@ -412,7 +412,10 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 cmd.args(["--dpid", &format!("{dpid:x}"), "--netns", &ns])
                     .args(["--port-type", "afpacket", "--fail-mode", "secure"])
                     .args(["--controller", &target])
-                    .args(["--listen", &format!("ptcp:{listen}:127.0.0.1")]);
+                    .args(["--listen", &format!("ptcp:{listen}:127.0.0.1")])
+                    .args(["--bridge", "br0"])
+                    .arg("--ctl")
+                    .arg(dir.join(format!("vswitchd-{cn}.ctl")));
                 for (ifname, ofport) in &plist {
                     cmd.args(["--port", &format!("{ifname}={ofport}")]);
                 }
