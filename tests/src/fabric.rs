@@ -82,7 +82,7 @@ pub fn load(path: &Path) -> Result<FabricFile> {
         );
     }
     let k = *f.fabric.k.get_ref();
-    if !(2..=8).contains(&k) || k % 2 != 0 {
+    if !(2..=8).contains(&k) || !k.is_multiple_of(2) {
         bail!(
             "{}: {k}: must be even, 2..=8",
             pos(&text, path, f.fabric.k.span().start, "fabric.k")
@@ -469,7 +469,7 @@ fn ping_all(r: &Running) -> Result<String> {
                 .args(["netns", "exec", &ns_of(&r.name, &a)])
                 .args(["ping", "-c", "1", "-W", "2"])
                 .arg(
-                    &hosts
+                    hosts
                         .iter()
                         .find(|h| h.name == b)
                         .map(|h| h.ip.clone())
