@@ -15,6 +15,8 @@ pub mod error;
 pub mod http;
 pub mod link;
 pub mod netns;
+pub mod nl;
+mod nlsock;
 pub mod ovs;
 pub mod plugin;
 
