@@ -14,6 +14,8 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct VethPlan<'a> {
     pub host: &'a str,
+    /// Set as the host side's alias: lets GC find veths of crashed ADDs.
+    pub alias: &'a str,
     pub host_mac: &'a str,
     pub ifname: &'a str,
     pub mtu: u32,
@@ -60,7 +62,7 @@ pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
     let hmac = mac_of(p.host_mac)?;
     let ns = File::open(p.netns).map_err(|e| netns_err(p.netns, e))?;
     let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
-    match nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns) {
+    let created = match nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             // A leftover of a crashed ADD (same container + ifname): replace it.
@@ -75,7 +77,17 @@ pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
             &format!("creating veth {}/{}", p.host, p.ifname),
             e,
         )),
-    }
+    };
+    created?;
+    nl.set_alias(p.host, p.alias)
+        .map_err(|e| link_err(&format!("{}: set alias", p.host), e))
+}
+
+/// `(name, alias)` of host links whose alias starts with `prefix`.
+pub fn links_with_alias(prefix: &str) -> CniResult<Vec<(String, String)>> {
+    let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+    nl.links_with_alias(prefix)
+        .map_err(|e| link_err("listing links", e))
 }
 
 /// Inside the pod netns: MAC, up, address, default route via the gateway.

@@ -27,6 +27,7 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_IFALIAS: u16 = 20;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
@@ -302,6 +303,37 @@ impl Netlink {
         m.end(data);
         m.end(li);
         self.request(m)
+    }
+
+    /// Sets the alias (`ifalias`) of a link given by name.
+    pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0));
+        m.attr_str(IFLA_IFNAME, name).attr(IFLA_IFALIAS, alias.as_bytes());
+        self.request(m)
+    }
+
+    /// `(name, alias)` of every link whose alias starts with `prefix`.
+    pub fn links_with_alias(&mut self, prefix: &str) -> io::Result<Vec<(String, String)>> {
+        let m = Msg::new(RTM_GETLINK, NLM_F_DUMP, &ifinfomsg(0, 0, 0));
+        let mut out = Vec::new();
+        for (ty, p) in self.dump(m)? {
+            if ty != RTM_NEWLINK || p.len() < 16 {
+                continue;
+            }
+            let (mut name, mut alias) = (String::new(), String::new());
+            for (t, d) in attrs(&p[16..]) {
+                let text = || String::from_utf8_lossy(d).trim_end_matches('\0').to_owned();
+                match t {
+                    IFLA_IFNAME => name = text(),
+                    IFLA_IFALIAS => alias = text(),
+                    _ => {}
+                }
+            }
+            if alias.starts_with(prefix) {
+                out.push((name, alias));
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes a link by name.

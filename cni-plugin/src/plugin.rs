@@ -66,6 +66,11 @@ fn port_name(network: &str, container_id: &str, ifname: &str) -> String {
     format!("cni/{network}/{container_id}/{ifname}")
 }
 
+/// Alias of the host-side veth (`ifalias`, up to 255 bytes).
+fn link_alias(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("plexus-cni/{network}/{container_id}/{ifname}")
+}
+
 fn ovs_of(conf: &NetConf) -> CniResult<Ovs> {
     Ovs::connect(conf.ovsdb.as_deref(), conf.ovs_wait)
 }
@@ -75,6 +80,13 @@ fn ovs_of(conf: &NetConf) -> CniResult<Ovs> {
 fn test_pause(point: &str) {
     if std::env::var("PLEXUS_CNI_TEST_PAUSE").as_deref() == Ok(point) {
         std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
+/// `PLEXUS_CNI_TRACE=1`: per-step timings on stderr (benchmarks).
+fn trace(t0: std::time::Instant, what: &str) {
+    if std::env::var_os("PLEXUS_CNI_TRACE").is_some() {
+        eprintln!("plexus-cni {what} {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
     }
 }
 
@@ -165,21 +177,35 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
     };
     let host = host_ifname(&env.container_id, &env.ifname);
     let hmac = host_mac(&env.container_id, &env.ifname);
+    let alias = link_alias(&conf.name, &env.container_id, &env.ifname);
 
     // Phase 1.
+    let t0 = std::time::Instant::now();
     let (subnet, port, local) = std::thread::scope(|s| {
-        let subnet = s.spawn(|| ctl.subnet(subnet_id));
-        let port = s.spawn(|| create_port(&ctl, &spec, &binding));
+        let subnet = s.spawn(|| {
+            let r = ctl.subnet(subnet_id);
+            trace(t0, "add: subnet read");
+            r
+        });
+        let port = s.spawn(|| {
+            let r = create_port(&ctl, &spec, &binding);
+            trace(t0, "add: port created");
+            r
+        });
         let local = link::create_veth(&VethPlan {
             host: &host,
+            alias: &alias,
             host_mac: &hmac,
             ifname: &env.ifname,
             mtu: conf.mtu(),
             netns,
         })
         .and_then(|()| {
+            trace(t0, "add: veth created");
             test_pause("after-veth");
-            ovs_of(conf)
+            let o = ovs_of(conf);
+            trace(t0, "add: ovsdb connected");
+            o
         });
         (joined(subnet.join()), joined(port.join()), local)
     });
@@ -235,13 +261,15 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
         let cidr = format!("{ip}/{prefix_len}");
         let (pod, sw) = std::thread::scope(|s| {
             let pod = s.spawn(|| {
-                link::configure_pod(&PodPlan {
+                let r = link::configure_pod(&PodPlan {
                     ifname: &env.ifname,
                     mac: (!mac.is_empty()).then_some(mac.as_str()),
                     netns,
                     cidr: &cidr,
                     gateway: gateway.as_deref(),
-                })
+                });
+                trace(t0, "add: pod configured");
+                r
             });
             let sw = ovs.add_port(
                 bridge,
@@ -253,6 +281,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
                     (ovs::KEY_IFNAME, &env.ifname),
                 ],
             );
+            trace(t0, "add: switch port added");
             (joined(pod.join()), sw)
         });
         pod?;
@@ -340,12 +369,18 @@ fn build_result(
 fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     let host = host_ifname(&env.container_id, &env.ifname);
     let ctl = conf.controller.as_ref().map(Controller::new).transpose()?;
+    let t0 = std::time::Instant::now();
     let (remote, link) = std::thread::scope(|s| {
         let remote = s.spawn(|| -> CniResult<()> {
             let row = ovs_of(conf)?.take_port(&host)?;
+            trace(t0, "del: switch port deleted");
             let Some(ctl) = &ctl else { return Ok(()) };
             match row.and_then(|r| r.external_ids.get(ovs::KEY_IFACE_ID).cloned()) {
-                Some(id) => ctl.delete_port(&id),
+                Some(id) => {
+                    let r = ctl.delete_port(&id);
+                    trace(t0, "del: controller port deleted");
+                    r
+                }
                 None => {
                     // Half-done ADD (port created, switch not plugged) or already gone.
                     let want = binding_iface(&env.container_id, &env.ifname);
@@ -362,6 +397,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
             }
         });
         let link = link::delete_host(&host);
+        trace(t0, "del: veth deleted");
         (joined(remote.join()), link)
     });
     remote?;
@@ -536,6 +572,19 @@ fn gc(conf: &NetConf) -> CniResult<()> {
                 None => Ok(()),
             });
         if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    // Veths of ADDs that never reached the switch (crashed half-ADDs).
+    let alias_prefix = link_alias(&conf.name, "", "");
+    let alias_prefix = alias_prefix.trim_end_matches('/');
+    for (name, alias) in link::links_with_alias(&format!("{alias_prefix}/"))? {
+        let Some((cid, ifname)) = alias[alias_prefix.len() + 1..].rsplit_once('/') else {
+            continue;
+        };
+        if !valid.contains(&(cid.to_owned(), ifname.to_owned()))
+            && let Err(e) = link::delete_host(&name)
+        {
             first_err.get_or_insert(e);
         }
     }
