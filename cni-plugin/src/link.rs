@@ -34,7 +34,11 @@ pub struct PodPlan<'a> {
 }
 
 fn link_err(what: &str, e: impl std::fmt::Display) -> CniError {
-    CniError::new(LINK_FAILURE, "link configuration failed", format!("{what}: {e}"))
+    CniError::new(
+        LINK_FAILURE,
+        "link configuration failed",
+        format!("{what}: {e}"),
+    )
 }
 
 fn netns_err(p: &Path, e: io::Error) -> CniError {

@@ -115,7 +115,8 @@ impl Msg {
     fn begin(&mut self, ty: u16) -> usize {
         let at = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
         at
     }
 
@@ -308,7 +309,8 @@ impl Netlink {
     /// Sets the alias (`ifalias`) of a link given by name.
     pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0));
-        m.attr_str(IFLA_IFNAME, name).attr(IFLA_IFALIAS, alias.as_bytes());
+        m.attr_str(IFLA_IFNAME, name)
+            .attr(IFLA_IFALIAS, alias.as_bytes());
         self.request(m)
     }
 
@@ -546,7 +548,10 @@ mod tests {
         m.end(li);
         let b = m.finish(7);
         assert_eq!(b.len(), 16 + 16 + 4 + 12);
-        assert_eq!(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize, b.len());
+        assert_eq!(
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize,
+            b.len()
+        );
         let got: Vec<_> = attrs(&b[32..]).collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, IFLA_LINKINFO);

@@ -46,11 +46,18 @@ pub struct Ovs {
 }
 
 fn sw_err(what: &str, e: impl std::fmt::Display) -> CniError {
-    CniError::new(SWITCH_FAILURE, "switch operation failed", format!("{what}: {e}"))
+    CniError::new(
+        SWITCH_FAILURE,
+        "switch operation failed",
+        format!("{what}: {e}"),
+    )
 }
 
 fn map(ids: &[(&str, &str)]) -> Value {
-    json!(["map", ids.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()])
+    json!([
+        "map",
+        ids.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()
+    ])
 }
 
 fn row(v: Value) -> Map<String, Value> {
@@ -71,7 +78,13 @@ impl Ovs {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| CniError::new(IO_FAILURE, "starting the OVSDB client failed", e.to_string()))?;
+            .map_err(|e| {
+                CniError::new(
+                    IO_FAILURE,
+                    "starting the OVSDB client failed",
+                    e.to_string(),
+                )
+            })?;
         let client = rt
             .block_on(async { tokio::time::timeout(TIMEOUT, Client::connect(db)).await })
             .map_err(|_| sw_err(db, "connect timed out"))?

@@ -86,12 +86,21 @@ fn test_pause(point: &str) {
 /// `PLEXUS_CNI_TRACE=1`: per-step timings on stderr (benchmarks).
 fn trace(t0: std::time::Instant, what: &str) {
     if std::env::var_os("PLEXUS_CNI_TRACE").is_some() {
-        eprintln!("plexus-cni {what} {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+        eprintln!(
+            "plexus-cni {what} {:.2} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
     }
 }
 
 fn joined<T>(r: std::thread::Result<CniResult<T>>) -> CniResult<T> {
-    r.unwrap_or_else(|_| Err(CniError::new(IO_FAILURE, "internal error", "worker thread panicked")))
+    r.unwrap_or_else(|_| {
+        Err(CniError::new(
+            IO_FAILURE,
+            "internal error",
+            "worker thread panicked",
+        ))
+    })
 }
 
 /// Creates the attachment's controller port; a port left bound to the same
@@ -231,10 +240,14 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
             _ => ((port, sub), ovs),
         },
         (sub, port, local) => {
-            let err = [sub.err(), port.as_ref().err().cloned(), local.as_ref().err().cloned()]
-                .into_iter()
-                .flatten()
-                .next();
+            let err = [
+                sub.err(),
+                port.as_ref().err().cloned(),
+                local.as_ref().err().cloned(),
+            ]
+            .into_iter()
+            .flatten()
+            .next();
             rollback(port.as_ref().ok(), None);
             return Err(err.unwrap_or_else(|| CniError::new(IO_FAILURE, "internal error", "")));
         }

@@ -775,8 +775,10 @@ fn crash_mid_add_then_add_again_and_gc_removes_planted_leaks() {
     e.api(
         "POST",
         "/v1/ports",
-        Some(json!({"subnet_id": e.subnet, "name": "cni/plexus/leak-bare/eth0",
-                    "binding": {"chassis_id": e.chassis, "iface": "leak-bare/eth0"}})),
+        Some(
+            json!({"subnet_id": e.subnet, "name": "cni/plexus/leak-bare/eth0",
+                    "binding": {"chassis_id": e.chassis, "iface": "leak-bare/eth0"}}),
+        ),
     );
     assert_eq!(e.host_veths().len(), 3, "{:?}", e.host_veths());
     assert_eq!(e.ovs_ports().len(), 2);
@@ -825,7 +827,7 @@ fn latency_bench() {
     };
     let bench = std::env::var("CNI_BENCH").is_ok();
     let (n, c) = if bench {
-        (get("CNI_BENCH_N", 100), get("CNI_BENCH_C", 20))
+        (get("CNI_BENCH_N", 100), get("CNI_BENCH_C", 100))
     } else {
         (5, 3)
     };

@@ -359,10 +359,7 @@ impl Txn for RedbTxn<'_> {
 
     fn delete(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
         let k = okey(kind, id);
-        let old = self
-            .objects
-            .remove(k.as_str())?
-            .map(|v| v.value().to_vec());
+        let old = self.objects.remove(k.as_str())?.map(|v| v.value().to_vec());
         let existed = old.is_some();
         if existed {
             self.undo.push(Undo::Object(k, old));
@@ -421,10 +418,7 @@ impl Txn for RedbTxn<'_> {
 
     fn ipam_delete(&mut self, pool: &str, addr: &str) -> Result<bool, StoreError> {
         let k = ikey(pool, addr);
-        let old = self
-            .ipam
-            .remove(k.as_str())?
-            .map(|o| o.value().to_string());
+        let old = self.ipam.remove(k.as_str())?.map(|o| o.value().to_string());
         let r = old.is_some();
         if r {
             self.undo.push(Undo::Ipam(k, old));
@@ -658,7 +652,10 @@ mod tests {
                     .collect();
                 hs.into_iter().map(|h| h.join().unwrap()).collect()
             });
-            let mut ok: Vec<u64> = revs.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+            let mut ok: Vec<u64> = revs
+                .iter()
+                .filter_map(|r| r.as_ref().ok().copied())
+                .collect();
             ok.sort_unstable();
             let failed = (0..n).filter(|i| i % 7 == 3).count();
             // One revision per successful writer, no gaps, no duplicates.
@@ -672,7 +669,11 @@ mod tests {
         }
         let leases = s.ipam_list("s1").unwrap();
         assert_eq!(leases.len(), (0..n).filter(|i| i % 7 != 3).count());
-        assert!(leases.iter().all(|(_, o)| o[1..].parse::<usize>().unwrap() % 7 != 3));
+        assert!(
+            leases
+                .iter()
+                .all(|(_, o)| o[1..].parse::<usize>().unwrap() % 7 != 3)
+        );
     }
 
     #[test]
