@@ -58,8 +58,10 @@ fn host_mac(container_id: &str, ifname: &str) -> String {
 }
 
 /// `binding.iface` and the port name identify the attachment on the controller.
+/// It is the switch port's name (the host-side veth), which is how the
+/// controller's southbound finds the port's ofport (`PORT_DESC`).
 pub fn binding_iface(container_id: &str, ifname: &str) -> String {
-    format!("{container_id}/{ifname}")
+    host_ifname(container_id, ifname)
 }
 
 fn port_name(network: &str, container_id: &str, ifname: &str) -> String {
