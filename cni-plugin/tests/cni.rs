@@ -805,6 +805,20 @@ fn crash_mid_add_then_add_again_and_gc_removes_planted_leaks() {
     e.assert_clean();
 }
 
+/// User + system CPU time of waited-for children so far (ms), from
+/// `/proc/self/stat` (cutime, cstime; USER_HZ = 100). The kernel sums it in
+/// nanoseconds, so a difference over many children is exact to 10 ms.
+fn children_cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    // Fields after the command: state(3) ... cutime(16) cstime(17).
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(13).copied().unwrap_or(0.0) + f.get(14).copied().unwrap_or(0.0)) * 10.0
+}
+
 /// Latency beside `../shared/bench/cni-ref-latency.sh`: N sequential ADD+DEL
 /// and C concurrent ADDs then DELs, each a fresh netns (netns setup not timed;
 /// timed span = one plugin exec incl. process start, spawned directly from a
@@ -893,13 +907,23 @@ fn latency_bench() {
     exec("DEL", "lat-0", &ns_path(w.name()));
     drop(w);
     let (mut add, mut del) = (Vec::new(), Vec::new());
-    for i in 1..=n {
-        let ns = Netns::create(&unique_name("plxlat")).unwrap();
+    // Namespaces made up front so that only plugin runs are children in the loop.
+    let seq: Vec<Netns> = (0..n)
+        .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
+        .collect();
+    let cpu0 = children_cpu_ms();
+    for (i, ns) in seq.iter().enumerate() {
         add.push(exec("ADD", &format!("lat-{i}"), &ns_path(ns.name())));
         del.push(exec("DEL", &format!("lat-{i}"), &ns_path(ns.name())));
     }
+    let cpu = children_cpu_ms() - cpu0;
+    drop(seq);
     println!("seq_add_ms {}", pctl(&mut add));
     println!("seq_del_ms {}", pctl(&mut del));
+    println!(
+        "cpu_ms_per_call (plugin user+sys, sequential ADD+DEL average) {:.2}",
+        cpu / (2 * n) as f64
+    );
     let nss: Vec<Netns> = (0..c)
         .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
         .collect();
