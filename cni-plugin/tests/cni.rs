@@ -928,6 +928,7 @@ fn latency_bench() {
         .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
         .collect();
     for (verb, key) in [("ADD", "add"), ("DEL", "del")] {
+        let commits0 = e.store.commits();
         let t0 = std::time::Instant::now();
         let mut v: Vec<f64> = std::thread::scope(|s| {
             let hs: Vec<_> = nss
@@ -941,7 +942,11 @@ fn latency_bench() {
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let wall = t0.elapsed().as_secs_f64() * 1e3;
-        println!("conc{c}_{key}_ms {} wall={wall:.1}", pctl(&mut v));
+        println!(
+            "conc{c}_{key}_ms {} wall={wall:.1} store_commits={}",
+            pctl(&mut v),
+            e.store.commits() - commits0
+        );
     }
     e.assert_clean();
 }

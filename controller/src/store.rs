@@ -190,6 +190,8 @@ impl std::fmt::Debug for Open {
 struct Committed {
     /// The last batch committed (or aborted).
     batch: u64,
+    /// Durable redb commits made (one per batch).
+    commits: u64,
     /// Recent failed batches and why.
     failed: VecDeque<(u64, String)>,
 }
@@ -237,6 +239,12 @@ impl RedbStore {
 }
 
 impl RedbStore {
+    /// Durable redb commits made since opening (group commit: concurrent
+    /// writes share one).
+    pub fn commits(&self) -> u64 {
+        lock(&self.inner.commit).commits
+    }
+
     /// Returns once batch `batch` is committed (committing it if nobody has).
     fn commit_batch(&self, batch: u64) -> Result<(), StoreError> {
         let mut c = lock(&self.inner.commit);
@@ -262,6 +270,7 @@ impl RedbStore {
             c.batch = batch;
             match r {
                 Ok(()) => {
+                    c.commits += 1;
                     self.inner.rev.send_replace(revision);
                     for ch in changes {
                         let _ = self.inner.feed.send(ch);
