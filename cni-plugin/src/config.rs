@@ -72,7 +72,11 @@ pub struct NetConf {
     /// OVSDB of the local switch (`unix:/path/db.sock` or `tcp:…`); default: ovs-vsctl's.
     #[serde(default)]
     pub ovsdb: Option<String>,
-    /// Do not wait for ovs-vswitchd to apply the port (faster ADD; default false).
+    /// Wait for ovs-vswitchd to apply the new port (`cur_cfg`, as ovs-vsctl
+    /// does) before ADD returns; default false (see `ovs.rs` for why).
+    #[serde(default)]
+    pub ovs_wait: bool,
+    /// Accepted for compatibility with earlier configs (not waiting is the default now).
     #[serde(default)]
     pub ovs_no_wait: bool,
     #[serde(default, rename = "prevResult")]

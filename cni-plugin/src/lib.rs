@@ -6,8 +6,9 @@
 //! pair (container side named `CNI_IFNAME` in `CNI_NETNS` with the port's MAC,
 //! address, default route via the subnet gateway and the overlay MTU) and
 //! plugs the host side into the local Open vSwitch bridge with
-//! `external_ids:iface-id=PORT_ID`. See `cni-plugin/README.md` for the
-//! configuration keys and [`error`] for the error codes.
+//! `external_ids:iface-id=PORT_ID`. Links are configured over rtnetlink
+//! ([`nl`]), the switch over OVSDB JSON-RPC ([`ovs`]); nothing is exec'd.
+//! See [`config`] for the configuration keys and [`error`] for the error codes.
 
 pub mod config;
 pub mod controller;
@@ -15,6 +16,8 @@ pub mod error;
 pub mod http;
 pub mod link;
 pub mod netns;
+pub mod nl;
+mod nlsock;
 pub mod ovs;
 pub mod plugin;
 

@@ -1,145 +1,191 @@
-//! Host and container link configuration. First version: `ip -batch -` (one
-//! exec per namespace), isolated here so it can be replaced by netlink.
+//! Host and container link configuration over rtnetlink ([`crate::nl`]):
+//! the veth is created with its peer directly in the pod's netns under its
+//! final name; the pod side is configured from a thread inside that netns.
 
 use crate::error::*;
 use crate::netns;
-use std::io::Write;
+use crate::nl::{self, Netlink, RouteInfo};
+use std::fs::File;
+use std::io;
+use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-/// Runs `ip -batch -` with `lines` on stdin (in the calling thread's netns).
-pub fn ip_batch(lines: &[String]) -> Result<(), String> {
-    let mut child = Command::new("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running ip: {e}"))?;
-    {
-        let mut stdin = child.stdin.take().ok_or("no stdin")?;
-        let mut s = lines.join("\n");
-        s.push('\n');
-        stdin
-            .write_all(s.as_bytes())
-            .map_err(|e| format!("writing to ip: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip -batch [{}]: {}",
-            lines.join("; "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Runs `ip ARGS` and returns stdout.
-pub fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running ip: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// What ADD puts on the wire.
+/// What ADD creates on the host side.
 #[derive(Debug, Clone)]
 pub struct VethPlan<'a> {
     pub host: &'a str,
+    /// Set as the host side's alias: lets GC find veths of crashed ADDs.
+    pub alias: &'a str,
     pub host_mac: &'a str,
     pub ifname: &'a str,
-    pub mac: &'a str,
     pub mtu: u32,
+    pub netns: &'a Path,
+}
+
+/// The pod side's configuration.
+#[derive(Debug, Clone)]
+pub struct PodPlan<'a> {
+    pub ifname: &'a str,
+    pub mac: Option<&'a str>,
     pub netns: &'a Path,
     /// `10.0.0.5/24`
     pub cidr: &'a str,
     pub gateway: Option<&'a str>,
 }
 
-/// Creates the veth pair (peer directly in the netns), configures the
-/// container side (address, up, default route) and brings the host side up.
-pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
-    let add = format!(
-        "link add name {} address {} mtu {} type veth peer name {} address {} mtu {} netns {}",
-        p.host,
-        p.host_mac,
-        p.mtu,
-        p.ifname,
-        p.mac,
-        p.mtu,
-        p.netns.display()
-    );
-    let up = format!("link set {} up", p.host);
-    let host = [add, up];
-    if let Err(e) = ip_batch(&host) {
-        if !e.contains("File exists") {
-            return Err(link_err(e));
-        }
-        // A leftover of a crashed ADD (same container + ifname): replace it.
-        let _ = ip(&["link", "del", p.host]);
-        let _ = netns::run_in(p.netns, || ip(&["link", "del", p.ifname]));
-        ip_batch(&host).map_err(link_err)?;
-    }
-    let mut inner = vec![
-        format!("addr add {} dev {}", p.cidr, p.ifname),
-        format!("link set {} up", p.ifname),
-    ];
-    if let Some(gw) = p.gateway {
-        inner.push(format!("route add default via {gw} dev {}", p.ifname));
-    }
-    netns::run_in(p.netns, || ip_batch(&inner))
-        .map_err(|e| link_err(format!("entering {}: {e}", p.netns.display())))?
-        .map_err(link_err)
+fn link_err(what: &str, e: impl std::fmt::Display) -> CniError {
+    CniError::new(
+        LINK_FAILURE,
+        "link configuration failed",
+        format!("{what}: {e}"),
+    )
 }
 
-/// Deletes the host side of the pair (and with it the container side);
-/// a missing device is fine.
-pub fn delete_host(host: &str) -> CniResult<()> {
-    match ip(&["link", "del", host]) {
-        Ok(_) => Ok(()),
-        Err(e) if e.contains("Cannot find device") || e.contains("does not exist") => Ok(()),
-        Err(e) => Err(link_err(e)),
-    }
+fn netns_err(p: &Path, e: io::Error) -> CniError {
+    CniError::new(
+        UNKNOWN_CONTAINER,
+        "container network namespace unavailable",
+        format!("{}: {e}", p.display()),
+    )
 }
 
-/// `ip -j addr show dev IFNAME` + `ip -j route show dev IFNAME` inside the netns.
-pub fn inspect(netns: &Path, ifname: &str) -> CniResult<Option<(String, String)>> {
-    netns::run_in(netns, || {
-        let a = ip(&["-j", "addr", "show", "dev", ifname]);
-        let r = ip(&["-j", "route", "show", "dev", ifname]);
-        match (a, r) {
-            (Ok(a), Ok(r)) => Ok(Some((a, r))),
-            (Err(e), _) | (_, Err(e))
-                if e.contains("does not exist") || e.contains("Cannot find device") =>
-            {
-                Ok(None)
-            }
-            (Err(e), _) | (_, Err(e)) => Err(link_err(e)),
-        }
-    })
-    .map_err(|e| {
+fn mac_of(s: &str) -> CniResult<[u8; 6]> {
+    nl::parse_mac(s).ok_or_else(|| {
         CniError::new(
-            UNKNOWN_CONTAINER,
-            "container network namespace unavailable",
-            format!("{}: {e}", netns.display()),
+            INVALID_CONFIG,
+            "invalid network configuration",
+            format!("bad MAC address {s:?}"),
         )
-    })?
+    })
 }
 
-fn link_err(e: String) -> CniError {
-    CniError::new(LINK_FAILURE, "link configuration failed", e)
+/// Creates the veth pair: host side up in the calling thread's netns, the
+/// peer (down, MTU set) in the pod netns under its final name. A leftover
+/// pair of a crashed ADD of the same attachment is replaced.
+pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
+    let hmac = mac_of(p.host_mac)?;
+    let ns = File::open(p.netns).map_err(|e| netns_err(p.netns, e))?;
+    let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+    let created = match nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            // A leftover of a crashed ADD (same container + ifname): replace it.
+            let _ = nl.delete_link(p.host);
+            let _ = netns::run_in(p.netns, || {
+                Netlink::open().and_then(|mut n| n.delete_link(p.ifname))
+            });
+            nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns)
+                .map_err(|e| link_err(&format!("creating veth {}/{}", p.host, p.ifname), e))
+        }
+        Err(e) => Err(link_err(
+            &format!("creating veth {}/{}", p.host, p.ifname),
+            e,
+        )),
+    };
+    created?;
+    nl.set_alias(p.host, p.alias)
+        .map_err(|e| link_err(&format!("{}: set alias", p.host), e))
+}
+
+/// `(name, alias)` of host links whose alias starts with `prefix`.
+pub fn links_with_alias(prefix: &str) -> CniResult<Vec<(String, String)>> {
+    let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+    nl.links_with_alias(prefix)
+        .map_err(|e| link_err("listing links", e))
+}
+
+/// Inside the pod netns: MAC, up, address, default route via the gateway.
+pub fn configure_pod(p: &PodPlan<'_>) -> CniResult<()> {
+    let mac = p.mac.map(mac_of).transpose()?;
+    let (addr, plen) = parse_cidr(p.cidr).ok_or_else(|| {
+        CniError::new(
+            CONTROLLER_REJECTED,
+            "controller returned a bad address",
+            p.cidr.to_owned(),
+        )
+    })?;
+    let gw: Option<IpAddr> = match p.gateway {
+        Some(g) => Some(g.parse().map_err(|_| {
+            CniError::new(
+                CONTROLLER_REJECTED,
+                "controller returned a bad gateway",
+                g.to_owned(),
+            )
+        })?),
+        None => None,
+    };
+    netns::run_in(p.netns, || -> CniResult<()> {
+        let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+        let link = nl
+            .link(p.ifname)
+            .map_err(|e| link_err(p.ifname, e))?
+            .ok_or_else(|| link_err(p.ifname, "missing in the pod netns"))?;
+        nl.set_mac_up(link.index, mac.as_ref())
+            .map_err(|e| link_err(&format!("{}: set MAC/up", p.ifname), e))?;
+        nl.add_addr(link.index, addr, plen)
+            .map_err(|e| link_err(&format!("{}: add {}", p.ifname, p.cidr), e))?;
+        if let Some(gw) = gw {
+            let any = match gw {
+                IpAddr::V4(_) => IpAddr::from([0u8; 4]),
+                IpAddr::V6(_) => IpAddr::from([0u8; 16]),
+            };
+            nl.add_route(link.index, any, 0, Some(gw))
+                .map_err(|e| link_err(&format!("{}: default via {gw}", p.ifname), e))?;
+        }
+        Ok(())
+    })
+    .map_err(|e| netns_err(p.netns, e))?
+}
+
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    Some((a.parse().ok()?, l.parse().ok()?))
+}
+
+/// Deletes a link in the calling thread's netns; a missing device is fine.
+pub fn delete_host(host: &str) -> CniResult<()> {
+    let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+    match nl.delete_link(host) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        Err(e) => Err(link_err(&format!("deleting {host}"), e)),
+    }
+}
+
+/// Whether a link exists in the calling thread's netns.
+pub fn exists(name: &str) -> CniResult<bool> {
+    let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+    nl.link(name)
+        .map(|l| l.is_some())
+        .map_err(|e| link_err(name, e))
+}
+
+/// The pod interface as read back (CHECK).
+#[derive(Debug, Clone)]
+pub struct PodLink {
+    pub mac: String,
+    pub mtu: u32,
+    /// `addr/prefix`
+    pub addrs: Vec<String>,
+    pub routes: Vec<RouteInfo>,
+}
+
+/// Reads the interface, its addresses and routes inside the netns
+/// (`Ok(None)`: no such interface).
+pub fn inspect(netns: &Path, ifname: &str) -> CniResult<Option<PodLink>> {
+    netns::run_in(netns, || -> CniResult<Option<PodLink>> {
+        let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+        let Some(link) = nl.link(ifname).map_err(|e| link_err(ifname, e))? else {
+            return Ok(None);
+        };
+        let addrs = nl.addrs(link.index).map_err(|e| link_err(ifname, e))?;
+        let routes = nl.routes(link.index).map_err(|e| link_err(ifname, e))?;
+        Ok(Some(PodLink {
+            mac: link.mac,
+            mtu: link.mtu,
+            addrs,
+            routes,
+        }))
+    })
+    .map_err(|e| netns_err(netns, e))?
 }

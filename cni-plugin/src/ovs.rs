@@ -1,9 +1,23 @@
-//! The local switch (Open vSwitch) through `ovs-vsctl`.
+//! The local switch's OVSDB (Open vSwitch schema) through the
+//! `plexus-ovsdb` JSON-RPC client: one connection per plugin run, one
+//! transaction per change (no `ovs-vsctl` exec).
+//!
+//! ADD is a single transaction: it checks that the bridge exists and that
+//! no Interface of that name exists, inserts Interface (with our
+//! external_ids) and Port, and adds the Port to `Bridge.ports`. By default the
+//! plugin does not wait for ovs-vswitchd to apply it (`cur_cfg`): the plugged
+//! port becomes live on vswitchd's next run-loop iteration, before any
+//! container process of the pod can send, and the controller's flows for it
+//! are keyed on the Interface's `ofport`/iface-id, not on this wait, so
+//! waiting would only add vswitchd's reconfiguration time to every ADD.
+//! `"ovs_wait": true` restores ovs-vsctl's behaviour (bump `next_cfg`, wait
+//! for `cur_cfg` to reach it).
 
 use crate::error::*;
-use serde_json::Value;
+use plexus_ovsdb::client::{Client, ClientError, Op, cond};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// External-id keys this plugin sets on the Interface it plugs.
 pub const KEY_IFACE_ID: &str = "iface-id";
@@ -11,11 +25,10 @@ pub const KEY_NETWORK: &str = "plexus-cni-network";
 pub const KEY_CONTAINER: &str = "plexus-cni-container";
 pub const KEY_IFNAME: &str = "plexus-cni-ifname";
 
-#[derive(Debug, Clone)]
-pub struct Ovs {
-    pub db: Option<String>,
-    pub no_wait: bool,
-}
+const DB: &str = "Open_vSwitch";
+/// ovs-vsctl's default database socket.
+pub const DEFAULT_DB: &str = "unix:/var/run/openvswitch/db.sock";
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An Interface row: name and external_ids.
 #[derive(Debug, Clone)]
@@ -24,145 +37,289 @@ pub struct IfaceRow {
     pub external_ids: BTreeMap<String, String>,
 }
 
+/// A connection to the switch's OVSDB (a private single-thread runtime drives it).
+#[derive(Debug)]
+pub struct Ovs {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    wait: bool,
+}
+
+fn sw_err(what: &str, e: impl std::fmt::Display) -> CniError {
+    CniError::new(
+        SWITCH_FAILURE,
+        "switch operation failed",
+        format!("{what}: {e}"),
+    )
+}
+
+fn map(ids: &[(&str, &str)]) -> Value {
+    json!([
+        "map",
+        ids.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()
+    ])
+}
+
+fn row(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn eq(col: &str, v: &str) -> Value {
+    cond(col, "==", json!(v))
+}
+
 impl Ovs {
-    fn run(&self, args: &[&str], wait: bool) -> CniResult<String> {
-        let mut c = Command::new("ovs-vsctl");
-        if let Some(db) = &self.db {
-            c.arg(format!("--db={db}"));
-        }
-        c.arg("--timeout=10");
-        if !wait || self.no_wait {
-            c.arg("--no-wait");
-        }
-        let out = c.args(args).stdin(Stdio::null()).output().map_err(|e| {
-            CniError::new(SWITCH_FAILURE, "running ovs-vsctl failed", e.to_string())
-        })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(CniError::new(
-                SWITCH_FAILURE,
-                "switch operation failed",
-                format!(
-                    "ovs-vsctl {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ))
-        }
+    /// Connects to `db` (`unix:PATH` / `tcp:IP:PORT`; default ovs-vsctl's).
+    pub fn connect(db: Option<&str>, wait: bool) -> CniResult<Self> {
+        let db = db.unwrap_or(DEFAULT_DB);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                CniError::new(
+                    IO_FAILURE,
+                    "starting the OVSDB client failed",
+                    e.to_string(),
+                )
+            })?;
+        let client = rt
+            .block_on(async { tokio::time::timeout(TIMEOUT, Client::connect(db)).await })
+            .map_err(|_| sw_err(db, "connect timed out"))?
+            .map_err(|e| sw_err(db, e))?;
+        Ok(Self { rt, client, wait })
     }
 
-    /// Plugs `iface` into `bridge` with our external_ids (idempotent).
+    fn transact(&self, ops: &[Op]) -> Result<Vec<Value>, ClientError> {
+        self.rt.block_on(async {
+            tokio::time::timeout(TIMEOUT, self.client.transact(DB, ops))
+                .await
+                .unwrap_or_else(|_| Err(ClientError::Protocol("transaction timed out".into())))
+        })
+    }
+
+    /// Plugs `iface` into `bridge` with our external_ids; a leftover row of
+    /// the same name (a crashed ADD) is replaced.
     pub fn add_port(&self, bridge: &str, iface: &str, ids: &[(&str, &str)]) -> CniResult<()> {
-        let sets: Vec<String> = ids
-            .iter()
-            .map(|(k, v)| format!("external_ids:{k}=\"{v}\""))
-            .collect();
-        let mut args = vec![
-            "--may-exist",
-            "add-port",
-            bridge,
-            iface,
-            "--",
-            "set",
-            "Interface",
-            iface,
+        let mut ops = vec![
+            // The bridge exists ...
+            Op::Wait {
+                table: "Bridge".into(),
+                conds: vec![eq("name", bridge)],
+                columns: vec!["name".into()],
+                until_eq: false,
+                rows: vec![],
+                timeout_ms: 0,
+            },
+            // ... and no Interface of this name does.
+            Op::Wait {
+                table: "Interface".into(),
+                conds: vec![eq("name", iface)],
+                columns: vec!["name".into()],
+                until_eq: true,
+                rows: vec![],
+                timeout_ms: 0,
+            },
+            Op::insert(
+                "Interface",
+                [("name", json!(iface)), ("external_ids", map(ids))],
+                Some("iface"),
+            ),
+            Op::insert(
+                "Port",
+                [
+                    ("name", json!(iface)),
+                    ("interfaces", json!(["named-uuid", "iface"])),
+                ],
+                Some("port"),
+            ),
+            Op::Mutate {
+                table: "Bridge".into(),
+                conds: vec![eq("name", bridge)],
+                mutations: vec![json!(["ports", "insert", ["named-uuid", "port"]])],
+            },
         ];
-        args.extend(sets.iter().map(String::as_str));
-        self.run(&args, true).map(drop)
+        if self.wait {
+            ops.extend(next_cfg_ops());
+        }
+        let r = match self.transact(&ops) {
+            Err(ClientError::Txn { index: 0, .. }) => {
+                return Err(sw_err(bridge, "bridge does not exist"));
+            }
+            Err(ClientError::Txn { index: 1, .. }) => {
+                self.take_port(iface)?;
+                self.transact(&ops)
+            }
+            r => r,
+        }
+        .map_err(|e| sw_err(&format!("adding port {iface} to {bridge}"), e))?;
+        if self.wait {
+            self.wait_cur_cfg(&r)?;
+        }
+        Ok(())
     }
 
-    /// Reads the Interface row (if any) and deletes its port in one transaction.
+    /// Reads the Interface row (if any) and deletes its Port.
     pub fn take_port(&self, iface: &str) -> CniResult<Option<IfaceRow>> {
-        let cond = format!("name={iface}");
-        let out = self.run(
-            &[
-                "--format=json",
-                "--",
-                "--columns=name,external_ids",
-                "find",
-                "Interface",
-                &cond,
-                "--",
-                "--if-exists",
-                "del-port",
-                iface,
-            ],
-            false,
-        )?;
-        Ok(parse_rows(&out)?.into_iter().next())
+        let what = format!("deleting port {iface}");
+        let r = self
+            .transact(&[
+                Op::Select {
+                    table: "Interface".into(),
+                    conds: vec![eq("name", iface)],
+                    columns: Some(vec!["name".into(), "external_ids".into()]),
+                },
+                Op::Select {
+                    table: "Port".into(),
+                    conds: vec![eq("name", iface)],
+                    columns: Some(vec!["_uuid".into()]),
+                },
+            ])
+            .map_err(|e| sw_err(&what, e))?;
+        let found = parse_rows(&r[0]).into_iter().next();
+        let ports: Vec<String> = r[1]["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["_uuid"][1].as_str().map(str::to_owned))
+            .collect();
+        for u in ports {
+            let uuid = json!(["uuid", u]);
+            self.transact(&[
+                Op::Mutate {
+                    table: "Bridge".into(),
+                    conds: vec![cond("ports", "includes", uuid.clone())],
+                    mutations: vec![json!(["ports", "delete", uuid.clone()])],
+                },
+                Op::Delete {
+                    table: "Port".into(),
+                    conds: vec![cond("_uuid", "==", uuid)],
+                },
+            ])
+            .map_err(|e| sw_err(&what, e))?;
+        }
+        Ok(found)
     }
 
     /// Interfaces carrying `external_ids:KEY=VALUE`.
     pub fn find(&self, key: &str, value: &str) -> CniResult<Vec<IfaceRow>> {
-        let cond = format!("external_ids:{key}=\"{value}\"");
-        let out = self.run(
-            &[
-                "--format=json",
-                "--columns=name,external_ids",
-                "find",
-                "Interface",
-                &cond,
-            ],
-            false,
-        )?;
-        parse_rows(&out)
+        let r = self
+            .transact(&[Op::Select {
+                table: "Interface".into(),
+                conds: vec![cond("external_ids", "includes", map(&[(key, value)]))],
+                columns: Some(vec!["name".into(), "external_ids".into()]),
+            }])
+            .map_err(|e| sw_err("listing interfaces", e))?;
+        Ok(parse_rows(&r[0]))
     }
 
     pub fn bridge_exists(&self, bridge: &str) -> CniResult<bool> {
-        let mut c = Command::new("ovs-vsctl");
-        if let Some(db) = &self.db {
-            c.arg(format!("--db={db}"));
-        }
-        let st = c
-            .args(["--timeout=5", "br-exists", bridge])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| {
-                CniError::new(SWITCH_FAILURE, "running ovs-vsctl failed", e.to_string())
-            })?;
-        match st.code() {
-            Some(0) => Ok(true),
-            Some(2) => Ok(false),
-            _ => Err(CniError::new(
-                SWITCH_FAILURE,
-                "switch unreachable",
-                format!("ovs-vsctl br-exists {bridge}: {st}"),
-            )),
-        }
+        let r = self
+            .transact(&[Op::Select {
+                table: "Bridge".into(),
+                conds: vec![eq("name", bridge)],
+                columns: Some(vec!["name".into()]),
+            }])
+            .map_err(|e| sw_err("listing bridges", e))?;
+        Ok(r[0]["rows"].as_array().is_some_and(|a| !a.is_empty()))
+    }
+
+    /// After a transaction ending in [`next_cfg_ops`]: waits until
+    /// ovs-vswitchd reports `cur_cfg >= next_cfg`.
+    fn wait_cur_cfg(&self, results: &[Value]) -> CniResult<()> {
+        let want = results
+            .last()
+            .and_then(|r| r["rows"][0]["next_cfg"].as_i64())
+            .ok_or_else(|| sw_err("waiting for ovs-vswitchd", "no next_cfg"))?;
+        let mut notes = self.client.notifications();
+        let cur = |v: &Value| -> Option<i64> {
+            v["Open_vSwitch"]
+                .as_object()?
+                .values()
+                .find_map(|r| r["new"]["cur_cfg"].as_i64())
+        };
+        self.rt
+            .block_on(async {
+                tokio::time::timeout(TIMEOUT, async {
+                    let init = self
+                        .client
+                        .call(
+                            "monitor",
+                            json!([DB, "cur_cfg", {"Open_vSwitch": {"columns": ["cur_cfg"]}}]),
+                        )
+                        .await?;
+                    if cur(&init).is_some_and(|c| c >= want) {
+                        return Ok(());
+                    }
+                    while let Some((m, p)) = notes.recv().await {
+                        if m == "update" && cur(&p[1]).is_some_and(|c| c >= want) {
+                            return Ok(());
+                        }
+                    }
+                    Err(ClientError::Closed)
+                })
+                .await
+                .unwrap_or_else(|_| Err(ClientError::Protocol("timed out".into())))
+            })
+            .map_err(|e| sw_err("waiting for ovs-vswitchd (cur_cfg)", e))
     }
 }
 
-/// `ovs-vsctl --format=json` table output with columns name, external_ids.
-fn parse_rows(out: &str) -> CniResult<Vec<IfaceRow>> {
-    let bad = |d: String| CniError::new(SWITCH_FAILURE, "unexpected ovs-vsctl output", d);
-    if out.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let v: Value = serde_json::from_str(out.trim()).map_err(|e| bad(format!("{e}: {out}")))?;
-    let mut rows = Vec::new();
-    for r in v["data"].as_array().into_iter().flatten() {
-        let name = r[0].as_str().unwrap_or_default().to_owned();
-        let mut external_ids = BTreeMap::new();
-        for kv in r[1][1].as_array().into_iter().flatten() {
-            if let (Some(k), Some(v)) = (kv[0].as_str(), kv[1].as_str()) {
-                external_ids.insert(k.to_owned(), v.to_owned());
+/// `next_cfg += 1` and read it back (ovs-vsctl's wait protocol).
+fn next_cfg_ops() -> [Op; 2] {
+    [
+        Op::Mutate {
+            table: "Open_vSwitch".into(),
+            conds: vec![],
+            mutations: vec![json!(["next_cfg", "+=", 1])],
+        },
+        Op::Select {
+            table: "Open_vSwitch".into(),
+            conds: vec![],
+            columns: Some(vec!["next_cfg".into()]),
+        },
+    ]
+}
+
+/// Rows of a select result with columns name, external_ids.
+fn parse_rows(r: &Value) -> Vec<IfaceRow> {
+    r["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            let x = row(x.clone());
+            let name = x
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let mut external_ids = BTreeMap::new();
+            if let Some(kvs) = x.get("external_ids").and_then(|m| m[1].as_array()) {
+                for kv in kvs {
+                    if let (Some(k), Some(v)) = (kv[0].as_str(), kv[1].as_str()) {
+                        external_ids.insert(k.to_owned(), v.to_owned());
+                    }
+                }
             }
-        }
-        rows.push(IfaceRow { name, external_ids });
-    }
-    Ok(rows)
+            IfaceRow { name, external_ids }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     #[test]
-    fn parses_find_output() {
-        let out = r#"{"data":[["plx1",["map",[["iface-id","p-1"],["plexus-cni-network","n"]]]]],"headings":["name","external_ids"]}"#;
-        let rows = super::parse_rows(out).unwrap();
+    fn parses_select_rows() {
+        let r = json!({"rows": [{"name": "plx1",
+            "external_ids": ["map", [["iface-id", "p-1"], ["plexus-cni-network", "n"]]]}]});
+        let rows = super::parse_rows(&r);
         assert_eq!(rows[0].name, "plx1");
         assert_eq!(rows[0].external_ids["iface-id"], "p-1");
+        assert!(super::parse_rows(&json!({"rows": []})).is_empty());
     }
 }

@@ -3,7 +3,7 @@
 use crate::config::{Command, Env, LATEST, NetConf, SUPPORTED_VERSIONS};
 use crate::controller::{Controller, Created};
 use crate::error::*;
-use crate::link::{self, VethPlan};
+use crate::link::{self, PodPlan, VethPlan};
 use crate::ovs::{self, Ovs};
 use plexus_api::{Port, PortBinding, PortSpec};
 use serde_json::{Value, json};
@@ -58,21 +58,81 @@ fn host_mac(container_id: &str, ifname: &str) -> String {
 }
 
 /// `binding.iface` and the port name identify the attachment on the controller.
+/// It is the switch port's name (the host-side veth), which is how the
+/// controller's southbound finds the port's ofport (`PORT_DESC`).
 pub fn binding_iface(container_id: &str, ifname: &str) -> String {
-    format!("{container_id}/{ifname}")
+    host_ifname(container_id, ifname)
 }
 
 fn port_name(network: &str, container_id: &str, ifname: &str) -> String {
     format!("cni/{network}/{container_id}/{ifname}")
 }
 
-fn ovs_of(conf: &NetConf) -> Ovs {
-    Ovs {
-        db: conf.ovsdb.clone(),
-        no_wait: conf.ovs_no_wait,
+/// Alias of the host-side veth (`ifalias`, up to 255 bytes).
+fn link_alias(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("plexus-cni/{network}/{container_id}/{ifname}")
+}
+
+fn ovs_of(conf: &NetConf) -> CniResult<Ovs> {
+    Ovs::connect(conf.ovsdb.as_deref(), conf.ovs_wait)
+}
+
+/// Test hook: `PLEXUS_CNI_TEST_PAUSE=after-veth` makes ADD sleep (up to
+/// 60 s) right after creating the veth, so a test can kill -9 it there.
+fn test_pause(point: &str) {
+    if std::env::var("PLEXUS_CNI_TEST_PAUSE").as_deref() == Ok(point) {
+        std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }
 
+/// `PLEXUS_CNI_TRACE=1`: per-step timings on stderr (benchmarks).
+fn trace(t0: std::time::Instant, what: &str) {
+    if std::env::var_os("PLEXUS_CNI_TRACE").is_some() {
+        eprintln!(
+            "plexus-cni {what} {:.2} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn joined<T>(r: std::thread::Result<CniResult<T>>) -> CniResult<T> {
+    r.unwrap_or_else(|_| {
+        Err(CniError::new(
+            IO_FAILURE,
+            "internal error",
+            "worker thread panicked",
+        ))
+    })
+}
+
+/// Creates the attachment's controller port; a port left bound to the same
+/// attachment by a crashed ADD is replaced.
+fn create_port(ctl: &Controller, spec: &PortSpec, binding: &PortBinding) -> CniResult<Port> {
+    match ctl.create_port(spec)? {
+        Created::Port(p) => Ok(*p),
+        Created::BindingTaken => {
+            for p in ctl.ports()? {
+                if p.spec.binding.as_ref() == Some(binding) {
+                    ctl.delete_port(&p.id)?;
+                }
+            }
+            match ctl.create_port(spec)? {
+                Created::Port(p) => Ok(*p),
+                Created::BindingTaken => Err(CniError::new(
+                    CONTROLLER_REJECTED,
+                    "controller port binding conflict",
+                    binding.iface.clone(),
+                )),
+            }
+        }
+    }
+}
+
+/// ADD. Two phases, each running its independent parts in parallel:
+/// 1. controller: read the subnet ‖ create the port (IPAM) — local: create the
+///    veth (peer straight into the pod netns) and connect to OVSDB;
+/// 2. pod netns: MAC, up, address, default route ‖ OVSDB: plug the port
+///    with `iface-id` = the controller port (needs phase 1's port id).
 fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
     let ctl = Controller::new(conf.controller()?)?;
     let subnet_id = conf.subnet()?;
@@ -97,24 +157,6 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
         }
         None => None,
     };
-    let subnet = ctl.subnet(subnet_id)?;
-    if let Some(vpc) = &conf.vpc
-        && *vpc != subnet.spec.vpc_id
-    {
-        return Err(CniError::new(
-            INVALID_CONFIG,
-            "invalid network configuration",
-            format!("subnet {subnet_id} is not in vpc {vpc}"),
-        ));
-    }
-    let prefix_len = subnet
-        .spec
-        .cidr
-        .split_once('/')
-        .map(|(_, l)| l.to_owned())
-        .unwrap_or_else(|| "32".into());
-    let gateway = subnet.spec.gateway.clone();
-
     let mut ips: Vec<String> = conf
         .runtime_config
         .ips
@@ -144,29 +186,84 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
         security_groups: conf.security_groups.clone(),
         binding: Some(binding.clone()),
     };
-    let port = match ctl.create_port(&spec)? {
-        Created::Port(p) => *p,
-        Created::BindingTaken => {
-            // A crashed earlier ADD of this attachment: replace its port.
-            for p in ctl.ports()? {
-                if p.spec.binding.as_ref() == Some(&binding) {
-                    ctl.delete_port(&p.id)?;
-                }
-            }
-            match ctl.create_port(&spec)? {
-                Created::Port(p) => *p,
-                Created::BindingTaken => {
-                    return Err(CniError::new(
-                        CONTROLLER_REJECTED,
-                        "controller port binding conflict",
-                        binding.iface,
-                    ));
-                }
-            }
-        }
-    };
     let host = host_ifname(&env.container_id, &env.ifname);
     let hmac = host_mac(&env.container_id, &env.ifname);
+    let alias = link_alias(&conf.name, &env.container_id, &env.ifname);
+
+    // Phase 1.
+    let t0 = std::time::Instant::now();
+    let (subnet, port, local) = std::thread::scope(|s| {
+        let subnet = s.spawn(|| {
+            let r = ctl.subnet(subnet_id);
+            trace(t0, "add: subnet read");
+            r
+        });
+        let port = s.spawn(|| {
+            let r = create_port(&ctl, &spec, &binding);
+            trace(t0, "add: port created");
+            r
+        });
+        let local = link::create_veth(&VethPlan {
+            host: &host,
+            alias: &alias,
+            host_mac: &hmac,
+            ifname: &env.ifname,
+            mtu: conf.mtu(),
+            netns,
+        })
+        .and_then(|()| {
+            trace(t0, "add: veth created");
+            test_pause("after-veth");
+            let o = ovs_of(conf);
+            trace(t0, "add: ovsdb connected");
+            o
+        });
+        (joined(subnet.join()), joined(port.join()), local)
+    });
+    let rollback = |port: Option<&Port>, ovs: Option<&Ovs>| {
+        if let Some(o) = ovs {
+            let _ = o.take_port(&host);
+        }
+        let _ = link::delete_host(&host);
+        if let Some(p) = port {
+            let _ = ctl.delete_port(&p.id);
+        }
+    };
+    let (port, ovs) = match (subnet, port, local) {
+        (Ok(sub), Ok(port), Ok(ovs)) => match &conf.vpc {
+            Some(vpc) if *vpc != sub.spec.vpc_id => {
+                rollback(Some(&port), None);
+                return Err(CniError::new(
+                    INVALID_CONFIG,
+                    "invalid network configuration",
+                    format!("subnet {subnet_id} is not in vpc {vpc}"),
+                ));
+            }
+            _ => ((port, sub), ovs),
+        },
+        (sub, port, local) => {
+            let err = [
+                sub.err(),
+                port.as_ref().err().cloned(),
+                local.as_ref().err().cloned(),
+            ]
+            .into_iter()
+            .flatten()
+            .next();
+            rollback(port.as_ref().ok(), None);
+            return Err(err.unwrap_or_else(|| CniError::new(IO_FAILURE, "internal error", "")));
+        }
+    };
+    let (port, subnet) = port;
+    let prefix_len = subnet
+        .spec
+        .cidr
+        .split_once('/')
+        .map(|(_, l)| l.to_owned())
+        .unwrap_or_else(|| "32".into());
+    let gateway = subnet.spec.gateway.clone();
+
+    // Phase 2.
     let result = (|| {
         let mac = port.spec.mac.clone().unwrap_or_default();
         let ip = port.spec.ips.first().cloned().ok_or_else(|| {
@@ -177,26 +274,33 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
             )
         })?;
         let cidr = format!("{ip}/{prefix_len}");
-        link::create_veth(&VethPlan {
-            host: &host,
-            host_mac: &hmac,
-            ifname: &env.ifname,
-            mac: &mac,
-            mtu: conf.mtu(),
-            netns,
-            cidr: &cidr,
-            gateway: gateway.as_deref(),
-        })?;
-        ovs_of(conf).add_port(
-            bridge,
-            &host,
-            &[
-                (ovs::KEY_IFACE_ID, &port.id),
-                (ovs::KEY_NETWORK, &conf.name),
-                (ovs::KEY_CONTAINER, &env.container_id),
-                (ovs::KEY_IFNAME, &env.ifname),
-            ],
-        )?;
+        let (pod, sw) = std::thread::scope(|s| {
+            let pod = s.spawn(|| {
+                let r = link::configure_pod(&PodPlan {
+                    ifname: &env.ifname,
+                    mac: (!mac.is_empty()).then_some(mac.as_str()),
+                    netns,
+                    cidr: &cidr,
+                    gateway: gateway.as_deref(),
+                });
+                trace(t0, "add: pod configured");
+                r
+            });
+            let sw = ovs.add_port(
+                bridge,
+                &host,
+                &[
+                    (ovs::KEY_IFACE_ID, &port.id),
+                    (ovs::KEY_NETWORK, &conf.name),
+                    (ovs::KEY_CONTAINER, &env.container_id),
+                    (ovs::KEY_IFNAME, &env.ifname),
+                ],
+            );
+            trace(t0, "add: switch port added");
+            (joined(pod.join()), sw)
+        });
+        pod?;
+        sw?;
         Ok(build_result(
             conf,
             env,
@@ -210,9 +314,7 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
     })();
     if result.is_err() {
         // Roll back what this ADD made; the error is what the runtime sees.
-        let _ = ovs_of(conf).take_port(&host);
-        let _ = link::delete_host(&host);
-        let _ = ctl.delete_port(&port.id);
+        rollback(Some(&port), Some(&ovs));
     }
     result
 }
@@ -276,29 +378,45 @@ fn build_result(
     })
 }
 
+/// DEL: the OVSDB row names the controller port (iface-id); the switch row
+/// and then the controller port go on one thread while the veth is deleted
+/// on another.
 fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     let host = host_ifname(&env.container_id, &env.ifname);
-    // OVS row first: it names the controller port (iface-id).
-    let row = ovs_of(conf).take_port(&host)?;
-    link::delete_host(&host)?;
-    let Some(c) = &conf.controller else {
-        return Ok(());
-    };
-    let ctl = Controller::new(c)?;
-    match row.and_then(|r| r.external_ids.get(ovs::KEY_IFACE_ID).cloned()) {
-        Some(id) => ctl.delete_port(&id),
-        None => {
-            // Half-done ADD (port created, switch not plugged) or already gone.
-            let want = binding_iface(&env.container_id, &env.ifname);
-            let name = port_name(&conf.name, &env.container_id, &env.ifname);
-            for p in ctl.ports()? {
-                if p.spec.name == name || p.spec.binding.as_ref().is_some_and(|b| b.iface == want) {
-                    ctl.delete_port(&p.id)?;
+    let ctl = conf.controller.as_ref().map(Controller::new).transpose()?;
+    let t0 = std::time::Instant::now();
+    let (remote, link) = std::thread::scope(|s| {
+        let remote = s.spawn(|| -> CniResult<()> {
+            let row = ovs_of(conf)?.take_port(&host)?;
+            trace(t0, "del: switch port deleted");
+            let Some(ctl) = &ctl else { return Ok(()) };
+            match row.and_then(|r| r.external_ids.get(ovs::KEY_IFACE_ID).cloned()) {
+                Some(id) => {
+                    let r = ctl.delete_port(&id);
+                    trace(t0, "del: controller port deleted");
+                    r
+                }
+                None => {
+                    // Half-done ADD (port created, switch not plugged) or already gone.
+                    let want = binding_iface(&env.container_id, &env.ifname);
+                    let name = port_name(&conf.name, &env.container_id, &env.ifname);
+                    for p in ctl.ports()? {
+                        if p.spec.name == name
+                            || p.spec.binding.as_ref().is_some_and(|b| b.iface == want)
+                        {
+                            ctl.delete_port(&p.id)?;
+                        }
+                    }
+                    Ok(())
                 }
             }
-            Ok(())
-        }
-    }
+        });
+        let link = link::delete_host(&host);
+        trace(t0, "del: veth deleted");
+        (joined(remote.join()), link)
+    });
+    remote?;
+    link
 }
 
 fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
@@ -341,36 +459,24 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
                 env.ifname, env.netns
             ))
         })?;
-    let Some((addrs, routes)) = link::inspect(netns, &env.ifname)? else {
+    let Some(pod) = link::inspect(netns, &env.ifname)? else {
         return Err(CniError::new(
             UNKNOWN_CONTAINER,
             "container interface does not exist",
             format!("{} in {}", env.ifname, env.netns),
         ));
     };
-    let addrs: Value = serde_json::from_str(&addrs).unwrap_or(Value::Null);
-    let routes: Value = serde_json::from_str(&routes).unwrap_or(Value::Null);
-    let link = &addrs[0];
     if let Some(mac) = pod_if["mac"].as_str()
-        && link["address"].as_str().map(str::to_ascii_lowercase) != Some(mac.to_ascii_lowercase())
+        && !pod.mac.eq_ignore_ascii_case(mac)
     {
-        return Err(fail(format!(
-            "{}: MAC {} != {mac}",
-            env.ifname, link["address"]
-        )));
+        return Err(fail(format!("{}: MAC {} != {mac}", env.ifname, pod.mac)));
     }
-    let have: HashSet<String> = link["addr_info"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| {
-            Some(format!(
-                "{}/{}",
-                a["local"].as_str()?,
-                a["prefixlen"].as_u64()?
-            ))
-        })
-        .collect();
+    if let Some(mtu) = pod_if["mtu"].as_u64()
+        && u64::from(pod.mtu) != mtu
+    {
+        return Err(fail(format!("{}: MTU {} != {mtu}", env.ifname, pod.mtu)));
+    }
+    let have: HashSet<&str> = pod.addrs.iter().map(String::as_str).collect();
     let mut my_ips = Vec::new();
     for ip in prev["ips"].as_array().into_iter().flatten() {
         if ip["interface"].as_u64() == Some(idx as u64) {
@@ -387,18 +493,17 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
     for r in prev["routes"].as_array().into_iter().flatten() {
         let dst = r["dst"].as_str().unwrap_or_default();
         let gw = r["gw"].as_str();
-        let found = routes.as_array().into_iter().flatten().any(|x| {
-            let xd = x["dst"].as_str().unwrap_or_default();
-            let dst_ok = xd == dst || (xd == "default" && (dst == "0.0.0.0/0" || dst == "::/0"));
-            dst_ok && (gw.is_none() || x["gateway"].as_str() == gw)
-        });
+        let found = pod
+            .routes
+            .iter()
+            .any(|x| x.dst == dst && (gw.is_none() || x.gateway.as_deref() == gw));
         if !found {
             return Err(fail(format!("route {r} missing in {}", env.netns)));
         }
     }
     // The switch port and the controller binding.
     let host = host_ifname(&env.container_id, &env.ifname);
-    let rows = ovs_of(conf).find(ovs::KEY_CONTAINER, &env.container_id)?;
+    let rows = ovs_of(conf)?.find(ovs::KEY_CONTAINER, &env.container_id)?;
     let row = rows
         .iter()
         .find(|r| r.name == host)
@@ -437,7 +542,10 @@ fn status(conf: &NetConf) -> CniResult<()> {
         .ready()
         .map_err(unavailable)?;
     let bridge = conf.bridge()?;
-    if !ovs_of(conf).bridge_exists(bridge).map_err(unavailable)? {
+    if !ovs_of(conf)
+        .and_then(|o| o.bridge_exists(bridge))
+        .map_err(unavailable)?
+    {
         return Err(CniError::new(
             NOT_AVAILABLE,
             "plugin not available",
@@ -454,7 +562,7 @@ fn gc(conf: &NetConf) -> CniResult<()> {
         .flatten()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
-    let ovs = ovs_of(conf);
+    let ovs = ovs_of(conf)?;
     let ctl = Controller::new(conf.controller()?)?;
     let mut first_err = None;
     for row in ovs.find(ovs::KEY_NETWORK, &conf.name)? {
@@ -479,6 +587,19 @@ fn gc(conf: &NetConf) -> CniResult<()> {
                 None => Ok(()),
             });
         if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    // Veths of ADDs that never reached the switch (crashed half-ADDs).
+    let alias_prefix = link_alias(&conf.name, "", "");
+    let alias_prefix = alias_prefix.trim_end_matches('/');
+    for (name, alias) in link::links_with_alias(&format!("{alias_prefix}/"))? {
+        let Some((cid, ifname)) = alias[alias_prefix.len() + 1..].rsplit_once('/') else {
+            continue;
+        };
+        if !valid.contains(&(cid.to_owned(), ifname.to_owned()))
+            && let Err(e) = link::delete_host(&name)
+        {
             first_err.get_or_insert(e);
         }
     }

@@ -242,6 +242,7 @@ struct Env {
     dir: tempfile::TempDir,
     subnet: String,
     chassis: String,
+    store: plexus_controller::store::RedbStore,
 }
 
 impl Env {
@@ -275,7 +276,7 @@ impl Env {
             let _g = rt.enter();
             let l = tokio::net::TcpListener::from_std(l).unwrap();
             let app = plexus_controller::api::app(plexus_controller::api::AppState::new(
-                store,
+                store.clone(),
                 Some(tokens),
             ));
             rt.spawn(async move { axum::serve(l, app).await });
@@ -287,6 +288,7 @@ impl Env {
             dir,
             subnet: String::new(),
             chassis: String::new(),
+            store,
         };
         let t = e.api("POST", "/v1/tenants", Some(json!({"name": "t1"})));
         let v = e.api(
@@ -371,7 +373,14 @@ impl Env {
             .collect()
     }
 
+    /// IPAM leases of the test subnet (read from the controller's store).
+    fn leases(&self) -> Vec<(String, String)> {
+        use plexus_controller::store::Store;
+        self.store.ipam_list(&self.subnet).unwrap()
+    }
+
     fn assert_clean(&self) {
+        assert_eq!(self.leases(), Vec::new(), "IPAM leases left");
         assert_eq!(
             self.controller_ports(),
             Vec::<Value>::new(),
@@ -594,13 +603,20 @@ fn e2e_two_pods_ping_then_del_leaves_nothing() {
     e.assert_clean();
 }
 
+/// Issue 8's scale acceptance: 100 concurrent ADDs into 100 netns (one exec
+/// each, all started together), no duplicate address, every pod has its
+/// address, MTU and default route, sampled pings between pods (all pods are
+/// in one subnet of one VPC without security groups, so all may talk; the
+/// switch forwards with NORMAL since no southbound programs it here), then
+/// 100 concurrent DELs and nothing left: no pod interface, no host veth, no
+/// OVS port, no controller port, no IPAM lease. `CNI_CONCURRENT` overrides 100.
 #[test]
-fn concurrent_adds_get_unique_ips_and_del_cleans_up() {
+fn scale_concurrent_adds_ping_and_dels_leave_nothing() {
     let Some(e) = Env::start() else { return };
     let n: usize = std::env::var("CNI_CONCURRENT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(100);
     let conf = e.conf("1.0.0");
     let pods: Vec<Netns> = (0..n)
         .map(|_| Netns::create(&unique_name("plxcc")).unwrap())
@@ -620,13 +636,46 @@ fn concurrent_adds_get_unique_ips_and_del_cleans_up() {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let ips: HashSet<String> = results
+    let addrs: Vec<String> = results
         .iter()
-        .map(|r| r["ips"][0]["address"].as_str().unwrap().to_owned())
+        .zip(&pods)
+        .map(|(r, pod)| validate_result(r, "1.0.0", &ns_path(pod.name()), "eth0"))
         .collect();
-    assert_eq!(ips.len(), n, "duplicate addresses: {ips:?}");
+    let ips: HashSet<&String> = addrs.iter().collect();
+    assert_eq!(ips.len(), n, "duplicate addresses: {addrs:?}");
     assert_eq!(e.controller_ports().len(), n);
     assert_eq!(e.ovs_ports().len(), n);
+    assert_eq!(e.host_veths().len(), n);
+    let leases = e.leases();
+    assert_eq!(leases.len(), n, "{leases:?}");
+    for (a, _) in &leases {
+        assert!(
+            ips.contains(&format!("{a}/24")),
+            "lease {a} is no pod's address"
+        );
+    }
+    // Sampled reachability: a ring over every 10th pod plus first <-> last.
+    let plain: Vec<&str> = addrs.iter().map(|a| a.split('/').next().unwrap()).collect();
+    let mut pairs: Vec<(usize, usize)> = (0..n).step_by(10).map(|i| (i, (i + 1) % n)).collect();
+    pairs.push((n - 1, 0));
+    std::thread::scope(|s| {
+        for &(from, to) in &pairs {
+            let (pods, plain) = (&pods, &plain);
+            s.spawn(move || {
+                let out = pods[from]
+                    .command("ping")
+                    .args(["-c", "2", "-i", "0.2", "-W", "3", plain[to]])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "ping pod {from} -> pod {to} ({}): {}",
+                    plain[to],
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            });
+        }
+    });
     std::thread::scope(|s| {
         for (i, pod) in pods.iter().enumerate() {
             let (p, conf) = (e.plugin(), &conf);
@@ -636,7 +685,138 @@ fn concurrent_adds_get_unique_ips_and_del_cleans_up() {
             });
         }
     });
+    for pod in &pods {
+        let links = pod.ip(&["-o", "link", "show"]).unwrap();
+        assert!(!links.contains("eth0"), "{}: {links}", pod.name());
+    }
     e.assert_clean();
+}
+
+/// Spawns an ADD that pauses right after creating the veth, waits until the
+/// host-side veth exists, and kills it with SIGKILL.
+fn crash_add_after_veth(e: &Env, cid: &str, netns: &str, conf: &Value) {
+    let host = plexus_cni::plugin::host_ifname(cid, "eth0");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", e.ns()])
+        .arg(env!("CARGO_BIN_EXE_plexus-cni"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", cid),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("PLEXUS_CNI_TEST_PAUSE", "after-veth"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    // `ip netns exec` execs the plugin: the child's pid is the plugin's.
+    let mut seen = false;
+    for _ in 0..200 {
+        if plexus_tests::netns::ip(&["-n", e.ns(), "link", "show", &host]).is_ok() {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(seen, "the paused ADD never created {host}");
+}
+
+/// Issue 8's crash acceptance: kill -9 mid-ADD (after the veth exists, before
+/// the switch port), ADD again succeeds and DEL then leaves nothing; GC
+/// removes planted leaks: a crashed half-ADD (veth + controller port, no
+/// switch port), a complete attachment that is no longer valid (veth, OVS
+/// port, controller port, lease) and a bare controller port (lease), while
+/// the valid attachment stays intact.
+#[test]
+fn crash_mid_add_then_add_again_and_gc_removes_planted_leaks() {
+    let Some(e) = Env::start() else { return };
+    let p = e.plugin();
+    let conf = e.conf("1.1.0");
+    let pod = Netns::create(&unique_name("plxcr")).unwrap();
+    let netns = ns_path(pod.name());
+
+    crash_add_after_veth(&e, "crash1", &netns, &conf);
+    assert_eq!(e.host_veths().len(), 1, "{:?}", e.host_veths());
+    assert_eq!(e.ovs_ports().len(), 0);
+    let r = p.verb("ADD", "crash1", &netns, "eth0", &conf);
+    assert_eq!(r.code, 0, "ADD after crash: {}", r.stdout);
+    let r = r.json();
+    validate_result(&r, "1.1.0", &netns, "eth0");
+    assert_eq!(e.controller_ports().len(), 1, "{:?}", e.controller_ports());
+    assert_eq!(e.leases().len(), 1);
+    assert_eq!(e.ovs_ports().len(), 1);
+    assert_eq!(e.host_veths().len(), 1);
+    p.verb("CHECK", "crash1", &netns, "eth0", &with_prev(&conf, &r))
+        .assert_ok_empty("CHECK after re-ADD");
+    p.verb("DEL", "crash1", &netns, "eth0", &conf)
+        .assert_ok_empty("DEL");
+    e.assert_clean();
+
+    // GC: keep "keep", plant three kinds of leak.
+    let nss: Vec<Netns> = (0..3)
+        .map(|_| Netns::create(&unique_name("plxcr")).unwrap())
+        .collect();
+    let keep = p.verb("ADD", "keep", &ns_path(nss[0].name()), "eth0", &conf);
+    assert_eq!(keep.code, 0, "{}", keep.stdout);
+    let leak = p.verb("ADD", "leak-full", &ns_path(nss[1].name()), "eth0", &conf);
+    assert_eq!(leak.code, 0, "{}", leak.stdout);
+    crash_add_after_veth(&e, "leak-half", &ns_path(nss[2].name()), &conf);
+    e.api(
+        "POST",
+        "/v1/ports",
+        Some(
+            json!({"subnet_id": e.subnet, "name": "cni/plexus/leak-bare/eth0",
+                    "binding": {"chassis_id": e.chassis, "iface": "leak-bare/eth0"}}),
+        ),
+    );
+    assert_eq!(e.host_veths().len(), 3, "{:?}", e.host_veths());
+    assert_eq!(e.ovs_ports().len(), 2);
+    assert_eq!(e.leases().len(), 4, "{:?}", e.leases());
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    p.verb("GC", "", "", "", &gc).assert_ok_empty("GC");
+    let left = e.controller_ports();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["name"], "cni/plexus/keep/eth0");
+    assert_eq!(e.leases().len(), 1, "{:?}", e.leases());
+    assert_eq!(
+        e.ovs_ports(),
+        vec![plexus_cni::plugin::host_ifname("keep", "eth0")]
+    );
+    let veths = e.host_veths();
+    assert_eq!(veths.len(), 1, "{veths:?}");
+    assert!(veths[0].contains(&plexus_cni::plugin::host_ifname("keep", "eth0")));
+    let keep_prev = with_prev(&conf, &keep.json());
+    p.verb("CHECK", "keep", &ns_path(nss[0].name()), "eth0", &keep_prev)
+        .assert_ok_empty("CHECK of the valid attachment after GC");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    p.verb("GC", "", "", "", &gc).assert_ok_empty("GC all");
+    e.assert_clean();
+}
+
+/// User + system CPU time of waited-for children so far (ms), from
+/// `/proc/self/stat` (cutime, cstime; USER_HZ = 100). The kernel sums it in
+/// nanoseconds, so a difference over many children is exact to 10 ms.
+fn children_cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    // Fields after the command: state(3) ... cutime(16) cstime(17).
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(13).copied().unwrap_or(0.0) + f.get(14).copied().unwrap_or(0.0)) * 10.0
 }
 
 /// Latency beside `../shared/bench/cni-ref-latency.sh`: N sequential ADD+DEL
@@ -661,7 +841,7 @@ fn latency_bench() {
     };
     let bench = std::env::var("CNI_BENCH").is_ok();
     let (n, c) = if bench {
-        (get("CNI_BENCH_N", 100), get("CNI_BENCH_C", 20))
+        (get("CNI_BENCH_N", 100), get("CNI_BENCH_C", 100))
     } else {
         (5, 3)
     };
@@ -684,6 +864,11 @@ fn latency_bench() {
                     ("CNI_IFNAME", "eth0"),
                     ("CNI_PATH", "/usr/lib/cni"),
                 ])
+                .envs(
+                    std::env::var("PLEXUS_CNI_TRACE")
+                        .ok()
+                        .map(|v| ("PLEXUS_CNI_TRACE", v)),
+                )
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -722,17 +907,28 @@ fn latency_bench() {
     exec("DEL", "lat-0", &ns_path(w.name()));
     drop(w);
     let (mut add, mut del) = (Vec::new(), Vec::new());
-    for i in 1..=n {
-        let ns = Netns::create(&unique_name("plxlat")).unwrap();
+    // Namespaces made up front so that only plugin runs are children in the loop.
+    let seq: Vec<Netns> = (0..n)
+        .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
+        .collect();
+    let cpu0 = children_cpu_ms();
+    for (i, ns) in seq.iter().enumerate() {
         add.push(exec("ADD", &format!("lat-{i}"), &ns_path(ns.name())));
         del.push(exec("DEL", &format!("lat-{i}"), &ns_path(ns.name())));
     }
+    let cpu = children_cpu_ms() - cpu0;
+    drop(seq);
     println!("seq_add_ms {}", pctl(&mut add));
     println!("seq_del_ms {}", pctl(&mut del));
+    println!(
+        "cpu_ms_per_call (plugin user+sys, sequential ADD+DEL average) {:.2}",
+        cpu / (2 * n) as f64
+    );
     let nss: Vec<Netns> = (0..c)
         .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
         .collect();
     for (verb, key) in [("ADD", "add"), ("DEL", "del")] {
+        let commits0 = e.store.commits();
         let t0 = std::time::Instant::now();
         let mut v: Vec<f64> = std::thread::scope(|s| {
             let hs: Vec<_> = nss
@@ -746,7 +942,11 @@ fn latency_bench() {
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let wall = t0.elapsed().as_secs_f64() * 1e3;
-        println!("conc{c}_{key}_ms {} wall={wall:.1}", pctl(&mut v));
+        println!(
+            "conc{c}_{key}_ms {} wall={wall:.1} store_commits={}",
+            pctl(&mut v),
+            e.store.commits() - commits0
+        );
     }
     e.assert_clean();
 }

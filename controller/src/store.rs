@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, watch};
 
 /// Errors of the store (and of transaction closures, which may fail with any `E` that
@@ -147,9 +148,63 @@ pub struct RedbStore {
 
 #[derive(Debug)]
 struct Inner {
+    /// The write transaction being filled (group commit); declared before
+    /// `db` so that it is dropped first.
+    open: Mutex<Open>,
+    /// Serialises commits; remembers which batches are durable.
+    commit: Mutex<Committed>,
     db: redb::Database,
     feed: broadcast::Sender<Change>,
     rev: watch::Sender<u64>,
+}
+
+/// Group commit: concurrent writers run their closures one after another in
+/// one redb write transaction (each with its own revision, undone on error),
+/// then the first of them to reach the commit lock commits the batch with
+/// one (durable, fsync'd) redb commit for all; nobody's `write` returns before
+/// the batch holding its changes is durable.
+#[derive(Default)]
+struct Open {
+    txn: Option<redb::WriteTransaction>,
+    /// Number of the batch `txn` belongs to.
+    batch: u64,
+    changes: Vec<Change>,
+    revision: u64,
+    dirty: bool,
+    /// A closure's writes could not be undone: the batch must abort.
+    poisoned: Option<String>,
+}
+
+impl std::fmt::Debug for Open {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Open")
+            .field("open", &self.txn.is_some())
+            .field("batch", &self.batch)
+            .field("revision", &self.revision)
+            .field("dirty", &self.dirty)
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Committed {
+    /// The last batch committed (or aborted).
+    batch: u64,
+    /// Durable redb commits made (one per batch).
+    commits: u64,
+    /// Recent failed batches and why.
+    failed: VecDeque<(u64, String)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A prior value, to undo one closure's writes inside a shared batch.
+enum Undo {
+    Object(String, Option<Vec<u8>>),
+    Meta(String, Option<u64>),
+    Ipam(String, Option<String>),
 }
 
 impl RedbStore {
@@ -172,8 +227,67 @@ impl RedbStore {
         let (feed, _) = broadcast::channel(4096);
         let (rev, _) = watch::channel(rev);
         Ok(Self {
-            inner: Arc::new(Inner { db, feed, rev }),
+            inner: Arc::new(Inner {
+                db,
+                feed,
+                rev,
+                open: Mutex::default(),
+                commit: Mutex::default(),
+            }),
         })
+    }
+}
+
+impl RedbStore {
+    /// Durable redb commits made since opening (group commit: concurrent
+    /// writes share one).
+    pub fn commits(&self) -> u64 {
+        lock(&self.inner.commit).commits
+    }
+
+    /// Returns once batch `batch` is committed (committing it if nobody has).
+    fn commit_batch(&self, batch: u64) -> Result<(), StoreError> {
+        let mut c = lock(&self.inner.commit);
+        if c.batch < batch {
+            let (txn, changes, revision, poisoned) = {
+                let mut g = lock(&self.inner.open);
+                g.dirty = false;
+                (
+                    g.txn.take(),
+                    std::mem::take(&mut g.changes),
+                    g.revision,
+                    g.poisoned.take(),
+                )
+            };
+            let r = match (txn, poisoned) {
+                (Some(t), None) => t.commit().map_err(StoreError::from),
+                (Some(t), Some(p)) => {
+                    let _ = t.abort();
+                    Err(StoreError::Backend(format!("batch aborted: {p}")))
+                }
+                (None, _) => Err(StoreError::Backend("write transaction lost".into())),
+            };
+            c.batch = batch;
+            match r {
+                Ok(()) => {
+                    c.commits += 1;
+                    self.inner.rev.send_replace(revision);
+                    for ch in changes {
+                        let _ = self.inner.feed.send(ch);
+                    }
+                }
+                Err(e) => {
+                    c.failed.push_back((batch, e.to_string()));
+                    if c.failed.len() > 64 {
+                        c.failed.pop_front();
+                    }
+                }
+            }
+        }
+        match c.failed.iter().find(|(b, _)| *b == batch) {
+            Some((_, e)) => Err(StoreError::Backend(e.clone())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -184,6 +298,24 @@ struct RedbTxn<'a> {
     revision: u64,
     changes: Vec<Change>,
     dirty: bool,
+    undo: Vec<Undo>,
+}
+
+impl RedbTxn<'_> {
+    /// Restores every value this closure changed, newest first.
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Object(k, Some(v)) => drop(self.objects.insert(k.as_str(), v.as_slice())?),
+                Undo::Object(k, None) => drop(self.objects.remove(k.as_str())?),
+                Undo::Meta(k, Some(v)) => drop(self.meta.insert(k.as_str(), v)?),
+                Undo::Meta(k, None) => drop(self.meta.remove(k.as_str())?),
+                Undo::Ipam(k, Some(v)) => drop(self.ipam.insert(k.as_str(), v.as_str())?),
+                Undo::Ipam(k, None) => drop(self.ipam.remove(k.as_str())?),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Txn for RedbTxn<'_> {
@@ -218,8 +350,12 @@ impl Txn for RedbTxn<'_> {
             value: value.clone(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.objects
-            .insert(okey(kind, id).as_str(), bytes.as_slice())?;
+        let k = okey(kind, id);
+        let old = self
+            .objects
+            .insert(k.as_str(), bytes.as_slice())?
+            .map(|v| v.value().to_vec());
+        self.undo.push(Undo::Object(k, old));
         self.dirty = true;
         self.changes.push(Change {
             revision: self.revision,
@@ -231,8 +367,11 @@ impl Txn for RedbTxn<'_> {
     }
 
     fn delete(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        let existed = self.objects.remove(okey(kind, id).as_str())?.is_some();
+        let k = okey(kind, id);
+        let old = self.objects.remove(k.as_str())?.map(|v| v.value().to_vec());
+        let existed = old.is_some();
         if existed {
+            self.undo.push(Undo::Object(k, old));
             self.dirty = true;
             self.changes.push(Change {
                 revision: self.revision,
@@ -251,7 +390,8 @@ impl Txn for RedbTxn<'_> {
             .get(k.as_str())?
             .map(|v| v.value())
             .unwrap_or(start);
-        self.meta.insert(k.as_str(), v + 1)?;
+        let old = self.meta.insert(k.as_str(), v + 1)?.map(|o| o.value());
+        self.undo.push(Undo::Meta(k, old));
         self.dirty = true;
         Ok(v)
     }
@@ -275,13 +415,23 @@ impl Txn for RedbTxn<'_> {
     }
 
     fn ipam_put(&mut self, pool: &str, addr: &str, owner: &str) -> Result<(), StoreError> {
-        self.ipam.insert(ikey(pool, addr).as_str(), owner)?;
+        let k = ikey(pool, addr);
+        let old = self
+            .ipam
+            .insert(k.as_str(), owner)?
+            .map(|o| o.value().to_string());
+        self.undo.push(Undo::Ipam(k, old));
         self.dirty = true;
         Ok(())
     }
 
     fn ipam_delete(&mut self, pool: &str, addr: &str) -> Result<bool, StoreError> {
-        let r = self.ipam.remove(ikey(pool, addr).as_str())?.is_some();
+        let k = ikey(pool, addr);
+        let old = self.ipam.remove(k.as_str())?.map(|o| o.value().to_string());
+        let r = old.is_some();
+        if r {
+            self.undo.push(Undo::Ipam(k, old));
+        }
         self.dirty |= r;
         Ok(r)
     }
@@ -353,8 +503,17 @@ impl Store for RedbStore {
     where
         E: From<StoreError>,
     {
-        let w = self.inner.db.begin_write().map_err(StoreError::from)?;
-        let (out, changes, revision, dirty) = {
+        let mut g = lock(&self.inner.open);
+        if g.txn.is_none() {
+            g.txn = Some(self.inner.db.begin_write().map_err(StoreError::from)?);
+            g.batch += 1;
+        }
+        let my_batch = g.batch;
+        let open = &mut *g;
+        let Some(w) = open.txn.as_ref() else {
+            return Err(StoreError::Backend("no write transaction".into()).into());
+        };
+        let (out, revision) = {
             let current = w
                 .open_table(META)
                 .map_err(StoreError::from)?
@@ -369,25 +528,49 @@ impl Store for RedbStore {
                 revision: current + 1,
                 changes: Vec::new(),
                 dirty: false,
+                undo: Vec::new(),
             };
-            let out = f(&mut txn)?; // an error drops (aborts) the transaction
+            let out = match f(&mut txn) {
+                Ok(v) => v,
+                Err(e) => {
+                    // Undo this closure's writes; the batch's others stay.
+                    if let Err(u) = txn.rollback() {
+                        open.poisoned = Some(u.to_string());
+                    }
+                    drop(txn);
+                    if open.poisoned.is_some() {
+                        drop(g);
+                        let _ = self.commit_batch(my_batch);
+                    } else if !open.dirty
+                        && let Some(t) = open.txn.take()
+                    {
+                        // Nothing else in this batch: release the write lock.
+                        let _ = t.abort();
+                    }
+                    return Err(e);
+                }
+            };
             if txn.dirty {
                 txn.meta
                     .insert(REVISION, current + 1)
                     .map_err(StoreError::from)?;
+                open.changes.append(&mut txn.changes);
+                open.revision = current + 1;
+                open.dirty = true;
+                (out, current + 1)
+            } else {
+                (out, current)
             }
-            let revision = if txn.dirty { current + 1 } else { current };
-            (out, txn.changes, revision, txn.dirty)
         };
-        if !dirty {
-            w.abort().map_err(StoreError::from)?;
+        if !open.dirty && open.poisoned.is_none() {
+            // Nothing to make durable in this batch: release the write lock.
+            if let Some(t) = open.txn.take() {
+                t.abort().map_err(StoreError::from)?;
+            }
             return Ok((out, revision));
         }
-        w.commit().map_err(StoreError::from)?;
-        self.inner.rev.send_replace(revision);
-        for c in changes {
-            let _ = self.inner.feed.send(c);
-        }
+        drop(g);
+        self.commit_batch(my_batch)?;
         Ok((out, revision))
     }
 
@@ -450,6 +633,56 @@ mod tests {
         assert!(r.is_err());
         assert!(s.get("tenants", "a").unwrap().is_none());
         assert_eq!(s.revision(), 0);
+    }
+
+    #[test]
+    fn concurrent_writers_group_commit_with_per_writer_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let n = 48;
+        {
+            let s = RedbStore::open(&path).unwrap();
+            let revs: Vec<Result<u64, StoreError>> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..n)
+                    .map(|i| {
+                        let s = s.clone();
+                        sc.spawn(move || {
+                            s.write::<_, StoreError>(&mut |t| {
+                                t.put("ports", &format!("p{i:02}"), &json!(i))?;
+                                t.ipam_put("s1", &format!("10.0.0.{i}"), &format!("p{i:02}"))?;
+                                if i % 7 == 3 {
+                                    return Err(StoreError::Backend("boom".into()));
+                                }
+                                Ok(())
+                            })
+                            .map(|((), r)| r)
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let mut ok: Vec<u64> = revs
+                .iter()
+                .filter_map(|r| r.as_ref().ok().copied())
+                .collect();
+            ok.sort_unstable();
+            let failed = (0..n).filter(|i| i % 7 == 3).count();
+            // One revision per successful writer, no gaps, no duplicates.
+            assert_eq!(ok, (1..=(n - failed) as u64).collect::<Vec<_>>());
+            assert_eq!(s.revision(), (n - failed) as u64);
+        }
+        let s = RedbStore::open(&path).unwrap();
+        for i in 0..n {
+            let present = s.get("ports", &format!("p{i:02}")).unwrap().is_some();
+            assert_eq!(present, i % 7 != 3, "p{i:02}");
+        }
+        let leases = s.ipam_list("s1").unwrap();
+        assert_eq!(leases.len(), (0..n).filter(|i| i % 7 != 3).count());
+        assert!(
+            leases
+                .iter()
+                .all(|(_, o)| o[1..].parse::<usize>().unwrap() % 7 != 3)
+        );
     }
 
     #[test]
