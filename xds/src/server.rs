@@ -117,7 +117,7 @@ impl XdsServer {
                 closing,
                 tx,
                 fixed,
-                node: String::new(),
+                node: Default::default(),
                 snap: None,
                 types: Default::default(),
                 nonce: 0,
@@ -143,7 +143,7 @@ impl XdsServer {
                 closing,
                 tx,
                 fixed,
-                node: String::new(),
+                node: Default::default(),
                 snap: None,
                 types: Default::default(),
                 nonce: 0,
@@ -229,7 +229,7 @@ fn resolve_type(
     fixed: Option<ResourceType>,
     type_url: &mut String,
     cache: &SnapshotCache,
-    node: &str,
+    node: &crate::cache::NodeRef,
 ) -> Result<Option<ResourceType>, Status> {
     if type_url.is_empty()
         && let Some(f) = fixed
@@ -265,7 +265,7 @@ struct SotwStream {
     closing: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     fixed: Option<ResourceType>,
-    node: String,
+    node: crate::cache::NodeRef,
     snap: Option<Arc<Snapshot>>,
     types: [SotwType; 4],
     nonce: u64,
@@ -276,10 +276,9 @@ impl SotwStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        self.node = node_id(&first.node);
-        let mut rx: watch::Receiver<Option<Arc<Snapshot>>> = self.cache.watch(&self.node);
+        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node));
+        self.node = node;
         self.snap = rx.borrow_and_update().clone();
-        self.cache.stream_opened(&self.node);
         let mut closing = self.closing.clone();
         let res = async {
             self.handle(first).await?;
@@ -320,7 +319,7 @@ impl SotwStream {
                     .stale_nonces
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(
-                    node = self.node,
+                    node = self.node.id,
                     ty = ty.short(),
                     nonce = req.response_nonce,
                     "stale nonce ignored"
@@ -382,7 +381,7 @@ impl SotwStream {
             ..Default::default()
         };
         tracing::debug!(
-            node = self.node,
+            node = self.node.id,
             ty = ty.short(),
             version,
             n = resp.resources.len(),
@@ -407,6 +406,10 @@ struct DeltaType {
     sent: BTreeMap<String, String>,
     nonce: String,
     sent_version: String,
+    /// The subscription changed since the last reconciliation.
+    dirty: bool,
+    /// Type version the last reconciliation was against.
+    synced_version: String,
 }
 
 struct DeltaStream {
@@ -414,7 +417,7 @@ struct DeltaStream {
     closing: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
     fixed: Option<ResourceType>,
-    node: String,
+    node: crate::cache::NodeRef,
     snap: Option<Arc<Snapshot>>,
     types: [DeltaType; 4],
     nonce: u64,
@@ -425,10 +428,9 @@ impl DeltaStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        self.node = node_id(&first.node);
-        let mut rx = self.cache.watch(&self.node);
+        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node));
+        self.node = node;
         self.snap = rx.borrow_and_update().clone();
-        self.cache.stream_opened(&self.node);
         let mut closing = self.closing.clone();
         let res = async {
             self.handle(first).await?;
@@ -461,8 +463,13 @@ impl DeltaStream {
             return Ok(());
         };
         let st = &mut self.types[ty.idx()];
+        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty()
+        {
+            st.dirty = true;
+        }
         if !st.subscribed {
             st.subscribed = true;
+            st.dirty = true;
             st.sent = req
                 .initial_resource_versions
                 .iter()
@@ -520,38 +527,59 @@ impl DeltaStream {
             return Ok(());
         }
         let t = snap.get(ty);
-        let mut removed = Vec::new();
-        let sent_names: Vec<(String, String)> = st
-            .sent
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (n, v) in sent_names {
-            if !t.items.contains_key(&n) && v != ABSENT {
-                removed.push(n.clone());
-                if st.names.contains(&n) {
-                    st.sent.insert(n, ABSENT.into());
-                } else {
-                    st.sent.remove(&n);
-                }
-            }
+        // Nothing to do when this type's content is what we last reconciled against and
+        // the subscription did not change (most streams on most snapshot changes).
+        if st.answered && !st.dirty && st.synced_version == t.version {
+            return Ok(());
         }
-        for n in &st.names {
-            if !t.items.contains_key(n) && !st.sent.contains_key(n) {
+        st.dirty = false;
+        st.synced_version.clone_from(&t.version);
+        let DeltaType {
+            names,
+            sent,
+            wildcard,
+            ..
+        } = st;
+        let mut removed = Vec::new();
+        sent.retain(|n, v| {
+            if t.items.contains_key(n) || v == ABSENT {
+                return true;
+            }
+            removed.push(n.clone());
+            if names.contains(n) {
+                ABSENT.clone_into(v);
+                true
+            } else {
+                false
+            }
+        });
+        for n in names.iter() {
+            if !t.items.contains_key(n) && !sent.contains_key(n) {
                 removed.push(n.clone());
-                st.sent.insert(n.clone(), ABSENT.into());
+                sent.insert(n.clone(), ABSENT.into());
             }
         }
         let mut resources = Vec::new();
-        for (n, r) in &t.items {
-            if (st.wildcard || st.names.contains(n)) && st.sent.get(n) != Some(&r.version) {
+        let mut want = |n: &String, r: &Arc<crate::resource::EncodedResource>| {
+            if sent.get(n) != Some(&r.version) {
                 resources.push(Resource {
                     name: n.clone(),
                     version: r.version.clone(),
                     resource: Some(r.any.clone()),
                     ..Default::default()
                 });
-                st.sent.insert(n.clone(), r.version.clone());
+                sent.insert(n.clone(), r.version.clone());
+            }
+        };
+        if *wildcard {
+            for (n, r) in &t.items {
+                want(n, r);
+            }
+        } else {
+            for n in names.iter() {
+                if let Some(r) = t.items.get(n) {
+                    want(n, r);
+                }
             }
         }
         if resources.is_empty() && removed.is_empty() && st.answered {
@@ -573,7 +601,7 @@ impl DeltaStream {
             ..Default::default()
         };
         tracing::debug!(
-            node = self.node,
+            node = self.node.id,
             ty = ty.short(),
             n = resp.resources.len(),
             removed = resp.removed_resources.len(),
