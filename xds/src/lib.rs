@@ -3,6 +3,7 @@
 //! - [`resource`]: type URLs, encoded resources, consistency-checked [`Snapshot`]s.
 //! - [`cache`]: the per-node [`SnapshotCache`] with ACK/NACK status.
 //! - [`server`]: the tonic [`XdsServer`] (ADS + per-type services, SotW + delta).
+//! - [`wire`]: responses pre-encoded once per snapshot and shared across streams.
 //! - [`model`] / [`translate`]: the typed service model the controller feeds, and its
 //!   translation to Envoy (listener on VIP:port) and proxyless gRPC (`api_listener`) resources.
 
@@ -11,6 +12,7 @@ pub mod model;
 pub mod resource;
 pub mod server;
 pub mod translate;
+pub mod wire;
 
 pub use cache::{NodeStatus, SnapshotCache};
 pub use envoy_types;
