@@ -224,10 +224,16 @@ impl Subscription {
         if self.wildcard {
             items.values().map(|r| r.as_ref()).collect()
         } else {
-            self.names
-                .iter()
-                .filter_map(|n| items.get(n).map(|r| r.as_ref()))
-                .collect()
+            // Both sides are sorted: merge instead of one map lookup per name.
+            let mut out = Vec::with_capacity(self.names.len().min(items.len()));
+            let mut it = items.iter().peekable();
+            for n in &self.names {
+                while it.next_if(|(k, _)| k.as_str() < n.as_str()).is_some() {}
+                if let Some((_, r)) = it.next_if(|(k, _)| *k == n) {
+                    out.push(r.as_ref());
+                }
+            }
+            out
         }
     }
 }
