@@ -79,6 +79,18 @@ struct NodeEntry {
     /// Published with [`SnapshotCache::set_snapshot`]/[`SnapshotCache::set_snapshots`]
     /// (a node-specific snapshot), not following the default one.
     pinned: bool,
+    /// Node class (see [`node_class`]), chosen by the default snapshots.
+    class: String,
+}
+
+/// The class of a node for [`SnapshotCache::set_default_snapshot_for`]: `grpc` for
+/// proxyless gRPC clients (their `user_agent_name` names gRPC), `""` otherwise (Envoy).
+pub fn node_class(node: &envoy_types::pb::envoy::config::core::v3::Node) -> &'static str {
+    if node.user_agent_name.to_ascii_lowercase().contains("grpc") {
+        "grpc"
+    } else {
+        ""
+    }
 }
 
 /// A stream's handle on its node's status: updates take the node's own lock only, not
@@ -103,8 +115,9 @@ impl NodeRef {
 #[derive(Default)]
 pub struct SnapshotCache {
     nodes: Mutex<BTreeMap<String, NodeEntry>>,
-    /// Snapshot of every node without a node-specific one (see [`Self::set_default_snapshot`]).
-    default: Mutex<Option<Arc<Snapshot>>>,
+    /// Snapshots of nodes without a node-specific one, per node class (see
+    /// [`Self::set_default_snapshot_for`]); `""` is the fallback for every class.
+    defaults: Mutex<BTreeMap<String, Arc<Snapshot>>>,
     /// Server-wide counters.
     pub metrics: Metrics,
 }
@@ -130,7 +143,7 @@ impl SnapshotCache {
 
     fn entry<'a>(&self, nodes: &'a mut BTreeMap<String, NodeEntry>, node: &str) -> &'a mut NodeEntry {
         if !nodes.contains_key(node) {
-            let default = self.default.lock().unwrap().clone();
+            let default = self.default_for("");
             let status = NodeStatus {
                 snapshot_label: default.as_ref().map(|s| s.label.clone()),
                 ..Default::default()
@@ -141,6 +154,7 @@ impl SnapshotCache {
                     tx: watch::Sender::new(default),
                     status: Arc::new(Mutex::new(status)),
                     pinned: false,
+                    class: String::new(),
                 },
             );
         }
@@ -152,17 +166,36 @@ impl SnapshotCache {
         f(self.entry(&mut nodes, node))
     }
 
+    fn default_for(&self, class: &str) -> Option<Arc<Snapshot>> {
+        let d = self.defaults.lock().unwrap();
+        d.get(class).or_else(|| d.get("")).cloned()
+    }
+
     /// Publishes `snap` (after its consistency check) to every node that has no
     /// node-specific snapshot, including nodes that connect later: the controller's
     /// "same configuration for every proxy" mode. An inconsistent snapshot is refused
     /// and the previous one stays published.
     pub fn set_default_snapshot(&self, snap: Snapshot) -> Result<(), SnapshotError> {
+        self.set_default_snapshot_for("", snap)
+    }
+
+    /// Like [`Self::set_default_snapshot`] for the nodes of one class ([`node_class`]),
+    /// e.g. `grpc` for proxyless gRPC clients; class `""` is the fallback of all.
+    pub fn set_default_snapshot_for(&self, class: &str, snap: Snapshot) -> Result<(), SnapshotError> {
         snap.check()?;
         let snap = Arc::new(snap);
         let nodes = self.nodes.lock().unwrap();
-        *self.default.lock().unwrap() = Some(snap.clone());
+        self.defaults
+            .lock()
+            .unwrap()
+            .insert(class.to_string(), snap.clone());
         for e in nodes.values() {
-            if !e.pinned {
+            if e.pinned {
+                continue;
+            }
+            let applies = e.class == class
+                || (class.is_empty() && !self.defaults.lock().unwrap().contains_key(&e.class));
+            if applies {
                 e.status.lock().unwrap().snapshot_label = Some(snap.label.clone());
                 e.tx.send_replace(Some(snap.clone()));
             }
@@ -170,9 +203,9 @@ impl SnapshotCache {
         Ok(())
     }
 
-    /// The default snapshot, if any.
-    pub fn default_snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.default.lock().unwrap().clone()
+    /// The default snapshot of a node class, if any (falling back to class `""`).
+    pub fn default_snapshot(&self, class: &str) -> Option<Arc<Snapshot>> {
+        self.default_for(class)
     }
 
     /// Publishes a snapshot for `node` after checking its consistency; every stream of
@@ -255,9 +288,18 @@ impl SnapshotCache {
     pub(crate) fn stream_opened(
         &self,
         node: &str,
+        class: &str,
     ) -> (watch::Receiver<Option<Arc<Snapshot>>>, NodeRef) {
         self.metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
+        let default = self.default_for(class);
         self.with_node(node, |e| {
+            if !e.pinned && e.class != class {
+                class.clone_into(&mut e.class);
+                if let Some(d) = default {
+                    e.status.lock().unwrap().snapshot_label = Some(d.label.clone());
+                    e.tx.send_replace(Some(d));
+                }
+            }
             e.status.lock().unwrap().streams += 1;
             (
                 e.tx.subscribe(),

@@ -14,7 +14,7 @@ pub mod server;
 pub mod translate;
 pub mod wire;
 
-pub use cache::{NodeStatus, SnapshotCache};
+pub use cache::{NodeStatus, SnapshotCache, node_class};
 pub use envoy_types;
 pub use model::Service;
 pub use resource::{ResourceType, Snapshot, SnapshotError};

@@ -264,6 +264,10 @@ fn resolve_type(
     }
 }
 
+fn node_class_of(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> &'static str {
+    node.as_ref().map(crate::cache::node_class).unwrap_or("")
+}
+
 fn node_id(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> String {
     node.as_ref().map(|n| n.id.clone()).unwrap_or_default()
 }
@@ -294,7 +298,7 @@ impl SotwStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node));
+        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node), node_class_of(&first.node));
         self.node = node;
         self.snap = rx.borrow_and_update().clone();
         let mut closing = self.closing.clone();
@@ -464,7 +468,7 @@ impl DeltaStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node));
+        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node), node_class_of(&first.node));
         self.node = node;
         self.snap = rx.borrow_and_update().clone();
         let mut closing = self.closing.clone();
