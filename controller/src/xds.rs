@@ -261,24 +261,21 @@ pub fn xds_service(
                 weight: a.weight,
             })
             .collect();
-        policy.circuit_breaker = tp
-            .circuit_breaker
+        policy.circuit_breaker = tp.circuit_breaker.as_ref().map(|c| model::CircuitBreaker {
+            max_connections: c.max_connections,
+            max_pending_requests: c.max_pending_requests,
+            max_requests: c.max_requests,
+            max_retries: c.max_retries,
+        });
+        policy.outlier_detection = tp
+            .outlier_detection
             .as_ref()
-            .map(|c| model::CircuitBreaker {
-                max_connections: c.max_connections,
-                max_pending_requests: c.max_pending_requests,
-                max_requests: c.max_requests,
-                max_retries: c.max_retries,
+            .map(|o| model::OutlierDetection {
+                consecutive_5xx: o.consecutive_5xx,
+                interval: ms(o.interval_ms),
+                base_ejection_time: ms(o.base_ejection_time_ms),
+                max_ejection_percent: o.max_ejection_percent,
             });
-        policy.outlier_detection =
-            tp.outlier_detection
-                .as_ref()
-                .map(|o| model::OutlierDetection {
-                    consecutive_5xx: o.consecutive_5xx,
-                    interval: ms(o.interval_ms),
-                    base_ejection_time: ms(o.base_ejection_time_ms),
-                    max_ejection_percent: o.max_ejection_percent,
-                });
         policy.fault = tp.fault.as_ref().map(|f| model::Fault {
             delay: f.delay.as_ref().map(|d| (ms(d.delay_ms), d.percent)),
             abort: f.abort.as_ref().map(|a| (a.http_status, a.percent)),

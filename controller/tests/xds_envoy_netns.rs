@@ -52,12 +52,20 @@ fn envoy_bin() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        prereq::unmet(&format!("envoy not found at {} (scripts/install-peers.sh)", p.display()));
+        prereq::unmet(&format!(
+            "envoy not found at {} (scripts/install-peers.sh)",
+            p.display()
+        ));
         None
     }
 }
 
-async fn call(app: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let b = Request::builder().method(method).uri(uri);
     let req = match body {
         Some(v) => b
@@ -89,7 +97,8 @@ fn get(s: &mut TcpStream) -> std::io::Result<(u16, String)> {
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .unwrap_or(0);
             while buf.len() < end + 4 + len {
@@ -142,7 +151,13 @@ fn service(vpc: &str, vip: &str) -> Value {
 }
 
 async fn create_vpc(app: &axum::Router, cidr: &str) -> String {
-    let (s, t) = call(app, "POST", "/v1/tenants", Some(json!({"name": format!("t-{cidr}")}))).await;
+    let (s, t) = call(
+        app,
+        "POST",
+        "/v1/tenants",
+        Some(json!({"name": format!("t-{cidr}")})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     let (s, v) = call(
         app,
@@ -171,35 +186,82 @@ fn run(delta: bool) {
         Netns::create(&unique_name("xdb")).unwrap(),
     ];
     let host_if = unique_name("xdh");
-    ip(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", pod.name()]).unwrap();
+    ip(&[
+        "link",
+        "add",
+        &host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name(),
+    ])
+    .unwrap();
     let _link = HostLink(host_if.clone());
     // A /30 per run so parallel runs (SotW, delta) do not collide on the host.
     let net = if delta { 4 } else { 0 };
-    let (h, p) = (format!("10.252.0.{}", net + 1), format!("10.252.0.{}", net + 2));
+    let (h, p) = (
+        format!("10.252.0.{}", net + 1),
+        format!("10.252.0.{}", net + 2),
+    );
     ip(&["addr", "add", &format!("{h}/30"), "dev", &host_if]).unwrap();
     ip(&["link", "set", &host_if, "up"]).unwrap();
-    pod.ip(&["addr", "add", &format!("{p}/30"), "dev", "eth0"]).unwrap();
+    pod.ip(&["addr", "add", &format!("{p}/30"), "dev", "eth0"])
+        .unwrap();
     pod.ip(&["link", "set", "eth0", "up"]).unwrap();
     // The VIP (one per run) is local to the pod; the test process reaches it via the pod.
     let vip = if delta { "10.253.0.11" } else { "10.253.0.10" };
-    pod.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"]).unwrap();
-    ip(&["route", "add", &format!("{vip}/32"), "via", &p, "dev", &host_if]).unwrap();
+    pod.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
+        .unwrap();
+    ip(&[
+        "route",
+        "add",
+        &format!("{vip}/32"),
+        "via",
+        &p,
+        "dev",
+        &host_if,
+    ])
+    .unwrap();
     let mut servers = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     for (i, be) in bes.iter().enumerate() {
         let n = i + 1;
         let ifn = format!("be{n}");
-        pod.ip(&["link", "add", &ifn, "type", "veth", "peer", "name", "eth0", "netns", be.name()]).unwrap();
-        pod.ip(&["addr", "add", &format!("10.77.{n}.1/30"), "dev", &ifn]).unwrap();
+        pod.ip(&[
+            "link",
+            "add",
+            &ifn,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            be.name(),
+        ])
+        .unwrap();
+        pod.ip(&["addr", "add", &format!("10.77.{n}.1/30"), "dev", &ifn])
+            .unwrap();
         pod.ip(&["link", "set", &ifn, "up"]).unwrap();
-        be.ip(&["addr", "add", &format!("10.77.{n}.2/30"), "dev", "eth0"]).unwrap();
+        be.ip(&["addr", "add", &format!("10.77.{n}.2/30"), "dev", "eth0"])
+            .unwrap();
         be.ip(&["link", "set", "eth0", "up"]).unwrap();
         let www = dir.path().join(format!("www{n}"));
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("index.html"), format!("v{n}")).unwrap();
         let child = be
             .command("python3")
-            .args(["-m", "http.server", "8080", "--bind", &format!("10.77.{n}.2"), "-d"])
+            .args([
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                &format!("10.77.{n}.2"),
+                "-d",
+            ])
             .arg(&www)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -210,7 +272,10 @@ fn run(delta: bool) {
 
     let store = RedbStore::open(&dir.path().join("db.redb")).unwrap();
     let feed = rt
-        .block_on(XdsFeed::start(store.clone(), format!("{h}:0").parse().unwrap()))
+        .block_on(XdsFeed::start(
+            store.clone(),
+            format!("{h}:0").parse().unwrap(),
+        ))
         .unwrap();
     let mut state = AppState::new(store, None);
     state.xds = Some(feed.state.clone());
@@ -235,7 +300,10 @@ fn run(delta: bool) {
         pod.command(envoy.to_str().unwrap())
             .arg("-c")
             .arg(&boot_path)
-            .args(["--base-id", &(std::process::id() % 60000 + if delta { 1 } else { 2 }).to_string()])
+            .args([
+                "--base-id",
+                &(std::process::id() % 60000 + if delta { 1 } else { 2 }).to_string(),
+            ])
             .args(["--log-level", "warn"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -247,7 +315,11 @@ fn run(delta: bool) {
     // Envoy ACKs all four types and the VIP answers.
     let t0 = Instant::now();
     loop {
-        assert!(matches!(envoy.0.try_wait(), Ok(None)), "envoy exited:\n{}", envoy_log());
+        assert!(
+            matches!(envoy.0.try_wait(), Ok(None)),
+            "envoy exited:\n{}",
+            envoy_log()
+        );
         let st = status();
         let types = &st["nodes"][node]["types"];
         let acked = ["CDS", "EDS", "LDS", "RDS"]
@@ -256,7 +328,11 @@ fn run(delta: bool) {
         if acked && TcpStream::connect(format!("{vip}:80")).is_ok() {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "no ACKs/listener: {st}\n{}", envoy_log());
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no ACKs/listener: {st}\n{}",
+            envoy_log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Both backends up (their HTTP servers start concurrently with Envoy).
@@ -269,7 +345,10 @@ fn run(delta: bool) {
                 seen.insert(body);
             }
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "backends not reachable: {seen:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "backends not reachable: {seen:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let share = v1_share(&format!("{vip}:80"), 1000);
@@ -290,14 +369,28 @@ fn run(delta: bool) {
         if lds["rejected"] == json!(true) {
             break lds;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "no NACK reported: {st}\n{}", envoy_log());
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no NACK reported: {st}\n{}",
+            envoy_log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     println!("{node}: NACK reported: {}", nack["last_nack"]["message"]);
-    assert!(nack["last_nack"]["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert_eq!(nack["last_acked_version"], lds_before, "old LDS version stays ACKed");
+    assert!(
+        nack["last_nack"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(
+        nack["last_acked_version"], lds_before,
+        "old LDS version stays ACKed"
+    );
     let share = v1_share(&format!("{vip}:80"), 200);
-    assert!((0.70..=0.90).contains(&share), "old config still serving, v1 share {share}");
+    assert!(
+        (0.70..=0.90).contains(&share),
+        "old config still serving, v1 share {share}"
+    );
     drop(envoy);
     drop(servers);
     drop(feed);

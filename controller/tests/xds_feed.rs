@@ -24,7 +24,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::ServiceExt;
 
-async fn call(app: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let b = Request::builder().method(method).uri(uri);
     let req = match body {
         Some(v) => b
@@ -36,7 +41,10 @@ async fn call(app: &axum::Router, method: &str, uri: &str, body: Option<Value>) 
     let r = app.clone().oneshot(req).await.unwrap();
     let status = r.status();
     let bytes = r.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn node(id: &str) -> Node {
@@ -122,14 +130,22 @@ async fn rest_changes_reach_every_proxy_and_nacks_are_reported() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     assert_eq!(p["field"], "traffic_policy.splits[1].subset");
 
-    let (s, svc) = call(&app, "POST", "/v1/services", Some(with_vpc(service((80, 20), false), &vpc))).await;
+    let (s, svc) = call(
+        &app,
+        "POST",
+        "/v1/services",
+        Some(with_vpc(service((80, 20), false), &vpc)),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{svc}");
     let id = svc["id"].as_str().unwrap().to_string();
     assert_eq!(svc["traffic_policy"]["splits"][1]["weight"], 20);
 
     // Two proxies: SotW and delta ADS.
     let url = format!("http://{}", feed.addr);
-    let mut c1 = AggregatedDiscoveryServiceClient::connect(url.clone()).await.unwrap();
+    let mut c1 = AggregatedDiscoveryServiceClient::connect(url.clone())
+        .await
+        .unwrap();
     let (tx1, rx1) = mpsc::channel::<DiscoveryRequest>(8);
     tx1.send(DiscoveryRequest {
         node: Some(node("sidecar-1")),
@@ -143,7 +159,9 @@ async fn rest_changes_reach_every_proxy_and_nacks_are_reported() {
         .await
         .unwrap()
         .into_inner();
-    let mut c2 = AggregatedDiscoveryServiceClient::connect(url).await.unwrap();
+    let mut c2 = AggregatedDiscoveryServiceClient::connect(url)
+        .await
+        .unwrap();
     let (tx2, rx2) = mpsc::channel::<DeltaDiscoveryRequest>(8);
     tx2.send(DeltaDiscoveryRequest {
         node: Some(node("sidecar-2")),
@@ -175,7 +193,10 @@ async fn rest_changes_reach_every_proxy_and_nacks_are_reported() {
     let mut names: Vec<&str> = cs.iter().map(|c| c.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["web", "web/v1", "web/v2"]);
-    assert!(cs.iter().all(|c| c.outlier_detection.is_some() && c.health_checks.len() == 1));
+    assert!(
+        cs.iter()
+            .all(|c| c.outlier_detection.is_some() && c.health_checks.len() == 1)
+    );
     assert!(cs.iter().all(|c| c.circuit_breakers.is_none()));
     tx1.send(DiscoveryRequest {
         type_url: CLUSTER_TYPE.into(),
@@ -240,7 +261,10 @@ async fn rest_changes_reach_every_proxy_and_nacks_are_reported() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cds = &reported["nodes"]["sidecar-1"]["types"]["CDS"];
-    assert_eq!(cds["last_nack"]["message"], "circuit breaker not supported here", "{reported}");
+    assert_eq!(
+        cds["last_nack"]["message"], "circuit breaker not supported here",
+        "{reported}"
+    );
     assert_eq!(cds["last_nack"]["version"], json!(u1.version_info));
     assert_eq!(cds["last_acked_version"], json!(r1.version_info));
     assert!(reported["feed"]["published_revision"].as_u64().unwrap() > 0);

@@ -33,7 +33,10 @@ use tokio_stream::wrappers::ReceiverStream;
 const SERVICES: u16 = 100;
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn now_us() -> u64 {
@@ -67,7 +70,9 @@ fn cpu_ticks() -> u64 {
 fn service(i: u16, generation: u16) -> Service {
     Service {
         name: format!("s{i:03}"),
-        vip: format!("10.96.{}.{}", i / 250, i % 250 + 1).parse().unwrap(),
+        vip: format!("10.96.{}.{}", i / 250, i % 250 + 1)
+            .parse()
+            .unwrap(),
         port: 80,
         backends: (0..3u16)
             .map(|b| {
@@ -82,7 +87,9 @@ fn service(i: u16, generation: u16) -> Service {
 }
 
 fn snapshot(gens: &[u16], label: &str) -> Snapshot {
-    let svcs: Vec<Service> = (0..SERVICES).map(|i| service(i, gens[i as usize])).collect();
+    let svcs: Vec<Service> = (0..SERVICES)
+        .map(|i| service(i, gens[i as usize]))
+        .collect();
     Snapshot::builder(label)
         .resources(&envoy_resources(&svcs))
         .build()
@@ -272,31 +279,45 @@ fn client_main() {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
         let (ready_tx, mut ready_rx) = mpsc::channel::<()>(n);
         let names: Arc<Vec<String>> = Arc::new((0..SERVICES).map(|i| format!("s{i:03}")).collect());
+        let gate = Arc::new(tokio::sync::Semaphore::new(64));
         for i in 0..n {
             let (out, ready, names) = (out_tx.clone(), ready_tx.clone(), names.clone());
             let addr = addr.clone();
+            let gate = gate.clone();
             tokio::spawn(async move {
-                // Stagger connection setup a little.
-                let ch = loop {
-                    match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                // Connection setup: at most 64 at a time (the listen backlog), retried
+                // until the stream is up.
+                loop {
+                    let permit = gate.clone().acquire_owned().await.unwrap();
+                    let ch = match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                         .unwrap()
                         .connect()
                         .await
                     {
-                        Ok(c) => break c,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Ok(c) => c,
+                        Err(_) => {
+                            drop(permit);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let c = AggregatedDiscoveryServiceClient::new(ch)
+                        .max_decoding_message_size(64 << 20);
+                    let node = Node {
+                        id: format!("p{i}"),
+                        cluster: "bench".into(),
+                        ..Default::default()
+                    };
+                    let (ready, out, names) = (ready.clone(), out.clone(), names.clone());
+                    let done = if delta {
+                        delta_proxy(c, node, names, ready, out, permit).await
+                    } else {
+                        sotw_proxy(c, node, names, ready, out, permit).await
+                    };
+                    if done {
+                        return;
                     }
-                };
-                let c = AggregatedDiscoveryServiceClient::new(ch).max_decoding_message_size(64 << 20);
-                let node = Node {
-                    id: format!("p{i}"),
-                    cluster: "bench".into(),
-                    ..Default::default()
-                };
-                if delta {
-                    delta_proxy(c, node, names, ready, out).await;
-                } else {
-                    sotw_proxy(c, node, names, ready, out).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             });
         }
@@ -311,7 +332,11 @@ fn client_main() {
         let (eof_tx, mut eof_rx) = mpsc::channel::<()>(1);
         std::thread::spawn(move || {
             let mut s = String::new();
-            while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {}
+            while std::io::stdin()
+                .read_line(&mut s)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
             let _ = eof_tx.blocking_send(());
         });
         loop {
@@ -336,7 +361,9 @@ async fn sotw_proxy(
     names: Arc<Vec<String>>,
     ready: mpsc::Sender<()>,
     out: mpsc::UnboundedSender<String>,
-) {
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> bool {
+    let mut permit = Some(permit);
     let (tx, rx) = mpsc::channel::<DiscoveryRequest>(16);
     let req = |url: &str, names: &[String], version: &str, nonce: &str| DiscoveryRequest {
         type_url: url.into(),
@@ -347,13 +374,14 @@ async fn sotw_proxy(
     };
     let mut first = req(CLUSTER_TYPE, &[], "", "");
     first.node = Some(node.clone());
-    tx.send(first).await.unwrap();
-    tx.send(req(LISTENER_TYPE, &[], "", "")).await.unwrap();
-    let mut stream = c
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    if tx.send(first).await.is_err() {
+        return false;
+    }
+    let _ = tx.send(req(LISTENER_TYPE, &[], "", "")).await;
+    let Ok(stream) = c.stream_aggregated_resources(ReceiverStream::new(rx)).await else {
+        return false;
+    };
+    let mut stream = stream.into_inner();
     let mut seen = [false; 4];
     let mut is_ready = false;
     let mut eds_updates = 0usize;
@@ -362,9 +390,9 @@ async fn sotw_proxy(
         let Some(i) = ty_idx(&r.type_url) else {
             continue;
         };
-        tx.send(req(&r.type_url, wanted[i], &r.version_info, &r.nonce))
-            .await
-            .unwrap();
+        let _ = tx
+            .send(req(&r.type_url, wanted[i], &r.version_info, &r.nonce))
+            .await;
         if is_ready && i == ResourceType::Endpoint.idx() {
             eds_updates += 1;
             let _ = out.send(format!("T {eds_updates} {}", now_us()));
@@ -372,17 +400,19 @@ async fn sotw_proxy(
         if !seen[i] {
             seen[i] = true;
             if i == 0 {
-                tx.send(req(ENDPOINT_TYPE, &names, "", "")).await.unwrap();
+                let _ = tx.send(req(ENDPOINT_TYPE, &names, "", "")).await;
             }
             if i == 2 {
-                tx.send(req(ROUTE_TYPE, &names, "", "")).await.unwrap();
+                let _ = tx.send(req(ROUTE_TYPE, &names, "", "")).await;
             }
             if seen.iter().all(|s| *s) {
                 is_ready = true;
+                permit.take();
                 let _ = ready.send(()).await;
             }
         }
     }
+    is_ready
 }
 
 async fn delta_proxy(
@@ -391,7 +421,9 @@ async fn delta_proxy(
     names: Arc<Vec<String>>,
     ready: mpsc::Sender<()>,
     out: mpsc::UnboundedSender<String>,
-) {
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> bool {
+    let mut permit = Some(permit);
     let (tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(16);
     let req = |url: &str, sub: &[String], nonce: &str| DeltaDiscoveryRequest {
         type_url: url.into(),
@@ -401,13 +433,14 @@ async fn delta_proxy(
     };
     let mut first = req(CLUSTER_TYPE, &[], "");
     first.node = Some(node.clone());
-    tx.send(first).await.unwrap();
-    tx.send(req(LISTENER_TYPE, &[], "")).await.unwrap();
-    let mut stream = c
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    if tx.send(first).await.is_err() {
+        return false;
+    }
+    let _ = tx.send(req(LISTENER_TYPE, &[], "")).await;
+    let Ok(stream) = c.delta_aggregated_resources(ReceiverStream::new(rx)).await else {
+        return false;
+    };
+    let mut stream = stream.into_inner();
     let mut seen = [false; 4];
     let mut is_ready = false;
     let mut eds_updates = 0usize;
@@ -415,7 +448,7 @@ async fn delta_proxy(
         let Some(i) = ty_idx(&r.type_url) else {
             continue;
         };
-        tx.send(req(&r.type_url, &[], &r.nonce)).await.unwrap();
+        let _ = tx.send(req(&r.type_url, &[], &r.nonce)).await;
         if is_ready && i == ResourceType::Endpoint.idx() {
             eds_updates += 1;
             let _ = out.send(format!("T {eds_updates} {}", now_us()));
@@ -423,17 +456,19 @@ async fn delta_proxy(
         if !seen[i] {
             seen[i] = true;
             if i == 0 {
-                tx.send(req(ENDPOINT_TYPE, &names, "")).await.unwrap();
+                let _ = tx.send(req(ENDPOINT_TYPE, &names, "")).await;
             }
             if i == 2 {
-                tx.send(req(ROUTE_TYPE, &names, "")).await.unwrap();
+                let _ = tx.send(req(ROUTE_TYPE, &names, "")).await;
             }
             if seen.iter().all(|s| *s) {
                 is_ready = true;
+                permit.take();
                 let _ = ready.send(()).await;
             }
         }
     }
+    is_ready
 }
 
 fn main() {

@@ -99,9 +99,12 @@ mod tests {
         };
         let e = envoy(&o);
         assert_eq!(e["node"]["id"], "pod-a");
-        assert_eq!(e["dynamic_resources"]["ads_config"]["api_type"], "DELTA_GRPC");
-        let sa = &e["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
-            ["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+        assert_eq!(
+            e["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        let sa = &e["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            [0]["endpoint"]["address"]["socket_address"];
         assert_eq!(sa["address"], "10.0.0.1");
         assert_eq!(sa["port_value"], 18000);
         let g = grpc(&o);

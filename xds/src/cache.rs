@@ -141,7 +141,11 @@ impl SnapshotCache {
         Arc::new(Self::default())
     }
 
-    fn entry<'a>(&self, nodes: &'a mut BTreeMap<String, NodeEntry>, node: &str) -> &'a mut NodeEntry {
+    fn entry<'a>(
+        &self,
+        nodes: &'a mut BTreeMap<String, NodeEntry>,
+        node: &str,
+    ) -> &'a mut NodeEntry {
         if !nodes.contains_key(node) {
             let default = self.default_for("");
             let status = NodeStatus {
@@ -181,7 +185,11 @@ impl SnapshotCache {
 
     /// Like [`Self::set_default_snapshot`] for the nodes of one class ([`node_class`]),
     /// e.g. `grpc` for proxyless gRPC clients; class `""` is the fallback of all.
-    pub fn set_default_snapshot_for(&self, class: &str, snap: Snapshot) -> Result<(), SnapshotError> {
+    pub fn set_default_snapshot_for(
+        &self,
+        class: &str,
+        snap: Snapshot,
+    ) -> Result<(), SnapshotError> {
         snap.check()?;
         let snap = Arc::new(snap);
         let nodes = self.nodes.lock().unwrap();
@@ -347,7 +355,14 @@ impl SnapshotCache {
         code: i32,
         message: &str,
     ) {
-        tracing::warn!(node = n.id, ty = ty.short(), version, nonce, message, "xDS NACK");
+        tracing::warn!(
+            node = n.id,
+            ty = ty.short(),
+            version,
+            nonce,
+            message,
+            "xDS NACK"
+        );
         n.with_type(ty, |t| {
             t.last_nack = Some(Nack {
                 version: version.to_string(),
@@ -364,7 +379,11 @@ impl SnapshotCache {
 
     pub(crate) fn record_unknown_type(&self, n: &NodeRef, url: &str) {
         self.metrics.unknown_types.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(node = n.id, url, "xDS request for an unknown type URL ignored");
+        tracing::warn!(
+            node = n.id,
+            url,
+            "xDS request for an unknown type URL ignored"
+        );
         n.status.lock().unwrap().unknown_type_requests += 1;
     }
 }

@@ -20,9 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService,
-};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -38,10 +36,7 @@ use crate::wire::WireResponse;
 type RespStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 type WireStream = RespStream<WireResponse>;
 
-fn decoded<T>(
-    s: WireStream,
-    f: fn(&WireResponse) -> Result<T, prost::DecodeError>,
-) -> RespStream<T>
+fn decoded<T>(s: WireStream, f: fn(&WireResponse) -> Result<T, prost::DecodeError>) -> RespStream<T>
 where
     T: Send + 'static,
 {
@@ -298,7 +293,9 @@ impl SotwStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node), node_class_of(&first.node));
+        let (mut rx, node) = self
+            .cache
+            .stream_opened(&node_id(&first.node), node_class_of(&first.node));
         self.node = node;
         self.snap = rx.borrow_and_update().clone();
         let mut closing = self.closing.clone();
@@ -468,7 +465,9 @@ impl DeltaStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        let (mut rx, node) = self.cache.stream_opened(&node_id(&first.node), node_class_of(&first.node));
+        let (mut rx, node) = self
+            .cache
+            .stream_opened(&node_id(&first.node), node_class_of(&first.node));
         self.node = node;
         self.snap = rx.borrow_and_update().clone();
         let mut closing = self.closing.clone();
@@ -503,8 +502,7 @@ impl DeltaStream {
             return Ok(());
         };
         let st = &mut self.types[ty.idx()];
-        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty()
-        {
+        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty() {
             st.dirty = true;
         }
         if !st.subscribed {
@@ -659,14 +657,20 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(decoded(self.sotw(request, None), WireResponse::to_sotw)))
+        Ok(Response::new(decoded(
+            self.sotw(request, None),
+            WireResponse::to_sotw,
+        )))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(decoded(self.delta(request, None), WireResponse::to_delta)))
+        Ok(Response::new(decoded(
+            self.delta(request, None),
+            WireResponse::to_delta,
+        )))
     }
 }
 
@@ -681,14 +685,20 @@ macro_rules! per_type_service {
                 &self,
                 request: Request<Streaming<DiscoveryRequest>>,
             ) -> Result<Response<Self::$sotw_ty>, Status> {
-                Ok(Response::new(decoded(self.sotw(request, Some($ty)), WireResponse::to_sotw)))
+                Ok(Response::new(decoded(
+                    self.sotw(request, Some($ty)),
+                    WireResponse::to_sotw,
+                )))
             }
 
             async fn $delta(
                 &self,
                 request: Request<Streaming<DeltaDiscoveryRequest>>,
             ) -> Result<Response<Self::$delta_ty>, Status> {
-                Ok(Response::new(decoded(self.delta(request, Some($ty)), WireResponse::to_delta)))
+                Ok(Response::new(decoded(
+                    self.delta(request, Some($ty)),
+                    WireResponse::to_delta,
+                )))
             }
 
             async fn $fetch(
@@ -814,9 +824,9 @@ where
                     Ok(grpc.streaming(DeltaMethod(server), req).await)
                 })
             }
-            _ => Box::pin(async move {
-                Ok(tonic::Status::unimplemented("no such method").into_http())
-            }),
+            _ => Box::pin(
+                async move { Ok(tonic::Status::unimplemented("no such method").into_http()) },
+            ),
         }
     }
 }

@@ -57,16 +57,28 @@ fn iters() -> usize {
 }
 
 fn snaps() -> [Snapshot; 2] {
-    let a: Vec<_> = (0..4).map(|i| service(&format!("s{i}"), i, 9000 + i * 4, 2)).collect();
-    let b: Vec<_> = (0..3).map(|i| service(&format!("s{i}"), i, 9100 + i * 4, 3)).collect();
+    let a: Vec<_> = (0..4)
+        .map(|i| service(&format!("s{i}"), i, 9000 + i * 4, 2))
+        .collect();
+    let b: Vec<_> = (0..3)
+        .map(|i| service(&format!("s{i}"), i, 9100 + i * 4, 3))
+        .collect();
     [
-        Snapshot::builder("a").resources(&envoy_resources(&a)).build().unwrap(),
-        Snapshot::builder("b").resources(&envoy_resources(&b)).build().unwrap(),
+        Snapshot::builder("a")
+            .resources(&envoy_resources(&a))
+            .build()
+            .unwrap(),
+        Snapshot::builder("b")
+            .resources(&envoy_resources(&b))
+            .build()
+            .unwrap(),
     ]
 }
 
 fn names(rng: &mut Rng) -> Vec<String> {
-    (0..rng.below(4)).map(|_| rng.pick(&NAMES).to_string()).collect()
+    (0..rng.below(4))
+        .map(|_| rng.pick(&NAMES).to_string())
+        .collect()
 }
 
 fn served(url: &str) -> bool {
@@ -110,14 +122,26 @@ async fn sotw_random_requests_keep_the_stream_consistent() {
         .await;
         let s = c.resp.stream().await;
         while let Ok(m) = tokio::time::timeout(Duration::from_millis(15), s.message()).await {
-            let r = m.expect("the ADS stream must not fail").expect("stream ended");
+            let r = m
+                .expect("the ADS stream must not fail")
+                .expect("stream ended");
             assert!(served(&r.type_url), "unserved type {:?}", r.type_url);
             assert!(seen.insert(r.nonce.clone()), "nonce {} reused", r.nonce);
             let ty = ResourceType::from_type_url(&r.type_url).unwrap();
-            let published: BTreeSet<&str> =
-                snaps.iter().map(|s| s.version(ty)).collect();
-            assert!(published.contains(r.version_info.as_str()), "{}", r.version_info);
-            assert!(r.resources.len() <= snaps[0].get(ty).items.len().max(snaps[1].get(ty).items.len()));
+            let published: BTreeSet<&str> = snaps.iter().map(|s| s.version(ty)).collect();
+            assert!(
+                published.contains(r.version_info.as_str()),
+                "{}",
+                r.version_info
+            );
+            assert!(
+                r.resources.len()
+                    <= snaps[0]
+                        .get(ty)
+                        .items
+                        .len()
+                        .max(snaps[1].get(ty).items.len())
+            );
             nonces.push(r.nonce);
         }
     }
@@ -126,15 +150,23 @@ async fn sotw_random_requests_keep_the_stream_consistent() {
     let mut last = None;
     let s = c.resp.stream().await;
     while let Ok(m) = tokio::time::timeout(Duration::from_millis(300), s.message()).await {
-        last = Some(m.unwrap().unwrap()).filter(|r| r.type_url == CLUSTER_TYPE).or(last);
+        last = Some(m.unwrap().unwrap())
+            .filter(|r| r.type_url == CLUSTER_TYPE)
+            .or(last);
     }
     let r = last.expect("no CDS answer after the fuzz sequence");
     assert_eq!(r.version_info, snaps[cur].version(ResourceType::Cluster));
-    assert_eq!(r.resources.len(), snaps[cur].get(ResourceType::Cluster).items.len());
+    assert_eq!(
+        r.resources.len(),
+        snaps[cur].get(ResourceType::Cluster).items.len()
+    );
     // And a new stream works.
     let mut c2 = srv.sotw("fz").await;
     c2.send(CLUSTER_TYPE, &[], "", "").await;
-    assert_eq!(c2.recv().await.version_info, snaps[cur].version(ResourceType::Cluster));
+    assert_eq!(
+        c2.recv().await.version_info,
+        snaps[cur].version(ResourceType::Cluster)
+    );
     srv.stop().await;
 }
 
@@ -164,7 +196,12 @@ async fn delta_random_requests_keep_the_stream_consistent() {
             details: vec![],
         });
         let initial = (0..rng.below(3))
-            .map(|_| (rng.pick(&NAMES).to_string(), rng.pick(&["", "1", "x"]).to_string()))
+            .map(|_| {
+                (
+                    rng.pick(&NAMES).to_string(),
+                    rng.pick(&["", "1", "x"]).to_string(),
+                )
+            })
             .collect();
         c.send_req(DeltaDiscoveryRequest {
             type_url: rng.pick(&TYPES).into(),
@@ -178,12 +215,16 @@ async fn delta_random_requests_keep_the_stream_consistent() {
         .await;
         let s = c.resp.stream().await;
         while let Ok(m) = tokio::time::timeout(Duration::from_millis(15), s.message()).await {
-            let r = m.expect("the ADS stream must not fail").expect("stream ended");
+            let r = m
+                .expect("the ADS stream must not fail")
+                .expect("stream ended");
             assert!(served(&r.type_url), "unserved type {:?}", r.type_url);
             assert!(seen.insert(r.nonce.clone()), "nonce {} reused", r.nonce);
             let sent: BTreeSet<&str> = r.resources.iter().map(|x| x.name.as_str()).collect();
             assert!(
-                r.removed_resources.iter().all(|n| !sent.contains(n.as_str())),
+                r.removed_resources
+                    .iter()
+                    .all(|n| !sent.contains(n.as_str())),
                 "a name both sent and removed: {r:?}"
             );
             nonces.push(r.nonce);
@@ -194,7 +235,12 @@ async fn delta_random_requests_keep_the_stream_consistent() {
     c2.subscribe(CLUSTER_TYPE, &[], &[], "").await;
     let r = c2.recv().await;
     let got: BTreeSet<String> = r.resources.iter().map(|x| x.name.clone()).collect();
-    let want: BTreeSet<String> = snaps[cur].get(ResourceType::Cluster).items.keys().cloned().collect();
+    let want: BTreeSet<String> = snaps[cur]
+        .get(ResourceType::Cluster)
+        .items
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(got, want);
     srv.stop().await;
 }

@@ -503,7 +503,10 @@ pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<St
         (status = 404, description = "xDS is not enabled (--xds-listen)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn xds_status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<serde_json::Value>> {
+pub async fn xds_status(
+    State(st): State<AppState>,
+    _a: Reader,
+) -> ApiResult<Json<serde_json::Value>> {
     match &st.xds {
         Some(x) => Ok(Json(x.status_json())),
         None => Err(ApiError::new(

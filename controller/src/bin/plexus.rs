@@ -329,7 +329,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Xds {
             cmd: XdsCmd::Status,
         } => {
-            let v = c.send(reqwest::Method::GET, "/v1/xds/status", None, None).await?;
+            let v = c
+                .send(reqwest::Method::GET, "/v1/xds/status", None, None)
+                .await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(());
         }
