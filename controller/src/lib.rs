@@ -8,7 +8,9 @@
 //! - [`southbound`]: per-chassis OpenFlow sessions, reconcile without flushing, realized
 //!   revisions.
 //!
-//! OVSDB sessions, etcd and xDS are not built yet.
+//! - [`xds`]: the xDS feed: services and their traffic policy → Envoy / proxyless gRPC.
+//!
+//! OVSDB sessions and etcd are not built yet.
 
 pub mod api;
 pub mod compiler;
@@ -16,3 +18,4 @@ pub mod ipam;
 pub mod model_from_store;
 pub mod southbound;
 pub mod store;
+pub mod xds;

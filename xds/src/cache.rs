@@ -75,13 +75,49 @@ pub struct Metrics {
 
 struct NodeEntry {
     tx: watch::Sender<Option<Arc<Snapshot>>>,
-    status: NodeStatus,
+    status: Arc<Mutex<NodeStatus>>,
+    /// Published with [`SnapshotCache::set_snapshot`]/[`SnapshotCache::set_snapshots`]
+    /// (a node-specific snapshot), not following the default one.
+    pinned: bool,
+    /// Node class (see [`node_class`]), chosen by the default snapshots.
+    class: String,
+}
+
+/// The class of a node for [`SnapshotCache::set_default_snapshot_for`]: `grpc` for
+/// proxyless gRPC clients (their `user_agent_name` names gRPC), `""` otherwise (Envoy).
+pub fn node_class(node: &envoy_types::pb::envoy::config::core::v3::Node) -> &'static str {
+    if node.user_agent_name.to_ascii_lowercase().contains("grpc") {
+        "grpc"
+    } else {
+        ""
+    }
+}
+
+/// A stream's handle on its node's status: updates take the node's own lock only, not
+/// the cache-wide one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeRef {
+    pub(crate) id: String,
+    status: Arc<Mutex<NodeStatus>>,
+}
+
+impl NodeRef {
+    fn with_type<R>(&self, ty: ResourceType, f: impl FnOnce(&mut TypeStatus) -> R) -> R {
+        let mut st = self.status.lock().unwrap();
+        if !st.types.contains_key(ty.short()) {
+            st.types.insert(ty.short().into(), TypeStatus::default());
+        }
+        f(st.types.get_mut(ty.short()).unwrap())
+    }
 }
 
 /// Holds the published snapshot of each node and wakes its streams on change.
 #[derive(Default)]
 pub struct SnapshotCache {
     nodes: Mutex<BTreeMap<String, NodeEntry>>,
+    /// Snapshots of nodes without a node-specific one, per node class (see
+    /// [`Self::set_default_snapshot_for`]); `""` is the fallback for every class.
+    defaults: Mutex<BTreeMap<String, Arc<Snapshot>>>,
     /// Server-wide counters.
     pub metrics: Metrics,
 }
@@ -105,13 +141,79 @@ impl SnapshotCache {
         Arc::new(Self::default())
     }
 
+    fn entry<'a>(
+        &self,
+        nodes: &'a mut BTreeMap<String, NodeEntry>,
+        node: &str,
+    ) -> &'a mut NodeEntry {
+        if !nodes.contains_key(node) {
+            let default = self.default_for("");
+            let status = NodeStatus {
+                snapshot_label: default.as_ref().map(|s| s.label.clone()),
+                ..Default::default()
+            };
+            nodes.insert(
+                node.to_string(),
+                NodeEntry {
+                    tx: watch::Sender::new(default),
+                    status: Arc::new(Mutex::new(status)),
+                    pinned: false,
+                    class: String::new(),
+                },
+            );
+        }
+        nodes.get_mut(node).unwrap()
+    }
+
     fn with_node<R>(&self, node: &str, f: impl FnOnce(&mut NodeEntry) -> R) -> R {
         let mut nodes = self.nodes.lock().unwrap();
-        let e = nodes.entry(node.to_string()).or_insert_with(|| NodeEntry {
-            tx: watch::Sender::new(None),
-            status: NodeStatus::default(),
-        });
-        f(e)
+        f(self.entry(&mut nodes, node))
+    }
+
+    fn default_for(&self, class: &str) -> Option<Arc<Snapshot>> {
+        let d = self.defaults.lock().unwrap();
+        d.get(class).or_else(|| d.get("")).cloned()
+    }
+
+    /// Publishes `snap` (after its consistency check) to every node that has no
+    /// node-specific snapshot, including nodes that connect later: the controller's
+    /// "same configuration for every proxy" mode. An inconsistent snapshot is refused
+    /// and the previous one stays published.
+    pub fn set_default_snapshot(&self, snap: Snapshot) -> Result<(), SnapshotError> {
+        self.set_default_snapshot_for("", snap)
+    }
+
+    /// Like [`Self::set_default_snapshot`] for the nodes of one class ([`node_class`]),
+    /// e.g. `grpc` for proxyless gRPC clients; class `""` is the fallback of all.
+    pub fn set_default_snapshot_for(
+        &self,
+        class: &str,
+        snap: Snapshot,
+    ) -> Result<(), SnapshotError> {
+        snap.check()?;
+        let snap = Arc::new(snap);
+        let nodes = self.nodes.lock().unwrap();
+        self.defaults
+            .lock()
+            .unwrap()
+            .insert(class.to_string(), snap.clone());
+        for e in nodes.values() {
+            if e.pinned {
+                continue;
+            }
+            let applies = e.class == class
+                || (class.is_empty() && !self.defaults.lock().unwrap().contains_key(&e.class));
+            if applies {
+                e.status.lock().unwrap().snapshot_label = Some(snap.label.clone());
+                e.tx.send_replace(Some(snap.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The default snapshot of a node class, if any (falling back to class `""`).
+    pub fn default_snapshot(&self, class: &str) -> Option<Arc<Snapshot>> {
+        self.default_for(class)
     }
 
     /// Publishes a snapshot for `node` after checking its consistency; every stream of
@@ -121,7 +223,8 @@ impl SnapshotCache {
         snap.check()?;
         let snap = Arc::new(snap);
         self.with_node(node, |e| {
-            e.status.snapshot_label = Some(snap.label.clone());
+            e.pinned = true;
+            e.status.lock().unwrap().snapshot_label = Some(snap.label.clone());
             e.tx.send_replace(Some(snap));
         });
         Ok(())
@@ -137,17 +240,16 @@ impl SnapshotCache {
         let snap = Arc::new(snap);
         let mut all = self.nodes.lock().unwrap();
         for node in nodes {
-            let e = all.entry(node.to_string()).or_insert_with(|| NodeEntry {
-                tx: watch::Sender::new(None),
-                status: NodeStatus::default(),
-            });
-            e.status.snapshot_label = Some(snap.label.clone());
+            let e = self.entry(&mut all, node);
+            e.pinned = true;
+            e.status.lock().unwrap().snapshot_label = Some(snap.label.clone());
             e.tx.send_replace(Some(snap.clone()));
         }
         Ok(())
     }
 
-    /// Removes a node's snapshot (its streams keep their last state, nothing is pushed).
+    /// Removes a node's own snapshot (its streams keep their last state, nothing is
+    /// pushed; the node follows the default snapshot again from its next stream on).
     pub fn clear_snapshot(&self, node: &str) {
         self.nodes.lock().unwrap().remove(node);
     }
@@ -172,7 +274,7 @@ impl SnapshotCache {
             .lock()
             .unwrap()
             .get(node)
-            .map(|e| e.status.clone())
+            .map(|e| e.status.lock().unwrap().clone())
     }
 
     /// Status of every known node.
@@ -181,7 +283,7 @@ impl SnapshotCache {
             .lock()
             .unwrap()
             .iter()
-            .map(|(k, v)| (k.clone(), v.status.clone()))
+            .map(|(k, v)| (k.clone(), v.status.lock().unwrap().clone()))
             .collect()
     }
 
@@ -190,49 +292,78 @@ impl SnapshotCache {
         serde_json::to_value(self.status()).unwrap_or_default()
     }
 
-    pub(crate) fn stream_opened(&self, node: &str) {
+    /// Opens a stream of `node`: its snapshot watch and status handle.
+    pub(crate) fn stream_opened(
+        &self,
+        node: &str,
+        class: &str,
+    ) -> (watch::Receiver<Option<Arc<Snapshot>>>, NodeRef) {
         self.metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
-        self.with_node(node, |e| e.status.streams += 1);
-    }
-
-    pub(crate) fn stream_closed(&self, node: &str) {
-        if let Some(e) = self.nodes.lock().unwrap().get_mut(node) {
-            e.status.streams = e.status.streams.saturating_sub(1);
-        }
-    }
-
-    pub(crate) fn record_sent(&self, node: &str, ty: ResourceType, version: &str) {
-        self.metrics.responses.fetch_add(1, Ordering::Relaxed);
+        let default = self.default_for(class);
         self.with_node(node, |e| {
-            let t = e.status.types.entry(ty.short().into()).or_default();
-            t.last_sent_version = Some(version.to_string());
+            if !e.pinned && e.class != class {
+                class.clone_into(&mut e.class);
+                if let Some(d) = default {
+                    e.status.lock().unwrap().snapshot_label = Some(d.label.clone());
+                    e.tx.send_replace(Some(d));
+                }
+            }
+            e.status.lock().unwrap().streams += 1;
+            (
+                e.tx.subscribe(),
+                NodeRef {
+                    id: node.to_string(),
+                    status: e.status.clone(),
+                },
+            )
+        })
+    }
+
+    pub(crate) fn stream_closed(&self, n: &NodeRef) {
+        let mut st = n.status.lock().unwrap();
+        st.streams = st.streams.saturating_sub(1);
+    }
+
+    pub(crate) fn record_sent(&self, n: &NodeRef, ty: ResourceType, version: &str) {
+        self.metrics.responses.fetch_add(1, Ordering::Relaxed);
+        n.with_type(ty, |t| {
+            if t.last_sent_version.as_deref() != Some(version) {
+                t.last_sent_version = Some(version.to_string());
+            }
             t.responses += 1;
         });
     }
 
-    pub(crate) fn record_ack(&self, node: &str, ty: ResourceType, version: &str) {
-        self.metrics.acks.fetch_add(1, Ordering::Relaxed);
-        self.with_node(node, |e| {
-            let t = e.status.types.entry(ty.short().into()).or_default();
-            t.last_acked_version = Some(version.to_string());
+    pub(crate) fn record_ack(&self, n: &NodeRef, ty: ResourceType, version: &str) {
+        n.with_type(ty, |t| {
+            if t.last_acked_version.as_deref() != Some(version) {
+                t.last_acked_version = Some(version.to_string());
+            }
             t.rejected = false;
             t.acks += 1;
         });
+        // Counted last: a reader that sees the counter also sees the status.
+        self.metrics.acks.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn record_nack(
         &self,
-        node: &str,
+        n: &NodeRef,
         ty: ResourceType,
         version: &str,
         nonce: &str,
         code: i32,
         message: &str,
     ) {
-        self.metrics.nacks.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(node, ty = ty.short(), version, nonce, message, "xDS NACK");
-        self.with_node(node, |e| {
-            let t = e.status.types.entry(ty.short().into()).or_default();
+        tracing::warn!(
+            node = n.id,
+            ty = ty.short(),
+            version,
+            nonce,
+            message,
+            "xDS NACK"
+        );
+        n.with_type(ty, |t| {
             t.last_nack = Some(Nack {
                 version: version.to_string(),
                 nonce: nonce.to_string(),
@@ -243,11 +374,16 @@ impl SnapshotCache {
             t.rejected = true;
             t.nacks += 1;
         });
+        self.metrics.nacks.fetch_add(1, Ordering::Release);
     }
 
-    pub(crate) fn record_unknown_type(&self, node: &str, url: &str) {
+    pub(crate) fn record_unknown_type(&self, n: &NodeRef, url: &str) {
         self.metrics.unknown_types.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(node, url, "xDS request for an unknown type URL ignored");
-        self.with_node(node, |e| e.status.unknown_type_requests += 1);
+        tracing::warn!(
+            node = n.id,
+            url,
+            "xDS request for an unknown type URL ignored"
+        );
+        n.status.lock().unwrap().unknown_type_requests += 1;
     }
 }

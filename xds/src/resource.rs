@@ -91,6 +91,12 @@ pub struct EncodedResource {
     pub any: Any,
     /// Names of resources of other types this one needs (`(type, name)`).
     pub refs: Vec<(ResourceType, String)>,
+    /// `any` encoded once as a SotW `DiscoveryResponse.resources` entry, shared by
+    /// every stream that sends it.
+    pub sotw_entry: bytes::Bytes,
+    /// `Resource { name, version, resource: any }` encoded once as a
+    /// `DeltaDiscoveryResponse.resources` entry.
+    pub delta_entry: bytes::Bytes,
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
@@ -102,14 +108,33 @@ fn hash_hex(bytes: &[u8]) -> String {
 impl EncodedResource {
     fn new<T: Message + Name>(name: String, msg: &T, refs: Vec<(ResourceType, String)>) -> Self {
         let value = msg.encode_to_vec();
+        let any = Any {
+            type_url: T::type_url(),
+            value,
+        };
+        Self::from_any(name, any, refs)
+    }
+
+    /// A resource from an already packed message (any content; e.g. a bad update in
+    /// tests); its version is the hash of the packed bytes.
+    pub fn from_any(name: String, any: Any, refs: Vec<(ResourceType, String)>) -> Self {
+        let version = hash_hex(&any.value);
+        let sotw_entry = crate::wire::resources_entry(&any);
+        let delta_entry = crate::wire::resources_entry(
+            &envoy_types::pb::envoy::service::discovery::v3::Resource {
+                name: name.clone(),
+                version: version.clone(),
+                resource: Some(any.clone()),
+                ..Default::default()
+            },
+        );
         Self {
             name,
-            version: hash_hex(&value),
-            any: Any {
-                type_url: T::type_url(),
-                value,
-            },
+            version,
+            any,
             refs,
+            sotw_entry,
+            delta_entry,
         }
     }
 

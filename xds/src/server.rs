@@ -20,11 +20,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
@@ -33,8 +31,18 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::cache::SnapshotCache;
 use crate::resource::{ResourceType, Snapshot};
+use crate::wire::WireResponse;
 
 type RespStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+type WireStream = RespStream<WireResponse>;
+
+fn decoded<T>(s: WireStream, f: fn(&WireResponse) -> Result<T, prost::DecodeError>) -> RespStream<T>
+where
+    T: Send + 'static,
+{
+    use futures::StreamExt;
+    Box::pin(s.map(move |r| r.and_then(|w| f(&w).map_err(|e| Status::internal(e.to_string())))))
+}
 
 /// Identifier sent as `control_plane.identifier`.
 pub const CONTROL_PLANE_ID: &str = "plexus-xds";
@@ -76,10 +84,7 @@ impl XdsServer {
         use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server::RouteDiscoveryServiceServer;
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-            .add_service(
-                AggregatedDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(64 << 20),
-            )
+            .add_service(AdsService(self.clone()))
             .add_service(ClusterDiscoveryServiceServer::new(self.clone()))
             .add_service(EndpointDiscoveryServiceServer::new(self.clone()))
             .add_service(ListenerDiscoveryServiceServer::new(self.clone()))
@@ -107,7 +112,7 @@ impl XdsServer {
         &self,
         req: Request<Streaming<DiscoveryRequest>>,
         fixed: Option<ResourceType>,
-    ) -> RespStream<DiscoveryResponse> {
+    ) -> WireStream {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
         let closing = self.closing.subscribe();
@@ -117,7 +122,7 @@ impl XdsServer {
                 closing,
                 tx,
                 fixed,
-                node: String::new(),
+                node: Default::default(),
                 snap: None,
                 types: Default::default(),
                 nonce: 0,
@@ -133,7 +138,7 @@ impl XdsServer {
         &self,
         req: Request<Streaming<DeltaDiscoveryRequest>>,
         fixed: Option<ResourceType>,
-    ) -> RespStream<DeltaDiscoveryResponse> {
+    ) -> WireStream {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
         let closing = self.closing.subscribe();
@@ -143,7 +148,7 @@ impl XdsServer {
                 closing,
                 tx,
                 fixed,
-                node: String::new(),
+                node: Default::default(),
                 snap: None,
                 types: Default::default(),
                 nonce: 0,
@@ -214,10 +219,16 @@ impl Subscription {
         if self.wildcard {
             items.values().map(|r| r.as_ref()).collect()
         } else {
-            self.names
-                .iter()
-                .filter_map(|n| items.get(n).map(|r| r.as_ref()))
-                .collect()
+            // Both sides are sorted: merge instead of one map lookup per name.
+            let mut out = Vec::with_capacity(self.names.len().min(items.len()));
+            let mut it = items.iter().peekable();
+            for n in &self.names {
+                while it.next_if(|(k, _)| k.as_str() < n.as_str()).is_some() {}
+                if let Some((_, r)) = it.next_if(|(k, _)| *k == n) {
+                    out.push(r.as_ref());
+                }
+            }
+            out
         }
     }
 }
@@ -229,7 +240,7 @@ fn resolve_type(
     fixed: Option<ResourceType>,
     type_url: &mut String,
     cache: &SnapshotCache,
-    node: &str,
+    node: &crate::cache::NodeRef,
 ) -> Result<Option<ResourceType>, Status> {
     if type_url.is_empty()
         && let Some(f) = fixed
@@ -248,6 +259,10 @@ fn resolve_type(
     }
 }
 
+fn node_class_of(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> &'static str {
+    node.as_ref().map(crate::cache::node_class).unwrap_or("")
+}
+
 fn node_id(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> String {
     node.as_ref().map(|n| n.id.clone()).unwrap_or_default()
 }
@@ -256,6 +271,8 @@ fn node_id(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> Str
 struct SotwType {
     subscribed: bool,
     sub: Subscription,
+    /// `resource_names` of the request that set `sub`.
+    raw_names: Vec<String>,
     nonce: String,
     sent_version: Option<String>,
 }
@@ -263,9 +280,9 @@ struct SotwType {
 struct SotwStream {
     cache: Arc<SnapshotCache>,
     closing: watch::Receiver<bool>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Result<WireResponse, Status>>,
     fixed: Option<ResourceType>,
-    node: String,
+    node: crate::cache::NodeRef,
     snap: Option<Arc<Snapshot>>,
     types: [SotwType; 4],
     nonce: u64,
@@ -276,10 +293,11 @@ impl SotwStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        self.node = node_id(&first.node);
-        let mut rx: watch::Receiver<Option<Arc<Snapshot>>> = self.cache.watch(&self.node);
+        let (mut rx, node) = self
+            .cache
+            .stream_opened(&node_id(&first.node), node_class_of(&first.node));
+        self.node = node;
         self.snap = rx.borrow_and_update().clone();
-        self.cache.stream_opened(&self.node);
         let mut closing = self.closing.clone();
         let res = async {
             self.handle(first).await?;
@@ -311,8 +329,15 @@ impl SotwStream {
         let Some(ty) = resolve_type(self.fixed, &mut req.type_url, &self.cache, &self.node)? else {
             return Ok(());
         };
-        let sub = Subscription::sotw(ty, &req.resource_names);
         let st = &mut self.types[ty.idx()];
+        // Most requests (ACKs) repeat the names of the previous one verbatim: compare the
+        // raw list before building a set.
+        let same_names = st.subscribed && st.raw_names == req.resource_names;
+        let sub = if same_names {
+            None
+        } else {
+            Some(Subscription::sotw(ty, &req.resource_names))
+        };
         if st.subscribed && !req.response_nonce.is_empty() {
             if req.response_nonce != st.nonce {
                 self.cache
@@ -320,7 +345,7 @@ impl SotwStream {
                     .stale_nonces
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(
-                    node = self.node,
+                    node = self.node.id,
                     ty = ty.short(),
                     nonce = req.response_nonce,
                     "stale nonce ignored"
@@ -339,13 +364,23 @@ impl SotwStream {
                 ),
                 None => self.cache.record_ack(&self.node, ty, &req.version_info),
             }
-            if sub == st.sub {
-                return Ok(());
+            match sub {
+                Some(sub) if sub != st.sub => {
+                    st.sub = sub;
+                    st.raw_names = req.resource_names;
+                }
+                Some(_) => {
+                    st.raw_names = req.resource_names;
+                    return Ok(());
+                }
+                None => return Ok(()),
             }
-            st.sub = sub;
         } else {
             st.subscribed = true;
-            st.sub = sub;
+            if let Some(sub) = sub {
+                st.sub = sub;
+                st.raw_names = req.resource_names;
+            }
         }
         self.respond(ty, true).await
     }
@@ -366,14 +401,8 @@ impl SotwStream {
         self.nonce += 1;
         st.nonce = self.nonce.to_string();
         st.sent_version = Some(version.to_string());
-        let resp = DiscoveryResponse {
+        let head = DiscoveryResponse {
             version_info: version.to_string(),
-            resources: st
-                .sub
-                .select(&snap, ty)
-                .into_iter()
-                .map(|r| r.any.clone())
-                .collect(),
             type_url: ty.type_url().into(),
             nonce: st.nonce.clone(),
             control_plane: Some(ControlPlane {
@@ -381,12 +410,19 @@ impl SotwStream {
             }),
             ..Default::default()
         };
+        let parts = st
+            .sub
+            .select(&snap, ty)
+            .into_iter()
+            .map(|r| r.sotw_entry.clone())
+            .collect();
+        let resp = WireResponse::sotw(&head, parts);
         tracing::debug!(
-            node = self.node,
+            node = self.node.id,
             ty = ty.short(),
             version,
-            n = resp.resources.len(),
-            nonce = resp.nonce,
+            n = resp.resource_count(),
+            nonce = head.nonce,
             "SotW response"
         );
         self.cache.record_sent(&self.node, ty, version);
@@ -407,14 +443,18 @@ struct DeltaType {
     sent: BTreeMap<String, String>,
     nonce: String,
     sent_version: String,
+    /// The subscription changed since the last reconciliation.
+    dirty: bool,
+    /// Type version the last reconciliation was against.
+    synced_version: String,
 }
 
 struct DeltaStream {
     cache: Arc<SnapshotCache>,
     closing: watch::Receiver<bool>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Result<WireResponse, Status>>,
     fixed: Option<ResourceType>,
-    node: String,
+    node: crate::cache::NodeRef,
     snap: Option<Arc<Snapshot>>,
     types: [DeltaType; 4],
     nonce: u64,
@@ -425,10 +465,11 @@ impl DeltaStream {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
-        self.node = node_id(&first.node);
-        let mut rx = self.cache.watch(&self.node);
+        let (mut rx, node) = self
+            .cache
+            .stream_opened(&node_id(&first.node), node_class_of(&first.node));
+        self.node = node;
         self.snap = rx.borrow_and_update().clone();
-        self.cache.stream_opened(&self.node);
         let mut closing = self.closing.clone();
         let res = async {
             self.handle(first).await?;
@@ -461,8 +502,12 @@ impl DeltaStream {
             return Ok(());
         };
         let st = &mut self.types[ty.idx()];
+        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty() {
+            st.dirty = true;
+        }
         if !st.subscribed {
             st.subscribed = true;
+            st.dirty = true;
             st.sent = req
                 .initial_resource_versions
                 .iter()
@@ -520,38 +565,54 @@ impl DeltaStream {
             return Ok(());
         }
         let t = snap.get(ty);
-        let mut removed = Vec::new();
-        let sent_names: Vec<(String, String)> = st
-            .sent
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (n, v) in sent_names {
-            if !t.items.contains_key(&n) && v != ABSENT {
-                removed.push(n.clone());
-                if st.names.contains(&n) {
-                    st.sent.insert(n, ABSENT.into());
-                } else {
-                    st.sent.remove(&n);
-                }
-            }
+        // Nothing to do when this type's content is what we last reconciled against and
+        // the subscription did not change (most streams on most snapshot changes).
+        if st.answered && !st.dirty && st.synced_version == t.version {
+            return Ok(());
         }
-        for n in &st.names {
-            if !t.items.contains_key(n) && !st.sent.contains_key(n) {
+        st.dirty = false;
+        st.synced_version.clone_from(&t.version);
+        let DeltaType {
+            names,
+            sent,
+            wildcard,
+            ..
+        } = st;
+        let mut removed = Vec::new();
+        sent.retain(|n, v| {
+            if t.items.contains_key(n) || v == ABSENT {
+                return true;
+            }
+            removed.push(n.clone());
+            if names.contains(n) {
+                ABSENT.clone_into(v);
+                true
+            } else {
+                false
+            }
+        });
+        for n in names.iter() {
+            if !t.items.contains_key(n) && !sent.contains_key(n) {
                 removed.push(n.clone());
-                st.sent.insert(n.clone(), ABSENT.into());
+                sent.insert(n.clone(), ABSENT.into());
             }
         }
         let mut resources = Vec::new();
-        for (n, r) in &t.items {
-            if (st.wildcard || st.names.contains(n)) && st.sent.get(n) != Some(&r.version) {
-                resources.push(Resource {
-                    name: n.clone(),
-                    version: r.version.clone(),
-                    resource: Some(r.any.clone()),
-                    ..Default::default()
-                });
-                st.sent.insert(n.clone(), r.version.clone());
+        let mut want = |n: &String, r: &Arc<crate::resource::EncodedResource>| {
+            if sent.get(n) != Some(&r.version) {
+                resources.push(r.delta_entry.clone());
+                sent.insert(n.clone(), r.version.clone());
+            }
+        };
+        if *wildcard {
+            for (n, r) in &t.items {
+                want(n, r);
+            }
+        } else {
+            for n in names.iter() {
+                if let Some(r) = t.items.get(n) {
+                    want(n, r);
+                }
             }
         }
         if resources.is_empty() && removed.is_empty() && st.answered {
@@ -561,9 +622,8 @@ impl DeltaStream {
         self.nonce += 1;
         st.nonce = self.nonce.to_string();
         st.sent_version = t.version.clone();
-        let resp = DeltaDiscoveryResponse {
+        let head = DeltaDiscoveryResponse {
             system_version_info: t.version.clone(),
-            resources,
             type_url: ty.type_url().into(),
             removed_resources: removed,
             nonce: st.nonce.clone(),
@@ -573,12 +633,13 @@ impl DeltaStream {
             ..Default::default()
         };
         tracing::debug!(
-            node = self.node,
+            node = self.node.id,
             ty = ty.short(),
-            n = resp.resources.len(),
-            removed = resp.removed_resources.len(),
+            n = resources.len(),
+            removed = head.removed_resources.len(),
             "delta response"
         );
+        let resp = WireResponse::delta(&head, resources);
         self.cache.record_sent(&self.node, ty, &t.version);
         self.tx
             .send(Ok(resp))
@@ -596,14 +657,20 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.sotw(request, None)))
+        Ok(Response::new(decoded(
+            self.sotw(request, None),
+            WireResponse::to_sotw,
+        )))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.delta(request, None)))
+        Ok(Response::new(decoded(
+            self.delta(request, None),
+            WireResponse::to_delta,
+        )))
     }
 }
 
@@ -618,14 +685,20 @@ macro_rules! per_type_service {
                 &self,
                 request: Request<Streaming<DiscoveryRequest>>,
             ) -> Result<Response<Self::$sotw_ty>, Status> {
-                Ok(Response::new(self.sotw(request, Some($ty))))
+                Ok(Response::new(decoded(
+                    self.sotw(request, Some($ty)),
+                    WireResponse::to_sotw,
+                )))
             }
 
             async fn $delta(
                 &self,
                 request: Request<Streaming<DeltaDiscoveryRequest>>,
             ) -> Result<Response<Self::$delta_ty>, Status> {
-                Ok(Response::new(self.delta(request, Some($ty))))
+                Ok(Response::new(decoded(
+                    self.delta(request, Some($ty)),
+                    WireResponse::to_delta,
+                )))
             }
 
             async fn $fetch(
@@ -679,3 +752,81 @@ per_type_service!(
     delta_routes,
     fetch_routes
 );
+
+/// The ADS service as mounted by [`XdsServer::router`]: like the generated
+/// `AggregatedDiscoveryServiceServer`, but its responses are [`WireResponse`]s, so the
+/// resources' bytes encoded once per snapshot go to every stream without re-encoding.
+#[derive(Debug, Clone)]
+struct AdsService(XdsServer);
+
+impl tonic::server::NamedService for AdsService {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
+
+struct SotwMethod(XdsServer);
+struct DeltaMethod(XdsServer);
+
+impl tonic::server::StreamingService<DiscoveryRequest> for SotwMethod {
+    type Response = WireResponse;
+    type ResponseStream = WireStream;
+    type Future = futures::future::Ready<Result<Response<WireStream>, Status>>;
+    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
+        futures::future::ready(Ok(Response::new(self.0.sotw(request, None))))
+    }
+}
+
+impl tonic::server::StreamingService<DeltaDiscoveryRequest> for DeltaMethod {
+    type Response = WireResponse;
+    type ResponseStream = WireStream;
+    type Future = futures::future::Ready<Result<Response<WireStream>, Status>>;
+    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
+        futures::future::ready(Ok(Response::new(self.0.delta(request, None))))
+    }
+}
+
+/// Largest request accepted (a subscription to many names).
+const MAX_REQUEST: usize = 64 << 20;
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for AdsService
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let server = self.0.clone();
+        match req.uri().path() {
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources" => {
+                Box::pin(async move {
+                    let codec =
+                        tonic_prost::ProstCodec::<WireResponse, DiscoveryRequest>::default();
+                    let mut grpc = tonic::server::Grpc::new(codec)
+                        .apply_max_message_size_config(Some(MAX_REQUEST), None);
+                    Ok(grpc.streaming(SotwMethod(server), req).await)
+                })
+            }
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources" => {
+                Box::pin(async move {
+                    let codec =
+                        tonic_prost::ProstCodec::<WireResponse, DeltaDiscoveryRequest>::default();
+                    let mut grpc = tonic::server::Grpc::new(codec)
+                        .apply_max_message_size_config(Some(MAX_REQUEST), None);
+                    Ok(grpc.streaming(DeltaMethod(server), req).await)
+                })
+            }
+            _ => Box::pin(
+                async move { Ok(tonic::Status::unimplemented("no such method").into_http()) },
+            ),
+        }
+    }
+}

@@ -598,3 +598,57 @@ async fn shutdown_ends_open_streams() {
         "stream must end on shutdown"
     );
 }
+
+#[tokio::test]
+async fn default_snapshots_per_node_class_and_pinned_nodes() {
+    use plexus_xds::envoy_types::pb::envoy::config::core::v3::Node;
+    use plexus_xds::envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    let srv = TestServer::start().await;
+    let envoy_snap = snap_of(&[service("a", 1, 100, 1)], "envoy");
+    let grpc_snap = snap_of(&[service("a", 1, 100, 1), service("g", 2, 200, 1)], "grpc");
+    srv.cache.set_default_snapshot(envoy_snap.clone()).unwrap();
+    srv.cache
+        .set_default_snapshot_for("grpc", grpc_snap.clone())
+        .unwrap();
+    let pinned = snap_of(&[service("p", 3, 300, 1)], "pinned");
+    srv.cache.set_snapshot("pinned", pinned.clone()).unwrap();
+    // A node's class comes from its user agent on its first request.
+    let first = |id: &str, ua: &str| DiscoveryRequest {
+        node: Some(Node {
+            id: id.into(),
+            user_agent_name: ua.into(),
+            ..Default::default()
+        }),
+        type_url: CLUSTER_TYPE.into(),
+        ..Default::default()
+    };
+    let mut e = srv.sotw("unused").await;
+    e.tx.send(first("e1", "envoy")).await.unwrap();
+    assert_eq!(
+        e.recv().await.version_info,
+        envoy_snap.version(ResourceType::Cluster)
+    );
+    let mut g = srv.sotw("unused").await;
+    g.tx.send(first("g1", "gRPC Python")).await.unwrap();
+    assert_eq!(
+        g.recv().await.version_info,
+        grpc_snap.version(ResourceType::Cluster)
+    );
+    let mut p = srv.sotw("unused").await;
+    p.tx.send(first("pinned", "gRPC Python")).await.unwrap();
+    assert_eq!(
+        p.recv().await.version_info,
+        pinned.version(ResourceType::Cluster)
+    );
+    // A new default reaches the connected nodes of its class only.
+    let envoy2 = snap_of(
+        &[service("a", 1, 100, 1), service("b", 2, 200, 1)],
+        "envoy2",
+    );
+    srv.cache.set_default_snapshot(envoy2.clone()).unwrap();
+    let r = e.recv().await;
+    assert_eq!(r.version_info, envoy2.version(ResourceType::Cluster));
+    g.silent(200).await;
+    p.silent(200).await;
+    srv.stop().await;
+}

@@ -239,6 +239,9 @@ pub struct Backend {
     pub target_port: u16,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Subset label (e.g. `v1`, `canary`): the unit of `traffic_policy.splits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
 }
 
 /// Session affinity of a service.
@@ -265,6 +268,9 @@ pub struct HealthCheck {
     pub timeout_seconds: u32,
     pub unhealthy_threshold: u32,
     pub healthy_threshold: u32,
+    /// HTTP path for an HTTP health check by sidecars (xDS); absent = TCP connect check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_path: Option<String>,
 }
 
 /// A load-balanced service: VIP:port/protocol → weighted backends.
@@ -283,6 +289,111 @@ pub struct ServiceSpec {
     pub affinity: Affinity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// L7 traffic policy applied by xDS sidecars (Envoy, proxyless gRPC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+fn default_retry_on() -> String {
+    "5xx,connect-failure,reset".into()
+}
+
+/// Retries of a request by the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Envoy `retry_on` conditions (default `5xx,connect-failure,reset`; gRPC:
+    /// `unavailable,cancelled,...`).
+    #[serde(default = "default_retry_on")]
+    pub retry_on: String,
+    /// 1..=10.
+    pub num_retries: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout_ms: Option<u32>,
+}
+
+/// One arm of a weighted traffic split over backend subsets (e.g. 99/1 canary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSplit {
+    /// A `subset` of some backends of the service.
+    pub subset: String,
+    /// Relative weight, 0..=10000 (at least one arm positive).
+    pub weight: u32,
+}
+
+/// Circuit-breaker thresholds per sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+/// Passive health: eject backends that keep failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: u32,
+    pub interval_ms: u32,
+    pub base_ejection_time_ms: u32,
+    /// 0..=100.
+    pub max_ejection_percent: u32,
+}
+
+/// Delay a percentage of requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultDelay {
+    pub delay_ms: u32,
+    /// 0..=100.
+    pub percent: u32,
+}
+
+/// Answer a percentage of requests with an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultAbort {
+    /// 200..=599.
+    pub http_status: u32,
+    /// 0..=100.
+    pub percent: u32,
+}
+
+/// Fault injection (testing resilience).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FaultInjection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+/// L7 traffic policy of a service, applied by xDS sidecars. Health checks come from the
+/// service's `health_check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficPolicy {
+    /// Upstream connect timeout (default 1000 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u32>,
+    /// Whole-request timeout (absent = Envoy's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    /// Weighted split over backend subsets; empty = all backends, weighted per backend.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<TrafficSplit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultInjection>,
 }
 
 /// How the controller reaches a chassis' switch.

@@ -417,6 +417,9 @@ pub(crate) fn service(s: &ServiceSpec) -> R {
         if b.weight == 0 || b.weight > 65535 {
             return Err(bad(&format!("{p}.weight"), "must be 1..=65535"));
         }
+        if let Some(sub) = &b.subset {
+            subset_name(&format!("{p}.subset"), sub)?;
+        }
     }
     if let Some(h) = &s.health_check {
         for (f, v) in [
@@ -434,6 +437,132 @@ pub(crate) fn service(s: &ServiceSpec) -> R {
                 "health_check.timeout_seconds",
                 "must not exceed interval_seconds",
             ));
+        }
+        if let Some(p) = &h.http_path
+            && (!p.starts_with('/') || p.len() > 1024 || p.chars().any(|c| c.is_control()))
+        {
+            return Err(bad(
+                "health_check.http_path",
+                "must start with '/', at most 1024 characters, no control characters",
+            ));
+        }
+    }
+    if let Some(tp) = &s.traffic_policy {
+        traffic_policy(s, tp)?;
+    }
+    Ok(())
+}
+
+fn subset_name(field: &str, s: &str) -> R {
+    if s.is_empty()
+        || s.len() > 63
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(bad(field, "1..=63 characters of [A-Za-z0-9._-]"));
+    }
+    Ok(())
+}
+
+fn percent(field: &str, v: u32) -> R {
+    if v > 100 {
+        return Err(bad(field, "must be 0..=100"));
+    }
+    Ok(())
+}
+
+fn positive(field: &str, v: u32) -> R {
+    if v == 0 {
+        return Err(bad(field, "must be positive"));
+    }
+    Ok(())
+}
+
+fn traffic_policy(s: &ServiceSpec, tp: &TrafficPolicy) -> R {
+    let f = |n: &str| format!("traffic_policy.{n}");
+    if let Some(v) = tp.connect_timeout_ms {
+        positive(&f("connect_timeout_ms"), v)?;
+    }
+    if let Some(v) = tp.request_timeout_ms {
+        positive(&f("request_timeout_ms"), v)?;
+    }
+    if let Some(r) = &tp.retries {
+        if !(1..=10).contains(&r.num_retries) {
+            return Err(bad(&f("retries.num_retries"), "must be 1..=10"));
+        }
+        if r.retry_on.is_empty()
+            || !r
+                .retry_on
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == ',')
+        {
+            return Err(bad(
+                &f("retries.retry_on"),
+                "comma-separated conditions of [a-z0-9-]",
+            ));
+        }
+        if let Some(v) = r.per_try_timeout_ms {
+            positive(&f("retries.per_try_timeout_ms"), v)?;
+        }
+    }
+    if !tp.splits.is_empty() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, a) in tp.splits.iter().enumerate() {
+            let p = f(&format!("splits[{i}]"));
+            subset_name(&format!("{p}.subset"), &a.subset)?;
+            if !seen.insert(a.subset.as_str()) {
+                return Err(bad(&format!("{p}.subset"), "duplicate subset"));
+            }
+            if a.weight > 10000 {
+                return Err(bad(&format!("{p}.weight"), "must be 0..=10000"));
+            }
+            if !s
+                .backends
+                .iter()
+                .any(|b| b.subset.as_deref() == Some(a.subset.as_str()))
+            {
+                return Err(bad(
+                    &format!("{p}.subset"),
+                    "no backend of the service has this subset",
+                ));
+            }
+        }
+        if tp.splits.iter().all(|a| a.weight == 0) {
+            return Err(bad(&f("splits"), "at least one weight must be positive"));
+        }
+    }
+    if let Some(cb) = &tp.circuit_breaker {
+        for (n, v) in [
+            ("max_connections", cb.max_connections),
+            ("max_pending_requests", cb.max_pending_requests),
+            ("max_requests", cb.max_requests),
+        ] {
+            positive(&f(&format!("circuit_breaker.{n}")), v)?;
+        }
+    }
+    if let Some(od) = &tp.outlier_detection {
+        positive(&f("outlier_detection.consecutive_5xx"), od.consecutive_5xx)?;
+        positive(&f("outlier_detection.interval_ms"), od.interval_ms)?;
+        positive(
+            &f("outlier_detection.base_ejection_time_ms"),
+            od.base_ejection_time_ms,
+        )?;
+        percent(
+            &f("outlier_detection.max_ejection_percent"),
+            od.max_ejection_percent,
+        )?;
+    }
+    if let Some(fi) = &tp.fault {
+        if let Some(d) = &fi.delay {
+            positive(&f("fault.delay.delay_ms"), d.delay_ms)?;
+            percent(&f("fault.delay.percent"), d.percent)?;
+        }
+        if let Some(a) = &fi.abort {
+            if !(200..=599).contains(&a.http_status) {
+                return Err(bad(&f("fault.abort.http_status"), "must be 200..=599"));
+            }
+            percent(&f("fault.abort.percent"), a.percent)?;
         }
     }
     Ok(())
@@ -613,10 +742,45 @@ mod tests {
                 ip: Some("fd00::1".into()),
                 target_port: 8080,
                 weight: 1,
+                subset: None,
             }],
             ..Default::default()
         };
         assert_eq!(field(&s), "backends[0].ip");
+        let mut s = ServiceSpec {
+            backends: vec![Backend {
+                port_id: None,
+                ip: Some("10.0.0.5".into()),
+                target_port: 8080,
+                weight: 1,
+                subset: Some("v1".into()),
+            }],
+            traffic_policy: Some(TrafficPolicy {
+                splits: vec![
+                    TrafficSplit {
+                        subset: "v1".into(),
+                        weight: 99,
+                    },
+                    TrafficSplit {
+                        subset: "v2".into(),
+                        weight: 1,
+                    },
+                ],
+                ..Default::default()
+            }),
+            ..s
+        };
+        assert_eq!(field(&s), "traffic_policy.splits[1].subset");
+        s.traffic_policy.as_mut().unwrap().splits.pop();
+        assert!(service(&s).is_ok());
+        s.traffic_policy.as_mut().unwrap().fault = Some(FaultInjection {
+            abort: Some(FaultAbort {
+                http_status: 503,
+                percent: 101,
+            }),
+            delay: None,
+        });
+        assert_eq!(field(&s), "traffic_policy.fault.abort.percent");
         let c = ChassisSpec {
             name: "c1".into(),
             vtep_ip: "192.0.2.1".into(),

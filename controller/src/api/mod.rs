@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Southbound sync state shown by `/v1/status` (empty without a southbound).
     pub sync: crate::southbound::SyncStatus,
+    /// The xDS feed (`--xds-listen`), shown by `/v1/xds/status`.
+    pub xds: Option<Arc<crate::xds::XdsState>>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             tokens: tokens.map(Arc::new),
             metrics: Arc::new(Metrics::new()),
             sync: Default::default(),
+            xds: None,
         }
     }
 }
@@ -492,6 +495,26 @@ pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<St
     .await
 }
 
+/// xDS feed status: the published store revision, the last publication error, and per
+/// proxy node the versions sent/ACKed and the last NACK (`error_detail`) per type.
+#[utoipa::path(get, path = "/v1/xds/status", tag = "status",
+    responses(
+        (status = 200, description = "Feed and per-node xDS status", body = Object),
+        (status = 404, description = "xDS is not enabled (--xds-listen)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn xds_status(
+    State(st): State<AppState>,
+    _a: Reader,
+) -> ApiResult<Json<serde_json::Value>> {
+    match &st.xds {
+        Some(x) => Ok(Json(x.status_json())),
+        None => Err(ApiError::new(
+            Problem::new(404, "Not found").with_detail("xDS is not enabled (--xds-listen)"),
+        )),
+    }
+}
+
 /// Liveness.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
 pub async fn healthz() -> &'static str {
@@ -561,7 +584,7 @@ impl utoipa::Modify for SecurityAddon {
         security_groups::create, security_groups::list, security_groups::get, security_groups::replace, security_groups::delete,
         services::create, services::list, services::get, services::replace, services::delete,
         chassis::create, chassis::list, chassis::get, chassis::replace, chassis::delete,
-        status, healthz, readyz, metrics_handler,
+        status, xds_status, healthz, readyz, metrics_handler,
     ),
     modifiers(&SecurityAddon)
 )]
@@ -588,6 +611,7 @@ pub fn app(state: AppState) -> Router {
         .merge(services::routes())
         .merge(chassis::routes())
         .route("/v1/status", get(status))
+        .route("/v1/xds/status", get(xds_status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))

@@ -27,6 +27,10 @@ struct Args {
     /// chassis with `endpoint.openflow` are connected to in any case.
     #[arg(long)]
     openflow_listen: Option<String>,
+    /// Serve xDS (ADS + per-type, SotW + delta) here, e.g. `127.0.0.1:18000`: services
+    /// and their traffic policy reach every connected Envoy / proxyless gRPC client.
+    #[arg(long)]
+    xds_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -50,6 +54,16 @@ async fn main() -> anyhow::Result<()> {
     let southbound = Southbound::start(store.clone(), args.openflow_listen.as_deref()).await?;
     let mut state = AppState::new(store, tokens);
     state.sync = southbound.status();
+    let xds = match args.xds_listen {
+        Some(a) => {
+            let feed = plexus_controller::xds::XdsFeed::start(state.store.clone(), a)
+                .await
+                .with_context(|| format!("starting xDS on {a}"))?;
+            state.xds = Some(feed.state.clone());
+            Some(feed)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -59,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    drop(xds);
     drop(southbound);
     Ok(())
 }

@@ -5,6 +5,8 @@
 //!   RESOURCE: tenants vpcs subnets routers ports security-groups services chassis
 //!   VERB:     list | get ID | create (--data JSON | --file F) | update ID (--data|--file) [--if-match ETAG] | delete ID
 //! plexus status
+//! plexus xds bootstrap --node ID [--xds HOST:PORT] [--cluster C] [--delta] [--grpc]
+//! plexus xds status
 //! ```
 
 use anyhow::{Context, bail};
@@ -49,6 +51,39 @@ enum Cmd {
     Services(Verb),
     Chassis(Verb),
     /// Store revision and object counts.
+    Status,
+    /// xDS: `bootstrap` (print a proxy bootstrap) and `status` (per-proxy ACK/NACK).
+    Xds {
+        #[command(subcommand)]
+        cmd: XdsCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum XdsCmd {
+    /// Print an Envoy bootstrap (or with `--grpc` a gRPC xDS bootstrap) that points at
+    /// the controller's ADS server (`plexus-controller --xds-listen`).
+    Bootstrap {
+        /// Node id of the proxy.
+        #[arg(long)]
+        node: String,
+        /// ADS server address `HOST:PORT`.
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        xds: String,
+        /// Node cluster.
+        #[arg(long, default_value = "plexus")]
+        cluster: String,
+        /// Incremental (delta) xDS.
+        #[arg(long)]
+        delta: bool,
+        /// Envoy admin port on 127.0.0.1 (0 = no admin listener).
+        #[arg(long, default_value_t = 15000)]
+        admin_port: u16,
+        /// A gRPC xDS bootstrap (`GRPC_XDS_BOOTSTRAP`) instead of an Envoy one.
+        #[arg(long)]
+        grpc: bool,
+    },
+    /// The controller's xDS feed status and each proxy's ACK/NACK state.
     Status,
 }
 
@@ -265,6 +300,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         token,
     };
     let (kind, verb) = match cli.cmd {
+        Cmd::Xds {
+            cmd:
+                XdsCmd::Bootstrap {
+                    node,
+                    xds,
+                    cluster,
+                    delta,
+                    admin_port,
+                    grpc,
+                },
+        } => {
+            let o = plexus_xds::bootstrap::BootstrapOptions {
+                node_id: node,
+                cluster,
+                xds,
+                delta,
+                admin_port,
+            };
+            let b = if grpc {
+                plexus_xds::bootstrap::grpc(&o)
+            } else {
+                plexus_xds::bootstrap::envoy(&o)
+            };
+            println!("{}", serde_json::to_string_pretty(&b)?);
+            return Ok(());
+        }
+        Cmd::Xds {
+            cmd: XdsCmd::Status,
+        } => {
+            let v = c
+                .send(reqwest::Method::GET, "/v1/xds/status", None, None)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
         Cmd::Status => {
             let v = c
                 .send(reqwest::Method::GET, "/v1/status", None, None)
