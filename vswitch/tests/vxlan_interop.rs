@@ -371,6 +371,28 @@ fn check_capture(rows: &[Vec<String>], vni: u32, what: &str) {
     assert!(src_ports.len() >= 3, "{what}: source ports {src_ports:?}");
 }
 
+/// An inner packet too big for the underlay (1500) once encapsulated: a
+/// 1473-byte ICMP payload with DF from h1 is dropped by the vxlan port,
+/// which answers with ICMP fragmentation-needed, MTU 1450 (1500 minus
+/// VXLAN's 50); ping reports it. 1422 bytes (= 1450 - 28) still pass.
+fn path_mtu(h: &Netns, dst: &str, what: &str) {
+    let out = h
+        .command("ping")
+        .args(["-c", "2", "-W", "1", "-M", "do", "-s", "1472", dst])
+        .output()
+        .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: oversized ping passed: {text}");
+    assert!(text.contains("mtu = 1450") || text.contains("mtu=1450"), "{what}: no frag-needed with mtu 1450: {text}");
+    let out = h
+        .command("ping")
+        .args(["-c", "2", "-W", "1", "-M", "do", "-s", "1422", dst])
+        .output()
+        .expect("ping");
+    assert!(out.status.success(), "{what}: 1450-byte ping failed: {}", String::from_utf8_lossy(&out.stdout));
+}
+
 fn rx_dropped(sw: &Switch, port: u32) -> u64 {
     let mut n = 0;
     for b in sw
@@ -448,6 +470,7 @@ fn kernel_interop(flow_key: bool) {
     tcp_echo(&side.h, &k, H1, what);
     let rows = cap.finish();
     check_capture(&rows, VNI, what);
+    path_mtu(&side.h, H2, what);
     if !flow_key {
         // VNI 43 towards a fixed key=42 port: dropped and counted.
         kernel_vxlan("vxk1", VNI + 1, "10.21.0.2");
@@ -486,6 +509,10 @@ fn ovs_interop(flow_key: bool) {
     h2.ip(&["addr", "add", &format!("{H2}/24"), "dev", "h2"])
         .expect("addr");
     no_offload(&h2, "h2");
+    // OVS sends encapsulated frames over the underlay MTU into the void (no
+    // ICMP): hosts behind VXLAN use 1450, as OVS's documentation says.
+    h2.ip(&["link", "set", "h2", "mtu", "1450"]).expect("mtu");
+    side.h.ip(&["link", "set", "h1", "mtu", "1450"]).expect("mtu");
     // Underlay bridge holding the tunnel endpoint address (OVS userspace
     // tunnelling: the IP lives on a bridge's internal port).
     ovs.vsctl(&[
@@ -521,7 +548,7 @@ fn ovs_interop(flow_key: bool) {
         ]
     };
     for f in &ovs_flows {
-        ovs.ofctl(&["add-flow", "br0", f]).expect("OVS flow");
+        ovs.ofctl(&["add-flow", f]).expect("OVS flow");
     }
     let sw = side.start(&opts(flow_key));
     plexus_flows(&sw, flow_key);
