@@ -326,9 +326,7 @@ fn check_capture(rows: &[Vec<String>], vni: u32, what: &str) {
     let mut src_ports = std::collections::BTreeSet::new();
     for r in rows {
         let f = |i: usize| -> Vec<&str> {
-            r.get(i)
-                .map(|s| s.split(',').collect())
-                .unwrap_or_default()
+            r.get(i).map(|s| s.split(',').collect()).unwrap_or_default()
         };
         assert_eq!(f(0), [vni.to_string().as_str()], "{what}: VNI in {r:?}");
         let ttls = f(1);
@@ -337,7 +335,10 @@ fn check_capture(rows: &[Vec<String>], vni: u32, what: &str) {
         if ttls.len() == 2 {
             assert_eq!(ttls[1], "64", "{what}: inner TTL in {r:?}");
         }
-        assert!(f(2).iter().all(|s| *s == "1"), "{what}: IPv4 checksums in {r:?}");
+        assert!(
+            f(2).iter().all(|s| *s == "1"),
+            "{what}: IPv4 checksums in {r:?}"
+        );
         assert_eq!(f(4).first(), Some(&"4789"), "{what}: dst port in {r:?}");
         if let Some(c) = f(5).first().filter(|c| !c.is_empty()) {
             assert_eq!(*c, "1", "{what}: ICMP checksum in {r:?}");
@@ -363,7 +364,10 @@ fn check_capture(rows: &[Vec<String>], vni: u32, what: &str) {
             _ => panic!("{what}: unexpected outer source in {r:?}"),
         }
     }
-    assert!(from_plexus >= 10 && to_plexus >= 10, "{what}: {from_plexus} sent by plexus, {to_plexus} received");
+    assert!(
+        from_plexus >= 10 && to_plexus >= 10,
+        "{what}: {from_plexus} sent by plexus, {to_plexus} received"
+    );
     assert!(icmp >= 20, "{what}: only {icmp} ICMP packets");
     assert!(tcp >= 20, "{what}: only {tcp} TCP packets");
     // ICMP echo and 2+ TCP connections: different inner flows, different
@@ -381,16 +385,26 @@ fn path_mtu(h: &Netns, dst: &str, what: &str) {
         .args(["-c", "2", "-W", "1", "-M", "do", "-s", "1472", dst])
         .output()
         .expect("ping");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{what}: oversized ping passed: {text}");
-    assert!(text.contains("mtu = 1450") || text.contains("mtu=1450"), "{what}: no frag-needed with mtu 1450: {text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{what}: oversized ping passed: {text}"
+    );
+    assert!(
+        text.contains("mtu = 1450") || text.contains("mtu=1450"),
+        "{what}: no frag-needed with mtu 1450: {text}"
+    );
     let out = h
         .command("ping")
         .args(["-c", "2", "-W", "1", "-M", "do", "-s", "1422", dst])
         .output()
         .expect("ping");
-    assert!(out.status.success(), "{what}: 1450-byte ping failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{what}: 1450-byte ping failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 fn rx_dropped(sw: &Switch, port: u32) -> u64 {
@@ -442,7 +456,11 @@ fn kernel_interop(flow_key: bool) {
     if !prerequisites(false) {
         return;
     }
-    let what = if flow_key { "kernel, key=flow" } else { "kernel, key=42" };
+    let what = if flow_key {
+        "kernel, key=flow"
+    } else {
+        "kernel, key=42"
+    };
     let base = unique_name("plxv-");
     let k = Netns::create(&format!("{base}k")).expect("netns");
     let mut side = PlexusSide::new(&base, &k);
@@ -450,8 +468,21 @@ fn kernel_interop(flow_key: bool) {
         .expect("addr");
     let kernel_vxlan = |dev: &str, id: u32, addr: &str| {
         k.ip(&[
-            "link", "add", dev, "type", "vxlan", "id", &id.to_string(), "remote", U1, "local",
-            U2, "dstport", "4789", "dev", "u2",
+            "link",
+            "add",
+            dev,
+            "type",
+            "vxlan",
+            "id",
+            &id.to_string(),
+            "remote",
+            U1,
+            "local",
+            U2,
+            "dstport",
+            "4789",
+            "dev",
+            "u2",
         ])
         .expect("kernel vxlan");
         k.ip(&["addr", "add", &format!("{addr}/24"), "dev", dev])
@@ -476,10 +507,13 @@ fn kernel_interop(flow_key: bool) {
         kernel_vxlan("vxk1", VNI + 1, "10.21.0.2");
         let before = rx_dropped(&sw, 2);
         let _ = ping(&k, "10.21.0.1", 3);
-        let ok = plexus_tests::proc::wait_until(Duration::from_secs(5), || {
-            rx_dropped(&sw, 2) > before
-        });
-        assert!(ok, "unknown VNI not counted as rx_dropped: {}", rx_dropped(&sw, 2));
+        let ok =
+            plexus_tests::proc::wait_until(Duration::from_secs(5), || rx_dropped(&sw, 2) > before);
+        assert!(
+            ok,
+            "unknown VNI not counted as rx_dropped: {}",
+            rx_dropped(&sw, 2)
+        );
     }
     drop(sw);
     side.dut.stop();
@@ -499,7 +533,11 @@ fn ovs_interop(flow_key: bool) {
     if !prerequisites(true) {
         return;
     }
-    let what = if flow_key { "OVS, key=flow" } else { "OVS, key=42" };
+    let what = if flow_key {
+        "OVS, key=flow"
+    } else {
+        "OVS, key=42"
+    };
     let base = unique_name("plxo-");
     let ovs = Ovs::builder().start().expect("private OVS");
     let ons = ovs.netns().expect("OVS netns");
@@ -512,18 +550,34 @@ fn ovs_interop(flow_key: bool) {
     // OVS sends encapsulated frames over the underlay MTU into the void (no
     // ICMP): hosts behind VXLAN use 1450, as OVS's documentation says.
     h2.ip(&["link", "set", "h2", "mtu", "1450"]).expect("mtu");
-    side.h.ip(&["link", "set", "h1", "mtu", "1450"]).expect("mtu");
+    side.h
+        .ip(&["link", "set", "h1", "mtu", "1450"])
+        .expect("mtu");
     // Underlay bridge holding the tunnel endpoint address (OVS userspace
     // tunnelling: the IP lives on a bridge's internal port).
     ovs.vsctl(&[
-        "add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev",
-        "fail_mode=standalone", "--", "add-port", "br-phy", "u2",
+        "add-br",
+        "br-phy",
+        "--",
+        "set",
+        "bridge",
+        "br-phy",
+        "datapath_type=netdev",
+        "fail_mode=standalone",
+        "--",
+        "add-port",
+        "br-phy",
+        "u2",
     ])
     .expect("br-phy");
     ons.ip(&["addr", "add", &format!("{U2}/24"), "dev", "br-phy"])
         .expect("addr br-phy");
     ons.ip(&["link", "set", "br-phy", "up"]).expect("up");
-    let key = if flow_key { "flow".to_string() } else { VNI.to_string() };
+    let key = if flow_key {
+        "flow".to_string()
+    } else {
+        VNI.to_string()
+    };
     ovs.add_port_with(
         "vx",
         2,
@@ -572,4 +626,70 @@ fn vxlan_ovs_fixed_key_ping_tcp_capture() {
 #[test]
 fn vxlan_ovs_flow_key_ping_tcp_capture() {
     ovs_interop(true);
+}
+
+/// The underlay's neighbour handling from scratch: no entry for the peer,
+/// `RTM_NEWNEIGH` + `NTF_USE` makes the kernel ARP for it, and the entry
+/// becomes usable with the peer's MAC; the route lookup names the underlay
+/// interface (run on a thread inside the switch's namespace).
+#[test]
+fn underlay_neighbour_resolution_via_netlink() {
+    if !prerequisites(false) {
+        return;
+    }
+    use plexus_vswitch::port::vxlan::netlink::{Rtnl, nud};
+    let base = unique_name("plxn-");
+    let k = Netns::create(&format!("{base}k")).expect("netns");
+    let side = PlexusSide::new(&base, &k);
+    k.ip(&["addr", "add", &format!("{U2}/24"), "dev", "u2"])
+        .expect("addr");
+    let out = k.ip(&["-br", "link", "show", "dev", "u2"]).expect("link");
+    let mac = out.split_whitespace().nth(2).expect("mac").to_string();
+    let path = format!("/run/netns/{}", side.s.name());
+    let r = std::thread::spawn(move || -> Result<String, String> {
+        plexus_vswitch::sys::enter_netns(Path::new(&path)).map_err(|e| e.to_string())?;
+        let mut nl = Rtnl::open().map_err(|e| e.to_string())?;
+        let u2: std::net::Ipv4Addr = U2.parse().map_err(|_| "addr")?;
+        let route = nl.route_get(u2).map_err(|e| e.to_string())?;
+        let ifindex = plexus_vswitch::sys::ifindex("u1").map_err(|e| e.to_string())?;
+        if route.oif != ifindex || route.gateway.is_some() {
+            return Err(format!("route {route:?}, u1 is {ifindex}"));
+        }
+        let link = nl.link_get(ifindex).map_err(|e| e.to_string())?;
+        if link.mtu != 1500 || !link.up {
+            return Err(format!("link {link:?}"));
+        }
+        if nl
+            .addr_ifindex(U1.parse().map_err(|_| "addr")?)
+            .map_err(|e| e.to_string())?
+            != Some(ifindex)
+        {
+            return Err("local_ip not found on u1".into());
+        }
+        if let Some(n) = nl.neigh_get(ifindex, u2).map_err(|e| e.to_string())? {
+            return Err(format!("entry before any traffic: {n:?}"));
+        }
+        nl.neigh_use(ifindex, u2).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = nl.neigh_get(ifindex, u2).map_err(|e| e.to_string())?;
+            if let Some(n) = n
+                && n.state & nud::VALID != 0
+                && let Some(m) = n.lladdr
+            {
+                return Ok(m
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not resolved: {n:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(r, Ok(mac));
 }

@@ -76,7 +76,10 @@ struct Args {
     /// `remote_ip=IP|flow`, `key=VNI|flow`, `local_ip=IP` (required; held by
     /// the underlay interface), `dst_port` (4789), `tos=N|inherit`,
     /// `ttl=N|inherit`, `df_default=true|false`, `underlay=IFACE`.
-    #[arg(long = "vxlan", value_name = "NAME[=OFPORT]:remote_ip=IP,key=N,local_ip=IP,...")]
+    #[arg(
+        long = "vxlan",
+        value_name = "NAME[=OFPORT]:remote_ip=IP,key=N,local_ip=IP,..."
+    )]
     vxlan: Vec<String>,
     /// Active controller connection (repeatable), reconnecting with backoff.
     #[arg(long = "controller", value_name = "tcp:IP:PORT")]

@@ -363,7 +363,10 @@ pub fn inner_flow_hash(f: &[u8]) -> u32 {
     let l3 = inner_l3(f);
     let l4 = |proto: u8, at: usize, h: u64| -> u64 {
         if matches!(proto, 6 | 17 | 132) && f.len() >= at + 4 {
-            mix(h, u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]) as u64)
+            mix(
+                h,
+                u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]) as u64,
+            )
         } else {
             h
         }
@@ -372,7 +375,10 @@ pub fn inner_flow_hash(f: &[u8]) -> u32 {
         Some((o, 0x0800)) if f.len() >= o + 20 => {
             let ihl = (f[o] & 0xf) as usize * 4;
             let proto = f[o + 9];
-            h = mix(h, u64::from_be_bytes(f[o + 12..o + 20].try_into().unwrap_or([0; 8])));
+            h = mix(
+                h,
+                u64::from_be_bytes(f[o + 12..o + 20].try_into().unwrap_or([0; 8])),
+            );
             h = mix(h, proto as u64);
             let frag = u16::from_be_bytes([f[o + 6], f[o + 7]]) & 0x3fff;
             if frag == 0 && ihl >= 20 {
@@ -615,10 +621,13 @@ impl Underlay {
         h.mtu = r.mtu.unwrap_or(self.link.mtu).min(self.link.mtu);
         let next = r.gateway.unwrap_or(remote);
         let n = self.rtnl.neigh_get(r.oif, next).ok().flatten();
-        let usable = n.filter(|n| n.state & nud::VALID != 0).and_then(|n| n.lladdr);
+        let usable = n
+            .filter(|n| n.state & nud::VALID != 0)
+            .and_then(|n| n.lladdr);
         h.mac = usable;
         let stale = n.is_some_and(|n| n.state & nud::STALE != 0);
-        let in_progress = n.is_some_and(|n| n.state & (nud::INCOMPLETE | nud::PROBE | nud::DELAY) != 0);
+        let in_progress =
+            n.is_some_and(|n| n.state & (nud::INCOMPLETE | nud::PROBE | nud::DELAY) != 0);
         let due = h
             .probed
             .is_none_or(|t| now.saturating_duration_since(t) >= REFRESH);
@@ -757,10 +766,7 @@ impl VxlanPort {
         {
             Ok(sent) => {
                 self.stats.tx_packets += sent as u64;
-                self.stats.tx_bytes += self.tx_lens[..sent]
-                    .iter()
-                    .map(|&l| l as u64)
-                    .sum::<u64>();
+                self.stats.tx_bytes += self.tx_lens[..sent].iter().map(|&l| l as u64).sum::<u64>();
                 self.stats.tx_drops += (n - sent) as u64;
             }
             Err(_) => {
@@ -858,6 +864,7 @@ impl Port for VxlanPort {
         batch.clear();
         self.rx_tun.clear();
         self.now = Instant::now();
+        self.underlay.refresh_link(self.now);
         while !batch.is_full()
             && let Some((f, meta)) = self.pending_icmp.pop()
         {

@@ -184,7 +184,8 @@ impl Rtnl {
         let seq = self.seq;
         let dump = flags & NLM_F_ROOT != 0 && ty % 4 == 2;
         let ack = flags & NLM_F_ACK != 0;
-        self.sock.send(&build(ty, flags | NLM_F_REQUEST, seq, body, at))?;
+        self.sock
+            .send(&build(ty, flags | NLM_F_REQUEST, seq, body, at))?;
         // Bounded: every iteration either waits (≤ timeout) or consumes data.
         for _ in 0..10_000 {
             let n = self.sock.recv(&mut self.buf)?;
@@ -346,23 +347,17 @@ impl Rtnl {
         let mut body = [0u8; 8];
         body[0] = AF_INET;
         let mut r = None;
-        self.request(
-            RTM_GETADDR,
-            NLM_F_ROOT | NLM_F_MATCH,
-            &body,
-            &[],
-            |t, p| {
-                if t != RTM_NEWADDR || p.len() < 8 || r.is_some() {
-                    return;
-                }
-                let idx = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
-                let hit = attrs(&p[8..])
-                    .any(|(a, v)| (a == IFA_LOCAL || a == IFA_ADDRESS) && ipv4(v) == Some(ip));
-                if hit {
-                    r = Some(idx);
-                }
-            },
-        )?;
+        self.request(RTM_GETADDR, NLM_F_ROOT | NLM_F_MATCH, &body, &[], |t, p| {
+            if t != RTM_NEWADDR || p.len() < 8 || r.is_some() {
+                return;
+            }
+            let idx = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
+            let hit = attrs(&p[8..])
+                .any(|(a, v)| (a == IFA_LOCAL || a == IFA_ADDRESS) && ipv4(v) == Some(ip));
+            if hit {
+                r = Some(idx);
+            }
+        })?;
         Ok(r)
     }
 }
@@ -373,7 +368,13 @@ mod tests {
 
     #[test]
     fn build_and_walk_messages_and_attrs() {
-        let m = build(RTM_GETROUTE, NLM_F_REQUEST, 7, &[1, 2, 3], &[(RTA_DST, &[10, 0, 0, 1])]);
+        let m = build(
+            RTM_GETROUTE,
+            NLM_F_REQUEST,
+            7,
+            &[1, 2, 3],
+            &[(RTA_DST, &[10, 0, 0, 1])],
+        );
         assert_eq!(m.len() % 4, 0);
         let v: Vec<_> = messages(&m).collect();
         assert_eq!(v.len(), 1);

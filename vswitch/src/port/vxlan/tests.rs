@@ -1,8 +1,6 @@
 use super::*;
 use crate::pipeline::{Emit, PacketBuf, Pipeline, PortInfo};
-use etherparse::{
-    Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
-};
+use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use plexus_openflow::message::FlowModCommand;
 use plexus_openflow::text::parse_flow_mod;
 
@@ -124,7 +122,11 @@ fn source_port_entropy_in_range_and_stable_per_flow() {
         seen.insert(p);
     }
     // 2000 flows into 28232 ports: a good hash leaves few collisions.
-    assert!(seen.len() > 1900, "only {} distinct source ports", seen.len());
+    assert!(
+        seen.len() > 1900,
+        "only {} distinct source ports",
+        seen.len()
+    );
     // Addresses matter too; non-IP and junk frames hash without panicking.
     let a = inner_flow_hash(&tcp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 0));
     let b = inner_flow_hash(&tcp([10, 0, 0, 3], [10, 0, 0, 2], 1, 2, 0));
@@ -223,16 +225,22 @@ fn options_parse_like_ovs() {
         "remote_ip=flow,key=flow,local_ip=10.0.0.1,dst_port=8472,tos=inherit,ttl=inherit,df_default=false,underlay=eth1",
     )
     .unwrap();
-    assert_eq!((c.remote, c.key, c.dst_port), (Remote::Flow, Key::Flow, 8472));
-    assert_eq!((c.tos, c.ttl, c.df), (HdrByte::Inherit, HdrByte::Inherit, false));
+    assert_eq!(
+        (c.remote, c.key, c.dst_port),
+        (Remote::Flow, Key::Flow, 8472)
+    );
+    assert_eq!(
+        (c.tos, c.ttl, c.df),
+        (HdrByte::Inherit, HdrByte::Inherit, false)
+    );
     assert_eq!(c.underlay.as_deref(), Some("eth1"));
     assert_eq!(
         VxlanConfig::parse("remote_ip=1.2.3.4,key=0x10,local_ip=1.1.1.1").map(|c| c.key),
         Ok(Key::Fixed(16))
     );
     for bad in [
-        "key=1,local_ip=1.1.1.1",                        // no remote_ip
-        "remote_ip=1.2.3.4,key=1",                       // no local_ip
+        "key=1,local_ip=1.1.1.1",                          // no remote_ip
+        "remote_ip=1.2.3.4,key=1",                         // no local_ip
         "remote_ip=1.2.3.4,key=16777216,local_ip=1.1.1.1", // VNI > 24 bits
         "remote_ip=1.2.3.4,local_ip=1.1.1.1,dst_port=0",
         "remote_ip=1.2.3.4,local_ip=1.1.1.1,ttl=0",
@@ -380,7 +388,9 @@ fn port_decap_checks_vni_and_remote() {
     ))
     .unwrap();
     let mut port = VxlanPort::open("vxt1", cfg).expect("open");
-    sender.send_to(&dgram(5, 0x08), ("127.0.0.1", dst_port)).unwrap();
+    sender
+        .send_to(&dgram(5, 0x08), ("127.0.0.1", dst_port))
+        .unwrap();
     let ok = plexus_tests::proc::wait_until(Duration::from_secs(5), || {
         port.rx_batch(&mut batch);
         port.vxlan_stats().remote_mismatch == 1
