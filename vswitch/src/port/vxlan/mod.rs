@@ -34,9 +34,10 @@
 //! dropped and counted (`no_neigh`). A stale entry is re-confirmed the same
 //! way while it is still used.
 //!
-//! **Decap checks.** VXLAN flags must be exactly `I` (as OVS), a fixed
-//! `key` must equal the VNI (`unknown_vni` counter), a fixed `remote_ip`
-//! must equal the outer source (`remote_mismatch`).
+//! **Decap checks.** VXLAN flags must be exactly `I` (as OVS), else
+//! `bad_header`; no port with that remote takes the VNI: `unknown_vni`; no
+//! port takes that outer source: `remote_mismatch` (counted on the port
+//! that read the datagram).
 //!
 //! **MTU.** An inner frame whose encapsulation exceeds the next hop's MTU
 //! (route MTU or the underlay's link MTU) is dropped (`mtu_drops`); for an
@@ -46,17 +47,24 @@
 //! this port as if it came out of the tunnel (tunnel metadata of the
 //! packet that did not fit, addresses swapped), so the flows deliver it.
 //!
-//! One port per `local_ip:dst_port` (the UDP socket is exclusive): use
-//! `remote_ip=flow` to reach several peers through one port.
+//! Several ports may share `local_ip:dst_port` (one UDP socket per address
+//! and namespace, [`endpoint`]): a received datagram goes to the port whose
+//! fixed `remote_ip` is its outer source, else to a `remote_ip=flow` port,
+//! and the port's `key` must match its VNI (as OVS's tunnel port lookup).
+//! Two ports with the same `remote_ip` and `key` on one address are refused.
 
+mod endpoint;
 pub mod netlink;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use self::endpoint::{Endpoint, Route};
 use self::netlink::{Link, Rtnl, nud};
 use super::{FRAME_BUF, LinkState, PacketBatch, Port, PortError, PortStats};
 use crate::flow::TunnelMeta;
@@ -644,8 +652,10 @@ impl Underlay {
 pub struct VxlanPort {
     name: String,
     cfg: VxlanConfig,
-    rx_sock: UdpSocket,
-    rx_scratch: Box<[u8]>,
+    /// The shared receive socket of `local_ip:dst_port` and this port's id in it.
+    ep: Arc<Mutex<Endpoint>>,
+    id: u64,
+    rx_fd: RawFd,
     rx_tun: Vec<TunnelMeta>,
     tx_sock: PacketSocket,
     tx_buf: Box<[u8]>,
@@ -707,24 +717,24 @@ impl VxlanPort {
                 })?,
         };
         let link = rtnl.link_get(ifindex).map_err(setup("underlay link"))?;
-        let rx_sock = UdpSocket::bind(SocketAddrV4::new(cfg.local_ip, cfg.dst_port))
-            .map_err(setup("binding local_ip:dst_port"))?;
-        rx_sock
-            .set_nonblocking(true)
-            .map_err(setup("non-blocking UDP"))?;
-        let _ = sys::setsockopt_int(
-            rx_sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            4 << 20,
-        );
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        let id = IDS.fetch_add(1, Ordering::Relaxed);
+        let ep = Endpoint::join(
+            SocketAddrV4::new(cfg.local_ip, cfg.dst_port),
+            id,
+            cfg.remote,
+            cfg.key,
+        )
+        .map_err(setup("binding local_ip:dst_port"))?;
+        let rx_fd = lock(&ep).sock.as_raw_fd();
         let tx_sock = PacketSocket::open_tx(ifindex, TX_BATCH).map_err(setup("AF_PACKET tx"))?;
         let now = Instant::now();
         Ok(Self {
             name: name.into(),
             cfg,
-            rx_sock,
-            rx_scratch: vec![0; 65536].into_boxed_slice(),
+            ep,
+            id,
+            rx_fd,
             rx_tun: Vec::with_capacity(256),
             tx_sock,
             tx_buf: vec![0; TX_BATCH * STRIDE].into_boxed_slice(),
@@ -855,6 +865,16 @@ impl VxlanPort {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for VxlanPort {
+    fn drop(&mut self) {
+        lock(&self.ep).leave(self.id);
+    }
+}
+
 impl Port for VxlanPort {
     fn name(&self) -> &str {
         &self.name
@@ -872,12 +892,27 @@ impl Port for VxlanPort {
             self.rx_tun.push(meta);
         }
         let local = u32::from(self.cfg.local_ip);
+        let ep = self.ep.clone();
+        let mut ep = lock(&ep);
+        // Frames another port of this endpoint read for us.
+        while !batch.is_full()
+            && let Some((f, meta)) = ep.dequeue(self.id)
+        {
+            self.stats.rx_packets += 1;
+            self.stats.rx_bytes += f.len() as u64;
+            self.vx.decap += 1;
+            batch.push(&f);
+            self.rx_tun.push(meta);
+            ep.recycle(f);
+        }
+        // The shared scratch buffer, taken out while `ep` is used.
+        let mut scratch = std::mem::take(&mut ep.scratch);
         // Bounded: at most twice the batch of datagrams per call.
         for _ in 0..batch.capacity() * 2 {
             if batch.is_full() {
                 break;
             }
-            let (n, src) = match self.rx_sock.recv_from(&mut self.rx_scratch) {
+            let (n, src) = match ep.sock.recv_from(&mut scratch) {
                 Ok((n, SocketAddr::V4(a))) => (n, *a.ip()),
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -887,7 +922,7 @@ impl Port for VxlanPort {
                     break;
                 }
             };
-            let (vni, inner) = match decap(&self.rx_scratch[..n]) {
+            let (vni, inner) = match decap(&scratch[..n]) {
                 Ok(x) if x.1.len() <= FRAME_BUF => x,
                 _ => {
                     self.vx.bad_header += 1;
@@ -895,31 +930,36 @@ impl Port for VxlanPort {
                     continue;
                 }
             };
-            if let Remote::Fixed(r) = self.cfg.remote
-                && r != src
-            {
-                self.vx.remote_mismatch += 1;
-                self.stats.rx_drops += 1;
-                continue;
-            }
-            if let Key::Fixed(k) = self.cfg.key
-                && k != vni
-            {
-                self.vx.unknown_vni += 1;
-                self.stats.rx_drops += 1;
-                continue;
-            }
-            self.stats.rx_packets += 1;
-            self.stats.rx_bytes += inner.len() as u64;
-            self.vx.decap += 1;
-            batch.push(inner);
-            self.rx_tun.push(TunnelMeta {
+            let meta = TunnelMeta {
                 id: vni as u64,
                 src: u32::from(src),
                 dst: local,
                 ..Default::default()
-            });
+            };
+            match ep.route(src, vni) {
+                Route::Port(id) if id == self.id => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += inner.len() as u64;
+                    self.vx.decap += 1;
+                    batch.push(inner);
+                    self.rx_tun.push(meta);
+                }
+                Route::Port(id) => {
+                    if !ep.enqueue(id, inner, meta) {
+                        self.stats.rx_drops += 1;
+                    }
+                }
+                Route::UnknownVni => {
+                    self.vx.unknown_vni += 1;
+                    self.stats.rx_drops += 1;
+                }
+                Route::UnknownRemote => {
+                    self.vx.remote_mismatch += 1;
+                    self.stats.rx_drops += 1;
+                }
+            }
         }
+        ep.scratch = scratch;
         batch.len()
     }
 
@@ -939,7 +979,7 @@ impl Port for VxlanPort {
     }
 
     fn rx_fd(&self) -> Option<RawFd> {
-        Some(self.rx_sock.as_raw_fd())
+        Some(self.rx_fd)
     }
 
     fn link_state(&self) -> LinkState {

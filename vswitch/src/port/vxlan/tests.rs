@@ -3,6 +3,7 @@ use crate::pipeline::{Emit, PacketBuf, Pipeline, PortInfo};
 use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use plexus_openflow::message::FlowModCommand;
 use plexus_openflow::text::parse_flow_mod;
+use std::net::UdpSocket;
 
 const MAC1: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const MAC2: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
@@ -397,4 +398,56 @@ fn port_decap_checks_vni_and_remote() {
     });
     assert!(ok, "{}", port.details());
     assert!(batch.is_empty());
+}
+
+/// Two ports on one `local_ip:dst_port`: a fixed-remote/fixed-key port and a
+/// `remote_ip=flow,key=flow` port share the socket; each datagram reaches
+/// the right one whichever port reads it; a third port with the same
+/// remote and key as the first is refused. Needs root (AF_PACKET).
+#[test]
+fn ports_share_an_endpoint_and_demux_by_remote_and_key() {
+    if !plexus_tests::prereq::require_root() {
+        return;
+    }
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let free = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dst_port = free.local_addr().unwrap().port();
+    drop(free);
+    let open = |name: &str, o: &str| {
+        VxlanPort::open(
+            name,
+            VxlanConfig::parse(&format!(
+                "{o},local_ip=127.0.0.1,dst_port={dst_port},underlay=lo"
+            ))
+            .unwrap(),
+        )
+    };
+    let mut a = open("vxa", "remote_ip=127.0.0.1,key=42").expect("a");
+    let mut b = open("vxb", "remote_ip=flow,key=flow").expect("b");
+    assert!(open("vxc", "remote_ip=127.0.0.1,key=42").is_err());
+    let inner = tcp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 20);
+    for vni in [42u32, 7, 42, 9] {
+        let mut d = vec![8, 0, 0, 0];
+        d.extend_from_slice(&(vni << 8).to_be_bytes());
+        d.extend_from_slice(&inner);
+        sender.send_to(&d, ("127.0.0.1", dst_port)).unwrap();
+    }
+    let mut batch = PacketBatch::new(8);
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let ok = plexus_tests::proc::wait_until(Duration::from_secs(5), || {
+        // b reads first: it must queue a's datagrams for a.
+        b.rx_batch(&mut batch);
+        got_b.extend(b.rx_tunnel().iter().map(|t| t.id));
+        a.rx_batch(&mut batch);
+        got_a.extend(a.rx_tunnel().iter().map(|t| t.id));
+        got_a.len() + got_b.len() >= 4
+    });
+    assert!(ok, "a {got_a:?} b {got_b:?}");
+    assert_eq!(got_a, [42, 42]);
+    assert_eq!(got_b, [7, 9]);
+    assert_eq!(a.stats().rx_packets, 2);
+    assert_eq!(b.stats().rx_packets, 2);
+    // Closing a frees its (remote, key): a new port may take it.
+    drop(a);
+    assert!(open("vxc", "remote_ip=127.0.0.1,key=42").is_ok());
 }
