@@ -14,7 +14,8 @@
 //! underlay captured by tshark: every packet is VXLAN with the expected VNI,
 //! inner TTL 64 (as the hosts sent it), outer and inner IPv4 checksums and
 //! the inner ICMP/TCP checksums verify, nothing malformed. Variants: a fixed
-//! `key`, and `key=flow`/`remote_ip=flow` with `set_field:..->tun_id/tun_dst`.
+//! `key` (no `local_ip`: taken from the route), and `key=flow`/`remote_ip=flow`
+//! with `set_field:..->tun_id/tun_dst`.
 //! The fixed-key port also gets VXLAN with another VNI and must drop it
 //! (counted as rx_dropped in PORT_STATS).
 //!
@@ -448,7 +449,7 @@ fn opts(flow_key: bool) -> String {
     if flow_key {
         format!("remote_ip=flow,key=flow,local_ip={U1}")
     } else {
-        format!("remote_ip={U2},key={VNI},local_ip={U1},dst_port=4789,ttl=64,df_default=true")
+        format!("remote_ip={U2},key={VNI},dst_port=4789,ttl=64,df_default=true")
     }
 }
 

@@ -73,8 +73,9 @@ struct Args {
     #[arg(long = "port", value_name = "NAME[=OFPORT]")]
     ports: Vec<String>,
     /// A VXLAN tunnel port (repeatable), OVS `type=vxlan` options:
-    /// `remote_ip=IP|flow`, `key=VNI|flow`, `local_ip=IP` (required; held by
-    /// the underlay interface), `dst_port` (4789), `tos=N|inherit`,
+    /// `remote_ip=IP|flow`, `key=VNI|flow`, `local_ip=IP` (held by the
+    /// underlay interface; default: the route's source towards a fixed
+    /// remote_ip), `dst_port` (4789), `tos=N|inherit`,
     /// `ttl=N|inherit`, `df_default=true|false`, `underlay=IFACE`.
     #[arg(
         long = "vxlan",

@@ -3,7 +3,8 @@
 //!
 //! A [`VxlanPort`] is a logical OpenFlow port. Its options are OVS's:
 //! `remote_ip` (an address or `flow`: taken from `tun_dst` at output),
-//! `key` (VNI, or `flow`: `tun_id`), `local_ip` (required), `dst_port`
+//! `key` (VNI, or `flow`: `tun_id`), `local_ip` (optional with a fixed
+//! `remote_ip`: then the route's preferred source), `dst_port`
 //! (4789), `tos` (number or `inherit`), `ttl` (number or `inherit`, default
 //! 64), `df_default` (true), plus `underlay` (the interface carrying
 //! `local_ip`; found by address when omitted).
@@ -211,8 +212,13 @@ impl VxlanConfig {
         }
         c.remote = remote.ok_or("vxlan: remote_ip is required (an address or flow)")?;
         c.key = key.unwrap_or(Key::Fixed(0));
-        c.local_ip = local_ip.ok_or("vxlan: local_ip is required")?;
-        if c.local_ip.is_unspecified() || c.local_ip.is_multicast() {
+        // Without local_ip a fixed remote's route gives it (at open).
+        c.local_ip = match (local_ip, c.remote) {
+            (Some(l), _) => l,
+            (None, Remote::Fixed(_)) => Ipv4Addr::UNSPECIFIED,
+            (None, Remote::Flow) => return Err("vxlan: remote_ip=flow needs local_ip".into()),
+        };
+        if local_ip.is_some() && (c.local_ip.is_unspecified() || c.local_ip.is_multicast()) {
             return Err("vxlan: local_ip must be a unicast address".into());
         }
         if let Remote::Fixed(r) = c.remote
@@ -695,12 +701,24 @@ pub fn open_from_options<'a>(
 
 impl VxlanPort {
     /// Opens the port's sockets in the calling thread's network namespace.
-    pub fn open(name: &str, cfg: VxlanConfig) -> Result<Self, PortError> {
+    pub fn open(name: &str, mut cfg: VxlanConfig) -> Result<Self, PortError> {
         let setup = |what: &'static str| {
             let port = name.to_string();
             move |source: io::Error| PortError::Setup { port, what, source }
         };
         let mut rtnl = Rtnl::open().map_err(setup("rtnetlink socket"))?;
+        if cfg.local_ip.is_unspecified()
+            && let Remote::Fixed(r) = cfg.remote
+        {
+            // No local_ip: the kernel's preferred source towards the remote.
+            let route = rtnl.route_get(r).map_err(setup("route to remote_ip"))?;
+            cfg.local_ip = route.prefsrc.ok_or_else(|| {
+                setup("choosing local_ip")(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("the route to {r} names no source address; set local_ip"),
+                ))
+            })?;
+        }
         let ifindex = match &cfg.underlay {
             Some(u) => sys::ifindex(u).map_err(|source| PortError::Interface {
                 name: u.clone(),

@@ -241,7 +241,7 @@ fn options_parse_like_ovs() {
     );
     for bad in [
         "key=1,local_ip=1.1.1.1",                          // no remote_ip
-        "remote_ip=1.2.3.4,key=1",                         // no local_ip
+        "remote_ip=flow,key=1",                            // flow remote needs local_ip
         "remote_ip=1.2.3.4,key=16777216,local_ip=1.1.1.1", // VNI > 24 bits
         "remote_ip=1.2.3.4,local_ip=1.1.1.1,dst_port=0",
         "remote_ip=1.2.3.4,local_ip=1.1.1.1,ttl=0",
@@ -254,6 +254,11 @@ fn options_parse_like_ovs() {
     ] {
         assert!(VxlanConfig::parse(bad).is_err(), "{bad}");
     }
+    assert_eq!(
+        VxlanConfig::parse("remote_ip=1.2.3.4,key=1").map(|c| c.local_ip),
+        Ok(Ipv4Addr::UNSPECIFIED),
+        "local_ip from the route at open"
+    );
     let (n, p, c) = parse_cli_spec("vx0=10:remote_ip=flow,key=flow,local_ip=10.0.0.1").unwrap();
     assert_eq!((n.as_str(), p, c.key), ("vx0", Some(10), Key::Flow));
     let (n, p, _) = parse_cli_spec("vx1:remote_ip=10.0.0.2,local_ip=10.0.0.1").unwrap();
