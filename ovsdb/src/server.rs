@@ -60,6 +60,7 @@ pub struct ServerCore {
     sessions: HashMap<SessionId, Session>,
     locks: HashMap<String, VecDeque<SessionId>>,
     pending: Vec<Pending>,
+    generation: u64,
 }
 
 impl Default for ServerCore {
@@ -84,6 +85,7 @@ impl ServerCore {
             sessions: HashMap::new(),
             locks: HashMap::new(),
             pending: Vec::new(),
+            generation: 0,
         };
         core.dbs.insert(
             "_Server".into(),
@@ -127,6 +129,11 @@ impl ServerCore {
             "_Server",
             &[json!({"op": "insert", "table": "Database", "row": row})],
         );
+    }
+
+    /// Counts committed (non-empty) transactions in any database.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// A database by name.
@@ -285,14 +292,14 @@ impl ServerCore {
                         "no monitor with that id",
                     )));
                 };
-                let (_, mut mon) = sess.monitors.remove(pos);
-                let db = &self.dbs[&mon.db].db;
-                // Rows leaving the condition are deleted, rows entering are inserted.
-                let mut changes = Changes::new();
+                // Parse every new condition first: a bad one is answered with the error
+                // and leaves the monitor (and its old conditions) in place.
+                let db = &self.dbs[&sess.monitors[pos].1.db].db;
+                let mut conds = Vec::new();
                 for (t, r) in reqs {
-                    let Some(tm) = mon.tables.get_mut(t) else {
+                    if !sess.monitors[pos].1.tables.contains_key(t) {
                         continue;
-                    };
+                    }
                     let ts = &db.schema().tables[t];
                     let Some(w) = r
                         .as_array()
@@ -301,7 +308,15 @@ impl ServerCore {
                     else {
                         continue;
                     };
-                    let cond = crate::db::Condition::parse(ts, w).map_err(err)?;
+                    conds.push((t, crate::db::Condition::parse(ts, w).map_err(err)?));
+                }
+                let (_, mut mon) = sess.monitors.remove(pos);
+                // Rows leaving the condition are deleted, rows entering are inserted.
+                let mut changes = Changes::new();
+                for (t, cond) in conds {
+                    let Some(tm) = mon.tables.get_mut(t) else {
+                        continue;
+                    };
                     let mut rows = BTreeMap::new();
                     for (u, row) in db.rows(t).into_iter().flatten() {
                         let (a, b) = (tm.cond.eval(*u, row), cond.eval(*u, row));
@@ -525,6 +540,7 @@ impl ServerCore {
                 let _ = st.compact(&entry.db);
             }
         }
+        self.generation += 1;
         // Standalone model: like ovsdb-server, no transaction history is kept, so the
         // last-txn-id of update3 stays all-zero and monitor_cond_since always sends everything.
         let last = entry.last_txn;
@@ -618,6 +634,18 @@ struct Shared {
     core: Mutex<ServerCore>,
     conns: Conns,
     next: AtomicU64,
+    /// The core's [`ServerCore::generation`] after the last request handled.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    fn note_generation(&self, g: u64) {
+        self.changed.send_if_modified(|cur| {
+            let newer = *cur != g;
+            *cur = g;
+            newer
+        });
+    }
 }
 
 /// The tokio server: listeners and connections around a shared [`ServerCore`].
@@ -629,11 +657,13 @@ pub struct Server {
 impl Server {
     /// Wrap a core; spawns the wait-timeout ticker (needs a tokio runtime).
     pub fn new(core: ServerCore) -> Server {
+        let g = core.generation();
         let srv = Server {
             shared: Arc::new(Shared {
                 core: Mutex::new(core),
                 conns: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(1),
+                changed: tokio::sync::watch::Sender::new(g),
             }),
         };
         let weak = Arc::downgrade(&srv.shared);
@@ -641,7 +671,11 @@ impl Server {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let Some(sh) = weak.upgrade() else { break };
-                let out = lock(&sh.core).tick(Instant::now());
+                let (out, g) = {
+                    let mut core = lock(&sh.core);
+                    (core.tick(Instant::now()), core.generation())
+                };
+                sh.note_generation(g);
                 dispatch(&sh, out);
             }
         });
@@ -655,9 +689,21 @@ impl Server {
 
     /// Run a local transaction and push the resulting monitor updates to clients.
     pub fn transact(&self, db: &str, ops: &[Value]) -> TxnOutcome {
-        let (o, out) = self.core().transact_local(db, ops);
+        let (o, out, g) = {
+            let mut core = self.core();
+            let (o, out) = core.transact_local(db, ops);
+            (o, out, core.generation())
+        };
+        self.shared.note_generation(g);
         dispatch(&self.shared, out);
         o
+    }
+
+    /// Watches commits: the value is [`ServerCore::generation`] and changes after every
+    /// committed transaction (from clients or [`Server::transact`]). For an embedding
+    /// application that reacts to configuration changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changed.subscribe()
     }
 
     /// Listen on TCP; returns the bound address.
@@ -746,7 +792,7 @@ impl Server {
                 if frames.is_empty() {
                     continue;
                 }
-                let out = {
+                let (out, g) = {
                     let mut core = lock(&sh.core);
                     let mut out = Vec::new();
                     for f in frames {
@@ -755,8 +801,9 @@ impl Server {
                             Frame::Invalid(e) => core.frame_error(sid, &e),
                         });
                     }
-                    out
+                    (out, core.generation())
                 };
+                sh.note_generation(g);
                 dispatch(&sh, out);
             }
             lock(&sh.conns).remove(&sid);

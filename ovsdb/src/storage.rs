@@ -157,6 +157,11 @@ fn changes_record(db: &Database, changes: &Changes) -> Value {
                                 (c.name.clone(), v)
                             })
                             .collect();
+                        if delta.is_empty() {
+                            // Only ephemeral columns changed (e.g. a switch's statistics):
+                            // nothing to persist, like ovsdb-server.
+                            continue;
+                        }
                         json!({"_version": ["uuid", r.version.to_string()], "_delta": delta})
                     }
                     (_, Some(r)) => {
@@ -177,7 +182,9 @@ fn changes_record(db: &Database, changes: &Changes) -> Value {
                 },
             );
         }
-        txn.insert(t.clone(), Value::Object(m));
+        if !m.is_empty() {
+            txn.insert(t.clone(), Value::Object(m));
+        }
     }
     json!({ "txn": txn })
 }
@@ -335,7 +342,11 @@ impl Storage {
         if changes.is_empty() {
             return Ok(());
         }
-        let rec = frame(&changes_record(db, changes));
+        let rec = changes_record(db, changes);
+        if rec["txn"].as_object().is_some_and(Map::is_empty) {
+            return Ok(());
+        }
+        let rec = frame(&rec);
         self.file.write_all(&rec)?;
         if self.fsync {
             self.file.sync_data()?;
@@ -453,6 +464,7 @@ mod tests {
             {"op":"insert","table":"Manager","uuid-name":"m","row":{"target":"ptcp:1","is_connected":true}}]),
         );
         st.commit(&db, &ch).unwrap();
+        let len = st.len();
         let ch = tx(
             &mut db,
             json!([{"op":"update","table":"Manager","where":[],"row":{"is_connected":false,"status":["map",[["state","ACTIVE"]]]}}]),
@@ -463,6 +475,7 @@ mod tests {
             json!([{"op":"update","table":"Manager","where":[],"row":{"is_connected":true}}]),
         );
         st.commit(&db, &ch).unwrap();
+        assert_eq!(st.len(), len, "ephemeral-only changes write nothing");
         drop(st);
         let (_, db2) = Storage::open(&p).unwrap();
         let m = db2

@@ -120,6 +120,10 @@ pub struct PacketInEvent {
     /// `controller(userdata=…)` (NXT_PACKET_IN2 only).
     pub userdata: Option<Vec<u8>>,
     pub data: Vec<u8>,
+    /// `OFP_NO_BUFFER` unless the switch buffered the packet.
+    pub buffer_id: u32,
+    /// The packet's length before truncation.
+    pub total_len: u32,
 }
 
 impl From<PacketIn> for PacketInEvent {
@@ -130,6 +134,8 @@ impl From<PacketIn> for PacketInEvent {
             cookie: p.cookie,
             metadata: p.match_,
             userdata: None,
+            buffer_id: p.buffer_id,
+            total_len: u32::from(p.total_len),
             data: p.data,
         }
     }
@@ -143,6 +149,8 @@ impl From<PacketIn2> for PacketInEvent {
             cookie: p.cookie.unwrap_or(0),
             metadata: p.metadata.unwrap_or_default(),
             userdata: p.userdata,
+            buffer_id: p.buffer_id.unwrap_or(u32::MAX),
+            total_len: p.full_len.unwrap_or(p.packet.len() as u32),
             data: p.packet,
         }
     }
@@ -492,6 +500,28 @@ impl Switch {
             match ev {
                 (_, Ok(Message::PacketIn(p))) => return Ok(p.into()),
                 (_, Ok(Message::NxPacketIn2(p))) => return Ok(p.into()),
+                (_, Ok(_)) => {}
+                (xid, Err(e)) => bail!("undecodable message (xid {xid:#x}): {e}"),
+            }
+        }
+    }
+
+    /// Waits for the next PORT_STATUS (other unsolicited messages are skipped).
+    pub fn recv_port_status(
+        &self,
+        timeout: Duration,
+    ) -> Result<plexus_openflow::message::PortStatus> {
+        let deadline = Instant::now() + timeout;
+        let mut incoming = self.incoming.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ev = self
+                .rt
+                .block_on(async { tokio::time::timeout(left, incoming.recv()).await })
+                .map_err(|_| anyhow!("no port-status within {timeout:?}"))?
+                .ok_or_else(|| anyhow!("connection closed while waiting for a port-status"))?;
+            match ev {
+                (_, Ok(Message::PortStatus(p))) => return Ok(p),
                 (_, Ok(_)) => {}
                 (xid, Err(e)) => bail!("undecodable message (xid {xid:#x}): {e}"),
             }

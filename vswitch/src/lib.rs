@@ -12,17 +12,24 @@
 //! * [`conntrack`] — userspace connection tracking with NAT (OVS userspace conntrack
 //!   semantics), driven by the pipeline's `ct` action.
 //!
+//! * [`appctl`] — the daemon's control socket (`plexus-appctl`: trace, dump-flows,
+//!   dump-cache, show, cache-flush, fdb/show).
+//! * [`conf_file`] — the `plexus-vswitchd --config FILE` (TOML) settings.
+//!
 //! The fast-path core (`flow`, `classifier`, `cache`) is sans-IO and allocation-free per packet.
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod appctl;
 pub mod cache;
 pub mod classifier;
+pub mod conf_file;
 pub mod conntrack;
 pub mod datapath;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod ovsdb_config;
 pub mod pipeline;
 pub mod port;
 #[allow(unsafe_code)]

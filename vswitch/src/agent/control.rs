@@ -24,6 +24,12 @@ pub fn conn_config() -> Config {
 
 /// Forwards one connection's events until it closes.
 pub async fn serve(conn: Connection, ctl: CtlSender) {
+    serve_named(conn, ctl, String::new(), false).await
+}
+
+/// [`serve`], telling the agent who the peer is (`show`) and whether it is
+/// an active (primary) controller connection.
+pub async fn serve_named(conn: Connection, ctl: CtlSender, name: String, primary: bool) {
     let Connection {
         handle,
         mut incoming,
@@ -36,17 +42,28 @@ pub async fn serve(conn: Connection, ctl: CtlSender) {
     }) {
         return;
     }
+    if !ctl.send(Ctl::Peer { id, name, primary }) {
+        return;
+    }
     drop(handle);
+    // Disconnected is sent however this future ends (closed, or dropped
+    // when its task is aborted, e.g. a Controller row was deleted).
+    struct Gone(CtlSender, u64);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.send(Ctl::Disconnected { id: self.1 });
+        }
+    }
+    let gone = Gone(ctl, id);
     while let Some((xid, ev)) = incoming.recv().await {
         let c = match ev {
             Ok(msg) => Ctl::Msg { id, xid, msg },
             Err(failure) => Ctl::Bad { id, failure },
         };
-        if !ctl.send(c) {
+        if !gone.0.send(c) {
             return;
         }
     }
-    ctl.send(Ctl::Disconnected { id });
 }
 
 /// An active controller target: connect, serve, reconnect with backoff, forever.
@@ -56,7 +73,7 @@ pub async fn run_active(target: Target, ctl: CtlSender) {
     loop {
         let conn = rc.connect().await;
         eprintln!("connected to controller {target}");
-        serve(conn, ctl.clone()).await;
+        serve_named(conn, ctl.clone(), target.to_string(), true).await;
         eprintln!("controller {target} disconnected");
     }
 }
@@ -72,7 +89,7 @@ pub async fn start_passive(target: &PassiveTarget, ctl: CtlSender) -> std::io::R
                     let ctl = ctl.clone();
                     tokio::spawn(async move {
                         match Connection::accept(stream, &conn_config()).await {
-                            Ok(c) => serve(c, ctl).await,
+                            Ok(c) => serve_named(c, ctl, peer.to_string(), false).await,
                             Err(e) => eprintln!("{peer}: handshake failed: {e}"),
                         }
                     });

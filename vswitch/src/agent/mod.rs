@@ -12,6 +12,7 @@
 //! [`control`] is the tokio side: active connections with reconnect and
 //! backoff, and a passive listener.
 
+pub mod buffers;
 pub mod control;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,22 @@ struct Conn {
     handle: ConnHandle,
     role: u32,
     async_cfg: AsyncConfig,
+    /// Target or peer (from [`Ctl::Peer`]).
+    name: String,
+    /// An active controller connection (OVS "primary").
+    primary: bool,
+    since: Instant,
+}
+
+/// One controller connection as `show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub name: String,
+    pub primary: bool,
+    /// `equal`, `master` or `slave`.
+    pub role: &'static str,
+    pub connected_secs: u64,
 }
 
 fn default_async() -> AsyncConfig {
@@ -87,6 +104,15 @@ fn default_async() -> AsyncConfig {
 pub struct AgentConfig {
     pub datapath_id: u64,
     pub fail_mode: FailMode,
+    /// Bridge name (`show`, `trace BRIDGE FLOW`).
+    pub bridge: String,
+    /// Configured active controller targets (`show`).
+    pub controllers: Vec<String>,
+    /// Configured passive listeners (`show`).
+    pub listeners: Vec<String>,
+    /// Packet-in buffers (0: none, every packet-in has `OFP_NO_BUFFER`,
+    /// as in OVS 3.x); see [`buffers`].
+    pub packet_in_buffers: usize,
 }
 
 /// See the module documentation.
@@ -98,6 +124,7 @@ pub struct Agent {
     generation: Option<u64>,
     /// Open bundles per (connection, bundle id): the queued messages.
     bundles: BTreeMap<(u64, u32), Vec<(u32, Message)>>,
+    buffers: buffers::PacketBuffers,
 }
 
 /// `OFPET_BUNDLE_FAILED` (OpenFlow 1.4, used for the 1.3 ONF extension).
@@ -119,6 +146,7 @@ fn head(xid: u32, msg: &Message) -> Vec<u8> {
 impl Agent {
     pub fn new(cfg: AgentConfig) -> Self {
         Self {
+            buffers: buffers::PacketBuffers::new(cfg.packet_in_buffers),
             cfg,
             conns: BTreeMap::new(),
             switch_config: SwitchConfig {
@@ -139,6 +167,46 @@ impl Agent {
         !self.conns.is_empty()
     }
 
+    /// At least one active (primary) controller connection is up; without
+    /// one, fail-mode standalone forwards by NORMAL (connections accepted
+    /// on a passive listener are service connections, as in OVS).
+    pub fn has_primary(&self) -> bool {
+        self.conns.values().any(|c| c.primary)
+    }
+
+    /// Whether truncated packet-ins are buffered.
+    pub fn buffers_enabled(&self) -> bool {
+        self.buffers.capacity() > 0
+    }
+
+    /// Packet buffers holding a packet (`show`).
+    pub fn buffers_in_use(&self, now: Instant) -> usize {
+        self.buffers.in_use(now)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// The controller connections (`show`).
+    pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
+        self.conns
+            .iter()
+            .map(|(&id, c)| ConnInfo {
+                id,
+                name: c.name.clone(),
+                primary: c.primary,
+                role: match c.role {
+                    ROLE_MASTER => "master",
+                    ROLE_SLAVE => "slave",
+                    _ => "equal",
+                },
+                connected_secs: now.saturating_duration_since(c.since).as_secs(),
+            })
+            .collect()
+    }
+
     /// Handles one control event.
     pub fn handle(&mut self, c: Ctl, sw: &mut dyn Switch) {
         match c {
@@ -149,8 +217,21 @@ impl Agent {
                         handle,
                         role: ROLE_EQUAL,
                         async_cfg: default_async(),
+                        name: String::new(),
+                        primary: false,
+                        since: Instant::now(),
                     },
                 );
+            }
+            Ctl::Peer { id, name, primary } => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.name = name;
+                    c.primary = primary;
+                }
+            }
+            Ctl::Appctl { cmd, reply } => {
+                let r = crate::appctl::execute(&cmd, self, sw);
+                let _ = reply.send(r);
             }
             Ctl::Disconnected { id } => {
                 self.conns.remove(&id);
@@ -161,6 +242,13 @@ impl Agent {
                     let _ = c.handle.reply_error(&failure);
                 }
             }
+            // Port and configuration events are applied by the datapath loop.
+            Ctl::AddPort { .. }
+            | Ctl::DelPort { .. }
+            | Ctl::SetFailMode(_)
+            | Ctl::SetDatapathId(_)
+            | Ctl::Snapshot(_)
+            | Ctl::Shutdown => {}
             Ctl::Msg { id, xid, msg } => {
                 if self.conns.contains_key(&id) {
                     let r = self.message(id, xid, &msg, sw);
@@ -224,7 +312,7 @@ impl Agent {
                 xid,
                 &Message::FeaturesReply(FeaturesReply {
                     datapath_id: self.cfg.datapath_id,
-                    n_buffers: 0,
+                    n_buffers: self.buffers.capacity() as u32,
                     n_tables: N_TABLES as u8,
                     auxiliary_id: 0,
                     capabilities: CAPABILITIES,
@@ -237,24 +325,41 @@ impl Agent {
             Message::SetConfig(c) => self.switch_config = *c,
             Message::BarrierRequest => self.send(id, xid, &Message::BarrierReply),
             Message::FlowMod(fm) => {
-                if fm.buffer_id != OFP_NO_BUFFER {
-                    // Applied first, then the buffer is reported unknown (we never buffer).
-                    let removed = sw.engine().flow_mod(fm, now)?;
-                    self.flow_removed(removed);
-                    return Err(OfpError::BadRequest(BadRequestCode::BufferUnknown));
-                }
                 let removed = sw.engine().flow_mod(fm, now)?;
                 self.flow_removed(removed);
+                if fm.buffer_id != OFP_NO_BUFFER {
+                    // Applied first; then the buffered packet runs through
+                    // the tables (OFPP_TABLE), or the buffer is unknown.
+                    let (data, in_port) = self.buffers.take(fm.buffer_id, now)?;
+                    let po = PacketOut {
+                        buffer_id: OFP_NO_BUFFER,
+                        in_port,
+                        actions: vec![plexus_openflow::Action::Output {
+                            port: plexus_openflow::message::port_no::TABLE,
+                            max_len: 0,
+                        }],
+                        data,
+                    };
+                    let pins = sw.packet_out(&po)?;
+                    self.packet_ins(pins);
+                }
             }
             Message::GroupMod(gm) => sw.engine().group_mod(gm)?,
             Message::MeterMod(mm) => sw.engine().meter_mod(mm)?,
             Message::PortMod(pm) => sw.port_mod(pm)?,
             Message::TableMod(_) => {}
             Message::PacketOut(po) => {
-                if po.buffer_id != OFP_NO_BUFFER {
-                    return Err(OfpError::BadRequest(BadRequestCode::BufferUnknown));
-                }
-                let pins = sw.packet_out(po)?;
+                let pins = if po.buffer_id != OFP_NO_BUFFER {
+                    let (data, _) = self.buffers.take(po.buffer_id, now)?;
+                    sw.packet_out(&PacketOut {
+                        buffer_id: OFP_NO_BUFFER,
+                        in_port: po.in_port,
+                        actions: po.actions.clone(),
+                        data,
+                    })?
+                } else {
+                    sw.packet_out(po)?
+                };
                 self.packet_ins(pins);
             }
             Message::MultipartRequest(req) => self.multipart(id, xid, &req.body, sw, now)?,
@@ -400,6 +505,34 @@ impl Agent {
         reason < 32 && m & (1 << reason) != 0
     }
 
+    /// Sends packet-ins from the datapath: a truncated one (with its whole
+    /// packet) gets a buffer if buffering is on, or goes out whole with
+    /// `OFP_NO_BUFFER` when every buffer is busy.
+    pub fn packet_ins_buffered(&mut self, pins: Vec<(PacketIn, Option<Vec<u8>>)>, now: Instant) {
+        let mut out = Vec::with_capacity(pins.len());
+        for (mut pi, full) in pins {
+            if let Some(full) = full
+                && self.buffers_enabled()
+                && self.wanted(pi.reason)
+            {
+                let in_port = pi.match_.exact(FieldId::InPort).map_or(0, |p| p as u32);
+                match self.buffers.store(full, in_port, now) {
+                    Ok(id) => pi.buffer_id = id,
+                    Err(full) => pi.data = full,
+                }
+            }
+            out.push(pi);
+        }
+        self.packet_ins(out);
+    }
+
+    /// Some connection would receive a packet-in with `reason`.
+    fn wanted(&self, reason: u8) -> bool {
+        self.conns
+            .values()
+            .any(|c| Self::wants(c, c.async_cfg.packet_in_mask, reason))
+    }
+
     /// Sends packet-ins to the controllers that want them.
     pub fn packet_ins(&self, pins: Vec<PacketIn>) {
         for pi in pins {
@@ -429,17 +562,31 @@ impl Agent {
     /// Sends PORT_STATUS (MODIFY) for ports whose state changed.
     pub fn port_status(&self, ports: Vec<plexus_openflow::message::Port>) {
         const OFPPR_MODIFY: u8 = 2;
+        self.port_event(OFPPR_MODIFY, ports);
+    }
+
+    /// Sends PORT_STATUS with `reason` (`OFPPR_ADD`/`DELETE`/`MODIFY`), with
+    /// xid 0 like OVS (a switch-allocated xid can equal the xid of a pending
+    /// controller request, and the controller would take it for the reply).
+    pub fn port_event(&self, reason: u8, ports: Vec<plexus_openflow::message::Port>) {
         for desc in ports {
-            let m = Message::PortStatus(PortStatus {
-                reason: OFPPR_MODIFY,
-                desc,
-            });
+            let m = Message::PortStatus(PortStatus { reason, desc });
             for c in self.conns.values() {
-                if Self::wants(c, c.async_cfg.port_status_mask, OFPPR_MODIFY) {
-                    let _ = c.handle.send(&m);
+                if Self::wants(c, c.async_cfg.port_status_mask, reason) {
+                    let _ = c.handle.send_with_xid(&m, 0);
                 }
             }
         }
+    }
+
+    /// Changes the fail mode (e.g. `ovs-vsctl set-fail-mode`).
+    pub fn set_fail_mode(&mut self, m: FailMode) {
+        self.cfg.fail_mode = m;
+    }
+
+    /// Changes the datapath id.
+    pub fn set_datapath_id(&mut self, d: u64) {
+        self.cfg.datapath_id = d;
     }
 
     fn multipart(

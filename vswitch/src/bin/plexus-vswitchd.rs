@@ -9,6 +9,19 @@
 //! namespace on the datapath thread while the control connections stay in the
 //! caller's namespace.
 //!
+//! OVSDB mode, `--db FILE` and/or `--ovsdb-listen punix:PATH|ptcp:PORT[:IP]`:
+//! the daemon serves the `Open_vSwitch` database (durable log in FILE,
+//! created if absent; in memory without `--db`) and is configured from it
+//! like ovs-vswitchd — bridges, ports, controllers and fail modes follow
+//! `ovs-vsctl` live (see `plexus_vswitch::ovsdb_config`).
+//!
+//! `--config FILE` reads the same settings from TOML
+//! ([`plexus_vswitch::conf_file`]); flags given on the command line win.
+//! The control socket (`--ctl PATH`, default
+//! `/var/run/plexus/plexus-vswitchd.<pid>.ctl` and the stable name
+//! `/var/run/plexus/plexus-vswitchd.ctl`) answers `plexus-appctl`
+//! (`trace`, `dump-flows`, `dump-cache`, `show`, `cache-flush`, `fdb/show`).
+//!
 //! Benchmark mode, `--fwd IN OUT`: forward every frame between two ports in
 //! both directions on one pinned thread (the data-plane benchmark's DUT).
 
@@ -19,7 +32,9 @@ use plexus_openflow::conn::{PassiveTarget, Target};
 use plexus_vswitch::agent::{Agent, AgentConfig, FailMode, control};
 use plexus_vswitch::datapath::{self, DpPort, Engine, full::FullPipeline, simple::SimplePipeline};
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use plexus_vswitch::conf_file::FileConfig;
 use plexus_vswitch::port::afpacket::AfPacketPort;
 use plexus_vswitch::port::afxdp::{AfXdpOptions, AfXdpPort};
 use plexus_vswitch::port::tap::TapPort;
@@ -28,7 +43,7 @@ use plexus_vswitch::port::{DEFAULT_BATCH, PacketBatch, Port, PortStats};
 use plexus_vswitch::sys;
 use plexus_vswitch::sys::bpf::XdpModeRequest;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum PortType {
     /// AF_XDP (XDP redirect into an XSK socket), copy mode.
     Afxdp,
@@ -60,9 +75,40 @@ enum XdpMode {
 #[command(
     name = "plexus-vswitchd",
     version,
-    about = "Plexus userspace virtual switch"
+    about = "Plexus userspace virtual switch",
+    after_help = "Modes:\n  \
+        switch  --port NAME[=OFPORT]... with --controller and/or --listen (or --fail-mode\n          \
+        standalone): one bridge from the command line or --config FILE\n  \
+        OVSDB   --db FILE and/or --ovsdb-listen punix:PATH|ptcp:PORT[:IP]: serve the Open_vSwitch\n          \
+        database and follow it like ovs-vswitchd (ovs-vsctl add-br/add-port/del-port/\n          \
+        set-controller/set-fail-mode/del-br; Interface types system, afxdp, tap, internal;\n          \
+        other_config:port-type=afpacket picks AF_PACKET for a system interface)\n  \
+        bench   --fwd IN OUT: forward between two interfaces\n\
+A TOML file (--config) can hold every switch-mode setting; flags override it. \
+Example: vswitch/examples/plexus-vswitchd.toml. Talk to a running daemon with \
+plexus-appctl [-t SOCKET] show|trace|dump-flows|dump-cache|cache-flush|fdb/show|help."
 )]
 struct Args {
+    /// Read settings from this TOML file (flags given here override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Bridge name (shown by `plexus-appctl show`, used by `trace BRIDGE`).
+    #[arg(long, default_value = "br0")]
+    bridge: String,
+    /// Control socket path [default: /var/run/plexus/plexus-vswitchd.<pid>.ctl
+    /// plus the stable name plexus-vswitchd.ctl; $PLEXUS_RUNDIR overrides the directory].
+    #[arg(long, value_name = "PATH")]
+    ctl: Option<std::path::PathBuf>,
+    /// Pin the datapath (forwarding) thread to this CPU (switch mode).
+    #[arg(long, value_name = "N")]
+    cpu: Option<usize>,
+    /// Packet-in buffers: truncated packet-ins keep the packet under a
+    /// buffer_id for PACKET_OUT/FLOW_MOD (0 = none, always OFP_NO_BUFFER, as OVS 3.x).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    packet_in_buffers: u32,
+    /// Per-port types from the config file.
+    #[arg(skip)]
+    port_types: Vec<(String, PortType)>,
     /// Benchmark mode: forward all frames between two interfaces, both directions.
     #[arg(long, num_args = 2, value_names = ["IN", "OUT"])]
     fwd: Vec<String>,
@@ -88,7 +134,8 @@ struct Args {
     /// Passive OpenFlow listener (repeatable), e.g. ptcp:6653 or ptcp:6653:127.0.0.1.
     #[arg(long = "listen", value_name = "ptcp:PORT[:IP]")]
     listen: Vec<String>,
-    /// Behaviour while no controller is connected.
+    /// Behaviour while no active controller is connected (standalone: a
+    /// learning L2 switch by NORMAL until one connects).
     #[arg(long, value_enum, default_value = "secure")]
     fail_mode: FailModeArg,
     /// Open the ports inside this network namespace (/run/netns/NAME).
@@ -120,10 +167,26 @@ struct Args {
     /// Do not pin the forwarding thread to the CPU it starts on.
     #[arg(long)]
     no_pin: bool,
+    /// OVSDB mode: serve the Open_vSwitch database here (repeatable) and
+    /// take bridges, ports and controllers from it, like ovs-vswitchd.
+    #[arg(long = "ovsdb-listen", value_name = "punix:PATH|ptcp:PORT[:IP]")]
+    ovsdb_listen: Vec<String>,
+    /// OVSDB mode: the database's durable log (created with the Open_vSwitch
+    /// schema if absent); without it the database lives in memory.
+    #[arg(long, value_name = "FILE")]
+    db: Option<std::path::PathBuf>,
+    /// OVSDB mode: serve punix:DIR/BRIDGE.mgmt per bridge for ovs-ofctl
+    /// (like OVS's run directory; use with OVS_RUNDIR=DIR).
+    #[arg(long, value_name = "DIR")]
+    ovs_rundir: Option<std::path::PathBuf>,
 }
 
 fn open_port(name: &str, args: &Args) -> anyhow::Result<Box<dyn Port>> {
-    Ok(match args.port_type {
+    open_port_as(name, args.port_type, args)
+}
+
+fn open_port_as(name: &str, port_type: PortType, args: &Args) -> anyhow::Result<Box<dyn Port>> {
+    Ok(match port_type {
         PortType::Afxdp => {
             let mode = match args.xdp_mode {
                 XdpMode::Auto => XdpModeRequest::Auto,
@@ -271,9 +334,14 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 /// Opens a switch port: AF_XDP falls back to AF_PACKET.
 fn open_switch_port(name: &str, args: &Args) -> anyhow::Result<Box<dyn Port>> {
-    match open_port(name, args) {
+    let port_type = args
+        .port_types
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(args.port_type, |(_, t)| *t);
+    match open_port_as(name, port_type, args) {
         Ok(p) => Ok(p),
-        Err(e) if matches!(args.port_type, PortType::Afxdp) => {
+        Err(e) if matches!(port_type, PortType::Afxdp) => {
             eprintln!("{name}: AF_XDP failed ({e:#}); falling back to AF_PACKET");
             Ok(Box::new(AfPacketPort::open(name)?))
         }
@@ -358,8 +426,10 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
         .map(|c| c.parse())
         .collect::<Result<_, _>>()?;
     anyhow::ensure!(
-        !controllers.is_empty() || !listeners.is_empty(),
-        "need --controller or --listen (or --fwd IN OUT)"
+        !controllers.is_empty()
+            || !listeners.is_empty()
+            || matches!(args.fail_mode, FailModeArg::Standalone),
+        "need --controller or --listen, or --fail-mode standalone (or --fwd IN OUT)"
     );
     sys::install_terminate_handler()?;
     let (ctl_tx, ctl_rx) = datapath::ctl_channel()?;
@@ -369,13 +439,20 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
             FailModeArg::Secure => FailMode::Secure,
             FailModeArg::Standalone => FailMode::Standalone,
         },
+        bridge: args.bridge.clone(),
+        controllers: controllers.iter().map(|c| c.to_string()).collect(),
+        listeners: listeners.iter().map(|l| l.to_string()).collect(),
+        packet_in_buffers: args.packet_in_buffers as usize,
     });
+    let ctl_path = args.ctl.clone();
     // The datapath thread: enter the netns (if any), open the ports, report, run.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let netns = args.netns.clone();
     let simple = args.simple_pipeline;
+    let cpu = args.cpu;
     let dp = std::thread::Builder::new().name("datapath".into()).spawn(
         move || -> anyhow::Result<()> {
+            pin_datapath(cpu);
             let open = || -> anyhow::Result<Vec<DpPort>> {
                 if let Some(ns) = &netns {
                     let path = if ns.contains('/') {
@@ -424,6 +501,7 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let _ctl_socket = start_ctl_socket(ctl_path, ctl_tx.clone()).await;
         for l in &listeners {
             control::start_passive(l, ctl_tx.clone()).await?;
         }
@@ -442,9 +520,209 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// OVSDB mode: the embedded database server plus the reconciler that
+/// configures the datapaths from it.
+fn ovsdb_mode(args: Args) -> anyhow::Result<()> {
+    use plexus_ovsdb::{db::Database, schema::DatabaseSchema, server};
+    use plexus_vswitch::ovsdb_config::{self, SystemPort};
+    anyhow::ensure!(
+        args.ports.is_empty() && args.controllers.is_empty() && args.listen.is_empty(),
+        "--port/--controller/--listen do not combine with --db/--ovsdb-listen (use ovs-vsctl)"
+    );
+    sys::install_terminate_handler()?;
+    let schema = DatabaseSchema::vswitch();
+    let mut core = server::ServerCore::new();
+    match &args.db {
+        Some(p) => core
+            .add_durable_database(p, &schema)
+            .map_err(|e| anyhow::anyhow!("database {}: {e}", p.display()))?,
+        None => core.add_database(Database::new(schema)),
+    }
+    let opts = ovsdb_config::Options {
+        system_port: match args.port_type {
+            PortType::Afpacket => SystemPort::Afpacket,
+            _ => SystemPort::Afxdp,
+        },
+        xdp_mode: match args.xdp_mode {
+            XdpMode::Auto => XdpModeRequest::Auto,
+            XdpMode::Native => XdpModeRequest::Native,
+            XdpMode::Generic => XdpModeRequest::Generic,
+        },
+        simple_pipeline: args.simple_pipeline,
+        rundir: args.ovs_rundir.clone(),
+        netns: args.netns.as_ref().map(|ns| {
+            if ns.contains('/') {
+                std::path::PathBuf::from(ns)
+            } else {
+                std::path::Path::new("/run/netns").join(ns)
+            }
+        }),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let srv = server::Server::new(core);
+        for r in &args.ovsdb_listen {
+            if let Some(rest) = r.strip_prefix("ptcp:") {
+                let (port, ip) = rest.split_once(':').unwrap_or((rest, "0.0.0.0"));
+                let a = srv.listen_tcp(&format!("{ip}:{port}")).await?;
+                eprintln!("ovsdb: listening on tcp:{a}");
+            } else if let Some(path) = r.strip_prefix("punix:") {
+                srv.listen_unix(path.as_ref()).await?;
+                eprintln!("ovsdb: listening on unix:{path}");
+            } else {
+                anyhow::bail!("--ovsdb-listen {r}: expected punix:PATH or ptcp:PORT[:IP]");
+            }
+        }
+        ovsdb_config::run(srv, opts).await;
+        anyhow::Ok(())
+    })?;
+    for r in &args.ovsdb_listen {
+        if let Some(path) = r.strip_prefix("punix:") {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
+/// Pins the datapath thread (`--cpu`), warning if that fails.
+fn pin_datapath(cpu: Option<usize>) {
+    if let Some(c) = cpu {
+        match sys::pin_to_cpu(c) {
+            Ok(()) => eprintln!("datapath thread pinned to CPU{c}"),
+            Err(e) => eprintln!("warning: cannot pin the datapath thread to CPU{c}: {e}"),
+        }
+    }
+}
+
+/// Binds the control socket; a failure is a warning (the switch runs on).
+async fn start_ctl_socket(
+    path: Option<std::path::PathBuf>,
+    ctl: datapath::CtlSender,
+) -> Option<plexus_vswitch::appctl::server::CtlSocket> {
+    match plexus_vswitch::appctl::server::start(path, ctl).await {
+        Ok(s) => {
+            eprintln!("control socket {}", s.path().display());
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("warning: no control socket: {e}");
+            None
+        }
+    }
+}
+
+/// Parses the command line and merges `--config FILE` under it: a setting
+/// from the file applies unless its flag was given on the command line.
+fn parse_args() -> anyhow::Result<Args> {
+    let m = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&m)?;
+    if let Some(path) = args.config.clone() {
+        let f = FileConfig::load(&path).map_err(anyhow::Error::msg)?;
+        apply_file(&mut args, &m, f)?;
+    }
+    Ok(args)
+}
+
+fn apply_file(args: &mut Args, m: &ArgMatches, f: FileConfig) -> anyhow::Result<()> {
+    let unset = |id: &str| m.value_source(id) != Some(ValueSource::CommandLine);
+    if let Some(b) = f.bridge
+        && unset("bridge")
+    {
+        args.bridge = b;
+    }
+    if let Some(d) = f.dpid
+        && unset("dpid")
+    {
+        args.dpid = Some(d.to_hex().map_err(anyhow::Error::msg)?);
+    }
+    if let Some(fm) = f.fail_mode
+        && unset("fail_mode")
+    {
+        args.fail_mode = FailModeArg::from_str(&fm, true).map_err(anyhow::Error::msg)?;
+    }
+    if unset("controllers") && !f.controllers.is_empty() {
+        args.controllers = f.controllers;
+    }
+    if unset("listen") && !f.listen.is_empty() {
+        args.listen = f.listen;
+    }
+    if let Some(c) = f.ctl
+        && unset("ctl")
+    {
+        args.ctl = Some(c);
+    }
+    if let Some(n) = f.netns
+        && unset("netns")
+    {
+        args.netns = Some(n);
+    }
+    if let Some(t) = f.port_type
+        && unset("port_type")
+    {
+        args.port_type = PortType::from_str(&t, true).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(x) = f.xdp_mode
+        && unset("xdp_mode")
+    {
+        args.xdp_mode = XdpMode::from_str(&x, true).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(p) = f.pipeline
+        && unset("simple_pipeline")
+    {
+        args.simple_pipeline = p == "simple";
+    }
+    if unset("ports") && !f.ports.is_empty() {
+        args.ports = f.ports.iter().map(|p| p.spec()).collect();
+        for p in &f.ports {
+            if let Some(t) = &p.kind {
+                let t = PortType::from_str(t, true).map_err(anyhow::Error::msg)?;
+                args.port_types.push((p.name.clone(), t));
+            }
+        }
+    }
+    if let Some(n) = f.packet_in_buffers
+        && unset("packet_in_buffers")
+    {
+        args.packet_in_buffers = n as u32;
+    }
+    let fw = f.forwarding;
+    if let Some(c) = fw.cpu
+        && unset("cpu")
+    {
+        args.cpu = Some(c);
+    }
+    if let Some(b) = fw.batch
+        && unset("batch")
+    {
+        args.batch = b;
+    }
+    if let Some(n) = fw.spin
+        && unset("spin")
+    {
+        args.spin = n;
+    }
+    if let Some(y) = fw.yield_idle
+        && unset("yield_idle")
+    {
+        args.yield_idle = y;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let r = if args.fwd.is_empty() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("plexus-vswitchd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = if args.db.is_some() || !args.ovsdb_listen.is_empty() {
+        ovsdb_mode(args)
+    } else if args.fwd.is_empty() {
         switch(args)
     } else {
         run(args)

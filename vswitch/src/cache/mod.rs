@@ -213,6 +213,8 @@ pub struct Megaflow<A> {
     pub action: A,
     /// Packets that hit this megaflow (for stats push and `dump-cache`).
     pub hits: u64,
+    /// When it was installed (slow path only; `dump-cache` age).
+    pub created: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -327,6 +329,7 @@ impl<A: Clone> MegaflowCache<A> {
         if let Some(e) = bucket.iter_mut().find(|e| e.key == value) {
             e.epoch = epoch;
             e.action = action;
+            e.created = std::time::Instant::now();
             return true;
         }
         if self.len >= self.capacity {
@@ -337,6 +340,7 @@ impl<A: Clone> MegaflowCache<A> {
             epoch,
             action,
             hits: 0,
+            created: std::time::Instant::now(),
         });
         st.len += 1;
         self.len += 1;

@@ -42,6 +42,12 @@ pub trait Sink {
     /// Send a packet-in to the controllers (the agent applies roles and the
     /// asynchronous-message masks).
     fn packet_in(&mut self, pi: PacketIn);
+    /// A packet-in whose `data` was truncated, with the whole packet for
+    /// the agent to buffer (see [`crate::pipeline::Pipeline::buffer_packet_ins`]).
+    fn packet_in_full(&mut self, pi: PacketIn, full: Vec<u8>) {
+        let _ = full;
+        self.packet_in(pi);
+    }
     /// Send `frame` out of tunnel port `port` with the flow's tunnel
     /// metadata (`set_field:..->tun_id/tun_dst`, or what it was received with).
     fn output_tunnel(&mut self, port: u32, frame: &[u8], tun: &TunnelMeta) {
@@ -105,4 +111,25 @@ pub trait Engine: Send + std::fmt::Debug {
     fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig>;
     /// Meter statistics (`meter_id` may be `OFPM_ALL`).
     fn meter_stats(&self, meter_id: u32, now: Instant) -> Vec<MeterStats>;
+    /// The full OpenFlow pipeline behind this engine, if it is one (for
+    /// the control socket's `trace`, `dump-cache`, `fdb/show`).
+    fn pipeline(&self) -> Option<&crate::pipeline::Pipeline> {
+        None
+    }
+    /// Mutable access to the same (`cache-flush`, `fdb/flush`).
+    fn pipeline_mut(&mut self) -> Option<&mut crate::pipeline::Pipeline> {
+        None
+    }
+    /// Fail-mode standalone without a controller: runs the frame through
+    /// NORMAL only (MAC learning). Returns false if the engine has no
+    /// NORMAL (the datapath then floods).
+    fn process_normal(
+        &mut self,
+        _in_port: u32,
+        _frame: &[u8],
+        _now: Instant,
+        _out: &mut dyn Sink,
+    ) -> bool {
+        false
+    }
 }

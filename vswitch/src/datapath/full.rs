@@ -71,16 +71,23 @@ impl FullPipeline {
                     data,
                     total_len,
                     buffer_id,
+                    full,
                     ..
-                } => out.packet_in(PacketIn {
-                    buffer_id,
-                    total_len,
-                    reason,
-                    table_id,
-                    cookie,
-                    match_,
-                    data,
-                }),
+                } => {
+                    let pi = PacketIn {
+                        buffer_id,
+                        total_len,
+                        reason,
+                        table_id,
+                        cookie,
+                        match_,
+                        data,
+                    };
+                    match full {
+                        Some(f) => out.packet_in_full(pi, f),
+                        None => out.packet_in(pi),
+                    }
+                }
             }
         }
     }
@@ -178,5 +185,27 @@ impl Engine for FullPipeline {
 
     fn meter_stats(&self, meter_id: u32, _now: Instant) -> Vec<MeterStats> {
         self.p.meter_stats(meter_id)
+    }
+
+    fn pipeline(&self) -> Option<&Pipeline> {
+        Some(&self.p)
+    }
+
+    fn pipeline_mut(&mut self) -> Option<&mut Pipeline> {
+        Some(&mut self.p)
+    }
+
+    fn process_normal(
+        &mut self,
+        in_port: u32,
+        frame: &[u8],
+        now: Instant,
+        out: &mut dyn Sink,
+    ) -> bool {
+        self.pkt.load(frame);
+        self.p
+            .process_normal(in_port, &mut self.pkt, now, &mut self.emits);
+        self.deliver(out);
+        true
     }
 }

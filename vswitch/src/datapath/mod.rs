@@ -29,6 +29,37 @@ use crate::flow::TunnelMeta;
 use crate::port::{DEFAULT_BATCH, LinkState, PacketBatch, Port};
 use crate::sys;
 
+/// Opens a port; run on the datapath thread (so the port lands in the
+/// datapath's network namespace and never crosses threads).
+pub struct PortOpener(pub Box<dyn FnOnce() -> anyhow::Result<Box<dyn Port>> + Send>);
+
+impl std::fmt::Debug for PortOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortOpener")
+    }
+}
+
+/// A port as seen from the control side (answers [`Ctl::AddPort`] and
+/// [`Ctl::Snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSnapshot {
+    /// OpenFlow port number.
+    pub ofport: u32,
+    /// Interface name.
+    pub name: String,
+    /// Ethernet address.
+    pub hw_addr: [u8; 6],
+    /// Interface index (0 if unknown).
+    pub ifindex: u32,
+    /// Link state.
+    pub link: LinkState,
+    /// Counters.
+    pub stats: crate::port::PortStats,
+}
+
+/// A reply channel of a [`Ctl`] request.
+pub type Reply<T> = tokio::sync::oneshot::Sender<T>;
+
 /// A control-side event for the datapath thread.
 #[derive(Debug)]
 pub enum Ctl {
@@ -40,6 +71,42 @@ pub enum Ctl {
     Msg { id: u64, xid: u32, msg: Message },
     /// A frame that did not decode (answered with the codec's OFPT_ERROR).
     Bad { id: u64, failure: DecodeFailure },
+    /// Adds OpenFlow port `ofport` between batches (the other ports keep
+    /// forwarding); controllers get PORT_STATUS ADD. Fails if the number is
+    /// taken or the opener fails.
+    AddPort {
+        ofport: u32,
+        open: PortOpener,
+        done: Option<Reply<Result<PortSnapshot, String>>>,
+    },
+    /// Removes a port (flows stay; output to it drops); PORT_STATUS DELETE.
+    /// Answers whether the port existed.
+    DelPort {
+        ofport: u32,
+        done: Option<Reply<bool>>,
+    },
+    /// Changes the fail mode.
+    SetFailMode(FailMode),
+    /// Changes the datapath id reported in FEATURES_REPLY.
+    SetDatapathId(u64),
+    /// Reports every port's state and counters.
+    Snapshot(Reply<Vec<PortSnapshot>>),
+    /// Stops the datapath loop ([`run`] returns; the ports are closed).
+    Shutdown,
+    /// Who connection `id` is (for `show`): the active target or the
+    /// passive peer; `primary` for active controller connections (they
+    /// decide fail-mode standalone, like OVS primary controllers).
+    Peer {
+        id: u64,
+        name: String,
+        primary: bool,
+    },
+    /// A control-socket command ([`crate::appctl`]); the text answer goes
+    /// back on `reply`.
+    Appctl {
+        cmd: crate::appctl::Command,
+        reply: tokio::sync::oneshot::Sender<crate::appctl::Reply>,
+    },
 }
 
 /// The control side's end: queue a [`Ctl`] and wake the datapath thread.
@@ -170,6 +237,18 @@ impl DpPort {
         }
     }
 
+    /// The control side's view of this port.
+    pub fn snapshot(&self) -> PortSnapshot {
+        PortSnapshot {
+            ofport: self.ofport,
+            name: self.port.name().to_string(),
+            hw_addr: self.hw_addr,
+            ifindex: sys::ifindex(self.port.name()).unwrap_or(0),
+            link: self.link,
+            stats: self.port.stats(),
+        }
+    }
+
     /// Port statistics.
     pub fn stats(&self, now: Instant) -> ofm::PortStats {
         let s = self.port.stats();
@@ -220,13 +299,31 @@ const OFPPF_COPPER: u32 = 1 << 11;
 pub struct Core {
     ports: Vec<DpPort>,
     engine: Box<dyn Engine>,
-    pins: Vec<PacketIn>,
+    pins: Vec<Pin>,
+    /// The poll(2) descriptor set must be rebuilt (ports were added/removed).
+    fds_stale: bool,
 }
+
+/// A packet-in, with the whole packet when it was truncated and the agent
+/// buffers packet-ins.
+type Pin = (PacketIn, Option<Vec<u8>>);
 
 struct PortSink<'a> {
     ports: &'a mut [DpPort],
-    pins: &'a mut Vec<PacketIn>,
+    pins: &'a mut Vec<Pin>,
     in_port: u32,
+}
+
+impl PortSink<'_> {
+    fn push_pin(&mut self, pi: PacketIn, full: Option<Vec<u8>>) {
+        let blocked = self
+            .ports
+            .iter()
+            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
+        if !blocked {
+            self.pins.push((pi, full));
+        }
+    }
 }
 
 impl Sink for PortSink<'_> {
@@ -254,13 +351,11 @@ impl Sink for PortSink<'_> {
     }
 
     fn packet_in(&mut self, pi: PacketIn) {
-        let blocked = self
-            .ports
-            .iter()
-            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
-        if !blocked {
-            self.pins.push(pi);
-        }
+        self.push_pin(pi, None);
+    }
+
+    fn packet_in_full(&mut self, pi: PacketIn, full: Vec<u8>) {
+        self.push_pin(pi, Some(full));
     }
 }
 
@@ -276,6 +371,70 @@ impl Core {
 
     fn port_infos(&self) -> Vec<PortInfo> {
         self.ports.iter().map(DpPort::info).collect()
+    }
+
+    /// Applies a port/config control event; returns it back if it is one
+    /// for the agent. `Err(())` = shut down.
+    fn port_ctl(&mut self, c: Ctl, agent: &mut Agent) -> Result<Option<Ctl>, ()> {
+        const OFPPR_ADD: u8 = 0;
+        const OFPPR_DELETE: u8 = 1;
+        match c {
+            Ctl::AddPort { ofport, open, done } => {
+                let r = if self.ports.iter().any(|p| p.ofport == ofport) {
+                    Err(format!("OpenFlow port {ofport} is in use"))
+                } else {
+                    match (open.0)() {
+                        Ok(port) => {
+                            let p = DpPort::new(ofport, port);
+                            let (snap, desc) = (p.snapshot(), p.desc());
+                            self.ports.push(p);
+                            self.ports_changed();
+                            agent.port_event(OFPPR_ADD, vec![desc]);
+                            Ok(snap)
+                        }
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                };
+                if let Some(d) = done {
+                    let _ = d.send(r);
+                }
+            }
+            Ctl::DelPort { ofport, done } => {
+                let found = match self.ports.iter().position(|p| p.ofport == ofport) {
+                    Some(i) => {
+                        let mut p = self.ports.remove(i);
+                        if !p.tx.is_empty() {
+                            p.port.tx_batch(&mut p.tx);
+                        }
+                        p.port.flush();
+                        let desc = p.desc();
+                        drop(p);
+                        self.ports_changed();
+                        agent.port_event(OFPPR_DELETE, vec![desc]);
+                        true
+                    }
+                    None => false,
+                };
+                if let Some(d) = done {
+                    let _ = d.send(found);
+                }
+            }
+            Ctl::SetFailMode(m) => agent.set_fail_mode(m),
+            Ctl::SetDatapathId(d) => agent.set_datapath_id(d),
+            Ctl::Snapshot(reply) => {
+                let _ = reply.send(self.ports.iter().map(DpPort::snapshot).collect());
+            }
+            Ctl::Shutdown => return Err(()),
+            c => return Ok(Some(c)),
+        }
+        Ok(None)
+    }
+
+    fn ports_changed(&mut self) {
+        let infos = self.port_infos();
+        self.engine.set_ports(&infos);
+        self.sync_tunnel_ports();
+        self.fds_stale = true;
     }
 
     /// vxlan: tells the engine which ports are tunnels.
@@ -308,7 +467,7 @@ impl Switch for Core {
         };
         let r = self.engine.packet_out(po, Instant::now(), &mut sink);
         self.flush_tx();
-        r.map(|()| pins)
+        r.map(|()| pins.into_iter().map(|(pi, _)| pi).collect())
     }
 
     fn port_mod(&mut self, pm: &PortMod) -> Result<(), OfpError> {
@@ -336,15 +495,26 @@ pub fn run(
         ports,
         engine,
         pins: Vec::new(),
+        fds_stale: false,
     };
     let infos = core.port_infos();
     core.engine.set_ports(&infos);
     core.sync_tunnel_ports();
+    if agent.buffers_enabled()
+        && let Some(p) = core.engine.pipeline_mut()
+    {
+        p.buffer_packet_ins = true;
+    }
     let mut rx = PacketBatch::new(DEFAULT_BATCH);
     // vxlan: tunnel metadata of the frames in `rx` (copied out of the port).
     let mut rx_tun: Vec<TunnelMeta> = Vec::with_capacity(DEFAULT_BATCH);
-    let mut fds: Vec<RawFd> = vec![ctl.pipe.as_raw_fd()];
-    fds.extend(core.ports.iter().filter_map(|p| p.port.rx_fd()));
+    let pipe_fd = ctl.pipe.as_raw_fd();
+    let poll_fds = |core: &Core| -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = vec![pipe_fd];
+        fds.extend(core.ports.iter().filter_map(|p| p.port.rx_fd()));
+        fds
+    };
+    let mut fds = poll_fds(&core);
     let mut next_housekeeping = Instant::now();
     let mut idle = 0u32;
     while !sys::terminate_requested() {
@@ -354,12 +524,20 @@ pub fn run(
             let _ = ctl.pipe.read_exact(&mut b);
         }
         while let Ok(c) = ctl.rx.try_recv() {
-            agent.handle(c, &mut core);
+            match core.port_ctl(c, &mut agent) {
+                Ok(Some(c)) => agent.handle(c, &mut core),
+                Ok(None) => {}
+                Err(()) => return Ok(()),
+            }
+        }
+        if core.fds_stale {
+            core.fds_stale = false;
+            fds = poll_fds(&core);
         }
         // Traffic.
         let now = Instant::now();
         let mut n = 0;
-        let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_controller();
+        let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_primary();
         for i in 0..core.ports.len() {
             for _ in 0..4 {
                 let k = core.ports[i].port.rx_batch(&mut rx);
@@ -372,6 +550,7 @@ pub fn run(
                         ports,
                         engine,
                         pins,
+                        ..
                     } = &mut core;
                     let mut sink = PortSink {
                         ports,
@@ -380,7 +559,9 @@ pub fn run(
                     };
                     for (j, f) in rx.iter().enumerate() {
                         if standalone {
-                            flood(&mut sink, in_port, f);
+                            if !engine.process_normal(in_port, f, now, &mut sink) {
+                                flood(&mut sink, in_port, f);
+                            }
                         } else if let Some(t) = rx_tun.get(j) {
                             engine.process_tunnel(in_port, f, t, now, &mut sink);
                         } else {
@@ -396,7 +577,7 @@ pub fn run(
         core.flush_tx();
         if !core.pins.is_empty() {
             let pins = std::mem::take(&mut core.pins);
-            agent.packet_ins(pins);
+            agent.packet_ins_buffered(pins, now);
         }
         if now >= next_housekeeping {
             next_housekeeping = now + Duration::from_millis(250);
@@ -433,7 +614,7 @@ pub fn run(
     Ok(())
 }
 
-/// Standalone fail mode without a controller: a plain hub.
+/// Standalone fail mode without a controller, for engines without NORMAL: a hub.
 fn flood(sink: &mut PortSink<'_>, in_port: u32, f: &[u8]) {
     let outs: Vec<u32> = sink
         .ports
@@ -443,5 +624,166 @@ fn flood(sink: &mut PortSink<'_>, in_port: u32, f: &[u8]) {
         .collect();
     for p in outs {
         sink.output(p, f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentConfig;
+    use crate::port::PortStats;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// A port fed and drained through shared queues.
+    #[derive(Clone, Default)]
+    struct Fake {
+        name: String,
+        rx: Arc<Mutex<VecDeque<Vec<u8>>>>,
+        tx: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl Port for Fake {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn rx_batch(&mut self, batch: &mut PacketBatch) -> usize {
+            batch.clear();
+            let mut q = self.rx.lock().unwrap();
+            while !batch.is_full() {
+                let Some(f) = q.pop_front() else { break };
+                batch.push(&f);
+            }
+            batch.len()
+        }
+        fn tx_batch(&mut self, batch: &mut PacketBatch) {
+            self.tx
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(<[u8]>::to_vec));
+            batch.clear();
+        }
+        fn rx_fd(&self) -> Option<RawFd> {
+            None
+        }
+        fn link_state(&self) -> LinkState {
+            LinkState {
+                admin_up: true,
+                oper_up: true,
+            }
+        }
+        fn stats(&self) -> PortStats {
+            PortStats::default()
+        }
+    }
+
+    fn fake(name: &str) -> Fake {
+        Fake {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn opener(f: &Fake) -> PortOpener {
+        let f = f.clone();
+        PortOpener(Box::new(move || Ok(Box::new(f) as Box<dyn Port>)))
+    }
+
+    fn ask<T>(ctl: &CtlSender, make: impl FnOnce(Reply<T>) -> Ctl) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        assert!(ctl.send(make(tx)));
+        rx.blocking_recv().expect("datapath answered")
+    }
+
+    /// Waits until `port` transmitted `n` frames in total (bounded).
+    fn wait_tx(port: &Fake, n: usize) -> bool {
+        for _ in 0..200 {
+            if port.tx.lock().unwrap().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn ports_are_added_and_removed_live() {
+        let (ctl, ctl_rx) = ctl_channel().unwrap();
+        let agent = Agent::new(AgentConfig {
+            datapath_id: 1,
+            fail_mode: FailMode::Standalone,
+            ..Default::default()
+        });
+        let (a, b, c) = (fake("fa"), fake("fb"), fake("fc"));
+        let a2 = a.clone();
+        let dp = std::thread::spawn(move || {
+            let first = DpPort::new(1, Box::new(a2));
+            run(
+                vec![first],
+                Box::new(full::FullPipeline::new()),
+                agent,
+                ctl_rx,
+            )
+        });
+        let bcast = [
+            vec![0xff; 6],
+            vec![2, 0, 0, 0, 0, 1],
+            vec![0x88, 0xb5, 1, 2],
+        ]
+        .concat();
+
+        // Add two ports while running; a taken number is refused.
+        for (no, p) in [(2, &b), (3, &c)] {
+            let snap = ask(&ctl, |done| Ctl::AddPort {
+                ofport: no,
+                open: opener(p),
+                done: Some(done),
+            })
+            .expect("added");
+            assert_eq!((snap.ofport, snap.name.as_str()), (no, p.name.as_str()));
+        }
+        let dup = ask(&ctl, |done| Ctl::AddPort {
+            ofport: 3,
+            open: opener(&fake("fd")),
+            done: Some(done),
+        });
+        assert!(dup.is_err(), "{dup:?}");
+        let failing = ask(&ctl, |done| Ctl::AddPort {
+            ofport: 4,
+            open: PortOpener(Box::new(|| anyhow::bail!("no such device"))),
+            done: Some(done),
+        });
+        assert_eq!(failing.unwrap_err(), "no such device");
+        let ports: Vec<u32> = ask(&ctl, Ctl::Snapshot).iter().map(|p| p.ofport).collect();
+        assert_eq!(ports, [1, 2, 3]);
+
+        // A broadcast from port 1 reaches both new ports.
+        a.rx.lock().unwrap().push_back(bcast.clone());
+        assert!(
+            wait_tx(&b, 1) && wait_tx(&c, 1),
+            "flooded to the added ports"
+        );
+
+        // Remove port 3: traffic keeps flowing to 2 only.
+        assert!(ask(&ctl, |done| Ctl::DelPort {
+            ofport: 3,
+            done: Some(done)
+        }));
+        assert!(!ask(&ctl, |done| Ctl::DelPort {
+            ofport: 3,
+            done: Some(done)
+        }));
+        a.rx.lock().unwrap().push_back(bcast.clone());
+        assert!(wait_tx(&b, 2), "port 2 still forwards");
+        let ports: Vec<u32> = ask(&ctl, Ctl::Snapshot).iter().map(|p| p.ofport).collect();
+        assert_eq!(ports, [1, 2]);
+        assert_eq!(
+            c.tx.lock().unwrap().len(),
+            1,
+            "removed port got nothing more"
+        );
+
+        assert!(ctl.send(Ctl::Shutdown));
+        dp.join().unwrap().unwrap();
     }
 }

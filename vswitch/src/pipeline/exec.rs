@@ -69,6 +69,7 @@ impl Pipeline {
                         data: d[..n].to_vec(),
                         total_len: d.len().min(u16::MAX as usize) as u16,
                         buffer_id: OFP_NO_BUFFER,
+                        full: (self.buffer_packet_ins && n < d.len()).then(|| d.to_vec()),
                         userdata: s.userdata.clone(),
                         controller_id: s.controller_id,
                     });

@@ -33,11 +33,13 @@ mod exec;
 mod packet;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 mod xlate;
 
 pub use packet::PacketBuf;
 pub use xlate::{
     CT_META_WORDS, Compiled, Credit, CtOp, DropReason, MAX_RESUBMIT_DEPTH, MAX_RESUBMITS, Op,
+    TraceEvent,
 };
 
 /// Bound on nested recirculations (`ct(table=..)` chains) per packet.
@@ -133,6 +135,9 @@ pub enum Emit {
         total_len: u16,
         /// Always `OFP_NO_BUFFER` (the agent may buffer).
         buffer_id: u32,
+        /// The whole packet, when `data` was truncated and
+        /// [`Pipeline::buffer_packet_ins`] is set (for the agent to buffer).
+        full: Option<Vec<u8>>,
         /// NX `controller(userdata=...)`.
         userdata: Option<Vec<u8>>,
         controller_id: u16,
@@ -265,6 +270,9 @@ pub struct Pipeline {
     pub(crate) mac: HashMap<(u16, [u8; 6]), (u32, Instant)>,
     /// NORMAL MAC table aging.
     pub mac_aging: Duration,
+    /// Keep the whole packet of truncated packet-ins ([`Emit::PacketIn`]
+    /// `full`) for packet-in buffering; off by default (like OVS 3.x, no buffers).
+    pub buffer_packet_ins: bool,
     removed: Vec<FlowRemoved>,
     pub(crate) spare: Vec<Vec<u8>>,
     pub(crate) pending: Vec<usize>,
@@ -296,6 +304,7 @@ impl Pipeline {
             strict_ports: true,
             mac: HashMap::new(),
             mac_aging: Duration::from_secs(300),
+            buffer_packet_ins: false,
             removed: Vec::new(),
             spare: Vec::new(),
             pending: Vec::new(),

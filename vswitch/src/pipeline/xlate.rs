@@ -360,6 +360,22 @@ pub(crate) struct Xlate<'p> {
     /// A `pop_mpls` changed the packet's L3 type: the next `goto_table`
     /// re-parses the packet (see [`Op::Recirc`]).
     reparse: bool,
+    /// `trace` (control socket): the tables and buckets visited, in order.
+    /// `None` on the packet path (costs one branch per lookup).
+    pub trace: Option<Vec<TraceEvent>>,
+}
+
+/// One step of a traced translation (see [`super::trace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A table lookup at resubmit depth `depth`: the rule hit, or a miss.
+    Table {
+        depth: u8,
+        table: u8,
+        rule: Option<RuleId>,
+    },
+    /// A group bucket executed.
+    Bucket { depth: u8, group: u32, bucket: u16 },
 }
 
 impl<'p> Xlate<'p> {
@@ -382,6 +398,7 @@ impl<'p> Xlate<'p> {
             miss_rule: false,
             packet_out,
             reparse: false,
+            trace: None,
         }
     }
 
@@ -426,6 +443,13 @@ impl<'p> Xlate<'p> {
             return false;
         };
         let rule = t.lookup(&self.key, &mut self.wc);
+        if let Some(tr) = self.trace.as_mut() {
+            tr.push(TraceEvent::Table {
+                depth: self.depth as u8,
+                table,
+                rule: rule.map(|r| r.id),
+            });
+        }
         self.out.credits.push(Credit::Lookup {
             table,
             matched: rule.is_some(),
@@ -1026,6 +1050,13 @@ impl<'p> Xlate<'p> {
     }
 
     fn run_bucket(&mut self, g: u32, i: usize, actions: &[Action]) {
+        if let Some(tr) = self.trace.as_mut() {
+            tr.push(TraceEvent::Bucket {
+                depth: self.depth as u8,
+                group: g,
+                bucket: i as u16,
+            });
+        }
         self.out.credits.push(Credit::Bucket {
             group: g,
             bucket: i as u16,

@@ -42,6 +42,10 @@ impl AfPacketPort {
 }
 
 impl Port for AfPacketPort {
+    fn kind(&self) -> &'static str {
+        "afpacket"
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

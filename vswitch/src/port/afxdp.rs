@@ -120,6 +120,10 @@ impl Drop for AfXdpPort {
 }
 
 impl Port for AfXdpPort {
+    fn kind(&self) -> &'static str {
+        "afxdp"
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -269,6 +269,11 @@ pub trait Port {
         String::new()
     }
 
+    /// The port type as `show` prints it (`afxdp`, `afpacket`, `tap`, ...).
+    fn kind(&self) -> &'static str {
+        "port"
+    }
+
     // --- tunnel ports (vxlan); the defaults fit every other port ---
 
     /// True for tunnel ports: outputs go through [`Port::push_tunnel`] with

@@ -34,6 +34,10 @@ impl TapPort {
 }
 
 impl Port for TapPort {
+    fn kind(&self) -> &'static str {
+        "tap"
+    }
+
     fn name(&self) -> &str {
         self.tap.name()
     }

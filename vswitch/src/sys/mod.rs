@@ -123,19 +123,31 @@ pub fn pin_to_current_cpu() -> io::Result<usize> {
     if cpu < 0 {
         return Err(io::Error::last_os_error());
     }
+    pin_to_cpu(cpu as usize)?;
+    Ok(cpu as usize)
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "CPU number too large",
+        ));
+    }
     // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; cpu < CPU_SETSIZE since the kernel returned it.
+    // SAFETY: see above; cpu < CPU_SETSIZE was checked.
     unsafe {
         libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu as usize, &mut set);
+        libc::CPU_SET(cpu, &mut set);
     }
     // SAFETY: `set` is initialised and its size is passed; pid 0 = this thread.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(cpu as usize)
+    Ok(())
 }
 
 /// Waits until one of `fds` is readable, `timeout_ms` passes or a signal
