@@ -161,6 +161,94 @@ impl PlexusSide {
     }
 }
 
+impl PlexusSide {
+    /// OVSDB mode: the daemon (in netns S, database in memory) is
+    /// configured by `ovs-vsctl` over a unix socket in `dir`, like
+    /// ovs-vswitchd: bridge br0, p1 (ofport 1), vx type=vxlan (ofport 2).
+    fn start_ovsdb(&mut self, dir: &Path, vxlan_opts: &[&str]) -> Switch {
+        let bin = env!("CARGO_BIN_EXE_plexus-vswitchd");
+        let db = dir.join("db.sock");
+        let child = self
+            .s
+            .command(bin)
+            .arg("--ovsdb-listen")
+            .arg(format!("punix:{}", db.display()))
+            .arg("--ovs-rundir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn plexus-vswitchd");
+        self.dut = Guard(Some(child));
+        let up = plexus_tests::proc::wait_until(Duration::from_secs(20), || db.exists());
+        if !up {
+            panic!("no OVSDB socket: {}", self.dut.stop());
+        }
+        let mut args: Vec<String> = [
+            "--timeout=20",
+            &format!("--db=unix:{}", db.display()),
+            "add-br",
+            "br0",
+            "--",
+            "set-fail-mode",
+            "br0",
+            "secure",
+            "--",
+            "add-port",
+            "br0",
+            "p1",
+            "--",
+            "set",
+            "interface",
+            "p1",
+            "ofport_request=1",
+            "other_config:port-type=afpacket",
+            "--",
+            "add-port",
+            "br0",
+            "vx",
+            "--",
+            "set",
+            "interface",
+            "vx",
+            "type=vxlan",
+            "ofport_request=2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(vxlan_opts.iter().map(|o| format!("options:{o}")));
+        let out = Command::new("ovs-vsctl")
+            .args(&args)
+            .output()
+            .expect("ovs-vsctl");
+        assert!(
+            out.status.success(),
+            "ovs-vsctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vsctl = |a: &[&str]| {
+            let out = Command::new("ovs-vsctl")
+                .arg(format!("--db=unix:{}", db.display()))
+                .args(a)
+                .output()
+                .expect("ovs-vsctl");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let ofport = vsctl(&["get", "interface", "vx", "ofport"]);
+        let err = vsctl(&["get", "interface", "vx", "error"]);
+        assert_eq!(ofport, "2", "vx ofport (error: {err})");
+        assert!(vsctl(&["get", "Open_vSwitch", ".", "iface_types"]).contains("vxlan"));
+        let mgmt = dir.join("br0.mgmt");
+        assert!(plexus_tests::proc::wait_until(
+            Duration::from_secs(20),
+            || mgmt.exists()
+        ));
+        Switch::connect(&format!("unix:{}", mgmt.display())).expect("connect br0.mgmt")
+    }
+}
+
 fn ping(ns: &Netns, dst: &str, count: u32) -> bool {
     ns.command("ping")
         .args(["-c", &count.to_string(), "-W", "1", "-i", "0.2", dst])
@@ -693,4 +781,43 @@ fn underlay_neighbour_resolution_via_netlink() {
     .join()
     .expect("thread");
     assert_eq!(r, Ok(mac));
+}
+
+/// OVSDB mode: `ovs-vsctl add-port br0 vx -- set interface vx type=vxlan
+/// options:remote_ip=… options:key=42` opens the vxlan port (through
+/// `ovsdb_config::port_opener`), then ping + TCP against the kernel
+/// `vxlan` device, capture checked as above.
+#[test]
+fn vxlan_ovsdb_mode_kernel_ping_tcp_capture() {
+    if !prerequisites(false) || !prereq::require_tool("ovs-vsctl") {
+        return;
+    }
+    let what = "OVSDB mode, kernel";
+    let base = unique_name("plxd-");
+    let k = Netns::create(&format!("{base}k")).expect("netns");
+    let mut side = PlexusSide::new(&base, &k);
+    k.ip(&["addr", "add", &format!("{U2}/24"), "dev", "u2"])
+        .expect("addr");
+    k.ip(&[
+        "link", "add", "vxk0", "type", "vxlan", "id", "42", "remote", U1, "local", U2, "dstport",
+        "4789", "dev", "u2",
+    ])
+    .expect("kernel vxlan");
+    k.ip(&["addr", "add", &format!("{H2}/24"), "dev", "vxk0"])
+        .expect("addr");
+    k.ip(&["link", "set", "vxk0", "up"]).expect("up");
+    no_offload(&k, "vxk0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = format!("remote_ip={U2}");
+    let local = format!("local_ip={U1}");
+    let sw = side.start_ovsdb(dir.path(), &[&remote, &local, "key=42"]);
+    plexus_flows(&sw, false);
+    let cap = Capture::start(&k, "u2", dir.path());
+    ping_ok(&side.h, H2, what);
+    ping_ok(&k, H1, what);
+    tcp_echo(&k, &side.h, H2, what);
+    tcp_echo(&side.h, &k, H1, what);
+    check_capture(&cap.finish(), VNI, what);
+    drop(sw);
+    side.dut.stop();
 }

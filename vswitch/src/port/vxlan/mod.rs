@@ -1029,6 +1029,10 @@ impl Port for VxlanPort {
         )
     }
 
+    fn kind(&self) -> &'static str {
+        "vxlan"
+    }
+
     fn rx_tunnel(&self) -> &[TunnelMeta] {
         &self.rx_tun
     }
