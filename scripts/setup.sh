@@ -8,4 +8,4 @@ scripts/install-deps.sh
 scripts/install-peers.sh >/dev/null
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust 1.95+ (rustup) first" >&2; exit 1; }
 cargo --version
-echo "setup: ok (next: cargo run --release -p plexus-tests --bin plexus-topo -- run topologies/demo.toml)"
+echo "setup: ok (next: cargo build --release --bins && cargo run --release -p plexus-tests --bin plexus-topo -- run topologies/two-tenants-overlap.toml)"

@@ -8,12 +8,17 @@
 //! - [`capture`]: a fake OpenFlow 1.3 switch on a unix socket that records the
 //!   exact frames `ovs-ofctl` sends (golden bytes for the codec).
 //! - [`netns`]: network namespaces and veth pairs owned by a test.
-//! - [`topo`]: the topology file format and runner behind the `plexus-topo` binary.
+//! - [`topo`]: single-switch topology files (static flows) for the `plexus-topo` binary.
+//! - [`fabric`]: the fat-tree scale topology (many plexus-vswitchd, static routes).
+//! - [`cloud`]: controller-driven topologies (controller, chassis, tenants, hosts, checks)
+//!   for `plexus-topo`, with crash-safe run records for `down --all`.
 //! - [`prereq`]: `require_tool` / `require_root`: skip locally, fail in CI.
 //! - [`proc`]: running commands with a deadline.
 
 pub mod capture;
+pub mod cloud;
 pub mod controller;
+pub mod fabric;
 pub mod netns;
 pub mod ofctl;
 pub mod ovs;

@@ -305,6 +305,7 @@ async fn engine_task<S: Store + Clone>(
             }
             c = cmd.recv() => match c {
                 Some(Cmd::Ports { chassis, epoch, ports }) => {
+                    tracing::debug!(%chassis, epoch, ?ports, "switch ports");
                     st.ofports.insert(chassis.clone(), ports);
                     st.epochs.insert(chassis, epoch);
                 }

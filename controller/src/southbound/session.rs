@@ -233,13 +233,20 @@ pub(crate) async fn run_session<S: Store + Clone>(
     let chassis = match chassis {
         Some(c) => c,
         None => {
+            // Waiting drops PORT_STATUS messages: read the ports again once the
+            // chassis is known (later PORT_STATUS are applied by `follow`).
+            let mut waited = false;
             let mut rev = shared.store.watch_revision();
             loop {
                 let store = shared.store.clone();
                 let snap = tokio::task::spawn_blocking(move || Snapshot::load(&store)).await??;
                 if let Some(c) = snap.chassis_for_switch(dpid, bridge.as_deref()) {
+                    if waited {
+                        ports = sess.ports().await.context("PORT_DESC")?.0;
+                    }
                     break c;
                 }
+                waited = true;
                 tracing::info!(
                     dpid = format!("{dpid:#018x}"),
                     ?bridge,

@@ -1,9 +1,16 @@
-//! `plexus-topo`: bring up a topology of network namespaces around a switch,
-//! verify it, tear it down. See `plexus_tests::topo` and `topologies/`.
+//! `plexus-topo`: bring up a topology of network namespaces around switches,
+//! verify it, tear it down. Two kinds of topology files:
+//! - cloud topologies (`[controller]` + `[[chassis]]`): the Plexus controller
+//!   programs the switches from a model built through its REST API
+//!   (`plexus_tests::cloud`);
+//! - single-switch topologies (`[switch]` with static flows,
+//!   `plexus_tests::topo`).
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use plexus_tests::topo::{self, Topology};
+use plexus_tests::cloud::{self, state};
+use plexus_tests::fabric;
+use plexus_tests::topo::{self, Outcome, Topology};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +22,9 @@ use std::time::Duration;
     about = "Run Plexus test topologies (needs root)"
 )]
 struct Cli {
+    /// Print the outcome as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -25,10 +35,30 @@ enum Cmd {
     Run { file: PathBuf },
     /// Bring the topology up and leave it running (stop it with `down`).
     Up { file: PathBuf },
-    /// Remove what `up` (or a crashed `run`) left: its OVS and namespaces.
-    Down { file: PathBuf },
+    /// Remove what `up` (or a crashed or killed `run`) left behind.
+    Down {
+        /// The topology file (omit with --all).
+        #[arg(required_unless_present = "all")]
+        file: Option<PathBuf>,
+        /// Every run recorded under /tmp/plexus-topo-*.
+        #[arg(long)]
+        all: bool,
+    },
     /// Run the checks against a topology that is up.
     Check { file: PathBuf },
+    /// Validate a topology file without creating anything.
+    Validate { file: PathBuf },
+    /// List the topologies that are up (recorded runs).
+    List,
+    /// Run a command in a host's (or chassis's) namespace: exec FILE NODE -- CMD...
+    Exec {
+        file: PathBuf,
+        node: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Ping every host from every other host of a running cloud topology.
+    PingAll { file: PathBuf },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
     TcpEchoServer {
@@ -65,23 +95,104 @@ fn ok_if(failed: usize) -> ExitCode {
     }
 }
 
+/// Prints the outcomes (table or JSON); returns the number failed.
+fn report(outcomes: &[Outcome], json: bool) -> usize {
+    if !json {
+        return topo::report(outcomes);
+    }
+    let items: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(ev) => serde_json::json!({"check": o.what, "pass": true, "evidence": ev}),
+            Err(e) => serde_json::json!({"check": o.what, "pass": false, "evidence": e}),
+        })
+        .collect();
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    let doc =
+        serde_json::json!({"passed": outcomes.len() - failed, "failed": failed, "checks": items});
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    failed
+}
+
+fn is_fabric(file: &std::path::Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|t| fabric::is_fabric(&t))
+}
+
+fn require_root() -> Result<()> {
+    if plexus_tests::prereq::euid() != Some(0) {
+        bail!("needs root (network namespaces, veth, switches): run it with sudo");
+    }
+    Ok(())
+}
+
 fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     let exe = std::env::current_exe().context("locating plexus-topo")?;
-    let needs_root = matches!(
-        cli.cmd,
-        Cmd::Run { .. } | Cmd::Up { .. } | Cmd::Down { .. } | Cmd::Check { .. }
-    );
-    if needs_root && plexus_tests::prereq::euid() != Some(0) {
-        anyhow::bail!("needs root (network namespaces, veth, Open vSwitch): run it with sudo");
-    }
+    let json = cli.json;
     match cli.cmd {
+        Cmd::Validate { file } => {
+            if is_fabric(&file) {
+                let f = fabric::load(&file)?;
+                println!(
+                    "{}: ok (fat-tree k={})",
+                    file.display(),
+                    f.fabric.k.get_ref()
+                );
+            } else if cloud::is_cloud(&file)? {
+                let c = cloud::load(&file)?;
+                println!(
+                    "{}: ok ({} chassis, {} tenants, {} hosts, {} checks)",
+                    file.display(),
+                    c.chassis.len(),
+                    c.tenants.len(),
+                    c.hosts.len(),
+                    c.checks.len()
+                );
+            } else {
+                let t = Topology::load(&file)?;
+                println!(
+                    "{}: ok ({} hosts, {} checks)",
+                    file.display(),
+                    t.hosts.len(),
+                    t.checks.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Run { file } => {
-            let t = Topology::load(&file)?;
-            Ok(ok_if(topo::run(&t, &exe)))
+            if is_fabric(&file) {
+                let f = fabric::load(&file)?;
+                require_root()?;
+                let outcomes = fabric::run(&f, &file);
+                Ok(ok_if(report(&outcomes, json)))
+            } else if cloud::is_cloud(&file)? {
+                let c = cloud::load(&file)?;
+                require_root()?;
+                let outcomes = cloud::run(&c, &file, &exe);
+                Ok(ok_if(report(&outcomes, json)))
+            } else {
+                let t = Topology::load(&file)?;
+                require_root()?;
+                Ok(ok_if(topo::run(&t, &exe)))
+            }
         }
         Cmd::Up { file } => {
+            if cloud::is_cloud(&file)? {
+                let c = cloud::load(&file)?;
+                require_root()?;
+                let mut progress = |s: &str| eprintln!("{s}");
+                let r = cloud::up(&c, &file, &mut progress)?;
+                println!(
+                    "topology {} is up (state in {}); stop it with: plexus-topo down {}",
+                    c.name(),
+                    r.dir.display(),
+                    file.display()
+                );
+                r.persist();
+                return Ok(ExitCode::SUCCESS);
+            }
             let t = Topology::load(&file)?;
+            require_root()?;
             let running = topo::up(&t)?;
             println!(
                 "topology {} is up (OVS state in {}); stop it with: plexus-topo down {}",
@@ -92,13 +203,47 @@ fn real_main() -> Result<ExitCode> {
             running.persist()?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Down { file } => {
-            let t = Topology::load(&file)?;
-            topo::down(&t)?;
-            println!("topology {} is down", t.name);
+        Cmd::Down { file, all } => {
+            require_root()?;
+            if all {
+                let runs = state::all_runs();
+                let mut failed = 0;
+                for d in &runs {
+                    match state::remove_run(d) {
+                        Ok(()) => println!("removed {}", d.display()),
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("{e:#}");
+                        }
+                    }
+                }
+                println!("{} runs removed, {failed} failed", runs.len() - failed);
+                return Ok(ok_if(failed));
+            }
+            let file = file.context("a topology file or --all")?;
+            if is_fabric(&file) {
+                let f = fabric::load(&file)?;
+                state::remove_run(&state::state_dir(f.name.get_ref()))?;
+                println!("topology {} is down", f.name.get_ref());
+            } else if cloud::is_cloud(&file)? {
+                let c = cloud::load(&file)?;
+                state::remove_run(&state::state_dir(c.name()))?;
+                println!("topology {} is down", c.name());
+            } else {
+                let t = Topology::load(&file)?;
+                topo::down(&t)?;
+                println!("topology {} is down", t.name);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { file } => {
+            require_root()?;
+            if cloud::is_cloud(&file)? {
+                let c = cloud::load(&file)?;
+                let mut r = cloud::attach(c)?;
+                let outcomes = cloud::verify(&mut r, &exe);
+                return Ok(ok_if(report(&outcomes, json)));
+            }
             let t = Topology::load(&file)?;
             let dir = t.state_dir();
             let bridge = t.switch.bridge.clone();
@@ -109,7 +254,50 @@ fn real_main() -> Result<ExitCode> {
                 .with_context(|| format!("is topology {} up?", t.name))?;
             let outcomes = topo::verify(&t, &ofctl, &sw, &exe);
             sw.close();
-            Ok(ok_if(topo::report(&outcomes)))
+            Ok(ok_if(report(&outcomes, json)))
+        }
+        Cmd::List => {
+            for d in state::all_runs() {
+                match state::State::load(&d) {
+                    Ok(s) => println!(
+                        "{}  file={}  api=127.0.0.1:{}  chassis={}  hosts={}  netns={}",
+                        d.display(),
+                        s.file.display(),
+                        s.api_port,
+                        s.chassis
+                            .iter()
+                            .map(|c| format!("{}({})", c.name, c.kind))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        s.hosts
+                            .iter()
+                            .map(|h| format!("{}={}", h.name, h.ip))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        s.netns.len()
+                    ),
+                    Err(_) => println!("{}  (single-switch topology)", d.display()),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { file, node, cmd } => {
+            require_root()?;
+            let c = cloud::load(&file)?;
+            let status = cloud::exec(&c, &node, &cmd)?;
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
+        }
+        Cmd::PingAll { file } => {
+            require_root()?;
+            let c = cloud::load(&file)?;
+            let (ok, n, lines) = cloud::ping_all(&c)?;
+            for l in lines {
+                println!("{l}");
+            }
+            println!("{ok}/{n} pairs answered");
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::TcpEchoServer { addr, timeout_secs } => {
             let n = topo::tcp_echo_server(addr, Duration::from_secs(timeout_secs))?;

@@ -1,0 +1,633 @@
+//! The topology file of a controller-driven ("cloud") topology, and its
+//! validation with errors that name the file, line and field.
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use toml::Spanned;
+
+/// A cloud topology: the Plexus controller, chassis (each a switch in its own
+/// namespace), tenants with VPCs, subnets and security groups built through
+/// the REST API, hosts (namespaces bound to controller ports) and checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cloud {
+    /// Short name: the prefix of every namespace and the state directory.
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub controller: ControllerSpec,
+    #[serde(rename = "chassis")]
+    pub chassis: Vec<ChassisSpec>,
+    #[serde(rename = "tenant", default)]
+    pub tenants: Vec<TenantSpec>,
+    #[serde(rename = "host", default)]
+    pub hosts: Vec<HostSpec>,
+    #[serde(rename = "check", default)]
+    pub checks: Vec<Spanned<CheckSpec>>,
+}
+
+/// The controller: `plexus-controller` on loopback with the embedded redb
+/// store in the run's state directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSpec {
+    /// Store backend; only `redb` (embedded) so far.
+    #[serde(default)]
+    pub store: Option<Spanned<String>>,
+}
+
+/// Which switch a chassis runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchKind {
+    /// A private userspace Open vSwitch (netdev datapath).
+    Ovs,
+    /// `plexus-vswitchd` with AF_PACKET ports.
+    Plexus,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChassisSpec {
+    pub name: Spanned<String>,
+    pub switch: SwitchKind,
+    /// Underlay (VTEP) address registered with the controller.
+    #[serde(default)]
+    pub vtep_ip: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub name: Spanned<String>,
+    #[serde(rename = "vpc", default)]
+    pub vpcs: Vec<VpcSpec>,
+    #[serde(rename = "security_group", default)]
+    pub security_groups: Vec<SecurityGroupSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpcSpec {
+    pub name: Spanned<String>,
+    pub cidrs: Vec<Spanned<String>>,
+    #[serde(rename = "subnet", default)]
+    pub subnets: Vec<SubnetSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetSpec {
+    pub name: Spanned<String>,
+    pub cidr: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupSpec {
+    pub name: Spanned<String>,
+    /// Absent: the controller's default (no ingress, all egress).
+    #[serde(default)]
+    pub rules: Option<Vec<Spanned<RuleSpec>>>,
+}
+
+/// A security-group rule; `remote_group` names a group of the same tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub direction: Spanned<String>,
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub port_min: Option<u16>,
+    #[serde(default)]
+    pub port_max: Option<u16>,
+    #[serde(default)]
+    pub remote_cidr: Option<Spanned<String>>,
+    #[serde(default)]
+    pub remote_group: Option<Spanned<String>>,
+}
+
+/// A workload: a namespace with `eth0` cabled to a port of its chassis and
+/// bound to a controller port in `tenant/vpc/subnet`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: Spanned<String>,
+    pub chassis: Spanned<String>,
+    pub tenant: Spanned<String>,
+    pub vpc: Spanned<String>,
+    pub subnet: Spanned<String>,
+    /// Fixed address; absent = allocated by the controller's IPAM.
+    #[serde(default)]
+    pub ip: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mac: Option<Spanned<String>>,
+    #[serde(default)]
+    pub security_groups: Vec<Spanned<String>>,
+}
+
+/// One or several host names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Hosts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Hosts {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Hosts::One(s) => vec![s.as_str()],
+            Hosts::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// What a reachability check expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// Every pair must reach.
+    Reach,
+    /// No pair may reach.
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Proto {
+    #[default]
+    Icmp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CheckSpec {
+    /// Every `from` × `to` pair (a host never checks itself) reaches or not.
+    Reach {
+        from: Hosts,
+        to: Hosts,
+        #[serde(default)]
+        proto: Proto,
+        #[serde(default)]
+        port: Option<u16>,
+        expect: Expect,
+    },
+    /// Every chassis has realized the latest revision and holds exactly the
+    /// flows the controller reports for it.
+    FlowsInstalled,
+    /// kill -9 the controller during a ping flood from `from` to `to` and
+    /// restart it: no ping may be lost and the switches' flows must be left
+    /// alone (no adds, no deletes after the reconcile).
+    ControllerRestart {
+        from: String,
+        to: String,
+        #[serde(default = "default_flood_secs")]
+        seconds: u32,
+        #[serde(default = "default_interval_ms")]
+        interval_ms: u32,
+    },
+}
+
+fn default_flood_secs() -> u32 {
+    5
+}
+fn default_interval_ms() -> u32 {
+    10
+}
+
+/// Per tenant: VPC → subnet → CIDR, and the security group names.
+type TenantIndex<'a> = (
+    HashMap<&'a str, HashMap<&'a str, (Ipv4Addr, u8)>>,
+    HashSet<&'a str>,
+);
+
+/// Serde reports a bad value of an internally tagged table (a `[[check]]`) at
+/// the whole table: find the offending `value` inside it so the error points
+/// at the line and names the key.
+fn narrow(text: &str, span: std::ops::Range<usize>, msg: &str) -> (std::ops::Range<usize>, String) {
+    let whole = (span.clone(), "syntax".to_string());
+    let Some(bad) = msg
+        .strip_prefix("unknown variant `")
+        .and_then(|r| r.split('`').next())
+    else {
+        return whole;
+    };
+    let Some(region) = text.get(span.clone()) else {
+        return whole;
+    };
+    let quoted = format!("\"{bad}\"");
+    let Some(off) = region.find(&quoted) else {
+        return whole;
+    };
+    let pos = span.start + off;
+    let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..pos]
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if key.is_empty() {
+        return whole;
+    }
+    (pos..pos + quoted.len(), key)
+}
+
+/// A validation error pointing into the file.
+fn at(text: &str, file: &Path, span: std::ops::Range<usize>, field: &str, msg: &str) -> String {
+    let upto = &text[..span.start.min(text.len())];
+    let line = upto.matches('\n').count() + 1;
+    let col = upto.rfind('\n').map_or(upto.len(), |i| upto.len() - i - 1) + 1;
+    format!("{}:{line}:{col}: {field}: {msg}", file.display())
+}
+
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    let a: Ipv4Addr = a.parse().ok()?;
+    let l: u8 = l.parse().ok()?;
+    (l <= 32).then_some((a, l))
+}
+
+fn in_cidr(ip: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn valid_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+impl Cloud {
+    /// Parses `text` (the contents of `file`) and checks every reference and
+    /// value; errors read `FILE:LINE:COL: FIELD: what is wrong`.
+    pub fn parse(text: &str, file: &Path) -> Result<Self> {
+        let c: Cloud = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => {
+                let field = e.message().to_string();
+                match e.span() {
+                    Some(span) => {
+                        let (span, key) = narrow(text, span, &field);
+                        bail!("{}", at(text, file, span, &key, &field))
+                    }
+                    None => bail!("{}: {field}", file.display()),
+                }
+            }
+        };
+        let errs = c.problems(text, file);
+        if !errs.is_empty() {
+            bail!("{}", errs.join("\n"));
+        }
+        Ok(c)
+    }
+
+    fn problems(&self, text: &str, file: &Path) -> Vec<String> {
+        let mut errs = Vec::new();
+        let mut err = |span: std::ops::Range<usize>, field: &str, msg: String| {
+            errs.push(at(text, file, span, field, &msg));
+        };
+        let name = self.name.get_ref();
+        if name.is_empty()
+            || name.len() > 6
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            err(
+                self.name.span(),
+                "name",
+                format!(
+                    "{name:?} must be 1-6 lowercase letters or digits (it prefixes interface names)"
+                ),
+            );
+        }
+        if let Some(s) = &self.controller.store
+            && s.get_ref() != "redb"
+        {
+            err(
+                s.span(),
+                "controller.store",
+                format!("{:?}: only \"redb\" (embedded) is supported", s.get_ref()),
+            );
+        }
+        let mut chassis = HashSet::new();
+        if self.chassis.is_empty() {
+            errs_push_plain(&mut err, "chassis", "at least one [[chassis]] is needed");
+        }
+        for c in &self.chassis {
+            if !chassis.insert(c.name.get_ref().as_str()) {
+                err(
+                    c.name.span(),
+                    "chassis.name",
+                    format!("duplicate chassis {:?}", c.name.get_ref()),
+                );
+            }
+            if let Some(v) = &c.vtep_ip
+                && v.get_ref().parse::<Ipv4Addr>().is_err()
+            {
+                err(
+                    v.span(),
+                    "chassis.vtep_ip",
+                    format!("{:?} is not an IPv4 address", v.get_ref()),
+                );
+            }
+        }
+        if self.chassis.len() > 1 {
+            let c = &self.chassis[1];
+            err(
+                c.name.span(),
+                "chassis",
+                "more than one chassis needs the controller's VXLAN overlay, which is not built yet"
+                    .into(),
+            );
+        }
+        // tenant -> (vpc -> subnet -> cidr), groups
+        let mut tenants: HashMap<&str, TenantIndex<'_>> = HashMap::new();
+        for t in &self.tenants {
+            let tn = t.name.get_ref().as_str();
+            if tenants.contains_key(tn) {
+                err(
+                    t.name.span(),
+                    "tenant.name",
+                    format!("duplicate tenant {tn:?}"),
+                );
+                continue;
+            }
+            let mut vpcs = HashMap::new();
+            for v in &t.vpcs {
+                let vn = v.name.get_ref().as_str();
+                let mut cidrs = Vec::new();
+                for c in &v.cidrs {
+                    match parse_cidr(c.get_ref()) {
+                        Some(x) => cidrs.push(x),
+                        None => err(
+                            c.span(),
+                            "vpc.cidrs",
+                            format!("{:?} is not an IPv4 CIDR (a.b.c.d/len)", c.get_ref()),
+                        ),
+                    }
+                }
+                let mut subnets = HashMap::new();
+                for s in &v.subnets {
+                    let sn = s.name.get_ref().as_str();
+                    match parse_cidr(s.cidr.get_ref()) {
+                        None => err(
+                            s.cidr.span(),
+                            "subnet.cidr",
+                            format!("{:?} is not an IPv4 CIDR (a.b.c.d/len)", s.cidr.get_ref()),
+                        ),
+                        Some(x) => {
+                            if !cidrs.is_empty()
+                                && !cidrs.iter().any(|&c| in_cidr(x.0, c) && x.1 >= c.1)
+                            {
+                                err(
+                                    s.cidr.span(),
+                                    "subnet.cidr",
+                                    format!("{} is not inside the VPC's CIDRs", s.cidr.get_ref()),
+                                );
+                            }
+                            if subnets.insert(sn, x).is_some() {
+                                err(
+                                    s.name.span(),
+                                    "subnet.name",
+                                    format!("duplicate subnet {sn:?}"),
+                                );
+                            }
+                        }
+                    }
+                }
+                if vpcs.insert(vn, subnets).is_some() {
+                    err(
+                        v.name.span(),
+                        "vpc.name",
+                        format!("duplicate VPC {vn:?} in tenant {tn:?}"),
+                    );
+                }
+            }
+            let mut groups = HashSet::new();
+            for g in &t.security_groups {
+                if !groups.insert(g.name.get_ref().as_str()) {
+                    err(
+                        g.name.span(),
+                        "security_group.name",
+                        format!("duplicate security group {:?}", g.name.get_ref()),
+                    );
+                }
+            }
+            for g in &t.security_groups {
+                for r in g.rules.iter().flatten() {
+                    let r = r.get_ref();
+                    if !matches!(r.direction.get_ref().as_str(), "ingress" | "egress") {
+                        err(
+                            r.direction.span(),
+                            "rule.direction",
+                            format!(
+                                "{:?}: expected \"ingress\" or \"egress\"",
+                                r.direction.get_ref()
+                            ),
+                        );
+                    }
+                    if let Some(p) = &r.protocol
+                        && !matches!(p.get_ref().as_str(), "any" | "tcp" | "udp" | "icmp")
+                    {
+                        err(
+                            p.span(),
+                            "rule.protocol",
+                            format!("{:?}: expected any, tcp, udp or icmp", p.get_ref()),
+                        );
+                    }
+                    if let Some(c) = &r.remote_cidr
+                        && parse_cidr(c.get_ref()).is_none()
+                    {
+                        err(
+                            c.span(),
+                            "rule.remote_cidr",
+                            format!("{:?} is not an IPv4 CIDR", c.get_ref()),
+                        );
+                    }
+                    if let Some(rg) = &r.remote_group
+                        && !groups.contains(rg.get_ref().as_str())
+                    {
+                        err(
+                            rg.span(),
+                            "rule.remote_group",
+                            format!("no security group {:?} in tenant {tn:?}", rg.get_ref()),
+                        );
+                    }
+                }
+            }
+            tenants.insert(tn, (vpcs, groups));
+        }
+        let mut hosts = HashSet::new();
+        let mut addrs: HashMap<(&str, &str, Ipv4Addr), &str> = HashMap::new();
+        for h in &self.hosts {
+            let hn = h.name.get_ref().as_str();
+            if !hosts.insert(hn) {
+                err(h.name.span(), "host.name", format!("duplicate host {hn:?}"));
+            }
+            if hn.is_empty() || hn.len() + self.name.get_ref().len() > 14 {
+                err(
+                    h.name.span(),
+                    "host.name",
+                    format!(
+                        "{hn:?}: topology name + host name must fit 14 chars (interface names)"
+                    ),
+                );
+            }
+            if !chassis.contains(h.chassis.get_ref().as_str()) {
+                err(
+                    h.chassis.span(),
+                    "host.chassis",
+                    format!("no chassis {:?}", h.chassis.get_ref()),
+                );
+            }
+            let Some((vpcs, groups)) = tenants.get(h.tenant.get_ref().as_str()) else {
+                err(
+                    h.tenant.span(),
+                    "host.tenant",
+                    format!("no tenant {:?}", h.tenant.get_ref()),
+                );
+                continue;
+            };
+            for g in &h.security_groups {
+                if !groups.contains(g.get_ref().as_str()) {
+                    err(
+                        g.span(),
+                        "host.security_groups",
+                        format!(
+                            "no security group {:?} in tenant {:?}",
+                            g.get_ref(),
+                            h.tenant.get_ref()
+                        ),
+                    );
+                }
+            }
+            let Some(subnets) = vpcs.get(h.vpc.get_ref().as_str()) else {
+                err(
+                    h.vpc.span(),
+                    "host.vpc",
+                    format!(
+                        "no VPC {:?} in tenant {:?}",
+                        h.vpc.get_ref(),
+                        h.tenant.get_ref()
+                    ),
+                );
+                continue;
+            };
+            let Some(&cidr) = subnets.get(h.subnet.get_ref().as_str()) else {
+                err(
+                    h.subnet.span(),
+                    "host.subnet",
+                    format!(
+                        "no subnet {:?} in VPC {:?}",
+                        h.subnet.get_ref(),
+                        h.vpc.get_ref()
+                    ),
+                );
+                continue;
+            };
+            if let Some(ip) = &h.ip {
+                match ip.get_ref().parse::<Ipv4Addr>() {
+                    Err(_) => err(
+                        ip.span(),
+                        "host.ip",
+                        format!("{:?} is not an IPv4 address", ip.get_ref()),
+                    ),
+                    Ok(a) if !in_cidr(a, cidr) => err(
+                        ip.span(),
+                        "host.ip",
+                        format!("{a} is outside subnet {:?}", h.subnet.get_ref()),
+                    ),
+                    Ok(a) => {
+                        if let Some(other) =
+                            addrs.insert((h.tenant.get_ref(), h.vpc.get_ref(), a), hn)
+                        {
+                            err(
+                                ip.span(),
+                                "host.ip",
+                                format!("{a} is already host {other:?}'s"),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(m) = &h.mac
+                && !valid_mac(m.get_ref())
+            {
+                err(
+                    m.span(),
+                    "host.mac",
+                    format!("{:?} is not a MAC address", m.get_ref()),
+                );
+            }
+        }
+        for c in &self.checks {
+            let mut names = Vec::new();
+            match c.get_ref() {
+                CheckSpec::Reach {
+                    from,
+                    to,
+                    proto,
+                    port,
+                    ..
+                } => {
+                    names.extend(from.names());
+                    names.extend(to.names());
+                    if *proto == Proto::Tcp && port.is_none() {
+                        err(
+                            c.span(),
+                            "check.port",
+                            "a tcp reach check needs a port".into(),
+                        );
+                    }
+                }
+                CheckSpec::ControllerRestart {
+                    from,
+                    to,
+                    seconds,
+                    interval_ms,
+                } => {
+                    names.push(from);
+                    names.push(to);
+                    if *seconds == 0 || *seconds > 120 || *interval_ms == 0 {
+                        err(
+                            c.span(),
+                            "check.seconds",
+                            "seconds must be 1-120 and interval_ms ≥ 1".into(),
+                        );
+                    }
+                }
+                CheckSpec::FlowsInstalled => {}
+            }
+            for n in names {
+                if !hosts.contains(n) {
+                    err(c.span(), "check", format!("no host {n:?}"));
+                }
+            }
+        }
+        errs
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+}
+
+fn errs_push_plain(
+    err: &mut impl FnMut(std::ops::Range<usize>, &str, String),
+    field: &str,
+    msg: &str,
+) {
+    err(0..0, field, msg.into());
+}
