@@ -24,9 +24,10 @@
 //! Interface types: `""`/`system` (an existing netdev: AF_XDP falling back to
 //! AF_PACKET, or AF_PACKET with `other_config:port-type=afpacket`), `afxdp`
 //! (AF_XDP only, `options:xdp-mode=native|generic|best-effort`), `tap` and
-//! `internal` (tap devices, created if missing). Anything else (e.g. `vxlan`
-//! for now) gets `ofport -1` and an `error`; see [`port_opener`], the one
-//! place that maps an Interface row to a port.
+//! `internal` (tap devices, created if missing), `vxlan` (userspace VXLAN,
+//! `options:remote_ip/local_ip/key/dst_port/tos/ttl/df_default`, see
+//! [`crate::port::vxlan`]). Anything else gets `ofport -1` and an `error`;
+//! see [`port_opener`], the one place that maps an Interface row to a port.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -48,6 +49,7 @@ use crate::port::Port;
 use crate::port::afpacket::AfPacketPort;
 use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
 use crate::port::tap::TapPort;
+use crate::port::vxlan::{VxlanConfig, VxlanPort};
 use crate::sys;
 use crate::sys::bpf::XdpModeRequest;
 
@@ -296,7 +298,7 @@ const IFACE_STATUS_COLUMNS: &[&str] = &[
 // Ports.
 
 /// Interface types [`port_opener`] accepts (`Open_vSwitch.iface_types`).
-pub const IFACE_TYPES: &[&str] = &["afxdp", "internal", "system", "tap"];
+pub const IFACE_TYPES: &[&str] = &["afxdp", "internal", "system", "tap", "vxlan"];
 
 /// The datapath port for an Interface row: the single place where an
 /// Interface's `type`/`options`/`other_config` select a port implementation
@@ -347,7 +349,14 @@ pub fn port_opener(iface: &IfaceCfg, opts: &Options) -> Result<PortOpener, Strin
         "tap" | "internal" => {
             Box::new(move || Ok(Box::new(TapPort::open(&name)?) as Box<dyn Port>))
         }
-        "vxlan" => return Err("vxlan not supported yet".into()),
+        // vxlan: options remote_ip/local_ip/key/dst_port/tos/ttl/df_default
+        // (checked here, so a bad option lands in Interface.error at once).
+        "vxlan" => {
+            let cfg = VxlanConfig::from_options(
+                iface.options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )?;
+            Box::new(move || Ok(Box::new(VxlanPort::open(&name, cfg)?) as Box<dyn Port>))
+        }
         t => return Err(format!("unsupported interface type \"{t}\"")),
     };
     Ok(PortOpener(open))
@@ -1040,7 +1049,7 @@ mod tests {
                        "row": {"name": "plxnosuch0"}}),
                 json!({"op": "insert", "table": "Interface", "uuid-name": "i2",
                        "row": {"name": "vx0", "type": "vxlan",
-                               "options": ["map", [["remote_ip", "10.0.0.1"]]]}}),
+                               "options": ["map", [["remote_ip", "flow"]]]}}),
                 json!({"op": "insert", "table": "Interface", "uuid-name": "i3",
                        "row": {"name": "odd0", "type": "geneve-ish"}}),
                 json!({"op": "insert", "table": "Port", "uuid-name": "p1",
@@ -1064,9 +1073,10 @@ mod tests {
         for name in ["plxnosuch0", "vx0", "odd0"] {
             assert_eq!(get(&srv, "Interface", name, "ofport"), json!(-1), "{name}");
         }
+        // vxlan: remote_ip=flow without local_ip is refused at config time.
         assert_eq!(
             get(&srv, "Interface", "vx0", "error"),
-            json!("vxlan not supported yet")
+            json!("vxlan: remote_ip=flow needs local_ip")
         );
         assert!(
             get(&srv, "Interface", "odd0", "error")

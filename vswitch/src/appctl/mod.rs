@@ -466,6 +466,15 @@ fn format_op(
 ) -> String {
     match op {
         Op::Output(n) => n.to_string(),
+        // vxlan: output to a tunnel port with the flow's tunnel metadata.
+        Op::OutputTunnel(t) => format!(
+            "set(tunnel(tun_id={:#x},src={},dst={},flags={:#x})),{}",
+            t.1.id,
+            std::net::Ipv4Addr::from(t.1.src),
+            std::net::Ipv4Addr::from(t.1.dst),
+            t.1.flags,
+            t.0
+        ),
         Op::PacketIn(pi) => format!(
             "userspace(controller(reason={},table={},cookie={:#x},max_len={}))",
             match pi.reason {

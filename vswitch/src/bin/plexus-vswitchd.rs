@@ -38,6 +38,7 @@ use plexus_vswitch::conf_file::FileConfig;
 use plexus_vswitch::port::afpacket::AfPacketPort;
 use plexus_vswitch::port::afxdp::{AfXdpOptions, AfXdpPort};
 use plexus_vswitch::port::tap::TapPort;
+use plexus_vswitch::port::vxlan::{self, VxlanConfig, VxlanPort};
 use plexus_vswitch::port::{DEFAULT_BATCH, PacketBatch, Port, PortStats};
 use plexus_vswitch::sys;
 use plexus_vswitch::sys::bpf::XdpModeRequest;
@@ -117,6 +118,16 @@ struct Args {
     /// An interface to add as OpenFlow port (numbered 1, 2, ... unless given).
     #[arg(long = "port", value_name = "NAME[=OFPORT]")]
     ports: Vec<String>,
+    /// A VXLAN tunnel port (repeatable), OVS `type=vxlan` options:
+    /// `remote_ip=IP|flow`, `key=VNI|flow`, `local_ip=IP` (held by the
+    /// underlay interface; default: the route's source towards a fixed
+    /// remote_ip), `dst_port` (4789), `tos=N|inherit`,
+    /// `ttl=N|inherit`, `df_default=true|false`, `underlay=IFACE`.
+    #[arg(
+        long = "vxlan",
+        value_name = "NAME[=OFPORT]:remote_ip=IP,key=N,local_ip=IP,..."
+    )]
+    vxlan: Vec<String>,
     /// Active controller connection (repeatable), reconnecting with backoff.
     #[arg(long = "controller", value_name = "tcp:IP:PORT")]
     controllers: Vec<String>,
@@ -357,6 +368,28 @@ fn parse_ports(specs: &[String]) -> anyhow::Result<Vec<(String, u32)>> {
     Ok(out)
 }
 
+/// `--vxlan` specs → (name, OpenFlow port, config); ports without a number
+/// continue after the highest `--port` number.
+fn parse_vxlans(
+    specs: &[String],
+    ports: &[(String, u32)],
+) -> anyhow::Result<Vec<(String, u32, VxlanConfig)>> {
+    let mut next = ports.iter().map(|p| p.1).max().unwrap_or(0) + 1;
+    let mut out: Vec<(String, u32, VxlanConfig)> = Vec::new();
+    for s in specs {
+        let (name, no, cfg) = vxlan::parse_cli_spec(s).map_err(anyhow::Error::msg)?;
+        let no = no.unwrap_or(next);
+        anyhow::ensure!((1..0xffff_ff00).contains(&no), "bad port number in {s}");
+        anyhow::ensure!(
+            !ports.iter().any(|p| p.1 == no) && !out.iter().any(|p| p.1 == no),
+            "duplicate port number {no}"
+        );
+        next = no + 1;
+        out.push((name, no, cfg));
+    }
+    Ok(out)
+}
+
 fn switch(mut args: Args) -> anyhow::Result<()> {
     if args.from_env {
         if let Ok(d) = std::env::var("TARGET_DPID") {
@@ -381,6 +414,7 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
         None => 1,
     };
     let ports = parse_ports(&args.ports)?;
+    let vxlans = parse_vxlans(&args.vxlan, &ports)?;
     let controllers: Vec<Target> = args
         .controllers
         .iter()
@@ -434,6 +468,11 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
                     let p = open_switch_port(name, &args)?;
                     eprintln!("port {no}: {name}");
                     v.push(DpPort::new(*no, p));
+                }
+                for (name, no, cfg) in &vxlans {
+                    let p = VxlanPort::open(name, cfg.clone())?;
+                    eprintln!("port {no}: {name} (vxlan {:?})", p.config());
+                    v.push(DpPort::new(*no, Box::new(p)));
                 }
                 Ok(v)
             };

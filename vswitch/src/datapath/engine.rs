@@ -9,6 +9,8 @@
 
 use std::time::Instant;
 
+use crate::flow::TunnelMeta;
+
 use plexus_openflow::error::OfpError;
 use plexus_openflow::message::{
     AggregateStats, FlowMod, FlowRemoved, FlowStats, FlowStatsRequest, GroupDesc, GroupMod,
@@ -46,6 +48,12 @@ pub trait Sink {
         let _ = full;
         self.packet_in(pi);
     }
+    /// Send `frame` out of tunnel port `port` with the flow's tunnel
+    /// metadata (`set_field:..->tun_id/tun_dst`, or what it was received with).
+    fn output_tunnel(&mut self, port: u32, frame: &[u8], tun: &TunnelMeta) {
+        let _ = tun;
+        self.output(port, frame);
+    }
 }
 
 /// The flow pipeline driven by the datapath thread.
@@ -61,6 +69,24 @@ pub trait Engine: Send + std::fmt::Debug {
     fn meter_mod(&mut self, mm: &MeterMod) -> Result<(), OfpError>;
     /// Runs one frame received on `in_port` through the tables.
     fn process(&mut self, in_port: u32, frame: &[u8], now: Instant, out: &mut dyn Sink);
+    /// Runs one decapsulated frame received on tunnel port `in_port` with
+    /// its tunnel metadata (matched as `tun_id`/`tun_src`/`tun_dst`).
+    fn process_tunnel(
+        &mut self,
+        in_port: u32,
+        frame: &[u8],
+        tun: &TunnelMeta,
+        now: Instant,
+        out: &mut dyn Sink,
+    ) {
+        let _ = tun;
+        self.process(in_port, frame, now, out);
+    }
+    /// The OpenFlow ports that are tunnels (outputs to them carry the
+    /// flow's tunnel metadata).
+    fn set_tunnel_ports(&mut self, ports: &[u32]) {
+        let _ = ports;
+    }
     /// PACKET_OUT (with `data`; buffering is the agent's concern).
     fn packet_out(
         &mut self,

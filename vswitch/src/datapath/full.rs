@@ -10,6 +10,7 @@ use plexus_openflow::message::{
 };
 
 use super::engine::{Engine, PortInfo, Sink};
+use crate::flow::TunnelMeta;
 use crate::pipeline::{self, Emit, OutData, PacketBuf, Pipeline};
 
 /// Number of OpenFlow tables announced and used.
@@ -47,13 +48,21 @@ impl FullPipeline {
         let Self { p, pkt, emits } = self;
         for e in emits.drain(..) {
             match e {
-                Emit::Output { port, data, .. } => match data {
-                    OutData::Packet => out.output(port, pkt.data()),
-                    OutData::Copy(v) => {
-                        out.output(port, &v);
+                Emit::Output {
+                    port, data, tunnel, ..
+                } => {
+                    let bytes = match &data {
+                        OutData::Packet => pkt.data(),
+                        OutData::Copy(v) => v.as_slice(),
+                    };
+                    match &tunnel {
+                        Some(t) => out.output_tunnel(port, bytes, t),
+                        None => out.output(port, bytes),
+                    }
+                    if let OutData::Copy(v) = data {
                         p.recycle(v);
                     }
-                },
+                }
                 Emit::PacketIn {
                     reason,
                     table_id,
@@ -115,6 +124,24 @@ impl Engine for FullPipeline {
         self.pkt.load(frame);
         self.p.process(in_port, &mut self.pkt, now, &mut self.emits);
         self.deliver(out);
+    }
+
+    fn process_tunnel(
+        &mut self,
+        in_port: u32,
+        frame: &[u8],
+        tun: &TunnelMeta,
+        now: Instant,
+        out: &mut dyn Sink,
+    ) {
+        self.pkt.load(frame);
+        self.p
+            .process_tunnel(in_port, tun, &mut self.pkt, now, &mut self.emits);
+        self.deliver(out);
+    }
+
+    fn set_tunnel_ports(&mut self, ports: &[u32]) {
+        self.p.set_tunnel_ports(ports);
     }
 
     fn packet_out(

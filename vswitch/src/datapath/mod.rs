@@ -25,6 +25,7 @@ use plexus_openflow::error::{OfpError, PortModFailedCode};
 use plexus_openflow::message::{self as ofm, Message, PacketIn, PacketOut, PortMod};
 
 use crate::agent::{Agent, FailMode, Switch};
+use crate::flow::TunnelMeta;
 use crate::port::{DEFAULT_BATCH, LinkState, PacketBatch, Port};
 use crate::sys;
 
@@ -328,10 +329,24 @@ impl PortSink<'_> {
 impl Sink for PortSink<'_> {
     fn output(&mut self, port: u32, frame: &[u8]) {
         if let Some(p) = self.ports.iter_mut().find(|p| p.ofport == port) {
+            // vxlan: a tunnel port without flow metadata (NORMAL, packet-out)
+            // encapsulates with its fixed options.
+            if p.port.is_tunnel() {
+                p.port.push_tunnel(frame, None);
+                return;
+            }
             if p.tx.is_full() {
                 p.port.tx_batch(&mut p.tx);
             }
             p.tx.push(frame);
+        }
+    }
+
+    // vxlan: outputs to tunnel ports with the flow's tunnel metadata.
+    fn output_tunnel(&mut self, port: u32, frame: &[u8], tun: &TunnelMeta) {
+        match self.ports.iter_mut().find(|p| p.ofport == port) {
+            Some(p) if p.port.is_tunnel() => p.port.push_tunnel(frame, Some(tun)),
+            _ => self.output(port, frame),
         }
     }
 
@@ -418,7 +433,19 @@ impl Core {
     fn ports_changed(&mut self) {
         let infos = self.port_infos();
         self.engine.set_ports(&infos);
+        self.sync_tunnel_ports();
         self.fds_stale = true;
+    }
+
+    /// vxlan: tells the engine which ports are tunnels.
+    fn sync_tunnel_ports(&mut self) {
+        let t: Vec<u32> = self
+            .ports
+            .iter()
+            .filter(|p| p.port.is_tunnel())
+            .map(|p| p.ofport)
+            .collect();
+        self.engine.set_tunnel_ports(&t);
     }
 }
 
@@ -472,12 +499,15 @@ pub fn run(
     };
     let infos = core.port_infos();
     core.engine.set_ports(&infos);
+    core.sync_tunnel_ports();
     if agent.buffers_enabled()
         && let Some(p) = core.engine.pipeline_mut()
     {
         p.buffer_packet_ins = true;
     }
     let mut rx = PacketBatch::new(DEFAULT_BATCH);
+    // vxlan: tunnel metadata of the frames in `rx` (copied out of the port).
+    let mut rx_tun: Vec<TunnelMeta> = Vec::with_capacity(DEFAULT_BATCH);
     let pipe_fd = ctl.pipe.as_raw_fd();
     let poll_fds = |core: &Core| -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = vec![pipe_fd];
@@ -512,6 +542,8 @@ pub fn run(
             for _ in 0..4 {
                 let k = core.ports[i].port.rx_batch(&mut rx);
                 n += k;
+                rx_tun.clear();
+                rx_tun.extend_from_slice(core.ports[i].port.rx_tunnel());
                 let (in_port, cfg) = (core.ports[i].ofport, core.ports[i].config);
                 if cfg & (OFPPC_NO_RECV | OFPPC_PORT_DOWN) == 0 {
                     let Core {
@@ -525,11 +557,13 @@ pub fn run(
                         pins,
                         in_port,
                     };
-                    for f in rx.iter() {
+                    for (j, f) in rx.iter().enumerate() {
                         if standalone {
                             if !engine.process_normal(in_port, f, now, &mut sink) {
                                 flood(&mut sink, in_port, f);
                             }
+                        } else if let Some(t) = rx_tun.get(j) {
+                            engine.process_tunnel(in_port, f, t, now, &mut sink);
                         } else {
                             engine.process(in_port, f, now, &mut sink);
                         }

@@ -41,6 +41,16 @@ impl Pipeline {
                         port: *port,
                         queue,
                         data: OutData::Packet,
+                        tunnel: None,
+                    });
+                    self.pending.push(out.len() - 1);
+                }
+                Op::OutputTunnel(t) => {
+                    out.push(Emit::Output {
+                        port: t.0,
+                        queue,
+                        data: OutData::Packet,
+                        tunnel: Some(t.1),
                     });
                     self.pending.push(out.len() - 1);
                 }
@@ -250,6 +260,7 @@ impl Pipeline {
                         port: p,
                         queue: None,
                         data: OutData::Packet,
+                        tunnel: None,
                     });
                     self.pending.push(out.len() - 1);
                 }
@@ -261,6 +272,7 @@ impl Pipeline {
                             port: no,
                             queue: None,
                             data: OutData::Packet,
+                            tunnel: None,
                         });
                         self.pending.push(out.len() - 1);
                     }

@@ -48,7 +48,7 @@ pub const MAX_RECIRC_DEPTH: usize = 8;
 use crate::cache::FlowCache;
 use crate::classifier::Classifier;
 use crate::conntrack::{Conntrack, CtResult};
-use crate::flow::{FlowKey, MaskedKey, PacketMeta, parse_into};
+use crate::flow::{FlowKey, MaskedKey, PacketMeta, TunnelMeta, parse_into};
 use plexus_openflow::action::{Subfield, is_writable};
 use plexus_openflow::error::{
     BadActionCode, BadInstructionCode, BadRequestCode, FlowModFailedCode, GroupModFailedCode,
@@ -119,6 +119,9 @@ pub enum Emit {
         /// From `set_queue`, if any.
         queue: Option<u32>,
         data: OutData,
+        /// Output to a tunnel port ([`Pipeline::set_tunnel_ports`]): the
+        /// flow's tunnel metadata at the output (vxlan encapsulation).
+        tunnel: Option<TunnelMeta>,
     },
     PacketIn {
         reason: u8,
@@ -281,6 +284,8 @@ pub struct Pipeline {
     /// Megaflow caches of recirculated lookups, per recirculation table.
     recirc_cache: Vec<Option<FlowCache<Arc<Compiled>>>>,
     recirc_depth: usize,
+    /// Tunnel (vxlan) ports: outputs to them carry the tunnel metadata.
+    pub(crate) tunnel_ports: std::collections::BTreeSet<u32>,
 }
 
 impl Pipeline {
@@ -309,6 +314,7 @@ impl Pipeline {
             conntrack: Conntrack::default(),
             recirc_cache: (0..n).map(|_| None).collect(),
             recirc_depth: 0,
+            tunnel_ports: Default::default(),
         }
     }
 
@@ -344,6 +350,16 @@ impl Pipeline {
     pub fn set_ports(&mut self, ports: &[PortInfo]) {
         self.ports = ports.iter().map(|p| (p.port_no, p.clone())).collect();
         self.bump();
+    }
+
+    /// Marks which ports are tunnels (vxlan): outputs to them are emitted
+    /// with the flow's tunnel metadata ([`Emit::Output::tunnel`]).
+    pub fn set_tunnel_ports(&mut self, ports: &[u32]) {
+        let t: std::collections::BTreeSet<u32> = ports.iter().copied().collect();
+        if t != self.tunnel_ports {
+            self.tunnel_ports = t;
+            self.bump();
+        }
     }
 
     /// Changes one port's liveness (link up/down).
@@ -1155,8 +1171,22 @@ impl Pipeline {
         now: Instant,
         out: &mut Vec<Emit>,
     ) {
+        self.process_tunnel(in_port, &TunnelMeta::default(), pkt, now, out);
+    }
+
+    /// [`Pipeline::process`] for a frame decapsulated by tunnel port
+    /// `in_port`: `tun` is matched as `tun_id`/`tun_src`/`tun_dst`/`tun_flags`.
+    pub fn process_tunnel(
+        &mut self,
+        in_port: u32,
+        tun: &TunnelMeta,
+        pkt: &mut PacketBuf,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) {
         let meta = PacketMeta {
             in_port,
+            tunnel: *tun,
             ..Default::default()
         };
         let mut key = self.key_scratch;

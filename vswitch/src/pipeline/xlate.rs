@@ -14,7 +14,7 @@ use super::packet::{ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_MPLS_MC, ETH_PBB};
 use super::{Pipeline, reason};
 use crate::classifier::RuleId;
 use crate::conntrack::{CtRequest, NatSpec, nat_kind};
-use crate::flow::{FlowKey, VLAN_CFI, layout};
+use crate::flow::{FlowKey, TunnelMeta, VLAN_CFI, layout};
 use plexus_openflow::action::{
     Ct, CtZone, Learn, LearnDst, LearnSrc, Nat, Subfield, ct_flags, learn_flags, nat_flags,
 };
@@ -54,6 +54,9 @@ pub struct PacketInSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Output(u32),
+    /// Output to a tunnel port with the tunnel metadata at this point
+    /// (`set_field:..->tun_id`, `tun_dst`, or as received).
+    OutputTunnel(Box<(u32, TunnelMeta)>),
     PacketIn(Box<PacketInSpec>),
     SetField {
         field: FieldId,
@@ -857,11 +860,34 @@ impl<'p> Xlate<'p> {
         })));
     }
 
+    /// An output op; to a tunnel port it carries the tunnel metadata (so
+    /// the megaflow matches the tunnel fields).
+    fn output_op(&mut self, port: u32) -> Op {
+        if !self.p.tunnel_ports.contains(&port) {
+            return Op::Output(port);
+        }
+        use FieldId::*;
+        for f in [TunnelId, TunIpv4Src, TunIpv4Dst, TunFlags] {
+            self.unwc(f);
+        }
+        let t = TunnelMeta {
+            id: self.key.get(TunnelId) as u64,
+            src: self.key.get(TunIpv4Src) as u32,
+            dst: self.key.get(TunIpv4Dst) as u32,
+            flags: self.key.get(TunFlags) as u16,
+            ..Default::default()
+        };
+        Op::OutputTunnel(Box::new((port, t)))
+    }
+
     fn output(&mut self, port: u32, max_len: u16) {
         let in_port = self.key.get(FieldId::InPort) as u32;
         let p = self.p;
         match port {
-            port_no::IN_PORT => self.out.ops.push(Op::Output(in_port)),
+            port_no::IN_PORT => {
+                let op = self.output_op(in_port);
+                self.out.ops.push(op);
+            }
             port_no::CONTROLLER => {
                 let r = if self.miss_rule {
                     reason::NO_MATCH
@@ -874,7 +900,8 @@ impl<'p> Xlate<'p> {
                 for (&no, info) in &p.ports {
                     if no != in_port && (port == port_no::ALL || info.live) && no != port_no::LOCAL
                     {
-                        self.out.ops.push(Op::Output(no));
+                        let op = self.output_op(no);
+                        self.out.ops.push(op);
                     }
                 }
             }
@@ -887,7 +914,8 @@ impl<'p> Xlate<'p> {
             port_no::ANY => {}
             _ => {
                 if port != in_port && p.ports.get(&port).is_some_and(|i| i.live) {
-                    self.out.ops.push(Op::Output(port));
+                    let op = self.output_op(port);
+                    self.out.ops.push(op);
                 }
             }
         }

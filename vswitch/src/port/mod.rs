@@ -6,11 +6,16 @@
 //!
 //! Implementations: [`afxdp::AfXdpPort`] (AF_XDP, the fast path),
 //! [`afpacket::AfPacketPort`] (AF_PACKET fallback that works everywhere) and
-//! [`tap::TapPort`] (tap devices for VMs).
+//! [`tap::TapPort`] (tap devices for VMs), and the logical tunnel port
+//! [`vxlan::VxlanPort`] (frames carry [`TunnelMeta`]: see
+//! [`Port::rx_tunnel`] and [`Port::push_tunnel`]).
 
 pub mod afpacket;
 pub mod afxdp;
 pub mod tap;
+pub mod vxlan;
+
+pub use crate::flow::TunnelMeta;
 
 use std::os::fd::RawFd;
 
@@ -267,6 +272,28 @@ pub trait Port {
     /// The port type as `show` prints it (`afxdp`, `afpacket`, `tap`, ...).
     fn kind(&self) -> &'static str {
         "port"
+    }
+
+    // --- tunnel ports (vxlan); the defaults fit every other port ---
+
+    /// True for tunnel ports: outputs go through [`Port::push_tunnel`] with
+    /// the flow's tunnel metadata, received frames come with
+    /// [`Port::rx_tunnel`].
+    fn is_tunnel(&self) -> bool {
+        false
+    }
+
+    /// Tunnel metadata of the frames of the last [`Port::rx_batch`], in the
+    /// same order (empty for ports that are not tunnels).
+    fn rx_tunnel(&self) -> &[TunnelMeta] {
+        &[]
+    }
+
+    /// Tunnel ports: encapsulate `frame` with the flow's tunnel metadata
+    /// (`None`: the port's fixed configuration only) and queue it; sent by
+    /// [`Port::flush`]. Never called on other ports.
+    fn push_tunnel(&mut self, frame: &[u8], tun: Option<&TunnelMeta>) {
+        let _ = (frame, tun);
     }
 }
 

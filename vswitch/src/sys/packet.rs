@@ -34,7 +34,17 @@ impl PacketSocket {
     /// are not looped back (`PACKET_IGNORE_OUTGOING`), transmit bypasses the
     /// qdisc, the socket is non-blocking.
     pub fn open(ifindex: u32, max_batch: usize) -> io::Result<Self> {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
+        Self::open_proto(ifindex, max_batch, libc::ETH_P_ALL as u16)
+    }
+
+    /// Like [`PacketSocket::open`] but for transmission only: bound with
+    /// protocol 0, so the kernel queues no received frames to it.
+    pub fn open_tx(ifindex: u32, max_batch: usize) -> io::Result<Self> {
+        Self::open_proto(ifindex, max_batch, 0)
+    }
+
+    fn open_proto(ifindex: u32, max_batch: usize, ethertype: u16) -> io::Result<Self> {
+        let proto = ethertype.to_be();
         // SAFETY: plain socket(2) call; the result is checked.
         let fd = unsafe {
             libc::socket(
