@@ -53,7 +53,11 @@ fn os_ken_switch_tester_subset_meets_floor() {
     let pid = std::process::id() % 10_000;
     let state = std::env::temp_dir().join(format!("plxst-{pid}"));
     let out = Command::new(root.join("scripts/switch-tester.sh"))
-        .args(["action", "match/03_ETH_DST.json", "match/19_ICMPV4_TYPE.json"])
+        .args([
+            "action",
+            "match/03_ETH_DST.json",
+            "match/19_ICMPV4_TYPE.json",
+        ])
         .env("PEERS_DIR", &peers)
         .env("VSWITCHD_BIN", env!("CARGO_BIN_EXE_plexus-vswitchd"))
         .env("VSWITCHD_ARGS", "--port-type afpacket")
