@@ -470,7 +470,7 @@ impl<A: Clone> FlowCache<A> {
             // at random): with more live flows than EMC slots, promoting on
             // every hit makes each packet evict another flow's entry.
             self.promote_tick = self.promote_tick.wrapping_add(1);
-            if self.promote_tick % EMC_INSERT_INV == 0 {
+            if self.promote_tick.is_multiple_of(EMC_INSERT_INV) {
                 self.emc.insert(key, hash, epoch, a.clone());
             }
             return Some(a);
