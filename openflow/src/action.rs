@@ -118,6 +118,18 @@ pub fn is_writable(field: FieldId) -> bool {
     )
 }
 
+/// Whether an OpenFlow 1.3 `OFPAT_SET_FIELD` may write `field`: the
+/// [`is_writable`] fields plus `eth_type`, `ip_proto` and `mpls_bos`, which
+/// OF 1.3 does not exclude (the os-ken switch tester rewrites them) while
+/// OVS's NX `reg_load`/`reg_move` treat them as read-only.
+pub fn is_set_field_writable(field: FieldId) -> bool {
+    is_writable(field)
+        || matches!(
+            field,
+            FieldId::EthType | FieldId::IpProto | FieldId::MplsBos
+        )
+}
+
 /// `NXAST_CT` zone: immediate or loaded from a subfield.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CtZone {

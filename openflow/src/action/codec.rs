@@ -170,7 +170,14 @@ fn decode_set_field_tlv(a: &mut Reader<'_>, may_mask: bool) -> Result<MatchField
             bac("set_field length", BadActionCode::BadSetLen)
         }
     })?;
-    if !is_writable(h.field) {
+    // OFPAT_SET_FIELD (no mask) may also write the fields OpenFlow 1.3 allows
+    // but NX reg_load2 does not (`is_set_field_writable`).
+    let ok = if may_mask {
+        is_writable(h.field)
+    } else {
+        is_set_field_writable(h.field)
+    };
+    if !ok {
         return Err(bac(
             "set_field field is not writable",
             BadActionCode::BadSetArgument,

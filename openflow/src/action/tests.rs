@@ -391,3 +391,30 @@ proptest! {
         let _ = dec(&b);
     }
 }
+
+#[test]
+fn of_set_field_may_write_eth_type_ip_proto_mpls_bos() {
+    // OFPAT_SET_FIELD eth_type=0x8848 (os-ken switch tester action/25_SET_FIELD/05).
+    let b = unhex("0019001080000a02 8848000000000000");
+    assert_eq!(
+        dec(&b).expect("decodes"),
+        vec![Action::SetField(MatchField::exact(
+            FieldId::EthType,
+            0x8848
+        ))]
+    );
+    assert_eq!(enc(&dec(&b).expect("decodes")), b);
+    // ip_proto=17 and mpls_bos=0.
+    assert!(dec(&unhex("0019001080001401 1100000000000000")).is_ok());
+    assert!(dec(&unhex("0019001080004801 0000000000000000")).is_ok());
+    // Still read-only for set_field: tcp_flags (OXM 0x80005402... via NX class).
+    assert!(is_set_field_writable(FieldId::EthType));
+    assert!(!is_set_field_writable(FieldId::TcpFlags));
+    // NX reg_load2 into eth_type keeps OVS's rule.
+    assert_eq!(
+        dec_err(&unhex(
+            "ffff001800002320 0021 80000a02 8848 0000000000000000"
+        )),
+        bac(BadActionCode::BadSetArgument)
+    );
+}

@@ -433,7 +433,11 @@ pub struct FlowCache<A> {
     pub emc: ExactMatchCache<A>,
     pub megaflows: MegaflowCache<A>,
     pub stats: CacheStats,
+    promote_tick: u32,
 }
+
+/// A megaflow hit is copied into the EMC once every this many hits.
+pub const EMC_INSERT_INV: u32 = 16;
 
 /// Hit/miss counters of a [`FlowCache`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -449,10 +453,12 @@ impl<A: Clone> FlowCache<A> {
             emc: ExactMatchCache::new(emc_entries),
             megaflows: MegaflowCache::new(megaflows),
             stats: CacheStats::default(),
+            promote_tick: 0,
         }
     }
 
-    /// EMC, then megaflows (promoting a hit into the EMC). `None`: take the
+    /// EMC, then megaflows (promoting every [`EMC_INSERT_INV`]-th hit into
+    /// the EMC). `None`: take the
     /// slow path, then [`insert`](Self::insert).
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, epoch: u64) -> Option<A> {
@@ -464,7 +470,13 @@ impl<A: Clone> FlowCache<A> {
         if let Some(a) = self.megaflows.lookup(key, epoch) {
             let a = a.clone();
             self.stats.megaflow_hits += 1;
-            self.emc.insert(key, hash, epoch, a.clone());
+            // Promote only every EMC_INSERT_INV-th megaflow hit (OVS: 1/100
+            // at random): with more live flows than EMC slots, promoting on
+            // every hit makes each packet evict another flow's entry.
+            self.promote_tick = self.promote_tick.wrapping_add(1);
+            if self.promote_tick.is_multiple_of(EMC_INSERT_INV) {
+                self.emc.insert(key, hash, epoch, a.clone());
+            }
             return Some(a);
         }
         self.stats.misses += 1;

@@ -262,3 +262,36 @@ fn emc_compact_keys() {
     emc.insert(&full, full.hash(), 1, 'f');
     assert_eq!(emc.lookup(&full, full.hash(), 1), None);
 }
+
+#[test]
+fn megaflow_hits_promote_into_emc_one_in_n() {
+    // One megaflow (in_port=1) serving many distinct exact keys.
+    let mut cache: FlowCache<u32> = FlowCache::new(4096, 8);
+    let mut wc = FlowKey::ZERO;
+    wc.set(InPort, u32::MAX as u128);
+    cache.megaflows.insert(&key(1, 0, 0), &wc, 1, 7);
+    // A key hit repeatedly lands in the EMC within EMC_INSERT_INV hits.
+    let k = key(1, 5, 5);
+    for _ in 0..EMC_INSERT_INV {
+        assert_eq!(cache.lookup(&k, 1), Some(7));
+    }
+    assert_eq!(cache.emc.lookup(&k, k.hash(), 1), Some(&7));
+    // Many distinct keys: only one hit in EMC_INSERT_INV is promoted, so the
+    // EMC is not rewritten on every packet; answers stay right.
+    let n = 64 * EMC_INSERT_INV;
+    for i in 0..n {
+        assert_eq!(cache.lookup(&key(1, 100 + i, 80), 1), Some(7));
+    }
+    let promoted = (0..n)
+        .filter(|&i| {
+            let ki = key(1, 100 + i, 80);
+            cache.emc.lookup(&ki, ki.hash(), 1).is_some()
+        })
+        .count();
+    // (The EMC has room for all of them, so nothing promoted was evicted.)
+    assert!(
+        promoted >= 1 && promoted as u32 <= n / EMC_INSERT_INV + 1,
+        "{promoted}"
+    );
+    assert_eq!(cache.stats.megaflow_hits, (EMC_INSERT_INV + n) as u64);
+}

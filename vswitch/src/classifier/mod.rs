@@ -188,7 +188,10 @@ impl Subtable {
 pub struct Classifier<T> {
     slots: Vec<Option<Rule<T>>>,
     free: Vec<u32>,
-    ids: HashMap<RuleId, u32>,
+    /// Rule id → slot. Ids are unique increasing integers, so they index
+    /// the map as they are ([`PreHashedBuild`]) instead of through SipHash:
+    /// the pipeline credits rule statistics through this map per packet.
+    ids: HashMap<RuleId, u32, PreHashedBuild>,
     subtables: Vec<Subtable>,
     by_mask: HashMap<FlowKey, usize>,
     /// Subtable indices, highest `max_priority` first.
@@ -208,7 +211,7 @@ impl<T> Classifier<T> {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             subtables: Vec::new(),
             by_mask: HashMap::new(),
             order: Vec::new(),

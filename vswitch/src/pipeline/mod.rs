@@ -49,7 +49,7 @@ use crate::cache::FlowCache;
 use crate::classifier::Classifier;
 use crate::conntrack::{Conntrack, CtResult};
 use crate::flow::{FlowKey, MaskedKey, PacketMeta, TunnelMeta, parse_into};
-use plexus_openflow::action::{Subfield, is_writable};
+use plexus_openflow::action::{Subfield, is_set_field_writable, is_writable};
 use plexus_openflow::error::{
     BadActionCode, BadInstructionCode, BadRequestCode, FlowModFailedCode, GroupModFailedCode,
     MeterModFailedCode,
@@ -620,7 +620,7 @@ impl Pipeline {
     }
 
     fn check_dst(&self, field: FieldId, state: &mut Match) -> Result<(), OfpError> {
-        if !is_writable(field) {
+        if !is_set_field_writable(field) {
             return Err(OfpError::BadAction(BadActionCode::BadSetArgument));
         }
         if !state.satisfies(field.info().prereq) {
@@ -651,17 +651,23 @@ impl Pipeline {
                 }
                 Action::SetField(mf) => {
                     no_ct_field(mf.field)?;
-                    self.check_dst(mf.field, state)?
+                    self.check_dst(mf.field, state)?;
+                    if mf.field == FieldId::EthType && mf.mask.is_none() {
+                        // Later set-fields see the new ethertype's prerequisites.
+                        set_eth_type(state, mf.value as u16);
+                    }
                 }
                 Action::RegLoad { dst, .. } => {
                     check_sf(dst)?;
                     no_ct_field(dst.field)?;
+                    nx_writable(dst.field)?;
                     self.check_dst(dst.field, state)?
                 }
                 Action::RegMove { src, dst } => {
                     check_sf(src)?;
                     check_sf(dst)?;
                     no_ct_field(dst.field)?;
+                    nx_writable(dst.field)?;
                     self.check_dst(dst.field, state)?
                 }
                 Action::OutputReg { src, .. } => check_sf(src)?,
@@ -1510,6 +1516,15 @@ fn set_eth_type(m: &mut Match, t: u16) {
         .collect();
     m.fields = keep;
     m.set(FieldId::EthType, t as u128);
+}
+
+/// NX `reg_load`/`reg_move` keep OVS's rule (`eth_type`, `ip_proto`,
+/// `mpls_bos` are read-only there; an OpenFlow `set_field` may write them).
+fn nx_writable(f: FieldId) -> Result<(), OfpError> {
+    if !is_writable(f) {
+        return Err(OfpError::BadAction(BadActionCode::BadSetArgument));
+    }
+    Ok(())
 }
 
 /// `ct_mark`/`ct_label` may only be set inside `ct(exec(..))`.

@@ -116,6 +116,19 @@ impl PacketBuf {
         &mut self.buf[self.head + at..self.head + at + n]
     }
 
+    /// Zero-pads the frame to `min` bytes (no-op when it is longer).
+    pub fn pad_to(&mut self, min: usize) {
+        if self.len >= min {
+            return;
+        }
+        let end = self.head + min;
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        self.buf[self.head + self.len..end].fill(0);
+        self.len = min;
+    }
+
     /// Removes `n` bytes at offset `at` (moving the bytes before it forward).
     pub fn remove(&mut self, at: usize, n: usize) {
         if at + n > self.len {
@@ -127,6 +140,10 @@ impl PacketBuf {
         self.len -= n;
     }
 }
+
+/// Minimum Ethernet frame without FCS: frames a pop shrinks below it are
+/// zero-padded back up, as a NIC pads short frames on the wire.
+pub(crate) const ETH_MIN_LEN: usize = 60;
 
 pub(crate) const ETH_VLAN: u16 = 0x8100;
 pub(crate) const ETH_QINQ: u16 = 0x88a8;
@@ -405,16 +422,80 @@ pub(crate) fn set_field(d: &mut [u8], field: FieldId, value: u128, mask: u128) {
             let n = csum_update(c, &old, &new);
             d[l4 + 2..l4 + 4].copy_from_slice(&n.to_be_bytes());
         }
-        MplsLabel | MplsTc | MplsTtl if matches!(h.eth_type, ETH_MPLS | ETH_MPLS_MC) => {
+        MplsLabel | MplsTc | MplsBos | MplsTtl if matches!(h.eth_type, ETH_MPLS | ETH_MPLS_MC) => {
             let (v, m) = match field {
                 MplsLabel => ((value & 0xfffff) << 12, (mask & 0xfffff) << 12),
                 MplsTc => ((value & 7) << 9, (mask & 7) << 9),
+                MplsBos => ((value & 1) << 8, (mask & 1) << 8),
                 _ => (value & 0xff, mask & 0xff),
             };
             write_be(d, l3, 4, v, m);
         }
+        // OpenFlow 1.3 set-field on the ethertype: a plain rewrite of the
+        // (innermost, after VLAN tags) ethertype; the payload is unchanged.
+        EthType => {
+            write_be(d, h.eth_type_off, 2, value & 0xffff, mask & 0xffff);
+        }
+        // IP protocol / IPv6 next header: header rewrite, IPv4 header
+        // checksum and the old L4 checksum's pseudo-header share updated.
+        IpProto if v4 || v6 => {
+            let off = l3 + if v4 { 9 } else { 6 };
+            if let Some(old) = write_be(d, off, 1, value & 0xff, mask & 0xff) {
+                let new = [0, d[off]];
+                if v4 {
+                    ipv4_fix_csum(d, l3);
+                }
+                l4_csum_adjust(d, &h, &[0, old[15]], &new);
+            }
+        }
+        Ipv6NdTarget | Ipv6NdSll | Ipv6NdTll if v6 && h.proto == 58 => {
+            let Some(l4) = h.l4 else { return };
+            let Some(off) = nd_field_off(d, l4, field) else {
+                return;
+            };
+            let len = if field == Ipv6NdTarget { 16 } else { 6 };
+            if let Some(old) = write_be(d, off, len, value, mask) {
+                let new: [u8; 16] = {
+                    let mut n = [0u8; 16];
+                    n[16 - len..].copy_from_slice(&d[off..off + len]);
+                    n
+                };
+                // `off - l4` is even, so the span is word-aligned for the
+                // ICMPv6 checksum.
+                l4_csum_adjust(d, &h, &old[16 - len..], &new[16 - len..]);
+            }
+        }
         _ => {}
     }
+}
+
+/// Offset of an ND field in an ICMPv6 neighbor solicitation/advertisement
+/// at `l4`: the target address, or the MAC of the first source (type 1) /
+/// target (type 2) link-layer address option.
+fn nd_field_off(d: &[u8], l4: usize, field: FieldId) -> Option<usize> {
+    let ty = *d.get(l4)?;
+    if !matches!(ty, 135 | 136) || d.len() < l4 + 24 {
+        return None;
+    }
+    let want = match field {
+        FieldId::Ipv6NdTarget => return Some(l4 + 8),
+        FieldId::Ipv6NdSll => 1,
+        FieldId::Ipv6NdTll => 2,
+        _ => return None,
+    };
+    let mut o = l4 + 24;
+    // Bounded: every option is at least 8 bytes long.
+    while d.len() >= o + 8 {
+        let (t, n) = (d[o], d[o + 1] as usize * 8);
+        if n == 0 {
+            return None;
+        }
+        if t == want && n >= 8 {
+            return Some(o + 2);
+        }
+        o += n;
+    }
+    None
 }
 
 /// SCTP CRC32c over the whole packet (checksum field zeroed first).
@@ -458,25 +539,25 @@ pub(crate) fn push_vlan(p: &mut PacketBuf, tpid: u16) {
 pub(crate) fn pop_vlan(p: &mut PacketBuf) {
     if let Some(Hdrs { vlan: Some(o), .. }) = hdrs(p.data()) {
         p.remove(o, 4);
+        p.pad_to(ETH_MIN_LEN);
     }
 }
 
-/// Pushes an MPLS label stack entry (label 0, TC/TTL copied from the inner
-/// MPLS entry or the IP header, TTL 64 otherwise; BoS set when there was no
-/// MPLS) and sets the ethertype.
+/// Pushes an MPLS label stack entry and sets the ethertype. On an MPLS
+/// packet the new entry is a copy of the outer one (label, TC, TTL) with BoS
+/// clear; otherwise label 0, TC 0, BoS set and the TTL copied from the IP
+/// header (0 when there is none), as the OpenFlow 1.3 switch tester expects.
 pub(crate) fn push_mpls(p: &mut PacketBuf, ethertype: u16) {
     let Some(h) = hdrs(p.data()) else { return };
     let d = p.data();
-    let (tc, ttl, bos) = match h.eth_type {
+    let lse: u32 = match h.eth_type {
         ETH_MPLS | ETH_MPLS_MC if d.len() >= h.l3 + 4 => {
-            let lse = u32::from_be_bytes([d[h.l3], d[h.l3 + 1], d[h.l3 + 2], d[h.l3 + 3]]);
-            ((lse >> 9) & 7, lse & 0xff, 0)
+            u32::from_be_bytes([d[h.l3], d[h.l3 + 1], d[h.l3 + 2], d[h.l3 + 3]]) & !0x100
         }
-        ETH_IPV4 if d.len() >= h.l3 + 20 => ((d[h.l3 + 1] as u32 >> 5) & 7, d[h.l3 + 8] as u32, 1),
-        ETH_IPV6 if d.len() >= h.l3 + 40 => ((d[h.l3] as u32 >> 1) & 7, d[h.l3 + 7] as u32, 1),
-        _ => (0, 64, 1),
+        ETH_IPV4 if d.len() >= h.l3 + 20 => 0x100 | d[h.l3 + 8] as u32,
+        ETH_IPV6 if d.len() >= h.l3 + 40 => 0x100 | d[h.l3 + 7] as u32,
+        _ => 0x100,
     };
-    let lse = (tc << 9) | (bos << 8) | ttl;
     let l3 = h.l3;
     let slot = p.insert(l3, 4);
     slot.copy_from_slice(&lse.to_be_bytes());
@@ -508,6 +589,7 @@ pub(crate) fn pop_pbb(p: &mut PacketBuf) {
         return;
     }
     p.remove(0, h.l3 + 4);
+    p.pad_to(ETH_MIN_LEN);
 }
 
 /// Pops the top MPLS entry and sets the ethertype to `ethertype`.
@@ -520,6 +602,7 @@ pub(crate) fn pop_mpls(p: &mut PacketBuf, ethertype: u16) {
     p.data_mut()[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
     // Remove the LSE: shift the Ethernet header (up to and incl. ethertype) forward.
     p.remove(l3, 4);
+    p.pad_to(ETH_MIN_LEN);
 }
 
 /// The IP DSCP (IPv4 or IPv6), if the frame is IP.

@@ -2,6 +2,7 @@ use super::*;
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use plexus_openflow::error::*;
 use plexus_openflow::message::{GroupModCommand, MeterModCommand};
+use plexus_openflow::oxm::MatchField;
 use plexus_openflow::text::{parse_flow_mod, parse_group_mod, parse_meter_mod};
 
 const MAC1: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -1434,4 +1435,173 @@ fn ct_zone_from_register_and_cache_keys_on_metadata() {
     }
     assert_eq!(p.conntrack.zone_count(7), 1);
     assert_eq!(p.conntrack.zone_count(8), 1);
+}
+
+// ---- os-ken OpenFlow 1.3 switch tester cases (ingress/egress bytes as the
+// tester's `packet.Packet(...).serialize()` builds them; see BENCHMARKS.md).
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Installs `flows`, sends `ingress` on port 1 twice (slow path, then the
+/// cached translation) and expects exactly `egress` on port 2 both times.
+fn tester_case(flows: &[&str], ingress: &str, egress: &str) {
+    let mut p = pipe();
+    for f in flows {
+        add(&mut p, f);
+    }
+    tester_case_on(p, flows, ingress, egress);
+}
+
+/// Same, with `flow` (text) getting an OpenFlow `set_field` of `set` in
+/// front of its apply-actions (for fields the ovs-ofctl text syntax calls
+/// read-only while OpenFlow 1.3 `OFPAT_SET_FIELD` may write them).
+fn tester_case_set(flow: &str, set: MatchField, ingress: &str, egress: &str) {
+    let mut p = pipe();
+    let mut m = parse_flow_mod(flow, FlowModCommand::Add).expect("flow");
+    match m.instructions.first_mut() {
+        Some(Instruction::ApplyActions(a)) => a.insert(0, Action::SetField(set)),
+        other => panic!("{other:?}"),
+    }
+    p.flow_mod(&m, t0()).expect("flow_mod");
+    tester_case_on(p, &[flow], ingress, egress);
+}
+
+fn tester_case_on(mut p: Pipeline, flows: &[&str], ingress: &str, egress: &str) {
+    let (ing, eg) = (unhex(ingress), unhex(egress));
+    for round in 0..2 {
+        let (o, pins) = run(&mut p, 1, &ing);
+        assert!(pins.is_empty(), "{flows:?} round {round}: packet-in");
+        assert_eq!(ports_of(&o), [2], "{flows:?} round {round}");
+        assert_eq!(
+            o[0].1
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            egress,
+            "{flows:?} round {round}"
+        );
+        assert_eq!(o[0].1, eg);
+    }
+}
+
+const TCP4: &str = "22222222222212111111111108004520004b000000004006db1ec0a80a0ac0a814142b6708ae000000000000000060000000cb4c0000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const MPLS_TCP4: &str = "2222222222221211111111118847000647404520004b000000004006db1ec0a80a0ac0a814142b6708ae000000000000000060000000cb4c0000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+#[test]
+fn tester_push_mpls_new_entry_defaults() {
+    // action/19_PUSH_MPLS: on IP, label 0, TC 0 (not the IP precedence), TTL copied.
+    tester_case(
+        &["eth_type=0x0800,actions=push_mpls:0x8847,output:2"],
+        TCP4,
+        "2222222222221211111111118847000001404520004b000000004006db1ec0a80a0ac0a814142b6708ae000000000000000060000000cb4c0000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+    // ARP: no TTL to copy, so 0.
+    tester_case(
+        &["eth_type=0x0806,actions=push_mpls:0x8847,output:2"],
+        "22222222222212111111111108060001080006040001121111111111c0a80a0a222222222222c0a81414000000000000000000000000000000000000",
+        "2222222222221211111111118847000001000001080006040001121111111111c0a80a0a222222222222c0a81414000000000000000000000000000000000000",
+    );
+    // 19_PUSH_MPLS (multiple): the new entry copies label, TC and TTL of the outer one, BoS 0.
+    tester_case(
+        &["eth_type=0x8847,actions=push_mpls:0x8847,output:2"],
+        MPLS_TCP4,
+        "222222222222121111111111884700064640000647404520004b000000004006db1ec0a80a0ac0a814142b6708ae000000000000000060000000cb4c0000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+}
+
+#[test]
+fn tester_set_field_eth_type_ip_proto_mpls_bos() {
+    // set_field/05_ETH_TYPE: a plain rewrite of the ethertype.
+    tester_case_set(
+        "eth_type=0x0800,actions=output:2",
+        MatchField::exact(FieldId::EthType, 0x8848),
+        TCP4,
+        "22222222222212111111111188484520004b000000004006db1ec0a80a0ac0a814142b6708ae000000000000000060000000cb4c0000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+    // 10_IP_PROTO (IPv4): IP checksum and the TCP pseudo-header share updated.
+    tester_case_set(
+        "ip,ip_proto=6,actions=output:2",
+        MatchField::exact(FieldId::IpProto, 17),
+        TCP4,
+        "22222222222212111111111108004520004b000000004011db13c0a80a0ac0a814142b6708ae000000000000000060000000cb410000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+    // 10_IP_PROTO (IPv6): next header and the TCP checksum.
+    tester_case_set(
+        "ipv6,ip_proto=6,actions=output:2",
+        MatchField::exact(FieldId::IpProto, 17),
+        "22222222222212111111111186dd620000640037064000100000000000000000000000000010002000000000000000000000000000202b6708ae0000000000000000600000006a5c0000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        "22222222222212111111111186dd620000640037114000100000000000000000000000000010002000000000000000000000000000202b6708ae0000000000000000600000006a510000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+    // 36_MPLS_BOS.
+    tester_case_set(
+        "mpls,mpls_bos=1,actions=output:2",
+        MatchField::exact(FieldId::MplsBos, 0),
+        MPLS_TCP4,
+        "2222222222221211111111118847000646404520004b000000004006db1ec0a80a0ac0a814142b6708ae000000000000000060000000cb4c0000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+    // NX reg_load keeps OVS's rule: these fields are not writable there.
+    let mut p = pipe();
+    let mut m = parse_flow_mod("ip,actions=output:2", FlowModCommand::Add).expect("flow");
+    if let Some(Instruction::ApplyActions(a)) = m.instructions.first_mut() {
+        a.insert(
+            0,
+            Action::RegLoad {
+                dst: Subfield {
+                    field: FieldId::IpProto,
+                    ofs: 0,
+                    n_bits: 8,
+                },
+                value: 17,
+            },
+        );
+    }
+    assert_eq!(
+        p.flow_mod(&m, t0()),
+        Err(OfpError::BadAction(BadActionCode::BadSetArgument))
+    );
+}
+
+#[test]
+fn tester_set_field_nd_target_sll_tll() {
+    // set_field/31_IPV6_ND_TARGET: target rewritten, ICMPv6 checksum updated.
+    tester_case(
+        &["icmp6,icmpv6_type=135,nd_target=20::20,actions=set_field:a0::a0->nd_target,output:2"],
+        "22222222222212111111111186dd6200006400203a400010000000000000000000000000001000200000000000000000000000000020870042d100000000002000000000000000000000000000200101121111111111",
+        "22222222222212111111111186dd6200006400203a400010000000000000000000000000001000200000000000000000000000000020870041d10000000000a000000000000000000000000000a00101121111111111",
+    );
+    // 32_IPV6_ND_SLL: the source link-layer address option.
+    tester_case(
+        &[
+            "icmp6,icmpv6_type=135,nd_sll=22:22:22:22:22:22,actions=set_field:aa:aa:aa:aa:aa:aa->nd_sll,output:2",
+        ],
+        "22222222222212111111111186dd6200006400203a4000100000000000000000000000000010002000000000000000000000000000208700109e00000000002000000000000000000000000000200101222222222222",
+        "22222222222212111111111186dd6200006400203a4000100000000000000000000000000010002000000000000000000000000000208700770400000000002000000000000000000000000000200101aaaaaaaaaaaa",
+    );
+    // 33_IPV6_ND_TLL: the target link-layer address option of an advertisement.
+    tester_case(
+        &[
+            "icmp6,icmpv6_type=136,nd_tll=22:22:22:22:22:22,actions=set_field:aa:aa:aa:aa:aa:aa->nd_tll,output:2",
+        ],
+        "22222222222212111111111186dd6200006400203a40001000000000000000000000000000100020000000000000000000000000002088000e9e00000000002000000000000000000000000000200201222222222222",
+        "22222222222212111111111186dd6200006400203a4000100000000000000000000000000010002000000000000000000000000000208800750400000000002000000000000000000000000000200201aaaaaaaaaaaa",
+    );
+}
+
+#[test]
+fn tester_pop_mpls_pads_short_frame_to_60() {
+    // match/19_ICMPV4_TYPE (mpls): 60-byte frame, pop_mpls leaves 56; the
+    // tester expects the 60-byte minimum frame (zero padding).
+    tester_case(
+        &[
+            "eth_type=0x8847,actions=pop_mpls:0x0800,goto_table:1",
+            "table=1,icmp,icmp_type=8,actions=output:2",
+        ],
+        "22222222222212111111111188470006474045200024000000004001db4ac0a80a0ac0a81414080059da000000000123456789abcdef000000000000",
+        "222222222222121111111111080045200024000000004001db4ac0a80a0ac0a81414080059da000000000123456789abcdef00000000000000000000",
+    );
 }

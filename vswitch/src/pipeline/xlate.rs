@@ -571,28 +571,27 @@ impl<'p> Xlate<'p> {
                 }
             }
             Action::PushMpls(et) => {
+                // New entry (OpenFlow push-tag defaults): a copy of the outer
+                // MPLS entry with BoS clear; else label 0, TC 0, BoS 1 and
+                // the IP TTL (0 without IP).
                 self.unwc(FieldId::EthType);
                 let dl = self.key.get(FieldId::EthType) as u16;
-                let (tc, ttl, bos) = if dl == ETH_MPLS || dl == ETH_MPLS_MC {
+                let (label, tc, ttl, bos) = if dl == ETH_MPLS || dl == ETH_MPLS_MC {
                     self.wc.set_loc(layout::MPLS_LSE, u32::MAX as u128);
                     (
+                        self.key.get(FieldId::MplsLabel),
                         self.key.get(FieldId::MplsTc),
                         self.key.get(FieldId::MplsTtl),
                         0,
                     )
                 } else if dl == ETH_IPV4 || dl == ETH_IPV6 {
-                    self.wc.set_loc(layout::NW_TOS_BYTE, 0xff);
                     self.wc.set_loc(layout::NW_TTL, 0xff);
-                    (
-                        self.key.get_loc(layout::NW_TOS_BYTE) >> 5,
-                        self.key.get_loc(layout::NW_TTL),
-                        1,
-                    )
+                    (0, 0, self.key.get_loc(layout::NW_TTL), 1)
                 } else {
-                    (0, 64, 1)
+                    (0, 0, 0, 1)
                 };
                 self.key.set(FieldId::EthType, *et as u128);
-                self.key.set(FieldId::MplsLabel, 0);
+                self.key.set(FieldId::MplsLabel, label);
                 self.key.set(FieldId::MplsTc, tc & 7);
                 self.key.set(FieldId::MplsTtl, ttl);
                 self.key.set(FieldId::MplsBos, bos);
