@@ -15,6 +15,8 @@
 //! is created ([`state`]), so `plexus-topo down --all` removes it even after
 //! the runner was killed.
 
+pub mod attack;
+pub mod frames;
 pub mod spec;
 pub mod state;
 
@@ -709,6 +711,27 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     what: "every chassis holds exactly the controller's flows".into(),
                     result: result.map_err(|e| format!("{e:#}")),
                 });
+            }
+            CheckSpec::Attack {
+                attacker,
+                victim,
+                attacks,
+                count,
+                blocked_port,
+                allowed_port,
+            } => {
+                out.extend(attack::run_check(
+                    r,
+                    exe,
+                    &attack::AttackCheck {
+                        attacker,
+                        victim,
+                        attacks: attacks.as_deref(),
+                        count: *count,
+                        blocked_port: *blocked_port,
+                        allowed_port: *allowed_port,
+                    },
+                ));
             }
             CheckSpec::ControllerRestart {
                 from,
