@@ -119,7 +119,7 @@ impl RawSock {
                     _ => Err(e.into()),
                 };
             }
-            if sa.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sa.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some(n as usize));
