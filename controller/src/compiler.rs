@@ -11,7 +11,7 @@
 //! | 0  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` → `metadata` = VNI (`reg14` = 0) |
 //! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop |
 //! | 20, 21 | from-port SG (the port's *egress* rules) | `ct(zone=key)`; `+est`/`+rel` pass, `+new` matching a rule is committed, the rest dropped |
-//! | 30 | L2 lookup | `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
+//! | 30 | L2 lookup | DHCP client→server dropped (no DHCP server yet); `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
 //! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
 //! | 50 | output | `reg15` → the port's ofport |
 //!
@@ -408,6 +408,14 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
         T_L2,
         111,
         format!("metadata={vni:#x},reg14=0,{bcast},actions={from_tunnel}"),
+    );
+    // No DHCP server in the model: DHCP client->server datagrams (a port's
+    // DISCOVERs pass port security from its own MAC) are dropped here, never
+    // flooded to the VPC's other ports (DHCP starvation; plexus-topo `attack`).
+    f(
+        T_L2,
+        112,
+        format!("udp,metadata={vni:#x},tp_src=68,tp_dst=67,actions=drop"),
     );
     let from_local = format!("{local_out}{remote_out}");
     f(

@@ -620,3 +620,43 @@ async fn durable_across_restart() {
         "IPAM state survived the restart"
     );
 }
+
+/// A token file holding only `sha256:HEX SCOPE`: the token authenticates with its scope,
+/// the stored hash itself does not; plain and hashed entries work side by side.
+#[tokio::test]
+async fn hashed_tokens_from_the_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(
+        &file,
+        format!(
+            "# hashed admin, plain reader\n{} admin\n{READER} read\n",
+            plexus_controller::api::hash_token(ADMIN)
+        ),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(ADMIN), "the admin token is stored in clear");
+    let tokens = Tokens::load(&file).unwrap();
+    let t = T {
+        app: app(AppState::new(
+            RedbStore::open(&dir.path().join("db.redb")).unwrap(),
+            Some(tokens),
+        )),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let body = Some(json!({"name": "hashed"}).to_string());
+    let r = t
+        .req("POST", "/v1/tenants", Some(ADMIN), &[], body.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let stored = plexus_controller::api::hash_token(ADMIN);
+    for bad in [stored.as_str(), &stored[7..]] {
+        let r = t.req("GET", "/v1/tenants", Some(bad), &[], None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    let r = t.req("POST", "/v1/tenants", Some(READER), &[], body).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = t.req("GET", "/v1/tenants", Some(READER), &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
+}

@@ -24,6 +24,7 @@ pub mod ofctl;
 pub mod ovs;
 pub mod prereq;
 pub mod proc;
+pub mod rawsock;
 pub mod topo;
 
 pub use prereq::{in_ci, require_root, require_tool};

@@ -1,5 +1,9 @@
 //! Bearer-token auth. The token file has one token per line: `TOKEN SCOPE` with scope
-//! `admin` (read and write) or `read` (read-only); `#` starts a comment.
+//! `admin` (read and write) or `read` (read-only); `#` starts a comment. `TOKEN` is
+//! either the token itself (at least 16 characters) or, better, its SHA-256 as
+//! `sha256:` + 64 hex digits (`printf %s "$TOKEN" | sha256sum`, or [`hash_token`]), so the
+//! file does not hold usable credentials. A presented token is hashed once and compared in
+//! constant time with every stored hash (and every plain token).
 
 use super::{ApiError, AppState};
 use axum::extract::FromRequestParts;
@@ -16,9 +20,43 @@ pub enum Scope {
     Admin,
 }
 
+/// A stored token: plain, or the SHA-256 of the token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Stored {
+    Plain(String),
+    Sha256([u8; 32]),
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The token-file form of a token's hash: `sha256:` + 64 lowercase hex digits.
+pub fn hash_token(token: &str) -> String {
+    let mut s = String::from("sha256:");
+    for b in sha256(token.as_bytes()) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Tokens and their scopes.
 #[derive(Debug, Clone, Default)]
-pub struct Tokens(HashMap<String, Scope>);
+pub struct Tokens(HashMap<Stored, Scope>);
 
 impl Tokens {
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -37,10 +75,20 @@ impl Tokens {
                 "read" | "read-only" | "readonly" => Scope::Read,
                 s => return Err(format!("line {}: unknown scope `{s}`", n + 1)),
             };
-            if tok.len() < 16 {
+            let stored = if let Some(hex) = tok.strip_prefix("sha256:") {
+                let Some(h) = parse_hash(hex) else {
+                    return Err(format!(
+                        "line {}: `sha256:` must be followed by 64 hex digits",
+                        n + 1
+                    ));
+                };
+                Stored::Sha256(h)
+            } else if tok.len() < 16 {
                 return Err(format!("line {}: token shorter than 16 characters", n + 1));
-            }
-            m.insert(tok.to_string(), scope);
+            } else {
+                Stored::Plain(tok.to_string())
+            };
+            m.insert(stored, scope);
         }
         if m.is_empty() {
             return Err("no tokens".into());
@@ -53,15 +101,27 @@ impl Tokens {
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Adds a plain token.
     pub fn insert(&mut self, token: &str, scope: Scope) {
-        self.0.insert(token.into(), scope);
+        self.0.insert(Stored::Plain(token.into()), scope);
+    }
+
+    /// Adds a token by its SHA-256 only (the token itself is not kept).
+    pub fn insert_hashed(&mut self, token: &str, scope: Scope) {
+        self.0
+            .insert(Stored::Sha256(sha256(token.as_bytes())), scope);
     }
 
     /// Scope of a presented token, comparing in constant time per candidate.
     fn scope(&self, presented: &str) -> Option<Scope> {
+        let digest = sha256(presented.as_bytes());
         let mut found = None;
         for (t, s) in &self.0 {
-            if ct_eq(t.as_bytes(), presented.as_bytes()) {
+            let hit = match t {
+                Stored::Plain(p) => ct_eq(p.as_bytes(), presented.as_bytes()),
+                Stored::Sha256(h) => ct_eq(h, &digest),
+            };
+            if hit {
                 found = Some(*s);
             }
         }
@@ -157,5 +217,43 @@ mod tests {
         assert!(Tokens::parse("short admin").is_err());
         assert!(Tokens::parse("tok-0123456789abcdef root").is_err());
         assert!(Tokens::parse("").is_err());
+    }
+
+    #[test]
+    fn hashed_tokens() {
+        let tok = "admin-token-0123456789";
+        let h = hash_token(tok);
+        // printf %s admin-token-0123456789 | sha256sum
+        assert_eq!(
+            h,
+            "sha256:ca8d40e6ce4716b552f1c69863335b502f2afb57ffae171d6675fd56d91ca5b2"
+        );
+        assert_eq!(h, format!("sha256:{}", hex(&sha256(tok.as_bytes()))));
+        let t = Tokens::parse(&format!("{h} admin\nplain-token-0123456789 read\n")).unwrap();
+        assert_eq!(t.scope(tok), Some(Scope::Admin));
+        assert_eq!(t.scope("plain-token-0123456789"), Some(Scope::Read));
+        // The hash itself is not a credential.
+        assert_eq!(t.scope(&h), None);
+        assert_eq!(t.scope(&h[7..]), None);
+        assert_eq!(t.scope("admin-token-0123456788"), None);
+        assert!(Tokens::parse("sha256:abcd admin").is_err());
+        assert!(Tokens::parse(&format!("sha256:{} admin", "zz".repeat(32))).is_err());
+        let mut t = Tokens::default();
+        t.insert_hashed(tok, Scope::Read);
+        assert_eq!(t.scope(tok), Some(Scope::Read));
+        assert!(!format!("{t:?}").contains(tok));
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn sha256_known_answer() {
+        // FIPS 180-2 "abc".
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -6,7 +6,7 @@ mod auth;
 mod kinds;
 mod metrics;
 
-pub use auth::{Scope, Tokens};
+pub use auth::{Scope, Tokens, hash_token};
 pub use metrics::Metrics;
 
 use crate::store::{RedbStore, Store, StoreError};

@@ -59,6 +59,23 @@ enum Cmd {
     },
     /// Ping every host from every other host of a running cloud topology.
     PingAll { file: PathBuf },
+    /// (internal) Send the frames of one attack on eth0 (JSON spec).
+    #[command(hide = true)]
+    AttackSend { spec: String },
+    /// (internal) Count incoming frames on an interface carrying each marker.
+    #[command(hide = true)]
+    AttackRecv {
+        #[arg(long, default_value = "eth0")]
+        iface: String,
+        /// Comma-separated 8-hex-digit markers.
+        #[arg(long)]
+        markers: String,
+        /// Stop when this file exists.
+        #[arg(long)]
+        stop: PathBuf,
+        #[arg(long, default_value_t = 120)]
+        max_secs: u64,
+    },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
     TcpEchoServer {
@@ -297,6 +314,28 @@ fn real_main() -> Result<ExitCode> {
                 println!("{l}");
             }
             println!("{ok}/{n} pairs answered");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::AttackSend { spec } => {
+            let n = cloud::attack::send_main(&spec)?;
+            println!("{n} frames sent");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::AttackRecv {
+            iface,
+            markers,
+            stop,
+            max_secs,
+        } => {
+            let ms = markers
+                .split(',')
+                .map(|m| {
+                    cloud::attack::parse_marker(m).with_context(|| format!("bad marker {m:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let counts =
+                cloud::attack::recv_main(&iface, &ms, &stop, Duration::from_secs(max_secs))?;
+            println!("{}", serde_json::to_string(&counts)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::TcpEchoServer { addr, timeout_secs } => {

@@ -15,6 +15,8 @@
 //! is created ([`state`]), so `plexus-topo down --all` removes it even after
 //! the runner was killed.
 
+pub mod attack;
+pub mod frames;
 pub mod spec;
 pub mod state;
 
@@ -310,7 +312,12 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     remove_run(&dir).context("removing an earlier run of this topology")?;
     std::fs::create_dir_all(&dir)?;
     let token = format!("plx-{:032x}", rand_u128());
-    std::fs::write(dir.join("tokens"), format!("{token} admin\n"))?;
+    // The controller's token file holds only the token's SHA-256 (`sha256:HEX SCOPE`);
+    // the token itself is kept in the run's state for the REST client.
+    std::fs::write(
+        dir.join("tokens"),
+        format!("{} admin\n", token_hash(&token)),
+    )?;
     let st = State {
         file: file.to_path_buf(),
         api_port: free_port()?,
@@ -602,6 +609,13 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     Ok(r)
 }
 
+/// `sha256:` + the hex SHA-256 of `token` (the controller's hashed token-file form).
+fn token_hash(token: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 fn rand_u128() -> u128 {
     let mut b = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -712,6 +726,27 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     what: "every chassis holds exactly the controller's flows".into(),
                     result: result.map_err(|e| format!("{e:#}")),
                 });
+            }
+            CheckSpec::Attack {
+                attacker,
+                victim,
+                attacks,
+                count,
+                blocked_port,
+                allowed_port,
+            } => {
+                out.extend(attack::run_check(
+                    r,
+                    exe,
+                    &attack::AttackCheck {
+                        attacker,
+                        victim,
+                        attacks: attacks.as_deref(),
+                        count: *count,
+                        blocked_port: *blocked_port,
+                        allowed_port: *allowed_port,
+                    },
+                ));
             }
             CheckSpec::ControllerRestart {
                 from,

@@ -1,6 +1,7 @@
 //! The topology file of a controller-driven ("cloud") topology, and its
 //! validation with errors that name the file, line and field.
 
+use super::attack::AttackKind;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -182,6 +183,28 @@ pub enum CheckSpec {
     /// Every chassis has realized the latest revision and holds exactly the
     /// flows the controller reports for it.
     FlowsInstalled,
+    /// An attacker host tries spoofing, ARP/ND poisoning, DHCP starvation,
+    /// fragments, TCP without handshake and cross-VPC traffic against a
+    /// victim: nothing may arrive at another host, the switch's drop flows
+    /// must count every frame, no neighbour table may be poisoned
+    /// (see [`super::attack`]).
+    Attack {
+        attacker: String,
+        victim: String,
+        /// Absent: every attack that applies (plus controls for a victim in
+        /// the attacker's VPC).
+        #[serde(default)]
+        attacks: Option<Vec<AttackKind>>,
+        /// Attempts per attack (each attempt is 1-6 frames).
+        #[serde(default = "default_attempts")]
+        count: u32,
+        /// A TCP port the victim's security groups block (fragments).
+        #[serde(default = "default_blocked_port")]
+        blocked_port: u16,
+        /// A TCP port they allow (TCP without handshake).
+        #[serde(default = "default_allowed_port")]
+        allowed_port: u16,
+    },
     /// kill -9 the controller during a ping flood from `from` to `to` and
     /// restart it: no ping may be lost and the switches' flows must be left
     /// alone (no adds, no deletes after the reconcile).
@@ -193,6 +216,16 @@ pub enum CheckSpec {
         #[serde(default = "default_interval_ms")]
         interval_ms: u32,
     },
+}
+
+fn default_attempts() -> u32 {
+    10
+}
+fn default_blocked_port() -> u16 {
+    9
+}
+fn default_allowed_port() -> u16 {
+    5201
 }
 
 fn default_flood_secs() -> u32 {
@@ -609,6 +642,47 @@ impl Cloud {
                     }
                 }
                 CheckSpec::FlowsInstalled => {}
+                CheckSpec::Attack {
+                    attacker,
+                    victim,
+                    attacks,
+                    count,
+                    ..
+                } => {
+                    names.push(attacker);
+                    names.push(victim);
+                    if attacker == victim {
+                        err(
+                            c.span(),
+                            "check.victim",
+                            "attacker and victim must be different hosts".into(),
+                        );
+                    }
+                    if *count == 0 || *count > 200 {
+                        err(c.span(), "check.count", "count must be 1-200".into());
+                    }
+                    let vpc = |n: &str| {
+                        self.hosts
+                            .iter()
+                            .find(|h| h.name.get_ref() == n)
+                            .map(|h| (h.tenant.get_ref(), h.vpc.get_ref()))
+                    };
+                    let same = vpc(attacker) == vpc(victim);
+                    for k in attacks.iter().flatten() {
+                        let bad = match k {
+                            AttackKind::Overlap if same => {
+                                Some("overlap needs a victim in another VPC")
+                            }
+                            AttackKind::ControlIcmp | AttackKind::ControlArp if !same => {
+                                Some("controls need a victim in the attacker's VPC")
+                            }
+                            _ => None,
+                        };
+                        if let Some(msg) = bad {
+                            err(c.span(), "check.attacks", format!("{}: {msg}", k.name()));
+                        }
+                    }
+                }
             }
             for n in names {
                 if !hosts.contains(n) {
