@@ -8,9 +8,14 @@
 //! A new port can only move another port's key when their hashes collide *and* the new id
 //! sorts first (about 1 in 65k per pair); that re-keys one port, it does not break anything.
 
-use crate::compiler::{ChassisInfo, Group, LPort, Model};
+use crate::compiler::{
+    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, Service, SvcBackend, router_mac,
+};
 use crate::store::{Store, StoreError};
-use plexus_api::{ChassisSpec, PortSpec, SecurityGroupSpec, Spec, SubnetSpec, VpcSpec};
+use plexus_api::{
+    ChassisSpec, PortSpec, RouterSpec, SecurityGroupSpec, ServiceProtocol, ServiceSpec, Spec,
+    SubnetSpec, VpcSpec,
+};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -31,6 +36,8 @@ pub struct Snapshot {
     pub ports: BTreeMap<String, PortSpec>,
     pub groups: BTreeMap<String, SecurityGroupSpec>,
     pub chassis: BTreeMap<String, ChassisSpec>,
+    pub routers: BTreeMap<String, RouterSpec>,
+    pub services: BTreeMap<String, ServiceSpec>,
 }
 
 fn all<S: Store, T: Spec + DeserializeOwned>(store: &S) -> Result<BTreeMap<String, T>, StoreError> {
@@ -61,6 +68,8 @@ impl Snapshot {
             ports: all(store)?,
             groups: all(store)?,
             chassis: all(store)?,
+            routers: all(store)?,
+            services: all(store)?,
         })
     }
 
@@ -131,7 +140,14 @@ pub type OfPorts = BTreeMap<String, BTreeMap<String, u32>>;
 /// interface are unbound (no flows) until it does. Objects with dangling references
 /// (possible only between two reads of a changing store) are skipped.
 pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Model> {
-    let keys = port_keys(snap.ports.keys());
+    // Port keys and the VPCs' LB ct zones share one space (both are ct zones).
+    let lb_ids: BTreeMap<String, String> = snap
+        .vpcs
+        .keys()
+        .map(|v| (v.clone(), format!("lb:{v}")))
+        .collect();
+    let keys = port_keys(snap.ports.keys().chain(lb_ids.values()));
+    let group_keys = port_keys(snap.services.keys());
     let chassis: BTreeMap<String, ChassisInfo> = snap
         .chassis
         .iter()
@@ -174,6 +190,12 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                     ports: BTreeMap::new(),
                     groups,
                     chassis: chassis.clone(),
+                    l3: L3 {
+                        router_mac: router_mac(v.vni.unwrap_or(0)),
+                        gateways: Default::default(),
+                        lb_zone: keys[&lb_ids[id]],
+                    },
+                    services: BTreeMap::new(),
                 },
             )
         })
@@ -206,6 +228,59 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                 port_security: p.port_security,
                 groups: p.security_groups.clone(),
                 binding,
+            },
+        );
+    }
+    for r in snap.routers.values() {
+        let Some(model) = models.get_mut(&r.vpc_id) else {
+            continue;
+        };
+        for sid in &r.subnet_ids {
+            let Some(s) = snap.subnets.get(sid).filter(|s| s.vpc_id == r.vpc_id) else {
+                continue;
+            };
+            if let Ok(IpAddr::V4(gw)) = plexus_api::validate::subnet_gateway(s) {
+                model.l3.gateways.insert(gw);
+            }
+        }
+    }
+    for (sid, s) in &snap.services {
+        let Some(model) = models.get_mut(&s.vpc_id) else {
+            continue;
+        };
+        let Ok(vip) = s.vip.parse::<Ipv4Addr>() else {
+            continue; // IPv6 services are not compiled yet
+        };
+        let backends = s
+            .backends
+            .iter()
+            .filter(|b| b.healthy && b.weight > 0)
+            .filter_map(|b| {
+                let ip = match (&b.ip, &b.port_id) {
+                    (Some(ip), _) => ip.parse().ok()?,
+                    (None, Some(pid)) => snap.ports.get(pid)?.ips.iter().find_map(|a| {
+                        match a.parse::<IpAddr>() {
+                            Ok(IpAddr::V4(v4)) => Some(v4),
+                            _ => None,
+                        }
+                    })?,
+                    (None, None) => return None,
+                };
+                Some(SvcBackend {
+                    ip,
+                    port: b.target_port,
+                    weight: b.weight.min(u16::MAX as u32) as u16,
+                })
+            })
+            .collect();
+        model.services.insert(
+            sid.clone(),
+            Service {
+                group_id: GROUP_BASE | group_keys[sid] as u32,
+                vip,
+                port: s.port,
+                udp: s.protocol == ServiceProtocol::Udp,
+                backends,
             },
         );
     }

@@ -239,6 +239,14 @@ pub struct Backend {
     pub target_port: u16,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Health as reported by an external checker (`PUT` the service with `false`): an
+    /// unhealthy backend gets no new connections; established ones keep it.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub healthy: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Session affinity of a service.

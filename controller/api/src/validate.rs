@@ -613,6 +613,7 @@ mod tests {
                 ip: Some("fd00::1".into()),
                 target_port: 8080,
                 weight: 1,
+                healthy: true,
             }],
             ..Default::default()
         };
