@@ -2,6 +2,7 @@
 
 use super::reconcile::{COOKIE, COOKIE_MASK, Plan, is_plexus_group, plan_delta, plan_full};
 use super::{Cmd, DesiredFlows, Shared, next_epoch};
+use crate::compiler::is_group;
 use crate::model_from_store::Snapshot;
 use crate::store::Store;
 use anyhow::{Context as _, anyhow, bail};
@@ -384,7 +385,7 @@ async fn follow<S: Store + Clone>(
                     tracing::debug!(%chassis, revision = d.revision, adds, deletes, full, elapsed = ?t0.elapsed(), "flows acknowledged");
                     status.update(chassis, |s| {
                         s.realized_revision = d.revision;
-                        s.flow_count = d.flows.len() as u64;
+                        s.flow_count = d.flows.iter().filter(|f| !is_group(f)).count() as u64;
                         s.flow_adds += adds;
                         s.flow_deletes += deletes;
                         s.reconciles += full as u64;
