@@ -251,28 +251,28 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
         let Ok(vip) = s.vip.parse::<Ipv4Addr>() else {
             continue; // IPv6 services are not compiled yet
         };
-        let backends = s
-            .backends
-            .iter()
-            .filter(|b| b.healthy && b.weight > 0)
-            .filter_map(|b| {
-                let ip = match (&b.ip, &b.port_id) {
-                    (Some(ip), _) => ip.parse().ok()?,
-                    (None, Some(pid)) => snap.ports.get(pid)?.ips.iter().find_map(|a| {
-                        match a.parse::<IpAddr>() {
-                            Ok(IpAddr::V4(v4)) => Some(v4),
-                            _ => None,
-                        }
-                    })?,
-                    (None, None) => return None,
-                };
-                Some(SvcBackend {
-                    ip,
-                    port: b.target_port,
-                    weight: b.weight.min(u16::MAX as u32) as u16,
+        let backends =
+            s.backends
+                .iter()
+                .filter(|b| b.healthy && b.weight > 0)
+                .filter_map(|b| {
+                    let ip = match (&b.ip, &b.port_id) {
+                        (Some(ip), _) => ip.parse().ok()?,
+                        (None, Some(pid)) => snap.ports.get(pid)?.ips.iter().find_map(|a| {
+                            match a.parse::<IpAddr>() {
+                                Ok(IpAddr::V4(v4)) => Some(v4),
+                                _ => None,
+                            }
+                        })?,
+                        (None, None) => return None,
+                    };
+                    Some(SvcBackend {
+                        ip,
+                        port: b.target_port,
+                        weight: b.weight.min(u16::MAX as u32) as u16,
+                    })
                 })
-            })
-            .collect();
+                .collect();
         model.services.insert(
             sid.clone(),
             Service {

@@ -152,14 +152,54 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
     );
     // (what to change, expected "LINE:COL: field" fragment, message fragment)
     let cases: &[(&str, &str, &str, &str)] = &[
-        ("chassis = \"c1\"", "chassis = \"c9\"", ":16:11: host.chassis", "no chassis \"c9\""),
-        ("cidr = \"10.9.1.0/24\"", "cidr = \"10.9.1.0/33\"", ":13:8: subnet.cidr", "is not an IPv4 CIDR"),
-        ("cidr = \"10.9.1.0/24\"", "cidr = \"10.8.1.0/24\"", ":13:8: subnet.cidr", "not inside the VPC"),
-        ("name = \"h1\"", "name = \"h1\"\nip = \"10.9.2.5\"", ":16:6: host.ip", "outside subnet"),
-        ("to = \"h1\"", "to = \"h7\"", ":20:1: check", "no host \"h7\""),
-        ("expect = \"reach\"", "expect = \"maybe\"", ":24:10: expect", "unknown variant `maybe`"),
-        ("switch = \"ovs\"", "switch = \"ovs\"\nswitchh = 1", ":6:1: syntax", "unknown field `switchh`"),
-        ("[[host]]\nname = \"h1\"", "[[host]]\nname = \"h1\"\nchassis = \"c1\"\ntenant = \"t\"\nvpc = \"v\"\nsubnet = \"s\"\n[[host]]\nname = \"h1\"", ":21:8: host.name", "duplicate host \"h1\""),
+        (
+            "chassis = \"c1\"",
+            "chassis = \"c9\"",
+            ":16:11: host.chassis",
+            "no chassis \"c9\"",
+        ),
+        (
+            "cidr = \"10.9.1.0/24\"",
+            "cidr = \"10.9.1.0/33\"",
+            ":13:8: subnet.cidr",
+            "is not an IPv4 CIDR",
+        ),
+        (
+            "cidr = \"10.9.1.0/24\"",
+            "cidr = \"10.8.1.0/24\"",
+            ":13:8: subnet.cidr",
+            "not inside the VPC",
+        ),
+        (
+            "name = \"h1\"",
+            "name = \"h1\"\nip = \"10.9.2.5\"",
+            ":16:6: host.ip",
+            "outside subnet",
+        ),
+        (
+            "to = \"h1\"",
+            "to = \"h7\"",
+            ":20:1: check",
+            "no host \"h7\"",
+        ),
+        (
+            "expect = \"reach\"",
+            "expect = \"maybe\"",
+            ":24:10: expect",
+            "unknown variant `maybe`",
+        ),
+        (
+            "switch = \"ovs\"",
+            "switch = \"ovs\"\nswitchh = 1",
+            ":6:1: syntax",
+            "unknown field `switchh`",
+        ),
+        (
+            "[[host]]\nname = \"h1\"",
+            "[[host]]\nname = \"h1\"\nchassis = \"c1\"\ntenant = \"t\"\nvpc = \"v\"\nsubnet = \"s\"\n[[host]]\nname = \"h1\"",
+            ":21:8: host.name",
+            "duplicate host \"h1\"",
+        ),
     ];
     for (from, to, at, msg) in cases {
         assert!(GOOD.contains(from), "{from}");
@@ -237,10 +277,7 @@ fn sigkill_during_up_then_down_all_leaves_nothing() {
         "the run never got far enough: {seen:?}"
     );
     assert!(
-        after_kill
-            .netns
-            .iter()
-            .any(|n| netns::exists(n)),
+        after_kill.netns.iter().any(|n| netns::exists(n)),
         "nothing was left to clean up: {after_kill:?}"
     );
     let out = topo().args(["down", "--all"]).output().unwrap();

@@ -160,7 +160,13 @@ fn services_and_routing_compile_on_every_vpc_chassis() {
         assert!(fs.contains("table=23,priority=100,ct_state=+new+trk,tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80,actions=group:1342177287"));
         // ARP answered for the VIP and both gateways with the router MAC.
         for ip in ["10.0.0.200", "10.0.0.1", "10.0.1.1"] {
-            assert!(fs.iter().any(|f| f.starts_with(&format!("table=25,priority=100,arp,metadata=0x3e8,arp_op=1,arp_tpa={ip},")) && f.contains("set_field:0a:00:00:00:03:e8->eth_src") && f.ends_with("IN_PORT")), "{c} {ip}");
+            assert!(
+                fs.iter().any(|f| f.starts_with(&format!(
+                    "table=25,priority=100,arp,metadata=0x3e8,arp_op=1,arp_tpa={ip},"
+                )) && f.contains("set_field:0a:00:00:00:03:e8->eth_src")
+                    && f.ends_with("IN_PORT")),
+                "{c} {ip}"
+            );
         }
         // Distributed routing to every port, on every chassis of the VPC.
         assert!(fs.contains("table=25,priority=50,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.0.3,actions=dec_ttl,set_field:0a:00:00:00:03:e8->eth_src,set_field:02:00:00:00:00:02->eth_dst,goto_table:30"));
@@ -168,7 +174,14 @@ fn services_and_routing_compile_on_every_vpc_chassis() {
         let groups = to_group_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
         assert_eq!(mods.len() + groups.len(), fs.len());
         assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0].buckets.iter().map(|b| b.weight).collect::<Vec<_>>(), vec![3, 1]);
+        assert_eq!(
+            groups[0]
+                .buckets
+                .iter()
+                .map(|b| b.weight)
+                .collect::<Vec<_>>(),
+            vec![3, 1]
+        );
     }
 }
 

@@ -103,7 +103,8 @@ pub fn is_plexus_group(id: u32) -> bool {
 
 /// Parses a desired group; returns it with its canonical text.
 fn parse_desired_group(text: &str) -> Result<(GroupMod, String), String> {
-    let g = parse_group_mod(text, GroupModCommand::Add).map_err(|e| format!("group `{text}`: {e}"))?;
+    let g =
+        parse_group_mod(text, GroupModCommand::Add).map_err(|e| format!("group `{text}`: {e}"))?;
     let canon = format_group(g.group_id, g.group_type, &g.buckets);
     Ok((g, canon))
 }
@@ -126,7 +127,12 @@ fn plan_groups_full(
     let have: BTreeMap<u32, String> = installed
         .iter()
         .filter(|g| is_plexus_group(g.group_id))
-        .map(|g| (g.group_id, format_group(g.group_id, g.group_type, &g.buckets)))
+        .map(|g| {
+            (
+                g.group_id,
+                format_group(g.group_id, g.group_type, &g.buckets),
+            )
+        })
         .collect();
     let mut want = BTreeSet::new();
     for t in desired.iter().filter(|t| is_group(t)) {
@@ -152,7 +158,9 @@ fn plan_groups_delta(
     new: &BTreeSet<String>,
     plan: &mut Plan,
 ) -> Result<(), String> {
-    let ids = |set: &BTreeSet<String>, skip: &BTreeSet<String>| -> Result<BTreeMap<u32, GroupMod>, String> {
+    let ids = |set: &BTreeSet<String>,
+               skip: &BTreeSet<String>|
+     -> Result<BTreeMap<u32, GroupMod>, String> {
         set.iter()
             .filter(|t| is_group(t) && !skip.contains(*t))
             .map(|t| parse_desired_group(t).map(|(g, _)| (g.group_id, g)))
@@ -341,7 +349,11 @@ mod tests {
     #[test]
     fn full_reconcile_of_equal_sets_is_empty() {
         let installed: Vec<_> = [A, B, C].iter().map(|t| stats(t, COOKIE)).collect();
-        assert!(plan_full(&installed, &[], &set(&[A, B, C])).unwrap().is_empty());
+        assert!(
+            plan_full(&installed, &[], &set(&[A, B, C]))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -362,5 +374,62 @@ mod tests {
         u.add_flows(&f(&[B, C]));
         u.remove_flows(&f(&[A, C]));
         assert_eq!(u.flows("c"), set(&[B, C]));
+    }
+
+    const G1: &str = "group_id=1342177281,type=select,bucket=weight:1,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.2:80)),bucket=weight:3,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.3:80))";
+    const G1B: &str = "group_id=1342177281,type=select,bucket=weight:1,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.2:80))";
+    const G2: &str = "group_id=1342177282,type=select,bucket=weight:1,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.4:80))";
+
+    fn desc(text: &str) -> GroupDesc {
+        let g = parse_group_mod(text, GroupModCommand::Add).unwrap();
+        GroupDesc {
+            group_type: g.group_type,
+            group_id: g.group_id,
+            buckets: g.buckets,
+        }
+    }
+
+    #[test]
+    fn groups_reconcile_by_difference_and_leave_foreign_groups() {
+        let foreign = "group_id=7,type=all,bucket=actions=output:1";
+        let stale = "group_id=1342177290,type=select,bucket=weight:1,actions=output:3";
+        let installed = vec![desc(G1), desc(foreign), desc(stale)];
+        // Same G1: untouched; G2 new: added; stale Plexus group: deleted; foreign: kept.
+        let plan = plan_full(&[], &installed, &set(&[G1, G2, A])).unwrap();
+        assert_eq!(plan.group_adds.len(), 1);
+        assert_eq!(plan.group_adds[0].group_id, 1342177282);
+        assert_eq!(plan.group_adds[0].command, GroupModCommand::Add);
+        assert_eq!(plan.group_deletes.len(), 1);
+        assert_eq!(plan.group_deletes[0].group_id, 1342177290);
+        assert_eq!(plan.adds.len(), 1);
+        // A backend removed: the group is modified in place, nothing deleted.
+        let plan = plan_full(&[], &[desc(G1)], &set(&[G1B])).unwrap();
+        assert_eq!(plan.group_adds.len(), 1);
+        assert_eq!(plan.group_adds[0].command, GroupModCommand::Modify);
+        assert_eq!(plan.group_adds[0].buckets.len(), 1);
+        assert!(plan.group_deletes.is_empty());
+        // Nothing to do when the switch already holds the desired groups.
+        assert!(
+            plan_full(&[], &[desc(G1), desc(G2)], &set(&[G1, G2]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn group_deltas_modify_add_and_delete() {
+        let plan = plan_delta(&set(&[G1, B]), &set(&[G1B, G2, B])).unwrap();
+        let cmds: BTreeMap<u32, GroupModCommand> = plan
+            .group_adds
+            .iter()
+            .map(|g| (g.group_id, g.command))
+            .collect();
+        assert_eq!(cmds[&1342177281], GroupModCommand::Modify);
+        assert_eq!(cmds[&1342177282], GroupModCommand::Add);
+        assert!(plan.group_deletes.is_empty() && plan.adds.is_empty() && plan.deletes.is_empty());
+        let plan = plan_delta(&set(&[G1, G2]), &set(&[G2])).unwrap();
+        assert!(plan.group_adds.is_empty());
+        assert_eq!(plan.group_deletes.len(), 1);
+        assert_eq!(plan.group_deletes[0].group_id, 1342177281);
     }
 }

@@ -10,8 +10,7 @@ use plexus_openflow::Message;
 use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Reply};
 use plexus_openflow::message::{
     BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, GroupDesc, GroupMod,
-    MultipartReplyBody,
-    MultipartRequest, MultipartRequestBody, bundle_flags, group_id, port_no,
+    MultipartReplyBody, MultipartRequest, MultipartRequestBody, bundle_flags, group_id, port_no,
 };
 use plexus_openflow::text::flow::TABLE_ALL;
 use std::collections::{BTreeMap, BTreeSet};
@@ -446,6 +445,8 @@ async fn reconcile(sess: &mut Session, d: &DesiredFlows) -> Result<(u64, u64), S
         desired = d.flows.len(),
         adds = counts.0,
         deletes = counts.1,
+        group_mods = plan.group_adds.len(),
+        group_deletes = plan.group_deletes.len(),
         "reconciling"
     );
     sess.send_plan(plan).await?;

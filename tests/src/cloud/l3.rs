@@ -154,7 +154,10 @@ fn judge(
         .map(|(_, v)| *v)
         .sum();
     if others > 0 {
-        bail!("{}; {others} answers from elsewhere or failed: {counts:?}", parts.join(", "));
+        bail!(
+            "{}; {others} answers from elsewhere or failed: {counts:?}",
+            parts.join(", ")
+        );
     }
     if !bad.is_empty() {
         bail!(
@@ -228,12 +231,8 @@ pub(super) fn check_service(
         return out;
     }
     let result = (|| -> Result<String> {
-        let rest: Vec<(String, String, u32)> = svc
-            .backends
-            .iter()
-            .filter(|b| b.0 != rm)
-            .cloned()
-            .collect();
+        let rest: Vec<(String, String, u32)> =
+            svc.backends.iter().filter(|b| b.0 != rm).cloned().collect();
         // The object is the spec flattened beside `id` and `revision`.
         let mut spec = r.api.get(&format!("/v1/services/{}", svc.id))?;
         if let Some(o) = spec.as_object_mut() {

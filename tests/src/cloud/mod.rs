@@ -484,7 +484,11 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 )?;
                 if let Some(gw) = sn["gateway"].as_str() {
                     gateways.insert(
-                        (tn.clone(), v.name.get_ref().clone(), s.name.get_ref().clone()),
+                        (
+                            tn.clone(),
+                            v.name.get_ref().clone(),
+                            s.name.get_ref().clone(),
+                        ),
                         gw.to_owned(),
                     );
                 }

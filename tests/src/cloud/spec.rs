@@ -691,15 +691,22 @@ impl Cloud {
         let mut services = HashSet::new();
         for t in &self.tenants {
             for v in &t.vpcs {
-                let subnets: HashSet<&str> =
-                    v.subnets.iter().map(|s| s.name.get_ref().as_str()).collect();
+                let subnets: HashSet<&str> = v
+                    .subnets
+                    .iter()
+                    .map(|s| s.name.get_ref().as_str())
+                    .collect();
                 for r in &v.routers {
                     for s in &r.subnets {
                         if !subnets.contains(s.get_ref().as_str()) {
                             err(
                                 s.span(),
                                 "router.subnets",
-                                format!("no subnet {:?} in VPC {:?}", s.get_ref(), v.name.get_ref()),
+                                format!(
+                                    "no subnet {:?} in VPC {:?}",
+                                    s.get_ref(),
+                                    v.name.get_ref()
+                                ),
                             );
                         }
                     }
@@ -717,7 +724,11 @@ impl Cloud {
                     err(
                         s.vpc.span(),
                         "service.vpc",
-                        format!("no VPC {:?} in tenant {:?}", s.vpc.get_ref(), t.name.get_ref()),
+                        format!(
+                            "no VPC {:?} in tenant {:?}",
+                            s.vpc.get_ref(),
+                            t.name.get_ref()
+                        ),
                     );
                 }
                 if s.vip.get_ref().parse::<Ipv4Addr>().is_err() {
@@ -778,8 +789,7 @@ impl Cloud {
                 }
                 if let Some(rm) = remove {
                     let member = self.tenants.iter().flat_map(|t| &t.services).any(|s| {
-                        s.name.get_ref() == service
-                            && s.backends.iter().any(|b| b.get_ref() == rm)
+                        s.name.get_ref() == service && s.backends.iter().any(|b| b.get_ref() == rm)
                     });
                     if !member {
                         err(
