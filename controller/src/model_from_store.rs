@@ -304,6 +304,88 @@ mod tests {
     }
 
     #[test]
+    fn routers_and_services_reach_the_model() {
+        use plexus_api::Backend;
+        let mut snap = Snapshot::default();
+        snap.vpcs.insert(
+            "v".into(),
+            VpcSpec {
+                tenant_id: "t".into(),
+                name: "v".into(),
+                cidrs: vec!["10.0.0.0/16".into()],
+                vni: Some(7),
+            },
+        );
+        for (id, cidr, gw) in [
+            ("s1", "10.0.1.0/24", None),
+            ("s2", "10.0.2.0/24", Some("10.0.2.254")),
+        ] {
+            snap.subnets.insert(
+                id.into(),
+                SubnetSpec {
+                    vpc_id: "v".into(),
+                    name: id.into(),
+                    cidr: cidr.into(),
+                    gateway: gw.map(str::to_string),
+                    ..Default::default()
+                },
+            );
+        }
+        snap.ports.insert(
+            "p1".into(),
+            PortSpec {
+                subnet_id: "s1".into(),
+                mac: Some("02:00:00:00:00:01".into()),
+                ips: vec!["10.0.1.5".into()],
+                port_security: true,
+                ..Default::default()
+            },
+        );
+        snap.routers.insert(
+            "r".into(),
+            RouterSpec {
+                vpc_id: "v".into(),
+                name: "r".into(),
+                subnet_ids: vec!["s1".into(), "s2".into()],
+                ..Default::default()
+            },
+        );
+        let backend = |port_id: Option<&str>, ip: Option<&str>, healthy| Backend {
+            port_id: port_id.map(str::to_string),
+            ip: ip.map(str::to_string),
+            target_port: 8080,
+            weight: 2,
+            healthy,
+        };
+        snap.services.insert(
+            "svc".into(),
+            ServiceSpec {
+                vpc_id: "v".into(),
+                name: "svc".into(),
+                vip: "10.0.1.100".into(),
+                port: 80,
+                backends: vec![
+                    backend(Some("p1"), None, true),
+                    backend(None, Some("10.0.2.9"), true),
+                    backend(None, Some("10.0.2.10"), false),
+                ],
+                ..Default::default()
+            },
+        );
+        let m = &build_models(&snap, &OfPorts::new())["v"];
+        assert_eq!(m.l3.router_mac, [0x0a, 0, 0, 0, 0, 7]);
+        let gws: Vec<String> = m.l3.gateways.iter().map(|g| g.to_string()).collect();
+        assert_eq!(gws, ["10.0.1.1", "10.0.2.254"]);
+        assert!(m.l3.lb_zone >= 1 && m.l3.lb_zone != m.ports["p1"].key);
+        let s = &m.services["svc"];
+        assert_eq!(s.group_id & crate::compiler::GROUP_MASK, GROUP_BASE);
+        // The port's address, the explicit one; the unhealthy backend is left out.
+        let ips: Vec<String> = s.backends.iter().map(|b| b.ip.to_string()).collect();
+        assert_eq!(ips, ["10.0.1.5", "10.0.2.9"]);
+        assert!(s.backends.iter().all(|b| b.weight == 2 && b.port == 8080));
+    }
+
+    #[test]
     fn dpid_forms() {
         assert_eq!(parse_dpid("0x00000000000000ab"), Some(0xab));
         assert_eq!(parse_dpid("00:00:00:00:00:00:01:02"), Some(0x102));
