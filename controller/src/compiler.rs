@@ -500,12 +500,21 @@ fn arp_responder(vni: u32, ip: Ipv4Addr, rmac: &str) -> String {
     )
 }
 
-/// The router unit: ARP responders for the gateway addresses on every chassis of the VPC.
+/// The router unit: ARP and ICMP echo responders for the gateway addresses on every
+/// chassis of the VPC.
 fn compile_router(m: &Model, out: &mut Out<'_>) {
     let rmac = mac(&m.l3.router_mac);
     for c in vpc_chassis(m) {
         for gw in &m.l3.gateways {
             out.add(&c, arp_responder(m.vni, *gw, &rmac));
+            // ICMP echo to the gateway: answered in place (addresses swapped, type 0).
+            out.add(
+                &c,
+                format!(
+                    "table={T_L3},priority=100,icmp,metadata={vni:#x},dl_dst={rmac},nw_dst={gw},icmp_type=8,icmp_code=0,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{rmac}->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:{gw}->ip_src,set_field:0->icmp_type,IN_PORT",
+                    vni = m.vni
+                ),
+            );
         }
     }
 }

@@ -168,6 +168,11 @@ fn services_and_routing_compile_on_every_vpc_chassis() {
                 "{c} {ip}"
             );
         }
+        assert!(
+            fs.iter().any(|f| f.contains(
+                "icmp,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.1.1,icmp_type=8"
+            ) && f.contains("set_field:0->icmp_type"))
+        );
         // Distributed routing to every port, on every chassis of the VPC.
         assert!(fs.contains("table=25,priority=50,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.0.3,actions=dec_ttl,set_field:0a:00:00:00:03:e8->eth_src,set_field:02:00:00:00:00:02->eth_dst,goto_table:30"));
         let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));

@@ -257,6 +257,32 @@ pub(super) fn check_service(
     out
 }
 
+/// The `gateway` check for one host: ping the gateway of its default route.
+pub(super) fn check_gateway(r: &Running, host: &str) -> Outcome {
+    let result = (|| -> Result<String> {
+        let h = r.host(host)?;
+        let routes = crate::proc::run_ok(
+            Command::new("ip").args(["netns", "exec", &h.netns, "ip", "route", "show", "default"]),
+            Duration::from_secs(10),
+        )?;
+        let gw = routes
+            .split_whitespace()
+            .skip_while(|w| *w != "via")
+            .nth(1)
+            .with_context(|| format!("no default route in {}: {routes:?}", h.netns))?
+            .to_owned();
+        if (0..3).any(|_| super::ping_once(&h.netns, &gw)) {
+            Ok(format!("{} -> {gw}: answered", h.ip))
+        } else {
+            bail!("{} -> {gw}: no answer", h.ip)
+        }
+    })();
+    Outcome {
+        what: format!("{host} pings its gateway"),
+        result: result.map_err(|e| format!("{e:#}")),
+    }
+}
+
 /// `name-server ADDR --name NAME`: answers every connection with `NAME\n`
 /// until `timeout` passes.
 pub fn name_server(addr: SocketAddr, name: &str, timeout: Duration) -> Result<u64> {

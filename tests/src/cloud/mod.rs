@@ -746,6 +746,11 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     result: result.map_err(|e| format!("{e:#}")),
                 });
             }
+            CheckSpec::Gateway { from } => {
+                for h in from.names() {
+                    out.push(l3::check_gateway(r, h));
+                }
+            }
             CheckSpec::Service {
                 from,
                 service,

@@ -240,6 +240,8 @@ pub enum CheckSpec {
         #[serde(default)]
         remove: Option<String>,
     },
+    /// Each host pings its default gateway (the router answers ICMP echo).
+    Gateway { from: Hosts },
 }
 
 fn default_connections() -> u32 {
@@ -664,6 +666,7 @@ impl Cloud {
                     }
                 }
                 CheckSpec::FlowsInstalled => {}
+                CheckSpec::Gateway { from } => names.extend(from.names()),
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);
                     names.extend(remove.as_deref());
