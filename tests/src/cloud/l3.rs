@@ -241,6 +241,13 @@ pub(super) fn check_service(
         }
         spec["backends"] = backend_json(&rest, svc.target_port);
         let obj = r.api.put(&format!("/v1/services/{}", svc.id), spec)?;
+        // Later `check` runs of a topology that stays up see the service as it is now.
+        let (id, kept) = (svc.id.clone(), rest.clone());
+        r.record(|x| {
+            if let Some(s) = x.services.iter_mut().find(|s| s.id == id) {
+                s.backends = kept;
+            }
+        })?;
         let rev = obj["revision"].as_u64().unwrap_or(0);
         r.api
             .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
