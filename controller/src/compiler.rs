@@ -29,9 +29,9 @@
 //! checks that both agree.
 
 use plexus_api::{Direction, Ethertype, Protocol, SecurityGroupRule};
-use plexus_openflow::message::{FlowMod, FlowModCommand};
+use plexus_openflow::message::{FlowMod, FlowModCommand, GroupMod, GroupModCommand};
 use plexus_openflow::text::ParseError;
-use plexus_openflow::text::flow::parse_flow_mod;
+use plexus_openflow::text::flow::{parse_flow_mod, parse_group_mod};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,6 +40,9 @@ pub const T_CLASSIFY: u8 = 0;
 pub const T_PORT_SEC: u8 = 10;
 pub const T_FROM_ACL: u8 = 20;
 pub const T_FROM_ACL_CT: u8 = 21;
+pub const T_LB: u8 = 22;
+pub const T_LB_CT: u8 = 23;
+pub const T_L3: u8 = 25;
 pub const T_L2: u8 = 30;
 pub const T_TO_ACL: u8 = 40;
 pub const T_TO_ACL_CT: u8 = 41;
@@ -71,6 +74,35 @@ pub struct ChassisInfo {
     pub tunnel_ofport: u32,
 }
 
+/// One backend of a service (resolved to an IPv4 address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvcBackend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub weight: u16,
+}
+
+/// A load-balanced service: an OpenFlow select group plus ct NAT flows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// OpenFlow group id, unique per chassis across VPCs.
+    pub group_id: u32,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub udp: bool,
+    /// Healthy backends with a non-zero weight (others get no new connections).
+    pub backends: Vec<SvcBackend>,
+}
+
+/// The VPC's L3 identity: the distributed router's MAC, the gateway addresses it answers
+/// ARP for (subnets attached to a router) and the ct zone of its load balancers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct L3 {
+    pub router_mac: [u8; 6],
+    pub gateways: BTreeSet<Ipv4Addr>,
+    pub lb_zone: u16,
+}
+
 /// The compiler's input: one VPC.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Model {
@@ -78,6 +110,24 @@ pub struct Model {
     pub ports: BTreeMap<String, LPort>,
     pub groups: BTreeMap<String, Group>,
     pub chassis: BTreeMap<String, ChassisInfo>,
+    pub l3: L3,
+    pub services: BTreeMap<String, Service>,
+}
+
+/// Group ids Plexus owns: `GROUP_BASE | key` (key 1..=0xfffe); other groups on a switch
+/// are never touched.
+pub const GROUP_BASE: u32 = 0x5000_0000;
+pub const GROUP_MASK: u32 = 0xffff_0000;
+
+/// The router MAC of a VPC: locally administered unicast `0a:00` + VNI.
+pub fn router_mac(vni: u32) -> [u8; 6] {
+    let v = vni.to_be_bytes();
+    [0x0a, 0x00, v[0], v[1], v[2], v[3]]
+}
+
+/// Whether a desired-set entry is a group (`group_id=…`) rather than a flow.
+pub fn is_group(entry: &str) -> bool {
+    entry.starts_with("group_id=")
 }
 
 /// Per-chassis flow sets (ovs-ofctl text).
@@ -92,12 +142,17 @@ pub enum Change {
     DelGroup(String),
     PutChassis(String, ChassisInfo),
     DelChassis(String),
+    PutService(String, Service),
+    DelService(String),
+    PutL3(L3),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Unit {
     Port(String),
     Chassis(String),
+    Service(String),
+    Router,
 }
 
 fn mac(m: &[u8; 6]) -> String {
@@ -281,7 +336,7 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
     // 20/21 and 40/41: security groups.
     let enforce = p.port_security && !p.groups.is_empty();
     for (t, t_ct, next, reg, dir) in [
-        (T_FROM_ACL, T_FROM_ACL_CT, T_L2, "reg14", Direction::Egress),
+        (T_FROM_ACL, T_FROM_ACL_CT, T_LB, "reg14", Direction::Egress),
         (T_TO_ACL, T_TO_ACL_CT, T_OUT, "reg15", Direction::Ingress),
     ] {
         if !enforce {
@@ -343,6 +398,20 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
         ),
     );
     f(T_OUT, 100, format!("reg15={k},actions=output:{ofport}"));
+    // 25 on every chassis of the VPC: routed to this port (distributed router).
+    let rmac = mac(&m.l3.router_mac);
+    for c in vpc_chassis(m) {
+        for ip in &p.ips {
+            if let IpAddr::V4(a) = ip {
+                out.add(
+                    &c,
+                    format!(
+                        "table={T_L3},priority=50,ip,metadata={vni:#x},dl_dst={rmac},nw_dst={a},actions=dec_ttl,set_field:{rmac}->eth_src,set_field:{mac_s}->eth_dst,goto_table:{T_L2}"
+                    ),
+                );
+            }
+        }
+    }
     // 30 on every other chassis of the VPC: to this port's chassis through the tunnel.
     let vtep = m.chassis[ch].vtep;
     for other in vpc_chassis(m) {
@@ -378,6 +447,9 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
     for t in [T_CLASSIFY, T_PORT_SEC, T_FROM_ACL, T_L2, T_TO_ACL, T_OUT] {
         f(t, 0, "actions=drop".into());
     }
+    f(T_LB, 0, format!("actions=goto_table:{T_L3}"));
+    f(T_LB_CT, 0, format!("actions=goto_table:{T_L3}"));
+    f(T_L3, 0, format!("actions=goto_table:{T_L2}"));
     let locals: Vec<u32> = m
         .ports
         .values()
@@ -428,12 +500,87 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
     );
 }
 
+/// An ARP responder (like OVN's): answers `who-has ip` with the router MAC out the
+/// port the request came from.
+fn arp_responder(vni: u32, ip: Ipv4Addr, rmac: &str) -> String {
+    format!(
+        "table={T_L3},priority=100,arp,metadata={vni:#x},arp_op=1,arp_tpa={ip},actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{rmac}->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{rmac}->arp_sha,move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{ip}->arp_spa,IN_PORT"
+    )
+}
+
+/// The router unit: ARP and ICMP echo responders for the gateway addresses on every
+/// chassis of the VPC.
+fn compile_router(m: &Model, out: &mut Out<'_>) {
+    let rmac = mac(&m.l3.router_mac);
+    for c in vpc_chassis(m) {
+        for gw in &m.l3.gateways {
+            out.add(&c, arp_responder(m.vni, *gw, &rmac));
+            // ICMP echo to the gateway: answered in place (addresses swapped, type 0).
+            out.add(
+                &c,
+                format!(
+                    "table={T_L3},priority=100,icmp,metadata={vni:#x},dl_dst={rmac},nw_dst={gw},icmp_type=8,icmp_code=0,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{rmac}->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:{gw}->ip_src,set_field:0->icmp_type,IN_PORT",
+                    vni = m.vni
+                ),
+            );
+        }
+    }
+}
+
+/// A service on every chassis of the VPC: its select group (one bucket per backend,
+/// `ct(commit,nat(dst=backend))`), the VIP's ARP responder, and the LB stage flows that
+/// send requests to the VIP and replies from backends through ct with NAT in the VPC's
+/// LB zone (new connections to the VIP → the group; established ones keep their backend).
+fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
+    let Some(s) = m.services.get(id) else { return };
+    let (vni, z) = (m.vni, m.l3.lb_zone);
+    let rmac = mac(&m.l3.router_mac);
+    let proto = if s.udp { "udp" } else { "tcp" };
+    let mut group = format!("group_id={},type=select", s.group_id);
+    for b in &s.backends {
+        let _ = write!(
+            group,
+            ",bucket=weight:{},actions=ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
+            b.weight, b.ip, b.port
+        );
+    }
+    for c in vpc_chassis(m) {
+        out.add(&c, group.clone());
+        out.add(&c, arp_responder(vni, s.vip, &rmac));
+        out.add(
+            &c,
+            format!(
+                "table={T_LB},priority=100,{proto},metadata={vni:#x},nw_dst={},tp_dst={},actions=ct(table={T_LB_CT},zone={z},nat)",
+                s.vip, s.port
+            ),
+        );
+        out.add(
+            &c,
+            format!(
+                "table={T_LB_CT},priority=100,ct_state=+new+trk,{proto},metadata={vni:#x},nw_dst={},tp_dst={},actions=group:{}",
+                s.vip, s.port, s.group_id
+            ),
+        );
+        for b in &s.backends {
+            out.add(
+                &c,
+                format!(
+                    "table={T_LB},priority=90,{proto},metadata={vni:#x},nw_src={},tp_src={},actions=ct(table={T_LB_CT},zone={z},nat)",
+                    b.ip, b.port
+                ),
+            );
+        }
+    }
+}
+
 fn compile_unit(m: &Model, u: &Unit) -> Flows {
     let mut flows = Flows::new();
     let mut out = Out { flows: &mut flows };
     match u {
         Unit::Port(id) => compile_port(m, id, &mut out),
         Unit::Chassis(c) => compile_chassis(m, c, &mut out),
+        Unit::Service(id) => compile_service(m, id, &mut out),
+        Unit::Router => compile_router(m, &mut out),
     }
     flows
 }
@@ -443,6 +590,8 @@ fn all_units(m: &Model) -> Vec<Unit> {
         .keys()
         .map(|p| Unit::Port(p.clone()))
         .chain(m.chassis.keys().map(|c| Unit::Chassis(c.clone())))
+        .chain(m.services.keys().map(|s| Unit::Service(s.clone())))
+        .chain(std::iter::once(Unit::Router))
         .collect()
 }
 
@@ -603,6 +752,26 @@ impl Engine {
             Change::DelChassis(id) => {
                 everything = self.model.chassis.remove(id).is_some();
             }
+            Change::PutService(id, svc) => {
+                self.model.services.insert(id.clone(), svc.clone());
+                affected.insert(Unit::Service(id.clone()));
+            }
+            Change::DelService(id) => {
+                self.model.services.remove(id);
+                affected.insert(Unit::Service(id.clone()));
+            }
+            Change::PutL3(l3) => {
+                // The router MAC is in every port's route and every service; the LB zone in
+                // every service; the gateways only in the router unit.
+                if l3.router_mac != self.model.l3.router_mac {
+                    everything = true;
+                }
+                if l3.lb_zone != self.model.l3.lb_zone {
+                    affected.extend(self.model.services.keys().map(|s| Unit::Service(s.clone())));
+                }
+                self.model.l3 = l3.clone();
+                affected.insert(Unit::Router);
+            }
         }
         if vpc_chassis(&self.model) != before {
             everything = true; // the tunnel mesh changed: every port's remote entries move
@@ -632,11 +801,21 @@ impl Engine {
     }
 }
 
-/// Parses a chassis' flows into OFPFC_ADD flow mods.
+/// Parses a chassis' flows (not its groups) into OFPFC_ADD flow mods.
 pub fn to_flow_mods(flows: &BTreeSet<String>) -> Result<Vec<FlowMod>, (String, ParseError)> {
     flows
         .iter()
+        .filter(|f| !is_group(f))
         .map(|f| parse_flow_mod(f, FlowModCommand::Add).map_err(|e| (f.clone(), e)))
+        .collect()
+}
+
+/// Parses a chassis' groups into OFPGC_ADD group mods.
+pub fn to_group_mods(flows: &BTreeSet<String>) -> Result<Vec<GroupMod>, (String, ParseError)> {
+    flows
+        .iter()
+        .filter(|f| is_group(f))
+        .map(|f| parse_group_mod(f, GroupModCommand::Add).map_err(|e| (f.clone(), e)))
         .collect()
 }
 

@@ -8,9 +8,14 @@
 //! A new port can only move another port's key when their hashes collide *and* the new id
 //! sorts first (about 1 in 65k per pair); that re-keys one port, it does not break anything.
 
-use crate::compiler::{ChassisInfo, Group, LPort, Model};
+use crate::compiler::{
+    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, Service, SvcBackend, router_mac,
+};
 use crate::store::{Store, StoreError};
-use plexus_api::{ChassisSpec, PortSpec, SecurityGroupSpec, Spec, SubnetSpec, VpcSpec};
+use plexus_api::{
+    ChassisSpec, PortSpec, RouterSpec, SecurityGroupSpec, ServiceProtocol, ServiceSpec, Spec,
+    SubnetSpec, VpcSpec,
+};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -31,6 +36,8 @@ pub struct Snapshot {
     pub ports: BTreeMap<String, PortSpec>,
     pub groups: BTreeMap<String, SecurityGroupSpec>,
     pub chassis: BTreeMap<String, ChassisSpec>,
+    pub routers: BTreeMap<String, RouterSpec>,
+    pub services: BTreeMap<String, ServiceSpec>,
 }
 
 fn all<S: Store, T: Spec + DeserializeOwned>(store: &S) -> Result<BTreeMap<String, T>, StoreError> {
@@ -61,6 +68,8 @@ impl Snapshot {
             ports: all(store)?,
             groups: all(store)?,
             chassis: all(store)?,
+            routers: all(store)?,
+            services: all(store)?,
         })
     }
 
@@ -131,7 +140,14 @@ pub type OfPorts = BTreeMap<String, BTreeMap<String, u32>>;
 /// interface are unbound (no flows) until it does. Objects with dangling references
 /// (possible only between two reads of a changing store) are skipped.
 pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Model> {
-    let keys = port_keys(snap.ports.keys());
+    // Port keys and the VPCs' LB ct zones share one space (both are ct zones).
+    let lb_ids: BTreeMap<String, String> = snap
+        .vpcs
+        .keys()
+        .map(|v| (v.clone(), format!("lb:{v}")))
+        .collect();
+    let keys = port_keys(snap.ports.keys().chain(lb_ids.values()));
+    let group_keys = port_keys(snap.services.keys());
     let chassis: BTreeMap<String, ChassisInfo> = snap
         .chassis
         .iter()
@@ -174,6 +190,12 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                     ports: BTreeMap::new(),
                     groups,
                     chassis: chassis.clone(),
+                    l3: L3 {
+                        router_mac: router_mac(v.vni.unwrap_or(0)),
+                        gateways: Default::default(),
+                        lb_zone: keys[&lb_ids[id]],
+                    },
+                    services: BTreeMap::new(),
                 },
             )
         })
@@ -209,6 +231,59 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
             },
         );
     }
+    for r in snap.routers.values() {
+        let Some(model) = models.get_mut(&r.vpc_id) else {
+            continue;
+        };
+        for sid in &r.subnet_ids {
+            let Some(s) = snap.subnets.get(sid).filter(|s| s.vpc_id == r.vpc_id) else {
+                continue;
+            };
+            if let Ok(IpAddr::V4(gw)) = plexus_api::validate::subnet_gateway(s) {
+                model.l3.gateways.insert(gw);
+            }
+        }
+    }
+    for (sid, s) in &snap.services {
+        let Some(model) = models.get_mut(&s.vpc_id) else {
+            continue;
+        };
+        let Ok(vip) = s.vip.parse::<Ipv4Addr>() else {
+            continue; // IPv6 services are not compiled yet
+        };
+        let backends =
+            s.backends
+                .iter()
+                .filter(|b| b.healthy && b.weight > 0)
+                .filter_map(|b| {
+                    let ip = match (&b.ip, &b.port_id) {
+                        (Some(ip), _) => ip.parse().ok()?,
+                        (None, Some(pid)) => snap.ports.get(pid)?.ips.iter().find_map(|a| {
+                            match a.parse::<IpAddr>() {
+                                Ok(IpAddr::V4(v4)) => Some(v4),
+                                _ => None,
+                            }
+                        })?,
+                        (None, None) => return None,
+                    };
+                    Some(SvcBackend {
+                        ip,
+                        port: b.target_port,
+                        weight: b.weight.min(u16::MAX as u32) as u16,
+                    })
+                })
+                .collect();
+        model.services.insert(
+            sid.clone(),
+            Service {
+                group_id: GROUP_BASE | group_keys[sid] as u32,
+                vip,
+                port: s.port,
+                udp: s.protocol == ServiceProtocol::Udp,
+                backends,
+            },
+        );
+    }
     models
 }
 
@@ -226,6 +301,88 @@ mod tests {
         let mut rev = ids.clone();
         rev.reverse();
         assert_eq!(port_keys(rev.iter()), a);
+    }
+
+    #[test]
+    fn routers_and_services_reach_the_model() {
+        use plexus_api::Backend;
+        let mut snap = Snapshot::default();
+        snap.vpcs.insert(
+            "v".into(),
+            VpcSpec {
+                tenant_id: "t".into(),
+                name: "v".into(),
+                cidrs: vec!["10.0.0.0/16".into()],
+                vni: Some(7),
+            },
+        );
+        for (id, cidr, gw) in [
+            ("s1", "10.0.1.0/24", None),
+            ("s2", "10.0.2.0/24", Some("10.0.2.254")),
+        ] {
+            snap.subnets.insert(
+                id.into(),
+                SubnetSpec {
+                    vpc_id: "v".into(),
+                    name: id.into(),
+                    cidr: cidr.into(),
+                    gateway: gw.map(str::to_string),
+                    ..Default::default()
+                },
+            );
+        }
+        snap.ports.insert(
+            "p1".into(),
+            PortSpec {
+                subnet_id: "s1".into(),
+                mac: Some("02:00:00:00:00:01".into()),
+                ips: vec!["10.0.1.5".into()],
+                port_security: true,
+                ..Default::default()
+            },
+        );
+        snap.routers.insert(
+            "r".into(),
+            RouterSpec {
+                vpc_id: "v".into(),
+                name: "r".into(),
+                subnet_ids: vec!["s1".into(), "s2".into()],
+                ..Default::default()
+            },
+        );
+        let backend = |port_id: Option<&str>, ip: Option<&str>, healthy| Backend {
+            port_id: port_id.map(str::to_string),
+            ip: ip.map(str::to_string),
+            target_port: 8080,
+            weight: 2,
+            healthy,
+        };
+        snap.services.insert(
+            "svc".into(),
+            ServiceSpec {
+                vpc_id: "v".into(),
+                name: "svc".into(),
+                vip: "10.0.1.100".into(),
+                port: 80,
+                backends: vec![
+                    backend(Some("p1"), None, true),
+                    backend(None, Some("10.0.2.9"), true),
+                    backend(None, Some("10.0.2.10"), false),
+                ],
+                ..Default::default()
+            },
+        );
+        let m = &build_models(&snap, &OfPorts::new())["v"];
+        assert_eq!(m.l3.router_mac, [0x0a, 0, 0, 0, 0, 7]);
+        let gws: Vec<String> = m.l3.gateways.iter().map(|g| g.to_string()).collect();
+        assert_eq!(gws, ["10.0.1.1", "10.0.2.254"]);
+        assert!(m.l3.lb_zone >= 1 && m.l3.lb_zone != m.ports["p1"].key);
+        let s = &m.services["svc"];
+        assert_eq!(s.group_id & crate::compiler::GROUP_MASK, GROUP_BASE);
+        // The port's address, the explicit one; the unhealthy backend is left out.
+        let ips: Vec<String> = s.backends.iter().map(|b| b.ip.to_string()).collect();
+        assert_eq!(ips, ["10.0.1.5", "10.0.2.9"]);
+        assert!(s.backends.iter().all(|b| b.weight == 2 && b.port == 8080));
     }
 
     #[test]

@@ -200,6 +200,18 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
             ":21:8: host.name",
             "duplicate host \"h1\"",
         ),
+        (
+            "cidr = \"10.9.1.0/24\"",
+            "cidr = \"10.9.1.0/24\"\n[[tenant.vpc.router]]\nname = \"r\"\nsubnets = [\"s\", \"x\"]",
+            ":16:17: router.subnets",
+            "no subnet \"x\"",
+        ),
+        (
+            "cidr = \"10.9.1.0/24\"",
+            "cidr = \"10.9.1.0/24\"\n[[tenant.service]]\nname = \"w\"\nvpc = \"v\"\nvip = \"10.9.1.100\"\nport = 80\nbackends = [\"h9\"]",
+            ":19:13: service.backends",
+            "no host \"h9\"",
+        ),
     ];
     for (from, to, at, msg) in cases {
         assert!(GOOD.contains(from), "{from}");

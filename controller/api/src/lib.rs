@@ -242,6 +242,14 @@ pub struct Backend {
     /// Subset label (e.g. `v1`, `canary`): the unit of `traffic_policy.splits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<String>,
+    /// Health as reported by an external checker (`PUT` the service with `false`): an
+    /// unhealthy backend gets no new connections; established ones keep it.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub healthy: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Session affinity of a service.

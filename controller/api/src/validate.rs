@@ -743,6 +743,7 @@ mod tests {
                 target_port: 8080,
                 weight: 1,
                 subset: None,
+                healthy: true,
             }],
             ..Default::default()
         };

@@ -107,12 +107,104 @@ fn pipeline_shape_and_every_flow_parses() {
     // p1 lives on c2: reached through the tunnel with the VPC's VNI.
     assert!(c1.contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:02,actions=set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"));
     // p2 has no groups: no ct stage; p3 has no port security.
-    assert!(c1.contains("table=20,priority=90,reg14=3,actions=goto_table:30"));
+    assert!(c1.contains("table=20,priority=90,reg14=3,actions=goto_table:22"));
     assert!(!c1.iter().any(|f| f.contains("ct(table=21,zone=3)")));
     assert!(flows["c2"].contains("table=10,priority=90,reg14=4,actions=goto_table:20"));
     for (c, fs) in &flows {
         let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
         assert_eq!(mods.len(), fs.len());
+    }
+}
+
+fn with_l3(mut m: Model) -> Model {
+    m.l3 = L3 {
+        router_mac: router_mac(m.vni),
+        gateways: [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 1)].into(),
+        lb_zone: 100,
+    };
+    m.services.insert(
+        "s1".into(),
+        Service {
+            group_id: GROUP_BASE | 7,
+            vip: Ipv4Addr::new(10, 0, 0, 200),
+            port: 80,
+            udp: false,
+            backends: vec![
+                SvcBackend {
+                    ip: Ipv4Addr::new(10, 0, 0, 2),
+                    port: 8080,
+                    weight: 3,
+                },
+                SvcBackend {
+                    ip: Ipv4Addr::new(10, 0, 0, 3),
+                    port: 8080,
+                    weight: 1,
+                },
+            ],
+        },
+    );
+    m
+}
+
+#[test]
+fn services_and_routing_compile_on_every_vpc_chassis() {
+    let m = with_l3(sample());
+    let flows = compile_full(&m);
+    assert!(!flows.contains_key("c3"));
+    for c in ["c1", "c2"] {
+        let fs = &flows[c];
+        // The select group: one bucket per backend, weights kept, ct commit + DNAT.
+        assert!(fs.contains("group_id=1342177287,type=select,bucket=weight:3,actions=ct(commit,table=25,zone=100,nat(dst=10.0.0.2:8080)),bucket=weight:1,actions=ct(commit,table=25,zone=100,nat(dst=10.0.0.3:8080))"), "{c}");
+        assert!(fs.contains("table=22,priority=100,tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80,actions=ct(table=23,zone=100,nat)"));
+        assert!(fs.contains("table=22,priority=90,tcp,metadata=0x3e8,nw_src=10.0.0.3,tp_src=8080,actions=ct(table=23,zone=100,nat)"));
+        assert!(fs.contains("table=23,priority=100,ct_state=+new+trk,tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80,actions=group:1342177287"));
+        // ARP answered for the VIP and both gateways with the router MAC.
+        for ip in ["10.0.0.200", "10.0.0.1", "10.0.1.1"] {
+            assert!(
+                fs.iter().any(|f| f.starts_with(&format!(
+                    "table=25,priority=100,arp,metadata=0x3e8,arp_op=1,arp_tpa={ip},"
+                )) && f.contains("set_field:0a:00:00:00:03:e8->eth_src")
+                    && f.ends_with("IN_PORT")),
+                "{c} {ip}"
+            );
+        }
+        assert!(
+            fs.iter().any(|f| f.contains(
+                "icmp,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.1.1,icmp_type=8"
+            ) && f.contains("set_field:0->icmp_type"))
+        );
+        // Distributed routing to every port, on every chassis of the VPC.
+        assert!(fs.contains("table=25,priority=50,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.0.3,actions=dec_ttl,set_field:0a:00:00:00:03:e8->eth_src,set_field:02:00:00:00:00:02->eth_dst,goto_table:30"));
+        let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        let groups = to_group_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        assert_eq!(mods.len() + groups.len(), fs.len());
+        assert_eq!(groups.len(), 1);
+        assert_eq!(
+            groups[0]
+                .buckets
+                .iter()
+                .map(|b| b.weight)
+                .collect::<Vec<_>>(),
+            vec![3, 1]
+        );
+    }
+}
+
+#[test]
+fn removing_a_backend_modifies_only_the_group_and_its_reply_flow() {
+    let mut e = Engine::new(with_l3(sample()));
+    let mut s = e.model().services["s1"].clone();
+    s.backends.truncate(1);
+    let d = e.apply(Change::PutService("s1".into(), s));
+    assert_eq!(e.last_recomputed, 1);
+    assert_eq!(e.flows(), compile_full(e.model()));
+    for c in ["c1", "c2"] {
+        let rm = &d.removed[c];
+        let add = &d.added[c];
+        assert_eq!(rm.len(), 2, "{rm:?}");
+        assert!(rm.iter().any(|f| f.contains("nw_src=10.0.0.3,tp_src=8080")));
+        assert_eq!(add.len(), 1);
+        assert!(add.iter().all(|f| is_group(f) && !f.contains("10.0.0.3")));
     }
 }
 
@@ -167,6 +259,16 @@ enum Op {
         vtep: u8,
     },
     DelChassis(u8),
+    Service {
+        n: u8,
+        vip: u8,
+        backends: Vec<(u8, u8)>,
+    },
+    DelService(u8),
+    L3 {
+        gateways: u8,
+        zone: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -177,6 +279,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3u8).prop_map(Op::DelGroup),
         1 => (0..4u8, 0..3u8).prop_map(|(n, vtep)| Op::Chassis { n, vtep }),
         1 => (0..4u8).prop_map(Op::DelChassis),
+        2 => (0..3u8, 0..3u8, prop::collection::vec((0..8u8, 1..4u8), 0..4)).prop_map(|(n, vip, backends)| Op::Service { n, vip, backends }),
+        1 => (0..3u8).prop_map(Op::DelService),
+        1 => (0..8u8, 0..2u8).prop_map(|(gateways, zone)| Op::L3 { gateways, zone }),
     ]
 }
 
@@ -240,6 +345,36 @@ fn to_change(op: &Op) -> Change {
             },
         ),
         Op::DelChassis(n) => Change::DelChassis(format!("c{n}")),
+        Op::Service {
+            n,
+            vip,
+            ref backends,
+        } => Change::PutService(
+            format!("s{n}"),
+            Service {
+                group_id: GROUP_BASE | (n as u32 + 1),
+                vip: Ipv4Addr::new(10, 0, 9, vip),
+                port: 80,
+                udp: n == 2,
+                backends: backends
+                    .iter()
+                    .map(|&(b, w)| SvcBackend {
+                        ip: Ipv4Addr::new(10, 0, 0, b + 2),
+                        port: 8000 + b as u16 % 2,
+                        weight: w as u16,
+                    })
+                    .collect(),
+            },
+        ),
+        Op::DelService(n) => Change::DelService(format!("s{n}")),
+        Op::L3 { gateways, zone } => Change::PutL3(L3 {
+            router_mac: router_mac(5001),
+            gateways: (0..3)
+                .filter(|g| gateways & (1 << g) != 0)
+                .map(|g| Ipv4Addr::new(10, 0, g, 1))
+                .collect(),
+            lb_zone: 200 + zone as u16,
+        }),
     }
 }
 
@@ -250,7 +385,7 @@ proptest! {
     /// same model, and the returned delta is exactly the difference.
     #[test]
     fn incremental_equals_full(init in prop::collection::vec(op(), 0..12), ops in prop::collection::vec(op(), 1..25)) {
-        let mut m = Model { vni: 5001, ..Default::default() };
+        let mut m = Model { vni: 5001, l3: L3 { router_mac: router_mac(5001), ..Default::default() }, ..Default::default() };
         for c in 0..3u8 {
             m.chassis.insert(format!("c{c}"), ChassisInfo { vtep: Ipv4Addr::new(192, 0, 2, 10 * c), tunnel_ofport: 1 });
         }

@@ -227,6 +227,19 @@ pub fn model_changes(old: &Model, new: &Model) -> Vec<Change> {
             out.push(Change::DelChassis(id.clone()));
         }
     }
+    if old.l3 != new.l3 {
+        out.push(Change::PutL3(new.l3.clone()));
+    }
+    for id in old.services.keys() {
+        if !new.services.contains_key(id) {
+            out.push(Change::DelService(id.clone()));
+        }
+    }
+    for (id, s) in &new.services {
+        if old.services.get(id) != Some(s) {
+            out.push(Change::PutService(id.clone(), s.clone()));
+        }
+    }
     out
 }
 

@@ -10,11 +10,15 @@
 //! A removed flow whose key is re-added with other instructions is not deleted: the add
 //! replaces it in place (no window without the flow).
 
-use crate::compiler::{Delta, Flows};
+use crate::compiler::{Delta, Flows, GROUP_BASE, GROUP_MASK, is_group};
 use plexus_openflow::Match;
 use plexus_openflow::instruction::format_instructions;
-use plexus_openflow::message::{FlowMod, FlowModCommand, FlowStats, group_id, port_no};
-use plexus_openflow::text::flow::{format_match_with_priority, parse_flow_mod};
+use plexus_openflow::message::{
+    FlowMod, FlowModCommand, FlowStats, GroupDesc, GroupMod, GroupModCommand, group_id, port_no,
+};
+use plexus_openflow::text::flow::{
+    format_group, format_match_with_priority, parse_flow_mod, parse_group_mod,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `PLX` in the cookie's high bits marks Plexus-owned flows.
@@ -73,32 +77,134 @@ pub fn strict_delete(table: u8, priority: u16, m: &Match) -> FlowMod {
     fm
 }
 
-/// Flow-mods to send, in order: deletes first, then adds.
+/// What to send, in order: group adds/modifies (before the flows that reference them),
+/// flow deletes, flow adds, then group deletes (after the flows that referenced them).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    pub group_adds: Vec<GroupMod>,
     pub deletes: Vec<FlowMod>,
     pub adds: Vec<FlowMod>,
+    pub group_deletes: Vec<GroupMod>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.deletes.is_empty() && self.adds.is_empty()
+        self.len() == 0
     }
     pub fn len(&self) -> usize {
-        self.deletes.len() + self.adds.len()
+        self.group_adds.len() + self.deletes.len() + self.adds.len() + self.group_deletes.len()
     }
+}
+
+/// Whether a group id is in the range Plexus owns.
+pub fn is_plexus_group(id: u32) -> bool {
+    id & GROUP_MASK == GROUP_BASE
+}
+
+/// Parses a desired group; returns it with its canonical text.
+fn parse_desired_group(text: &str) -> Result<(GroupMod, String), String> {
+    let g =
+        parse_group_mod(text, GroupModCommand::Add).map_err(|e| format!("group `{text}`: {e}"))?;
+    let canon = format_group(g.group_id, g.group_type, &g.buckets);
+    Ok((g, canon))
+}
+
+fn group_delete(id: u32) -> GroupMod {
+    GroupMod {
+        command: GroupModCommand::Delete,
+        group_type: plexus_openflow::message::GroupType::All,
+        group_id: id,
+        buckets: Vec::new(),
+    }
+}
+
+/// Groups: make the switch's Plexus-range groups (`installed`) equal the desired ones.
+fn plan_groups_full(
+    installed: &[GroupDesc],
+    desired: &BTreeSet<String>,
+    plan: &mut Plan,
+) -> Result<(), String> {
+    let have: BTreeMap<u32, String> = installed
+        .iter()
+        .filter(|g| is_plexus_group(g.group_id))
+        .map(|g| {
+            (
+                g.group_id,
+                format_group(g.group_id, g.group_type, &g.buckets),
+            )
+        })
+        .collect();
+    let mut want = BTreeSet::new();
+    for t in desired.iter().filter(|t| is_group(t)) {
+        let (mut g, canon) = parse_desired_group(t)?;
+        want.insert(g.group_id);
+        match have.get(&g.group_id) {
+            Some(h) if *h == canon => {}
+            Some(_) => {
+                g.command = GroupModCommand::Modify;
+                plan.group_adds.push(g);
+            }
+            None => plan.group_adds.push(g),
+        }
+    }
+    for id in have.keys().filter(|id| !want.contains(id)) {
+        plan.group_deletes.push(group_delete(*id));
+    }
+    Ok(())
+}
+
+fn plan_groups_delta(
+    old: &BTreeSet<String>,
+    new: &BTreeSet<String>,
+    plan: &mut Plan,
+) -> Result<(), String> {
+    let ids = |set: &BTreeSet<String>,
+               skip: &BTreeSet<String>|
+     -> Result<BTreeMap<u32, GroupMod>, String> {
+        set.iter()
+            .filter(|t| is_group(t) && !skip.contains(*t))
+            .map(|t| parse_desired_group(t).map(|(g, _)| (g.group_id, g)))
+            .collect()
+    };
+    let gone = ids(old, new)?;
+    let came = ids(new, old)?;
+    let old_ids: BTreeSet<u32> = old
+        .iter()
+        .filter(|t| is_group(t))
+        .map(|t| parse_desired_group(t).map(|(g, _)| g.group_id))
+        .collect::<Result<_, _>>()?;
+    for (id, mut g) in came {
+        if old_ids.contains(&id) {
+            g.command = GroupModCommand::Modify;
+        }
+        plan.group_adds.push(g);
+    }
+    let new_ids: BTreeSet<u32> = new
+        .iter()
+        .filter(|t| is_group(t))
+        .map(|t| parse_desired_group(t).map(|(g, _)| g.group_id))
+        .collect::<Result<_, _>>()?;
+    for id in gone.keys().filter(|id| !new_ids.contains(id)) {
+        plan.group_deletes.push(group_delete(*id));
+    }
+    Ok(())
 }
 
 /// Full reconciliation: `installed` is what the switch reports (any cookie; foreign flows
 /// are ignored), `desired` the compiler's flows for this chassis.
-pub fn plan_full(installed: &[FlowStats], desired: &BTreeSet<String>) -> Result<Plan, String> {
+pub fn plan_full(
+    installed: &[FlowStats],
+    installed_groups: &[GroupDesc],
+    desired: &BTreeSet<String>,
+) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    plan_groups_full(installed_groups, desired, &mut plan)?;
     let mut want: BTreeMap<FlowKey, Desired> = BTreeMap::new();
-    for t in desired {
+    for t in desired.iter().filter(|t| !is_group(t)) {
         let d = parse_desired(t)?;
         want.insert(d.key.clone(), d);
     }
     let mut have: BTreeMap<FlowKey, String> = BTreeMap::new();
-    let mut plan = Plan::default();
     for fs in installed
         .iter()
         .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
@@ -122,13 +228,14 @@ pub fn plan_full(installed: &[FlowStats], desired: &BTreeSet<String>) -> Result<
 /// Incremental: the switch holds `old` (as installed by us); make it hold `new`.
 pub fn plan_delta(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Result<Plan, String> {
     let mut plan = Plan::default();
+    plan_groups_delta(old, new, &mut plan)?;
     let mut added_keys = BTreeSet::new();
-    for t in new.difference(old) {
+    for t in new.difference(old).filter(|t| !is_group(t)) {
         let d = parse_desired(t)?;
         added_keys.insert(d.key);
         plan.adds.push(d.add);
     }
-    for t in old.difference(new) {
+    for t in old.difference(new).filter(|t| !is_group(t)) {
         let d = parse_desired(t)?;
         if !added_keys.contains(&d.key) {
             plan.deletes
@@ -229,7 +336,7 @@ mod tests {
             stats("table=0,priority=5,actions=drop", COOKIE | 7), // stale, ours
             stats("table=0,priority=7,actions=drop", 0x1234),     // foreign
         ];
-        let plan = plan_full(&installed, &set(&[A, B2, C])).unwrap();
+        let plan = plan_full(&installed, &[], &set(&[A, B2, C])).unwrap();
         assert_eq!(plan.deletes.len(), 1);
         assert_eq!(plan.deletes[0].priority, 5);
         assert_eq!(plan.deletes[0].command, FlowModCommand::DeleteStrict);
@@ -242,7 +349,11 @@ mod tests {
     #[test]
     fn full_reconcile_of_equal_sets_is_empty() {
         let installed: Vec<_> = [A, B, C].iter().map(|t| stats(t, COOKIE)).collect();
-        assert!(plan_full(&installed, &set(&[A, B, C])).unwrap().is_empty());
+        assert!(
+            plan_full(&installed, &[], &set(&[A, B, C]))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -263,5 +374,62 @@ mod tests {
         u.add_flows(&f(&[B, C]));
         u.remove_flows(&f(&[A, C]));
         assert_eq!(u.flows("c"), set(&[B, C]));
+    }
+
+    const G1: &str = "group_id=1342177281,type=select,bucket=weight:1,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.2:80)),bucket=weight:3,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.3:80))";
+    const G1B: &str = "group_id=1342177281,type=select,bucket=weight:1,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.2:80))";
+    const G2: &str = "group_id=1342177282,type=select,bucket=weight:1,actions=ct(commit,table=25,zone=9,nat(dst=10.0.0.4:80))";
+
+    fn desc(text: &str) -> GroupDesc {
+        let g = parse_group_mod(text, GroupModCommand::Add).unwrap();
+        GroupDesc {
+            group_type: g.group_type,
+            group_id: g.group_id,
+            buckets: g.buckets,
+        }
+    }
+
+    #[test]
+    fn groups_reconcile_by_difference_and_leave_foreign_groups() {
+        let foreign = "group_id=7,type=all,bucket=actions=output:1";
+        let stale = "group_id=1342177290,type=select,bucket=weight:1,actions=output:3";
+        let installed = vec![desc(G1), desc(foreign), desc(stale)];
+        // Same G1: untouched; G2 new: added; stale Plexus group: deleted; foreign: kept.
+        let plan = plan_full(&[], &installed, &set(&[G1, G2, A])).unwrap();
+        assert_eq!(plan.group_adds.len(), 1);
+        assert_eq!(plan.group_adds[0].group_id, 1342177282);
+        assert_eq!(plan.group_adds[0].command, GroupModCommand::Add);
+        assert_eq!(plan.group_deletes.len(), 1);
+        assert_eq!(plan.group_deletes[0].group_id, 1342177290);
+        assert_eq!(plan.adds.len(), 1);
+        // A backend removed: the group is modified in place, nothing deleted.
+        let plan = plan_full(&[], &[desc(G1)], &set(&[G1B])).unwrap();
+        assert_eq!(plan.group_adds.len(), 1);
+        assert_eq!(plan.group_adds[0].command, GroupModCommand::Modify);
+        assert_eq!(plan.group_adds[0].buckets.len(), 1);
+        assert!(plan.group_deletes.is_empty());
+        // Nothing to do when the switch already holds the desired groups.
+        assert!(
+            plan_full(&[], &[desc(G1), desc(G2)], &set(&[G1, G2]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn group_deltas_modify_add_and_delete() {
+        let plan = plan_delta(&set(&[G1, B]), &set(&[G1B, G2, B])).unwrap();
+        let cmds: BTreeMap<u32, GroupModCommand> = plan
+            .group_adds
+            .iter()
+            .map(|g| (g.group_id, g.command))
+            .collect();
+        assert_eq!(cmds[&1342177281], GroupModCommand::Modify);
+        assert_eq!(cmds[&1342177282], GroupModCommand::Add);
+        assert!(plan.group_deletes.is_empty() && plan.adds.is_empty() && plan.deletes.is_empty());
+        let plan = plan_delta(&set(&[G1, G2]), &set(&[G2])).unwrap();
+        assert!(plan.group_adds.is_empty());
+        assert_eq!(plan.group_deletes.len(), 1);
+        assert_eq!(plan.group_deletes[0].group_id, 1342177281);
     }
 }

@@ -1,15 +1,16 @@
 //! One switch's OpenFlow session: identify, report ports, reconcile, follow the desired flows.
 
-use super::reconcile::{COOKIE, COOKIE_MASK, Plan, plan_delta, plan_full};
+use super::reconcile::{COOKIE, COOKIE_MASK, Plan, is_plexus_group, plan_delta, plan_full};
 use super::{Cmd, DesiredFlows, Shared, next_epoch};
+use crate::compiler::is_group;
 use crate::model_from_store::Snapshot;
 use crate::store::Store;
 use anyhow::{Context as _, anyhow, bail};
 use plexus_openflow::Message;
 use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Reply};
 use plexus_openflow::message::{
-    BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, MultipartReplyBody,
-    MultipartRequest, MultipartRequestBody, bundle_flags, group_id, port_no,
+    BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, GroupDesc, GroupMod,
+    MultipartReplyBody, MultipartRequest, MultipartRequestBody, bundle_flags, group_id, port_no,
 };
 use plexus_openflow::text::flow::TABLE_ALL;
 use std::collections::{BTreeMap, BTreeSet};
@@ -116,9 +117,57 @@ impl Session {
         Ok(out)
     }
 
-    /// Sends `plan` (deletes, then adds) as one ONF bundle plus a barrier, or as plain
-    /// flow-mods plus a barrier when the switch refuses bundles. `Ok` once acknowledged.
-    pub async fn send_plan(&mut self, plan: Plan) -> Result<(), String> {
+    /// Groups in the Plexus range on the switch (group descriptions).
+    pub async fn plexus_groups(&self) -> anyhow::Result<Vec<GroupDesc>> {
+        let mut out = Vec::new();
+        for b in self.multipart(MultipartRequestBody::GroupDesc).await? {
+            match b {
+                MultipartReplyBody::GroupDesc(g) => {
+                    out.extend(g.into_iter().filter(|g| is_plexus_group(g.group_id)))
+                }
+                other => bail!("group desc answered with {other:?}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends group-mods followed by a barrier; `Ok` once acknowledged without error.
+    async fn send_groups(&mut self, groups: Vec<GroupMod>) -> Result<(), String> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let replies: Vec<_> = groups
+            .into_iter()
+            .map(|g| self.handle.send_checked(&Message::GroupMod(g)))
+            .collect();
+        wait(self.handle.barrier())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut errs = Vec::new();
+        for (i, r) in replies.into_iter().enumerate() {
+            if let Err(e) = wait(r).await {
+                errs.push(format!("group-mod {i}: {e}"));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
+    }
+
+    /// Sends `plan`: group adds/modifies (acknowledged), then the flow deletes and adds as
+    /// one ONF bundle plus a barrier (or plain flow-mods plus a barrier when the switch
+    /// refuses bundles), then group deletes. `Ok` once everything is acknowledged.
+    pub async fn send_plan(&mut self, mut plan: Plan) -> Result<(), String> {
+        self.send_groups(std::mem::take(&mut plan.group_adds))
+            .await?;
+        let group_deletes = std::mem::take(&mut plan.group_deletes);
+        self.send_flows(plan).await?;
+        self.send_groups(group_deletes).await
+    }
+
+    async fn send_flows(&mut self, plan: Plan) -> Result<(), String> {
         if plan.is_empty() {
             return Ok(());
         }
@@ -335,7 +384,7 @@ async fn follow<S: Store + Clone>(
                     tracing::debug!(%chassis, revision = d.revision, adds, deletes, full, elapsed = ?t0.elapsed(), "flows acknowledged");
                     status.update(chassis, |s| {
                         s.realized_revision = d.revision;
-                        s.flow_count = d.flows.len() as u64;
+                        s.flow_count = d.flows.iter().filter(|f| !is_group(f)).count() as u64;
                         s.flow_adds += adds;
                         s.flow_deletes += deletes;
                         s.reconciles += full as u64;
@@ -387,7 +436,8 @@ async fn follow<S: Store + Clone>(
 
 async fn reconcile(sess: &mut Session, d: &DesiredFlows) -> Result<(u64, u64), String> {
     let have = sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?;
-    let plan = plan_full(&have, &d.flows)?;
+    let groups = sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?;
+    let plan = plan_full(&have, &groups, &d.flows)?;
     let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
     tracing::info!(
         revision = d.revision,
@@ -395,6 +445,8 @@ async fn reconcile(sess: &mut Session, d: &DesiredFlows) -> Result<(u64, u64), S
         desired = d.flows.len(),
         adds = counts.0,
         deletes = counts.1,
+        group_mods = plan.group_adds.len(),
+        group_deletes = plan.group_deletes.len(),
         "reconciling"
     );
     sess.send_plan(plan).await?;

@@ -83,6 +83,24 @@ enum Cmd {
         #[arg(long, default_value_t = 15)]
         timeout_secs: u64,
     },
+    /// (internal) Answer every TCP connection with NAME (service checks).
+    #[command(hide = true)]
+    NameServer {
+        addr: SocketAddr,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// (internal) Open COUNT connections and print `name count` per answer.
+    #[command(hide = true)]
+    NameClient {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 100)]
+        count: u32,
+        #[arg(long, default_value_t = 2)]
+        timeout_secs: u64,
+    },
     /// (internal) Send bytes to an echo server and compare what comes back.
     #[command(hide = true)]
     TcpEchoClient {
@@ -341,6 +359,25 @@ fn real_main() -> Result<ExitCode> {
         Cmd::TcpEchoServer { addr, timeout_secs } => {
             let n = topo::tcp_echo_server(addr, Duration::from_secs(timeout_secs))?;
             println!("echoed {n} bytes");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::NameServer {
+            addr,
+            name,
+            timeout_secs,
+        } => {
+            let n = cloud::name_server(addr, &name, Duration::from_secs(timeout_secs))?;
+            println!("served {n} connections");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::NameClient {
+            addr,
+            count,
+            timeout_secs,
+        } => {
+            for (name, n) in cloud::name_client(addr, count, Duration::from_secs(timeout_secs)) {
+                println!("{name} {n}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::TcpEchoClient {

@@ -17,6 +17,8 @@
 
 pub mod attack;
 pub mod frames;
+mod l3;
+pub use l3::{name_client, name_server};
 pub mod spec;
 pub mod state;
 
@@ -469,6 +471,9 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     // (tenant, vpc, subnet) -> (subnet id, prefix len); (tenant, group) -> id
     let mut subnets: HashMap<(String, String, String), (String, String)> = HashMap::new();
     let mut groups: HashMap<(String, String), String> = HashMap::new();
+    let mut vpc_ids: HashMap<(String, String), String> = HashMap::new();
+    let mut gateways: HashMap<(String, String, String), String> = HashMap::new();
+    let mut port_ids: HashMap<String, String> = HashMap::new();
     for t in &cloud.tenants {
         let tn = t.name.get_ref().clone();
         let tenant = r.api.post("/v1/tenants", json!({"name": tn}))?;
@@ -479,11 +484,28 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 "/v1/vpcs",
                 json!({"tenant_id": tid, "name": v.name.get_ref(), "cidrs": cidrs}),
             )?;
+            let vpc_id = vpc["id"].as_str().context("vpc id")?.to_owned();
+            vpc_ids.insert((tn.clone(), v.name.get_ref().clone()), vpc_id.clone());
+            let mut subnet_ids = HashMap::new();
             for s in &v.subnets {
                 let sn = r.api.post(
                     "/v1/subnets",
                     json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()}),
                 )?;
+                if let Some(gw) = sn["gateway"].as_str() {
+                    gateways.insert(
+                        (
+                            tn.clone(),
+                            v.name.get_ref().clone(),
+                            s.name.get_ref().clone(),
+                        ),
+                        gw.to_owned(),
+                    );
+                }
+                subnet_ids.insert(
+                    s.name.get_ref().clone(),
+                    sn["id"].as_str().context("subnet id")?.to_owned(),
+                );
                 let prefix = s
                     .cidr
                     .get_ref()
@@ -500,6 +522,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     (sn["id"].as_str().context("subnet id")?.to_owned(), prefix),
                 );
             }
+            last_rev = last_rev.max(l3::create_routers(&r.api, &vpc_id, v, &subnet_ids)?);
         }
         // Groups first without rules (rules may name each other), then the rules.
         for g in &t.security_groups {
@@ -585,6 +608,14 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let ns = Netns::existing(&format!("plx-{name}-{hn}"))?;
         ns.ip(&["link", "set", "eth0", "address", &mac])?;
         ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "eth0"])?;
+        if let Some(gw) = gateways.get(&(
+            tn.clone(),
+            h.vpc.get_ref().clone(),
+            h.subnet.get_ref().clone(),
+        )) {
+            ns.ip(&["route", "add", "default", "via", gw])?;
+        }
+        port_ids.insert(hn.clone(), p["id"].as_str().context("port id")?.to_owned());
         let hs = HostState {
             name: hn,
             netns: ns.name().to_owned(),
@@ -593,6 +624,11 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             chassis: h.chassis.get_ref().clone(),
         };
         r.record(|s| s.hosts.push(hs))?;
+    }
+
+    if cloud.tenants.iter().any(|t| !t.services.is_empty()) {
+        progress("creating services through the REST API");
+        last_rev = last_rev.max(l3::create_services(&mut r, &vpc_ids, &port_ids)?);
     }
 
     progress(&format!(
@@ -746,6 +782,28 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                         blocked_port: *blocked_port,
                         allowed_port: *allowed_port,
                     },
+                ));
+            }
+            CheckSpec::Gateway { from } => {
+                for h in from.names() {
+                    out.push(l3::check_gateway(r, h));
+                }
+            }
+            CheckSpec::Service {
+                from,
+                service,
+                connections,
+                tolerance_pct,
+                remove,
+            } => {
+                out.extend(l3::check_service(
+                    r,
+                    exe,
+                    from,
+                    service,
+                    *connections,
+                    *tolerance_pct,
+                    remove.as_deref(),
                 ));
             }
             CheckSpec::ControllerRestart {

@@ -69,6 +69,36 @@ pub struct TenantSpec {
     pub vpcs: Vec<VpcSpec>,
     #[serde(rename = "security_group", default)]
     pub security_groups: Vec<SecurityGroupSpec>,
+    /// Load-balanced services (VIP:port → hosts), created after the hosts.
+    #[serde(rename = "service", default)]
+    pub services: Vec<ServiceSpec>,
+}
+
+/// A distributed router connecting subnets of its VPC (hosts get a default
+/// route via their subnet's gateway).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    pub name: Spanned<String>,
+    pub subnets: Vec<Spanned<String>>,
+}
+
+/// A service: `vip:port` balanced over hosts of `vpc` (each backend's first
+/// address, `target_port`) with `weights` (default 1 each).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: Spanned<String>,
+    pub vpc: Spanned<String>,
+    pub vip: Spanned<String>,
+    pub port: u16,
+    #[serde(default)]
+    pub target_port: Option<u16>,
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+    pub backends: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub weights: Option<Spanned<Vec<u32>>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +108,8 @@ pub struct VpcSpec {
     pub cidrs: Vec<Spanned<String>>,
     #[serde(rename = "subnet", default)]
     pub subnets: Vec<SubnetSpec>,
+    #[serde(rename = "router", default)]
+    pub routers: Vec<RouterSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +248,30 @@ pub enum CheckSpec {
         #[serde(default = "default_interval_ms")]
         interval_ms: u32,
     },
+    /// `connections` TCP connections from `from` to the service's VIP:port;
+    /// each backend answers its name: the counts must match the weights
+    /// within ±`tolerance_pct` % of `connections`. With `remove`, that backend
+    /// is then taken out of the service through the REST API and must get
+    /// none of `connections` further connections.
+    Service {
+        from: String,
+        service: String,
+        #[serde(default = "default_connections")]
+        connections: u32,
+        #[serde(default = "default_tolerance")]
+        tolerance_pct: u32,
+        #[serde(default)]
+        remove: Option<String>,
+    },
+    /// Each host pings its default gateway (the router answers ICMP echo).
+    Gateway { from: Hosts },
+}
+
+fn default_connections() -> u32 {
+    200
+}
+fn default_tolerance() -> u32 {
+    15
 }
 
 fn default_attempts() -> u32 {
@@ -318,7 +374,8 @@ impl Cloud {
                 }
             }
         };
-        let errs = c.problems(text, file);
+        let mut errs = c.problems(text, file);
+        errs.extend(c.l3_problems(text, file));
         if !errs.is_empty() {
             bail!("{}", errs.join("\n"));
         }
@@ -683,6 +740,11 @@ impl Cloud {
                         }
                     }
                 }
+                CheckSpec::Gateway { from } => names.extend(from.names()),
+                CheckSpec::Service { from, remove, .. } => {
+                    names.push(from);
+                    names.extend(remove.as_deref());
+                }
             }
             for n in names {
                 if !hosts.contains(n) {
@@ -695,6 +757,128 @@ impl Cloud {
 
     pub fn name(&self) -> &str {
         self.name.get_ref()
+    }
+
+    /// Routers and services: subnets, backends and services named must exist.
+    fn l3_problems(&self, text: &str, file: &Path) -> Vec<String> {
+        let mut errs = Vec::new();
+        let mut err = |span: std::ops::Range<usize>, field: &str, msg: String| {
+            errs.push(at(text, file, span, field, &msg));
+        };
+        let mut services = HashSet::new();
+        for t in &self.tenants {
+            for v in &t.vpcs {
+                let subnets: HashSet<&str> = v
+                    .subnets
+                    .iter()
+                    .map(|s| s.name.get_ref().as_str())
+                    .collect();
+                for r in &v.routers {
+                    for s in &r.subnets {
+                        if !subnets.contains(s.get_ref().as_str()) {
+                            err(
+                                s.span(),
+                                "router.subnets",
+                                format!(
+                                    "no subnet {:?} in VPC {:?}",
+                                    s.get_ref(),
+                                    v.name.get_ref()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            for s in &t.services {
+                if !services.insert(s.name.get_ref().as_str()) {
+                    err(
+                        s.name.span(),
+                        "service.name",
+                        format!("duplicate service {:?}", s.name.get_ref()),
+                    );
+                }
+                if !t.vpcs.iter().any(|v| v.name.get_ref() == s.vpc.get_ref()) {
+                    err(
+                        s.vpc.span(),
+                        "service.vpc",
+                        format!(
+                            "no VPC {:?} in tenant {:?}",
+                            s.vpc.get_ref(),
+                            t.name.get_ref()
+                        ),
+                    );
+                }
+                if s.vip.get_ref().parse::<Ipv4Addr>().is_err() {
+                    err(
+                        s.vip.span(),
+                        "service.vip",
+                        format!("{:?} is not an IPv4 address", s.vip.get_ref()),
+                    );
+                }
+                if let Some(p) = &s.protocol
+                    && p.get_ref() != "tcp"
+                {
+                    err(
+                        p.span(),
+                        "service.protocol",
+                        format!("{:?}: only \"tcp\" can be checked", p.get_ref()),
+                    );
+                }
+                for b in &s.backends {
+                    let ok = self.hosts.iter().any(|h| {
+                        h.name.get_ref() == b.get_ref()
+                            && h.tenant.get_ref() == t.name.get_ref()
+                            && h.vpc.get_ref() == s.vpc.get_ref()
+                    });
+                    if !ok {
+                        err(
+                            b.span(),
+                            "service.backends",
+                            format!("no host {:?} in VPC {:?}", b.get_ref(), s.vpc.get_ref()),
+                        );
+                    }
+                }
+                if let Some(w) = &s.weights
+                    && (w.get_ref().len() != s.backends.len()
+                        || w.get_ref().iter().any(|&x| x == 0 || x > 65535))
+                {
+                    err(
+                        w.span(),
+                        "service.weights",
+                        "one weight (1-65535) per backend".into(),
+                    );
+                }
+            }
+        }
+        for c in &self.checks {
+            if let CheckSpec::Service {
+                service,
+                connections,
+                remove,
+                ..
+            } = c.get_ref()
+            {
+                if !services.contains(service.as_str()) {
+                    err(c.span(), "check.service", format!("no service {service:?}"));
+                }
+                if *connections == 0 || *connections > 5000 {
+                    err(c.span(), "check.connections", "must be 1-5000".into());
+                }
+                if let Some(rm) = remove {
+                    let member = self.tenants.iter().flat_map(|t| &t.services).any(|s| {
+                        s.name.get_ref() == service && s.backends.iter().any(|b| b.get_ref() == rm)
+                    });
+                    if !member {
+                        err(
+                            c.span(),
+                            "check.remove",
+                            format!("{rm:?} is not a backend of {service:?}"),
+                        );
+                    }
+                }
+            }
+        }
+        errs
     }
 }
 

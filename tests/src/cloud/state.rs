@@ -49,6 +49,20 @@ pub struct State {
     pub hosts: Vec<HostState>,
     /// Chassis name → where to reach its switch with `ovs-ofctl`.
     pub chassis: Vec<ChassisState>,
+    /// Services created through the REST API.
+    #[serde(default)]
+    pub services: Vec<ServiceState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub name: String,
+    pub id: String,
+    pub vip: String,
+    pub port: u16,
+    /// (host name, port id, weight) per backend.
+    pub backends: Vec<(String, String, u32)>,
+    pub target_port: u16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,368 @@
+//! Routers and services of a cloud topology: creating them through the REST
+//! API, and the `service` check (connection counts per backend against the
+//! weights, then a backend removed through the API gets no new connections).
+
+use super::spec::VpcSpec;
+use super::state::ServiceState;
+use super::{Api, Running};
+use crate::topo::Outcome;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Creates the VPC's routers; returns the highest store revision written.
+pub(super) fn create_routers(
+    api: &Api,
+    vpc_id: &str,
+    v: &VpcSpec,
+    subnet_ids: &HashMap<String, String>,
+) -> Result<u64> {
+    let mut rev = 0;
+    for rt in &v.routers {
+        let ids: Vec<&String> = rt
+            .subnets
+            .iter()
+            .filter_map(|s| subnet_ids.get(s.get_ref()))
+            .collect();
+        let obj = api.post(
+            "/v1/routers",
+            json!({"vpc_id": vpc_id, "name": rt.name.get_ref(), "subnet_ids": ids}),
+        )?;
+        rev = rev.max(obj["revision"].as_u64().unwrap_or(0));
+    }
+    Ok(rev)
+}
+
+/// Creates every tenant's services (backends by port id); returns the highest
+/// store revision written.
+pub(super) fn create_services(
+    r: &mut Running,
+    vpc_ids: &HashMap<(String, String), String>,
+    port_ids: &HashMap<String, String>,
+) -> Result<u64> {
+    let mut rev = 0;
+    let tenants = r.cloud.tenants.clone();
+    for t in &tenants {
+        for s in &t.services {
+            let vpc_id = vpc_ids
+                .get(&(t.name.get_ref().clone(), s.vpc.get_ref().clone()))
+                .context("service vpc")?;
+            let target_port = s.target_port.unwrap_or(s.port);
+            let mut backends = Vec::new();
+            for (i, b) in s.backends.iter().enumerate() {
+                let w = s.weights.as_ref().map_or(1, |w| w.get_ref()[i]);
+                let pid = port_ids.get(b.get_ref()).context("backend port")?;
+                backends.push((b.get_ref().clone(), pid.clone(), w));
+            }
+            let body = json!({
+                "vpc_id": vpc_id, "name": s.name.get_ref(), "vip": s.vip.get_ref(),
+                "port": s.port, "protocol": "tcp",
+                "backends": backend_json(&backends, target_port),
+            });
+            let obj = r.api.post("/v1/services", body)?;
+            rev = rev.max(obj["revision"].as_u64().unwrap_or(0));
+            let st = ServiceState {
+                name: s.name.get_ref().clone(),
+                id: obj["id"].as_str().context("service id")?.to_owned(),
+                vip: s.vip.get_ref().clone(),
+                port: s.port,
+                backends,
+                target_port,
+            };
+            r.record(|x| x.services.push(st))?;
+        }
+    }
+    Ok(rev)
+}
+
+fn backend_json(backends: &[(String, String, u32)], target_port: u16) -> Value {
+    Value::Array(
+        backends
+            .iter()
+            .map(|(_, pid, w)| json!({"port_id": pid, "target_port": target_port, "weight": w}))
+            .collect(),
+    )
+}
+
+/// Name servers started in the backends' namespaces; killed (by PID) on drop.
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Connects `n` times from `from` to the VIP; counts the names answered
+/// (failed connections count as `!failed`).
+fn count(
+    r: &Running,
+    exe: &str,
+    from: &str,
+    vip: &str,
+    port: u16,
+    n: u32,
+) -> Result<BTreeMap<String, u32>> {
+    let h = r.host(from)?;
+    let out = crate::proc::run_ok(
+        Command::new("ip")
+            .args(["netns", "exec", &h.netns, exe, "name-client"])
+            .arg(format!("{vip}:{port}"))
+            .args(["--count", &n.to_string(), "--timeout-secs", "2"]),
+        Duration::from_secs(60 + u64::from(n) / 10),
+    )?;
+    let mut m = BTreeMap::new();
+    for l in out.lines() {
+        if let Some((name, c)) = l.rsplit_once(' ')
+            && let Ok(c) = c.parse::<u32>()
+        {
+            m.insert(name.to_owned(), c);
+        }
+    }
+    Ok(m)
+}
+
+/// Compares counts with the weights: each within ±`tol_pct` % of `n`.
+fn judge(
+    counts: &BTreeMap<String, u32>,
+    backends: &[(String, String, u32)],
+    n: u32,
+    tol_pct: u32,
+) -> Result<String> {
+    let total_w: u32 = backends.iter().map(|b| b.2).sum();
+    let mut parts = Vec::new();
+    let mut bad = Vec::new();
+    for (host, _, w) in backends {
+        let got = counts.get(host).copied().unwrap_or(0);
+        let want = f64::from(n) * f64::from(*w) / f64::from(total_w.max(1));
+        parts.push(format!("{host} {got} (weight {w}, expected {want:.0})"));
+        if (f64::from(got) - want).abs() > f64::from(n) * f64::from(tol_pct) / 100.0 || got == 0 {
+            bad.push(host.clone());
+        }
+    }
+    let others: u32 = counts
+        .iter()
+        .filter(|(k, _)| !backends.iter().any(|b| &b.0 == *k))
+        .map(|(_, v)| *v)
+        .sum();
+    if others > 0 {
+        bail!(
+            "{}; {others} answers from elsewhere or failed: {counts:?}",
+            parts.join(", ")
+        );
+    }
+    if !bad.is_empty() {
+        bail!(
+            "{} — outside ±{tol_pct}% of {n}: {}",
+            parts.join(", "),
+            bad.join(", ")
+        );
+    }
+    Ok(parts.join(", "))
+}
+
+/// The `service` check.
+pub(super) fn check_service(
+    r: &mut Running,
+    exe: &Path,
+    from: &str,
+    service: &str,
+    n: u32,
+    tol_pct: u32,
+    remove: Option<&str>,
+) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    let what = format!("{n} TCP connections {from} -> service {service} follow the weights");
+    let Some(svc) = r.state.services.iter().find(|s| s.name == service).cloned() else {
+        out.push(Outcome {
+            what,
+            result: Err(format!("service {service:?} was not created")),
+        });
+        return out;
+    };
+    let exe = exe.to_string_lossy().into_owned();
+    let mut servers = Servers(Vec::new());
+    for (host, _, _) in &svc.backends {
+        let started = (|| -> Result<Child> {
+            let h = r.host(host)?;
+            Command::new("ip")
+                .args(["netns", "exec", &h.netns, &exe, "name-server"])
+                .arg(format!("0.0.0.0:{}", svc.target_port))
+                .args(["--name", host, "--timeout-secs", "120"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("name-server")
+        })();
+        match started {
+            Ok(c) => servers.0.push(c),
+            Err(e) => {
+                out.push(Outcome {
+                    what,
+                    result: Err(format!("{e:#}")),
+                });
+                return out;
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let first = count(r, &exe, from, &svc.vip, svc.port, n)
+        .and_then(|c| judge(&c, &svc.backends, n, tol_pct));
+    let first_ok = first.is_ok();
+    out.push(Outcome {
+        what,
+        result: first.map_err(|e| format!("{e:#}")),
+    });
+    let Some(rm) = remove else { return out };
+    let what = format!("{rm} removed from {service} through the API gets no new connections");
+    if !first_ok {
+        out.push(Outcome {
+            what,
+            result: Err("skipped: the first phase failed".into()),
+        });
+        return out;
+    }
+    let result = (|| -> Result<String> {
+        let rest: Vec<(String, String, u32)> =
+            svc.backends.iter().filter(|b| b.0 != rm).cloned().collect();
+        // The object is the spec flattened beside `id` and `revision`.
+        let mut spec = r.api.get(&format!("/v1/services/{}", svc.id))?;
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("id");
+            o.remove("revision");
+        }
+        spec["backends"] = backend_json(&rest, svc.target_port);
+        let obj = r.api.put(&format!("/v1/services/{}", svc.id), spec)?;
+        // Later `check` runs of a topology that stays up see the service as it is now.
+        let (id, kept) = (svc.id.clone(), rest.clone());
+        r.record(|x| {
+            if let Some(s) = x.services.iter_mut().find(|s| s.id == id) {
+                s.backends = kept;
+            }
+        })?;
+        let rev = obj["revision"].as_u64().unwrap_or(0);
+        r.api
+            .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
+        let c = count(r, &exe, from, &svc.vip, svc.port, n)?;
+        if let Some(k) = c.get(rm).filter(|k| **k > 0) {
+            bail!("{rm} still got {k} of {n} new connections: {c:?}");
+        }
+        judge(&c, &rest, n, tol_pct).map(|s| format!("after removal: {s}"))
+    })();
+    out.push(Outcome {
+        what,
+        result: result.map_err(|e| format!("{e:#}")),
+    });
+    out
+}
+
+/// The `gateway` check for one host: ping the gateway of its default route.
+pub(super) fn check_gateway(r: &Running, host: &str) -> Outcome {
+    let result = (|| -> Result<String> {
+        let h = r.host(host)?;
+        let routes = crate::proc::run_ok(
+            Command::new("ip").args(["netns", "exec", &h.netns, "ip", "route", "show", "default"]),
+            Duration::from_secs(10),
+        )?;
+        let gw = routes
+            .split_whitespace()
+            .skip_while(|w| *w != "via")
+            .nth(1)
+            .with_context(|| format!("no default route in {}: {routes:?}", h.netns))?
+            .to_owned();
+        if (0..3).any(|_| super::ping_once(&h.netns, &gw)) {
+            Ok(format!("{} -> {gw}: answered", h.ip))
+        } else {
+            bail!("{} -> {gw}: no answer", h.ip)
+        }
+    })();
+    Outcome {
+        what: format!("{host} pings its gateway"),
+        result: result.map_err(|e| format!("{e:#}")),
+    }
+}
+
+/// `name-server ADDR --name NAME`: answers every connection with `NAME\n`
+/// until `timeout` passes.
+pub fn name_server(addr: SocketAddr, name: &str, timeout: Duration) -> Result<u64> {
+    let l = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
+    l.set_nonblocking(true)?;
+    let deadline = Instant::now() + timeout;
+    let mut served = 0;
+    while Instant::now() < deadline {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                s.set_nonblocking(false)?;
+                s.set_write_timeout(Some(Duration::from_secs(2)))?;
+                let _ = s.write_all(format!("{name}\n").as_bytes());
+                served += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(served)
+}
+
+/// `name-client ADDR --count N`: `count` sequential connections, each reading
+/// the server's name; returns name → connections (`!failed` for failures).
+pub fn name_client(addr: SocketAddr, count: u32, timeout: Duration) -> BTreeMap<String, u32> {
+    let mut m = BTreeMap::new();
+    for _ in 0..count {
+        let got = (|| -> Result<String> {
+            let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf.trim().to_owned())
+        })();
+        let k = match got {
+            Ok(n) if !n.is_empty() => n,
+            _ => "!failed".to_owned(),
+        };
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_server_answers_every_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let srv = std::thread::spawn(move || name_server(addr, "b1", Duration::from_secs(3)));
+        std::thread::sleep(Duration::from_millis(100));
+        let m = name_client(addr, 20, Duration::from_secs(2));
+        assert_eq!(m.get("b1"), Some(&20), "{m:?}");
+        assert_eq!(srv.join().unwrap().unwrap(), 20);
+    }
+
+    #[test]
+    fn judging_counts_against_weights() {
+        let b = vec![
+            ("a".to_string(), String::new(), 1),
+            ("b".to_string(), String::new(), 3),
+        ];
+        let ok: BTreeMap<String, u32> = [("a".into(), 22), ("b".into(), 78)].into();
+        assert!(judge(&ok, &b, 100, 10).is_ok());
+        let skewed: BTreeMap<String, u32> = [("a".into(), 50), ("b".into(), 50)].into();
+        assert!(judge(&skewed, &b, 100, 10).is_err());
+        let failed: BTreeMap<String, u32> =
+            [("a".into(), 25), ("b".into(), 70), ("!failed".into(), 5)].into();
+        assert!(judge(&failed, &b, 100, 10).is_err());
+    }
+}
