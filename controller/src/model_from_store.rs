@@ -355,6 +355,7 @@ mod tests {
             ip: ip.map(str::to_string),
             target_port: 8080,
             weight: 2,
+            subset: None,
             healthy,
         };
         snap.services.insert(

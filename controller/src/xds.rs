@@ -231,6 +231,10 @@ pub fn xds_service(
         let mut be = Backend::new(addr, b.target_port);
         be.weight = b.weight.max(1);
         be.subset = b.subset.clone().unwrap_or_default();
+        // Reported unhealthy through the REST API (`backends[].healthy`): EDS marks it
+        // UNHEALTHY, so proxies stop sending it requests, like the switches stop
+        // sending it new connections.
+        be.healthy = b.healthy;
         backends.push(be);
     }
     let mut policy = TrafficPolicy::default();
@@ -308,6 +312,7 @@ mod tests {
                     target_port: 8080,
                     weight: 1,
                     subset: Some("v1".into()),
+                    healthy: true,
                 },
                 ApiBackend {
                     port_id: Some("p2".into()),
@@ -315,6 +320,7 @@ mod tests {
                     target_port: 8080,
                     weight: 3,
                     subset: Some("v2".into()),
+                    healthy: true,
                 },
             ],
             traffic_policy: Some(plexus_api::TrafficPolicy {

@@ -755,6 +755,7 @@ mod tests {
                 target_port: 8080,
                 weight: 1,
                 subset: Some("v1".into()),
+                healthy: true,
             }],
             traffic_policy: Some(TrafficPolicy {
                 splits: vec![
