@@ -13,7 +13,12 @@ pub struct PacketSocket {
     fd: OwnedFd,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
+    /// One `PACKET_AUXDATA` control buffer per message (aligned for cmsghdr).
+    ctrl: Vec<[u64; CTRL_WORDS]>,
 }
+
+/// Control buffer words per message: room for one cmsghdr + tpacket_auxdata.
+const CTRL_WORDS: usize = 8;
 
 // SAFETY: the raw pointers inside `hdrs`/`iovs` are scratch space, rewritten
 // before every recvmmsg/sendmmsg from the caller's buffers and never
@@ -63,6 +68,12 @@ impl PacketSocket {
         let _ = super::setsockopt_int(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1);
         let _ = super::setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20);
         let _ = super::setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20);
+        // The kernel strips the outer VLAN tag of received frames into the
+        // packet's metadata (hardware-accelerated VLAN); ask for it back as
+        // PACKET_AUXDATA so `recv_batch` can reinsert it, as OVS does.
+        if ethertype != 0 {
+            super::setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)?;
+        }
         // SAFETY: sockaddr_ll is plain data; all-zero is valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -89,7 +100,13 @@ impl PacketSocket {
             };
             max_batch
         ];
-        Ok(Self { fd, hdrs, iovs })
+        let ctrl = vec![[0u64; CTRL_WORDS]; max_batch];
+        Ok(Self {
+            fd,
+            hdrs,
+            iovs,
+            ctrl,
+        })
     }
 
     /// The socket's descriptor (for poll(2)).
@@ -124,13 +141,14 @@ impl PacketSocket {
             h.msg_hdr.msg_namelen = 0;
             h.msg_hdr.msg_iov = &mut self.iovs[i];
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_control = self.ctrl[i].as_mut_ptr() as *mut libc::c_void;
+            h.msg_hdr.msg_controllen = std::mem::size_of::<[u64; CTRL_WORDS]>();
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
         // SAFETY: hdrs[..n] each point at one iovec describing a live, writable
-        // buffer in `storage` that outlives the call; n ≤ hdrs.len().
+        // buffer in `storage` and at a control buffer in `self.ctrl`, both
+        // outliving the call; n ≤ hdrs.len().
         let r = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
@@ -148,11 +166,18 @@ impl PacketSocket {
             };
         }
         let r = r as usize;
-        for (len, h) in lens.iter_mut().zip(&self.hdrs[..r]) {
+        for (i, (len, h)) in lens.iter_mut().zip(&self.hdrs[..r]).enumerate() {
             *len = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 usize::MAX
             } else {
-                h.msg_len as usize
+                let l = h.msg_len as usize;
+                match vlan_of(&h.msg_hdr) {
+                    Some(tag) => {
+                        let buf = &mut storage[i * stride..(i + 1) * stride];
+                        reinsert_vlan(buf, l, tag).unwrap_or(usize::MAX)
+                    }
+                    None => l,
+                }
             };
         }
         Ok(r)
@@ -210,5 +235,68 @@ impl PacketSocket {
             sent += r as usize;
         }
         Ok(sent)
+    }
+}
+
+/// The VLAN tag (TPID, TCI) the kernel took off a received frame, from its
+/// `PACKET_AUXDATA` control message.
+fn vlan_of(m: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: `m` was filled by recvmmsg: msg_control/msg_controllen describe
+    // the control data the kernel wrote into our buffer; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR stay within msg_controllen and return null past the end.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(m);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET
+                && (*c).cmsg_type == libc::PACKET_AUXDATA
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(std::mem::size_of::<libc::tpacket_auxdata>() as u32) as usize
+            {
+                let aux =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::tpacket_auxdata);
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID == 0 {
+                    return None;
+                }
+                let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                return Some((tpid, aux.tp_vlan_tci));
+            }
+            c = libc::CMSG_NXTHDR(m, c);
+        }
+    }
+    None
+}
+
+/// Puts the 802.1Q tag back after the MAC addresses of the `len`-byte frame
+/// in `buf`; the new length, or `None` if it does not fit or the frame is runt.
+fn reinsert_vlan(buf: &mut [u8], len: usize, (tpid, tci): (u16, u16)) -> Option<usize> {
+    if len < 12 || len + 4 > buf.len() {
+        return None;
+    }
+    buf.copy_within(12..len, 16);
+    buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+    buf[14..16].copy_from_slice(&tci.to_be_bytes());
+    Some(len + 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reinsert_vlan;
+
+    #[test]
+    fn vlan_tag_goes_back_after_the_macs() {
+        let mut buf = [0u8; 64];
+        let frame: Vec<u8> = (0u8..20).collect();
+        buf[..20].copy_from_slice(&frame);
+        assert_eq!(reinsert_vlan(&mut buf, 20, (0x8100, 0x2064)), Some(24));
+        assert_eq!(&buf[..12], &frame[..12]);
+        assert_eq!(&buf[12..16], &[0x81, 0x00, 0x20, 0x64]);
+        assert_eq!(&buf[16..24], &frame[12..20]);
+        // No room, or a runt: refused.
+        assert_eq!(reinsert_vlan(&mut buf[..22], 20, (0x8100, 1)), None);
+        assert_eq!(reinsert_vlan(&mut buf, 11, (0x8100, 1)), None);
     }
 }
