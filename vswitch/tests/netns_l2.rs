@@ -238,12 +238,12 @@ fn four_hosts(port_type: &str) {
     // AF_PACKET the tag as metadata; the port must put it back). Sent raw from
     // a (no 8021q module needed), read at b with PACKET_AUXDATA, where the
     // receiving kernel reports the tag it took off.
-    let recv = format!(
+    let recv = String::from(
         "import socket,struct\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(3))\n\
          s.bind(('hb',0))\ns.setsockopt(263,8,1)\ns.settimeout(5)\nn=0\n\
          while True:\n  d,anc,fl,a=s.recvmsg(4096,socket.CMSG_SPACE(20))\n  if a[2]==4 or b'PLXVLAN' not in d: continue\n\
          \x20 for lvl,typ,data in anc:\n    st,_,_,_,_,tci,tpid=struct.unpack('IIIHHHH',data[:20])\n\
-         \x20   if st&16 and tci&0xfff==100: n+=1\n  if n>=3: print('tagged',n); break\n"
+         \x20   if st&16 and tci&0xfff==100: n+=1\n  if n>=3: print('tagged',n); break\n",
     );
     let receiver = t.hosts[1]
         .command("python3")
