@@ -42,6 +42,15 @@ pub use xlate::{
     TraceEvent,
 };
 
+/// A bucket's rendezvous key: a hash of its actions (identical buckets
+/// share a key, which is harmless: they do the same thing).
+fn bucket_key(b: &Bucket) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    b.actions.hash(&mut h);
+    h.finish()
+}
+
 /// Bound on nested recirculations (`ct(table=..)` chains) per packet.
 pub const MAX_RECIRC_DEPTH: usize = 8;
 
@@ -227,6 +236,10 @@ impl FlowEntry {
 pub(crate) struct Group {
     pub group_type: GroupType,
     pub buckets: Vec<Bucket>,
+    /// Per bucket, a key derived from its actions: select groups pick by
+    /// rendezvous hashing over these, so a bucket keeps its flows when other
+    /// buckets are added or removed (OpenFlow 1.3 buckets have no id).
+    pub bucket_keys: Vec<u64>,
     pub packets: u64,
     pub bytes: u64,
     pub bucket_stats: Vec<(u64, u64)>,
@@ -885,6 +898,7 @@ impl Pipeline {
             Group {
                 group_type: gm.group_type,
                 buckets: gm.buckets.clone(),
+                bucket_keys: gm.buckets.iter().map(bucket_key).collect(),
                 packets,
                 bytes,
                 bucket_stats: vec![(0, 0); gm.buckets.len()],

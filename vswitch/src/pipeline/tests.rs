@@ -654,6 +654,72 @@ fn select_group_spreads_by_hash_and_is_stable() {
     );
 }
 
+/// 10k flows over 4 weighted buckets land within 5 % (relative) of the
+/// weights; removing a bucket moves only its own flows; adding one takes
+/// flows only for itself (rendezvous hashing, not modulo).
+#[test]
+fn select_group_is_weighted_and_consistent_across_bucket_changes() {
+    let mut p = Pipeline::new(16);
+    p.set_ports(&ports(6));
+    let four = "group_id=1,type=select,bucket=weight:1,output:2,bucket=weight:1,output:3,\
+                bucket=weight:2,output:4,bucket=weight:4,output:5";
+    group(&mut p, four, GroupModCommand::Add).unwrap();
+    add(&mut p, "in_port=1,actions=group:1");
+    let flows: Vec<Vec<u8>> = (0..10_000u32)
+        .map(|i| {
+            udp(
+                [10, 1, (i >> 8) as u8, i as u8],
+                [10, 0, 0, 2],
+                1024 + (i % 50_000) as u16,
+                80,
+            )
+        })
+        .collect();
+    let pick = |p: &mut Pipeline, f: &[u8]| -> u32 {
+        let (o, _) = run(p, 1, f);
+        assert_eq!(o.len(), 1);
+        o[0].0
+    };
+    let before: Vec<u32> = flows.iter().map(|f| pick(&mut p, f)).collect();
+    let mut count: BTreeMap<u32, usize> = BTreeMap::new();
+    for &b in &before {
+        *count.entry(b).or_default() += 1;
+    }
+    for (port, w) in [(2u32, 1.0f64), (3, 1.0), (4, 2.0), (5, 4.0)] {
+        let want = 10_000.0 * w / 8.0;
+        let got = count[&port] as f64;
+        assert!(
+            (got - want).abs() <= 0.05 * want,
+            "port {port}: {got} flows, want {want} ± 5 %: {count:?}"
+        );
+    }
+    // Remove the bucket to port 3: only its flows move.
+    let three = "group_id=1,type=select,bucket=weight:1,output:2,\
+                 bucket=weight:2,output:4,bucket=weight:4,output:5";
+    group(&mut p, three, GroupModCommand::Modify).unwrap();
+    let after: Vec<u32> = flows.iter().map(|f| pick(&mut p, f)).collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(*a, 3, "a flow still goes to the removed bucket");
+        if *b != 3 {
+            assert_eq!(a, b, "a flow moved although its bucket stayed");
+        }
+    }
+    // Add a bucket to port 6: flows move only to it.
+    let five = "group_id=1,type=select,bucket=weight:1,output:2,\
+                bucket=weight:2,output:4,bucket=weight:4,output:5,bucket=weight:1,output:6";
+    group(&mut p, five, GroupModCommand::Modify).unwrap();
+    let added: Vec<u32> = flows.iter().map(|f| pick(&mut p, f)).collect();
+    let mut moved = 0;
+    for (a, n) in after.iter().zip(&added) {
+        if a != n {
+            assert_eq!(*n, 6, "a flow moved to an old bucket");
+            moved += 1;
+        }
+    }
+    // The new bucket's fair share: 1/8 of the flows.
+    assert!((1000..1500).contains(&moved), "moved {moved}");
+}
+
 #[test]
 fn fast_failover_uses_first_live_bucket() {
     let mut p = pipe();

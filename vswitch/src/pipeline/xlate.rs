@@ -1017,30 +1017,24 @@ impl<'p> Xlate<'p> {
                 .iter()
                 .position(|b| self.bucket_live(b.watch_port, b.watch_group, 0)),
             GroupType::Select => {
-                let live: Vec<(usize, u64)> = grp
-                    .buckets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| {
-                        b.weight > 0 && self.bucket_live(b.watch_port, b.watch_group, 0)
-                    })
-                    .map(|(i, b)| (i, b.weight as u64))
-                    .collect();
-                let total: u64 = live.iter().map(|x| x.1).sum();
-                if total == 0 {
-                    None
-                } else {
-                    let mut r = self.select_hash() % total;
-                    let mut pick = live[0].0;
-                    for (i, w) in live {
-                        if r < w {
-                            pick = i;
-                            break;
-                        }
-                        r -= w;
+                // Weighted rendezvous (highest random weight) hashing: every
+                // live bucket scores the flow hash mixed with its key, scaled
+                // by its weight (-w / ln u, u uniform in (0,1)); the highest
+                // wins. Removing a bucket moves only the flows it had; adding
+                // one takes only the flows it now wins — no modulo reshuffle.
+                let h = self.select_hash();
+                let mut best: Option<(usize, f64)> = None;
+                for (i, b) in grp.buckets.iter().enumerate() {
+                    if b.weight == 0 || !self.bucket_live(b.watch_port, b.watch_group, 0) {
+                        continue;
                     }
-                    Some(pick)
+                    let key = grp.bucket_keys.get(i).copied().unwrap_or(i as u64);
+                    let score = hrw_score(h, key, b.weight);
+                    if best.is_none_or(|(_, s)| score > s) {
+                        best = Some((i, score));
+                    }
                 }
+                best.map(|(i, _)| i)
             }
         };
         if let Some(i) = chosen {
@@ -1160,3 +1154,17 @@ const REGS: [FieldId; 16] = {
         Reg14, Reg15,
     ]
 };
+
+/// A bucket's rendezvous score for a flow: `-weight / ln(u)` with `u` a
+/// uniform value in (0, 1) from mixing the flow hash and the bucket key
+/// (splitmix64 finaliser), so each bucket wins with probability
+/// proportional to its weight.
+pub(crate) fn hrw_score(flow_hash: u64, bucket_key: u64, weight: u16) -> f64 {
+    let mut z = flow_hash ^ bucket_key.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    // 53 random bits → (0, 1), never 0 or 1.
+    let u = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -f64::from(weight) / u.ln()
+}
