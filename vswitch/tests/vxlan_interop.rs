@@ -39,6 +39,16 @@ const H2: &str = "10.20.0.2";
 const U1: &str = "192.168.77.1";
 const U2: &str = "192.168.77.2";
 
+/// The interop tests run one at a time: each brings up several namespaces,
+/// tshark and (for half of them) a userspace OVS; six at once on a 2-core CI
+/// machine once produced one inner TCP segment with a bad checksum in the
+/// OVS key=flow capture (not reproduced in isolation; see the issue note).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn prerequisites(ovs: bool) -> bool {
     let mut tools = vec!["ip", "ping", "ethtool", "python3", "tshark"];
     if ovs {
@@ -610,11 +620,13 @@ fn kernel_interop(flow_key: bool) {
 
 #[test]
 fn vxlan_kernel_fixed_key_ping_tcp_capture_unknown_vni() {
+    let _serial = serial();
     kernel_interop(false);
 }
 
 #[test]
 fn vxlan_kernel_flow_key_ping_tcp_capture() {
+    let _serial = serial();
     kernel_interop(true);
 }
 
@@ -709,11 +721,13 @@ fn ovs_interop(flow_key: bool) {
 
 #[test]
 fn vxlan_ovs_fixed_key_ping_tcp_capture() {
+    let _serial = serial();
     ovs_interop(false);
 }
 
 #[test]
 fn vxlan_ovs_flow_key_ping_tcp_capture() {
+    let _serial = serial();
     ovs_interop(true);
 }
 
@@ -723,6 +737,7 @@ fn vxlan_ovs_flow_key_ping_tcp_capture() {
 /// interface (run on a thread inside the switch's namespace).
 #[test]
 fn underlay_neighbour_resolution_via_netlink() {
+    let _serial = serial();
     if !prerequisites(false) {
         return;
     }
@@ -789,6 +804,7 @@ fn underlay_neighbour_resolution_via_netlink() {
 /// `vxlan` device, capture checked as above.
 #[test]
 fn vxlan_ovsdb_mode_kernel_ping_tcp_capture() {
+    let _serial = serial();
     if !prerequisites(false) || !prereq::require_tool("ovs-vsctl") {
         return;
     }
