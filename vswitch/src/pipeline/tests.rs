@@ -1394,6 +1394,96 @@ fn ct_dnat_load_balancer_and_reply_unnat() {
     }
 }
 
+/// Service load balancing as the controller compiles it: new connections
+/// pick a backend through a select group of `ct(commit,nat(dst=…))` buckets,
+/// established ones go through conntrack only. After a bucket is removed,
+/// every established connection (also those on the removed backend) keeps
+/// its backend, and new connections never pick the removed one.
+#[test]
+fn lb_established_connections_keep_their_backend_across_bucket_changes() {
+    let mut p = Pipeline::new(16);
+    p.set_ports(&ports(4));
+    let bucket = |ip: &str, port: u32| {
+        format!("bucket=weight:1,actions=ct(commit,zone=1,nat(dst={ip}:8080)),output:{port}")
+    };
+    let three = format!(
+        "group_id=1,type=select,{},{},{}",
+        bucket("10.0.0.11", 2),
+        bucket("10.0.0.12", 3),
+        bucket("10.0.0.13", 4)
+    );
+    group(&mut p, &three, GroupModCommand::Add).unwrap();
+    add(
+        &mut p,
+        "table=0,ip,ct_state=-trk,actions=ct(table=1,zone=1,nat)",
+    );
+    add(
+        &mut p,
+        "table=1,in_port=1,tcp,nw_dst=10.0.0.100,tp_dst=80,ct_state=+trk+new,actions=group:1",
+    );
+    for (ip, port) in [("10.0.0.11", 2), ("10.0.0.12", 3), ("10.0.0.13", 4)] {
+        add(
+            &mut p,
+            &format!("table=1,in_port=1,ip,nw_dst={ip},ct_state=+trk+est,actions=output:{port}"),
+        );
+        add(
+            &mut p,
+            &format!("table=1,in_port={port},ip,ct_state=+trk+est,actions=output:1"),
+        );
+    }
+    let client = [10, 0, 0, 1];
+    let vip = [10, 0, 0, 100];
+    // 300 connections: SYN → backend, SYN-ACK back (establishes the entry).
+    let mut backend_of = Vec::new();
+    for i in 0..300u16 {
+        let sport = 20000 + i;
+        let (o, _) = run(&mut p, 1, &tcp_flags(client, vip, sport, 80, true, None));
+        assert_eq!(o.len(), 1, "connection {i}");
+        let (port, f) = (o[0].0, o[0].1.clone());
+        let be: [u8; 4] = f[30..34].try_into().unwrap();
+        let (r, _) = run(
+            &mut p,
+            port,
+            &tcp_flags(be, client, 8080, sport, true, Some(1001)),
+        );
+        assert_eq!(ports_of(&r), vec![1], "reply of connection {i}");
+        assert_eq!(&r[0].1[26..30], &vip, "reply comes from the VIP");
+        backend_of.push(port);
+    }
+    for port in [2, 3, 4] {
+        assert!(
+            backend_of.iter().filter(|&&b| b == port).count() > 50,
+            "{backend_of:?}"
+        );
+    }
+    // Remove the backend on port 3.
+    let two = format!(
+        "group_id=1,type=select,{},{}",
+        bucket("10.0.0.11", 2),
+        bucket("10.0.0.13", 4)
+    );
+    group(&mut p, &two, GroupModCommand::Modify).unwrap();
+    for (i, &port) in backend_of.iter().enumerate() {
+        let sport = 20000 + i as u16;
+        let (o, _) = run(
+            &mut p,
+            1,
+            &tcp_flags(client, vip, sport, 80, false, Some(1001)),
+        );
+        assert_eq!(ports_of(&o), vec![port], "established connection {i} moved");
+    }
+    // New connections avoid the removed backend.
+    for i in 0..200u16 {
+        let (o, _) = run(
+            &mut p,
+            1,
+            &tcp_flags(client, vip, 40000 + i, 80, true, None),
+        );
+        assert_eq!(o.len(), 1);
+        assert_ne!(o[0].0, 3, "new connection {i} went to the removed backend");
+    }
+}
+
 #[test]
 fn ct_snat_port_range_many_connections() {
     let mut p = pipe();
