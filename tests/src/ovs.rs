@@ -459,6 +459,12 @@ impl Ovs {
         self.shutdown()
     }
 
+    /// PID of the `socat` bridging the controller into the namespace, if any
+    /// (a run that persists this handle records it to stop it later).
+    pub fn socat_pid(&self) -> Option<u32> {
+        self.socat.as_ref().map(Child::id)
+    }
+
     /// Leaves the daemons running (and a fixed state dir in place) after this
     /// handle is gone; returns the state dir. Stop them later with
     /// [`cleanup_stale`]. A temp state dir is kept on disk too.

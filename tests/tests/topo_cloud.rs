@@ -106,6 +106,31 @@ fn every_topology_passes() {
         );
     }
     assert!(failed.is_empty(), "failed: {failed:?}");
+    let left = run_processes();
+    assert!(
+        left.is_empty(),
+        "processes of the runs left behind: {left:?}"
+    );
+}
+
+/// Live processes whose command line names a run's state dir (controller
+/// store, socat controller bridges, switch control sockets).
+fn run_processes() -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, t)| t.trim_start().starts_with('Z'));
+        if cmd.contains("/tmp/plexus-topo-") && !zombie {
+            v.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    v
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -404,6 +404,14 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     .dpid(dpid)
                     .start()
                     .with_context(|| format!("chassis {cn}: starting Open vSwitch"))?;
+                if let Some(pid) = ovs.socat_pid() {
+                    let p = Proc {
+                        pid,
+                        comm: "socat".into(),
+                        role: format!("controller bridge of chassis {cn}"),
+                    };
+                    r.record(|s| s.procs.push(p))?;
+                }
                 for (ifname, ofport) in &plist {
                     ovs.add_port(ifname, *ofport)?;
                 }
