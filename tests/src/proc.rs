@@ -103,6 +103,21 @@ pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<String> {
     }
 }
 
+/// Stops a child this process started: SIGTERM to its PID, wait up to
+/// `grace` for it to exit, then SIGKILL; always reaped.
+pub fn terminate(c: &mut Child, grace: Duration) {
+    let _ = Command::new("kill").arg(c.id().to_string()).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -32,19 +32,7 @@ impl Drop for Topo {
     fn drop(&mut self) {
         if let Some(mut c) = self.dut.take() {
             // SIGTERM to the daemon we started (by pid), then reap it.
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            plexus_tests::proc::terminate(&mut c, Duration::from_secs(5));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

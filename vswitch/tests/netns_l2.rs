@@ -35,16 +35,8 @@ struct Topo {
 impl Drop for Topo {
     fn drop(&mut self) {
         if let Some(mut c) = self.dut.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            // SIGTERM to the daemon we started (by pid), then reap it.
+            plexus_tests::proc::terminate(&mut c, Duration::from_secs(5));
         }
     }
 }

@@ -53,16 +53,7 @@ fn free_port() -> u16 {
 
 /// Kills (SIGTERM, then SIGKILL) and reaps a child we started.
 fn stop(c: &mut Child) {
-    let _ = Command::new("kill").arg(c.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
+    plexus_tests::proc::terminate(c, Duration::from_secs(5));
 }
 
 struct Topo {
