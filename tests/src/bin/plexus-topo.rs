@@ -89,6 +89,9 @@ enum Cmd {
         addr: SocketAddr,
         #[arg(long)]
         name: String,
+        /// Answer HTTP requests (the name is the body of a 200).
+        #[arg(long)]
+        http: bool,
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
@@ -98,6 +101,9 @@ enum Cmd {
         addr: SocketAddr,
         #[arg(long, default_value_t = 100)]
         count: u32,
+        /// Send `GET /` and read the name from the HTTP answer.
+        #[arg(long)]
+        http: bool,
         #[arg(long, default_value_t = 2)]
         timeout_secs: u64,
     },
@@ -364,18 +370,22 @@ fn real_main() -> Result<ExitCode> {
         Cmd::NameServer {
             addr,
             name,
+            http,
             timeout_secs,
         } => {
-            let n = cloud::name_server(addr, &name, Duration::from_secs(timeout_secs))?;
+            let n = cloud::name_server(addr, &name, http, Duration::from_secs(timeout_secs))?;
             println!("served {n} connections");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::NameClient {
             addr,
             count,
+            http,
             timeout_secs,
         } => {
-            for (name, n) in cloud::name_client(addr, count, Duration::from_secs(timeout_secs)) {
+            for (name, n) in
+                cloud::name_client(addr, count, http, Duration::from_secs(timeout_secs))
+            {
                 println!("{name} {n}");
             }
             Ok(ExitCode::SUCCESS)

@@ -19,6 +19,7 @@ pub mod attack;
 pub mod frames;
 mod l3;
 pub use l3::{name_client, name_server};
+mod sidecar;
 pub mod spec;
 pub mod state;
 
@@ -214,6 +215,7 @@ fn start_controller(dir: &Path, st: &State) -> Result<Proc> {
                 "--openflow-listen",
                 &format!("ptcp:{}:127.0.0.1", st.openflow_port),
             ])
+            .args(["--xds-listen", &format!("127.0.0.1:{}", st.xds_port)])
             .env(
                 "RUST_LOG",
                 std::env::var("PLEXUS_TOPO_LOG").unwrap_or_else(|_| "info".into()),
@@ -324,6 +326,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         file: file.to_path_buf(),
         api_port: free_port()?,
         openflow_port: free_port()?,
+        xds_port: free_port()?,
         token: token.clone(),
         ..State::default()
     };
@@ -650,6 +653,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         "flows installed on every chassis in {:?}",
         t0.elapsed()
     ));
+    sidecar::start(&mut r, progress)?;
     Ok(r)
 }
 
@@ -812,6 +816,23 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     *connections,
                     *tolerance_pct,
                     remove.as_deref(),
+                ));
+            }
+            CheckSpec::Sidecar {
+                from,
+                service,
+                requests,
+                tolerance_pct,
+                then,
+            } => {
+                out.extend(sidecar::check(
+                    r,
+                    exe,
+                    from,
+                    service,
+                    *requests,
+                    *tolerance_pct,
+                    then.as_deref(),
                 ));
             }
             CheckSpec::ControllerRestart {

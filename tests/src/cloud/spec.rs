@@ -99,6 +99,21 @@ pub struct ServiceSpec {
     pub backends: Vec<Spanned<String>>,
     #[serde(default)]
     pub weights: Option<Spanned<Vec<u32>>>,
+    /// Subset label per backend (xDS: Envoy sidecars split traffic by subset).
+    #[serde(default)]
+    pub subsets: Option<Spanned<Vec<String>>>,
+    /// Weighted split over subsets, applied by sidecars (the switch's L4 LB
+    /// keeps using `weights`).
+    #[serde(default)]
+    pub splits: Option<Vec<SplitSpec>>,
+}
+
+/// `{ subset = "v1", weight = 90 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    pub subset: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +177,11 @@ pub struct HostSpec {
     pub mac: Option<Spanned<String>>,
     #[serde(default)]
     pub security_groups: Vec<Spanned<String>>,
+    /// Run an Envoy sidecar in the host's namespace, fed over xDS by the
+    /// controller; the VIPs of its VPC's services are local to the host so
+    /// its connections to them go through the sidecar.
+    #[serde(default)]
+    pub sidecar: bool,
 }
 
 /// One or several host names.
@@ -265,6 +285,25 @@ pub enum CheckSpec {
     },
     /// Each host pings its default gateway (the router answers ICMP echo).
     Gateway { from: Hosts },
+    /// `requests` HTTP requests from a host with a sidecar to the service's
+    /// VIP: the sidecar's xDS state must be ACKed and the answers must follow
+    /// the service's `splits` within ±`tolerance_pct` % of `requests`. With
+    /// `then`, the split is changed through the REST API and the sidecar must
+    /// follow the new one (pushed over xDS, no restart).
+    Sidecar {
+        from: String,
+        service: String,
+        #[serde(default = "default_connections")]
+        requests: u32,
+        #[serde(default = "default_sidecar_tolerance")]
+        tolerance_pct: u32,
+        #[serde(default)]
+        then: Option<Vec<SplitSpec>>,
+    },
+}
+
+fn default_sidecar_tolerance() -> u32 {
+    6
 }
 
 fn default_connections() -> u32 {
@@ -376,6 +415,9 @@ impl Cloud {
         };
         let mut errs = c.problems(text, file);
         errs.extend(c.l3_problems(text, file));
+        errs.extend(super::sidecar::problems(&c, &|span, field, msg| {
+            at(text, file, span, field, msg)
+        }));
         if !errs.is_empty() {
             bail!("{}", errs.join("\n"));
         }
@@ -741,6 +783,7 @@ impl Cloud {
                     }
                 }
                 CheckSpec::Gateway { from } => names.extend(from.names()),
+                CheckSpec::Sidecar { from, .. } => names.push(from),
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);
                     names.extend(remove.as_deref());

@@ -38,6 +38,9 @@ pub struct State {
     pub file: PathBuf,
     pub api_port: u16,
     pub openflow_port: u16,
+    /// The controller's xDS (ADS) port on loopback.
+    #[serde(default)]
+    pub xds_port: u16,
     pub token: String,
     /// Network namespaces (recorded before creation).
     pub netns: Vec<String>,
