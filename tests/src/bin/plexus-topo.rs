@@ -59,6 +59,27 @@ enum Cmd {
     },
     /// Ping every host from every other host of a running cloud topology.
     PingAll { file: PathBuf },
+    /// TCP throughput from host A to host B with iperf3 (running cloud topology).
+    Iperf {
+        file: PathBuf,
+        a: String,
+        b: String,
+        /// Test length in seconds.
+        #[arg(long, default_value_t = 5)]
+        secs: u32,
+    },
+    /// Ask NODE's switch to explain the packet NODE would send to DST (a host
+    /// name or IPv4 address): plexus-appctl trace / ovs-appctl ofproto/trace.
+    Trace {
+        file: PathBuf,
+        node: String,
+        dst: String,
+        #[arg(long, value_enum, default_value = "icmp")]
+        proto: cloud::tools::TraceProto,
+        /// Destination port (tcp/udp).
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
     /// (internal) Send the frames of one attack on eth0 (JSON spec).
     #[command(hide = true)]
     AttackSend { spec: String },
@@ -338,6 +359,25 @@ fn real_main() -> Result<ExitCode> {
                 println!("{l}");
             }
             println!("{ok}/{n} pairs answered");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Iperf { file, a, b, secs } => {
+            require_root()?;
+            let c = cloud::load(&file)?;
+            println!("{}", cloud::tools::iperf(&c, &a, &b, secs)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Trace {
+            file,
+            node,
+            dst,
+            proto,
+            port,
+        } => {
+            require_root()?;
+            let c = cloud::load(&file)?;
+            let (flow, text) = cloud::tools::trace(&c, &node, &dst, proto, port)?;
+            println!("Flow: {flow}\n\n{text}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::AttackSend { spec } => {

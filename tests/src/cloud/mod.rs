@@ -22,6 +22,7 @@ pub use l3::{name_client, name_server};
 mod sidecar;
 pub mod spec;
 pub mod state;
+pub mod tools;
 
 use crate::netns::{self, Netns};
 use crate::ovs::{NetnsMode, Ovs};
