@@ -14,6 +14,7 @@
 //!   for `plexus-topo`, with crash-safe run records for `down --all`.
 //! - [`prereq`]: `require_tool` / `require_root`: skip locally, fail in CI.
 //! - [`proc`]: running commands with a deadline.
+//! - [`progress`]: the live bring-up view (indicatif spinner on a terminal, lines elsewhere).
 
 pub mod capture;
 pub mod cloud;
@@ -24,6 +25,7 @@ pub mod ofctl;
 pub mod ovs;
 pub mod prereq;
 pub mod proc;
+pub mod progress;
 pub mod rawsock;
 pub mod topo;
 

@@ -242,8 +242,10 @@ fn real_main() -> Result<ExitCode> {
             if cloud::is_cloud(&file)? {
                 let c = cloud::load(&file)?;
                 require_root()?;
-                let mut progress = |s: &str| eprintln!("{s}");
-                let r = cloud::up(&c, &file, &mut progress)?;
+                let mut view = plexus_tests::progress::Progress::new();
+                let r = cloud::up(&c, &file, &mut |s: &str| view.step(s));
+                view.finish();
+                let r = r?;
                 println!(
                     "topology {} is up (state in {}); stop it with: plexus-topo down {}",
                     c.name(),

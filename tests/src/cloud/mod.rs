@@ -993,8 +993,10 @@ fn check_restart(
 pub fn run(cloud: &Cloud, file: &Path, exe: &Path) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     let t0 = Instant::now();
-    let mut progress = |s: &str| eprintln!("[{:>5.1}s] {s}", t0.elapsed().as_secs_f64());
-    match up(cloud, file, &mut progress) {
+    let mut view = crate::progress::Progress::new();
+    let brought_up = up(cloud, file, &mut |s: &str| view.step(s));
+    view.finish();
+    match brought_up {
         Err(e) => {
             outcomes.push(Outcome {
                 what: format!("bring up topology {}", cloud.name()),
