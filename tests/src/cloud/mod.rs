@@ -82,10 +82,26 @@ pub fn find_bin(name: &str) -> Result<PathBuf> {
         })
 }
 
+/// A free port for the controller's listeners, below the kernel's ephemeral
+/// range (32768-60999 by default): the controller is restarted on the same
+/// ports, and while it is down an outgoing connection (a health probe, a
+/// switch reconnecting) could otherwise be given the port as its local one —
+/// or connect to itself — and the restarted controller could not bind it.
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    for _ in 0..200 {
+        let p = 20_000 + (rand_u128() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return Ok(p);
+        }
+    }
+    bail!("no free port in 20000-31999 on 127.0.0.1")
+}
+
+/// The last `n` lines of a run's log file (for error messages).
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A blocking client of the controller's REST API.
@@ -938,8 +954,19 @@ fn check_restart(
     });
     let t0 = Instant::now();
     let newp = start_controller(&r.dir, &r.state)?;
+    let (pid, comm) = (newp.pid, newp.comm.clone());
     r.record(|s| s.procs[old] = newp)?;
-    r.api.wait_up(Duration::from_secs(20))?;
+    if let Err(e) = r.api.wait_up(Duration::from_secs(20)) {
+        bail!(
+            "{e:#} (restarted controller [{pid}] {}; controller.log ends:\n{})",
+            if crate::ovs::process_alive(pid, &comm) {
+                "running"
+            } else {
+                "exited"
+            },
+            log_tail(&r.dir.join("controller.log"), 15)
+        );
+    }
     let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
     let st = r
         .api
