@@ -429,6 +429,9 @@ fn udp_and_icmp_echo() {
         run(&mut ct, &mut udp4(A, B, 5000, 53), &req(0, true), now),
         TRK | NEW
     );
+    // As OVS: the second packet of the original direction is still `new`
+    // (first → multiple), the third is `est`.
+    assert_eq!(run(&mut ct, &mut udp4(A, B, 5000, 53), &r, now), TRK | NEW);
     assert_eq!(run(&mut ct, &mut udp4(A, B, 5000, 53), &r, now), TRK | EST);
     assert_eq!(
         run(&mut ct, &mut udp4(B, A, 53, 5000), &r, now),
@@ -528,6 +531,10 @@ fn zones_are_separate_and_limits_drop_new_only() {
     assert!(res.drop);
     assert_eq!(ct.counters.table_full, 1);
     assert_eq!(ct.len(), 4);
+    // The existing connection keeps flowing (second packet: still `new`
+    // as in OVS, then `est`), nothing is dropped.
+    let res = ct.execute(&mut udp4(A, B, 10, 2), &req(7, false), now);
+    assert_eq!((res.state, res.drop), (TRK | NEW, false));
     assert_eq!(
         run(&mut ct, &mut udp4(A, B, 10, 2), &req(7, false), now),
         TRK | EST
