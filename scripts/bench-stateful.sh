@@ -8,6 +8,8 @@
 #   DUT_CMD='exec scripts/bench-stateful.sh ovs - {in} {out}'
 #   DUT_SETUP='scripts/bench-stateful.sh setup'
 #
+# (plexus-appctl is taken from BIN's directory: build both binaries.)
+#
 # The referee's OVS reference (`ovs-afxdp`) only forwards port to port, so the
 # stateful OVS runs as the custom DUT of a second run; each run carries its own
 # `ovs-afxdp` reference, and the stateful switches are compared through their
@@ -73,16 +75,19 @@ case ${1:-} in
 plexus) # DUT_CMD: plexus BIN IN OUT
   bin=$2 in=$3 out=$4
   rm -rf "$(state_dir "$(ip netns identify $$)")"  # setup tells the DUTs apart by it
+  echo "$(dirname "$bin")/plexus-appctl" >"$(state_dir "$(ip netns identify $$)").appctl"
+  echo plexus >"$(state_dir "$(ip netns identify $$)").kind"
   underlay "$out"
   exec "$bin" --port "$in=1" \
     --vxlan "vx=10:remote_ip=$PEER_IP,key=flow,local_ip=$LOCAL_IP,underlay=$out" \
-    --listen "ptcp:$OF_PORT:127.0.0.1"
+    --listen "ptcp:$OF_PORT:127.0.0.1" --ctl "$(state_dir "$(ip netns identify $$)").ctl"
   ;;
 ovs) # DUT_CMD: ovs - IN OUT (ovsdb-server in the background, ovs-vswitchd in the foreground)
   in=$3 out=$4
   ns=$(ip netns identify $$)
   d=$(state_dir "$ns")
   rm -rf "$d"; mkdir -p "$d"
+  echo ovs >"$d.kind"
   export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
   ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
   ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --unixctl="$d/ovsdb-server.ctl" \
@@ -97,7 +102,9 @@ setup) # DUT_SETUP (env from the referee: DUT_NS DUT_IN DUT_OUT SNK_IP DPORT BEN
   f=${BENCH_WORKDIR:-/tmp}/stateful-flows-$$.txt
   flows "$f"
   d=$(state_dir "$DUT_NS")
-  if [[ -S $d/db.sock ]]; then
+  for _ in $(seq 100); do [[ -s $d.kind ]] && break; sleep 0.1; done
+  if [[ $(cat "$d.kind") == ovs ]]; then
+    for _ in $(seq 100); do [[ -S $d/db.sock ]] && break; sleep 0.1; done
     vs() { OVS_RUNDIR=$d ovs-vsctl --db="unix:$d/db.sock" --timeout=30 "$@"; }
     for _ in $(seq 100); do [[ -S $d/ovs-vswitchd.ctl ]] && break; sleep 0.1; done
     afxdp=(type=afxdp-nonpmd options:xdp-mode=native options:n_rxq=1)
@@ -135,6 +142,19 @@ setup) # DUT_SETUP (env from the referee: DUT_NS DUT_IN DUT_OUT SNK_IP DPORT BEN
     echo "plexus: $(ovs-ofctl -O OpenFlow13 dump-aggregate "$tgt" | grep -o 'flow_count=[0-9]*')"
   fi
   rm -f "$f"
+  # Evidence for the log: connections in conntrack and encapsulated frames
+  # after CT_REPORT seconds of traffic (bounded background job; 0 = off).
+  if (( ${CT_REPORT:-4} > 0 )); then
+    (
+      sleep "${CT_REPORT:-4}"
+      if [[ $(cat "$d.kind") == ovs ]]; then
+        echo "ovs after ${CT_REPORT:-4}s: conntrack entries $(OVS_RUNDIR=$d ovs-appctl -t "$d/ovs-vswitchd.ctl" dpctl/dump-conntrack | grep -c 'zone=1'), vx tx $(OVS_RUNDIR=$d ovs-vsctl --db="unix:$d/db.sock" get interface vx statistics:tx_packets)"
+      else
+        a=$(cat "$d.appctl")
+        echo "plexus after ${CT_REPORT:-4}s: $("$a" -t "$d.ctl" dpctl/ct-get-nconns 2>&1 | tr -d '\n') connections; $("$a" -t "$d.ctl" show 2>&1 | grep -A2 '(vx)' | tr -s ' \n' ' ')"
+      fi
+    ) </dev/null &
+  fi
   ;;
 *)
   echo "usage: $0 plexus BIN IN OUT | ovs - IN OUT | setup" >&2
