@@ -8,6 +8,7 @@ PACKAGES=(
   openvswitch-switch openvswitch-common   # reference switch, ovs-ofctl oracle
   tshark                                  # OpenFlow dissector oracle
   socat jq ethtool iproute2 iputils-ping iperf3
+  procps                                  # sysctl (IPv6 off in the differential tests' namespaces)
   python3-venv
   containernetworking-plugins             # reference CNI plugins (bridge + host-local) for plexus-cni tests
 )

@@ -47,6 +47,31 @@ pub enum Verb {
     FdbShow,
     /// Forget the learned MACs.
     FdbFlush,
+    /// The conntrack table (`dpctl/dump-conntrack [zone=N]`).
+    CtDump {
+        zone: Option<u16>,
+    },
+    /// Remove connections: all, one zone's, or one tuple's (`dpctl/flush-conntrack`).
+    CtFlush {
+        zone: Option<u16>,
+        tuple: Option<crate::conntrack::Tuple>,
+    },
+    /// Conntrack counters and connection count (`dpctl/ct-stats-show`).
+    CtStats,
+    /// Number of connections (`dpctl/ct-get-nconns`).
+    CtNconns,
+    /// `dpctl/ct-get-maxconns`.
+    CtGetMaxconns,
+    /// `dpctl/ct-set-maxconns N`.
+    CtSetMaxconns(usize),
+    /// `dpctl/ct-get-limits`.
+    CtGetLimits,
+    /// `dpctl/ct-set-limits [default=N] [zone=Z,limit=N]...` (limit=0 or
+    /// `dpctl/ct-del-limits zone=Z,...`: remove the zone's own limit).
+    CtSetLimits {
+        default: Option<u32>,
+        zones: Vec<(u16, Option<u32>)>,
+    },
     /// Explain a packet through the tables.
     Trace {
         bridge: Option<String>,
@@ -102,6 +127,18 @@ The available commands are:
   trace [BRIDGE] FLOW [PACKET]  explain a packet through the tables; FLOW in
                                 ovs-ofctl match syntax (in_port=1,tcp,tp_dst=80),
                                 PACKET an optional Ethernet frame in hex
+  dpctl/dump-conntrack [zone=N] connections (ovs-appctl format)
+  dpctl/flush-conntrack [zone=N] [TUPLE]
+                                remove connections; TUPLE: ct_nw_src=IP,ct_nw_dst=IP,
+                                ct_nw_proto=N,ct_tp_src=N,ct_tp_dst=N (or ct_ipv6_src/
+                                ct_ipv6_dst; ICMP: icmp_id=N,icmp_type=8|0)
+  dpctl/ct-stats-show           conntrack counters
+  dpctl/ct-get-nconns           number of connections
+  dpctl/ct-get-maxconns         the global connection limit
+  dpctl/ct-set-maxconns N       set it (existing connections stay)
+  dpctl/ct-get-limits           default and per-zone connection limits
+  dpctl/ct-set-limits [default=N] [zone=Z,limit=N]...
+  dpctl/ct-del-limits zone=Z[,Z...]
 Options (before the command): --format text|json
 Aliases: ofproto/trace, dpif/dump-flows (dump-cache), dpif/flush (cache-flush),
   ofctl/dump-flows (dump-flows), version (--version)
@@ -186,9 +223,162 @@ pub fn parse(words: &[String]) -> Result<Command, String> {
             Verb::DumpFlows { table }
         }
         "trace" | "ofproto/trace" => parse_trace(rest)?,
+        "dpctl/dump-conntrack" | "ct/dump" => {
+            let mut zone = None;
+            for w in skip_dp(rest) {
+                match w.strip_prefix("zone=") {
+                    Some(z) => zone = Some(parse_num(name, "zone", z)?),
+                    // OVS's -m/-s verbosity flags are options; anything else is not.
+                    None => {
+                        return Err(format!(
+                            "{name}: unexpected \"{w}\" (usage: {name} [zone=N])"
+                        ));
+                    }
+                }
+            }
+            Verb::CtDump { zone }
+        }
+        "dpctl/flush-conntrack" | "ct/flush" => {
+            let mut zone = None;
+            let mut tuple = None;
+            for w in skip_dp(rest) {
+                match w.strip_prefix("zone=") {
+                    Some(z) => zone = Some(parse_num(name, "zone", z)?),
+                    None if tuple.is_none() => tuple = Some(parse_ct_tuple(name, w)?),
+                    None => return Err(format!("{name}: more than one tuple given")),
+                }
+            }
+            Verb::CtFlush { zone, tuple }
+        }
+        "dpctl/ct-stats-show" => no_args(Verb::CtStats)?,
+        "dpctl/ct-get-nconns" => no_args(Verb::CtNconns)?,
+        "dpctl/ct-get-maxconns" => no_args(Verb::CtGetMaxconns)?,
+        "dpctl/ct-set-maxconns" => match skip_dp(rest) {
+            [n] => Verb::CtSetMaxconns(parse_num(name, "maxconns", n)?),
+            _ => return Err(format!("{name}: usage: {name} N")),
+        },
+        "dpctl/ct-get-limits" => Verb::CtGetLimits,
+        "dpctl/ct-set-limits" | "dpctl/ct-del-limits" => {
+            let del = name == "dpctl/ct-del-limits";
+            let mut default = None;
+            let mut zones = Vec::new();
+            let args = skip_dp(rest);
+            if args.is_empty() {
+                return Err(format!(
+                    "{name}: nothing to set (usage: {name} [default=N] [zone=Z,limit=N]...)"
+                ));
+            }
+            for w in args {
+                if let Some(d) = w.strip_prefix("default=") {
+                    if del {
+                        return Err(format!("{name}: default= is only for ct-set-limits"));
+                    }
+                    default = Some(parse_num(name, "default", d)?);
+                } else if del {
+                    let zs = w
+                        .strip_prefix("zone=")
+                        .ok_or_else(|| format!("{name}: expected zone=Z[,Z...], got \"{w}\""))?;
+                    for z in zs.split(',') {
+                        zones.push((parse_num(name, "zone", z)?, None));
+                    }
+                } else {
+                    let (z, l) = w
+                        .strip_prefix("zone=")
+                        .and_then(|r| r.split_once(",limit="))
+                        .ok_or_else(|| format!("{name}: expected zone=Z,limit=N, got \"{w}\""))?;
+                    let l: u32 = parse_num(name, "limit", l)?;
+                    zones.push((parse_num(name, "zone", z)?, Some(l).filter(|&l| l != 0)));
+                }
+            }
+            Verb::CtSetLimits { default, zones }
+        }
         other => return Err(format!("\"{other}\" is not a valid command (try help)")),
     };
     Ok(Command { verb, json })
+}
+
+/// Drops a leading datapath name (`netdev@ovs-netdev`, `system@ovs-system`)
+/// and OVS's verbosity flags (`-m`, `-s`), which change nothing here.
+fn skip_dp(rest: &[String]) -> &[String] {
+    let mut r = rest;
+    while let Some((w, tail)) = r.split_first() {
+        if w.contains('@') || w == "-m" || w == "-s" || w == "--more" || w == "--statistics" {
+            r = tail;
+        } else {
+            break;
+        }
+    }
+    r
+}
+
+fn parse_num<T: std::str::FromStr>(cmd: &str, what: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{cmd}: bad {what} \"{v}\" (expected a number in range)"))
+}
+
+/// `ct_nw_src=IP,ct_nw_dst=IP,ct_nw_proto=N,ct_tp_src=N,ct_tp_dst=N` (or
+/// `ct_ipv6_src`/`ct_ipv6_dst`; ICMP: `icmp_id`, `icmp_type`), the
+/// original-direction tuple as `ovs-appctl dpctl/flush-conntrack` takes it.
+fn parse_ct_tuple(cmd: &str, s: &str) -> Result<crate::conntrack::Tuple, String> {
+    use crate::conntrack::{ICMP_REP, ICMP_REQ, Tuple};
+    let mut t = Tuple::default();
+    let (mut have_src, mut have_dst, mut have_proto) = (false, false, false);
+    let mut icmp_type = None;
+    for kv in s.split(',') {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("{cmd}: bad tuple field \"{kv}\" (expected NAME=VALUE)"))?;
+        let bad = |what: &str| format!("{cmd}: bad {what} \"{v}\" in tuple");
+        match k {
+            "ct_nw_src" | "ct_nw_dst" => {
+                let a: std::net::Ipv4Addr = v.parse().map_err(|_| bad(k))?;
+                let a = u32::from(a) as u128;
+                if k == "ct_nw_src" {
+                    t.src = a;
+                    have_src = true;
+                } else {
+                    t.dst = a;
+                    have_dst = true;
+                }
+            }
+            "ct_ipv6_src" | "ct_ipv6_dst" => {
+                let a: std::net::Ipv6Addr = v.parse().map_err(|_| bad(k))?;
+                t.v6 = true;
+                if k == "ct_ipv6_src" {
+                    t.src = u128::from(a);
+                    have_src = true;
+                } else {
+                    t.dst = u128::from(a);
+                    have_dst = true;
+                }
+            }
+            "ct_nw_proto" => {
+                t.proto = v.parse().map_err(|_| bad(k))?;
+                have_proto = true;
+            }
+            "ct_tp_src" => t.sport = v.parse().map_err(|_| bad(k))?,
+            "ct_tp_dst" => t.dport = v.parse().map_err(|_| bad(k))?,
+            "icmp_id" => t.sport = v.parse().map_err(|_| bad(k))?,
+            "icmp_type" => icmp_type = Some(v.parse::<u8>().map_err(|_| bad(k))?),
+            "icmp_code" => {
+                let _: u8 = v.parse().map_err(|_| bad(k))?;
+            }
+            _ => return Err(format!("{cmd}: unknown tuple field \"{k}\"")),
+        }
+    }
+    if !(have_src && have_dst && have_proto) {
+        return Err(format!(
+            "{cmd}: a tuple needs ct_nw_src/ct_ipv6_src, ct_nw_dst/ct_ipv6_dst and ct_nw_proto"
+        ));
+    }
+    if matches!(t.proto, 1 | 58) {
+        t.dport = match icmp_type {
+            Some(8) | Some(128) | None => ICMP_REQ,
+            Some(0) | Some(129) => ICMP_REP,
+            Some(x) => return Err(format!("{cmd}: icmp_type {x} is not an echo type")),
+        };
+    }
+    Ok(t)
 }
 
 fn parse_trace(rest: &[String]) -> Result<Verb, String> {
@@ -266,6 +456,14 @@ pub fn execute(cmd: &Command, agent: &mut Agent, sw: &mut dyn Switch) -> Reply {
             }
             None => Reply::err("fdb/flush: this pipeline has no NORMAL"),
         },
+        Verb::CtDump { .. }
+        | Verb::CtFlush { .. }
+        | Verb::CtStats
+        | Verb::CtNconns
+        | Verb::CtGetMaxconns
+        | Verb::CtSetMaxconns(_)
+        | Verb::CtGetLimits
+        | Verb::CtSetLimits { .. } => conntrack(&cmd.verb, cmd.json, sw, now),
         Verb::Trace {
             bridge,
             flow,
@@ -288,6 +486,129 @@ pub fn execute(cmd: &Command, agent: &mut Agent, sw: &mut dyn Switch) -> Reply {
                 now,
             )
         }
+    }
+}
+
+/// The `dpctl/*conntrack*` and `dpctl/ct-*` commands.
+fn conntrack(verb: &Verb, json: bool, sw: &mut dyn Switch, now: Instant) -> Reply {
+    let Some(p) = sw.engine().pipeline_mut() else {
+        return Reply::err("this pipeline has no connection tracker");
+    };
+    let ct = &mut p.conntrack;
+    match verb {
+        Verb::CtDump { zone } => {
+            let conns = ct.dump(*zone, now);
+            if json {
+                let v: Vec<_> = conns
+                    .iter()
+                    .map(|c| {
+                        json!({"entry": c.to_string(), "zone": c.zone, "mark": c.mark,
+                           "label": format!("0x{:x}", c.label),
+                           "expires_in_ms": c.expires_in.as_millis() as u64,
+                           "packets": c.packets, "bytes": c.bytes})
+                    })
+                    .collect();
+                return Reply::ok(format!("{:#}\n", json!(v)));
+            }
+            let mut s = String::new();
+            for c in &conns {
+                let _ = writeln!(s, "{c}");
+            }
+            Reply::ok(s)
+        }
+        Verb::CtFlush { zone, tuple } => match tuple {
+            Some(t) => {
+                if ct.flush_tuple(zone.unwrap_or(0), t) {
+                    Reply::ok("")
+                } else {
+                    Reply::err(format!(
+                        "dpctl/flush-conntrack: no connection {t} in zone {}",
+                        zone.unwrap_or(0)
+                    ))
+                }
+            }
+            None => {
+                match zone {
+                    Some(z) => ct.flush_zone(*z),
+                    None => ct.flush(),
+                }
+                Reply::ok("")
+            }
+        },
+        Verb::CtStats => {
+            let c = ct.counters;
+            let n = ct.len();
+            if json {
+                let v = json!({"connections": n, "max_conns": ct.config().max_conns,
+                    "packets": c.packets, "lookups_hit": c.lookups_hit,
+                    "lookups_miss": c.lookups_miss, "invalid": c.invalid, "related": c.related,
+                    "committed": c.committed, "expired": c.expired, "flushed": c.flushed,
+                    "table_full": c.table_full, "zone_full": c.zone_full,
+                    "nat_exhausted": c.nat_exhausted, "nat_applied": c.nat_applied});
+                return Reply::ok(format!("{v:#}\n"));
+            }
+            let mut by_proto: std::collections::BTreeMap<&str, usize> = Default::default();
+            for e in ct.dump(None, now) {
+                let name = e.to_string();
+                let proto = name.split(',').next().unwrap_or("other");
+                let key = match proto {
+                    "tcp" => "TCP",
+                    "udp" => "UDP",
+                    "icmp" => "ICMP",
+                    "icmpv6" => "ICMPV6",
+                    "sctp" => "SCTP",
+                    _ => "OTHER",
+                };
+                *by_proto.entry(key).or_default() += 1;
+            }
+            let mut s = format!("Connections Stats:\n    Total: {n}\n");
+            for (k, v) in by_proto {
+                let _ = writeln!(s, "    {k}: {v}");
+            }
+            let _ = writeln!(
+                s,
+                "Counters:\n    packets: {}\n    lookups_hit: {}\n    lookups_miss: {}\n    \
+                 invalid: {}\n    related: {}\n    committed: {}\n    expired: {}\n    \
+                 flushed: {}\n    table_full: {}\n    zone_full: {}\n    nat_exhausted: {}\n    \
+                 nat_applied: {}",
+                c.packets,
+                c.lookups_hit,
+                c.lookups_miss,
+                c.invalid,
+                c.related,
+                c.committed,
+                c.expired,
+                c.flushed,
+                c.table_full,
+                c.zone_full,
+                c.nat_exhausted,
+                c.nat_applied
+            );
+            Reply::ok(s)
+        }
+        Verb::CtNconns => Reply::ok(format!("{}\n", ct.len())),
+        Verb::CtGetMaxconns => Reply::ok(format!("{}\n", ct.config().max_conns)),
+        Verb::CtSetMaxconns(n) => {
+            ct.set_max_conns(*n);
+            Reply::ok("setting maxconns successful\n")
+        }
+        Verb::CtGetLimits => {
+            let mut s = format!("default limit={}\n", ct.config().default_zone_limit);
+            for (z, l) in ct.zone_limits() {
+                let _ = writeln!(s, "zone={z},limit={l},count={}", ct.zone_count(z));
+            }
+            Reply::ok(s)
+        }
+        Verb::CtSetLimits { default, zones } => {
+            if let Some(d) = default {
+                ct.set_default_zone_limit(*d);
+            }
+            for (z, l) in zones {
+                ct.set_zone_limit(*z, *l);
+            }
+            Reply::ok("")
+        }
+        _ => Reply::err("not a conntrack command"),
     }
 }
 

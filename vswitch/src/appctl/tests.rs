@@ -414,3 +414,168 @@ fn show_and_version() {
             .contains("trace [BRIDGE] FLOW")
     );
 }
+
+#[test]
+fn conntrack_commands_dump_flush_limits_and_counters() {
+    let (mut agent, mut sw) = setup();
+    add(
+        &mut sw,
+        "table=0,ip,in_port=1,actions=ct(commit,zone=5),output:2",
+        FlowModCommand::Add,
+    );
+    let now = Instant::now();
+    let mut out = Collect::default();
+    sw.e.process(1, &tcp_frame(80), now, &mut out);
+    assert_eq!(out.0.len(), 1, "forwarded");
+    let r = run(&mut agent, &mut sw, &["dpctl/dump-conntrack"]);
+    assert!(r.ok, "{}", r.text);
+    assert_eq!(
+        r.text,
+        "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=1234,dport=80),reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=1234),zone=5,protoinfo=(state=SYN_SENT)\n"
+    );
+    // OVS's datapath argument and -m are accepted; another zone is empty.
+    let r = run(
+        &mut agent,
+        &mut sw,
+        &["dpctl/dump-conntrack", "netdev@ovs-netdev", "-m", "zone=6"],
+    );
+    assert_eq!((r.ok, r.text.as_str()), (true, ""));
+    assert_eq!(
+        run(&mut agent, &mut sw, &["dpctl/ct-get-nconns"]).text,
+        "1\n"
+    );
+    let r = run(
+        &mut agent,
+        &mut sw,
+        &["--format", "json", "dpctl/dump-conntrack"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.text).expect("json");
+    assert_eq!(v[0]["zone"], 5);
+    // Global maximum: the next new connection is dropped and counted.
+    let r = run(&mut agent, &mut sw, &["dpctl/ct-set-maxconns", "1"]);
+    assert!(r.ok, "{}", r.text);
+    assert_eq!(
+        run(&mut agent, &mut sw, &["dpctl/ct-get-maxconns"]).text,
+        "1\n"
+    );
+    let mut out = Collect::default();
+    sw.e.process(1, &tcp_frame(81), now, &mut out);
+    assert!(out.0.is_empty(), "over the maximum: dropped");
+    let stats = run(&mut agent, &mut sw, &["dpctl/ct-stats-show"]).text;
+    assert!(stats.contains("Total: 1\n    TCP: 1"), "{stats}");
+    assert!(stats.contains("committed: 1\n"), "{stats}");
+    assert!(stats.contains("table_full: 1\n"), "{stats}");
+    // Zone limits.
+    let r = run(
+        &mut agent,
+        &mut sw,
+        &["dpctl/ct-set-limits", "default=10", "zone=5,limit=1"],
+    );
+    assert!(r.ok, "{}", r.text);
+    let l = run(&mut agent, &mut sw, &["dpctl/ct-get-limits"]).text;
+    assert_eq!(l, "default limit=10\nzone=5,limit=1,count=1\n");
+    let r = run(&mut agent, &mut sw, &["dpctl/ct-del-limits", "zone=5"]);
+    assert!(r.ok, "{}", r.text);
+    let l = run(&mut agent, &mut sw, &["dpctl/ct-get-limits"]).text;
+    assert_eq!(l, "default limit=10\n");
+    // Flush by tuple (original direction), then again: no such connection.
+    let tuple = "ct_nw_src=10.0.0.1,ct_nw_dst=10.0.0.2,ct_nw_proto=6,ct_tp_src=1234,ct_tp_dst=80";
+    let r = run(
+        &mut agent,
+        &mut sw,
+        &["dpctl/flush-conntrack", "zone=5", tuple],
+    );
+    assert!(r.ok, "{}", r.text);
+    assert_eq!(
+        run(&mut agent, &mut sw, &["dpctl/ct-get-nconns"]).text,
+        "0\n"
+    );
+    let r = run(
+        &mut agent,
+        &mut sw,
+        &["dpctl/flush-conntrack", "zone=5", tuple],
+    );
+    assert!(!r.ok && r.text.contains("no connection"), "{}", r.text);
+    // Flush by zone and all.
+    let mut out = Collect::default();
+    sw.e.process(1, &tcp_frame(80), now, &mut out);
+    assert!(run(&mut agent, &mut sw, &["dpctl/flush-conntrack", "zone=4"]).ok);
+    assert_eq!(
+        run(&mut agent, &mut sw, &["dpctl/ct-get-nconns"]).text,
+        "1\n"
+    );
+    assert!(run(&mut agent, &mut sw, &["dpctl/flush-conntrack"]).ok);
+    assert_eq!(
+        run(&mut agent, &mut sw, &["dpctl/ct-get-nconns"]).text,
+        "0\n"
+    );
+}
+
+#[test]
+fn conntrack_commands_reject_bad_arguments() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["dpctl/dump-conntrack", "zone=x"], "bad zone \"x\""),
+        (
+            &["dpctl/dump-conntrack", "zone=70000"],
+            "bad zone \"70000\"",
+        ),
+        (&["dpctl/dump-conntrack", "foo"], "unexpected \"foo\""),
+        (&["dpctl/ct-set-maxconns"], "usage"),
+        (&["dpctl/ct-set-maxconns", "-1"], "bad maxconns \"-1\""),
+        (&["dpctl/ct-set-limits"], "nothing to set"),
+        (
+            &["dpctl/ct-set-limits", "zone=1"],
+            "expected zone=Z,limit=N",
+        ),
+        (
+            &["dpctl/ct-set-limits", "zone=1,limit=x"],
+            "bad limit \"x\"",
+        ),
+        (
+            &["dpctl/ct-del-limits", "default=3"],
+            "only for ct-set-limits",
+        ),
+        (&["dpctl/ct-get-nconns", "x"], "takes no arguments"),
+        (
+            &["dpctl/flush-conntrack", "ct_nw_src=10.0.0.1"],
+            "a tuple needs",
+        ),
+        (
+            &[
+                "dpctl/flush-conntrack",
+                "ct_nw_src=10.0.0.300,ct_nw_dst=1.2.3.4,ct_nw_proto=6",
+            ],
+            "bad ct_nw_src",
+        ),
+        (
+            &["dpctl/flush-conntrack", "ct_frob=1"],
+            "unknown tuple field \"ct_frob\"",
+        ),
+        (
+            &["dpctl/flush-conntrack", "ct_nw_src"],
+            "expected NAME=VALUE",
+        ),
+        (
+            &[
+                "dpctl/flush-conntrack",
+                "ct_nw_src=1.1.1.1,ct_nw_dst=2.2.2.2,ct_nw_proto=1,icmp_type=3",
+            ],
+            "not an echo type",
+        ),
+    ];
+    for (args, want) in cases {
+        let e = parse(&words(args)).unwrap_err();
+        assert!(e.contains(want), "{args:?}: {e:?} lacks {want:?}");
+    }
+    // ICMP tuples name the echo direction by type.
+    let Verb::CtFlush { tuple: Some(t), .. } = parse(&words(&[
+        "dpctl/flush-conntrack",
+        "ct_nw_src=1.1.1.1,ct_nw_dst=2.2.2.2,ct_nw_proto=1,icmp_id=7,icmp_type=8",
+    ]))
+    .unwrap()
+    .verb
+    else {
+        panic!("not a flush");
+    };
+    assert_eq!((t.sport, t.dport), (7, crate::conntrack::ICMP_REQ));
+}

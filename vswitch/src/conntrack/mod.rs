@@ -370,8 +370,10 @@ impl fmt::Display for ConnEntry {
             write!(f, ",labels=0x{:x}", self.label)?;
         }
         if let ProtoState::Tcp(p) = self.proto {
-            // OVS prints the more advanced of the two states.
-            let s = p[0].state.max(p[1].state);
+            // OVS prints the more advanced of the two states, coalesced as
+            // its non-verbose dump does (`ct-dpif.c` coalesce_tcp_state:
+            // FIN_WAIT_2 shows as TIME_WAIT, SYN_RECV as ESTABLISHED).
+            let s = tcp::coalesce(p[0].state.max(p[1].state));
             write!(f, ",protoinfo=(state={})", tcp::state_name(s))?;
         }
         Ok(())
@@ -421,7 +423,14 @@ pub struct Conntrack {
     cur_tick: u64,
     rng: u64,
     pub counters: CtCounters,
+    /// Refused commits (`table_full + zone_full`) already reported by
+    /// [`Conntrack::refusal_report`], and when the last report was made.
+    refused_reported: u64,
+    last_report_ns: Option<u64>,
 }
+
+/// Minimum interval between two [`Conntrack::refusal_report`] messages.
+pub const REFUSAL_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Default for Conntrack {
     fn default() -> Self {
@@ -457,11 +466,48 @@ impl Conntrack {
             cur_tick: 0,
             rng: 0x853c_49e6_748f_ea9b,
             counters: CtCounters::default(),
+            refused_reported: 0,
+            last_report_ns: None,
         }
     }
 
     pub fn config(&self) -> &CtConfig {
         &self.cfg
+    }
+
+    /// A rate-limited log line about refused new connections: `Some` when
+    /// commits were refused (table full or zone limit) since the last
+    /// report and the last report is at least [`REFUSAL_REPORT_INTERVAL`]
+    /// old; the line carries the counts of every refusal since then, so none
+    /// goes unreported, only coalesced. Cheap when nothing was refused.
+    pub fn refusal_report(&mut self, now: Instant) -> Option<String> {
+        let refused = self.counters.table_full + self.counters.zone_full;
+        if refused == self.refused_reported {
+            return None;
+        }
+        let now_ns = self.ns(now);
+        let interval = REFUSAL_REPORT_INTERVAL.as_nanos() as u64;
+        if self
+            .last_report_ns
+            .is_some_and(|t| now_ns.saturating_sub(t) < interval)
+        {
+            return None;
+        }
+        let n = refused - self.refused_reported;
+        self.refused_reported = refused;
+        self.last_report_ns = Some(now_ns);
+        Some(format!(
+            "conntrack: {n} new connection(s) dropped since the last report \
+             (table full: {} total, zone limit: {} total; {} of max {} connections in use)",
+            self.counters.table_full, self.counters.zone_full, self.n_conns, self.cfg.max_conns
+        ))
+    }
+
+    /// The per-zone limits set with [`Conntrack::set_zone_limit`], by zone.
+    pub fn zone_limits(&self) -> Vec<(u16, u32)> {
+        let mut v: Vec<(u16, u32)> = self.zone_limits.iter().map(|(&z, &l)| (z, l)).collect();
+        v.sort_unstable();
+        v
     }
 
     /// Changes the global maximum (existing connections stay).
@@ -850,17 +896,21 @@ impl Conntrack {
         let (verdict, tmo) = match &mut c.proto {
             ProtoState::Tcp(peers) => tcp::update(peers, f.reply, p, wscale),
             ProtoState::Other(s) => {
+                // As OVS's other_conn_update: the second packet of the
+                // original direction (first → multiple) is still `new`.
+                let mut v = tcp::Update::Valid;
                 if f.reply && *s != 2 {
                     *s = 2;
                 } else if *s == 0 {
                     *s = 1;
+                    v = tcp::Update::ValidNew;
                 }
                 let t = [
                     Timeout::OtherFirst,
                     Timeout::OtherMultiple,
                     Timeout::OtherBidir,
                 ][*s as usize];
-                (tcp::Update::Valid, Some(t))
+                (v, Some(t))
             }
             ProtoState::Icmp(r) => {
                 if f.reply {

@@ -20,7 +20,9 @@ pub(crate) const URG: u16 = 0x20;
 /// `ct_dpif_tcp_state` values (the subset pf tracking uses).
 pub mod state {
     pub const CLOSED: u8 = 0;
+    pub const LISTEN: u8 = 1;
     pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECV: u8 = 3;
     pub const ESTABLISHED: u8 = 4;
     pub const CLOSING: u8 = 7;
     pub const FIN_WAIT_2: u8 = 9;
@@ -273,11 +275,24 @@ pub(crate) fn update(
     }
 }
 
-/// Name of a peer state as `ovs-appctl dpctl/dump-conntrack` prints it.
+/// The state `ovs-appctl dpctl/dump-conntrack` (without `-m`) shows for a
+/// peer state: the kernel's view where it differs from pf's (FIN_WAIT_2 →
+/// TIME_WAIT, SYN_RECV → ESTABLISHED), as OVS's `ct_dpif_coalesce_tcp_state`.
+pub fn coalesce(s: u8) -> u8 {
+    match s {
+        FIN_WAIT_2 => TIME_WAIT,
+        SYN_RECV => ESTABLISHED,
+        _ => s,
+    }
+}
+
+/// Name of a peer state as `ovs-appctl dpctl/dump-conntrack -m` prints it.
 pub fn state_name(s: u8) -> &'static str {
     match s {
         CLOSED => "CLOSED",
+        LISTEN => "LISTEN",
         SYN_SENT => "SYN_SENT",
+        SYN_RECV => "SYN_RECV",
         ESTABLISHED => "ESTABLISHED",
         CLOSING => "CLOSING",
         FIN_WAIT_2 => "FIN_WAIT_2",

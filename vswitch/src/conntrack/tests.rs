@@ -429,6 +429,9 @@ fn udp_and_icmp_echo() {
         run(&mut ct, &mut udp4(A, B, 5000, 53), &req(0, true), now),
         TRK | NEW
     );
+    // As OVS: the second packet of the original direction is still `new`
+    // (first → multiple), the third is `est`.
+    assert_eq!(run(&mut ct, &mut udp4(A, B, 5000, 53), &r, now), TRK | NEW);
     assert_eq!(run(&mut ct, &mut udp4(A, B, 5000, 53), &r, now), TRK | EST);
     assert_eq!(
         run(&mut ct, &mut udp4(B, A, 53, 5000), &r, now),
@@ -528,6 +531,10 @@ fn zones_are_separate_and_limits_drop_new_only() {
     assert!(res.drop);
     assert_eq!(ct.counters.table_full, 1);
     assert_eq!(ct.len(), 4);
+    // The existing connection keeps flowing (second packet: still `new`
+    // as in OVS, then `est`), nothing is dropped.
+    let res = ct.execute(&mut udp4(A, B, 10, 2), &req(7, false), now);
+    assert_eq!((res.state, res.drop), (TRK | NEW, false));
     assert_eq!(
         run(&mut ct, &mut udp4(A, B, 10, 2), &req(7, false), now),
         TRK | EST
@@ -829,6 +836,168 @@ proptest! {
                 prop_assert!(replies.insert((c.zone, c.reply)), "duplicate reply tuple");
                 prop_assert_eq!(c.orig.reverse() == c.reply, c.nat == 0);
             }
+        }
+    }
+}
+
+#[test]
+fn refused_commits_are_logged_with_a_rate_limit() {
+    let now = t0();
+    let mut ct = ct_at(now);
+    assert_eq!(ct.refusal_report(now), None, "nothing refused yet");
+    ct.set_max_conns(1);
+    ct.execute(&mut udp4(A, B, 1, 2), &req(0, true), now);
+    assert!(ct.execute(&mut udp4(A, B, 3, 2), &req(0, true), now).drop);
+    let m = ct.refusal_report(now).expect("a report");
+    assert!(m.contains("1 new connection(s) dropped"), "{m}");
+    assert!(m.contains("table full: 1 total"), "{m}");
+    assert!(m.contains("1 of max 1 connections"), "{m}");
+    // More refusals within the interval: coalesced, reported once it has passed.
+    for p in 4..7 {
+        assert!(ct.execute(&mut udp4(A, B, p, 2), &req(0, true), now).drop);
+    }
+    let later = now + REFUSAL_REPORT_INTERVAL / 2;
+    assert_eq!(ct.refusal_report(later), None);
+    let m = ct
+        .refusal_report(now + REFUSAL_REPORT_INTERVAL)
+        .expect("a report");
+    assert!(m.contains("3 new connection(s) dropped"), "{m}");
+    // Nothing new refused: silence, however long it has been.
+    assert_eq!(ct.refusal_report(now + REFUSAL_REPORT_INTERVAL * 3), None);
+    // The existing connection kept flowing throughout.
+    assert!(!ct.execute(&mut udp4(A, B, 1, 2), &req(0, true), now).drop);
+}
+
+/// One step of [`dnat_tcp_sequences_track_windows_and_reverse_replies`].
+#[derive(Debug, Clone)]
+enum TcpEv {
+    /// In-window data (`len` bytes) from the client (false) or the backend (true).
+    Data(bool, u16),
+    /// A segment this far (≥ 2^30) past the sender's window: never valid.
+    Far(bool, u32),
+    /// An ICMP "fragmentation needed" from a router about the last segment
+    /// of that direction.
+    IcmpErr(bool),
+    Tick(u16),
+}
+
+fn tcp_ev() -> impl Strategy<Value = TcpEv> {
+    prop_oneof![
+        6 => (any::<bool>(), 0u16..1400).prop_map(|(d, l)| TcpEv::Data(d, l)),
+        2 => (any::<bool>(), (1u32 << 30)..(1u32 << 31)).prop_map(|(d, o)| TcpEv::Far(d, o)),
+        1 => any::<bool>().prop_map(TcpEv::IcmpErr),
+        1 => (1u16..5000).prop_map(TcpEv::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A DNAT'd TCP connection (VIP 10.0.0.100:80 → backend 10.9.9.9:8080)
+    /// after its handshake, then random in-window data both ways, segments
+    /// far outside the window, related ICMP errors and time passing
+    /// (less than the established timeout): in-window segments are `est`
+    /// (`rpl` exactly in the reply direction) and translated (original:
+    /// dst → backend; reply: src → VIP), out-of-window ones are `inv` and
+    /// left untouched, ICMP errors are `rel` with the quoted header
+    /// translated back, checksums always verify, and the connection's
+    /// reply tuple stays the reverse of the translated original.
+    #[test]
+    fn dnat_tcp_sequences_track_windows_and_reverse_replies(
+        evs in proptest::collection::vec(tcp_ev(), 1..80),
+    ) {
+        const VIP: [u8; 4] = [10, 0, 0, 100];
+        const BE: [u8; 4] = [10, 9, 9, 9];
+        const ROUTER: [u8; 4] = [10, 0, 0, 254];
+        let start = t0();
+        let mut now = start;
+        let mut ct = ct_at(start);
+        let mut commit = req(3, true);
+        commit.nat = Some(dnat(BE, 8080));
+        let mut look = req(3, false);
+        look.nat = Some(NatSpec::default());
+        // Handshake: client A:40000 → VIP:80.
+        let mut f = tcp4(A, VIP, 40000, 80, syn(1000));
+        prop_assert_eq!(run(&mut ct, &mut f, &commit, now), TRK | NEW | DNAT);
+        prop_assert_eq!(&f[30..34], &BE[..]);
+        let mut f = tcp4(BE, A, 8080, 40000, synack(7000, 1001));
+        prop_assert_eq!(run(&mut ct, &mut f, &look, now), TRK | EST | RPL | DNAT);
+        prop_assert_eq!(&f[26..30], &VIP[..]);
+        let mut f = tcp4(A, VIP, 40000, 80, ackp(1001, 7001, 0));
+        prop_assert_eq!(run(&mut ct, &mut f, &look, now), TRK | EST | DNAT);
+        // Next sequence numbers of client (0) and backend (1).
+        let mut next = [1001u32, 7001u32];
+        // The last translated-on-the-wire segment per direction (for ICMP errors).
+        let mut last: [Option<Vec<u8>>; 2] = [None, None];
+        for e in evs {
+            match e {
+                TcpEv::Tick(ms) => {
+                    now += Duration::from_millis(u64::from(ms));
+                    ct.advance(now);
+                }
+                TcpEv::Data(rev, len) => {
+                    let d = rev as usize;
+                    let t = Tcp { flags: tcp::ACK, seq: next[d], ack: next[1 - d], win: 65535, len: len as usize };
+                    let mut f = if rev {
+                        tcp4(BE, A, 8080, 40000, t)
+                    } else {
+                        tcp4(A, VIP, 40000, 80, t)
+                    };
+                    let s = run(&mut ct, &mut f, &look, now);
+                    let want = if rev { TRK | EST | RPL | DNAT } else { TRK | EST | DNAT };
+                    prop_assert_eq!(s, want, "in-window segment");
+                    if rev {
+                        prop_assert_eq!(&f[26..30], &VIP[..], "reply src → VIP");
+                        prop_assert_eq!(u16::from_be_bytes([f[34], f[35]]), 80);
+                    } else {
+                        prop_assert_eq!(&f[30..34], &BE[..], "original dst → backend");
+                        prop_assert_eq!(u16::from_be_bytes([f[36], f[37]]), 8080);
+                    }
+                    prop_assert!(csum_ok(&f));
+                    next[d] = next[d].wrapping_add(u32::from(len));
+                    last[d] = Some(f);
+                }
+                TcpEv::Far(rev, off) => {
+                    let d = rev as usize;
+                    let t = Tcp { flags: tcp::ACK, seq: next[d].wrapping_add(off), ack: next[1 - d], win: 65535, len: 10 };
+                    let mut f = if rev {
+                        tcp4(BE, A, 8080, 40000, t)
+                    } else {
+                        tcp4(A, VIP, 40000, 80, t)
+                    };
+                    let orig = f.clone();
+                    let s = run(&mut ct, &mut f, &look, now);
+                    prop_assert_eq!(s, TRK | INV, "segment {} past the window", off);
+                    prop_assert_eq!(f, orig, "an invalid segment is not translated");
+                }
+                TcpEv::IcmpErr(rev) => {
+                    let Some(seg) = &last[rev as usize] else { continue };
+                    // The router sits after the switch: it quotes the segment
+                    // as it left (translated) and writes to its sender.
+                    let to = if rev { VIP } else { A };
+                    let mut e = icmp_err4(ROUTER, to, seg);
+                    let s = run(&mut ct, &mut e, &look, now);
+                    prop_assert_eq!(s & (REL | INV), REL, "state {:#x}", s);
+                    // Quoted IP header at 14+20+8: translated back to what
+                    // the sender sent.
+                    let q = 14 + 20 + 8;
+                    if rev {
+                        prop_assert_eq!(&e[q + 12..q + 16], &BE[..], "quoted src back to the backend");
+                        prop_assert_eq!(&e[30..34], &BE[..], "error goes to the backend");
+                    } else {
+                        prop_assert_eq!(&e[q + 16..q + 20], &VIP[..], "quoted dst back to the VIP");
+                        prop_assert_eq!(&e[30..34], &A[..]);
+                    }
+                    prop_assert!(csum_ok(&e));
+                }
+            }
+            ct.check_invariants();
+            let d = ct.dump(None, now);
+            prop_assert_eq!(d.len(), 1);
+            prop_assert_eq!(d[0].reply.src, ip4(BE));
+            prop_assert_eq!(d[0].reply.sport, 8080);
+            prop_assert_eq!(d[0].reply.dst, ip4(A));
+            prop_assert_eq!(d[0].orig.dst, ip4(VIP));
         }
     }
 }

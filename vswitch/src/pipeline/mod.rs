@@ -1215,6 +1215,9 @@ impl Pipeline {
         }
         self.counters.packets += 1;
         self.conntrack.advance(now);
+        if let Some(msg) = self.conntrack.refusal_report(now) {
+            eprintln!("{msg}");
+        }
         let len = pkt.len() as u64;
         let compiled = self.translate_cached(&key);
         self.credit(&compiled.credits, len, now);

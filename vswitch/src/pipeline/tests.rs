@@ -1324,6 +1324,10 @@ fn ct_fields_visible_after_recirculation_and_cleared_in_other_fork() {
     // continues untracked (output:4).
     let (o, _) = run(&mut p, 1, &udp([10, 0, 0, 1], [10, 0, 0, 2], 5000, 53));
     assert_eq!(ports_of(&o), vec![2, 4]);
+    // The second original-direction UDP packet is still +new (OVS's
+    // first → multiple), the third +est.
+    let (o, _) = run(&mut p, 1, &udp([10, 0, 0, 1], [10, 0, 0, 2], 5000, 53));
+    assert_eq!(ports_of(&o), vec![2, 4]);
     let (o, _) = run(&mut p, 1, &udp([10, 0, 0, 1], [10, 0, 0, 2], 5000, 53));
     assert_eq!(ports_of(&o), vec![3, 4]);
     // ct_clear resets the fields.

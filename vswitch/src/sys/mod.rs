@@ -7,6 +7,7 @@ pub mod bpf;
 pub mod netlink;
 pub mod packet;
 pub mod tun;
+pub mod udp;
 pub mod xsk;
 
 use std::ffi::CString;

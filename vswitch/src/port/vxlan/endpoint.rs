@@ -19,6 +19,14 @@ use crate::sys;
 /// Frames queued per port for delivery by its own `rx_batch`.
 const MAX_QUEUED: usize = 256;
 
+/// Datagrams taken per `recvmmsg` (the receive batch).
+pub(crate) const RX_BATCH: usize = 64;
+
+/// Receive buffer per datagram: a full inner frame behind the 8-byte VXLAN
+/// header. A longer datagram arrives truncated and is dropped (as an inner
+/// frame over `FRAME_BUF` always was).
+pub(crate) const RX_STRIDE: usize = crate::port::FRAME_BUF + 8;
+
 #[derive(Debug)]
 struct Member {
     id: u64,
@@ -41,7 +49,12 @@ pub(crate) enum Route {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub sock: UdpSocket,
+    /// `RX_BATCH` receive buffers of `RX_STRIDE` bytes.
     pub scratch: Box<[u8]>,
+    /// The `recvmmsg` state (taken out while a port receives).
+    pub rx: Option<sys::udp::UdpBatch>,
+    /// Per-datagram results of the last `recvmmsg`.
+    pub rx_slots: Vec<sys::udp::Datagram>,
     members: Vec<Member>,
     spare: Vec<Vec<u8>>,
 }
@@ -90,7 +103,15 @@ impl Endpoint {
                 );
                 let ep = Arc::new(Mutex::new(Endpoint {
                     sock,
-                    scratch: vec![0; 65536].into_boxed_slice(),
+                    scratch: vec![0; RX_BATCH * RX_STRIDE].into_boxed_slice(),
+                    rx: Some(sys::udp::UdpBatch::new(RX_BATCH)),
+                    rx_slots: vec![
+                        sys::udp::Datagram {
+                            len: 0,
+                            src: Ipv4Addr::UNSPECIFIED,
+                        };
+                        RX_BATCH
+                    ],
                     members: Vec::new(),
                     spare: Vec::new(),
                 }));
