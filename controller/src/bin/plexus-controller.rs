@@ -17,7 +17,8 @@ struct Args {
     /// The store file (created if missing).
     #[arg(long, default_value = "plexus.redb")]
     db: PathBuf,
-    /// Bearer tokens, one `TOKEN SCOPE` per line (scope `admin` or `read`).
+    /// Bearer tokens, one `TOKEN SCOPE [NAME]` per line (scope `admin`, `read` or
+    /// `tenant:<tenant id>`; TOKEN plain or `sha256:HEX`).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Serve without authentication (tests on loopback only).
@@ -31,6 +32,9 @@ struct Args {
     /// and their traffic policy reach every connected Envoy / proxyless gRPC client.
     #[arg(long)]
     xds_listen: Option<SocketAddr>,
+    /// Append one JSON line per API change (who, method, path, object, result) here.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -53,6 +57,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("opening store {}", args.db.display()))?;
     let southbound = Southbound::start(store.clone(), args.openflow_listen.as_deref()).await?;
     let mut state = AppState::new(store, tokens);
+    if let Some(p) = &args.audit_log {
+        let log = plexus_controller::api::AuditLog::open(p)
+            .with_context(|| format!("opening audit log {}", p.display()))?;
+        state.audit = Some(std::sync::Arc::new(log));
+    }
     state.sync = southbound.status();
     let xds = match args.xds_listen {
         Some(a) => {
