@@ -16,6 +16,7 @@ pub mod ca;
 mod listener;
 
 pub use listener::TlsListener;
+pub use rustls;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
