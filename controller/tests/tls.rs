@@ -308,3 +308,102 @@ async fn xds_over_mutual_tls() {
     .await;
     assert!(!matches!(r, Ok(Ok(_))), "served another CA's client: {r:?}");
 }
+
+/// Real Envoy as an xDS client over mutual TLS: `plexus --cert/--key/--cacert xds
+/// bootstrap` adds the TLS transport socket; Envoy ACKs CDS and LDS over it. An Envoy
+/// with a cleartext bootstrap never shows up. Skips without Envoy
+/// (scripts/install-peers.sh).
+#[test]
+fn envoy_over_mutual_tls() {
+    let envoy = std::env::var_os("PEERS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp/plexus-peers-venv".into())
+        .join("bin/envoy");
+    if !envoy.exists() {
+        prereq::unmet(&format!("envoy not found at {}", envoy.display()));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    make_certs(&pki, &["xds", "envoy"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = RedbStore::open(&dir.path().join("db.redb")).unwrap();
+    let srv = TlsFiles::in_dir(&pki, "xds");
+    let feed = rt
+        .block_on(XdsFeed::start_with_tls(
+            store,
+            "127.0.0.1:0".parse().unwrap(),
+            Some(&srv),
+        ))
+        .unwrap();
+    let cli = TlsFiles::in_dir(&pki, "envoy");
+    let bootstrap = |node: &str, tls: bool| -> std::path::PathBuf {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_plexus"));
+        if tls {
+            c.arg("--cert")
+                .arg(&cli.certificate)
+                .arg("--key")
+                .arg(&cli.private_key)
+                .arg("--cacert")
+                .arg(&cli.ca_cert);
+        }
+        let o = c
+            .args(["xds", "bootstrap", "--node", node, "--admin-port", "0"])
+            .args(["--xds", &feed.addr.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(text.contains("UpstreamTlsContext"), tls, "{text}");
+        let p = dir.path().join(format!("{node}.json"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let spawn = |node: &str, boot: &Path, id: u32| {
+        let log = std::fs::File::create(dir.path().join(format!("{node}.log"))).unwrap();
+        Kill(
+            Command::new(&envoy)
+                .arg("-c")
+                .arg(boot)
+                .args(["--base-id", &(std::process::id() % 50000 + id).to_string()])
+                .args(["--log-level", "warn"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let acked = |node: &str| {
+        let st = feed.state.status_json();
+        ["CDS", "LDS"]
+            .iter()
+            .all(|t| st["nodes"][node]["types"][t]["last_acked_version"].is_string())
+    };
+    let mut plain = spawn("envoy-plain", &bootstrap("envoy-plain", false), 11);
+    let mut tls = spawn("envoy-mtls", &bootstrap("envoy-mtls", true), 12);
+    let t0 = Instant::now();
+    while !acked("envoy-mtls") {
+        assert!(
+            matches!(tls.0.try_wait(), Ok(None)),
+            "envoy exited: {}",
+            std::fs::read_to_string(dir.path().join("envoy-mtls.log")).unwrap_or_default()
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no ACKs over mTLS: {}\n{}",
+            feed.state.status_json(),
+            std::fs::read_to_string(dir.path().join("envoy-mtls.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The cleartext Envoy started first and has had longer: it never got a stream.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        matches!(plain.0.try_wait(), Ok(None)),
+        "the cleartext envoy exited"
+    );
+    let st = feed.state.status_json();
+    assert!(st["nodes"]["envoy-plain"].is_null(), "{st}");
+    drop(plain);
+    drop(tls);
+}

@@ -87,8 +87,15 @@ async fn ssl_controller_connection_is_mutual() {
     .await
     .expect("the switch did not connect over ssl:");
     assert!(peer.starts_with("ssl:"), "{peer}");
-    let conn = Connection::accept(stream, &Config::default()).await.unwrap();
-    match conn.handle.request(&Message::FeaturesRequest).await.unwrap() {
+    let conn = Connection::accept(stream, &Config::default())
+        .await
+        .unwrap();
+    match conn
+        .handle
+        .request(&Message::FeaturesRequest)
+        .await
+        .unwrap()
+    {
         Message::FeaturesReply(f) => assert_eq!(f.datapath_id, 0x5e2),
         m => panic!("{m:?}"),
     }
@@ -132,7 +139,11 @@ fn ovsdb_pssl_with_ovs_vsctl() {
     };
     for args in [&["init"][..], &["add-br", "br-tls"]] {
         let o = vsctl(&cli, args);
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let o = vsctl(&cli, &["list-br"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "br-tls");

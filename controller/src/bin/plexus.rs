@@ -387,11 +387,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 delta,
                 admin_port,
             };
-            let b = if grpc {
+            let mut b = if grpc {
                 plexus_xds::bootstrap::grpc(&o)
             } else {
                 plexus_xds::bootstrap::envoy(&o)
             };
+            // --cert/--key/--cacert: Envoy reaches an --xds-tls controller over mTLS.
+            if let (Some(cert), Some(key), Some(ca)) = (&cli.cert, &cli.key, &cli.cacert) {
+                if grpc {
+                    bail!("--cert/--key/--cacert apply to Envoy bootstraps only");
+                }
+                let abs =
+                    |p: &PathBuf| std::path::absolute(p).map(|p| p.to_string_lossy().into_owned());
+                let host = o.xds.rsplit_once(':').map_or(o.xds.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let sni = if host.parse::<std::net::IpAddr>().is_ok() {
+                    "localhost"
+                } else {
+                    host
+                };
+                plexus_xds::bootstrap::with_mtls(&mut b, &abs(cert)?, &abs(key)?, &abs(ca)?, sni);
+            }
             println!("{}", serde_json::to_string_pretty(&b)?);
             return Ok(());
         }
