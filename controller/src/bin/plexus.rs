@@ -446,7 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::SecurityGroups(v) => ("security-groups", v.verb),
         Cmd::Services(v) => ("services", v.verb),
         Cmd::Chassis(v) => ("chassis", v.verb),
-        Cmd::Certs { .. } => unreachable!("handled above"),
+        Cmd::Certs { .. } => bail!("certs is handled before connecting"),
     };
     use reqwest::Method;
     let one = match verb {
