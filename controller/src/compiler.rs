@@ -325,6 +325,7 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
                 "ipv6,reg14={k},dl_src={mac_s},ipv6_src=fe80::/10,actions=goto_table:{T_FROM_ACL}"
             ),
         );
+        nd_port_security(p, &mut f);
         f(T_PORT_SEC, 80, format!("reg14={k},actions=drop"));
     } else {
         f(
@@ -367,6 +368,18 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
             format!("ct_state=-new+rel+trk,{reg}={k},actions=goto_table:{next}"),
         );
         f(t_ct, 1, format!("{reg}={k},actions=drop"));
+        // Only a SYN without ACK may open a TCP connection: conntrack (OVS's and
+        // plexus-vswitchd's alike) also takes a bare ACK, FIN or RST as `+new`
+        // ("mid-stream pickup"), which the rules below would commit.
+        for tcp in ["tcp", "tcp6"] {
+            for flags in ["-syn", "+syn+ack"] {
+                f(
+                    t_ct,
+                    150,
+                    format!("ct_state=+new+trk,{tcp},{reg}={k},tcp_flags={flags},actions=drop"),
+                );
+            }
+        }
         for g in &p.groups {
             let Some(group) = m.groups.get(g) else {
                 continue;
@@ -424,6 +437,87 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
             format!(
                 "table={T_L2},priority=100,metadata={vni:#x},dl_dst={mac_s},actions=set_field:{vni:#x}->tun_id,set_field:{vtep}->tun_dst,output:{tun}"
             ),
+        );
+    }
+}
+
+/// The EUI-64 link-local address of a MAC (what Linux configures by default).
+pub fn link_local(mac: [u8; 6]) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
+}
+
+/// Neighbour discovery port security (table 10, above the address checks): a
+/// neighbour advertisement must be for one of the port's own addresses (its IPv6
+/// addresses and its EUI-64 link-local) with the port's MAC or no target link-layer
+/// address option; a neighbour solicitation must carry the port's MAC or no source
+/// link-layer address option. Any other NA/NS from the port is dropped.
+fn nd_port_security(p: &LPort, f: &mut impl FnMut(u8, u16, String)) {
+    let (k, mac_s) = (p.key, mac(&p.mac));
+    let none = "00:00:00:00:00:00";
+    let mut srcs = vec!["fe80::/10".to_string()];
+    let mut targets = vec![link_local(p.mac)];
+    for ip in &p.ips {
+        if let IpAddr::V6(a) = ip {
+            srcs.push(a.to_string());
+            targets.push(*a);
+        }
+    }
+    targets.sort();
+    targets.dedup();
+    let base = |ty: u8| format!("icmp6,reg14={k},dl_src={mac_s},icmp_type={ty},icmp_code=0");
+    for src in &srcs {
+        for t in &targets {
+            for tll in [mac_s.as_str(), none] {
+                f(
+                    T_PORT_SEC,
+                    95,
+                    format!(
+                        "{},ipv6_src={src},nd_target={t},nd_tll={tll},actions=goto_table:{T_FROM_ACL}",
+                        base(136)
+                    ),
+                );
+            }
+        }
+        f(
+            T_PORT_SEC,
+            95,
+            format!(
+                "{},ipv6_src={src},nd_sll={mac_s},actions=goto_table:{T_FROM_ACL}",
+                base(135)
+            ),
+        );
+    }
+    // Duplicate address detection: from `::`, without a source link-layer option.
+    f(
+        T_PORT_SEC,
+        95,
+        format!(
+            "{},ipv6_src=::,nd_sll={none},actions=goto_table:{T_FROM_ACL}",
+            base(135)
+        ),
+    );
+    for ty in [135, 136] {
+        f(
+            T_PORT_SEC,
+            94,
+            format!("icmp6,reg14={k},icmp_type={ty},actions=drop"),
         );
     }
 }

@@ -18,4 +18,5 @@ pub mod ipam;
 pub mod model_from_store;
 pub mod southbound;
 pub mod store;
+pub mod tls;
 pub mod xds;

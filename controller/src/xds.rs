@@ -77,6 +77,19 @@ impl XdsFeed {
     /// Serves xDS (ADS + per-type, SotW + delta) on `listen` and publishes the store's
     /// services on every revision.
     pub async fn start(store: RedbStore, listen: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with_tls(store, listen, None).await
+    }
+
+    /// As [`XdsFeed::start`]; with `tls`, xDS is served over mutual TLS only: proxies
+    /// must present a certificate signed by the CA (ALPN `h2`).
+    pub async fn start_with_tls(
+        store: RedbStore,
+        listen: SocketAddr,
+        tls: Option<&plexus_pki::TlsFiles>,
+    ) -> anyhow::Result<Self> {
+        let tls = tls
+            .map(|f| plexus_pki::server_config(f, plexus_pki::ClientAuth::Required, &[b"h2"]))
+            .transpose()?;
         let cache = SnapshotCache::new();
         let state = Arc::new(XdsState {
             cache: cache.clone(),
@@ -87,14 +100,28 @@ impl XdsFeed {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "xDS server listening");
         let srv = server.clone();
-        let serve = tokio::spawn(async move {
-            if let Err(e) = srv
-                .serve_with_listener(listener, std::future::pending())
-                .await
-            {
-                tracing::error!(error = %e, "xDS server failed");
+        let serve = match tls {
+            None => tokio::spawn(async move {
+                if let Err(e) = srv
+                    .serve_with_listener(listener, std::future::pending())
+                    .await
+                {
+                    tracing::error!(error = %e, "xDS server failed");
+                }
+            }),
+            Some(cfg) => {
+                let incoming =
+                    crate::tls::grpc_incoming(plexus_pki::TlsListener::from_tcp(listener, cfg)?);
+                tokio::spawn(async move {
+                    if let Err(e) = srv
+                        .serve_with_incoming(incoming, std::future::pending())
+                        .await
+                    {
+                        tracing::error!(error = %e, "xDS (TLS) server failed");
+                    }
+                })
             }
-        });
+        };
         let st = state.clone();
         let publish = tokio::spawn(async move {
             let mut rev = store.watch_revision();

@@ -660,3 +660,353 @@ async fn hashed_tokens_from_the_token_file() {
     let r = t.req("GET", "/v1/tenants", Some(READER), &[], None).await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+const RED: &str = "red-tenant-token-0123456789";
+const BLUE: &str = "blue-tenant-token-0123456789";
+
+/// Two tenants' objects, then an app whose token file adds one `tenant:<id>` token each.
+/// With `audit`, changes are logged to `audit.jsonl` in the returned directory.
+async fn two_tenants(audit: bool) -> (T, Vec<(String, String, String, String)>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("db.redb")).unwrap();
+    let mut tokens = Tokens::default();
+    tokens.insert(ADMIN, Scope::Admin);
+    let setup = T {
+        app: app(AppState::new(store.clone(), Some(tokens))),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (tid, vid, sid) = setup.base().await;
+        let g = setup
+            .created(
+                "/v1/security-groups",
+                json!({"tenant_id": tid, "name": "web"}),
+            )
+            .await;
+        let p = setup
+            .created(
+                "/v1/ports",
+                json!({"subnet_id": sid, "name": "vm", "security_groups": [g["id"]]}),
+            )
+            .await;
+        ids.push((
+            tid,
+            vid,
+            g["id"].as_str().unwrap().to_string(),
+            p["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    let file = dir.path().join("tokens");
+    std::fs::write(
+        &file,
+        format!(
+            "{} admin\n{READER} read\n{} tenant:{} red-ops\n{BLUE} tenant:{}\n",
+            plexus_controller::api::hash_token(ADMIN),
+            plexus_controller::api::hash_token(RED),
+            ids[0].0,
+            ids[1].0
+        ),
+    )
+    .unwrap();
+    let mut st = AppState::new(store, Some(Tokens::load(&file).unwrap()));
+    if audit {
+        let log = plexus_controller::api::AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        st.audit = Some(std::sync::Arc::new(log));
+    }
+    let t = T {
+        app: app(st),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    (t, ids, dir)
+}
+
+/// `tenant:<id>` tokens read and write only their tenant's objects; lists are filtered;
+/// everything else is a 403 problem.
+#[tokio::test]
+async fn tenant_scoped_tokens() {
+    let (t, ids, _dir) = two_tenants(false).await;
+    let (red, blue) = (&ids[0], &ids[1]);
+    let forbidden = |r: &Resp, what: &str| {
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {}", r.text);
+        assert_eq!(
+            r.content_type.as_deref(),
+            Some("application/problem+json"),
+            "{what}"
+        );
+        assert_eq!(r.body["status"], 403, "{what}");
+    };
+    // Own objects: readable.
+    for (kind, id) in [
+        ("tenants", &red.0),
+        ("vpcs", &red.1),
+        ("security-groups", &red.2),
+        ("ports", &red.3),
+    ] {
+        let r = t
+            .req("GET", &format!("/v1/{kind}/{id}"), Some(RED), &[], None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}: {}", r.text);
+        // The other tenant's: 403, both ways.
+        let other = match kind {
+            "tenants" => &blue.0,
+            "vpcs" => &blue.1,
+            "security-groups" => &blue.2,
+            _ => &blue.3,
+        };
+        let r = t
+            .req("GET", &format!("/v1/{kind}/{other}"), Some(RED), &[], None)
+            .await;
+        forbidden(&r, kind);
+        let r = t
+            .req("GET", &format!("/v1/{kind}/{id}"), Some(BLUE), &[], None)
+            .await;
+        forbidden(&r, kind);
+        // Lists: only the tenant's own.
+        let r = t
+            .req("GET", &format!("/v1/{kind}"), Some(RED), &[], None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let got: Vec<&str> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, vec![id.as_str()], "{kind} list for red");
+        // Admin and reader still see both.
+        let r = t
+            .req("GET", &format!("/v1/{kind}"), Some(READER), &[], None)
+            .await;
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 2, "{kind}");
+    }
+    // Pagination of a filtered list: one item per page, then no token.
+    let r = t
+        .req("GET", "/v1/ports?limit=1", Some(BLUE), &[], None)
+        .await;
+    assert_eq!(r.body["items"][0]["id"], blue.3.as_str(), "{}", r.text);
+    assert!(r.body.get("next_page_token").is_none(), "{}", r.text);
+
+    // Writes inside the tenant work.
+    let r = t
+        .req(
+            "POST",
+            "/v1/security-groups",
+            Some(RED),
+            &[],
+            Some(json!({"tenant_id": red.0, "name": "db"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = t
+        .req(
+            "POST",
+            "/v1/vpcs",
+            Some(RED),
+            &[],
+            Some(json!({"tenant_id": red.0, "name": "v2", "cidrs": ["10.9.0.0/16"]}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // Creating in, moving into or referring to another tenant: 403, nothing written.
+    let before = t
+        .req("GET", "/v1/status", Some(ADMIN), &[], None)
+        .await
+        .body["revision"]
+        .clone();
+    for (uri, body) in [
+        (
+            "/v1/security-groups",
+            json!({"tenant_id": blue.0, "name": "x"}),
+        ),
+        (
+            "/v1/vpcs",
+            json!({"tenant_id": blue.0, "name": "x", "cidrs": ["10.8.0.0/16"]}),
+        ),
+        ("/v1/tenants", json!({"name": "new"})),
+        (
+            "/v1/security-groups",
+            json!({"tenant_id": red.0, "name": "x",
+                   "rules": [{"direction": "ingress", "remote_group_id": blue.2}]}),
+        ),
+    ] {
+        let r = t
+            .req("POST", uri, Some(RED), &[], Some(body.to_string()))
+            .await;
+        forbidden(&r, uri);
+    }
+    let r = t
+        .req(
+            "PUT",
+            &format!("/v1/ports/{}", red.3),
+            Some(RED),
+            &[],
+            Some(
+                json!({"subnet_id": t.get(&format!("/v1/ports/{}", red.3)).await.body["subnet_id"],
+                        "name": "vm", "security_groups": [blue.2]})
+                .to_string(),
+            ),
+        )
+        .await;
+    forbidden(&r, "port with the other tenant's group");
+    let r = t
+        .req(
+            "DELETE",
+            &format!("/v1/ports/{}", blue.3),
+            Some(RED),
+            &[],
+            None,
+        )
+        .await;
+    forbidden(&r, "delete the other tenant's port");
+    let after = t
+        .req("GET", "/v1/status", Some(ADMIN), &[], None)
+        .await
+        .body["revision"]
+        .clone();
+    assert_eq!(before, after, "a refused write changed the store");
+    // Controller-wide endpoints and chassis are not per tenant.
+    for uri in ["/v1/status", "/v1/chassis"] {
+        let r = t.req("GET", uri, Some(RED), &[], None).await;
+        forbidden(&r, uri);
+    }
+    let r = t
+        .req(
+            "POST",
+            "/v1/chassis",
+            Some(RED),
+            &[],
+            Some(json!({"name": "n", "vtep_ip": "192.0.2.9"}).to_string()),
+        )
+        .await;
+    forbidden(&r, "chassis create");
+    let r = t
+        .req(
+            "POST",
+            "/v1/chassis",
+            Some(READER),
+            &[],
+            Some(json!({"name": "n", "vtep_ip": "192.0.2.9"}).to_string()),
+        )
+        .await;
+    forbidden(&r, "chassis create by a reader");
+    // Own port deleted by its tenant.
+    let r = t
+        .req(
+            "DELETE",
+            &format!("/v1/ports/{}", red.3),
+            Some(RED),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+}
+
+/// Every change request is one JSON line: who (token label), method, path, object, status.
+#[tokio::test]
+async fn audit_log_records_changes() {
+    let (t, ids, dir) = two_tenants(true).await;
+    let path = dir.path().join("audit.jsonl");
+    let red = &ids[0];
+    let r = t
+        .req(
+            "POST",
+            "/v1/security-groups",
+            Some(RED),
+            &[],
+            Some(json!({"tenant_id": red.0, "name": "db"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let created = r.body["id"].as_str().unwrap().to_string();
+    let r = t
+        .req(
+            "DELETE",
+            &format!("/v1/ports/{}", ids[1].3),
+            Some(RED),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = t
+        .req(
+            "DELETE",
+            &format!("/v1/security-groups/{created}"),
+            Some(ADMIN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = t
+        .req(
+            "POST",
+            "/v1/tenants",
+            Some("wrong-token-0123456789"),
+            &[],
+            Some("{}".into()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Reads are not changes.
+    let _ = t.get("/v1/ports").await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains(RED) && !text.contains(ADMIN),
+        "a token in the log"
+    );
+    let lines: Vec<plexus_controller::api::AuditEntry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let got: Vec<(&str, &str, Option<&str>, Option<&str>, u16, &str)> = lines
+        .iter()
+        .map(|e| {
+            (
+                e.token.as_str(),
+                e.method.as_str(),
+                e.kind.as_deref(),
+                e.object.as_deref(),
+                e.status,
+                e.result.as_str(),
+            )
+        })
+        .collect();
+    let admin_label = &plexus_controller::api::hash_token(ADMIN)[..19];
+    assert_eq!(
+        got,
+        vec![
+            (
+                "red-ops",
+                "POST",
+                Some("security-groups"),
+                Some(created.as_str()),
+                201,
+                "ok"
+            ),
+            (
+                "red-ops",
+                "DELETE",
+                Some("ports"),
+                Some(ids[1].3.as_str()),
+                403,
+                "denied"
+            ),
+            (
+                admin_label,
+                "DELETE",
+                Some("security-groups"),
+                Some(created.as_str()),
+                204,
+                "ok"
+            ),
+            ("invalid", "POST", Some("tenants"), None, 401, "denied"),
+        ]
+    );
+    assert_eq!(lines[1].path, format!("/v1/ports/{}", ids[1].3));
+    for e in &lines {
+        assert!(e.time.len() == 24 && e.time.ends_with('Z'), "{}", e.time);
+    }
+}

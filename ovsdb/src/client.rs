@@ -74,6 +74,31 @@ impl Client {
         }
     }
 
+    /// Connect to `ssl:HOST:PORT` (also accepts `tcp:`/`unix:`, without TLS). The
+    /// server is verified against the CA of `tls` (by host name or IP address), and our
+    /// certificate is presented.
+    pub async fn connect_tls(
+        remote: &str,
+        tls: Arc<plexus_pki::rustls::ClientConfig>,
+    ) -> Result<Client, ClientError> {
+        let Some(a) = remote.strip_prefix("ssl:") else {
+            return Self::connect(remote).await;
+        };
+        let (host, _port) = a
+            .rsplit_once(':')
+            .ok_or_else(|| ClientError::Protocol(format!("{remote}: missing port")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = plexus_pki::rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| ClientError::Protocol(format!("{remote}: {e}")))?;
+        let s = tokio::net::TcpStream::connect(a).await?;
+        s.set_nodelay(true)?;
+        let s = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, s)
+            .await?;
+        let (r, w) = tokio::io::split(s);
+        Ok(Self::from_halves(r, w))
+    }
+
     /// Run over any byte stream halves.
     pub fn from_halves<R, W>(mut r: R, mut w: W) -> Client
     where
@@ -85,7 +110,7 @@ impl Client {
         let notes: Subscribers = Arc::default();
         tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
-                if w.write_all(&b).await.is_err() {
+                if w.write_all(&b).await.is_err() || w.flush().await.is_err() {
                     break;
                 }
             }

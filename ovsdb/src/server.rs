@@ -721,6 +721,27 @@ impl Server {
         Ok(a)
     }
 
+    /// Listen on TCP with TLS (`pssl:`); returns the bound address. With
+    /// [`plexus_pki::ClientAuth::Required`] in `cfg`, only clients with a certificate
+    /// signed by the CA get in (as with `ovsdb-server --private-key … --ca-cert …`).
+    pub async fn listen_tls(
+        &self,
+        addr: &str,
+        cfg: Arc<plexus_pki::rustls::ServerConfig>,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        let mut l = plexus_pki::TlsListener::from_tcp(l, cfg)?;
+        let a = l.local_addr();
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let (r, w) = tokio::io::split(s);
+                me.spawn_conn(r, w);
+            }
+        });
+        Ok(a)
+    }
+
     /// Listen on a unix socket path (an existing socket file is replaced).
     pub async fn listen_unix(&self, path: &Path) -> std::io::Result<()> {
         let _ = std::fs::remove_file(path);
@@ -769,8 +790,9 @@ impl Server {
                     },
                     _ = close_w.changed() => break,
                 };
+                // Flush: a TLS stream may hold the record until flushed.
                 tokio::select! {
-                    r = w.write_all(&b) => if r.is_err() { break },
+                    r = async { w.write_all(&b).await?; w.flush().await } => if r.is_err() { break },
                     _ = close_w.changed() => break,
                 }
                 queued.fetch_sub(b.len(), Ordering::Relaxed);

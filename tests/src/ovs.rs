@@ -58,6 +58,7 @@ pub struct OvsBuilder {
     ovsdb_tcp_port: Option<u16>,
     state_dir: Option<PathBuf>,
     bridge_enabled: bool,
+    ssl_from_db: bool,
 }
 
 impl Default for OvsBuilder {
@@ -73,6 +74,7 @@ impl Default for OvsBuilder {
             ovsdb_tcp_port: None,
             state_dir: None,
             bridge_enabled: true,
+            ssl_from_db: false,
         }
     }
 }
@@ -134,6 +136,14 @@ impl OvsBuilder {
     }
 
     /// Starts ovsdb-server and ovs-vswitchd and configures the bridge.
+    /// Starts ovs-vswitchd as `ovs-ctl` does, taking its TLS key, certificate and CA
+    /// from the database's SSL table (`ovs-vsctl set-ssl KEY CERT CA`), for `ssl:`
+    /// controllers.
+    pub fn ssl_from_db(mut self) -> Self {
+        self.ssl_from_db = true;
+        self
+    }
+
     pub fn start(self) -> Result<Ovs> {
         Ovs::start(self)
     }
@@ -232,6 +242,13 @@ impl Ovs {
         };
         c.arg(format!("unix:{}", st.join("db.sock").display()))
             .args(daemon_args(&st, "ovs-vswitchd"));
+        if b.ssl_from_db {
+            c.args([
+                "--private-key=db:Open_vSwitch,SSL,private_key",
+                "--certificate=db:Open_vSwitch,SSL,certificate",
+                "--ca-cert=db:Open_vSwitch,SSL,ca_cert",
+            ]);
+        }
         run_ok(&mut c, CMD_TIMEOUT).context("starting ovs-vswitchd")?;
         self.vsctl(&[
             "set",

@@ -493,7 +493,7 @@ async fn start_controller(target: &str, ctl: &CtlSender, uuid: Uuid) -> Result<C
         if let PassiveTarget::Unix(p) = &t {
             socket = Some(p.clone());
         }
-        let l = Listener::bind(&t, None)
+        let l = Listener::bind(&t, control::server_tls())
             .await
             .map_err(|e| format!("{target}: {e}"))?;
         eprintln!("listening on {}", l.local_target());

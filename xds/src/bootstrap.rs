@@ -79,6 +79,45 @@ pub fn envoy(o: &BootstrapOptions) -> Value {
     b
 }
 
+/// Makes an [`envoy`] bootstrap reach the ADS server over mutual TLS (a controller
+/// started with `--xds-tls`): Envoy presents `certificate`/`private_key` and verifies the
+/// server against `ca_cert` with SNI and subject alternative name `server_name`. Paths
+/// are written as given (Envoy reads them at startup).
+pub fn with_mtls(
+    b: &mut Value,
+    certificate: &str,
+    private_key: &str,
+    ca_cert: &str,
+    server_name: &str,
+) {
+    let tls = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": server_name,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": certificate},
+                    "private_key": {"filename": private_key}
+                }],
+                "validation_context": {
+                    "trusted_ca": {"filename": ca_cert},
+                    "match_typed_subject_alt_names": [{
+                        "san_type": "DNS",
+                        "matcher": {"exact": server_name}
+                    }]
+                }
+            }
+        }
+    });
+    if let Some(clusters) = b["static_resources"]["clusters"].as_array_mut() {
+        for c in clusters.iter_mut().filter(|c| c["name"] == "plexus_xds") {
+            c["transport_socket"] = tls.clone();
+        }
+    }
+}
+
 /// A gRPC xDS bootstrap (`GRPC_XDS_BOOTSTRAP`): clients then dial `xds:///SERVICE`.
 /// The node's `user_agent_name` is set by gRPC itself, which is how Plexus tells
 /// proxyless clients (`api_listener`s) from Envoy sidecars.

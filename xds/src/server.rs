@@ -108,6 +108,33 @@ impl XdsServer {
             .await
     }
 
+    /// Serves on a stream of connections (e.g. TLS streams) until `shutdown` resolves.
+    pub async fn serve_with_incoming<I, IO, IE>(
+        &self,
+        incoming: I,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error>
+    where
+        I: futures::Stream<Item = Result<IO, IE>> + Send,
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let closing = self.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
+        self.router()
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+    }
+
     fn sotw(
         &self,
         req: Request<Streaming<DiscoveryRequest>>,

@@ -2,11 +2,14 @@
 //! RFC 9457 errors, ETag/If-Match, pagination, Prometheus metrics, and the OpenAPI
 //! document (utoipa) served at `/openapi.json`.
 
+mod audit;
 mod auth;
 mod kinds;
 mod metrics;
+mod tenancy;
 
-pub use auth::{Scope, Tokens, hash_token};
+pub use audit::{AuditLog, Entry as AuditEntry};
+pub use auth::{Caller, Scope, Tokens, hash_token};
 pub use metrics::Metrics;
 
 use crate::store::{RedbStore, Store, StoreError};
@@ -24,7 +27,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::OpenApi;
 
-pub use auth::{Admin, Reader};
+pub use auth::{Admin, Global, Reader};
 
 /// Shared state of the API.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct AppState {
     pub sync: crate::southbound::SyncStatus,
     /// The xDS feed (`--xds-listen`), shown by `/v1/xds/status`.
     pub xds: Option<Arc<crate::xds::XdsState>>,
+    /// The audit log of API changes (`--audit-log`).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl AppState {
@@ -47,6 +52,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             sync: Default::default(),
             xds: None,
+            audit: None,
         }
     }
 }
@@ -198,23 +204,63 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-async fn create<K: Kind>(st: AppState, body: Bytes) -> ApiResult<Response> {
+/// For a tenant-scoped caller: checks object `id` (JSON `v`) inside a transaction.
+fn tenant_check_txn(
+    caller: &Caller,
+    t: &mut dyn crate::store::Txn,
+    kind: &str,
+    id: &str,
+    v: &serde_json::Value,
+) -> ApiResult<()> {
+    let Some(tenant) = caller.scope.tenant() else {
+        return Ok(());
+    };
+    tenancy::check(tenant, kind, id, v, &mut |k, i| {
+        Ok(t.get(k, i)?.map(|r| r.value))
+    })
+}
+
+/// For a tenant-scoped caller: checks object `id` (JSON `v`) against the store.
+fn tenant_check_store(
+    caller: &Caller,
+    store: &RedbStore,
+    kind: &str,
+    id: &str,
+    v: &serde_json::Value,
+) -> ApiResult<()> {
+    let Some(tenant) = caller.scope.tenant() else {
+        return Ok(());
+    };
+    tenancy::check(tenant, kind, id, v, &mut |k, i| {
+        Ok(store.get(k, i)?.map(|r| r.value))
+    })
+}
+
+async fn create<K: Kind>(st: AppState, caller: Caller, body: Bytes) -> ApiResult<Response> {
     let spec: K = parse_body(&body)?;
     spec.validate()?;
     let store = st.store.clone();
-    let (obj, rev) = blocking(move || {
+    let (obj, rev, id) = blocking(move || {
         let id = uuid::Uuid::new_v4().to_string();
         let (spec, rev) = store.write::<_, ApiError>(&mut |t| {
+            tenant_check_txn(
+                &caller,
+                t,
+                K::KIND,
+                &id,
+                &serde_json::to_value(&spec).unwrap(),
+            )?;
             let mut s = spec.clone();
             s.prepare(t, &id, None)?;
             t.put(K::KIND, &id, &serde_json::to_value(&s).unwrap())?;
             Ok(s)
         })?;
-        Ok((K::object(id, rev, spec), rev))
+        Ok((K::object(id.clone(), rev, spec), rev, id))
     })
     .await?;
     let mut r = (StatusCode::CREATED, Json(obj)).into_response();
     r.headers_mut().insert(header::ETAG, etag(rev));
+    r.extensions_mut().insert(audit::CreatedId(id));
     Ok(r)
 }
 
@@ -226,12 +272,14 @@ fn load<K: Kind>(rec: crate::store::Record) -> ApiResult<K::Obj> {
     Ok(K::object(rec.id, rec.revision, spec))
 }
 
-async fn read<K: Kind>(st: AppState, id: String) -> ApiResult<Response> {
+async fn read<K: Kind>(st: AppState, caller: Caller, id: String) -> ApiResult<Response> {
     let store = st.store.clone();
     let rec = blocking(move || {
-        store
+        let rec = store
             .get(K::KIND, &id)?
-            .ok_or_else(|| ApiError::not_found(K::KIND, &id))
+            .ok_or_else(|| ApiError::not_found(K::KIND, &id))?;
+        tenant_check_store(&caller, &store, K::KIND, &id, &rec.value)?;
+        Ok(rec)
     })
     .await?;
     let rev = rec.revision;
@@ -242,6 +290,7 @@ async fn read<K: Kind>(st: AppState, id: String) -> ApiResult<Response> {
 
 async fn list<K: Kind>(
     st: AppState,
+    caller: Caller,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult<Json<K::List>> {
     let Query(q) =
@@ -256,8 +305,34 @@ async fn list<K: Kind>(
         ));
     }
     let store = st.store.clone();
-    let mut recs =
-        blocking(move || Ok(store.list(K::KIND, q.page_token.as_deref(), limit + 1)?)).await?;
+    let mut recs = blocking(move || {
+        if caller.scope.tenant().is_none() {
+            return Ok(store.list(K::KIND, q.page_token.as_deref(), limit + 1)?);
+        }
+        // A tenant token sees only its tenant's objects: page through the kind until
+        // limit + 1 of them are found.
+        let mut out = Vec::new();
+        let mut after = q.page_token.clone();
+        loop {
+            let page = store.list(K::KIND, after.as_deref(), 1000)?;
+            let done = page.len() < 1000;
+            after = page.last().map(|r| r.id.clone());
+            for r in page {
+                match tenant_check_store(&caller, &store, K::KIND, &r.id, &r.value) {
+                    Ok(()) => out.push(r),
+                    Err(e) if e.0.status == 403 => {}
+                    Err(e) => return Err(e),
+                }
+                if out.len() > limit {
+                    return Ok(out);
+                }
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    })
+    .await?;
     let next = if recs.len() > limit {
         recs.truncate(limit);
         recs.last().map(|r| r.id.clone())
@@ -273,6 +348,7 @@ async fn list<K: Kind>(
 
 async fn replace<K: Kind>(
     st: AppState,
+    caller: Caller,
     id: String,
     headers: HeaderMap,
     body: Bytes,
@@ -285,6 +361,14 @@ async fn replace<K: Kind>(
             let old = t.get(K::KIND, &id)?;
             check_if_match(&headers, old.as_ref().map(|r| r.revision))?;
             let old = old.ok_or_else(|| ApiError::not_found(K::KIND, &id))?;
+            tenant_check_txn(&caller, t, K::KIND, &id, &old.value)?;
+            tenant_check_txn(
+                &caller,
+                t,
+                K::KIND,
+                &id,
+                &serde_json::to_value(&spec).unwrap(),
+            )?;
             let old: K = serde_json::from_value(old.value).map_err(|e| StoreError::Corrupt {
                 key: id.clone(),
                 err: e.to_string(),
@@ -302,13 +386,19 @@ async fn replace<K: Kind>(
     Ok(r)
 }
 
-async fn remove<K: Kind>(st: AppState, id: String, headers: HeaderMap) -> ApiResult<StatusCode> {
+async fn remove<K: Kind>(
+    st: AppState,
+    caller: Caller,
+    id: String,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let store = st.store.clone();
     blocking(move || {
         store.write::<_, ApiError>(&mut |t| {
             let old = t.get(K::KIND, &id)?;
             check_if_match(&headers, old.as_ref().map(|r| r.revision))?;
             let old = old.ok_or_else(|| ApiError::not_found(K::KIND, &id))?;
+            tenant_check_txn(&caller, t, K::KIND, &id, &old.value)?;
             let old: K = serde_json::from_value(old.value).map_err(|e| StoreError::Corrupt {
                 key: id.clone(),
                 err: e.to_string(),
@@ -326,6 +416,9 @@ async fn remove<K: Kind>(st: AppState, id: String, headers: HeaderMap) -> ApiRes
 /// Per-kind handler wrappers, so that each gets its own OpenAPI operation.
 macro_rules! endpoints {
     ($m:ident, $spec:ident, $obj:path, $list:ident, $path:tt, $idpath:tt, $tag:tt) => {
+        endpoints!($m, $spec, $obj, $list, $path, $idpath, $tag, Reader, Admin);
+    };
+    ($m:ident, $spec:ident, $obj:path, $list:ident, $path:tt, $idpath:tt, $tag:tt, $reader:ident, $writer:ident) => {
         pub mod $m {
             use super::*;
 
@@ -339,8 +432,8 @@ macro_rules! endpoints {
                     (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
                 ),
                 security(("bearer" = [])))]
-            pub async fn create(State(st): State<AppState>, _a: Admin, body: Bytes) -> ApiResult<Response> {
-                super::create::<$spec>(st, body).await
+            pub async fn create(State(st): State<AppState>, a: $writer, body: Bytes) -> ApiResult<Response> {
+                super::create::<$spec>(st, a.0, body).await
             }
 
             #[utoipa::path(get, path = $path, tag = $tag, params(PageQuery),
@@ -350,8 +443,8 @@ macro_rules! endpoints {
                     (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
                 ),
                 security(("bearer" = [])))]
-            pub async fn list(State(st): State<AppState>, _a: Reader, q: Result<Query<PageQuery>, QueryRejection>) -> ApiResult<Json<$list>> {
-                super::list::<$spec>(st, q).await
+            pub async fn list(State(st): State<AppState>, a: $reader, q: Result<Query<PageQuery>, QueryRejection>) -> ApiResult<Json<$list>> {
+                super::list::<$spec>(st, a.0, q).await
             }
 
             #[utoipa::path(get, path = $idpath, tag = $tag, params(("id" = String, Path)),
@@ -361,8 +454,8 @@ macro_rules! endpoints {
                     (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
                 ),
                 security(("bearer" = [])))]
-            pub async fn get(State(st): State<AppState>, _a: Reader, Path(id): Path<String>) -> ApiResult<Response> {
-                super::read::<$spec>(st, id).await
+            pub async fn get(State(st): State<AppState>, a: $reader, Path(id): Path<String>) -> ApiResult<Response> {
+                super::read::<$spec>(st, a.0, id).await
             }
 
             #[utoipa::path(put, path = $idpath, tag = $tag, request_body = $spec,
@@ -375,8 +468,8 @@ macro_rules! endpoints {
                     (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
                 ),
                 security(("bearer" = [])))]
-            pub async fn replace(State(st): State<AppState>, _a: Admin, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-                super::replace::<$spec>(st, id, headers, body).await
+            pub async fn replace(State(st): State<AppState>, a: $writer, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+                super::replace::<$spec>(st, a.0, id, headers, body).await
             }
 
             #[utoipa::path(delete, path = $idpath, tag = $tag,
@@ -388,8 +481,8 @@ macro_rules! endpoints {
                     (status = 412, description = "ETag mismatch", body = Problem, content_type = "application/problem+json"),
                 ),
                 security(("bearer" = [])))]
-            pub async fn delete(State(st): State<AppState>, _a: Admin, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<StatusCode> {
-                super::remove::<$spec>(st, id, headers).await
+            pub async fn delete(State(st): State<AppState>, a: $writer, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<StatusCode> {
+                super::remove::<$spec>(st, a.0, id, headers).await
             }
 
             pub fn routes() -> Router<AppState> {
@@ -471,14 +564,35 @@ endpoints!(
     ChassisList,
     "/v1/chassis",
     "/v1/chassis/{id}",
-    "chassis"
+    "chassis",
+    Global,
+    GlobalAdmin
 );
+
+/// Extractor: an admin token (chassis are infrastructure: no tenant token writes them).
+#[derive(Debug)]
+pub struct GlobalAdmin(pub Caller);
+
+impl axum::extract::FromRequestParts<AppState> for GlobalAdmin {
+    type Rejection = Response;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, Response> {
+        let Global(c) = Global::from_request_parts(parts, st).await?;
+        let Admin(c) = match c.scope {
+            Scope::Read => Admin::from_request_parts(parts, st).await?,
+            _ => Admin(c),
+        };
+        Ok(GlobalAdmin(c))
+    }
+}
 
 /// Store status: revision and object counts.
 #[utoipa::path(get, path = "/v1/status", tag = "status",
     responses((status = 200, description = "Store status", body = Status)),
     security(("bearer" = [])))]
-pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<Status>> {
+pub async fn status(State(st): State<AppState>, _a: Global) -> ApiResult<Json<Status>> {
     let store = st.store.clone();
     let chassis = st.sync.snapshot();
     blocking(move || {
@@ -505,7 +619,7 @@ pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<St
     security(("bearer" = [])))]
 pub async fn xds_status(
     State(st): State<AppState>,
-    _a: Reader,
+    _a: Global,
 ) -> ApiResult<Json<serde_json::Value>> {
     match &st.xds {
         Some(x) => Ok(Json(x.status_json())),
@@ -617,6 +731,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/openapi.json", get(openapi_json))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::track,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -17,7 +17,8 @@ struct Args {
     /// The store file (created if missing).
     #[arg(long, default_value = "plexus.redb")]
     db: PathBuf,
-    /// Bearer tokens, one `TOKEN SCOPE` per line (scope `admin` or `read`).
+    /// Bearer tokens, one `TOKEN SCOPE [NAME]` per line (scope `admin`, `read` or
+    /// `tenant:<tenant id>`; TOKEN plain or `sha256:HEX`).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Serve without authentication (tests on loopback only).
@@ -31,6 +32,25 @@ struct Args {
     /// and their traffic policy reach every connected Envoy / proxyless gRPC client.
     #[arg(long)]
     xds_listen: Option<SocketAddr>,
+    /// Append one JSON line per API change (who, method, path, object, result) here.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// PEM private key for TLS (REST with --https, OpenFlow pssl:/ssl:, xDS).
+    #[arg(long, requires_all = ["certificate", "ca_cert"])]
+    private_key: Option<PathBuf>,
+    /// PEM certificate (chain) matching --private-key.
+    #[arg(long, requires_all = ["private_key", "ca_cert"])]
+    certificate: Option<PathBuf>,
+    /// PEM CA certificate that switches' and proxies' certificates must chain to
+    /// (OpenFlow `pssl:` and xDS require one: mutual TLS). `plexus certs` makes a CA.
+    #[arg(long, requires_all = ["private_key", "certificate"])]
+    ca_cert: Option<PathBuf>,
+    /// Serve the REST API over HTTPS (client certificates optional: tokens authenticate).
+    #[arg(long, requires = "private_key")]
+    https: bool,
+    /// Serve xDS over mutual TLS (needs the TLS files).
+    #[arg(long, requires_all = ["private_key", "xds_listen"])]
+    xds_tls: bool,
 }
 
 #[tokio::main]
@@ -51,14 +71,28 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = RedbStore::open(&args.db)
         .with_context(|| format!("opening store {}", args.db.display()))?;
-    let southbound = Southbound::start(store.clone(), args.openflow_listen.as_deref()).await?;
+    let tls = plexus_pki::TlsFiles::from_options(
+        args.private_key.as_deref(),
+        args.certificate.as_deref(),
+        args.ca_cert.as_deref(),
+    )?;
+    let southbound =
+        Southbound::start_with_tls(store.clone(), args.openflow_listen.as_deref(), tls.as_ref())
+            .await?;
     let mut state = AppState::new(store, tokens);
+    if let Some(p) = &args.audit_log {
+        let log = plexus_controller::api::AuditLog::open(p)
+            .with_context(|| format!("opening audit log {}", p.display()))?;
+        state.audit = Some(std::sync::Arc::new(log));
+    }
     state.sync = southbound.status();
     let xds = match args.xds_listen {
         Some(a) => {
-            let feed = plexus_controller::xds::XdsFeed::start(state.store.clone(), a)
-                .await
-                .with_context(|| format!("starting xDS on {a}"))?;
+            let xtls = if args.xds_tls { tls.as_ref() } else { None };
+            let feed =
+                plexus_controller::xds::XdsFeed::start_with_tls(state.store.clone(), a, xtls)
+                    .await
+                    .with_context(|| format!("starting xDS on {a}"))?;
             state.xds = Some(feed.state.clone());
             Some(feed)
         }
@@ -67,12 +101,31 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, db = %args.db.display(), "plexus-controller serving");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match (&tls, args.https) {
+        (Some(f), true) => {
+            let cfg = plexus_pki::server_config(
+                f,
+                plexus_pki::ClientAuth::Optional,
+                &[b"h2", b"http/1.1"],
+            )?;
+            let l = plexus_controller::tls::HttpsListener(plexus_pki::TlsListener::from_tcp(
+                listener, cfg,
+            )?);
+            tracing::info!(listen = %l.0.local_addr(), db = %args.db.display(), "plexus-controller serving (https)");
+            axum::serve(l, app(state))
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        _ => {
+            tracing::info!(listen = %listener.local_addr()?, db = %args.db.display(), "plexus-controller serving");
+            axum::serve(listener, app(state))
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     drop(xds);
     drop(southbound);
     Ok(())

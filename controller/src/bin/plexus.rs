@@ -7,7 +7,12 @@
 //! plexus status
 //! plexus xds bootstrap --node ID [--xds HOST:PORT] [--cluster C] [--delta] [--grpc]
 //! plexus xds status
+//! plexus certs ca DIR [--force]                 # DIR/ca-key.pem, DIR/ca-cert.pem
+//! plexus certs issue DIR NAME [--san NAME|IP]…  # DIR/NAME-key.pem, DIR/NAME-cert.pem
 //! ```
+//!
+//! An `https://` URL is verified against `--cacert` (the CA of `plexus certs`);
+//! `--cert`/`--key` present a client certificate.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,6 +40,14 @@ struct Cli {
     token_file: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value = "table")]
     output: Output,
+    /// CA certificate that verifies an https:// controller.
+    #[arg(long, env = "PLEXUS_CACERT")]
+    cacert: Option<PathBuf>,
+    /// Client certificate (with --key and --cacert) for an https:// controller.
+    #[arg(long, requires_all = ["key", "cacert"])]
+    cert: Option<PathBuf>,
+    #[arg(long, requires_all = ["cert", "cacert"])]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -56,6 +69,32 @@ enum Cmd {
     Xds {
         #[command(subcommand)]
         cmd: XdsCmd,
+    },
+    /// A local CA and certificates for TLS (REST, OpenFlow, OVSDB, xDS).
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCmd {
+    /// Create the CA: DIR/ca-key.pem (0600) and DIR/ca-cert.pem. An existing CA is kept
+    /// unless --force.
+    Ca {
+        dir: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue DIR/NAME-key.pem and DIR/NAME-cert.pem, signed by the CA in DIR, for TLS
+    /// server and client use; subject alternative names NAME, localhost, 127.0.0.1, ::1
+    /// and every --san.
+    Issue {
+        dir: PathBuf,
+        name: String,
+        /// Extra DNS name or IP address (repeatable).
+        #[arg(long = "san")]
+        sans: Vec<String>,
     },
 }
 
@@ -290,13 +329,43 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Cmd::Certs { cmd } = &cli.cmd {
+        match cmd {
+            CertsCmd::Ca { dir, force } => {
+                let p = plexus_pki::ca::init(dir, *force)?;
+                println!("{}", p.display());
+            }
+            CertsCmd::Issue { dir, name, sans } => {
+                let f = plexus_pki::ca::issue(dir, name, sans)?;
+                println!("{}", f.private_key.display());
+                println!("{}", f.certificate.display());
+            }
+        }
+        return Ok(());
+    }
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = &cli.cacert {
+        let cfg = match (&cli.cert, &cli.key) {
+            (Some(c), Some(k)) => plexus_pki::client_config(
+                &plexus_pki::TlsFiles {
+                    private_key: k.clone(),
+                    certificate: c.clone(),
+                    ca_cert: ca.clone(),
+                },
+                &[b"http/1.1"],
+            )?,
+            _ => plexus_pki::client_config_no_auth(ca, &[b"http/1.1"])?,
+        };
+        http = http.use_preconfigured_tls((*cfg).clone());
+    }
+    let http = http.build().context("HTTP client")?;
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(token_from_file(f)?),
         (None, None) => None,
     };
     let c = Client {
-        http: reqwest::Client::new(),
+        http,
         base: cli.url.trim_end_matches('/').to_string(),
         token,
     };
@@ -319,11 +388,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 delta,
                 admin_port,
             };
-            let b = if grpc {
+            let mut b = if grpc {
                 plexus_xds::bootstrap::grpc(&o)
             } else {
                 plexus_xds::bootstrap::envoy(&o)
             };
+            // --cert/--key/--cacert: Envoy reaches an --xds-tls controller over mTLS.
+            if let (Some(cert), Some(key), Some(ca)) = (&cli.cert, &cli.key, &cli.cacert) {
+                if grpc {
+                    bail!("--cert/--key/--cacert apply to Envoy bootstraps only");
+                }
+                let abs =
+                    |p: &PathBuf| std::path::absolute(p).map(|p| p.to_string_lossy().into_owned());
+                let host = o.xds.rsplit_once(':').map_or(o.xds.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let sni = if host.parse::<std::net::IpAddr>().is_ok() {
+                    "localhost"
+                } else {
+                    host
+                };
+                plexus_xds::bootstrap::with_mtls(&mut b, &abs(cert)?, &abs(key)?, &abs(ca)?, sni);
+            }
             println!("{}", serde_json::to_string_pretty(&b)?);
             return Ok(());
         }
@@ -362,6 +447,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::SecurityGroups(v) => ("security-groups", v.verb),
         Cmd::Services(v) => ("services", v.verb),
         Cmd::Chassis(v) => ("chassis", v.verb),
+        Cmd::Certs { .. } => bail!("certs is handled before connecting"),
     };
     use reqwest::Method;
     let one = match verb {

@@ -409,3 +409,65 @@ proptest! {
         }
     }
 }
+
+/// SECURITY.md "TCP mid-stream pickup": a `+new` TCP segment without SYN, or with
+/// SYN+ACK, is dropped above every SG rule in both directions; ND port security lets a
+/// port advertise only its own addresses with its own MAC.
+#[test]
+fn tcp_new_needs_syn_and_nd_port_security() {
+    let m = sample();
+    let flows = compile_full(&m);
+    let c1 = &flows["c1"];
+    for (t, reg) in [(21, "reg14"), (41, "reg15")] {
+        for tcp in ["tcp", "tcp6"] {
+            for fl in ["-syn", "+syn+ack"] {
+                let f = format!(
+                    "table={t},priority=150,ct_state=+new+trk,{tcp},{reg}=1,tcp_flags={fl},actions=drop"
+                );
+                assert!(c1.contains(&f), "{f}");
+            }
+        }
+    }
+    // p2 has no group: no ct stage, so no TCP flag flows.
+    assert!(
+        !c1.iter()
+            .any(|f| f.contains("tcp_flags") && f.contains("reg14=3"))
+    );
+    // ND: p0 (02:00:00:00:00:01) may advertise fe80::ff:fe00:1 only.
+    let ll = link_local([2, 0, 0, 0, 0, 1]);
+    assert_eq!(ll.to_string(), "fe80::ff:fe00:1");
+    for tll in ["02:00:00:00:00:01", "00:00:00:00:00:00"] {
+        let f = format!(
+            "table=10,priority=95,icmp6,reg14=1,dl_src=02:00:00:00:00:01,icmp_type=136,icmp_code=0,ipv6_src=fe80::/10,nd_target=fe80::ff:fe00:1,nd_tll={tll},actions=goto_table:20"
+        );
+        assert!(c1.contains(&f), "{f}");
+    }
+    assert!(c1.contains("table=10,priority=95,icmp6,reg14=1,dl_src=02:00:00:00:00:01,icmp_type=135,icmp_code=0,ipv6_src=fe80::/10,nd_sll=02:00:00:00:00:01,actions=goto_table:20"));
+    for ty in [135, 136] {
+        assert!(c1.contains(&format!(
+            "table=10,priority=94,icmp6,reg14=1,icmp_type={ty},actions=drop"
+        )));
+    }
+    // No other NA pass for p0, and p2 (port security, no group) gets the same checks.
+    let na_pass: Vec<_> = c1
+        .iter()
+        .filter(|f| f.contains("reg14=1,") && f.contains("icmp_type=136") && f.contains("goto"))
+        .collect();
+    assert_eq!(na_pass.len(), 2, "{na_pass:?}");
+    assert!(c1.contains("table=10,priority=94,icmp6,reg14=3,icmp_type=136,actions=drop"));
+    // p3 has no port security: no ND checks.
+    assert!(
+        !flows["c2"]
+            .iter()
+            .any(|f| f.contains("reg14=4") && f.contains("icmp_type"))
+    );
+    // An IPv6 address of the port is a valid target and source too.
+    let mut m6 = sample();
+    let a6: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+    m6.ports.get_mut("p0").unwrap().ips.push(IpAddr::V6(a6));
+    let c1 = &compile_full(&m6)["c1"];
+    assert!(c1.contains("table=10,priority=95,icmp6,reg14=1,dl_src=02:00:00:00:00:01,icmp_type=136,icmp_code=0,ipv6_src=fd00::2,nd_target=fd00::2,nd_tll=02:00:00:00:00:01,actions=goto_table:20"));
+    for fs in compile_full(&m6).values() {
+        to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{f}: {e:?}"));
+    }
+}

@@ -122,6 +122,30 @@ impl Southbound {
     /// Starts the engine and, with `listen` (e.g. `ptcp:6653:127.0.0.1`), the OpenFlow
     /// listener switches connect to. Must run inside a tokio runtime.
     pub async fn start(store: RedbStore, listen: Option<&str>) -> anyhow::Result<Southbound> {
+        Self::start_with_tls(store, listen, None).await
+    }
+
+    /// As [`Southbound::start`], with TLS: `pssl:` listeners require a switch
+    /// certificate signed by the CA (mutual TLS, as Open vSwitch does), and `ssl:` chassis
+    /// endpoints are connected to with our certificate, verifying theirs.
+    pub async fn start_with_tls(
+        store: RedbStore,
+        listen: Option<&str>,
+        tls: Option<&plexus_pki::TlsFiles>,
+    ) -> anyhow::Result<Southbound> {
+        let mut cfg = Config::default();
+        let mut server_tls = None;
+        if let Some(f) = tls {
+            cfg.tls = Some(plexus_openflow::conn::TlsClient {
+                config: plexus_pki::client_config(f, &[])?,
+                server_name: None,
+            });
+            server_tls = Some(plexus_pki::server_config(
+                f,
+                plexus_pki::ClientAuth::Required,
+                &[],
+            )?);
+        }
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -130,7 +154,7 @@ impl Southbound {
             desired: Mutex::new(HashMap::new()),
             cmd: cmd_tx,
             epoch: AtomicU64::new(1),
-            cfg: Config::default(),
+            cfg,
             stop: stop_rx,
         });
         let mut tasks = vec![tokio::spawn(engine_task(shared.clone(), cmd_rx))];
@@ -139,7 +163,12 @@ impl Southbound {
             let t: PassiveTarget = l
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--openflow-listen {l}: {e:?}"))?;
-            let listener = Listener::bind(&t, None).await?;
+            if matches!(t, PassiveTarget::Ssl(_)) && server_tls.is_none() {
+                anyhow::bail!(
+                    "--openflow-listen {l}: pssl: needs --private-key, --certificate and --ca-cert"
+                );
+            }
+            let listener = Listener::bind(&t, server_tls.clone()).await?;
             openflow_target = Some(listener.connect_target());
             tracing::info!(target = %listener.connect_target(), "OpenFlow listener");
             let sh = shared.clone();

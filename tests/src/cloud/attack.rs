@@ -55,8 +55,9 @@ pub enum AttackKind {
     TcpNoHandshake,
     /// ACK, PSH+ACK, FIN+ACK and RST to the victim's *allowed* port with no
     /// connection. Conntrack (plexus-vswitchd's like Open vSwitch's
-    /// `tcp_valid_new`) picks such mid-stream segments up as `+new`, so the
-    /// SG commits them: not in the defaults — a known gap (SECURITY.md).
+    /// `tcp_valid_new`) picks such mid-stream segments up as `+new`; the
+    /// compiler's SG stage admits a new TCP connection only on SYN without
+    /// ACK, so they die in the SG conntrack table.
     TcpPickup,
     /// Plain traffic (ICMP, UDP, TCP SYN) from the attacker's own MAC and IP
     /// to a host of another VPC (e.g. another tenant's overlapping address).
@@ -97,7 +98,7 @@ impl AttackKind {
             | AttackKind::SpoofIp
             | AttackKind::ArpGratuitous
             | AttackKind::ArpReply => vec![10],
-            AttackKind::NdSpoof => vec![10, 21],
+            AttackKind::NdSpoof => vec![10],
             AttackKind::DhcpStarve => vec![10, 30],
             AttackKind::Fragments | AttackKind::TcpNoHandshake | AttackKind::TcpPickup => {
                 vec![21, 41]
@@ -127,6 +128,7 @@ impl AttackKind {
             AttackKind::DhcpStarve,
             AttackKind::Fragments,
             AttackKind::TcpNoHandshake,
+            AttackKind::TcpPickup,
         ]);
         if !same_vpc {
             v.push(AttackKind::Overlap);

@@ -6,18 +6,44 @@
 //! backoff; passive listeners accept any number of connections.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use plexus_openflow::conn::{Config, Connection, Listener, PassiveTarget, Reconnect, Target};
+use plexus_openflow::conn::{
+    Config, Connection, Listener, PassiveTarget, Reconnect, Target, TlsClient,
+};
+use plexus_pki::rustls::ServerConfig;
 
 use crate::datapath::{Ctl, CtlSender};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The switch's TLS identity (`--private-key`, `--certificate`, `--ca-cert`), set once
+/// at startup: `ssl:` controllers are connected to with it (the controller is verified
+/// against the CA), `pssl:` listeners require a client certificate of the CA.
+static TLS: OnceLock<(TlsClient, Arc<ServerConfig>)> = OnceLock::new();
+
+/// Loads the TLS files for every `ssl:`/`pssl:` OpenFlow target of this process.
+pub fn set_tls(files: &plexus_pki::TlsFiles) -> Result<(), plexus_pki::Error> {
+    let client = TlsClient {
+        config: plexus_pki::client_config(files, &[])?,
+        server_name: None,
+    };
+    let server = plexus_pki::server_config(files, plexus_pki::ClientAuth::Required, &[])?;
+    TLS.set((client, server))
+        .map_err(|_| plexus_pki::Error::Tls("TLS is already configured".into()))
+}
+
+/// The server configuration for `pssl:` listeners, if TLS is configured.
+pub fn server_tls() -> Option<Arc<ServerConfig>> {
+    TLS.get().map(|t| t.1.clone())
+}
+
 /// Connection settings for the switch side.
 pub fn conn_config() -> Config {
     Config {
         probe_interval: Some(Duration::from_secs(15)),
+        tls: TLS.get().map(|t| t.0.clone()),
         ..Config::default()
     }
 }
@@ -80,7 +106,7 @@ pub async fn run_active(target: Target, ctl: CtlSender) {
 
 /// A passive listener (`ptcp:PORT[:IP]`); returns once bound, serving in the background.
 pub async fn start_passive(target: &PassiveTarget, ctl: CtlSender) -> std::io::Result<()> {
-    let l = Listener::bind(target, None).await?;
+    let l = Listener::bind(target, server_tls()).await?;
     eprintln!("listening on {}", l.local_target());
     tokio::spawn(async move {
         loop {

@@ -129,10 +129,10 @@ struct Args {
     )]
     vxlan: Vec<String>,
     /// Active controller connection (repeatable), reconnecting with backoff.
-    #[arg(long = "controller", value_name = "tcp:IP:PORT")]
+    #[arg(long = "controller", value_name = "tcp:IP:PORT|ssl:IP:PORT")]
     controllers: Vec<String>,
     /// Passive OpenFlow listener (repeatable), e.g. ptcp:6653 or ptcp:6653:127.0.0.1.
-    #[arg(long = "listen", value_name = "ptcp:PORT[:IP]")]
+    #[arg(long = "listen", value_name = "ptcp:PORT[:IP]|pssl:PORT[:IP]")]
     listen: Vec<String>,
     /// Behaviour while no active controller is connected (standalone: a
     /// learning L2 switch by NORMAL until one connects).
@@ -169,7 +169,10 @@ struct Args {
     no_pin: bool,
     /// OVSDB mode: serve the Open_vSwitch database here (repeatable) and
     /// take bridges, ports and controllers from it, like ovs-vswitchd.
-    #[arg(long = "ovsdb-listen", value_name = "punix:PATH|ptcp:PORT[:IP]")]
+    #[arg(
+        long = "ovsdb-listen",
+        value_name = "punix:PATH|ptcp:PORT[:IP]|pssl:PORT[:IP]"
+    )]
     ovsdb_listen: Vec<String>,
     /// OVSDB mode: the database's durable log (created with the Open_vSwitch
     /// schema if absent); without it the database lives in memory.
@@ -179,6 +182,30 @@ struct Args {
     /// (like OVS's run directory; use with OVS_RUNDIR=DIR).
     #[arg(long, value_name = "DIR")]
     ovs_rundir: Option<std::path::PathBuf>,
+    /// PEM private key for OpenFlow `ssl:`/`pssl:` and OVSDB `pssl:` (with
+    /// --certificate and --ca-cert, like ovs-vswitchd): the controller's certificate
+    /// must chain to --ca-cert, and so must clients' of `pssl:` listeners.
+    #[arg(long, value_name = "FILE", requires_all = ["certificate", "ca_cert"])]
+    private_key: Option<std::path::PathBuf>,
+    /// PEM certificate (chain) matching --private-key.
+    #[arg(long, value_name = "FILE", requires_all = ["private_key", "ca_cert"])]
+    certificate: Option<std::path::PathBuf>,
+    /// PEM CA certificate that peers' certificates must chain to.
+    #[arg(long, value_name = "FILE", requires_all = ["private_key", "certificate"])]
+    ca_cert: Option<std::path::PathBuf>,
+}
+
+/// Loads `--private-key`/`--certificate`/`--ca-cert`, if given, for every TLS target.
+fn setup_tls(args: &Args) -> anyhow::Result<Option<plexus_pki::TlsFiles>> {
+    let f = plexus_pki::TlsFiles::from_options(
+        args.private_key.as_deref(),
+        args.certificate.as_deref(),
+        args.ca_cert.as_deref(),
+    )?;
+    if let Some(f) = &f {
+        plexus_vswitch::agent::control::set_tls(f)?;
+    }
+    Ok(f)
 }
 
 fn open_port(name: &str, args: &Args) -> anyhow::Result<Box<dyn Port>> {
@@ -569,11 +596,22 @@ fn ovsdb_mode(args: Args) -> anyhow::Result<()> {
                 let (port, ip) = rest.split_once(':').unwrap_or((rest, "0.0.0.0"));
                 let a = srv.listen_tcp(&format!("{ip}:{port}")).await?;
                 eprintln!("ovsdb: listening on tcp:{a}");
+            } else if let Some(rest) = r.strip_prefix("pssl:") {
+                let cfg = plexus_vswitch::agent::control::server_tls().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--ovsdb-listen {r}: pssl: needs --private-key, --certificate and --ca-cert"
+                    )
+                })?;
+                let (port, ip) = rest.split_once(':').unwrap_or((rest, "0.0.0.0"));
+                let a = srv.listen_tls(&format!("{ip}:{port}"), cfg).await?;
+                eprintln!("ovsdb: listening on ssl:{a}");
             } else if let Some(path) = r.strip_prefix("punix:") {
                 srv.listen_unix(path.as_ref()).await?;
                 eprintln!("ovsdb: listening on unix:{path}");
             } else {
-                anyhow::bail!("--ovsdb-listen {r}: expected punix:PATH or ptcp:PORT[:IP]");
+                anyhow::bail!(
+                    "--ovsdb-listen {r}: expected punix:PATH, ptcp:PORT[:IP] or pssl:PORT[:IP]"
+                );
             }
         }
         ovsdb_config::run(srv, opts).await;
@@ -720,6 +758,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = setup_tls(&args) {
+        eprintln!("plexus-vswitchd: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let r = if args.db.is_some() || !args.ovsdb_listen.is_empty() {
         ovsdb_mode(args)
     } else if args.fwd.is_empty() {
