@@ -82,7 +82,7 @@ impl Client {
     }
 }
 
-fn parse_response(raw: &[u8]) -> io::Result<Response> {
+pub(crate) fn parse_response(raw: &[u8]) -> io::Result<Response> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
     let end = raw
         .windows(4)

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod fuzz;
 pub mod http;
 pub mod link;
 pub mod netns;

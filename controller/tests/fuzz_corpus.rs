@@ -40,3 +40,25 @@ fn every_truncation_of_every_valid_body() {
         h.post_checked(path, b"null".to_vec());
     }
 }
+
+/// Replays the checked-in corpus of each cargo-fuzz target
+/// (`fuzz/seeds/TARGET/*`, minimised from the libFuzzer runs recorded in
+/// BENCHMARKS.md, crash inputs included once fixed) through its entry point.
+fn replay(target: &str, f: impl Fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        f(&std::fs::read(&p).unwrap());
+        n += 1;
+    }
+    assert!(n > 0, "no seeds in {}", dir.display());
+}
+
+#[test]
+fn checked_in_seeds_replay() {
+    let h = Harness::new();
+    replay("rest_bodies", |d| fuzz_bodies(&h, d));
+}

@@ -859,12 +859,16 @@ pub fn format_match(m: &Match) -> String {
     }
     if let Some((v, _)) = get(FieldId::CtNwProto) {
         put(&mut s, "ct_nw_proto", v.to_string());
-        if let Some((v, mk)) = get(FieldId::CtTpSrc) {
-            put(&mut s, "ct_tp_src", be16m(v, mk));
-        }
-        if let Some((v, mk)) = get(FieldId::CtTpDst) {
-            put(&mut s, "ct_tp_dst", be16m(v, mk));
-        }
+    }
+    // OVS prints ct_tp_* only after ct_nw_proto and silently drops them
+    // without it (`ovs-ofctl parse-flow ct_state=+trk,ct_tp_dst=80` shows
+    // no ct_tp_dst); printing them anyway keeps the text lossless (found by
+    // the text_parse fuzz target) and is the same text whenever OVS prints them.
+    if let Some((v, mk)) = get(FieldId::CtTpSrc) {
+        put(&mut s, "ct_tp_src", be16m(v, mk));
+    }
+    if let Some((v, mk)) = get(FieldId::CtTpDst) {
+        put(&mut s, "ct_tp_dst", be16m(v, mk));
     }
 
     let eth = m.exact(FieldId::EthType).map(|v| v as u16);

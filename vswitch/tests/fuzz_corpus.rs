@@ -239,3 +239,27 @@ fn random_frames_through_parser_and_pipeline() {
     let data: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
     pipeline_frames(&data);
 }
+
+/// Replays the checked-in corpus of each cargo-fuzz target
+/// (`fuzz/seeds/TARGET/*`, minimised from the libFuzzer runs recorded in
+/// BENCHMARKS.md, crash inputs included once fixed) through its entry point.
+fn replay(target: &str, f: impl Fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        f(&std::fs::read(&p).unwrap());
+        n += 1;
+    }
+    assert!(n > 0, "no seeds in {}", dir.display());
+}
+
+#[test]
+fn checked_in_seeds_replay() {
+    replay("parse", parse_frame);
+    replay("pipeline", pipeline_frames);
+    replay("conntrack", plexus_vswitch::fuzz::conntrack_sequence);
+    replay("vxlan_decap", plexus_vswitch::fuzz::vxlan_datagrams);
+}

@@ -10,6 +10,7 @@
 
 pub mod bootstrap;
 pub mod cache;
+pub mod fuzz;
 pub mod model;
 pub mod resource;
 pub mod server;

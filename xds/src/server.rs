@@ -76,6 +76,11 @@ impl XdsServer {
         &self.cache
     }
 
+    /// The ADS service [`XdsServer::router`] mounts, callable in process (fuzzing).
+    pub(crate) fn ads_service(&self) -> AdsService {
+        AdsService(self.clone())
+    }
+
     /// A tonic router with ADS and the LDS/RDS/CDS/EDS services.
     pub fn router(&self) -> tonic::transport::server::Router {
         use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server::ClusterDiscoveryServiceServer;
@@ -784,7 +789,7 @@ per_type_service!(
 /// `AggregatedDiscoveryServiceServer`, but its responses are [`WireResponse`]s, so the
 /// resources' bytes encoded once per snapshot go to every stream without re-encoding.
 #[derive(Debug, Clone)]
-struct AdsService(XdsServer);
+pub(crate) struct AdsService(XdsServer);
 
 impl tonic::server::NamedService for AdsService {
     const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";

@@ -244,3 +244,25 @@ async fn delta_random_requests_keep_the_stream_consistent() {
     assert_eq!(got, want);
     srv.stop().await;
 }
+
+/// Replays the checked-in corpus of each cargo-fuzz target
+/// (`fuzz/seeds/TARGET/*`, minimised from the libFuzzer runs recorded in
+/// BENCHMARKS.md, crash inputs included once fixed) through its entry point.
+fn replay(target: &str, f: impl Fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        f(&std::fs::read(&p).unwrap());
+        n += 1;
+    }
+    assert!(n > 0, "no seeds in {}", dir.display());
+}
+
+#[test]
+fn checked_in_seeds_replay() {
+    // The in-process ADS entry point of the cargo-fuzz target `xds/fuzz/`.
+    replay("xds_requests", plexus_xds::fuzz::ads_requests);
+}

@@ -113,6 +113,9 @@ pub struct AgentConfig {
     /// Packet-in buffers (0: none, every packet-in has `OFP_NO_BUFFER`,
     /// as in OVS 3.x); see [`buffers`].
     pub packet_in_buffers: usize,
+    /// Packet-ins per second per ingress port (0: unlimited); burst a
+    /// quarter of it, at least 25 ([`crate::datapath::PinLimit`]).
+    pub packet_in_rate: u32,
 }
 
 /// See the module documentation.

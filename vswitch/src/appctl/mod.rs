@@ -644,7 +644,7 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
             let d = p.desc();
             let st = p.stats(now);
             let link = p.port.link_state();
-            (p.ofport, d, st, link, p.port.kind())
+            (p.ofport, d, st, link, p.port.kind(), p.packet_ins())
         })
         .collect();
     if json {
@@ -656,12 +656,14 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
             "flows": flows,
             "packet_in_buffers": cfg.packet_in_buffers,
             "packet_in_buffers_in_use": agent.buffers_in_use(now),
-            "ports": ports.iter().map(|(no, d, st, link, kind)| json!({
+            "ports": ports.iter().map(|(no, d, st, link, kind, (pin_limit, pin))| json!({
                 "ofport": no, "name": d.name, "type": kind, "hw_addr": mac(d.hw_addr),
                 "admin_up": link.admin_up, "link_up": link.oper_up, "config": d.config, "state": d.state,
                 "rx_packets": st.rx_packets, "rx_bytes": st.rx_bytes, "rx_dropped": st.rx_dropped,
                 "rx_errors": st.rx_errors, "tx_packets": st.tx_packets, "tx_bytes": st.tx_bytes,
                 "tx_dropped": st.tx_dropped, "tx_errors": st.tx_errors,
+                "packet_in_rate": pin_limit.rate, "packet_in_burst": pin_limit.burst,
+                "packet_ins_sent": pin.sent, "packet_ins_dropped": pin.dropped,
             })).collect::<Vec<_>>(),
             "controllers": cfg.controllers.iter().map(|t| {
                 let c = conns.iter().find(|c| c.primary && c.name == *t);
@@ -699,7 +701,7 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
         );
     }
     let _ = writeln!(s, "ports:");
-    for (no, d, st, link, kind) in &ports {
+    for (no, d, st, link, kind, (pin_limit, pin)) in &ports {
         let _ = writeln!(
             s,
             " {}({}): type {kind}, addr {}, admin {}, link {}",
@@ -723,6 +725,13 @@ fn show(json: bool, agent: &Agent, sw: &mut dyn Switch, now: Instant) -> Reply {
             "     tx pkts={} bytes={} drop={} errs={}",
             st.tx_packets, st.tx_bytes, st.tx_dropped, st.tx_errors
         );
+        if pin_limit.rate != 0 || pin.sent != 0 {
+            let _ = writeln!(
+                s,
+                "     packet-in sent={} dropped={} (limit {}/s, burst {})",
+                pin.sent, pin.dropped, pin_limit.rate, pin_limit.burst
+            );
+        }
     }
     let _ = writeln!(s, "controllers:");
     if cfg.controllers.is_empty() && cfg.listeners.is_empty() {

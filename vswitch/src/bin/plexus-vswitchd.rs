@@ -106,6 +106,11 @@ struct Args {
     /// buffer_id for PACKET_OUT/FLOW_MOD (0 = none, always OFP_NO_BUFFER, as OVS 3.x).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65536))]
     packet_in_buffers: u32,
+    /// Packet-ins per second per ingress port (token bucket, burst a quarter
+    /// of it, at least 25); over it packet-ins are dropped and counted
+    /// (`plexus-appctl show`). 0 = unlimited.
+    #[arg(long, value_name = "PPS", default_value_t = 1000)]
+    packet_in_rate: u32,
     /// Per-port types from the config file.
     #[arg(skip)]
     port_types: Vec<(String, PortType)>,
@@ -470,6 +475,7 @@ fn switch(mut args: Args) -> anyhow::Result<()> {
         controllers: controllers.iter().map(|c| c.to_string()).collect(),
         listeners: listeners.iter().map(|l| l.to_string()).collect(),
         packet_in_buffers: args.packet_in_buffers as usize,
+        packet_in_rate: args.packet_in_rate,
     });
     let ctl_path = args.ctl.clone();
     // The datapath thread: enter the netns (if any), open the ports, report, run.

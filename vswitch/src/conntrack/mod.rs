@@ -757,11 +757,15 @@ impl Conntrack {
         now_ns: u64,
         mut res: CtResult,
     ) -> CtResult {
-        let valid = match p.tuple.proto {
-            pkt::TCP => tcp::valid_new(p),
-            pkt::ICMP | pkt::ICMP6 => p.tuple.dport == ICMP_REQ,
-            _ => true,
-        };
+        // A tuple that is its own reverse (same address and port at both
+        // ends, a LAND-style packet) cannot be told apart from its reply:
+        // not trackable. Found by the conntrack fuzz target.
+        let valid = p.tuple != p.tuple.reverse()
+            && match p.tuple.proto {
+                pkt::TCP => tcp::valid_new(p),
+                pkt::ICMP | pkt::ICMP6 => p.tuple.dport == ICMP_REQ,
+                _ => true,
+            };
         if !valid {
             self.counters.invalid += 1;
             res.state |= cs::INV;
@@ -833,8 +837,9 @@ impl Conntrack {
                 }
             }
         }
-        if self.map.contains_key(&reply) {
-            // The reply tuple belongs to another connection: OVS refuses too.
+        if reply == key || self.map.contains_key(&reply) {
+            // The reply tuple belongs to another connection (or is this
+            // connection's original tuple): OVS refuses too.
             self.counters.nat_exhausted += 1;
             return Err(false);
         }
@@ -1076,20 +1081,24 @@ impl Conntrack {
             };
             if keep_first {
                 let rt = cand(cur_port);
-                if !self.map.contains_key(&Key {
-                    zone: key.zone,
-                    t: rt,
-                }) {
+                if rt != t
+                    && !self.map.contains_key(&Key {
+                        zone: key.zone,
+                        t: rt,
+                    })
+                {
                     return Some((rt, spec.kind));
                 }
             }
             for pi in 0..n_port {
                 let port = pmin + ((p_start + pi) % n_port) as u16;
                 let rt = cand(port);
-                if !self.map.contains_key(&Key {
-                    zone: key.zone,
-                    t: rt,
-                }) {
+                if rt != t
+                    && !self.map.contains_key(&Key {
+                        zone: key.zone,
+                        t: rt,
+                    })
+                {
                     return Some((rt, spec.kind));
                 }
             }

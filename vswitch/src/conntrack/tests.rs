@@ -1000,4 +1000,36 @@ proptest! {
             prop_assert_eq!(d[0].orig.dst, ip4(VIP));
         }
     }
+
+/// A packet whose tuple is its own reverse (LAND: same address and port at
+/// both ends) is untrackable: `+inv`, never committed. Before, the commit put
+/// both directions under one key and broke the table (found by fuzzing).
+#[test]
+fn self_tuple_is_invalid_and_not_committed() {
+    let now = t0();
+    let mut ct = ct_at(now);
+    for commit in [false, true] {
+        assert_eq!(
+            run(&mut ct, &mut udp4(A, A, 80, 80), &req(0, commit), now),
+            TRK | INV
+        );
+        assert_eq!(
+            run(
+                &mut ct,
+                &mut tcp4(A, A, 80, 80, syn(1)),
+                &req(0, commit),
+                now
+            ),
+            TRK | INV
+        );
+    }
+    assert_eq!(ct.len(), 0);
+    ct.check_invariants();
+    // Different ports at the same address are a normal connection.
+    assert_eq!(
+        run(&mut ct, &mut udp4(A, A, 80, 81), &req(0, true), now),
+        TRK | NEW
+    );
+    assert_eq!(ct.len(), 1);
+    ct.check_invariants();
 }

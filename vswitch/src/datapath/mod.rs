@@ -181,6 +181,76 @@ pub struct DpPort {
     config: u32,
     link: LinkState,
     since: Instant,
+    /// Packet-ins from this port: a token bucket ([`PinLimit`]).
+    pin: PinBucket,
+}
+
+/// Per-port packet-in rate limit (packets per second and burst; `rate` 0:
+/// unlimited), as OVS's `controller_rate_limit`/`controller_burst_limit`
+/// but per ingress port, so one flooding port cannot starve the others
+/// or the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PinLimit {
+    pub rate: u32,
+    pub burst: u32,
+}
+
+impl PinLimit {
+    /// `rate` per second with OVS's default burst (a quarter of the rate, at least 25).
+    pub fn per_second(rate: u32) -> Self {
+        Self {
+            rate,
+            burst: (rate / 4).max(25),
+        }
+    }
+}
+
+/// Packet-in counters of one port (`plexus-appctl show`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinCounters {
+    /// Packet-ins passed to the agent.
+    pub sent: u64,
+    /// Packet-ins dropped by the rate limit.
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+struct PinBucket {
+    limit: PinLimit,
+    tokens: f64,
+    last: Instant,
+    counters: PinCounters,
+}
+
+impl PinBucket {
+    fn new(limit: PinLimit) -> Self {
+        Self {
+            limit,
+            tokens: f64::from(limit.burst),
+            last: Instant::now(),
+            counters: PinCounters::default(),
+        }
+    }
+
+    /// Takes a token (refilled at `rate`/s up to `burst`); false: over the limit.
+    fn take(&mut self, now: Instant) -> bool {
+        if self.limit.rate == 0 {
+            self.counters.sent += 1;
+            return true;
+        }
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens =
+            (self.tokens + dt * f64::from(self.limit.rate)).min(f64::from(self.limit.burst.max(1)));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.counters.sent += 1;
+            true
+        } else {
+            self.counters.dropped += 1;
+            false
+        }
+    }
 }
 
 impl DpPort {
@@ -196,7 +266,18 @@ impl DpPort {
             config: 0,
             link,
             since: Instant::now(),
+            pin: PinBucket::new(PinLimit::default()),
         }
+    }
+
+    /// Sets this port's packet-in rate limit.
+    pub fn set_packet_in_limit(&mut self, limit: PinLimit) {
+        self.pin = PinBucket::new(limit);
+    }
+
+    /// This port's packet-in limit and counters.
+    pub fn packet_ins(&self) -> (PinLimit, PinCounters) {
+        (self.pin.limit, self.pin.counters)
     }
 
     fn info(&self) -> PortInfo {
@@ -316,11 +397,15 @@ struct PortSink<'a> {
 
 impl PortSink<'_> {
     fn push_pin(&mut self, pi: PacketIn, full: Option<Vec<u8>>) {
-        let blocked = self
-            .ports
-            .iter()
-            .any(|p| p.ofport == self.in_port && p.config & OFPPC_NO_PACKET_IN != 0);
-        if !blocked {
+        // Packet-ins of packets received on a port: that port's config
+        // (NO_PACKET_IN) and rate limit; others (packet-out from the
+        // controller) are not limited.
+        let pass = match self.ports.iter_mut().find(|p| p.ofport == self.in_port) {
+            Some(p) if p.config & OFPPC_NO_PACKET_IN != 0 => false,
+            Some(p) => p.pin.take(Instant::now()),
+            None => true,
+        };
+        if pass {
             self.pins.push((pi, full));
         }
     }
@@ -385,7 +470,10 @@ impl Core {
                 } else {
                     match (open.0)() {
                         Ok(port) => {
-                            let p = DpPort::new(ofport, port);
+                            let mut p = DpPort::new(ofport, port);
+                            p.set_packet_in_limit(PinLimit::per_second(
+                                agent.config().packet_in_rate,
+                            ));
                             let (snap, desc) = (p.snapshot(), p.desc());
                             self.ports.push(p);
                             self.ports_changed();
@@ -497,6 +585,10 @@ pub fn run(
         pins: Vec::new(),
         fds_stale: false,
     };
+    let pin_limit = PinLimit::per_second(agent.config().packet_in_rate);
+    for p in &mut core.ports {
+        p.set_packet_in_limit(pin_limit);
+    }
     let infos = core.port_infos();
     core.engine.set_ports(&infos);
     core.sync_tunnel_ports();
@@ -785,5 +877,92 @@ mod tests {
 
         assert!(ctl.send(Ctl::Shutdown));
         dp.join().unwrap().unwrap();
+    }
+
+    /// A packet-in flood on one port is cut to its rate limit (burst, then
+    /// `rate`/s), counted as dropped, and does not eat into another port's
+    /// budget; packet-ins not from a port (packet-out) are not limited.
+    #[test]
+    fn packet_in_rate_limit_per_port() {
+        let mut ports = vec![
+            DpPort::new(1, Box::new(fake("a"))),
+            DpPort::new(2, Box::new(fake("b"))),
+        ];
+        for p in &mut ports {
+            p.set_packet_in_limit(PinLimit {
+                rate: 100,
+                burst: 25,
+            });
+        }
+        let mut pins = Vec::new();
+        let pi = PacketIn::default();
+        let t0 = Instant::now();
+        // 1000 packet-ins from port 1 at once: the burst passes.
+        for _ in 0..1000 {
+            let mut sink = PortSink {
+                ports: &mut ports,
+                pins: &mut pins,
+                in_port: 1,
+            };
+            sink.packet_in(pi.clone());
+        }
+        let first = pins.len();
+        assert!((25..=26).contains(&first), "{first} passed the burst of 25");
+        // Port 2 still has its own burst.
+        for _ in 0..30 {
+            let mut sink = PortSink {
+                ports: &mut ports,
+                pins: &mut pins,
+                in_port: 2,
+            };
+            sink.packet_in(pi.clone());
+        }
+        assert!((first + 25..=first + 26).contains(&pins.len()));
+        // 200 ms later port 1 got about 20 more tokens.
+        std::thread::sleep(Duration::from_millis(200));
+        let before = pins.len();
+        for _ in 0..1000 {
+            let mut sink = PortSink {
+                ports: &mut ports,
+                pins: &mut pins,
+                in_port: 1,
+            };
+            sink.packet_in(pi.clone());
+        }
+        let refill = pins.len() - before;
+        let waited = t0.elapsed().as_secs_f64();
+        assert!(refill >= 19, "refill {refill}");
+        assert!(
+            refill as f64 <= 100.0 * waited + 1.0,
+            "refill {refill} in {waited:.3} s"
+        );
+        let (_, c1) = ports[0].packet_ins();
+        assert_eq!(c1.sent + c1.dropped, 2000);
+        assert_eq!(c1.sent as usize, first + refill);
+        let (_, c2) = ports[1].packet_ins();
+        assert_eq!((c2.sent + c2.dropped), 30);
+        // Not from a port (e.g. a packet-out's in_port CONTROLLER): unlimited.
+        let before = pins.len();
+        for _ in 0..100 {
+            let mut sink = PortSink {
+                ports: &mut ports,
+                pins: &mut pins,
+                in_port: 0xffff_fffd,
+            };
+            sink.packet_in(pi.clone());
+        }
+        assert_eq!(pins.len() - before, 100);
+        // Rate 0: unlimited.
+        ports[1].set_packet_in_limit(PinLimit::default());
+        let before = pins.len();
+        for _ in 0..500 {
+            let mut sink = PortSink {
+                ports: &mut ports,
+                pins: &mut pins,
+                in_port: 2,
+            };
+            sink.packet_in(pi.clone());
+        }
+        assert_eq!(pins.len() - before, 500);
     }
 }
