@@ -15,7 +15,27 @@
 //! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
 //! | 50 | output | `reg15` → the port's ofport |
 //!
-//! A port without security groups (or with port security off) skips the SG stages. The
+//! A port without security groups (or with port security off) skips the SG stages.
+//!
+//! # Security-group rules with a remote group: conjunctive matches
+//!
+//! A rule "allow from the members of group R" on the members of group G would need
+//! |members(G)| × |addresses(R)| × |port prefixes| flows. Instead each such rule is one
+//! OpenFlow conjunction (`conj_id` = group key << 16 | rule index) in the SG's ct table:
+//! clause 1 = the destination (or source) port's `reg15`/`reg14` (one flow per member
+//! port, from the port's unit), clause 2 = the peer address with the VPC's `metadata`
+//! (one flow per address of R's members), clause 3 = the protocol/port prefix (omitted
+//! for protocol "any"), and one `conj_id=ID,ip,metadata=VNI` flow that commits in the
+//! port's zone (`zone=NXM_NX_REG15[0..15]` — the zone is the port key) and continues.
+//! Clause flows with the same match from different rules are merged into one flow
+//! carrying all their `conjunction(…)` actions (OVS requires it): the engine keeps the
+//! contributions reference-counted and emits the merged text. Rules without a remote
+//! group (a CIDR or any peer) stay plain per-port flows (their product is small). Group
+//! units own clauses 2 and 3 and the conj_id flow on each chassis hosting an enforcing
+//! member, so a port joining a group recomputes that port and the groups that name its
+//! groups as remote — not every port whose rules mention them.
+//!
+//! The
 //! tunnel mesh only spans chassis that host a port of the VPC. Flooded packets go straight
 //! to local ofports (the to-port SG is not applied to broadcast/multicast yet).
 //!
@@ -64,6 +84,9 @@ pub struct LPort {
 /// A security group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Group {
+    /// Key unique per chassis across every model (the high half of its rules'
+    /// conjunction ids).
+    pub key: u16,
     pub rules: Vec<SecurityGroupRule>,
 }
 
@@ -153,6 +176,8 @@ enum Unit {
     Chassis(String),
     Service(String),
     Router,
+    /// A security group's conjunctive clauses 2/3 and `conj_id` flows.
+    Group(String),
 }
 
 fn mac(m: &[u8; 6]) -> String {
@@ -380,11 +405,19 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
                 );
             }
         }
+        let mut conj: BTreeSet<String> = BTreeSet::new();
         for g in &p.groups {
             let Some(group) = m.groups.get(g) else {
                 continue;
             };
-            for r in group.rules.iter().filter(|r| r.direction == dir) {
+            for (idx, r) in group.rules.iter().enumerate() {
+                if r.direction != dir {
+                    continue;
+                }
+                if let Some((id, n)) = conj_of(group, idx, r) {
+                    conj.insert(format!("conjunction({id},1/{n})"));
+                    continue;
+                }
                 let peers: Vec<Option<String>> = match rule_peers(m, r) {
                     None => vec![None],
                     Some(v) => v.into_iter().map(Some).collect(), // empty group: no flows
@@ -400,6 +433,14 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
                     }
                 }
             }
+        }
+        if !conj.is_empty() {
+            let acts: Vec<String> = conj.into_iter().collect();
+            f(
+                t_ct,
+                100,
+                format!("ct_state=+new+trk,{reg}={k},actions={}", acts.join(",")),
+            );
         }
     }
     // 30: L2 lookup (local); 50: output.
@@ -520,6 +561,137 @@ fn nd_port_security(p: &LPort, f: &mut impl FnMut(u8, u16, String)) {
             format!("icmp6,reg14={k},icmp_type={ty},actions=drop"),
         );
     }
+}
+
+/// The conjunction id and clause count of a rule compiled as a conjunction (rules with a
+/// remote group; the rule index must fit the low 16 bits of the id).
+fn conj_of(g: &Group, idx: usize, r: &SecurityGroupRule) -> Option<(u32, u8)> {
+    r.remote_group_id.as_ref()?;
+    if idx > 0xffff {
+        return None;
+    }
+    let n = if l4_clause(r).is_some() { 3 } else { 2 };
+    Some(((g.key as u32) << 16 | idx as u32, n))
+}
+
+/// The protocol/port clause of a conjunctive rule; `None` for protocol "any".
+fn l4_clause(r: &SecurityGroupRule) -> Option<Vec<String>> {
+    if r.protocol == Protocol::Any && r.port_min.is_none() && r.port_max.is_none() {
+        return None;
+    }
+    Some(rule_matches(r))
+}
+
+/// Whether a port's SG stages are enforced (and so its groups' rules apply).
+fn enforced(p: &LPort) -> bool {
+    p.port_security && !p.groups.is_empty()
+}
+
+/// A security group's shared conjunctive flows (clause 2: peer addresses, clause 3:
+/// protocol/ports, and the `conj_id` flow) on every chassis hosting an enforcing member.
+fn compile_group(m: &Model, gid: &str, out: &mut Out<'_>) {
+    let Some(group) = m.groups.get(gid) else {
+        return;
+    };
+    let chassis: BTreeSet<&String> = m
+        .ports
+        .values()
+        .filter(|p| enforced(p) && p.groups.iter().any(|g| g == gid))
+        .filter_map(|p| p.binding.as_ref().map(|(c, _)| c))
+        .filter(|c| m.chassis.contains_key(*c))
+        .collect();
+    if chassis.is_empty() {
+        return;
+    }
+    let vni = m.vni;
+    for (idx, r) in group.rules.iter().enumerate() {
+        let Some((id, n)) = conj_of(group, idx, r) else {
+            continue;
+        };
+        let peers = rule_peers(m, r).unwrap_or_default();
+        if peers.is_empty() {
+            continue; // an empty remote group allows nothing
+        }
+        let (t_ct, next, reg) = match r.direction {
+            Direction::Egress => (T_FROM_ACL_CT, T_LB, "NXM_NX_REG14"),
+            Direction::Ingress => (T_TO_ACL_CT, T_OUT, "NXM_NX_REG15"),
+        };
+        let l3 = if r.ethertype == Ethertype::Ipv6 {
+            "ipv6"
+        } else {
+            "ip"
+        };
+        let l4 = l4_clause(r);
+        for c in &chassis {
+            out.add(
+                c,
+                format!(
+                    "table={t_ct},priority=100,conj_id={id},{l3},metadata={vni:#x},actions=ct(commit,zone={reg}[0..15]),goto_table:{next}"
+                ),
+            );
+            for pm in &peers {
+                out.add(
+                    c,
+                    format!(
+                        "table={t_ct},priority=100,ct_state=+new+trk,{l3},metadata={vni:#x},{pm},actions=conjunction({id},2/{n})"
+                    ),
+                );
+            }
+            for x in l4.iter().flatten() {
+                out.add(
+                    c,
+                    format!(
+                        "table={t_ct},priority=100,ct_state=+new+trk,{x},metadata={vni:#x},actions=conjunction({id},3/3)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A conjunctive clause flow split into its identity (everything before the actions)
+/// and its `conjunction(…)` actions; `None` for any other flow.
+fn split_conj(f: &str) -> Option<(&str, impl Iterator<Item = &str>)> {
+    let i = f.find(",actions=conjunction(")?;
+    let acts = &f[i + ",actions=".len()..];
+    Some((
+        &f[..i],
+        acts.split(",conjunction(")
+            .map(|a| a.trim_start_matches("conjunction(")),
+    ))
+}
+
+/// The merged text of a clause flow from its conjunction actions (`id,k/n` items).
+fn merged_conj(prefix: &str, items: impl Iterator<Item = impl AsRef<str>>) -> String {
+    let mut s = format!("{prefix},actions=");
+    for (i, it) in items.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let it = it.as_ref();
+        s.push_str("conjunction(");
+        s.push_str(it.trim_end_matches(')'));
+        s.push(')');
+    }
+    s
+}
+
+/// Merges clause flows with the same identity (see the module docs).
+fn merge_conj(flows: BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut soft: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in flows {
+        if let Some((prefix, items)) = split_conj(&f) {
+            let e = soft.entry(prefix.to_string()).or_default();
+            e.extend(items.map(|i| i.trim_end_matches(')').to_string()));
+            continue;
+        }
+        out.insert(f);
+    }
+    for (prefix, items) in soft {
+        out.insert(merged_conj(&prefix, items.iter()));
+    }
+    out
 }
 
 fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
@@ -675,6 +847,7 @@ fn compile_unit(m: &Model, u: &Unit) -> Flows {
         Unit::Chassis(c) => compile_chassis(m, c, &mut out),
         Unit::Service(id) => compile_service(m, id, &mut out),
         Unit::Router => compile_router(m, &mut out),
+        Unit::Group(g) => compile_group(m, g, &mut out),
     }
     flows
 }
@@ -685,6 +858,7 @@ fn all_units(m: &Model) -> Vec<Unit> {
         .map(|p| Unit::Port(p.clone()))
         .chain(m.chassis.keys().map(|c| Unit::Chassis(c.clone())))
         .chain(m.services.keys().map(|s| Unit::Service(s.clone())))
+        .chain(m.groups.keys().map(|g| Unit::Group(g.clone())))
         .chain(std::iter::once(Unit::Router))
         .collect()
 }
@@ -697,7 +871,7 @@ pub fn compile_full(m: &Model) -> Flows {
             all.entry(c).or_default().extend(fs);
         }
     }
-    all
+    all.into_iter().map(|(c, fs)| (c, merge_conj(fs))).collect()
 }
 
 /// Flows added and removed per chassis by one change.
@@ -707,15 +881,24 @@ pub struct Delta {
     pub removed: Flows,
 }
 
+/// Conjunction actions contributed to each clause flow identity, per chassis.
+type Soft = BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>>;
+
 /// The incremental compiler: keeps each unit's output and per-chassis reference counts.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     model: Model,
     units: BTreeMap<Unit, Flows>,
+    /// Reference counts of every unit output (clause flows unmerged).
     counts: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Clause flows merged by identity (see the module docs).
+    soft: Soft,
     /// Units recomputed by the last [`Engine::apply`] (for tests and metrics).
     pub last_recomputed: usize,
 }
+
+/// Clause identities touched during one apply, with their merged text before it.
+type Dirty = BTreeMap<(String, String), Option<String>>;
 
 impl Engine {
     pub fn new(model: Model) -> Self {
@@ -725,8 +908,9 @@ impl Engine {
         };
         let units = all_units(&e.model);
         let mut d = Delta::default();
+        let mut dirty = Dirty::new();
         for u in units {
-            e.recompute(u, &mut d);
+            e.recompute(u, &mut d, &mut dirty);
         }
         e
     }
@@ -737,14 +921,66 @@ impl Engine {
 
     /// The desired flows of every chassis.
     pub fn flows(&self) -> Flows {
-        self.counts
-            .iter()
-            .filter(|(_, m)| !m.is_empty())
-            .map(|(c, m)| (c.clone(), m.keys().cloned().collect()))
-            .collect()
+        let mut out = Flows::new();
+        for (c, m) in &self.counts {
+            let set: BTreeSet<String> = m
+                .keys()
+                .filter(|f| split_conj(f).is_none())
+                .cloned()
+                .chain(self.soft.get(c).into_iter().flat_map(|s| {
+                    s.iter()
+                        .map(|(prefix, items)| merged_conj(prefix, items.keys()))
+                }))
+                .collect();
+            if !set.is_empty() {
+                out.insert(c.clone(), set);
+            }
+        }
+        out
     }
 
-    fn recompute(&mut self, u: Unit, d: &mut Delta) {
+    fn merged(&self, c: &str, prefix: &str) -> Option<String> {
+        let items = self.soft.get(c)?.get(prefix)?;
+        Some(merged_conj(prefix, items.keys()))
+    }
+
+    /// A clause flow entered (`up`) or left the reference-counted set.
+    fn soft_change(&mut self, c: &str, f: &str, up: bool, dirty: &mut Dirty) {
+        let Some((prefix, items)) = split_conj(f) else {
+            return;
+        };
+        let items: Vec<String> = items.map(|i| i.trim_end_matches(')').to_string()).collect();
+        let key = (c.to_string(), prefix.to_string());
+        if !dirty.contains_key(&key) {
+            let before = self.merged(c, prefix);
+            dirty.insert(key, before);
+        }
+        let m = self
+            .soft
+            .entry(c.to_string())
+            .or_default()
+            .entry(prefix.to_string())
+            .or_default();
+        for it in items {
+            if up {
+                *m.entry(it).or_insert(0) += 1;
+            } else if let Some(n) = m.get_mut(&it) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&it);
+                }
+            }
+        }
+        if m.is_empty() {
+            let cm = self.soft.get_mut(c).expect("chassis");
+            cm.remove(prefix);
+            if cm.is_empty() {
+                self.soft.remove(c);
+            }
+        }
+    }
+
+    fn recompute(&mut self, u: Unit, d: &mut Delta, dirty: &mut Dirty) {
         let new = compile_unit(&self.model, &u);
         let old = self.units.remove(&u).unwrap_or_default();
         for (c, fs) in &old {
@@ -757,7 +993,9 @@ impl Engine {
                 *n -= 1;
                 if *n == 0 {
                     m.remove(f);
-                    if !d.added.get_mut(c).is_some_and(|a| a.remove(f)) {
+                    if split_conj(f).is_some() {
+                        self.soft_change(c, f, false, dirty);
+                    } else if !d.added.get_mut(c).is_some_and(|a| a.remove(f)) {
                         d.removed.entry(c.clone()).or_default().insert(f.clone());
                     }
                 }
@@ -775,8 +1013,12 @@ impl Engine {
                     .entry(f.clone())
                     .or_insert(0);
                 *n += 1;
-                if *n == 1 && !d.removed.get_mut(c).is_some_and(|r| r.remove(f)) {
-                    d.added.entry(c.clone()).or_default().insert(f.clone());
+                if *n == 1 {
+                    if split_conj(f).is_some() {
+                        self.soft_change(c, f, true, dirty);
+                    } else if !d.removed.get_mut(c).is_some_and(|r| r.remove(f)) {
+                        d.added.entry(c.clone()).or_default().insert(f.clone());
+                    }
                 }
             }
         }
@@ -786,26 +1028,57 @@ impl Engine {
         self.last_recomputed += 1;
     }
 
+    /// Turns the touched clause identities into merged-flow removals and additions.
+    fn finish_soft(&self, dirty: Dirty, d: &mut Delta) {
+        for ((c, prefix), before) in dirty {
+            let after = self.merged(&c, &prefix);
+            if before == after {
+                continue;
+            }
+            if let Some(b) = before {
+                d.removed.entry(c.clone()).or_default().insert(b);
+            }
+            if let Some(a) = after {
+                d.added.entry(c).or_default().insert(a);
+            }
+        }
+    }
+
     /// Applies one change, recomputing only the affected units; returns the delta.
     pub fn apply(&mut self, change: Change) -> Delta {
         let before = vpc_chassis(&self.model);
         let mut affected: BTreeSet<Unit> = BTreeSet::new();
         let mut everything = false;
-        // Ports whose SG rules name one of `groups` as remote group.
+        // Units that see the membership and addresses of `groups` as remote groups: the
+        // units of groups with a rule naming one of them (conjunctions), and the ports of
+        // groups whose rule compiles as plain flows (rule index beyond the conj id space).
         let referencing = |m: &Model, groups: &BTreeSet<String>| -> Vec<Unit> {
-            m.ports
-                .iter()
-                .filter(|(_, q)| {
-                    q.groups.iter().filter_map(|g| m.groups.get(g)).any(|g| {
-                        g.rules.iter().any(|r| {
-                            r.remote_group_id
-                                .as_ref()
-                                .is_some_and(|x| groups.contains(x))
-                        })
-                    })
+            let names = |g: &Group, plain: bool| {
+                g.rules.iter().enumerate().any(|(i, r)| {
+                    r.remote_group_id
+                        .as_ref()
+                        .is_some_and(|x| groups.contains(x))
+                        && (!plain || conj_of(g, i, r).is_none())
                 })
-                .map(|(id, _)| Unit::Port(id.clone()))
-                .collect()
+            };
+            let mut out: Vec<Unit> = m
+                .groups
+                .iter()
+                .filter(|(_, g)| names(g, false))
+                .map(|(id, _)| Unit::Group(id.clone()))
+                .collect();
+            out.extend(
+                m.ports
+                    .iter()
+                    .filter(|(_, q)| {
+                        q.groups
+                            .iter()
+                            .filter_map(|g| m.groups.get(g))
+                            .any(|g| names(g, true))
+                    })
+                    .map(|(id, _)| Unit::Port(id.clone())),
+            );
+            out
         };
         match &change {
             Change::PutPort(id, _) | Change::DelPort(id) => {
@@ -827,6 +1100,8 @@ impl Engine {
                     }
                 }
                 affected.insert(Unit::Port(id.clone()));
+                // Its groups' shared flows follow where their enforcing members are.
+                affected.extend(groups.iter().map(|g| Unit::Group(g.clone())));
                 // Remote-group references see this port's membership and addresses.
                 let m = &self.model;
                 affected.extend(referencing(m, &groups));
@@ -834,10 +1109,12 @@ impl Engine {
             Change::PutGroup(id, g) => {
                 self.model.groups.insert(id.clone(), g.clone());
                 affected.extend(self.members(id));
+                affected.insert(Unit::Group(id.clone()));
             }
             Change::DelGroup(id) => {
                 self.model.groups.remove(id);
                 affected.extend(self.members(id));
+                affected.insert(Unit::Group(id.clone()));
             }
             Change::PutChassis(id, c) => {
                 everything = self.model.chassis.get(id) != Some(c);
@@ -879,9 +1156,11 @@ impl Engine {
         };
         self.last_recomputed = 0;
         let mut d = Delta::default();
+        let mut dirty = Dirty::new();
         for u in units {
-            self.recompute(u, &mut d);
+            self.recompute(u, &mut d, &mut dirty);
         }
+        self.finish_soft(dirty, &mut d);
         d
     }
 

@@ -148,6 +148,8 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
         .collect();
     let keys = port_keys(snap.ports.keys().chain(lb_ids.values()));
     let group_keys = port_keys(snap.services.keys());
+    // Security-group keys: the high half of their rules' conjunction ids.
+    let sg_keys = port_keys(snap.groups.keys());
     let chassis: BTreeMap<String, ChassisInfo> = snap
         .chassis
         .iter()
@@ -178,6 +180,7 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                     (
                         gid.clone(),
                         Group {
+                            key: sg_keys[gid],
                             rules: g.rules.clone().unwrap_or_default(),
                         },
                     )

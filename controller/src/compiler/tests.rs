@@ -36,6 +36,7 @@ fn sample() -> Model {
     m.groups.insert(
         "web".into(),
         Group {
+            key: 1,
             rules: vec![
                 rule(
                     Direction::Ingress,
@@ -102,8 +103,19 @@ fn pipeline_shape_and_every_flow_parses() {
     assert!(c1.contains("table=10,priority=90,ip,reg14=1,dl_src=02:00:00:00:00:01,nw_src=10.0.0.2,actions=goto_table:20"));
     assert!(c1.contains("table=20,priority=100,ip,reg14=1,actions=ct(table=21,zone=1)"));
     assert!(c1.contains("table=41,priority=100,ct_state=+new+trk,tcp,tp_dst=80,reg15=1,actions=ct(commit,zone=1),goto_table:50"));
-    // Remote group `web` = p0 and p1.
-    assert!(c1.contains("table=41,priority=100,ct_state=+new+trk,ip,reg15=1,nw_src=10.0.0.3,actions=ct(commit,zone=1),goto_table:50"));
+    // Remote group `web` = p0 and p1: one conjunction (id = key 1 << 16 | rule 2) of
+    // the member port (clause 1) and the peer address in this VPC (clause 2).
+    assert!(c1.contains(
+        "table=41,priority=100,ct_state=+new+trk,reg15=1,actions=conjunction(65538,1/2)"
+    ));
+    for peer in ["10.0.0.2", "10.0.0.3"] {
+        assert!(c1.contains(&format!("table=41,priority=100,ct_state=+new+trk,ip,metadata=0x3e8,nw_src={peer},actions=conjunction(65538,2/2)")));
+    }
+    assert!(c1.contains("table=41,priority=100,conj_id=65538,ip,metadata=0x3e8,actions=ct(commit,zone=NXM_NX_REG15[0..15]),goto_table:50"));
+    assert!(
+        !c1.iter().any(|f| f.contains("nw_src=10.0.0.3,actions=ct(")),
+        "no cross product"
+    );
     // p1 lives on c2: reached through the tunnel with the VPC's VNI.
     assert!(c1.contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:02,actions=set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"));
     // p2 has no groups: no ct stage; p3 has no port security.
@@ -312,6 +324,7 @@ fn to_change(op: &Op) -> Change {
         Op::Group { n, ref rules } => Change::PutGroup(
             format!("g{n}"),
             Group {
+                key: n as u16 + 1,
                 rules: rules
                     .iter()
                     .map(|&(ingress, proto, remote, ports)| {

@@ -24,7 +24,21 @@
 //! the identical match and priority. Cookie and out_port/out_group filters are
 //! the caller's (pass them as the `filter` closure).
 //!
-//! Lookups take `&self` and do not allocate; counters are atomics.
+//! **Conjunctive rules** (OVS's `conjunction(id, k/n)`, see
+//! [`ConjClause`]): a rule whose only actions are conjunction clauses is
+//! *soft*: it never wins a lookup by itself. A lookup collects the soft rules
+//! that match with a priority above the best ordinary (*hard*) rule; at each
+//! such priority, highest first, a conjunction `id` is complete when every
+//! one of its `n` clauses has a matching soft rule; then the table is looked
+//! up again (hard rules only) with `conj_id = id`, and the rule found there
+//! wins unless the hard rule outranks it. If no conjunction completes (or
+//! no `conj_id` rule matches), the soft rules are ignored and the hard rule
+//! wins — OVS's semantics (`classifier_lookup__`). Several complete
+//! conjunctions at one priority: the lowest id is tried first. Clauses of
+//! one id that disagree on `n` never complete.
+//!
+//! Lookups take `&self` and do not allocate (a table with conjunctive rules
+//! allocates a small vector per lookup); counters are atomics.
 
 use crate::flow::{FlowKey, MaskedKey, PreHashedBuild};
 use plexus_openflow::Match;
@@ -69,6 +83,15 @@ impl RuleStats {
     }
 }
 
+/// One clause of a conjunctive rule: `conjunction(id, clause+1/n_clauses)`
+/// (`clause` 0-based, as on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConjClause {
+    pub id: u32,
+    pub clause: u8,
+    pub n_clauses: u8,
+}
+
 /// One rule and its payload (`T`: actions/instructions, cookie, timeouts…).
 #[derive(Debug)]
 pub struct Rule<T> {
@@ -80,6 +103,8 @@ pub struct Rule<T> {
     pub key: MaskedKey,
     pub data: T,
     pub stats: RuleStats,
+    /// Conjunction clauses: non-empty for a soft (conjunctive) rule.
+    pub conj: Box<[ConjClause]>,
 }
 
 /// A rule reference inside a subtable: (priority, id, slot).
@@ -198,6 +223,8 @@ pub struct Classifier<T> {
     order: Vec<u32>,
     next_id: RuleId,
     version: u64,
+    /// Number of soft (conjunctive) rules: 0 keeps lookups on the fast path.
+    n_soft: usize,
 }
 
 impl<T> Default for Classifier<T> {
@@ -217,6 +244,7 @@ impl<T> Classifier<T> {
             order: Vec::new(),
             next_id: 1,
             version: 0,
+            n_soft: 0,
         }
     }
 
@@ -241,9 +269,13 @@ impl<T> Classifier<T> {
     }
 
     /// The highest-priority rule matching `key` (ties: lowest id), ORing
-    /// the bits examined into `wc`.
+    /// the bits examined into `wc`. Conjunctive rules are resolved as the
+    /// module documentation describes.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<&Rule<T>> {
+        if self.n_soft != 0 {
+            return self.lookup_conj(key, wc);
+        }
         let mut best: Option<Ref> = None;
         for &si in &self.order {
             let st = &self.subtables[si as usize];
@@ -265,6 +297,97 @@ impl<T> Classifier<T> {
         best.and_then(|r| self.slots[r.slot as usize].as_ref())
     }
 
+    fn is_soft(&self, r: &Ref) -> bool {
+        self.slots[r.slot as usize]
+            .as_ref()
+            .is_some_and(|x| !x.conj.is_empty())
+    }
+
+    /// The best hard rule matching `key`; with `soft`, also collects the
+    /// matching soft rules that outrank every hard rule seen so far.
+    fn lookup_hard(
+        &self,
+        key: &FlowKey,
+        wc: &mut FlowKey,
+        mut soft: Option<&mut Vec<Ref>>,
+    ) -> Option<Ref> {
+        let mut best: Option<Ref> = None;
+        for &si in &self.order {
+            let st = &self.subtables[si as usize];
+            if let Some(b) = &best
+                && st.max_priority < b.priority
+            {
+                break;
+            }
+            for &i in st.words.iter() {
+                wc.w[i as usize] |= st.mask.w[i as usize];
+            }
+            if let Some(e) = st.find(key, st.hash(key)) {
+                for r in &e.rules {
+                    if best.as_ref().is_some_and(|b| !r.beats(b)) {
+                        break;
+                    }
+                    if self.is_soft(r) {
+                        if let Some(s) = soft.as_deref_mut() {
+                            s.push(*r);
+                        }
+                        continue;
+                    }
+                    best = Some(*r);
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    #[cold]
+    fn lookup_conj(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<&Rule<T>> {
+        let mut soft = Vec::new();
+        let hard = self.lookup_hard(key, wc, Some(&mut soft));
+        let hard_pri = hard.map(|h| h.priority as i32).unwrap_or(-1);
+        soft.retain(|r| r.priority as i32 > hard_pri);
+        soft.sort_unstable_by(|a, b| b.priority.cmp(&a.priority));
+        let mut i = 0;
+        while i < soft.len() {
+            let p = soft[i].priority;
+            let j = i + soft[i..].iter().take_while(|r| r.priority == p).count();
+            // conj id -> (n_clauses, clauses seen); n 0 = clauses disagree on
+            // n_clauses, so the conjunction never completes.
+            let mut seen: BTreeMap<u32, (u8, u64)> = BTreeMap::new();
+            for r in &soft[i..j] {
+                let Some(rule) = self.slots[r.slot as usize].as_ref() else {
+                    continue;
+                };
+                for c in rule.conj.iter() {
+                    let e = seen.entry(c.id).or_insert((c.n_clauses, 0));
+                    if e.0 != c.n_clauses {
+                        e.0 = 0;
+                    } else if c.clause < 64 {
+                        e.1 |= 1 << c.clause;
+                    }
+                }
+            }
+            for (id, (n, bits)) in seen {
+                let full = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+                if n == 0 || bits != full {
+                    continue;
+                }
+                let mut k2 = *key;
+                k2.set_loc(crate::flow::layout::CONJ_ID, id as u128);
+                if let Some(r) = self.lookup_hard(&k2, wc, None) {
+                    let win = match hard {
+                        Some(h) if h.priority > r.priority => h,
+                        _ => r,
+                    };
+                    return self.slots[win.slot as usize].as_ref();
+                }
+            }
+            i = j;
+        }
+        hard.and_then(|r| self.slots[r.slot as usize].as_ref())
+    }
+
     /// [`lookup`](Self::lookup) without wildcard tracking.
     pub fn lookup_only(&self, key: &FlowKey) -> Option<&Rule<T>> {
         let mut wc = FlowKey::ZERO;
@@ -275,6 +398,18 @@ impl<T> Classifier<T> {
     /// and returned (OpenFlow ADD; copy its counters unless `RESET_COUNTS`).
     /// The match must be validated (prerequisites) by the caller.
     pub fn insert(&mut self, matches: Match, priority: u16, data: T) -> (RuleId, Option<Rule<T>>) {
+        self.insert_conj(matches, priority, data, Box::default())
+    }
+
+    /// [`insert`](Self::insert) of a rule with conjunction clauses (soft
+    /// when `conj` is non-empty).
+    pub fn insert_conj(
+        &mut self,
+        matches: Match,
+        priority: u16,
+        data: T,
+        conj: Box<[ConjClause]>,
+    ) -> (RuleId, Option<Rule<T>>) {
         let key = MaskedKey::from_match(&matches);
         let replaced = self
             .find_strict_key(&key, priority)
@@ -288,7 +423,11 @@ impl<T> Classifier<T> {
             key,
             data,
             stats: RuleStats::default(),
+            conj,
         };
+        if !rule.conj.is_empty() {
+            self.n_soft += 1;
+        }
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(rule);
@@ -338,6 +477,9 @@ impl<T> Classifier<T> {
         let slot = self.ids.remove(&id)?;
         let rule = self.slots[slot as usize].take()?;
         self.free.push(slot);
+        if !rule.conj.is_empty() {
+            self.n_soft -= 1;
+        }
         let si = self.by_mask[&rule.key.mask];
         let st = &mut self.subtables[si];
         let h = st.hash(&rule.key.value);
@@ -392,6 +534,21 @@ impl<T> Classifier<T> {
         let slot = *self.ids.get(&id)?;
         self.version += 1;
         self.slots[slot as usize].as_mut()
+    }
+
+    /// Replaces a rule's conjunction clauses (MODIFY changing its actions).
+    pub fn set_conj(&mut self, id: RuleId, conj: Box<[ConjClause]>) {
+        let Some(&slot) = self.ids.get(&id) else {
+            return;
+        };
+        let Some(r) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        let was_soft = !r.conj.is_empty();
+        let soft = !conj.is_empty();
+        r.conj = conj;
+        self.note_soft(was_soft, soft);
+        self.version += 1;
     }
 
     /// All rules, in no particular order.
@@ -482,10 +639,22 @@ impl<T> Classifier<T> {
         }
         match self.get_mut(id) {
             Some(r) => {
+                let was_soft = !r.conj.is_empty();
                 f(r);
+                let soft = !r.conj.is_empty();
+                self.note_soft(was_soft, soft);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Keeps the soft-rule count right when a MODIFY changed `conj`.
+    fn note_soft(&mut self, was: bool, is: bool) {
+        match (was, is) {
+            (false, true) => self.n_soft += 1,
+            (true, false) => self.n_soft -= 1,
+            _ => {}
         }
     }
 
@@ -503,7 +672,10 @@ impl<T> Classifier<T> {
                 continue;
             }
             if let Some(r) = self.get_mut(id) {
+                let was_soft = !r.conj.is_empty();
                 f(r);
+                let soft = !r.conj.is_empty();
+                self.note_soft(was_soft, soft);
                 n += 1;
             }
         }

@@ -390,3 +390,239 @@ fn tie_across_subtables_prefers_lowest_id() {
     k.set(EthType, 0x0800);
     assert_eq!(c.lookup_only(&k).unwrap().id, b);
 }
+
+// ------------------------------------------------------------ conjunction
+
+fn cj(id: u32, k: u8, n: u8) -> ConjClause {
+    ConjClause {
+        id,
+        clause: k - 1,
+        n_clauses: n,
+    }
+}
+
+fn tcp_key(reg15: u128, src: u128, dport: u128) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.set(EthType, 0x0800);
+    k.set(IpProto, 6);
+    k.set(Reg15, reg15);
+    k.set(Ipv4Src, src);
+    k.set(TcpDst, dport);
+    k
+}
+
+/// Three-dimensional security-group rule as the controller compiles it:
+/// ports {1,2} × sources {10.0.0.1, 10.0.0.2} × tcp/80, conj_id 7 → "allow".
+fn sg_table() -> Classifier<&'static str> {
+    let mut c = Classifier::new();
+    c.insert(m("reg15=1"), 0, "default-1");
+    c.insert(m(""), 0, "drop");
+    for p in [1, 2] {
+        c.insert_conj(
+            m(&format!("reg15={p}")),
+            100,
+            "soft",
+            vec![cj(7, 1, 3)].into(),
+        );
+    }
+    for s in ["10.0.0.1", "10.0.0.2"] {
+        c.insert_conj(
+            m(&format!("ip,nw_src={s}")),
+            100,
+            "soft",
+            vec![cj(7, 2, 3)].into(),
+        );
+    }
+    c.insert_conj(m("tcp,tp_dst=80"), 100, "soft", vec![cj(7, 3, 3)].into());
+    c.insert(m("conj_id=7,ip"), 100, "allow");
+    c
+}
+
+#[test]
+fn conjunction_complete_selects_conj_id_rule() {
+    let c = sg_table();
+    assert_eq!(
+        c.lookup_only(&tcp_key(1, 0x0a00_0001, 80)).unwrap().data,
+        "allow"
+    );
+    assert_eq!(
+        c.lookup_only(&tcp_key(2, 0x0a00_0002, 80)).unwrap().data,
+        "allow"
+    );
+    // One clause missing each: soft rules ignored, the hard rule wins.
+    assert_eq!(
+        c.lookup_only(&tcp_key(3, 0x0a00_0001, 80)).unwrap().data,
+        "drop"
+    );
+    assert_eq!(
+        c.lookup_only(&tcp_key(1, 0x0a00_0003, 80)).unwrap().data,
+        "default-1"
+    );
+    assert_eq!(
+        c.lookup_only(&tcp_key(2, 0x0a00_0001, 81)).unwrap().data,
+        "drop"
+    );
+    // The conj_id rule itself never matches a packet (conj_id is 0).
+    assert_eq!(c.lookup_only(&FlowKey::ZERO).unwrap().data, "drop");
+}
+
+#[test]
+fn conjunction_outranked_by_higher_hard_rule_and_multiple_clauses_per_rule() {
+    let mut c = sg_table();
+    // A flow carrying clauses of two conjunctions (merged, as OVS requires).
+    c.insert_conj(
+        m("ip,nw_src=10.0.0.9"),
+        100,
+        "soft",
+        vec![cj(7, 2, 3), cj(8, 1, 2)].into(),
+    );
+    c.insert_conj(m("reg15=5"), 100, "soft", vec![cj(8, 2, 2)].into());
+    c.insert(m("conj_id=8"), 100, "allow-8");
+    assert_eq!(
+        c.lookup_only(&tcp_key(1, 0x0a00_0009, 80)).unwrap().data,
+        "allow"
+    );
+    assert_eq!(
+        c.lookup_only(&tcp_key(5, 0x0a00_0009, 22)).unwrap().data,
+        "allow-8"
+    );
+    // A hard rule above the conjunction's priority wins.
+    c.insert(m("reg15=5"), 200, "hard-200");
+    assert_eq!(
+        c.lookup_only(&tcp_key(5, 0x0a00_0009, 22)).unwrap().data,
+        "hard-200"
+    );
+    // The conj_id rule must match too: conj_id=7 rule requires ip.
+    let mut k = tcp_key(1, 0x0a00_0001, 80);
+    k.set(EthType, 0x86dd);
+    k.set(Ipv4Src, 0);
+    assert_ne!(c.lookup_only(&k).unwrap().data, "allow");
+}
+
+#[test]
+fn conjunction_removal_and_modify_restore_fast_path() {
+    let mut c = sg_table();
+    let id = c.find_strict(&m("tcp,tp_dst=80"), 100).unwrap();
+    // Modify the tcp clause into a hard rule: no longer a conjunction.
+    c.set_conj(id, Box::default());
+    assert_eq!(
+        c.lookup_only(&tcp_key(9, 0x0a00_0009, 80)).unwrap().data,
+        "soft"
+    );
+    c.set_conj(id, vec![cj(7, 3, 3)].into());
+    assert_eq!(
+        c.lookup_only(&tcp_key(1, 0x0a00_0001, 80)).unwrap().data,
+        "allow"
+    );
+    let ids: Vec<RuleId> = c
+        .iter()
+        .filter(|r| !r.conj.is_empty())
+        .map(|r| r.id)
+        .collect();
+    for i in ids {
+        c.remove(i);
+    }
+    assert_eq!(c.n_soft, 0);
+    assert_eq!(
+        c.lookup_only(&tcp_key(1, 0x0a00_0001, 80)).unwrap().data,
+        "default-1"
+    );
+}
+
+/// Linear reference of OVS's conjunctive lookup.
+fn linear_conj(rules: &[(u16, Match, Vec<ConjClause>, u32)], key: &FlowKey) -> Option<u32> {
+    let hard = |k: &FlowKey| {
+        rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.2.is_empty() && matches(&r.1, k))
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.0.cmp(&a.0)))
+            .map(|(_, r)| (r.0, r.3))
+    };
+    let h = hard(key);
+    let hp = h.map(|x| x.0 as i32).unwrap_or(-1);
+    let mut prios: Vec<u16> = rules
+        .iter()
+        .filter(|r| !r.2.is_empty() && r.0 as i32 > hp && matches(&r.1, key))
+        .map(|r| r.0)
+        .collect();
+    prios.sort_unstable_by(|a, b| b.cmp(a));
+    prios.dedup();
+    for p in prios {
+        let mut ids: BTreeMap<u32, (u8, BTreeSet<u8>)> = BTreeMap::new();
+        for r in rules.iter().filter(|r| r.0 == p && matches(&r.1, key)) {
+            for c in &r.2 {
+                let e = ids.entry(c.id).or_insert((c.n_clauses, BTreeSet::new()));
+                if e.0 != c.n_clauses {
+                    e.0 = 0;
+                }
+                e.1.insert(c.clause);
+            }
+        }
+        for (id, (n, seen)) in ids {
+            if n == 0 || seen.len() != n as usize {
+                continue;
+            }
+            let mut k2 = *key;
+            k2.set(ConjId, id as u128);
+            if let Some((rp, d)) = hard(&k2) {
+                return Some(match h {
+                    Some((hp, hd)) if hp > rp => hd,
+                    _ => d,
+                });
+            }
+        }
+    }
+    h.map(|x| x.1)
+}
+
+use std::collections::BTreeSet;
+
+fn conj_rule() -> impl Strategy<Value = (u16, String, Vec<(u32, u8, u8)>)> {
+    let matchs = prop_oneof![
+        (1u8..4).prop_map(|p| format!("reg15={p}")),
+        (1u8..4).prop_map(|s| format!("ip,nw_src=10.0.0.{s}")),
+        (79u16..82).prop_map(|d| format!("tcp,tp_dst={d}")),
+        (1u32..4).prop_map(|c| format!("conj_id={c}")),
+        (1u32..4).prop_map(|c| format!("conj_id={c},tcp")),
+        Just(String::new()),
+    ];
+    let clauses = prop::collection::vec((1u32..4, 0u8..3, 2u8..4), 0..3)
+        .prop_map(|v| v.into_iter().map(|(i, k, n)| (i, k % n, n)).collect());
+    ((0u16..3).prop_map(|p| p * 50), matchs, clauses)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn conjunction_matches_linear_reference_and_megaflows_hold(
+        rules in prop::collection::vec(conj_rule(), 1..14),
+        pkts in prop::collection::vec((1u128..4, 1u128..4, 79u128..82), 1..8),
+    ) {
+        let mut c = Classifier::new();
+        let mut lin: Vec<(u16, Match, Vec<ConjClause>, u32)> = Vec::new();
+        for (i, (p, ms, cl)) in rules.iter().enumerate() {
+            let mut mm = m(ms);
+            // conj_id rules are hard; conjunction clauses only on other matches.
+            let cl: Vec<ConjClause> = if ms.starts_with("conj_id") { vec![] } else {
+                cl.iter().map(|&(id, k, n)| ConjClause { id, clause: k, n_clauses: n }).collect()
+            };
+            if mm.fields.is_empty() && !cl.is_empty() { mm = m("ip"); }
+            c.insert_conj(mm.clone(), *p, i as u32, cl.clone().into());
+            lin.retain(|r| !(r.0 == *p && r.1 == mm));
+            lin.push((*p, mm, cl, i as u32));
+        }
+        let keys: Vec<FlowKey> = pkts.iter().map(|&(r, s, d)| tcp_key(r, 0x0a00_0000 | s, d)).collect();
+        for k in &keys {
+            let mut wc = FlowKey::ZERO;
+            let got = c.lookup(k, &mut wc).map(|r| r.data);
+            prop_assert_eq!(got, linear_conj(&lin, k));
+            // Any key equal on the wildcarded bits gets the same rule.
+            for o in &keys {
+                if o.eq_masked(k, &wc) {
+                    prop_assert_eq!(c.lookup_only(o).map(|r| r.data), got);
+                }
+            }
+        }
+    }
+}

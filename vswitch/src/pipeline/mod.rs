@@ -55,7 +55,7 @@ fn bucket_key(b: &Bucket) -> u64 {
 pub const MAX_RECIRC_DEPTH: usize = 8;
 
 use crate::cache::FlowCache;
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, ConjClause};
 use crate::conntrack::{Conntrack, CtResult};
 use crate::flow::{FlowKey, MaskedKey, PacketMeta, TunnelMeta, parse_into};
 use plexus_openflow::action::{Subfield, is_set_field_writable, is_writable};
@@ -419,6 +419,11 @@ impl Pipeline {
         let cookie_ok = |e: &FlowEntry| (e.cookie ^ fm.cookie) & fm.cookie_mask == 0;
         let mut insts = fm.instructions.clone();
         insts.sort_by_key(xlate::inst_rank);
+        let conj = if is_delete {
+            Box::default()
+        } else {
+            conj_clauses(&fm.instructions)?
+        };
         match fm.command {
             FlowModCommand::Add => {
                 let t = &mut self.tables[fm.table_id as usize];
@@ -443,7 +448,7 @@ impl Pipeline {
                     created: now,
                     last_used: now,
                 };
-                let (id, old) = t.insert(fm.match_.clone(), fm.priority, entry);
+                let (id, old) = t.insert_conj(fm.match_.clone(), fm.priority, entry, conj);
                 if let Some(old) = old
                     && fm.flags & flow_mod_flags::RESET_COUNTS == 0
                     && let Some(r) = t.get(id)
@@ -456,6 +461,7 @@ impl Pipeline {
                 let t = &mut self.tables[fm.table_id as usize];
                 let f = |r: &mut crate::classifier::Rule<FlowEntry>| {
                     r.data.instructions = insts.clone();
+                    r.conj = conj.clone();
                     if reset {
                         r.stats.copy_from(&Default::default());
                     }
@@ -1486,6 +1492,43 @@ impl Pipeline {
 }
 
 /// Writes conntrack's verdict into the ct match fields of `key`.
+/// The conjunction clauses of a flow's instructions (OVS's rule: a flow with a
+/// `conjunction` action has nothing but `conjunction` actions, in apply-actions;
+/// otherwise OFPBAC_BAD_ARGUMENT). Empty for an ordinary flow.
+fn conj_clauses(insts: &[Instruction]) -> Result<Box<[ConjClause]>, OfpError> {
+    let is_conj = |a: &Action| matches!(a, Action::Conjunction { .. });
+    let any = insts.iter().any(|i| match i {
+        Instruction::ApplyActions(a) | Instruction::WriteActions(a) => a.iter().any(is_conj),
+        _ => false,
+    });
+    if !any {
+        return Ok(Box::default());
+    }
+    let mut out = Vec::new();
+    for i in insts {
+        let Instruction::ApplyActions(acts) = i else {
+            return Err(OfpError::BadAction(BadActionCode::BadArgument));
+        };
+        for a in acts {
+            match a {
+                Action::Conjunction {
+                    id,
+                    clause,
+                    n_clauses,
+                } if *n_clauses >= 2 && *n_clauses <= 64 && clause < n_clauses => {
+                    out.push(ConjClause {
+                        id: *id,
+                        clause: *clause,
+                        n_clauses: *n_clauses,
+                    })
+                }
+                _ => return Err(OfpError::BadAction(BadActionCode::BadArgument)),
+            }
+        }
+    }
+    Ok(out.into_boxed_slice())
+}
+
 pub(crate) fn set_ct_fields(key: &mut FlowKey, r: &CtResult) {
     use FieldId::*;
     for f in xlate::CT_FIELDS {

@@ -1765,3 +1765,55 @@ fn tester_pop_mpls_pads_short_frame_to_60() {
         "222222222222121111111111080045200024000000004001db4ac0a80a0ac0a81414080059da000000000123456789abcdef00000000000000000000",
     );
 }
+
+#[test]
+fn conjunction_flows_through_the_pipeline_and_bad_mixes_are_rejected() {
+    let mut p = pipe();
+    // Security-group shape: in_port {1,2} × nw_src {10.0.0.1} × tcp/80.
+    add(&mut p, "priority=0,actions=drop");
+    add(&mut p, "priority=100,in_port=1,actions=conjunction(9,1/3)");
+    add(&mut p, "priority=100,in_port=2,actions=conjunction(9,1/3)");
+    add(
+        &mut p,
+        "priority=100,ip,nw_src=10.0.0.1,actions=conjunction(9,2/3),conjunction(10,1/2)",
+    );
+    add(
+        &mut p,
+        "priority=100,tcp,tp_dst=80,actions=conjunction(9,3/3)",
+    );
+    add(&mut p, "priority=100,conj_id=9,ip,actions=output:3");
+    let (o, _) = run(&mut p, 1, &tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 64));
+    assert_eq!(ports_of(&o), vec![3]);
+    // Second packet of the same megaflow, from the cache.
+    let (o, _) = run(&mut p, 2, &tcp([10, 0, 0, 1], [10, 0, 0, 2], 1235, 80, 64));
+    assert_eq!(ports_of(&o), vec![3]);
+    // One clause missing each time: dropped.
+    for (inp, src, dport) in [
+        (3, [10, 0, 0, 1], 80),
+        (1, [10, 0, 0, 7], 80),
+        (1, [10, 0, 0, 1], 81),
+    ] {
+        let (o, _) = run(&mut p, inp, &tcp(src, [10, 0, 0, 2], 1234, dport, 64));
+        assert!(o.is_empty(), "{inp} {src:?} {dport}: {o:?}");
+    }
+    // Removing a clause's flow ends the conjunction (cache invalidated).
+    fm(
+        &mut p,
+        "priority=100,tcp,tp_dst=80",
+        FlowModCommand::DeleteStrict,
+    )
+    .unwrap();
+    let (o, _) = run(&mut p, 1, &tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 64));
+    assert!(o.is_empty());
+    // OVS: a conjunction flow has nothing but conjunction actions.
+    for bad in [
+        "priority=100,in_port=1,actions=conjunction(9,1/3),output:2",
+        "priority=100,in_port=1,actions=write_actions(conjunction(9,1/3))",
+    ] {
+        assert_eq!(
+            fm(&mut p, bad, FlowModCommand::Add),
+            Err(OfpError::BadAction(BadActionCode::BadArgument)),
+            "{bad}"
+        );
+    }
+}
