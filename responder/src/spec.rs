@@ -296,6 +296,20 @@ impl Spec {
         v
     }
 
+    /// The userdata in `ovs-ofctl` syntax (`50.4c.58.52.01…`), for
+    /// `controller(userdata=…)` in flow text.
+    pub fn ofctl_userdata(&self) -> String {
+        let b = self.encode();
+        let mut s = String::with_capacity(b.len() * 3);
+        for (i, x) in b.iter().enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            s.push_str(&format!("{x:02x}"));
+        }
+        s
+    }
+
     /// Parses and validates userdata.
     pub fn decode(userdata: &[u8]) -> Result<Spec, SpecError> {
         if !is_plexus(userdata) {
