@@ -37,6 +37,8 @@ fn ready() -> bool {
             "ping",
             "ip",
             "ethtool",
+            "busybox",
+            "arping",
         ])
     {
         return false;
@@ -45,7 +47,7 @@ fn ready() -> bool {
         .parent()
         .unwrap()
         .to_path_buf();
-    for b in ["plexus-controller", "plexus-vswitchd"] {
+    for b in ["plexus-controller", "plexus-vswitchd", "plexus-appctl"] {
         if !dir.join(b).is_file() {
             return prereq::unmet(&format!(
                 "{b} is not built in {} (cargo build --workspace --bins)",
