@@ -9,6 +9,7 @@ PACKAGES=(
   tshark                                  # OpenFlow dissector oracle
   socat jq ethtool iproute2 iputils-ping iperf3
   procps                                  # sysctl (IPv6 off in the differential tests' namespaces)
+  busybox iputils-arping                  # DHCP client (udhcpc) and arping for the VM/DHCP topologies
   python3-venv
   containernetworking-plugins             # reference CNI plugins (bridge + host-local) for plexus-cni tests
 )

@@ -37,6 +37,8 @@ fn ready() -> bool {
             "ping",
             "ip",
             "ethtool",
+            "busybox",
+            "arping",
         ])
     {
         return false;
@@ -50,7 +52,12 @@ fn ready() -> bool {
     if !Path::new(&venv).join("bin/envoy").is_file() && prereq::which("envoy").is_none() {
         return prereq::unmet("envoy is not installed (scripts/install-peers.sh)");
     }
-    for b in ["plexus-controller", "plexus", "plexus-vswitchd"] {
+    for b in [
+        "plexus-controller",
+        "plexus",
+        "plexus-vswitchd",
+        "plexus-appctl",
+    ] {
         if !dir.join(b).is_file() {
             return prereq::unmet(&format!(
                 "{b} is not built in {} (cargo build --workspace --bins)",

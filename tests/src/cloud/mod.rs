@@ -16,6 +16,7 @@
 //! the runner was killed.
 
 pub mod attack;
+pub mod dhcp;
 pub mod frames;
 mod l3;
 pub use l3::{name_client, name_server};
@@ -516,10 +517,11 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             vpc_ids.insert((tn.clone(), v.name.get_ref().clone()), vpc_id.clone());
             let mut subnet_ids = HashMap::new();
             for s in &v.subnets {
-                let sn = r.api.post(
-                    "/v1/subnets",
-                    json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()}),
-                )?;
+                let mut body = json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()});
+                if let Some(d) = &s.dhcp {
+                    body["dhcp"] = serde_json::to_value(d)?;
+                }
+                let sn = r.api.post("/v1/subnets", body)?;
                 if let Some(gw) = sn["gateway"].as_str() {
                     gateways.insert(
                         (
@@ -635,13 +637,16 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let ip = p["ips"][0].as_str().context("port ip")?.to_owned();
         let ns = Netns::existing(&format!("plx-{name}-{hn}"))?;
         ns.ip(&["link", "set", "eth0", "address", &mac])?;
-        ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "eth0"])?;
-        if let Some(gw) = gateways.get(&(
-            tn.clone(),
-            h.vpc.get_ref().clone(),
-            h.subnet.get_ref().clone(),
-        )) {
-            ns.ip(&["route", "add", "default", "via", gw])?;
+        // A `dhcp` host gets its address from the switch once the flows are in.
+        if !h.dhcp {
+            ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "eth0"])?;
+            if let Some(gw) = gateways.get(&(
+                tn.clone(),
+                h.vpc.get_ref().clone(),
+                h.subnet.get_ref().clone(),
+            )) {
+                ns.ip(&["route", "add", "default", "via", gw])?;
+            }
         }
         port_ids.insert(hn.clone(), p["id"].as_str().context("port id")?.to_owned());
         let hs = HostState {
@@ -670,6 +675,12 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         "flows installed on every chassis in {:?}",
         t0.elapsed()
     ));
+    for h in cloud.hosts.iter().filter(|h| h.dhcp) {
+        let hs = r.host(h.name.get_ref())?.clone();
+        let got =
+            dhcp::configure_host(&r, &hs).with_context(|| format!("host {}: DHCP", hs.name))?;
+        progress(&format!("host {}: {got} by DHCP from the switch", hs.name));
+    }
     sidecar::start(&mut r, progress)?;
     Ok(r)
 }
@@ -816,6 +827,11 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
             CheckSpec::Gateway { from } => {
                 for h in from.names() {
                     out.push(l3::check_gateway(r, h));
+                }
+            }
+            CheckSpec::Dhcp { from } => {
+                for h in from.names() {
+                    out.push(dhcp::check(r, exe, h));
                 }
             }
             CheckSpec::Service {

@@ -132,6 +132,24 @@ pub struct VpcSpec {
 pub struct SubnetSpec {
     pub name: Spanned<String>,
     pub cidr: Spanned<String>,
+    /// DHCPv4 served to the subnet's ports by the switches' local responders (the
+    /// REST subnet's `dhcp`); hosts with `dhcp = true` get their address from it.
+    #[serde(default)]
+    pub dhcp: Option<DhcpSpec>,
+}
+
+/// A subnet's DHCP options (all optional; `{}` = DHCP on with the defaults).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +200,11 @@ pub struct HostSpec {
     /// its connections to them go through the sidecar.
     #[serde(default)]
     pub sidecar: bool,
+    /// Configure the host like a VM: its address, default route and MTU come from a
+    /// real DHCP client (busybox `udhcpc`) talking to the switch's DHCP responder once
+    /// the flows are installed (the subnet must have `dhcp`).
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 /// One or several host names.
@@ -300,6 +323,15 @@ pub enum CheckSpec {
         #[serde(default)]
         then: Option<Vec<SplitSpec>>,
     },
+    /// Each host (of a subnet with `dhcp`) drops its address and gets it again from a
+    /// real DHCP client: the lease must be its port's address with the subnet's prefix,
+    /// router, DNS and MTU; `arping` must get the router MAC for the gateway, which then
+    /// answers ping. The answering side is checked by counters: a plexus-vswitchd
+    /// chassis answers itself (its `responder/show` counters grow, the controller
+    /// answers nothing), an Open vSwitch chassis through the controller
+    /// (NXT_PACKET_IN2 → PACKET_OUT, the controller's `responder_replies` grow).
+    /// A DHCPDISCOVER with a foreign chaddr from the host is dropped and counted.
+    Dhcp { from: Hosts },
 }
 
 fn default_sidecar_tolerance() -> u32 {
@@ -782,7 +814,9 @@ impl Cloud {
                         }
                     }
                 }
-                CheckSpec::Gateway { from } => names.extend(from.names()),
+                CheckSpec::Gateway { from } | CheckSpec::Dhcp { from } => {
+                    names.extend(from.names())
+                }
                 CheckSpec::Sidecar { from, .. } => names.push(from),
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);

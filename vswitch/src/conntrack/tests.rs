@@ -1000,6 +1000,7 @@ proptest! {
             prop_assert_eq!(d[0].orig.dst, ip4(VIP));
         }
     }
+}
 
 /// A packet whose tuple is its own reverse (LAND: same address and port at
 /// both ends) is untrackable: `+inv`, never committed. Before, the commit put
