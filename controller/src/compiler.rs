@@ -8,9 +8,11 @@
 //!
 //! | table | stage | what |
 //! |---|---|---|
-//! | 0  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` → `metadata` = VNI (`reg14` = 0) |
+//! | 0  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` (the VNI)+`tun_src` (a VTEP of a chassis sharing the VPC) → `metadata` = VNI (`reg14` = 0), on to the LB stage (22) |
 //! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop |
 //! | 20, 21 | from-port SG (the port's *egress* rules) | `ct(zone=key)`; `+est`/`+rel` pass, `+new` matching a rule is committed, the rest dropped |
+//! | 22, 23 | LB | requests to a VIP → `ct(nat)` in the VPC's LB zone, new ones → the service's select group (`ct(commit,nat(dst=backend))`); replies from backends (also arriving through the tunnel from another chassis) → `ct(nat)` (un-DNAT) |
+//! | 25 | L3 | ARP/ICMP echo responders for gateways and VIPs; distributed routing (`dl_dst` = router MAC, `nw_dst` = a port) |
 //! | 30 | L2 lookup | DHCP client→server dropped (no DHCP server yet); `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
 //! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
 //! | 50 | output | `reg15` → the port's ofport |
@@ -439,11 +441,19 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
     let mut f = |t: u8, prio: u16, body: String| {
         out.add(ch, format!("table={t},priority={prio},{body}"));
     };
-    f(
-        T_CLASSIFY,
-        100,
-        format!("in_port={tun},tun_id={vni:#x},actions=write_metadata:{vni:#x},goto_table:{T_L2}"),
-    );
+    // Decapsulation: only from the VTEPs of chassis that share this VPC, with its VNI.
+    // Tunnelled packets enter at the LB stage, so that replies of a backend on another
+    // chassis are un-DNATed here, where the client's connection was committed.
+    for other in members.iter().filter(|c| *c != ch) {
+        let src = m.chassis[other].vtep;
+        f(
+            T_CLASSIFY,
+            100,
+            format!(
+                "in_port={tun},tun_id={vni:#x},tun_src={src},actions=write_metadata:{vni:#x},goto_table:{T_LB}"
+            ),
+        );
+    }
     for t in [T_CLASSIFY, T_PORT_SEC, T_FROM_ACL, T_L2, T_TO_ACL, T_OUT] {
         f(t, 0, "actions=drop".into());
     }
@@ -820,4 +830,4 @@ pub fn to_group_mods(flows: &BTreeSet<String>) -> Result<Vec<GroupMod>, (String,
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -612,6 +612,11 @@ pub struct ChassisSync {
     /// The last error of the session, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The chassis' VXLAN tunnel port as last checked over its OVSDB endpoint
+    /// (`plx-vxlan on BRIDGE, local_ip …`), or why it could not be ensured; absent
+    /// without an `endpoint.ovsdb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
 }
 
 #[cfg(test)]

@@ -238,8 +238,55 @@ fn incremental_delta_is_exact() {
     );
 }
 
+#[test]
+fn tunnel_mesh_spans_only_chassis_sharing_the_vpc() {
+    let mut m = sample();
+    m.chassis.get_mut("c2").unwrap().tunnel_ofport = 7;
+    let flows = compile_full(&m);
+    let decap = |fs: &BTreeSet<String>| -> Vec<String> {
+        fs.iter()
+            .filter(|f| f.starts_with("table=0,") && f.contains("tun_id="))
+            .cloned()
+            .collect()
+    };
+    // c1 and c2 host ports of the VPC: each accepts the VNI only from the other's VTEP
+    // and feeds it to the LB stage (un-DNAT of replies from remote backends).
+    assert_eq!(
+        decap(&flows["c1"]),
+        ["table=0,priority=100,in_port=1,tun_id=0x3e8,tun_src=192.0.2.2,actions=write_metadata:0x3e8,goto_table:22"]
+    );
+    assert_eq!(
+        decap(&flows["c2"]),
+        ["table=0,priority=100,in_port=7,tun_id=0x3e8,tun_src=192.0.2.1,actions=write_metadata:0x3e8,goto_table:22"]
+    );
+    // c2's ports are reached from c1 through c1's tunnel port, and vice versa.
+    assert!(flows["c2"].contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:01,actions=set_field:0x3e8->tun_id,set_field:192.0.2.1->tun_dst,output:7"));
+    // Broadcast from a local port floods locally and to every peer VTEP.
+    assert!(flows["c1"].iter().any(|f| f.starts_with("table=30,priority=110,") && f.ends_with("set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1")));
+    // No chassis talks to c3 (no port of the VPC there).
+    assert!(flows.values().flatten().all(|f| !f.contains("192.0.2.3")));
+
+    // A port appears on c3: the mesh grows to three, incrementally as in full.
+    let mut e = Engine::new(m);
+    let mut p = e.model().ports["p2"].clone();
+    p.binding = Some(("c3".into(), 30));
+    let d = e.apply(Change::PutPort("p9".into(), LPort { key: 9, mac: [2, 0, 0, 0, 0, 9], ..p }));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    let flows = e.flows();
+    assert_eq!(decap(&flows["c3"]).len(), 2);
+    for c in ["c1", "c2"] {
+        assert!(d.added[c].iter().any(|f| f.contains("tun_src=192.0.2.3")), "{c}");
+        assert!(flows[c].iter().any(|f| f.contains("dl_dst=02:00:00:00:00:09") && f.contains("set_field:192.0.2.3->tun_dst")), "{c}");
+    }
+    // It leaves again: c3 drops out of the mesh and holds nothing.
+    let d = e.apply(Change::DelPort("p9".into()));
+    assert!(!e.flows().contains_key("c3"));
+    assert!(d.removed["c1"].iter().any(|f| f.contains("tun_src=192.0.2.3")));
+    assert_eq!(e.flows(), compile_full(e.model()));
+}
+
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Port {
         n: u8,
         chassis: u8,
@@ -271,7 +318,7 @@ enum Op {
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..8u8, 0..4u8, 0..8u8, 0..4u8, any::<bool>(), prop::bool::weighted(0.8)).prop_map(|(n, chassis, groups, ip, sec, bound)| Op::Port { n, chassis, groups, ip, sec, bound }),
         1 => (0..8u8).prop_map(Op::DelPort),
@@ -285,7 +332,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn to_change(op: &Op) -> Change {
+pub(crate) fn to_change(op: &Op) -> Change {
     match *op {
         Op::Port {
             n,
@@ -341,7 +388,7 @@ fn to_change(op: &Op) -> Change {
             format!("c{n}"),
             ChassisInfo {
                 vtep: Ipv4Addr::new(192, 0, 2, 10 * n + vtep),
-                tunnel_ofport: 1,
+                tunnel_ofport: 1 + vtep as u32,
             },
         ),
         Op::DelChassis(n) => Change::DelChassis(format!("c{n}")),
