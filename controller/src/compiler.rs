@@ -50,6 +50,11 @@ pub const T_TO_ACL: u8 = 40;
 pub const T_TO_ACL_CT: u8 = 41;
 pub const T_OUT: u8 = 50;
 
+/// The OpenFlow port number of a binding whose switch has not reported the interface
+/// yet: the port gets no flows on its own chassis, but the other chassis of the VPC
+/// already reach it through the tunnel (their flows do not depend on that number).
+pub const OFPORT_UNKNOWN: u32 = 0;
+
 /// A logical port as the compiler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LPort {
@@ -59,7 +64,8 @@ pub struct LPort {
     pub ips: Vec<IpAddr>,
     pub port_security: bool,
     pub groups: Vec<String>,
-    /// Chassis id and the interface's OpenFlow port number there (resolved from OVSDB).
+    /// Chassis id and the interface's OpenFlow port number there (as the switch reports
+    /// it; [`OFPORT_UNKNOWN`] until it does).
     pub binding: Option<(String, u32)>,
 }
 
@@ -263,12 +269,8 @@ fn rule_peers(m: &Model, r: &SecurityGroupRule) -> Option<Vec<String>> {
     Some(ips.into_iter().map(|a| format!("{field}={a}")).collect())
 }
 
-fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
-    let Some(p) = m.ports.get(id) else { return };
-    let Some((ch, ofport)) = &p.binding else {
-        return;
-    };
-    let Some(_) = m.chassis.get(ch) else { return };
+/// A port's flows on its own chassis (classification through output).
+fn compile_port_local(m: &Model, p: &LPort, ch: &str, ofport: u32, out: &mut Out<'_>) {
     let (vni, k, mac_s) = (m.vni, p.key, mac(&p.mac));
     let mut f = |t: u8, prio: u16, body: String| {
         out.add(ch, format!("table={t},priority={prio},{body}"));
@@ -400,6 +402,19 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
         ),
     );
     f(T_OUT, 100, format!("reg15={k},actions=output:{ofport}"));
+}
+
+fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
+    let Some(p) = m.ports.get(id) else { return };
+    let Some((ch, ofport)) = &p.binding else {
+        return;
+    };
+    let Some(_) = m.chassis.get(ch) else { return };
+    // Its own chassis: only once the switch reported the interface.
+    if *ofport != OFPORT_UNKNOWN {
+        compile_port_local(m, p, ch, *ofport, out);
+    }
+    let (vni, mac_s) = (m.vni, mac(&p.mac));
     // 25 on every chassis of the VPC: routed to this port (distributed router).
     let rmac = mac(&m.l3.router_mac);
     for c in vpc_chassis(m) {
@@ -464,7 +479,7 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
         .ports
         .values()
         .filter_map(|p| match &p.binding {
-            Some((c, o)) if c == ch => Some(*o),
+            Some((c, o)) if c == ch && *o != OFPORT_UNKNOWN => Some(*o),
             _ => None,
         })
         .collect();

@@ -9,7 +9,8 @@
 //! sorts first (about 1 in 65k per pair); that re-keys one port, it does not break anything.
 
 use crate::compiler::{
-    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, Service, SvcBackend, router_mac,
+    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, OFPORT_UNKNOWN, Service, SvcBackend,
+    router_mac,
 };
 use crate::store::{Store, StoreError};
 use plexus_api::{
@@ -136,9 +137,13 @@ pub fn port_keys<'a>(ids: impl IntoIterator<Item = &'a String>) -> BTreeMap<Stri
 /// Interface name → OpenFlow port number, per chassis id.
 pub type OfPorts = BTreeMap<String, BTreeMap<String, u32>>;
 
-/// One [`Model`] per VPC id. Ports bound to a chassis whose switch has not reported the
-/// interface are unbound (no flows) until it does. Objects with dangling references
-/// (possible only between two reads of a changing store) are skipped.
+/// One [`Model`] per VPC id. A port bound to a chassis whose switch has not reported the
+/// interface gets [`OFPORT_UNKNOWN`]: no flows on its own chassis until it does, while the
+/// other chassis already reach it through the tunnel — so the flows of one chassis never
+/// depend on whether *another* chassis' switch is connected (after a controller restart,
+/// the first switch to reconnect is reconciled against its complete flow set). Objects
+/// with dangling references (possible only between two reads of a changing store) are
+/// skipped.
 pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Model> {
     // Port keys and the VPCs' LB ct zones share one space (both are ct zones).
     let lb_ids: BTreeMap<String, String> = snap
@@ -215,9 +220,13 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
             continue;
         };
         let ips: Vec<IpAddr> = p.ips.iter().filter_map(|a| a.parse().ok()).collect();
-        let binding = p.binding.as_ref().and_then(|b| {
-            let ofport = ofports.get(&b.chassis_id)?.get(&b.iface)?;
-            Some((b.chassis_id.clone(), *ofport))
+        let binding = p.binding.as_ref().map(|b| {
+            let ofport = ofports
+                .get(&b.chassis_id)
+                .and_then(|m| m.get(&b.iface))
+                .copied()
+                .unwrap_or(OFPORT_UNKNOWN);
+            (b.chassis_id.clone(), ofport)
         });
         model.ports.insert(
             pid.clone(),

@@ -253,16 +253,25 @@ fn tunnel_mesh_spans_only_chassis_sharing_the_vpc() {
     // and feeds it to the LB stage (un-DNAT of replies from remote backends).
     assert_eq!(
         decap(&flows["c1"]),
-        ["table=0,priority=100,in_port=1,tun_id=0x3e8,tun_src=192.0.2.2,actions=write_metadata:0x3e8,goto_table:22"]
+        [
+            "table=0,priority=100,in_port=1,tun_id=0x3e8,tun_src=192.0.2.2,actions=write_metadata:0x3e8,goto_table:22"
+        ]
     );
     assert_eq!(
         decap(&flows["c2"]),
-        ["table=0,priority=100,in_port=7,tun_id=0x3e8,tun_src=192.0.2.1,actions=write_metadata:0x3e8,goto_table:22"]
+        [
+            "table=0,priority=100,in_port=7,tun_id=0x3e8,tun_src=192.0.2.1,actions=write_metadata:0x3e8,goto_table:22"
+        ]
     );
     // c2's ports are reached from c1 through c1's tunnel port, and vice versa.
     assert!(flows["c2"].contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:01,actions=set_field:0x3e8->tun_id,set_field:192.0.2.1->tun_dst,output:7"));
     // Broadcast from a local port floods locally and to every peer VTEP.
-    assert!(flows["c1"].iter().any(|f| f.starts_with("table=30,priority=110,") && f.ends_with("set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1")));
+    assert!(
+        flows["c1"]
+            .iter()
+            .any(|f| f.starts_with("table=30,priority=110,")
+                && f.ends_with("set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"))
+    );
     // No chassis talks to c3 (no port of the VPC there).
     assert!(flows.values().flatten().all(|f| !f.contains("192.0.2.3")));
 
@@ -270,19 +279,65 @@ fn tunnel_mesh_spans_only_chassis_sharing_the_vpc() {
     let mut e = Engine::new(m);
     let mut p = e.model().ports["p2"].clone();
     p.binding = Some(("c3".into(), 30));
-    let d = e.apply(Change::PutPort("p9".into(), LPort { key: 9, mac: [2, 0, 0, 0, 0, 9], ..p }));
+    let d = e.apply(Change::PutPort(
+        "p9".into(),
+        LPort {
+            key: 9,
+            mac: [2, 0, 0, 0, 0, 9],
+            ..p
+        },
+    ));
     assert_eq!(e.flows(), compile_full(e.model()));
     let flows = e.flows();
     assert_eq!(decap(&flows["c3"]).len(), 2);
     for c in ["c1", "c2"] {
-        assert!(d.added[c].iter().any(|f| f.contains("tun_src=192.0.2.3")), "{c}");
-        assert!(flows[c].iter().any(|f| f.contains("dl_dst=02:00:00:00:00:09") && f.contains("set_field:192.0.2.3->tun_dst")), "{c}");
+        assert!(
+            d.added[c].iter().any(|f| f.contains("tun_src=192.0.2.3")),
+            "{c}"
+        );
+        assert!(
+            flows[c]
+                .iter()
+                .any(|f| f.contains("dl_dst=02:00:00:00:00:09")
+                    && f.contains("set_field:192.0.2.3->tun_dst")),
+            "{c}"
+        );
     }
     // It leaves again: c3 drops out of the mesh and holds nothing.
     let d = e.apply(Change::DelPort("p9".into()));
     assert!(!e.flows().contains_key("c3"));
-    assert!(d.removed["c1"].iter().any(|f| f.contains("tun_src=192.0.2.3")));
+    assert!(
+        d.removed["c1"]
+            .iter()
+            .any(|f| f.contains("tun_src=192.0.2.3"))
+    );
     assert_eq!(e.flows(), compile_full(e.model()));
+}
+
+#[test]
+fn remote_chassis_reach_a_port_before_its_switch_reports_it() {
+    let mut m = sample();
+    let full = compile_full(&m);
+    // p1 lives on c2; c2's switch has not reported its interface (a controller restart
+    // before c2 reconnected): c1's flows must be exactly the same, c2 has no flow
+    // classifying or outputting to it.
+    m.ports.get_mut("p1").unwrap().binding = Some(("c2".into(), OFPORT_UNKNOWN));
+    let partial = compile_full(&m);
+    assert_eq!(partial["c1"], full["c1"]);
+    assert!(
+        partial["c2"]
+            .iter()
+            .all(|f| !f.contains("in_port=11,") && !f.contains("output:11"))
+    );
+    assert!(full["c2"].iter().any(|f| f.contains("in_port=11,")));
+    assert!(partial["c2"].iter().all(|f| !f.contains("output:0")));
+    // Reported later: only c2's flows change, incrementally as in full.
+    let mut e = Engine::new(m);
+    let mut p1 = e.model().ports["p1"].clone();
+    p1.binding = Some(("c2".into(), 11));
+    let d = e.apply(Change::PutPort("p1".into(), p1));
+    assert_eq!(e.flows(), full);
+    assert!(!d.added.contains_key("c1") && !d.removed.contains_key("c1"));
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +349,8 @@ pub(crate) enum Op {
         ip: u8,
         sec: bool,
         bound: bool,
+        /// The switch has reported the interface (else [`OFPORT_UNKNOWN`]).
+        reported: bool,
     },
     DelPort(u8),
     Group {
@@ -320,7 +377,7 @@ pub(crate) enum Op {
 
 pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..8u8, 0..4u8, 0..8u8, 0..4u8, any::<bool>(), prop::bool::weighted(0.8)).prop_map(|(n, chassis, groups, ip, sec, bound)| Op::Port { n, chassis, groups, ip, sec, bound }),
+        4 => (0..8u8, 0..4u8, 0..8u8, 0..4u8, any::<bool>(), prop::bool::weighted(0.8), prop::bool::weighted(0.8)).prop_map(|(n, chassis, groups, ip, sec, bound, reported)| Op::Port { n, chassis, groups, ip, sec, bound, reported }),
         1 => (0..8u8).prop_map(Op::DelPort),
         2 => (0..3u8, prop::collection::vec((any::<bool>(), 0..4u8, 0..3u8, 0..4u8), 0..4)).prop_map(|(n, rules)| Op::Group { n, rules }),
         1 => (0..3u8).prop_map(Op::DelGroup),
@@ -341,6 +398,7 @@ pub(crate) fn to_change(op: &Op) -> Change {
             ip,
             sec,
             bound,
+            reported,
         } => Change::PutPort(
             format!("p{n}"),
             LPort {
@@ -352,7 +410,14 @@ pub(crate) fn to_change(op: &Op) -> Change {
                     .filter(|g| groups & (1 << g) != 0)
                     .map(|g| format!("g{g}"))
                     .collect(),
-                binding: bound.then(|| (format!("c{chassis}"), 10 + n as u32)),
+                binding: bound.then(|| {
+                    let ofport = if reported {
+                        10 + n as u32
+                    } else {
+                        OFPORT_UNKNOWN
+                    };
+                    (format!("c{chassis}"), ofport)
+                }),
             },
         ),
         Op::DelPort(n) => Change::DelPort(format!("p{n}")),

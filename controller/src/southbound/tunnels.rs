@@ -59,7 +59,10 @@ pub fn desired_options(vtep: Ipv4Addr) -> BTreeMap<String, String> {
 }
 
 fn map_json(m: &BTreeMap<String, String>) -> Value {
-    json!(["map", m.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()])
+    json!([
+        "map",
+        m.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()
+    ])
 }
 
 /// An OVSDB `map` datum of strings (`["map", [[k, v], ...]]`).
@@ -412,7 +415,11 @@ mod tests {
                 Op::Mutate {
                     table: "Open_vSwitch".into(),
                     conds: vec![],
-                    mutations: vec![json!(["bridges", "insert", ["set", [["named-uuid", "br"]]]])],
+                    mutations: vec![json!([
+                        "bridges",
+                        "insert",
+                        ["set", [["named-uuid", "br"]]]
+                    ])],
                 },
             ],
         )
@@ -437,12 +444,9 @@ mod tests {
     async fn creates_keeps_and_updates_the_port_on_the_right_bridge() {
         let (_srv, _dir, remote) = server().await;
         let c = Client::connect(&remote).await.unwrap();
-        transact(
-            &c,
-            &[Op::insert("Open_vSwitch", [], None)],
-        )
-        .await
-        .unwrap();
+        transact(&c, &[Op::insert("Open_vSwitch", [], None)])
+            .await
+            .unwrap();
         add_bridge(&c, "br-phy", "00000000000000aa").await;
         add_bridge(&c, "br0", "0000504c00000002").await;
         let mut t = TunnelTarget {
@@ -495,7 +499,8 @@ mod tests {
                 ..Default::default()
             }),
         };
-        snap.chassis.insert("a".into(), ch("192.0.2.1", Some("unix:/x")));
+        snap.chassis
+            .insert("a".into(), ch("192.0.2.1", Some("unix:/x")));
         snap.chassis.insert("b".into(), ch("192.0.2.2", None));
         let t = targets(&snap);
         assert_eq!(t.len(), 1);
