@@ -62,6 +62,15 @@ enum Cmd {
     /// (internal) Send the frames of one attack on eth0 (JSON spec).
     #[command(hide = true)]
     AttackSend { spec: String },
+    /// (internal) Print one line per frame seen on an underlay interface
+    /// (VXLAN decoded) for SECS seconds.
+    #[command(hide = true)]
+    VxlanCapture {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value_t = 4)]
+        secs: u64,
+    },
     /// (internal) Count incoming frames on an interface carrying each marker.
     #[command(hide = true)]
     AttackRecv {
@@ -332,6 +341,10 @@ fn real_main() -> Result<ExitCode> {
                 println!("{l}");
             }
             println!("{ok}/{n} pairs answered");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::VxlanCapture { iface, secs } => {
+            cloud::overlay::capture(&iface, secs)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::AttackSend { spec } => {

@@ -19,6 +19,7 @@ pub mod attack;
 pub mod frames;
 mod l3;
 pub use l3::{name_client, name_server};
+pub mod overlay;
 pub mod spec;
 pub mod state;
 
@@ -360,6 +361,23 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         r.record(|s| s.netns.push(ns.clone()))?;
         Netns::create(&ns)?.persist();
     }
+    // The underlay: a Linux bridge `ul` in its own namespace and one veth per
+    // chassis (`u<i>` on the bridge, `ul0` in the chassis) for its VTEP /24.
+    let ul_name = format!("plx-{name}-ul");
+    r.record(|s| {
+        s.netns.push(ul_name.clone());
+        s.underlay_netns = ul_name.clone();
+    })?;
+    Netns::create(&ul_name)?.persist();
+    let ul = Netns::existing(&ul_name)?;
+    ul.ip(&["link", "add", "ul", "type", "bridge"])?;
+    ul.ip(&["link", "set", "ul", "up"])?;
+    for (i, c) in cloud.chassis.iter().enumerate() {
+        let cns = Netns::existing(&ch_ns[c.name.get_ref().as_str()])?;
+        let port = format!("u{i}");
+        netns::veth(&port, &ul, "ul0", &cns)?;
+        ul.ip(&["link", "set", &port, "master", "ul"])?;
+    }
     let mut ports: HashMap<&str, Vec<(String, u32)>> = HashMap::new();
     for h in &cloud.hosts {
         let hn = h.name.get_ref();
@@ -378,6 +396,8 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             Duration::from_secs(10),
         )
         .with_context(|| format!("ethtool -K eth0 tx off in {hns_name}"))?;
+        // Room for the VXLAN encapsulation (50 bytes) on the 1500-byte underlay.
+        hns.ip(&["link", "set", "eth0", "mtu", "1450"])?;
         let list = ports.entry(h.chassis.get_ref().as_str()).or_default();
         let ofport = list.len() as u32 + 1;
         list.push((sif, ofport));
@@ -390,7 +410,9 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let dpid = dpid_of(i);
         let plist = ports.get(cn.as_str()).cloned().unwrap_or_default();
         let target = format!("tcp:127.0.0.1:{}", r.state.openflow_port);
-        let ofctl_target = match c.switch {
+        let vtep = c.vtep(i);
+        let cns = Netns::existing(&ns)?;
+        let (ofctl_target, ovsdb) = match c.switch {
             SwitchKind::Ovs => {
                 progress(&format!(
                     "chassis {cn}: private userspace Open vSwitch in {ns}"
@@ -415,28 +437,50 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 for (ifname, ofport) in &plist {
                     ovs.add_port(ifname, *ofport)?;
                 }
+                // Userspace tunnelling: the VTEP address lives on the internal
+                // port of a bridge that holds the underlay interface.
+                ovs.vsctl(&[
+                    "add-br",
+                    "br-phy",
+                    "--",
+                    "set",
+                    "bridge",
+                    "br-phy",
+                    "datapath_type=netdev",
+                    "fail_mode=standalone",
+                    "--",
+                    "add-port",
+                    "br-phy",
+                    "ul0",
+                ])
+                .with_context(|| format!("chassis {cn}: underlay bridge br-phy"))?;
+                cns.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "br-phy"])?;
+                cns.ip(&["link", "set", "br-phy", "up"])?;
                 let t = format!("unix:{}", ovs.mgmt_socket().display());
+                let db = ovs.db_target();
                 r.ovs.push(ovs);
-                t
+                (t, db)
             }
             SwitchKind::Plexus => {
                 progress(&format!(
                     "chassis {cn}: plexus-vswitchd (AF_PACKET ports) in {ns}"
                 ));
+                // OVSDB mode: the daemon serves the Open_vSwitch database on a
+                // unix socket and is configured through it like ovs-vswitchd
+                // (ovs-vsctl here, the controller for the tunnel port).
                 let bin = find_bin("plexus-vswitchd")?;
                 let listen = free_port()?;
+                let sock = dir.join(format!("ovsdb-{cn}.sock"));
+                let rundir = dir.join(format!("run-{cn}"));
+                std::fs::create_dir_all(&rundir)?;
                 let mut cmd = Command::new(&bin);
-                cmd.args(["--dpid", &format!("{dpid:x}"), "--netns", &ns])
-                    .args(["--port-type", "afpacket", "--fail-mode", "secure"])
-                    .args(["--controller", &target])
-                    .args(["--listen", &format!("ptcp:{listen}:127.0.0.1")])
-                    .args(["--bridge", "br0"])
-                    .arg("--ctl")
-                    .arg(dir.join(format!("vswitchd-{cn}.ctl")));
-                for (ifname, ofport) in &plist {
-                    cmd.args(["--port", &format!("{ifname}={ofport}")]);
-                }
-                let child = spawn_logged(&mut cmd, &dir.join(format!("vswitchd-{cn}.log")))
+                cmd.args(["--netns", &ns, "--port-type", "afpacket"])
+                    .arg("--ovsdb-listen")
+                    .arg(format!("punix:{}", sock.display()))
+                    .arg("--ovs-rundir")
+                    .arg(&rundir);
+                let log = dir.join(format!("vswitchd-{cn}.log"));
+                let child = spawn_logged(&mut cmd, &log)
                     .with_context(|| format!("starting {}", bin.display()))?;
                 let p = Proc {
                     pid: child.id(),
@@ -444,18 +488,58 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     role: format!("chassis {cn}"),
                 };
                 r.record(|s| s.procs.push(p))?;
-                format!("tcp:127.0.0.1:{listen}")
+                if !crate::proc::wait_until(Duration::from_secs(20), || sock.exists()) {
+                    bail!(
+                        "chassis {cn}: no OVSDB socket {}; log:\n{}",
+                        sock.display(),
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                let db = format!("unix:{}", sock.display());
+                let passive = format!("ptcp:{listen}:127.0.0.1");
+                vsctl(
+                    &db,
+                    &[
+                        "add-br",
+                        "br0",
+                        "--",
+                        "set",
+                        "bridge",
+                        "br0",
+                        &format!("other_config:datapath-id={dpid:016x}"),
+                        "fail_mode=secure",
+                        "--",
+                        "set-controller",
+                        "br0",
+                        &target,
+                        &passive,
+                    ],
+                )
+                .with_context(|| format!("chassis {cn}: bridge br0"))?;
+                for (ifname, ofport) in &plist {
+                    vsctl(
+                        &db,
+                        &[
+                            "add-port",
+                            "br0",
+                            ifname,
+                            "--",
+                            "set",
+                            "Interface",
+                            ifname,
+                            &format!("ofport_request={ofport}"),
+                        ],
+                    )
+                    .with_context(|| format!("chassis {cn}: port {ifname}"))?;
+                }
+                cns.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "ul0"])?;
+                (format!("tcp:127.0.0.1:{listen}"), db)
             }
         };
-        let vtep = c
-            .vtep_ip
-            .as_ref()
-            .map(|v| v.get_ref().clone())
-            .unwrap_or_else(|| format!("192.0.2.{}", i + 1));
         let obj = r.api.post(
             "/v1/chassis",
-            json!({"name": cn, "vtep_ip": vtep,
-                   "endpoint": {"datapath_id": format!("{dpid:#x}")}}),
+            json!({"name": cn, "vtep_ip": vtep.to_string(),
+                   "endpoint": {"datapath_id": format!("{dpid:#x}"), "ovsdb": ovsdb}}),
         )?;
         let id = obj["id"].as_str().context("chassis id")?.to_owned();
         chassis_ids.push((cn.clone(), id.clone()));
@@ -470,6 +554,8 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 netns: ns,
                 ofctl_target,
                 kind: kind.into(),
+                vtep: vtep.to_string(),
+                underlay_port: format!("u{i}"),
             })
         })?;
     }
@@ -480,6 +566,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     let mut subnets: HashMap<(String, String, String), (String, String)> = HashMap::new();
     let mut groups: HashMap<(String, String), String> = HashMap::new();
     let mut vpc_ids: HashMap<(String, String), String> = HashMap::new();
+    let mut vnis: HashMap<(String, String), u32> = HashMap::new();
     let mut gateways: HashMap<(String, String, String), String> = HashMap::new();
     let mut port_ids: HashMap<String, String> = HashMap::new();
     for t in &cloud.tenants {
@@ -494,6 +581,10 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             )?;
             let vpc_id = vpc["id"].as_str().context("vpc id")?.to_owned();
             vpc_ids.insert((tn.clone(), v.name.get_ref().clone()), vpc_id.clone());
+            vnis.insert(
+                (tn.clone(), v.name.get_ref().clone()),
+                vpc["vni"].as_u64().context("vpc vni")? as u32,
+            );
             let mut subnet_ids = HashMap::new();
             for s in &v.subnets {
                 let sn = r.api.post(
@@ -630,6 +721,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             ip,
             mac,
             chassis: h.chassis.get_ref().clone(),
+            vni: vnis[&(tn.clone(), h.vpc.get_ref().clone())],
         };
         r.record(|s| s.hosts.push(hs))?;
     }
@@ -650,7 +742,71 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         "flows installed on every chassis in {:?}",
         t0.elapsed()
     ));
+    progress("waiting for every chassis' VXLAN port (created by the controller over OVSDB)");
+    let t0 = Instant::now();
+    wait_tunnels(&r, Duration::from_secs(60))?;
+    progress(&format!(
+        "tunnel ports up and in the flows in {:?}",
+        t0.elapsed()
+    ));
     Ok(r)
+}
+
+/// `ovs-vsctl --db=DB ARGS` (waits until the switch applied the change).
+fn vsctl(db: &str, args: &[&str]) -> Result<String> {
+    run_ok(
+        Command::new("ovs-vsctl")
+            .args(["--timeout=20", &format!("--db={db}")])
+            .args(args),
+        Duration::from_secs(30),
+    )
+}
+
+/// Waits until the controller reports every chassis' tunnel port (`tunnel` in
+/// `/v1/status`) and the switches' flows use it: none still names the
+/// placeholder port the compiler uses before the switch reported it.
+fn wait_tunnels(r: &Running, timeout: Duration) -> Result<()> {
+    let placeholder = plexus_controller_placeholder();
+    let t0 = Instant::now();
+    loop {
+        let st = r.api.get("/v1/status")?;
+        let mut behind = Vec::new();
+        for c in &r.state.chassis {
+            let tun = st["chassis"][c.id.as_str()]["tunnel"]
+                .as_str()
+                .unwrap_or("");
+            if !tun.starts_with("plx-vxlan") {
+                behind.push(format!("{}: tunnel {tun:?}", c.name));
+                continue;
+            }
+            let flows = dump_flows(&c.ofctl_target)?;
+            let stale = |f: &&String| {
+                f.contains(&format!("output:{placeholder}"))
+                    || f.contains(&format!("in_port={placeholder}"))
+            };
+            if let Some(f) = flows.iter().find(stale) {
+                behind.push(format!(
+                    "{}: flow still on the placeholder port: {f}",
+                    c.name
+                ));
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if t0.elapsed() > timeout {
+            bail!(
+                "tunnels not ready within {timeout:?}: {}",
+                behind.join("; ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How flows name the compiler's placeholder tunnel port (`NO_TUNNEL_OFPORT`, 0xff00).
+fn plexus_controller_placeholder() -> String {
+    format!("{}", 0xff00)
 }
 
 /// `sha256:` + the hex SHA-256 of `token` (the controller's hashed token-file form).
@@ -791,6 +947,9 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                         allowed_port: *allowed_port,
                     },
                 ));
+            }
+            CheckSpec::Vxlan { from, to } => {
+                out.push(overlay::check_vxlan(r, exe, from, to));
             }
             CheckSpec::Gateway { from } => {
                 for h in from.names() {

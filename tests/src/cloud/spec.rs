@@ -61,6 +61,17 @@ pub struct ChassisSpec {
     pub vtep_ip: Option<Spanned<String>>,
 }
 
+impl ChassisSpec {
+    /// The VTEP address of the `index`-th chassis: `vtep_ip`, else 192.0.2.(index+1)
+    /// (the underlay is a /24).
+    pub fn vtep(&self, index: usize) -> Ipv4Addr {
+        self.vtep_ip
+            .as_ref()
+            .and_then(|v| v.get_ref().parse().ok())
+            .unwrap_or(Ipv4Addr::new(192, 0, 2, (index + 1).min(254) as u8))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSpec {
@@ -265,6 +276,11 @@ pub enum CheckSpec {
     },
     /// Each host pings its default gateway (the router answers ICMP echo).
     Gateway { from: Hosts },
+    /// `from` pings `to` (hosts on different chassis) while the underlay is
+    /// captured on `from`'s chassis port: the requests must cross as VXLAN
+    /// from `from`'s VTEP to `to`'s with the VPC's VNI (the replies back), and
+    /// no frame of the hosts may cross unencapsulated.
+    Vxlan { from: String, to: String },
 }
 
 fn default_connections() -> u32 {
@@ -433,14 +449,16 @@ impl Cloud {
                 );
             }
         }
-        if self.chassis.len() > 1 {
-            let c = &self.chassis[1];
-            err(
-                c.name.span(),
-                "chassis",
-                "more than one chassis needs the controller's VXLAN overlay, which is not built yet"
-                    .into(),
-            );
+        let mut vteps = HashSet::new();
+        for (i, c) in self.chassis.iter().enumerate() {
+            let v = c.vtep(i);
+            if !vteps.insert(v) {
+                err(
+                    c.vtep_ip.as_ref().map_or(c.name.span(), |v| v.span()),
+                    "chassis.vtep_ip",
+                    format!("VTEP {v} is already another chassis'"),
+                );
+            }
         }
         // tenant -> (vpc -> subnet -> cidr), groups
         let mut tenants: HashMap<&str, TenantIndex<'_>> = HashMap::new();
@@ -741,6 +759,27 @@ impl Cloud {
                     }
                 }
                 CheckSpec::Gateway { from } => names.extend(from.names()),
+                CheckSpec::Vxlan { from, to } => {
+                    names.push(from);
+                    names.push(to);
+                    let chassis_of = |n: &str| {
+                        self.hosts
+                            .iter()
+                            .find(|h| h.name.get_ref() == n)
+                            .map(|h| h.chassis.get_ref().as_str())
+                    };
+                    if let (Some(a), Some(b)) = (chassis_of(from), chassis_of(to))
+                        && a == b
+                    {
+                        err(
+                            c.span(),
+                            "check.to",
+                            format!(
+                                "{from:?} and {to:?} are both on chassis {a:?}: nothing crosses the underlay"
+                            ),
+                        );
+                    }
+                }
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);
                     names.extend(remove.as_deref());
