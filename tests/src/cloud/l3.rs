@@ -251,6 +251,7 @@ pub(super) fn check_service(
         let rev = obj["revision"].as_u64().unwrap_or(0);
         r.api
             .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
+        super::settle_datapaths(r)?;
         let c = count(r, &exe, from, &svc.vip, svc.port, n)?;
         if let Some(k) = c.get(rm).filter(|k| **k > 0) {
             bail!("{rm} still got {k} of {n} new connections: {c:?}");

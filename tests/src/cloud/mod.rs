@@ -752,6 +752,29 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     Ok(r)
 }
 
+/// After a change is realized (acknowledged by every switch's barrier): lets
+/// each Open vSwitch chassis finish revalidating its datapath flow cache, which
+/// OVS does asynchronously after flow/group changes (`ovs-appctl
+/// revalidator/wait`); until then a new connection can still hit a cached
+/// megaflow of the old select group. plexus-vswitchd needs no wait: its cache
+/// entries carry the table generation, so nothing after FLOW_MOD + BARRIER
+/// uses an old one.
+pub(crate) fn settle_datapaths(r: &Running) -> Result<()> {
+    for c in r.state.chassis.iter().filter(|c| c.kind == "ovs") {
+        let dir = r.dir.join(format!("ovs-{}", c.name));
+        run_ok(
+            Command::new("ovs-appctl")
+                .env("OVS_RUNDIR", &dir)
+                .arg("-t")
+                .arg(dir.join("ovs-vswitchd.ctl"))
+                .arg("revalidator/wait"),
+            Duration::from_secs(20),
+        )
+        .with_context(|| format!("chassis {}: revalidator/wait", c.name))?;
+    }
+    Ok(())
+}
+
 /// `ovs-vsctl --db=DB ARGS` (waits until the switch applied the change).
 fn vsctl(db: &str, args: &[&str]) -> Result<String> {
     run_ok(
