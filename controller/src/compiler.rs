@@ -44,7 +44,12 @@ pub const T_FROM_ACL: u8 = 20;
 pub const T_FROM_ACL_CT: u8 = 21;
 pub const T_LB: u8 = 22;
 pub const T_LB_CT: u8 = 23;
+/// Replies from the external network after un-SNAT (gateway chassis).
+pub const T_UNSNAT: u8 = 24;
 pub const T_L3: u8 = 25;
+/// SNAT to the external network and output there (gateway chassis).
+pub const T_SNAT: u8 = 26;
+pub const T_SNAT_OUT: u8 = 27;
 pub const T_L2: u8 = 30;
 pub const T_TO_ACL: u8 = 40;
 pub const T_TO_ACL_CT: u8 = 41;
@@ -102,13 +107,33 @@ pub struct Service {
     pub backends: Vec<SvcBackend>,
 }
 
+/// SNAT to an external network through a gateway chassis (a router's external gateway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snat {
+    /// The gateway chassis; it joins the VPC's tunnel mesh.
+    pub chassis: String,
+    /// The router's external address (the SNAT source) and its MAC ([`external_mac`]).
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub nexthop_mac: [u8; 6],
+    /// OpenFlow port of the gateway chassis' external interface ([`EXTERNAL_IFACE`]);
+    /// [`OFPORT_UNKNOWN`] until its switch reports it.
+    pub ext_ofport: u32,
+}
+
+/// Interface name of a gateway chassis' port on the external network.
+pub const EXTERNAL_IFACE: &str = "plx-ext";
+
 /// The VPC's L3 identity: the distributed router's MAC, the gateway addresses it answers
-/// ARP for (subnets attached to a router) and the ct zone of its load balancers.
+/// ARP for (subnets attached to a router), the ct zone of its load balancers (also used
+/// for SNAT), its CIDRs (never sent to the external gateway) and the external gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct L3 {
     pub router_mac: [u8; 6],
     pub gateways: BTreeSet<Ipv4Addr>,
     pub lb_zone: u16,
+    pub cidrs: Vec<(Ipv4Addr, u8)>,
+    pub snat: Option<Snat>,
 }
 
 /// The compiler's input: one VPC.
@@ -131,6 +156,12 @@ pub const GROUP_MASK: u32 = 0xffff_0000;
 pub fn router_mac(vni: u32) -> [u8; 6] {
     let v = vni.to_be_bytes();
     [0x0a, 0x00, v[0], v[1], v[2], v[3]]
+}
+
+/// The MAC of a VPC router's external port: `0a:01` + VNI.
+pub fn external_mac(vni: u32) -> [u8; 6] {
+    let v = vni.to_be_bytes();
+    [0x0a, 0x01, v[0], v[1], v[2], v[3]]
 }
 
 /// Whether a desired-set entry is a group (`group_id=…`) rather than a flow.
@@ -167,11 +198,13 @@ fn mac(m: &[u8; 6]) -> String {
     plexus_api::validate::format_mac(*m)
 }
 
-/// Chassis that host at least one bound port of the VPC (and exist).
+/// Chassis that host at least one bound port of the VPC, plus its SNAT gateway chassis
+/// (those that exist).
 fn vpc_chassis(m: &Model) -> BTreeSet<String> {
     m.ports
         .values()
         .filter_map(|p| p.binding.as_ref().map(|(c, _)| c.clone()))
+        .chain(m.l3.snat.as_ref().map(|s| s.chassis.clone()))
         .filter(|c| m.chassis.contains_key(c))
         .collect()
 }
@@ -552,6 +585,90 @@ fn compile_router(m: &Model, out: &mut Out<'_>) {
     }
 }
 
+/// SNAT through the gateway chassis `G` (the router unit): on every chassis of the VPC,
+/// routed packets (`dl_dst` = router MAC) to an address outside the VPC's CIDRs go to `G`
+/// through the tunnel (on `G` itself: to the SNAT stage); addresses inside the CIDRs that no
+/// port has are dropped. On `G`: `ct(commit,nat(src=E))` in the VPC's LB zone, then out the
+/// external port with the router's external MAC to the nexthop's; from the external port,
+/// ARP for `E` is answered and packets to `E` are un-SNATed (`ct(nat)`) and routed like any
+/// other routed packet (established/related only).
+fn compile_snat(m: &Model, out: &mut Out<'_>) {
+    let Some(s) = &m.l3.snat else { return };
+    let Some(gw) = m.chassis.get(&s.chassis) else {
+        return;
+    };
+    let (vni, z) = (m.vni, m.l3.lb_zone);
+    let rmac = mac(&m.l3.router_mac);
+    for c in vpc_chassis(m) {
+        for (net, len) in &m.l3.cidrs {
+            out.add(
+                &c,
+                format!(
+                    "table={T_L3},priority=20,ip,metadata={vni:#x},dl_dst={rmac},nw_dst={net}/{len},actions=drop"
+                ),
+            );
+        }
+        let to_gw = if c == s.chassis {
+            format!("goto_table:{T_SNAT}")
+        } else {
+            format!(
+                "set_field:{vni:#x}->tun_id,set_field:{}->tun_dst,output:{}",
+                gw.vtep, m.chassis[&c].tunnel_ofport
+            )
+        };
+        out.add(
+            &c,
+            format!("table={T_L3},priority=10,ip,metadata={vni:#x},dl_dst={rmac},actions={to_gw}"),
+        );
+    }
+    if s.ext_ofport == OFPORT_UNKNOWN {
+        return;
+    }
+    let (g, e, ext) = (&s.chassis, s.ip, s.ext_ofport);
+    let (emac, nhmac) = (mac(&s.mac), mac(&s.nexthop_mac));
+    let mut f = |t: u8, prio: u16, body: String| {
+        out.add(g, format!("table={t},priority={prio},{body}"));
+    };
+    f(
+        T_SNAT,
+        100,
+        format!(
+            "ip,metadata={vni:#x},actions=ct(commit,table={T_SNAT_OUT},zone={z},nat(src={e}))"
+        ),
+    );
+    f(
+        T_SNAT_OUT,
+        100,
+        format!(
+            "ip,metadata={vni:#x},actions=dec_ttl,set_field:{emac}->eth_src,set_field:{nhmac}->eth_dst,output:{ext}"
+        ),
+    );
+    f(
+        T_CLASSIFY,
+        110,
+        format!(
+            "arp,in_port={ext},arp_op=1,arp_tpa={e},actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{emac}->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{emac}->arp_sha,move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{e}->arp_spa,IN_PORT"
+        ),
+    );
+    f(
+        T_CLASSIFY,
+        100,
+        format!(
+            "ip,in_port={ext},nw_dst={e},actions=write_metadata:{vni:#x},ct(table={T_UNSNAT},zone={z},nat)"
+        ),
+    );
+    for st in ["-new+est+trk", "-new+rel+trk"] {
+        f(
+            T_UNSNAT,
+            100,
+            format!(
+                "ct_state={st},ip,metadata={vni:#x},actions=set_field:{rmac}->eth_dst,goto_table:{T_L3}"
+            ),
+        );
+    }
+    f(T_UNSNAT, 0, "actions=drop".into());
+}
+
 /// A service on every chassis of the VPC: its select group (one bucket per backend,
 /// `ct(commit,nat(dst=backend))`), the VIP's ARP responder, and the LB stage flows that
 /// send requests to the VIP and replies from backends through ct with NAT in the VPC's
@@ -605,7 +722,10 @@ fn compile_unit(m: &Model, u: &Unit) -> Flows {
         Unit::Port(id) => compile_port(m, id, &mut out),
         Unit::Chassis(c) => compile_chassis(m, c, &mut out),
         Unit::Service(id) => compile_service(m, id, &mut out),
-        Unit::Router => compile_router(m, &mut out),
+        Unit::Router => {
+            compile_router(m, &mut out);
+            compile_snat(m, &mut out);
+        }
     }
     flows
 }

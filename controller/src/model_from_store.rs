@@ -9,8 +9,8 @@
 //! sorts first (about 1 in 65k per pair); that re-keys one port, it does not break anything.
 
 use crate::compiler::{
-    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, OFPORT_UNKNOWN, Service, SvcBackend,
-    router_mac,
+    ChassisInfo, EXTERNAL_IFACE, GROUP_BASE, Group, L3, LPort, Model, OFPORT_UNKNOWN, Service,
+    Snat, SvcBackend, external_mac, router_mac,
 };
 use crate::store::{Store, StoreError};
 use plexus_api::{
@@ -199,6 +199,15 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                         router_mac: router_mac(v.vni.unwrap_or(0)),
                         gateways: Default::default(),
                         lb_zone: keys[&lb_ids[id]],
+                        cidrs: v
+                            .cidrs
+                            .iter()
+                            .filter_map(|c| match c.parse::<ipnet::IpNet>() {
+                                Ok(ipnet::IpNet::V4(n)) => Some((n.network(), n.prefix_len())),
+                                _ => None,
+                            })
+                            .collect(),
+                        snat: None,
                     },
                     services: BTreeMap::new(),
                 },
@@ -252,6 +261,41 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                 model.l3.gateways.insert(gw);
             }
         }
+    }
+    // SNAT: the first router (by id) of a VPC with a usable external gateway.
+    for r in snap.routers.values() {
+        let Some(model) = models.get_mut(&r.vpc_id) else {
+            continue;
+        };
+        let Some(g) = r.external_gateway.as_ref().filter(|g| g.snat) else {
+            continue;
+        };
+        if model.l3.snat.is_some() || !snap.chassis.contains_key(&g.chassis_id) {
+            continue;
+        }
+        let ip = match g.ip.parse::<ipnet::IpNet>() {
+            Ok(ipnet::IpNet::V4(n)) => n.addr(),
+            _ => continue,
+        };
+        let Some(nexthop_mac) = g
+            .nexthop_mac
+            .as_deref()
+            .and_then(|m| plexus_api::validate::parse_mac("nexthop_mac", m).ok())
+        else {
+            continue;
+        };
+        let ext_ofport = ofports
+            .get(&g.chassis_id)
+            .and_then(|m| m.get(EXTERNAL_IFACE))
+            .copied()
+            .unwrap_or(OFPORT_UNKNOWN);
+        model.l3.snat = Some(Snat {
+            chassis: g.chassis_id.clone(),
+            ip,
+            mac: external_mac(model.vni),
+            nexthop_mac,
+            ext_ofport,
+        });
     }
     for (sid, s) in &snap.services {
         let Some(model) = models.get_mut(&s.vpc_id) else {

@@ -107,6 +107,11 @@ pub struct ExternalGateway {
     pub ip: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nexthop: Option<String>,
+    /// The nexthop's MAC address on the external network (a static binding: the
+    /// controller does not resolve it by ARP yet). Without it nothing leaves through the
+    /// gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop_mac: Option<String>,
     #[serde(default = "default_true")]
     pub snat: bool,
 }

@@ -121,6 +121,7 @@ fn with_l3(mut m: Model) -> Model {
         router_mac: router_mac(m.vni),
         gateways: [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 1)].into(),
         lb_zone: 100,
+        ..Default::default()
     };
     m.services.insert(
         "s1".into(),
@@ -340,6 +341,50 @@ fn remote_chassis_reach_a_port_before_its_switch_reports_it() {
     assert!(!d.added.contains_key("c1") && !d.removed.contains_key("c1"));
 }
 
+#[test]
+fn snat_through_a_gateway_chassis() {
+    let mut m = with_l3(sample());
+    m.l3.cidrs = vec![(Ipv4Addr::new(10, 0, 0, 0), 16)];
+    // c3 hosts no port of the VPC: as the gateway chassis it joins the mesh.
+    m.l3.snat = Some(Snat {
+        chassis: "c3".into(),
+        ip: Ipv4Addr::new(203, 0, 113, 10),
+        mac: external_mac(1000),
+        nexthop_mac: [2, 0, 0, 0, 0, 0xfe],
+        ext_ofport: 9,
+    });
+    let flows = compile_full(&m);
+    let c3 = &flows["c3"];
+    // Traffic of the VPC from c1 and c2 arrives at c3 with the VPC's VNI.
+    assert!(c3.contains("table=0,priority=100,in_port=1,tun_id=0x3e8,tun_src=192.0.2.1,actions=write_metadata:0x3e8,goto_table:22"));
+    for c in ["c1", "c2"] {
+        assert!(flows[c].contains("table=25,priority=10,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,actions=set_field:0x3e8->tun_id,set_field:192.0.2.3->tun_dst,output:1"), "{c}");
+        assert!(flows[c].contains("table=25,priority=20,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.0.0/16,actions=drop"), "{c}");
+    }
+    assert!(c3.contains("table=25,priority=10,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,actions=goto_table:26"));
+    assert!(c3.contains("table=26,priority=100,ip,metadata=0x3e8,actions=ct(commit,table=27,zone=100,nat(src=203.0.113.10))"));
+    assert!(c3.contains("table=27,priority=100,ip,metadata=0x3e8,actions=dec_ttl,set_field:0a:01:00:00:03:e8->eth_src,set_field:02:00:00:00:00:fe->eth_dst,output:9"));
+    assert!(c3.contains("table=0,priority=100,ip,in_port=9,nw_dst=203.0.113.10,actions=write_metadata:0x3e8,ct(table=24,zone=100,nat)"));
+    assert!(c3.contains("table=24,priority=100,ct_state=-new+est+trk,ip,metadata=0x3e8,actions=set_field:0a:00:00:00:03:e8->eth_dst,goto_table:25"));
+    assert!(c3.iter().any(|f| f.starts_with("table=0,priority=110,arp,in_port=9,arp_op=1,arp_tpa=203.0.113.10,") && f.ends_with("IN_PORT")));
+    // Routed replies reach every port from c3 (routes and remote L2 entries).
+    assert!(c3.contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:02,actions=set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"));
+    for (c, fs) in &flows {
+        let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        assert_eq!(mods.len() + to_group_mods(fs).unwrap().len(), fs.len());
+    }
+    // Incrementally: the gateway moves to c1 and its port is not reported yet.
+    let mut e = Engine::new(m);
+    let mut l3 = e.model().l3.clone();
+    let s = l3.snat.as_mut().unwrap();
+    s.chassis = "c1".into();
+    s.ext_ofport = OFPORT_UNKNOWN;
+    e.apply(Change::PutL3(l3));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    assert!(!e.flows().contains_key("c3"));
+    assert!(e.flows()["c1"].iter().all(|f| !f.starts_with("table=26,")));
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
     Port {
@@ -372,6 +417,8 @@ pub(crate) enum Op {
     L3 {
         gateways: u8,
         zone: u8,
+        /// SNAT through chassis `c{.0}`; `.1`: its external port is reported.
+        snat: Option<(u8, bool)>,
     },
 }
 
@@ -385,7 +432,7 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8).prop_map(Op::DelChassis),
         2 => (0..3u8, 0..3u8, prop::collection::vec((0..8u8, 1..4u8), 0..4)).prop_map(|(n, vip, backends)| Op::Service { n, vip, backends }),
         1 => (0..3u8).prop_map(Op::DelService),
-        1 => (0..8u8, 0..2u8).prop_map(|(gateways, zone)| Op::L3 { gateways, zone }),
+        1 => (0..8u8, 0..2u8, prop::option::of((0..4u8, any::<bool>()))).prop_map(|(gateways, zone, snat)| Op::L3 { gateways, zone, snat }),
     ]
 }
 
@@ -479,13 +526,25 @@ pub(crate) fn to_change(op: &Op) -> Change {
             },
         ),
         Op::DelService(n) => Change::DelService(format!("s{n}")),
-        Op::L3 { gateways, zone } => Change::PutL3(L3 {
+        Op::L3 {
+            gateways,
+            zone,
+            snat,
+        } => Change::PutL3(L3 {
             router_mac: router_mac(5001),
             gateways: (0..3)
                 .filter(|g| gateways & (1 << g) != 0)
                 .map(|g| Ipv4Addr::new(10, 0, g, 1))
                 .collect(),
             lb_zone: 200 + zone as u16,
+            cidrs: vec![(Ipv4Addr::new(10, 0, 0, 0), 16)],
+            snat: snat.map(|(c, reported)| Snat {
+                chassis: format!("c{c}"),
+                ip: Ipv4Addr::new(203, 0, 113, 10 + c),
+                mac: external_mac(5001),
+                nexthop_mac: [2, 0, 0, 0, 0, 0xfe],
+                ext_ofport: if reported { 99 } else { OFPORT_UNKNOWN },
+            }),
         }),
     }
 }
