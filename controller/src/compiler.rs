@@ -8,11 +8,12 @@
 //!
 //! | table | stage | what |
 //! |---|---|---|
-//! | 0  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` (the VNI)+`tun_src` (a VTEP of a chassis sharing the VPC) → `metadata` = VNI (`reg14` = 0), on to the LB stage (22) |
+//! | 0, 1  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` (the VNI)+`tun_src` (a VTEP of a chassis sharing the VPC) → `metadata` = VNI (`reg14` = 0), on to the LB stage (22) |
 //! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop |
 //! | 20, 21 | from-port SG (the port's *egress* rules) | `ct(zone=key)`; `+est`/`+rel` pass, `+new` matching a rule is committed, the rest dropped |
 //! | 22, 23 | LB | requests to a VIP → `ct(nat)` in the VPC's LB zone, new ones → the service's select group (`ct(commit,nat(dst=backend))`); replies from backends (also arriving through the tunnel from another chassis) → `ct(nat)` (un-DNAT) |
-//! | 25 | L3 | ARP/ICMP echo responders for gateways and VIPs; distributed routing (`dl_dst` = router MAC, `nw_dst` = a port) |
+//! | 25 | L3 | ARP/ICMP echo responders for gateways and VIPs; distributed routing (`dl_dst` = router MAC, `nw_dst` = a port); with an external gateway: VPC CIDRs dropped (20), the rest to the gateway chassis (10) |
+//! | 1, 24, 26, 27 | SNAT (gateway chassis) | 26: `ct(commit,nat(src=E))`, 27: out the external port to the nexthop's MAC; from the external port: ARP for E answered (0), `ct(nat)` (1) and established/related replies routed back (24) |
 //! | 30 | L2 lookup | DHCP client→server dropped (no DHCP server yet); `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
 //! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
 //! | 50 | output | `reg15` → the port's ofport |
@@ -44,6 +45,10 @@ pub const T_FROM_ACL: u8 = 20;
 pub const T_FROM_ACL_CT: u8 = 21;
 pub const T_LB: u8 = 22;
 pub const T_LB_CT: u8 = 23;
+/// Packets from the external network to a router's external address (gateway chassis):
+/// `ct(nat)` into [`T_UNSNAT`] (a table of its own, so that the metadata written in table 0
+/// is set before the ct action runs).
+pub const T_EXT_IN: u8 = 1;
 /// Replies from the external network after un-SNAT (gateway chassis).
 pub const T_UNSNAT: u8 = 24;
 pub const T_L3: u8 = 25;
@@ -632,9 +637,7 @@ fn compile_snat(m: &Model, out: &mut Out<'_>) {
     f(
         T_SNAT,
         100,
-        format!(
-            "ip,metadata={vni:#x},actions=ct(commit,table={T_SNAT_OUT},zone={z},nat(src={e}))"
-        ),
+        format!("ip,metadata={vni:#x},actions=ct(commit,table={T_SNAT_OUT},zone={z},nat(src={e}))"),
     );
     f(
         T_SNAT_OUT,
@@ -654,9 +657,15 @@ fn compile_snat(m: &Model, out: &mut Out<'_>) {
         T_CLASSIFY,
         100,
         format!(
-            "ip,in_port={ext},nw_dst={e},actions=write_metadata:{vni:#x},ct(table={T_UNSNAT},zone={z},nat)"
+            "ip,in_port={ext},nw_dst={e},actions=write_metadata:{vni:#x},goto_table:{T_EXT_IN}"
         ),
     );
+    f(
+        T_EXT_IN,
+        100,
+        format!("ip,metadata={vni:#x},actions=ct(table={T_UNSNAT},zone={z},nat)"),
+    );
+    f(T_EXT_IN, 0, "actions=drop".into());
     for st in ["-new+est+trk", "-new+rel+trk"] {
         f(
             T_UNSNAT,

@@ -361,12 +361,20 @@ fn snat_through_a_gateway_chassis() {
         assert!(flows[c].contains("table=25,priority=10,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,actions=set_field:0x3e8->tun_id,set_field:192.0.2.3->tun_dst,output:1"), "{c}");
         assert!(flows[c].contains("table=25,priority=20,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.0.0/16,actions=drop"), "{c}");
     }
-    assert!(c3.contains("table=25,priority=10,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,actions=goto_table:26"));
+    assert!(c3.contains(
+        "table=25,priority=10,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,actions=goto_table:26"
+    ));
     assert!(c3.contains("table=26,priority=100,ip,metadata=0x3e8,actions=ct(commit,table=27,zone=100,nat(src=203.0.113.10))"));
     assert!(c3.contains("table=27,priority=100,ip,metadata=0x3e8,actions=dec_ttl,set_field:0a:01:00:00:03:e8->eth_src,set_field:02:00:00:00:00:fe->eth_dst,output:9"));
-    assert!(c3.contains("table=0,priority=100,ip,in_port=9,nw_dst=203.0.113.10,actions=write_metadata:0x3e8,ct(table=24,zone=100,nat)"));
+    assert!(c3.contains("table=0,priority=100,ip,in_port=9,nw_dst=203.0.113.10,actions=write_metadata:0x3e8,goto_table:1"));
+    assert!(
+        c3.contains("table=1,priority=100,ip,metadata=0x3e8,actions=ct(table=24,zone=100,nat)")
+    );
     assert!(c3.contains("table=24,priority=100,ct_state=-new+est+trk,ip,metadata=0x3e8,actions=set_field:0a:00:00:00:03:e8->eth_dst,goto_table:25"));
-    assert!(c3.iter().any(|f| f.starts_with("table=0,priority=110,arp,in_port=9,arp_op=1,arp_tpa=203.0.113.10,") && f.ends_with("IN_PORT")));
+    assert!(c3.iter().any(|f| {
+        f.starts_with("table=0,priority=110,arp,in_port=9,arp_op=1,arp_tpa=203.0.113.10,")
+            && f.ends_with("IN_PORT")
+    }));
     // Routed replies reach every port from c3 (routes and remote L2 entries).
     assert!(c3.contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:02,actions=set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"));
     for (c, fs) in &flows {

@@ -36,6 +36,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Interface name of a gateway chassis' port on the external network (the
+/// controller's `EXTERNAL_IFACE`).
+const EXTERNAL_IFACE: &str = "plx-ext";
+/// MAC of the external network's host (the routers' nexthop).
+const EXTERNAL_MAC: &str = "02:e0:00:00:00:01";
+
 /// Cookie prefix of the controller's flows (`0x504c58 << 40`).
 const COOKIE_PREFIX: &str = "cookie=0x504c58";
 
@@ -81,10 +87,28 @@ pub fn find_bin(name: &str) -> Result<PathBuf> {
         })
 }
 
+/// A free loopback TCP port for a listener *below* the kernel's ephemeral
+/// range. A port from that range can be taken, while its listener is down (the
+/// controller's kill -9 + restart), as the source port of a client connecting
+/// to it — a switch reconnecting every 200 ms, the health probe — which then
+/// connects to itself (TCP simultaneous open) and keeps the port, so the
+/// restarted listener cannot bind.
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let base = 10_000u16.min(low / 2);
+    let span = u32::from(low - base).max(1);
+    let seed = rand_u128();
+    for i in 0..256u32 {
+        let off = ((seed >> (i % 64)) as u32).wrapping_add(i.wrapping_mul(7919)) % span;
+        let port = base + off as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {base}..{low}")
 }
 
 /// A blocking client of the controller's REST API.
@@ -403,6 +427,41 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         list.push((sif, ofport));
     }
 
+    // The external network: a namespace cabled to port `plx-ext` of the
+    // gateway chassis (its address is the routers' nexthop).
+    let external = match &cloud.external {
+        None => None,
+        Some(x) => {
+            let xn = format!("plx-{name}-ext");
+            r.record(|s| s.netns.push(xn.clone()))?;
+            Netns::create(&xn)?.persist();
+            let xns = Netns::existing(&xn)?;
+            let cn = x.chassis.get_ref().as_str();
+            let cns = Netns::existing(&ch_ns[cn])?;
+            netns::veth(EXTERNAL_IFACE, &cns, "eth0", &xns)?;
+            xns.ip(&["link", "set", "eth0", "address", EXTERNAL_MAC])?;
+            xns.ip(&["addr", "add", x.ip.get_ref(), "dev", "eth0"])?;
+            run_ok(
+                xns.command("ethtool").args(["-K", "eth0", "tx", "off"]),
+                Duration::from_secs(10),
+            )?;
+            let list = ports.entry(cn).or_default();
+            let ofport = list.len() as u32 + 1;
+            list.push((EXTERNAL_IFACE.to_string(), ofport));
+            let ip = x.ip.get_ref().split('/').next().unwrap_or("").to_owned();
+            let hs = HostState {
+                name: x.name.get_ref().clone(),
+                netns: xn,
+                ip,
+                mac: EXTERNAL_MAC.into(),
+                chassis: cn.to_owned(),
+                vni: 0,
+            };
+            r.record(|s| s.hosts.push(hs.clone()))?;
+            Some(hs)
+        }
+    };
+
     let mut chassis_ids = Vec::new();
     for (i, c) in cloud.chassis.iter().enumerate() {
         let cn = c.name.get_ref();
@@ -621,7 +680,22 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     (sn["id"].as_str().context("subnet id")?.to_owned(), prefix),
                 );
             }
-            last_rev = last_rev.max(l3::create_routers(&r.api, &vpc_id, v, &subnet_ids)?);
+            let gw = external.as_ref().map(|x| l3::ExternalGw {
+                chassis_id: chassis_ids
+                    .iter()
+                    .find(|(n, _)| *n == x.chassis)
+                    .map(|(_, id)| id.clone())
+                    .unwrap_or_default(),
+                nexthop: x.ip.clone(),
+                nexthop_mac: x.mac.clone(),
+            });
+            last_rev = last_rev.max(l3::create_routers(
+                &r.api,
+                &vpc_id,
+                v,
+                &subnet_ids,
+                gw.as_ref(),
+            )?);
         }
         // Groups first without rules (rules may name each other), then the rules.
         for g in &t.security_groups {
@@ -1067,6 +1141,14 @@ fn check_restart(
         .iter()
         .map(|c| dump_flows(&c.ofctl_target))
         .collect::<Result<_>>()?;
+    // Warm the path first (neighbour entries, OVS's tunnel ARP cache, which drops
+    // the first encapsulated packet to a VTEP it has not resolved): the check is
+    // about the restart, not about a cold start.
+    for _ in 0..3 {
+        if ping_once(&a.netns, &b.ip) {
+            break;
+        }
+    }
     let count = (u64::from(seconds) * 1000 / u64::from(interval_ms)).max(1);
     let interval = format!("{:.3}", f64::from(interval_ms) / 1000.0);
     let flood = Command::new("ip")
@@ -1099,7 +1181,26 @@ fn check_restart(
     let t0 = Instant::now();
     let newp = start_controller(&r.dir, &r.state)?;
     r.record(|s| s.procs[old] = newp)?;
-    r.api.wait_up(Duration::from_secs(20))?;
+    if let Err(e) = r.api.wait_up(Duration::from_secs(20)) {
+        let log = std::fs::read_to_string(r.dir.join("controller.log")).unwrap_or_default();
+        // The error itself (a panic or an `Error:` line), not only the backtrace.
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .filter(|l| {
+                l.contains("panicked")
+                    || l.contains("Error")
+                    || l.contains("error")
+                    || !l.starts_with(' ')
+            })
+            .take(8)
+            .collect();
+        let alive = crate::ovs::process_alive(r.state.procs[old].pid, "plexus-controller");
+        bail!(
+            "{e:#} (restarted controller alive: {alive}); controller.log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
     let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
     let st = r
         .api

@@ -29,6 +29,27 @@ pub struct Cloud {
     pub hosts: Vec<HostSpec>,
     #[serde(rename = "check", default)]
     pub checks: Vec<Spanned<CheckSpec>>,
+    /// An external network behind a gateway chassis (routers with `external_ip`
+    /// SNAT to it).
+    #[serde(default)]
+    pub external: Option<ExternalSpec>,
+}
+
+/// The external network: a namespace (a host named `name` for the checks)
+/// cabled to port `plx-ext` of the gateway chassis; it is also the routers'
+/// nexthop and has no route back into any VPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSpec {
+    #[serde(default = "default_external_name")]
+    pub name: Spanned<String>,
+    pub chassis: Spanned<String>,
+    /// The external host's address with prefix, e.g. `203.0.113.1/24`.
+    pub ip: Spanned<String>,
+}
+
+fn default_external_name() -> Spanned<String> {
+    Spanned::new(0..0, "inet".to_string())
 }
 
 /// The controller: `plexus-controller` on loopback with the embedded redb
@@ -92,6 +113,10 @@ pub struct TenantSpec {
 pub struct RouterSpec {
     pub name: Spanned<String>,
     pub subnets: Vec<Spanned<String>>,
+    /// The router's address on the `[external]` network (with prefix): SNAT
+    /// through the external gateway chassis.
+    #[serde(default)]
+    pub external_ip: Option<Spanned<String>>,
 }
 
 /// A service: `vip:port` balanced over hosts of `vpc` (each backend's first
@@ -578,6 +603,23 @@ impl Cloud {
             tenants.insert(tn, (vpcs, groups));
         }
         let mut hosts = HashSet::new();
+        if let Some(x) = &self.external {
+            hosts.insert(x.name.get_ref().as_str());
+            if !chassis.contains(x.chassis.get_ref().as_str()) {
+                err(
+                    x.chassis.span(),
+                    "external.chassis",
+                    format!("no chassis {:?}", x.chassis.get_ref()),
+                );
+            }
+            if parse_cidr(x.ip.get_ref()).is_none() {
+                err(
+                    x.ip.span(),
+                    "external.ip",
+                    format!("{:?} is not address/prefix-length", x.ip.get_ref()),
+                );
+            }
+        }
         let mut addrs: HashMap<(&str, &str, Ipv4Addr), &str> = HashMap::new();
         for h in &self.hosts {
             let hn = h.name.get_ref().as_str();
@@ -813,6 +855,30 @@ impl Cloud {
                     .map(|s| s.name.get_ref().as_str())
                     .collect();
                 for r in &v.routers {
+                    if let Some(e) = &r.external_ip {
+                        let ext = self
+                            .external
+                            .as_ref()
+                            .and_then(|x| parse_cidr(x.ip.get_ref()));
+                        match (parse_cidr(e.get_ref()), ext) {
+                            (None, _) => err(
+                                e.span(),
+                                "router.external_ip",
+                                format!("{:?} is not address/prefix-length", e.get_ref()),
+                            ),
+                            (Some(_), None) => err(
+                                e.span(),
+                                "router.external_ip",
+                                "needs an [external] network".into(),
+                            ),
+                            (Some((a, _)), Some(net)) if !in_cidr(a, net) => err(
+                                e.span(),
+                                "router.external_ip",
+                                format!("{a} is not on the [external] network"),
+                            ),
+                            _ => {}
+                        }
+                    }
                     for s in &r.subnets {
                         if !subnets.contains(s.get_ref().as_str()) {
                             err(
