@@ -1175,9 +1175,12 @@ fn check_restart(
     let _ = Command::new("kill")
         .args(["-KILL", &p.pid.to_string()])
         .status();
-    crate::proc::wait_until(Duration::from_secs(5), || {
+    // The store's file lock goes with the process: start the new one only then.
+    if !crate::proc::wait_until(Duration::from_secs(20), || {
         !crate::ovs::process_alive(p.pid, &p.comm)
-    });
+    }) {
+        bail!("controller [{}] still alive 20 s after SIGKILL", p.pid);
+    }
     let t0 = Instant::now();
     let newp = start_controller(&r.dir, &r.state)?;
     r.record(|s| s.procs[old] = newp)?;
