@@ -8,11 +8,13 @@
 //!
 //! | table | stage | what |
 //! |---|---|---|
-//! | 0  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` → `metadata` = VNI (`reg14` = 0) |
-//! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop; DHCPv4 from the port's MAC → DHCP responder (when its subnet serves DHCP) |
-//! | 20, 21 | from-port SG (the port's *egress* rules) | `ct(zone=key)`; `+est`/`+rel` pass, `+new` matching a rule is committed, the rest dropped |
+//! | 0, 1  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` (the VNI)+`tun_src` (a VTEP of a chassis sharing the VPC) → `metadata` = VNI (`reg14` = 0), on to the LB stage (22) |
+//! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop; ND: NA only for the port's own addresses, NS with its MAC; DHCPv4 from the port's MAC → DHCP responder (when its subnet serves DHCP) |
+//! | 20, 21 | from-port SG (the port's *egress* rules) | `ct(zone=key)`; `+est`/`+rel` pass, `+new` matching a rule is committed (TCP only with SYN and no ACK), the rest dropped |
 //! | 20 (priority 110) | ND | neighbour solicitations for IPv6 gateways and (multicast) for port addresses, ICMPv6 echo to IPv6 gateways → responders |
-//! | 25 | L3 | ARP for gateways, VIPs and (broadcast) for port addresses, ICMP echo to gateways → responders; distributed routing |
+//! | 22, 23 | LB | requests to a VIP → `ct(nat)` in the VPC's LB zone, new ones → the service's select group (`ct(commit,nat(dst=backend))`); replies from backends (also arriving through the tunnel from another chassis) → `ct(nat)` (un-DNAT) |
+//! | 25 | L3 | ARP for gateways, VIPs and (broadcast) for port addresses, ICMP echo to gateways → responders; distributed routing (`dl_dst` = router MAC, `nw_dst` = a port); with an external gateway: VPC CIDRs dropped (20), the rest to the gateway chassis (10) |
+//! | 1, 24, 26, 27 | SNAT (gateway chassis) | 26: `ct(commit,nat(src=E))`, 27: out the external port to the nexthop's MAC; from the external port: ARP for E answered (0), `ct(nat)` (1) and established/related replies routed back (24) |
 //! | 30 | L2 lookup | other DHCP client→server datagrams dropped; `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
 //! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
 //! | 50 | output | `reg15` → the port's ofport |
@@ -69,11 +71,25 @@ pub const T_FROM_ACL: u8 = 20;
 pub const T_FROM_ACL_CT: u8 = 21;
 pub const T_LB: u8 = 22;
 pub const T_LB_CT: u8 = 23;
+/// Packets from the external network to a router's external address (gateway chassis):
+/// `ct(nat)` into [`T_UNSNAT`] (a table of its own, so that the metadata written in table 0
+/// is set before the ct action runs).
+pub const T_EXT_IN: u8 = 1;
+/// Replies from the external network after un-SNAT (gateway chassis).
+pub const T_UNSNAT: u8 = 24;
 pub const T_L3: u8 = 25;
+/// SNAT to the external network and output there (gateway chassis).
+pub const T_SNAT: u8 = 26;
+pub const T_SNAT_OUT: u8 = 27;
 pub const T_L2: u8 = 30;
 pub const T_TO_ACL: u8 = 40;
 pub const T_TO_ACL_CT: u8 = 41;
 pub const T_OUT: u8 = 50;
+
+/// The OpenFlow port number of a binding whose switch has not reported the interface
+/// yet: the port gets no flows on its own chassis, but the other chassis of the VPC
+/// already reach it through the tunnel (their flows do not depend on that number).
+pub const OFPORT_UNKNOWN: u32 = 0;
 
 /// A logical port as the compiler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +100,8 @@ pub struct LPort {
     pub ips: Vec<IpAddr>,
     pub port_security: bool,
     pub groups: Vec<String>,
-    /// Chassis id and the interface's OpenFlow port number there (resolved from OVSDB).
+    /// Chassis id and the interface's OpenFlow port number there (as the switch reports
+    /// it; [`OFPORT_UNKNOWN`] until it does).
     pub binding: Option<(String, u32)>,
     /// DHCPv4 served to this port (its subnet has DHCP enabled and it has an IPv4
     /// address): the lease is the port's first IPv4 address.
@@ -141,8 +158,26 @@ pub struct Service {
     pub backends: Vec<SvcBackend>,
 }
 
+/// SNAT to an external network through a gateway chassis (a router's external gateway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snat {
+    /// The gateway chassis; it joins the VPC's tunnel mesh.
+    pub chassis: String,
+    /// The router's external address (the SNAT source) and its MAC ([`external_mac`]).
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub nexthop_mac: [u8; 6],
+    /// OpenFlow port of the gateway chassis' external interface ([`EXTERNAL_IFACE`]);
+    /// [`OFPORT_UNKNOWN`] until its switch reports it.
+    pub ext_ofport: u32,
+}
+
+/// Interface name of a gateway chassis' port on the external network.
+pub const EXTERNAL_IFACE: &str = "plx-ext";
+
 /// The VPC's L3 identity: the distributed router's MAC, the gateway addresses it answers
-/// ARP for (subnets attached to a router) and the ct zone of its load balancers.
+/// ARP for (subnets attached to a router), the ct zone of its load balancers (also used
+/// for SNAT), its CIDRs (never sent to the external gateway) and the external gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct L3 {
     pub router_mac: [u8; 6],
@@ -151,6 +186,8 @@ pub struct L3 {
     /// IPv6 routing is not compiled yet).
     pub gateways6: BTreeSet<Ipv6Addr>,
     pub lb_zone: u16,
+    pub cidrs: Vec<(Ipv4Addr, u8)>,
+    pub snat: Option<Snat>,
 }
 
 /// The compiler's input: one VPC.
@@ -173,6 +210,12 @@ pub const GROUP_MASK: u32 = 0xffff_0000;
 pub fn router_mac(vni: u32) -> [u8; 6] {
     let v = vni.to_be_bytes();
     [0x0a, 0x00, v[0], v[1], v[2], v[3]]
+}
+
+/// The MAC of a VPC router's external port: `0a:01` + VNI.
+pub fn external_mac(vni: u32) -> [u8; 6] {
+    let v = vni.to_be_bytes();
+    [0x0a, 0x01, v[0], v[1], v[2], v[3]]
 }
 
 /// Whether a desired-set entry is a group (`group_id=…`) rather than a flow.
@@ -211,11 +254,13 @@ fn mac(m: &[u8; 6]) -> String {
     plexus_api::validate::format_mac(*m)
 }
 
-/// Chassis that host at least one bound port of the VPC (and exist).
+/// Chassis that host at least one bound port of the VPC, plus its SNAT gateway chassis
+/// (those that exist).
 fn vpc_chassis(m: &Model) -> BTreeSet<String> {
     m.ports
         .values()
         .filter_map(|p| p.binding.as_ref().map(|(c, _)| c.clone()))
+        .chain(m.l3.snat.as_ref().map(|s| s.chassis.clone()))
         .filter(|c| m.chassis.contains_key(c))
         .collect()
 }
@@ -313,12 +358,8 @@ fn rule_peers(m: &Model, r: &SecurityGroupRule) -> Option<Vec<String>> {
     Some(ips.into_iter().map(|a| format!("{field}={a}")).collect())
 }
 
-fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
-    let Some(p) = m.ports.get(id) else { return };
-    let Some((ch, ofport)) = &p.binding else {
-        return;
-    };
-    let Some(_) = m.chassis.get(ch) else { return };
+/// A port's flows on its own chassis (classification through output).
+fn compile_port_local(m: &Model, p: &LPort, ch: &str, ofport: u32, out: &mut Out<'_>) {
     let (vni, k, mac_s) = (m.vni, p.key, mac(&p.mac));
     let mut f = |t: u8, prio: u16, body: String| {
         out.add(ch, format!("table={t},priority={prio},{body}"));
@@ -508,6 +549,19 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
     if let Some(Responder::Dhcp4(d)) = &dhcp {
         out.add(ch, arp_responder(vni, d.server_ip, m.l3.router_mac));
     }
+}
+
+fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
+    let Some(p) = m.ports.get(id) else { return };
+    let Some((ch, ofport)) = &p.binding else {
+        return;
+    };
+    let Some(_) = m.chassis.get(ch) else { return };
+    // Its own chassis: only once the switch reported the interface.
+    if *ofport != OFPORT_UNKNOWN {
+        compile_port_local(m, p, ch, *ofport, out);
+    }
+    let (vni, mac_s) = (m.vni, mac(&p.mac));
     // On every chassis of the VPC: broadcast ARP requests and multicast neighbour
     // solicitations for this port's addresses are answered locally with its MAC
     // (no flooding); unicast ones (NUD probes) still reach the port.
@@ -798,11 +852,19 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
     let mut f = |t: u8, prio: u16, body: String| {
         out.add(ch, format!("table={t},priority={prio},{body}"));
     };
-    f(
-        T_CLASSIFY,
-        100,
-        format!("in_port={tun},tun_id={vni:#x},actions=write_metadata:{vni:#x},goto_table:{T_L2}"),
-    );
+    // Decapsulation: only from the VTEPs of chassis that share this VPC, with its VNI.
+    // Tunnelled packets enter at the LB stage, so that replies of a backend on another
+    // chassis are un-DNATed here, where the client's connection was committed.
+    for other in members.iter().filter(|c| *c != ch) {
+        let src = m.chassis[other].vtep;
+        f(
+            T_CLASSIFY,
+            100,
+            format!(
+                "in_port={tun},tun_id={vni:#x},tun_src={src},actions=write_metadata:{vni:#x},goto_table:{T_LB}"
+            ),
+        );
+    }
     for t in [T_CLASSIFY, T_PORT_SEC, T_FROM_ACL, T_L2, T_TO_ACL, T_OUT] {
         f(t, 0, "actions=drop".into());
     }
@@ -813,7 +875,7 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
         .ports
         .values()
         .filter_map(|p| match &p.binding {
-            Some((c, o)) if c == ch => Some(*o),
+            Some((c, o)) if c == ch && *o != OFPORT_UNKNOWN => Some(*o),
             _ => None,
         })
         .collect();
@@ -957,6 +1019,94 @@ fn compile_router(m: &Model, out: &mut Out<'_>) {
     }
 }
 
+/// SNAT through the gateway chassis `G` (the router unit): on every chassis of the VPC,
+/// routed packets (`dl_dst` = router MAC) to an address outside the VPC's CIDRs go to `G`
+/// through the tunnel (on `G` itself: to the SNAT stage); addresses inside the CIDRs that no
+/// port has are dropped. On `G`: `ct(commit,nat(src=E))` in the VPC's LB zone, then out the
+/// external port with the router's external MAC to the nexthop's; from the external port,
+/// ARP for `E` is answered and packets to `E` are un-SNATed (`ct(nat)`) and routed like any
+/// other routed packet (established/related only).
+fn compile_snat(m: &Model, out: &mut Out<'_>) {
+    let Some(s) = &m.l3.snat else { return };
+    let Some(gw) = m.chassis.get(&s.chassis) else {
+        return;
+    };
+    let (vni, z) = (m.vni, m.l3.lb_zone);
+    let rmac = mac(&m.l3.router_mac);
+    for c in vpc_chassis(m) {
+        for (net, len) in &m.l3.cidrs {
+            out.add(
+                &c,
+                format!(
+                    "table={T_L3},priority=20,ip,metadata={vni:#x},dl_dst={rmac},nw_dst={net}/{len},actions=drop"
+                ),
+            );
+        }
+        let to_gw = if c == s.chassis {
+            format!("goto_table:{T_SNAT}")
+        } else {
+            format!(
+                "set_field:{vni:#x}->tun_id,set_field:{}->tun_dst,output:{}",
+                gw.vtep, m.chassis[&c].tunnel_ofport
+            )
+        };
+        out.add(
+            &c,
+            format!("table={T_L3},priority=10,ip,metadata={vni:#x},dl_dst={rmac},actions={to_gw}"),
+        );
+    }
+    if s.ext_ofport == OFPORT_UNKNOWN {
+        return;
+    }
+    let (g, e, ext) = (&s.chassis, s.ip, s.ext_ofport);
+    let (emac, nhmac) = (mac(&s.mac), mac(&s.nexthop_mac));
+    let mut f = |t: u8, prio: u16, body: String| {
+        out.add(g, format!("table={t},priority={prio},{body}"));
+    };
+    f(
+        T_SNAT,
+        100,
+        format!("ip,metadata={vni:#x},actions=ct(commit,table={T_SNAT_OUT},zone={z},nat(src={e}))"),
+    );
+    f(
+        T_SNAT_OUT,
+        100,
+        format!(
+            "ip,metadata={vni:#x},actions=dec_ttl,set_field:{emac}->eth_src,set_field:{nhmac}->eth_dst,output:{ext}"
+        ),
+    );
+    f(
+        T_CLASSIFY,
+        110,
+        format!(
+            "arp,in_port={ext},arp_op=1,arp_tpa={e},actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{emac}->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{emac}->arp_sha,move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{e}->arp_spa,IN_PORT"
+        ),
+    );
+    f(
+        T_CLASSIFY,
+        100,
+        format!(
+            "ip,in_port={ext},nw_dst={e},actions=write_metadata:{vni:#x},goto_table:{T_EXT_IN}"
+        ),
+    );
+    f(
+        T_EXT_IN,
+        100,
+        format!("ip,metadata={vni:#x},actions=ct(table={T_UNSNAT},zone={z},nat)"),
+    );
+    f(T_EXT_IN, 0, "actions=drop".into());
+    for st in ["-new+est+trk", "-new+rel+trk"] {
+        f(
+            T_UNSNAT,
+            100,
+            format!(
+                "ct_state={st},ip,metadata={vni:#x},actions=set_field:{rmac}->eth_dst,goto_table:{T_L3}"
+            ),
+        );
+    }
+    f(T_UNSNAT, 0, "actions=drop".into());
+}
+
 /// A service on every chassis of the VPC: its select group (one bucket per backend,
 /// `ct(commit,nat(dst=backend))`), the VIP's ARP responder, and the LB stage flows that
 /// send requests to the VIP and replies from backends through ct with NAT in the VPC's
@@ -1009,7 +1159,10 @@ fn compile_unit(m: &Model, u: &Unit) -> Flows {
         Unit::Port(id) => compile_port(m, id, &mut out),
         Unit::Chassis(c) => compile_chassis(m, c, &mut out),
         Unit::Service(id) => compile_service(m, id, &mut out),
-        Unit::Router => compile_router(m, &mut out),
+        Unit::Router => {
+            compile_router(m, &mut out);
+            compile_snat(m, &mut out);
+        }
         Unit::Group(g) => compile_group(m, g, &mut out),
     }
     flows
@@ -1356,4 +1509,4 @@ pub fn to_group_mods(flows: &BTreeSet<String>) -> Result<Vec<GroupMod>, (String,
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,8 @@
 //! sorts first (about 1 in 65k per pair); that re-keys one port, it does not break anything.
 
 use crate::compiler::{
-    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, PortDhcp, Service, SvcBackend, router_mac,
+    ChassisInfo, EXTERNAL_IFACE, GROUP_BASE, Group, L3, LPort, Model, OFPORT_UNKNOWN, PortDhcp,
+    Service, Snat, SvcBackend, external_mac, router_mac,
 };
 use crate::store::{Store, StoreError};
 use plexus_api::{
@@ -136,9 +137,13 @@ pub fn port_keys<'a>(ids: impl IntoIterator<Item = &'a String>) -> BTreeMap<Stri
 /// Interface name → OpenFlow port number, per chassis id.
 pub type OfPorts = BTreeMap<String, BTreeMap<String, u32>>;
 
-/// One [`Model`] per VPC id. Ports bound to a chassis whose switch has not reported the
-/// interface are unbound (no flows) until it does. Objects with dangling references
-/// (possible only between two reads of a changing store) are skipped.
+/// One [`Model`] per VPC id. A port bound to a chassis whose switch has not reported the
+/// interface gets [`OFPORT_UNKNOWN`]: no flows on its own chassis until it does, while the
+/// other chassis already reach it through the tunnel — so the flows of one chassis never
+/// depend on whether *another* chassis' switch is connected (after a controller restart,
+/// the first switch to reconnect is reconciled against its complete flow set). Objects
+/// with dangling references (possible only between two reads of a changing store) are
+/// skipped.
 pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Model> {
     // Port keys and the VPCs' LB ct zones share one space (both are ct zones).
     let lb_ids: BTreeMap<String, String> = snap
@@ -198,6 +203,15 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                         gateways: Default::default(),
                         gateways6: Default::default(),
                         lb_zone: keys[&lb_ids[id]],
+                        cidrs: v
+                            .cidrs
+                            .iter()
+                            .filter_map(|c| match c.parse::<ipnet::IpNet>() {
+                                Ok(ipnet::IpNet::V4(n)) => Some((n.network(), n.prefix_len())),
+                                _ => None,
+                            })
+                            .collect(),
+                        snat: None,
                     },
                     services: BTreeMap::new(),
                 },
@@ -230,9 +244,13 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
             continue;
         };
         let ips: Vec<IpAddr> = p.ips.iter().filter_map(|a| a.parse().ok()).collect();
-        let binding = p.binding.as_ref().and_then(|b| {
-            let ofport = ofports.get(&b.chassis_id)?.get(&b.iface)?;
-            Some((b.chassis_id.clone(), *ofport))
+        let binding = p.binding.as_ref().map(|b| {
+            let ofport = ofports
+                .get(&b.chassis_id)
+                .and_then(|m| m.get(&b.iface))
+                .copied()
+                .unwrap_or(OFPORT_UNKNOWN);
+            (b.chassis_id.clone(), ofport)
         });
         model.ports.insert(
             pid.clone(),
@@ -265,6 +283,41 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                 Err(_) => {}
             }
         }
+    }
+    // SNAT: the first router (by id) of a VPC with a usable external gateway.
+    for r in snap.routers.values() {
+        let Some(model) = models.get_mut(&r.vpc_id) else {
+            continue;
+        };
+        let Some(g) = r.external_gateway.as_ref().filter(|g| g.snat) else {
+            continue;
+        };
+        if model.l3.snat.is_some() || !snap.chassis.contains_key(&g.chassis_id) {
+            continue;
+        }
+        let ip = match g.ip.parse::<ipnet::IpNet>() {
+            Ok(ipnet::IpNet::V4(n)) => n.addr(),
+            _ => continue,
+        };
+        let Some(nexthop_mac) = g
+            .nexthop_mac
+            .as_deref()
+            .and_then(|m| plexus_api::validate::parse_mac("nexthop_mac", m).ok())
+        else {
+            continue;
+        };
+        let ext_ofport = ofports
+            .get(&g.chassis_id)
+            .and_then(|m| m.get(EXTERNAL_IFACE))
+            .copied()
+            .unwrap_or(OFPORT_UNKNOWN);
+        model.l3.snat = Some(Snat {
+            chassis: g.chassis_id.clone(),
+            ip,
+            mac: external_mac(model.vni),
+            nexthop_mac,
+            ext_ofport,
+        });
     }
     for (sid, s) in &snap.services {
         let Some(model) = models.get_mut(&s.vpc_id) else {

@@ -98,6 +98,18 @@ impl RawSock {
     /// itself sent are skipped). `Ok(None)` on timeout.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<usize>> {
         loop {
+            match self.recv_both(buf)? {
+                None => return Ok(None),
+                Some((_, true)) => continue,
+                Some((n, false)) => return Ok(Some(n)),
+            }
+        }
+    }
+
+    /// Receives one frame in either direction: its length and whether it was
+    /// leaving through the interface. `Ok(None)` on timeout.
+    pub fn recv_both(&self, buf: &mut [u8]) -> Result<Option<(usize, bool)>> {
+        loop {
             let mut sa = sockaddr(0);
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
             // SAFETY: `buf` and `sa` are valid for writes of the given lengths.
@@ -119,10 +131,7 @@ impl RawSock {
                     _ => Err(e.into()),
                 };
             }
-            if sa.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            return Ok(Some(n as usize));
+            return Ok(Some((n as usize, sa.sll_pkttype == libc::PACKET_OUTGOING)));
         }
     }
 }

@@ -33,6 +33,7 @@ fn ready() -> bool {
             "ovsdb-server",
             "ovs-vsctl",
             "ovs-ofctl",
+            "ovs-appctl",
             "socat",
             "ping",
             "ip",
@@ -248,6 +249,18 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
             "cidr = \"10.9.1.0/24\"\n[[tenant.service]]\nname = \"w\"\nvpc = \"v\"\nvip = \"10.9.1.100\"\nport = 80\nbackends = [\"h9\"]",
             ":19:13: service.backends",
             "no host \"h9\"",
+        ),
+        (
+            "switch = \"ovs\"",
+            "switch = \"ovs\"\nvtep_ip = \"192.0.2.2\"\n[[chassis]]\nname = \"c2\"\nswitch = \"ovs\"",
+            ":8:8: chassis.vtep_ip",
+            "VTEP 192.0.2.2 is already another chassis'",
+        ),
+        (
+            "expect = \"reach\"",
+            "expect = \"reach\"\n[[check]]\nkind = \"vxlan\"\nfrom = \"h1\"\nto = \"h1\"",
+            ":25:1: check.to",
+            "are both on chassis \"c1\": nothing crosses the underlay",
         ),
     ];
     for (from, to, at, msg) in cases {

@@ -107,6 +107,11 @@ pub struct ExternalGateway {
     pub ip: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nexthop: Option<String>,
+    /// The nexthop's MAC address on the external network (a static binding: the
+    /// controller does not resolve it by ARP yet). Without it nothing leaves through the
+    /// gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop_mac: Option<String>,
     #[serde(default = "default_true")]
     pub snat: bool,
 }
@@ -620,6 +625,11 @@ pub struct ChassisSync {
     /// The last error of the session, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The chassis' VXLAN tunnel port as last checked over its OVSDB endpoint
+    /// (`plx-vxlan on BRIDGE, local_ip …`), or why it could not be ensured; absent
+    /// without an `endpoint.ovsdb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
 }
 
 #[cfg(test)]

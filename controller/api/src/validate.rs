@@ -279,6 +279,9 @@ pub(crate) fn router(s: &RouterSpec) -> R {
                 format!("`{}` is not address/prefix-length", g.ip),
             )
         })?;
+        if let Some(m) = &g.nexthop_mac {
+            parse_mac("external_gateway.nexthop_mac", m)?;
+        }
         if let Some(nh) = &g.nexthop {
             let nh = parse_ip("external_gateway.nexthop", nh)?;
             if !net.contains(&nh) {

@@ -136,6 +136,7 @@ fn with_l3(mut m: Model) -> Model {
         gateways: [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 1)].into(),
         gateways6: [Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)].into(),
         lb_zone: 100,
+        ..Default::default()
     };
     m.services.insert(
         "s1".into(),
@@ -267,8 +268,162 @@ fn incremental_delta_is_exact() {
     );
 }
 
+#[test]
+fn tunnel_mesh_spans_only_chassis_sharing_the_vpc() {
+    let mut m = sample();
+    m.chassis.get_mut("c2").unwrap().tunnel_ofport = 7;
+    let flows = compile_full(&m);
+    let decap = |fs: &BTreeSet<String>| -> Vec<String> {
+        fs.iter()
+            .filter(|f| f.starts_with("table=0,") && f.contains("tun_id="))
+            .cloned()
+            .collect()
+    };
+    // c1 and c2 host ports of the VPC: each accepts the VNI only from the other's VTEP
+    // and feeds it to the LB stage (un-DNAT of replies from remote backends).
+    assert_eq!(
+        decap(&flows["c1"]),
+        [
+            "table=0,priority=100,in_port=1,tun_id=0x3e8,tun_src=192.0.2.2,actions=write_metadata:0x3e8,goto_table:22"
+        ]
+    );
+    assert_eq!(
+        decap(&flows["c2"]),
+        [
+            "table=0,priority=100,in_port=7,tun_id=0x3e8,tun_src=192.0.2.1,actions=write_metadata:0x3e8,goto_table:22"
+        ]
+    );
+    // c2's ports are reached from c1 through c1's tunnel port, and vice versa.
+    assert!(flows["c2"].contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:01,actions=set_field:0x3e8->tun_id,set_field:192.0.2.1->tun_dst,output:7"));
+    // Broadcast from a local port floods locally and to every peer VTEP.
+    assert!(
+        flows["c1"]
+            .iter()
+            .any(|f| f.starts_with("table=30,priority=110,")
+                && f.ends_with("set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"))
+    );
+    // No chassis talks to c3 (no port of the VPC there).
+    assert!(flows.values().flatten().all(|f| !f.contains("192.0.2.3")));
+
+    // A port appears on c3: the mesh grows to three, incrementally as in full.
+    let mut e = Engine::new(m);
+    let mut p = e.model().ports["p2"].clone();
+    p.binding = Some(("c3".into(), 30));
+    let d = e.apply(Change::PutPort(
+        "p9".into(),
+        LPort {
+            key: 9,
+            mac: [2, 0, 0, 0, 0, 9],
+            ..p
+        },
+    ));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    let flows = e.flows();
+    assert_eq!(decap(&flows["c3"]).len(), 2);
+    for c in ["c1", "c2"] {
+        assert!(
+            d.added[c].iter().any(|f| f.contains("tun_src=192.0.2.3")),
+            "{c}"
+        );
+        assert!(
+            flows[c]
+                .iter()
+                .any(|f| f.contains("dl_dst=02:00:00:00:00:09")
+                    && f.contains("set_field:192.0.2.3->tun_dst")),
+            "{c}"
+        );
+    }
+    // It leaves again: c3 drops out of the mesh and holds nothing.
+    let d = e.apply(Change::DelPort("p9".into()));
+    assert!(!e.flows().contains_key("c3"));
+    assert!(
+        d.removed["c1"]
+            .iter()
+            .any(|f| f.contains("tun_src=192.0.2.3"))
+    );
+    assert_eq!(e.flows(), compile_full(e.model()));
+}
+
+#[test]
+fn remote_chassis_reach_a_port_before_its_switch_reports_it() {
+    let mut m = sample();
+    let full = compile_full(&m);
+    // p1 lives on c2; c2's switch has not reported its interface (a controller restart
+    // before c2 reconnected): c1's flows must be exactly the same, c2 has no flow
+    // classifying or outputting to it.
+    m.ports.get_mut("p1").unwrap().binding = Some(("c2".into(), OFPORT_UNKNOWN));
+    let partial = compile_full(&m);
+    assert_eq!(partial["c1"], full["c1"]);
+    assert!(
+        partial["c2"]
+            .iter()
+            .all(|f| !f.contains("in_port=11,") && !f.contains("output:11"))
+    );
+    assert!(full["c2"].iter().any(|f| f.contains("in_port=11,")));
+    assert!(partial["c2"].iter().all(|f| !f.contains("output:0")));
+    // Reported later: only c2's flows change, incrementally as in full.
+    let mut e = Engine::new(m);
+    let mut p1 = e.model().ports["p1"].clone();
+    p1.binding = Some(("c2".into(), 11));
+    let d = e.apply(Change::PutPort("p1".into(), p1));
+    assert_eq!(e.flows(), full);
+    assert!(!d.added.contains_key("c1") && !d.removed.contains_key("c1"));
+}
+
+#[test]
+fn snat_through_a_gateway_chassis() {
+    let mut m = with_l3(sample());
+    m.l3.cidrs = vec![(Ipv4Addr::new(10, 0, 0, 0), 16)];
+    // c3 hosts no port of the VPC: as the gateway chassis it joins the mesh.
+    m.l3.snat = Some(Snat {
+        chassis: "c3".into(),
+        ip: Ipv4Addr::new(203, 0, 113, 10),
+        mac: external_mac(1000),
+        nexthop_mac: [2, 0, 0, 0, 0, 0xfe],
+        ext_ofport: 9,
+    });
+    let flows = compile_full(&m);
+    let c3 = &flows["c3"];
+    // Traffic of the VPC from c1 and c2 arrives at c3 with the VPC's VNI.
+    assert!(c3.contains("table=0,priority=100,in_port=1,tun_id=0x3e8,tun_src=192.0.2.1,actions=write_metadata:0x3e8,goto_table:22"));
+    for c in ["c1", "c2"] {
+        assert!(flows[c].contains("table=25,priority=10,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,actions=set_field:0x3e8->tun_id,set_field:192.0.2.3->tun_dst,output:1"), "{c}");
+        assert!(flows[c].contains("table=25,priority=20,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.0.0/16,actions=drop"), "{c}");
+    }
+    assert!(c3.contains(
+        "table=25,priority=10,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,actions=goto_table:26"
+    ));
+    assert!(c3.contains("table=26,priority=100,ip,metadata=0x3e8,actions=ct(commit,table=27,zone=100,nat(src=203.0.113.10))"));
+    assert!(c3.contains("table=27,priority=100,ip,metadata=0x3e8,actions=dec_ttl,set_field:0a:01:00:00:03:e8->eth_src,set_field:02:00:00:00:00:fe->eth_dst,output:9"));
+    assert!(c3.contains("table=0,priority=100,ip,in_port=9,nw_dst=203.0.113.10,actions=write_metadata:0x3e8,goto_table:1"));
+    assert!(
+        c3.contains("table=1,priority=100,ip,metadata=0x3e8,actions=ct(table=24,zone=100,nat)")
+    );
+    assert!(c3.contains("table=24,priority=100,ct_state=-new+est+trk,ip,metadata=0x3e8,actions=set_field:0a:00:00:00:03:e8->eth_dst,goto_table:25"));
+    assert!(c3.iter().any(|f| {
+        f.starts_with("table=0,priority=110,arp,in_port=9,arp_op=1,arp_tpa=203.0.113.10,")
+            && f.ends_with("IN_PORT")
+    }));
+    // Routed replies reach every port from c3 (routes and remote L2 entries).
+    assert!(c3.contains("table=30,priority=100,metadata=0x3e8,dl_dst=02:00:00:00:00:02,actions=set_field:0x3e8->tun_id,set_field:192.0.2.2->tun_dst,output:1"));
+    for (c, fs) in &flows {
+        let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        assert_eq!(mods.len() + to_group_mods(fs).unwrap().len(), fs.len());
+    }
+    // Incrementally: the gateway moves to c1 and its port is not reported yet.
+    let mut e = Engine::new(m);
+    let mut l3 = e.model().l3.clone();
+    let s = l3.snat.as_mut().unwrap();
+    s.chassis = "c1".into();
+    s.ext_ofport = OFPORT_UNKNOWN;
+    e.apply(Change::PutL3(l3));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    assert!(!e.flows().contains_key("c3"));
+    assert!(e.flows()["c1"].iter().all(|f| !f.starts_with("table=26,")));
+}
+
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Port {
         n: u8,
         chassis: u8,
@@ -276,6 +431,8 @@ enum Op {
         ip: u8,
         sec: bool,
         bound: bool,
+        /// The switch has reported the interface (else [`OFPORT_UNKNOWN`]).
+        reported: bool,
     },
     DelPort(u8),
     Group {
@@ -297,12 +454,14 @@ enum Op {
     L3 {
         gateways: u8,
         zone: u8,
+        /// SNAT through chassis `c{.0}`; `.1`: its external port is reported.
+        snat: Option<(u8, bool)>,
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..8u8, 0..4u8, 0..8u8, 0..4u8, any::<bool>(), prop::bool::weighted(0.8)).prop_map(|(n, chassis, groups, ip, sec, bound)| Op::Port { n, chassis, groups, ip, sec, bound }),
+        4 => (0..8u8, 0..4u8, 0..8u8, 0..4u8, any::<bool>(), prop::bool::weighted(0.8), prop::bool::weighted(0.8)).prop_map(|(n, chassis, groups, ip, sec, bound, reported)| Op::Port { n, chassis, groups, ip, sec, bound, reported }),
         1 => (0..8u8).prop_map(Op::DelPort),
         2 => (0..3u8, prop::collection::vec((any::<bool>(), 0..4u8, 0..3u8, 0..4u8), 0..4)).prop_map(|(n, rules)| Op::Group { n, rules }),
         1 => (0..3u8).prop_map(Op::DelGroup),
@@ -310,11 +469,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8).prop_map(Op::DelChassis),
         2 => (0..3u8, 0..3u8, prop::collection::vec((0..8u8, 1..4u8), 0..4)).prop_map(|(n, vip, backends)| Op::Service { n, vip, backends }),
         1 => (0..3u8).prop_map(Op::DelService),
-        1 => (0..8u8, 0..2u8).prop_map(|(gateways, zone)| Op::L3 { gateways, zone }),
+        1 => (0..8u8, 0..2u8, prop::option::of((0..4u8, any::<bool>()))).prop_map(|(gateways, zone, snat)| Op::L3 { gateways, zone, snat }),
     ]
 }
 
-fn to_change(op: &Op) -> Change {
+pub(crate) fn to_change(op: &Op) -> Change {
     match *op {
         Op::Port {
             n,
@@ -323,6 +482,7 @@ fn to_change(op: &Op) -> Change {
             ip,
             sec,
             bound,
+            reported,
         } => Change::PutPort(
             format!("p{n}"),
             LPort {
@@ -334,7 +494,14 @@ fn to_change(op: &Op) -> Change {
                     .filter(|g| groups & (1 << g) != 0)
                     .map(|g| format!("g{g}"))
                     .collect(),
-                binding: bound.then(|| (format!("c{chassis}"), 10 + n as u32)),
+                binding: bound.then(|| {
+                    let ofport = if reported {
+                        10 + n as u32
+                    } else {
+                        OFPORT_UNKNOWN
+                    };
+                    (format!("c{chassis}"), ofport)
+                }),
                 dhcp: (ip == 0).then(dhcp_params),
             },
         ),
@@ -372,7 +539,7 @@ fn to_change(op: &Op) -> Change {
             format!("c{n}"),
             ChassisInfo {
                 vtep: Ipv4Addr::new(192, 0, 2, 10 * n + vtep),
-                tunnel_ofport: 1,
+                tunnel_ofport: 1 + vtep as u32,
             },
         ),
         Op::DelChassis(n) => Change::DelChassis(format!("c{n}")),
@@ -398,7 +565,11 @@ fn to_change(op: &Op) -> Change {
             },
         ),
         Op::DelService(n) => Change::DelService(format!("s{n}")),
-        Op::L3 { gateways, zone } => Change::PutL3(L3 {
+        Op::L3 {
+            gateways,
+            zone,
+            snat,
+        } => Change::PutL3(L3 {
             router_mac: router_mac(5001),
             gateways: (0..3)
                 .filter(|g| gateways & (1 << g) != 0)
@@ -409,6 +580,14 @@ fn to_change(op: &Op) -> Change {
                 .map(|g| Ipv6Addr::new(0xfd00, 0, g as u16, 0, 0, 0, 0, 1))
                 .collect(),
             lb_zone: 200 + zone as u16,
+            cidrs: vec![(Ipv4Addr::new(10, 0, 0, 0), 16)],
+            snat: snat.map(|(c, reported)| Snat {
+                chassis: format!("c{c}"),
+                ip: Ipv4Addr::new(203, 0, 113, 10 + c),
+                mac: external_mac(5001),
+                nexthop_mac: [2, 0, 0, 0, 0, 0xfe],
+                ext_ofport: if reported { 99 } else { OFPORT_UNKNOWN },
+            }),
         }),
     }
 }

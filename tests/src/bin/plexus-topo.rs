@@ -83,6 +83,15 @@ enum Cmd {
     /// (internal) Send the frames of one attack on eth0 (JSON spec).
     #[command(hide = true)]
     AttackSend { spec: String },
+    /// (internal) Print one line per frame seen on an underlay interface
+    /// (VXLAN decoded) for SECS seconds.
+    #[command(hide = true)]
+    VxlanCapture {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value_t = 4)]
+        secs: u64,
+    },
     /// (internal) Count incoming frames on an interface carrying each marker.
     #[command(hide = true)]
     AttackRecv {
@@ -380,6 +389,10 @@ fn real_main() -> Result<ExitCode> {
             let c = cloud::load(&file)?;
             let (flow, text) = cloud::tools::trace(&c, &node, &dst, proto, port)?;
             println!("Flow: {flow}\n\n{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::VxlanCapture { iface, secs } => {
+            cloud::overlay::capture(&iface, secs)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::AttackSend { spec } => {

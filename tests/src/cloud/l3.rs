@@ -16,11 +16,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Creates the VPC's routers; returns the highest store revision written.
+/// The `[external]` network as routers see it.
+pub(super) struct ExternalGw {
+    pub chassis_id: String,
+    pub nexthop: String,
+    pub nexthop_mac: String,
+}
+
 pub(super) fn create_routers(
     api: &Api,
     vpc_id: &str,
     v: &VpcSpec,
     subnet_ids: &HashMap<String, String>,
+    external: Option<&ExternalGw>,
 ) -> Result<u64> {
     let mut rev = 0;
     for rt in &v.routers {
@@ -29,10 +37,14 @@ pub(super) fn create_routers(
             .iter()
             .filter_map(|s| subnet_ids.get(s.get_ref()))
             .collect();
-        let obj = api.post(
-            "/v1/routers",
-            json!({"vpc_id": vpc_id, "name": rt.name.get_ref(), "subnet_ids": ids}),
-        )?;
+        let mut body = json!({"vpc_id": vpc_id, "name": rt.name.get_ref(), "subnet_ids": ids});
+        if let (Some(ip), Some(x)) = (&rt.external_ip, external) {
+            body["external_gateway"] = json!({
+                "chassis_id": x.chassis_id, "ip": ip.get_ref(),
+                "nexthop": x.nexthop, "nexthop_mac": x.nexthop_mac, "snat": true,
+            });
+        }
+        let obj = api.post("/v1/routers", body)?;
         rev = rev.max(obj["revision"].as_u64().unwrap_or(0));
     }
     Ok(rev)
@@ -283,6 +295,7 @@ pub(super) fn check_service(
         let rev = obj["revision"].as_u64().unwrap_or(0);
         r.api
             .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
+        super::settle_datapaths(r)?;
         let c = count(r, &exe, from, &svc.vip, svc.port, n, false)?;
         if let Some(k) = c.get(rm).filter(|k| **k > 0) {
             bail!("{rm} still got {k} of {n} new connections: {c:?}");

@@ -20,6 +20,7 @@ pub mod dhcp;
 pub mod frames;
 mod l3;
 pub use l3::{name_client, name_server};
+pub mod overlay;
 mod sidecar;
 pub mod spec;
 pub mod state;
@@ -37,6 +38,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Interface name of a gateway chassis' port on the external network (the
+/// controller's `EXTERNAL_IFACE`).
+const EXTERNAL_IFACE: &str = "plx-ext";
+/// MAC of the external network's host (the routers' nexthop).
+const EXTERNAL_MAC: &str = "02:e0:00:00:00:01";
 
 /// Cookie prefix of the controller's flows (`0x504c58 << 40`).
 const COOKIE_PREFIX: &str = "cookie=0x504c58";
@@ -83,26 +90,28 @@ pub fn find_bin(name: &str) -> Result<PathBuf> {
         })
 }
 
-/// A free port for the controller's listeners, below the kernel's ephemeral
-/// range (32768-60999 by default): the controller is restarted on the same
-/// ports, and while it is down an outgoing connection (a health probe, a
-/// switch reconnecting) could otherwise be given the port as its local one —
-/// or connect to itself — and the restarted controller could not bind it.
+/// A free loopback TCP port for a listener *below* the kernel's ephemeral
+/// range. A port from that range can be taken, while its listener is down (the
+/// controller's kill -9 + restart), as the source port of a client connecting
+/// to it — a switch reconnecting every 200 ms, the health probe — which then
+/// connects to itself (TCP simultaneous open) and keeps the port, so the
+/// restarted listener cannot bind.
 fn free_port() -> Result<u16> {
-    for _ in 0..200 {
-        let p = 20_000 + (rand_u128() % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return Ok(p);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let base = 10_000u16.min(low / 2);
+    let span = u32::from(low - base).max(1);
+    let seed = rand_u128();
+    for i in 0..256u32 {
+        let off = ((seed >> (i % 64)) as u32).wrapping_add(i.wrapping_mul(7919)) % span;
+        let port = base + off as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
         }
     }
-    bail!("no free port in 20000-31999 on 127.0.0.1")
-}
-
-/// The last `n` lines of a run's log file (for error messages).
-fn log_tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    bail!("no free loopback port in {base}..{low}")
 }
 
 /// A blocking client of the controller's REST API.
@@ -381,6 +390,23 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         r.record(|s| s.netns.push(ns.clone()))?;
         Netns::create(&ns)?.persist();
     }
+    // The underlay: a Linux bridge `ul` in its own namespace and one veth per
+    // chassis (`u<i>` on the bridge, `ul0` in the chassis) for its VTEP /24.
+    let ul_name = format!("plx-{name}-ul");
+    r.record(|s| {
+        s.netns.push(ul_name.clone());
+        s.underlay_netns = ul_name.clone();
+    })?;
+    Netns::create(&ul_name)?.persist();
+    let ul = Netns::existing(&ul_name)?;
+    ul.ip(&["link", "add", "ul", "type", "bridge"])?;
+    ul.ip(&["link", "set", "ul", "up"])?;
+    for (i, c) in cloud.chassis.iter().enumerate() {
+        let cns = Netns::existing(&ch_ns[c.name.get_ref().as_str()])?;
+        let port = format!("u{i}");
+        netns::veth(&port, &ul, "ul0", &cns)?;
+        ul.ip(&["link", "set", &port, "master", "ul"])?;
+    }
     let mut ports: HashMap<&str, Vec<(String, u32)>> = HashMap::new();
     for h in &cloud.hosts {
         let hn = h.name.get_ref();
@@ -399,10 +425,47 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             Duration::from_secs(10),
         )
         .with_context(|| format!("ethtool -K eth0 tx off in {hns_name}"))?;
+        // Room for the VXLAN encapsulation (50 bytes) on the 1500-byte underlay.
+        hns.ip(&["link", "set", "eth0", "mtu", "1450"])?;
         let list = ports.entry(h.chassis.get_ref().as_str()).or_default();
         let ofport = list.len() as u32 + 1;
         list.push((sif, ofport));
     }
+
+    // The external network: a namespace cabled to port `plx-ext` of the
+    // gateway chassis (its address is the routers' nexthop).
+    let external = match &cloud.external {
+        None => None,
+        Some(x) => {
+            let xn = format!("plx-{name}-ext");
+            r.record(|s| s.netns.push(xn.clone()))?;
+            Netns::create(&xn)?.persist();
+            let xns = Netns::existing(&xn)?;
+            let cn = x.chassis.get_ref().as_str();
+            let cns = Netns::existing(&ch_ns[cn])?;
+            netns::veth(EXTERNAL_IFACE, &cns, "eth0", &xns)?;
+            xns.ip(&["link", "set", "eth0", "address", EXTERNAL_MAC])?;
+            xns.ip(&["addr", "add", x.ip.get_ref(), "dev", "eth0"])?;
+            run_ok(
+                xns.command("ethtool").args(["-K", "eth0", "tx", "off"]),
+                Duration::from_secs(10),
+            )?;
+            let list = ports.entry(cn).or_default();
+            let ofport = list.len() as u32 + 1;
+            list.push((EXTERNAL_IFACE.to_string(), ofport));
+            let ip = x.ip.get_ref().split('/').next().unwrap_or("").to_owned();
+            let hs = HostState {
+                name: x.name.get_ref().clone(),
+                netns: xn,
+                ip,
+                mac: EXTERNAL_MAC.into(),
+                chassis: cn.to_owned(),
+                vni: 0,
+            };
+            r.record(|s| s.hosts.push(hs.clone()))?;
+            Some(hs)
+        }
+    };
 
     let mut chassis_ids = Vec::new();
     for (i, c) in cloud.chassis.iter().enumerate() {
@@ -411,7 +474,9 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let dpid = dpid_of(i);
         let plist = ports.get(cn.as_str()).cloned().unwrap_or_default();
         let target = format!("tcp:127.0.0.1:{}", r.state.openflow_port);
-        let ofctl_target = match c.switch {
+        let vtep = c.vtep(i);
+        let cns = Netns::existing(&ns)?;
+        let (ofctl_target, ovsdb) = match c.switch {
             SwitchKind::Ovs => {
                 progress(&format!(
                     "chassis {cn}: private userspace Open vSwitch in {ns}"
@@ -436,28 +501,50 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 for (ifname, ofport) in &plist {
                     ovs.add_port(ifname, *ofport)?;
                 }
+                // Userspace tunnelling: the VTEP address lives on the internal
+                // port of a bridge that holds the underlay interface.
+                ovs.vsctl(&[
+                    "add-br",
+                    "br-phy",
+                    "--",
+                    "set",
+                    "bridge",
+                    "br-phy",
+                    "datapath_type=netdev",
+                    "fail_mode=standalone",
+                    "--",
+                    "add-port",
+                    "br-phy",
+                    "ul0",
+                ])
+                .with_context(|| format!("chassis {cn}: underlay bridge br-phy"))?;
+                cns.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "br-phy"])?;
+                cns.ip(&["link", "set", "br-phy", "up"])?;
                 let t = format!("unix:{}", ovs.mgmt_socket().display());
+                let db = ovs.db_target();
                 r.ovs.push(ovs);
-                t
+                (t, db)
             }
             SwitchKind::Plexus => {
                 progress(&format!(
                     "chassis {cn}: plexus-vswitchd (AF_PACKET ports) in {ns}"
                 ));
+                // OVSDB mode: the daemon serves the Open_vSwitch database on a
+                // unix socket and is configured through it like ovs-vswitchd
+                // (ovs-vsctl here, the controller for the tunnel port).
                 let bin = find_bin("plexus-vswitchd")?;
                 let listen = free_port()?;
+                let sock = dir.join(format!("ovsdb-{cn}.sock"));
+                let rundir = dir.join(format!("run-{cn}"));
+                std::fs::create_dir_all(&rundir)?;
                 let mut cmd = Command::new(&bin);
-                cmd.args(["--dpid", &format!("{dpid:x}"), "--netns", &ns])
-                    .args(["--port-type", "afpacket", "--fail-mode", "secure"])
-                    .args(["--controller", &target])
-                    .args(["--listen", &format!("ptcp:{listen}:127.0.0.1")])
-                    .args(["--bridge", "br0"])
-                    .arg("--ctl")
-                    .arg(dir.join(format!("vswitchd-{cn}.ctl")));
-                for (ifname, ofport) in &plist {
-                    cmd.args(["--port", &format!("{ifname}={ofport}")]);
-                }
-                let child = spawn_logged(&mut cmd, &dir.join(format!("vswitchd-{cn}.log")))
+                cmd.args(["--netns", &ns, "--port-type", "afpacket"])
+                    .arg("--ovsdb-listen")
+                    .arg(format!("punix:{}", sock.display()))
+                    .arg("--ovs-rundir")
+                    .arg(&rundir);
+                let log = dir.join(format!("vswitchd-{cn}.log"));
+                let child = spawn_logged(&mut cmd, &log)
                     .with_context(|| format!("starting {}", bin.display()))?;
                 let p = Proc {
                     pid: child.id(),
@@ -465,18 +552,58 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     role: format!("chassis {cn}"),
                 };
                 r.record(|s| s.procs.push(p))?;
-                format!("tcp:127.0.0.1:{listen}")
+                if !crate::proc::wait_until(Duration::from_secs(20), || sock.exists()) {
+                    bail!(
+                        "chassis {cn}: no OVSDB socket {}; log:\n{}",
+                        sock.display(),
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                let db = format!("unix:{}", sock.display());
+                let passive = format!("ptcp:{listen}:127.0.0.1");
+                vsctl(
+                    &db,
+                    &[
+                        "add-br",
+                        "br0",
+                        "--",
+                        "set",
+                        "bridge",
+                        "br0",
+                        &format!("other_config:datapath-id={dpid:016x}"),
+                        "fail_mode=secure",
+                        "--",
+                        "set-controller",
+                        "br0",
+                        &target,
+                        &passive,
+                    ],
+                )
+                .with_context(|| format!("chassis {cn}: bridge br0"))?;
+                for (ifname, ofport) in &plist {
+                    vsctl(
+                        &db,
+                        &[
+                            "add-port",
+                            "br0",
+                            ifname,
+                            "--",
+                            "set",
+                            "Interface",
+                            ifname,
+                            &format!("ofport_request={ofport}"),
+                        ],
+                    )
+                    .with_context(|| format!("chassis {cn}: port {ifname}"))?;
+                }
+                cns.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "ul0"])?;
+                (format!("tcp:127.0.0.1:{listen}"), db)
             }
         };
-        let vtep = c
-            .vtep_ip
-            .as_ref()
-            .map(|v| v.get_ref().clone())
-            .unwrap_or_else(|| format!("192.0.2.{}", i + 1));
         let obj = r.api.post(
             "/v1/chassis",
-            json!({"name": cn, "vtep_ip": vtep,
-                   "endpoint": {"datapath_id": format!("{dpid:#x}")}}),
+            json!({"name": cn, "vtep_ip": vtep.to_string(),
+                   "endpoint": {"datapath_id": format!("{dpid:#x}"), "ovsdb": ovsdb}}),
         )?;
         let id = obj["id"].as_str().context("chassis id")?.to_owned();
         chassis_ids.push((cn.clone(), id.clone()));
@@ -491,6 +618,8 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 netns: ns,
                 ofctl_target,
                 kind: kind.into(),
+                vtep: vtep.to_string(),
+                underlay_port: format!("u{i}"),
             })
         })?;
     }
@@ -501,6 +630,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     let mut subnets: HashMap<(String, String, String), (String, String)> = HashMap::new();
     let mut groups: HashMap<(String, String), String> = HashMap::new();
     let mut vpc_ids: HashMap<(String, String), String> = HashMap::new();
+    let mut vnis: HashMap<(String, String), u32> = HashMap::new();
     let mut gateways: HashMap<(String, String, String), String> = HashMap::new();
     let mut port_ids: HashMap<String, String> = HashMap::new();
     for t in &cloud.tenants {
@@ -515,6 +645,10 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             )?;
             let vpc_id = vpc["id"].as_str().context("vpc id")?.to_owned();
             vpc_ids.insert((tn.clone(), v.name.get_ref().clone()), vpc_id.clone());
+            vnis.insert(
+                (tn.clone(), v.name.get_ref().clone()),
+                vpc["vni"].as_u64().context("vpc vni")? as u32,
+            );
             let mut subnet_ids = HashMap::new();
             for s in &v.subnets {
                 let mut body = json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()});
@@ -552,7 +686,22 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     (sn["id"].as_str().context("subnet id")?.to_owned(), prefix),
                 );
             }
-            last_rev = last_rev.max(l3::create_routers(&r.api, &vpc_id, v, &subnet_ids)?);
+            let gw = external.as_ref().map(|x| l3::ExternalGw {
+                chassis_id: chassis_ids
+                    .iter()
+                    .find(|(n, _)| *n == x.chassis)
+                    .map(|(_, id)| id.clone())
+                    .unwrap_or_default(),
+                nexthop: x.ip.clone(),
+                nexthop_mac: x.mac.clone(),
+            });
+            last_rev = last_rev.max(l3::create_routers(
+                &r.api,
+                &vpc_id,
+                v,
+                &subnet_ids,
+                gw.as_ref(),
+            )?);
         }
         // Groups first without rules (rules may name each other), then the rules.
         for g in &t.security_groups {
@@ -655,6 +804,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             ip,
             mac,
             chassis: h.chassis.get_ref().clone(),
+            vni: vnis[&(tn.clone(), h.vpc.get_ref().clone())],
         };
         r.record(|s| s.hosts.push(hs))?;
     }
@@ -675,6 +825,13 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         "flows installed on every chassis in {:?}",
         t0.elapsed()
     ));
+    progress("waiting for every chassis' VXLAN port (created by the controller over OVSDB)");
+    let t0 = Instant::now();
+    wait_tunnels(&r, Duration::from_secs(60))?;
+    progress(&format!(
+        "tunnel ports up and in the flows in {:?}",
+        t0.elapsed()
+    ));
     for h in cloud.hosts.iter().filter(|h| h.dhcp) {
         let hs = r.host(h.name.get_ref())?.clone();
         let got =
@@ -683,6 +840,86 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     }
     sidecar::start(&mut r, progress)?;
     Ok(r)
+}
+
+/// After a change is realized (acknowledged by every switch's barrier): lets
+/// each Open vSwitch chassis finish revalidating its datapath flow cache, which
+/// OVS does asynchronously after flow/group changes (`ovs-appctl
+/// revalidator/wait`); until then a new connection can still hit a cached
+/// megaflow of the old select group. plexus-vswitchd needs no wait: its cache
+/// entries carry the table generation, so nothing after FLOW_MOD + BARRIER
+/// uses an old one.
+pub(crate) fn settle_datapaths(r: &Running) -> Result<()> {
+    for c in r.state.chassis.iter().filter(|c| c.kind == "ovs") {
+        let dir = r.dir.join(format!("ovs-{}", c.name));
+        run_ok(
+            Command::new("ovs-appctl")
+                .env("OVS_RUNDIR", &dir)
+                .arg("-t")
+                .arg(dir.join("ovs-vswitchd.ctl"))
+                .arg("revalidator/wait"),
+            Duration::from_secs(20),
+        )
+        .with_context(|| format!("chassis {}: revalidator/wait", c.name))?;
+    }
+    Ok(())
+}
+
+/// `ovs-vsctl --db=DB ARGS` (waits until the switch applied the change).
+fn vsctl(db: &str, args: &[&str]) -> Result<String> {
+    run_ok(
+        Command::new("ovs-vsctl")
+            .args(["--timeout=20", &format!("--db={db}")])
+            .args(args),
+        Duration::from_secs(30),
+    )
+}
+
+/// Waits until the controller reports every chassis' tunnel port (`tunnel` in
+/// `/v1/status`) and the switches' flows use it: none still names the
+/// placeholder port the compiler uses before the switch reported it.
+fn wait_tunnels(r: &Running, timeout: Duration) -> Result<()> {
+    let placeholder = plexus_controller_placeholder();
+    let t0 = Instant::now();
+    loop {
+        let st = r.api.get("/v1/status")?;
+        let mut behind = Vec::new();
+        for c in &r.state.chassis {
+            let tun = st["chassis"][c.id.as_str()]["tunnel"]
+                .as_str()
+                .unwrap_or("");
+            if !tun.starts_with("plx-vxlan") {
+                behind.push(format!("{}: tunnel {tun:?}", c.name));
+                continue;
+            }
+            let flows = dump_flows(&c.ofctl_target)?;
+            let stale = |f: &&String| {
+                f.contains(&format!("output:{placeholder}"))
+                    || f.contains(&format!("in_port={placeholder}"))
+            };
+            if let Some(f) = flows.iter().find(stale) {
+                behind.push(format!(
+                    "{}: flow still on the placeholder port: {f}",
+                    c.name
+                ));
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if t0.elapsed() > timeout {
+            bail!(
+                "tunnels not ready within {timeout:?}: {}",
+                behind.join("; ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How flows name the compiler's placeholder tunnel port (`NO_TUNNEL_OFPORT`, 0xff00).
+fn plexus_controller_placeholder() -> String {
+    format!("{}", 0xff00)
 }
 
 /// `sha256:` + the hex SHA-256 of `token` (the controller's hashed token-file form).
@@ -824,6 +1061,9 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     },
                 ));
             }
+            CheckSpec::Vxlan { from, to } => {
+                out.push(overlay::check_vxlan(r, exe, from, to));
+            }
             CheckSpec::Gateway { from } => {
                 for h in from.names() {
                     out.push(l3::check_gateway(r, h));
@@ -939,6 +1179,14 @@ fn check_restart(
         .iter()
         .map(|c| dump_flows(&c.ofctl_target))
         .collect::<Result<_>>()?;
+    // Warm the path first (neighbour entries, OVS's tunnel ARP cache, which drops
+    // the first encapsulated packet to a VTEP it has not resolved): the check is
+    // about the restart, not about a cold start.
+    for _ in 0..3 {
+        if ping_once(&a.netns, &b.ip) {
+            break;
+        }
+    }
     let count = (u64::from(seconds) * 1000 / u64::from(interval_ms)).max(1);
     let interval = format!("{:.3}", f64::from(interval_ms) / 1000.0);
     let flood = Command::new("ip")
@@ -965,22 +1213,33 @@ fn check_restart(
     let _ = Command::new("kill")
         .args(["-KILL", &p.pid.to_string()])
         .status();
-    crate::proc::wait_until(Duration::from_secs(5), || {
+    // The store's file lock goes with the process: start the new one only then.
+    if !crate::proc::wait_until(Duration::from_secs(20), || {
         !crate::ovs::process_alive(p.pid, &p.comm)
-    });
+    }) {
+        bail!("controller [{}] still alive 20 s after SIGKILL", p.pid);
+    }
     let t0 = Instant::now();
     let newp = start_controller(&r.dir, &r.state)?;
-    let (pid, comm) = (newp.pid, newp.comm.clone());
     r.record(|s| s.procs[old] = newp)?;
     if let Err(e) = r.api.wait_up(Duration::from_secs(20)) {
+        let log = std::fs::read_to_string(r.dir.join("controller.log")).unwrap_or_default();
+        // The error itself (a panic or an `Error:` line), not only the backtrace.
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .filter(|l| {
+                l.contains("panicked")
+                    || l.contains("Error")
+                    || l.contains("error")
+                    || !l.starts_with(' ')
+            })
+            .take(8)
+            .collect();
+        let alive = crate::ovs::process_alive(r.state.procs[old].pid, "plexus-controller");
         bail!(
-            "{e:#} (restarted controller [{pid}] {}; controller.log ends:\n{})",
-            if crate::ovs::process_alive(pid, &comm) {
-                "running"
-            } else {
-                "exited"
-            },
-            log_tail(&r.dir.join("controller.log"), 15)
+            "{e:#} (restarted controller alive: {alive}); controller.log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
     let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);

@@ -29,6 +29,27 @@ pub struct Cloud {
     pub hosts: Vec<HostSpec>,
     #[serde(rename = "check", default)]
     pub checks: Vec<Spanned<CheckSpec>>,
+    /// An external network behind a gateway chassis (routers with `external_ip`
+    /// SNAT to it).
+    #[serde(default)]
+    pub external: Option<ExternalSpec>,
+}
+
+/// The external network: a namespace (a host named `name` for the checks)
+/// cabled to port `plx-ext` of the gateway chassis; it is also the routers'
+/// nexthop and has no route back into any VPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSpec {
+    #[serde(default = "default_external_name")]
+    pub name: Spanned<String>,
+    pub chassis: Spanned<String>,
+    /// The external host's address with prefix, e.g. `203.0.113.1/24`.
+    pub ip: Spanned<String>,
+}
+
+fn default_external_name() -> Spanned<String> {
+    Spanned::new(0..0, "inet".to_string())
 }
 
 /// The controller: `plexus-controller` on loopback with the embedded redb
@@ -61,6 +82,17 @@ pub struct ChassisSpec {
     pub vtep_ip: Option<Spanned<String>>,
 }
 
+impl ChassisSpec {
+    /// The VTEP address of the `index`-th chassis: `vtep_ip`, else 192.0.2.(index+1)
+    /// (the underlay is a /24).
+    pub fn vtep(&self, index: usize) -> Ipv4Addr {
+        self.vtep_ip
+            .as_ref()
+            .and_then(|v| v.get_ref().parse().ok())
+            .unwrap_or(Ipv4Addr::new(192, 0, 2, (index + 1).min(254) as u8))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSpec {
@@ -81,6 +113,10 @@ pub struct TenantSpec {
 pub struct RouterSpec {
     pub name: Spanned<String>,
     pub subnets: Vec<Spanned<String>>,
+    /// The router's address on the `[external]` network (with prefix): SNAT
+    /// through the external gateway chassis.
+    #[serde(default)]
+    pub external_ip: Option<Spanned<String>>,
 }
 
 /// A service: `vip:port` balanced over hosts of `vpc` (each backend's first
@@ -332,6 +368,11 @@ pub enum CheckSpec {
     /// (NXT_PACKET_IN2 → PACKET_OUT, the controller's `responder_replies` grow).
     /// A DHCPDISCOVER with a foreign chaddr from the host is dropped and counted.
     Dhcp { from: Hosts },
+    /// `from` pings `to` (hosts on different chassis) while the underlay is
+    /// captured on `from`'s chassis port: the requests must cross as VXLAN
+    /// from `from`'s VTEP to `to`'s with the VPC's VNI (the replies back), and
+    /// no frame of the hosts may cross unencapsulated.
+    Vxlan { from: String, to: String },
 }
 
 fn default_sidecar_tolerance() -> u32 {
@@ -507,14 +548,16 @@ impl Cloud {
                 );
             }
         }
-        if self.chassis.len() > 1 {
-            let c = &self.chassis[1];
-            err(
-                c.name.span(),
-                "chassis",
-                "more than one chassis needs the controller's VXLAN overlay, which is not built yet"
-                    .into(),
-            );
+        let mut vteps = HashSet::new();
+        for (i, c) in self.chassis.iter().enumerate() {
+            let v = c.vtep(i);
+            if !vteps.insert(v) {
+                err(
+                    c.vtep_ip.as_ref().map_or(c.name.span(), |v| v.span()),
+                    "chassis.vtep_ip",
+                    format!("VTEP {v} is already another chassis'"),
+                );
+            }
         }
         // tenant -> (vpc -> subnet -> cidr), groups
         let mut tenants: HashMap<&str, TenantIndex<'_>> = HashMap::new();
@@ -634,6 +677,23 @@ impl Cloud {
             tenants.insert(tn, (vpcs, groups));
         }
         let mut hosts = HashSet::new();
+        if let Some(x) = &self.external {
+            hosts.insert(x.name.get_ref().as_str());
+            if !chassis.contains(x.chassis.get_ref().as_str()) {
+                err(
+                    x.chassis.span(),
+                    "external.chassis",
+                    format!("no chassis {:?}", x.chassis.get_ref()),
+                );
+            }
+            if parse_cidr(x.ip.get_ref()).is_none() {
+                err(
+                    x.ip.span(),
+                    "external.ip",
+                    format!("{:?} is not address/prefix-length", x.ip.get_ref()),
+                );
+            }
+        }
         let mut addrs: HashMap<(&str, &str, Ipv4Addr), &str> = HashMap::new();
         for h in &self.hosts {
             let hn = h.name.get_ref().as_str();
@@ -818,6 +878,27 @@ impl Cloud {
                     names.extend(from.names())
                 }
                 CheckSpec::Sidecar { from, .. } => names.push(from),
+                CheckSpec::Vxlan { from, to } => {
+                    names.push(from);
+                    names.push(to);
+                    let chassis_of = |n: &str| {
+                        self.hosts
+                            .iter()
+                            .find(|h| h.name.get_ref() == n)
+                            .map(|h| h.chassis.get_ref().as_str())
+                    };
+                    if let (Some(a), Some(b)) = (chassis_of(from), chassis_of(to))
+                        && a == b
+                    {
+                        err(
+                            c.span(),
+                            "check.to",
+                            format!(
+                                "{from:?} and {to:?} are both on chassis {a:?}: nothing crosses the underlay"
+                            ),
+                        );
+                    }
+                }
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);
                     names.extend(remove.as_deref());
@@ -851,6 +932,30 @@ impl Cloud {
                     .map(|s| s.name.get_ref().as_str())
                     .collect();
                 for r in &v.routers {
+                    if let Some(e) = &r.external_ip {
+                        let ext = self
+                            .external
+                            .as_ref()
+                            .and_then(|x| parse_cidr(x.ip.get_ref()));
+                        match (parse_cidr(e.get_ref()), ext) {
+                            (None, _) => err(
+                                e.span(),
+                                "router.external_ip",
+                                format!("{:?} is not address/prefix-length", e.get_ref()),
+                            ),
+                            (Some(_), None) => err(
+                                e.span(),
+                                "router.external_ip",
+                                "needs an [external] network".into(),
+                            ),
+                            (Some((a, _)), Some(net)) if !in_cidr(a, net) => err(
+                                e.span(),
+                                "router.external_ip",
+                                format!("{a} is not on the [external] network"),
+                            ),
+                            _ => {}
+                        }
+                    }
                     for s in &r.subnets {
                         if !subnets.contains(s.get_ref().as_str()) {
                             err(

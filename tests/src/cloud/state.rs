@@ -52,6 +52,9 @@ pub struct State {
     pub hosts: Vec<HostState>,
     /// Chassis name → where to reach its switch with `ovs-ofctl`.
     pub chassis: Vec<ChassisState>,
+    /// The underlay namespace (a Linux bridge `ul` joining every chassis).
+    #[serde(default)]
+    pub underlay_netns: String,
     /// Services created through the REST API.
     #[serde(default)]
     pub services: Vec<ServiceState>,
@@ -75,6 +78,9 @@ pub struct HostState {
     pub ip: String,
     pub mac: String,
     pub chassis: String,
+    /// The VNI of the host's VPC.
+    #[serde(default)]
+    pub vni: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +91,12 @@ pub struct ChassisState {
     /// `ovs-ofctl` target of the switch (OVS mgmt socket or plexus-vswitchd listener).
     pub ofctl_target: String,
     pub kind: String,
+    /// VTEP address on the underlay.
+    #[serde(default)]
+    pub vtep: String,
+    /// The chassis' port on the underlay bridge (in the underlay namespace).
+    #[serde(default)]
+    pub underlay_port: String,
 }
 
 impl State {
