@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let southbound = Southbound::start(store.clone(), args.openflow_listen.as_deref()).await?;
     let mut state = AppState::new(store, tokens);
     state.sync = southbound.status();
+    state.switch_ports = southbound.switch_ports();
     let xds = match args.xds_listen {
         Some(a) => {
             let feed = plexus_controller::xds::XdsFeed::start(state.store.clone(), a)

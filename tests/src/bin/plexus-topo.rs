@@ -76,6 +76,19 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         max_secs: u64,
     },
+    /// (internal) qemu stand-in of a VM host: relay frames between TAP (in
+    /// TAP_NETNS) and a tap `eth0` created in GUEST_NETNS.
+    #[command(hide = true)]
+    TapRelay {
+        #[arg(long)]
+        tap: String,
+        #[arg(long)]
+        tap_netns: String,
+        #[arg(long)]
+        guest_netns: String,
+        #[arg(long)]
+        guest_mac: String,
+    },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
     TcpEchoServer {
@@ -332,6 +345,15 @@ fn real_main() -> Result<ExitCode> {
                 println!("{l}");
             }
             println!("{ok}/{n} pairs answered");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TapRelay {
+            tap,
+            tap_netns,
+            guest_netns,
+            guest_mac,
+        } => {
+            cloud::workload::relay(&tap, &tap_netns, &guest_netns, &guest_mac)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::AttackSend { spec } => {

@@ -145,12 +145,32 @@ pub struct RuleSpec {
     pub remote_group: Option<Spanned<String>>,
 }
 
+/// How a host is attached to its chassis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKind {
+    /// A namespace cabled by a veth the harness creates; port made over REST.
+    #[default]
+    Veth,
+    /// A pod: the real `plexus-cni` binary (CNI_* env + config on stdin) run in
+    /// the chassis' namespace ADDs it into the host's namespace.
+    Pod,
+    /// A VM: `plexus port attach --tap` plugs a tap into the chassis' switch;
+    /// a relay stands in for qemu, moving frames between that tap and a tap in
+    /// the host's namespace (the guest), which gets its address by DHCP from
+    /// the switch.
+    Vm,
+}
+
 /// A workload: a namespace with `eth0` cabled to a port of its chassis and
 /// bound to a controller port in `tenant/vpc/subnet`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     pub name: Spanned<String>,
+    /// `veth` (default), `pod` or `vm`.
+    #[serde(default)]
+    pub kind: Option<Spanned<HostKind>>,
     pub chassis: Spanned<String>,
     pub tenant: Spanned<String>,
     pub vpc: Spanned<String>,
@@ -357,7 +377,20 @@ fn valid_mac(s: &str) -> bool {
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+impl HostSpec {
+    pub fn kind(&self) -> HostKind {
+        self.kind.as_ref().map(|k| *k.get_ref()).unwrap_or_default()
+    }
+}
+
 impl Cloud {
+    /// Chassis `name` has pods or VMs (its switch is configured over OVSDB).
+    pub fn has_workloads(&self, chassis: &str) -> bool {
+        self.hosts
+            .iter()
+            .any(|h| h.chassis.get_ref() == chassis && h.kind() != HostKind::Veth)
+    }
+
     /// Parses `text` (the contents of `file`) and checks every reference and
     /// value; errors read `FILE:LINE:COL: FIELD: what is wrong`.
     pub fn parse(text: &str, file: &Path) -> Result<Self> {
@@ -651,6 +684,23 @@ impl Cloud {
                         }
                     }
                 }
+            }
+            if h.kind() == HostKind::Vm
+                && let Some(c) = self
+                    .chassis
+                    .iter()
+                    .find(|c| c.name.get_ref() == h.chassis.get_ref())
+                && c.switch != SwitchKind::Plexus
+            {
+                let span = h.kind.as_ref().map_or(h.name.span(), |k| k.span());
+                err(
+                    span,
+                    "host.kind",
+                    format!(
+                        "a vm needs DHCP from its switch: chassis {:?} must be switch = \"plexus\"",
+                        h.chassis.get_ref()
+                    ),
+                );
             }
             if let Some(m) = &h.mac
                 && !valid_mac(m.get_ref())
