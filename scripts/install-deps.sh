@@ -10,6 +10,7 @@ PACKAGES=(
   socat jq ethtool iproute2 iputils-ping iperf3
   python3-venv
   containernetworking-plugins             # reference CNI plugins (bridge + host-local) for plexus-cni tests
+  busybox                                 # udhcpc: the DHCP client of plexus-topo's VM guests
 )
 
 missing=()

@@ -88,6 +88,9 @@ enum Cmd {
         guest_netns: String,
         #[arg(long)]
         guest_mac: String,
+        /// Created once the relay runs.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
@@ -352,8 +355,15 @@ fn real_main() -> Result<ExitCode> {
             tap_netns,
             guest_netns,
             guest_mac,
+            ready_file,
         } => {
-            cloud::workload::relay(&tap, &tap_netns, &guest_netns, &guest_mac)?;
+            cloud::workload::relay(
+                &tap,
+                &tap_netns,
+                &guest_netns,
+                &guest_mac,
+                ready_file.as_deref(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::AttackSend { spec } => {

@@ -307,18 +307,22 @@ pub fn start_relay(
     vm_ns: &str,
     mac: &str,
 ) -> Result<Proc> {
+    let ready = dir.join(format!("relay-{host}.ready"));
     let child = spawn_logged(
-        Command::new(exe).args([
-            "tap-relay",
-            "--tap",
-            tap,
-            "--tap-netns",
-            chassis_ns,
-            "--guest-netns",
-            vm_ns,
-            "--guest-mac",
-            mac,
-        ]),
+        Command::new(exe)
+            .args([
+                "tap-relay",
+                "--tap",
+                tap,
+                "--tap-netns",
+                chassis_ns,
+                "--guest-netns",
+                vm_ns,
+                "--guest-mac",
+                mac,
+            ])
+            .arg("--ready-file")
+            .arg(&ready),
         &dir.join(format!("relay-{host}.log")),
     )
     .context("starting the tap relay")?;
@@ -330,10 +334,7 @@ pub fn start_relay(
             .unwrap_or_else(|| "plexus-topo".into()),
         role: format!("tap relay of vm {host}"),
     };
-    let up = wait_until(Duration::from_secs(10), || {
-        crate::netns::ip(&["-n", vm_ns, "link", "show", "eth0", "up"])
-            .is_ok_and(|o| o.contains("eth0"))
-    });
+    let up = wait_until(Duration::from_secs(10), || ready.exists());
     if !up {
         bail!("the relay of vm {host} did not bring up eth0 in {vm_ns}");
     }
@@ -412,7 +413,14 @@ pub fn dhcp(dir: &Path, host: &str, vm_ns: &str, tries: u32) -> Result<Lease> {
 /// `tap_ns` (as qemu's `-netdev tap,ifname=` does) and creates the guest's
 /// `eth0` as a tap in `guest_ns` (MAC `guest_mac`, up), then copies every
 /// frame between the two queues until killed (the guest's tap goes with it).
-pub fn relay(tap: &str, tap_ns: &str, guest_ns: &str, guest_mac: &str) -> Result<()> {
+/// `ready` is created once both queues are open and the guest's `eth0` is up.
+pub fn relay(
+    tap: &str,
+    tap_ns: &str,
+    guest_ns: &str,
+    guest_mac: &str,
+    ready: Option<&Path>,
+) -> Result<()> {
     let host_q = plexus_cni::netns::run_in(&netns_path(tap_ns), || {
         plexus_cni::tun::open_queue(tap, false)
     })?
@@ -424,6 +432,9 @@ pub fn relay(tap: &str, tap_ns: &str, guest_ns: &str, guest_mac: &str) -> Result
     let gns = crate::netns::Netns::existing(guest_ns)?;
     gns.ip(&["link", "set", "lo", "up"])?;
     gns.ip(&["link", "set", "eth0", "address", guest_mac, "up"])?;
+    if let Some(p) = ready {
+        std::fs::write(p, format!("{}\n", std::process::id()))?;
+    }
     let a = File::from(host_q);
     let b = File::from(guest_q);
     let (a2, b2) = (a.try_clone()?, b.try_clone()?);
