@@ -9,11 +9,17 @@
 //! | table | stage | what |
 //! |---|---|---|
 //! | 0  | classify | local VIF `in_port` → `reg14` = logical port key, `metadata` = VNI; tunnel `in_port`+`tun_id` → `metadata` = VNI (`reg14` = 0) |
-//! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop |
+//! | 10 | port security | `dl_src`/`nw_src`/`arp_spa`/`ipv6_src` must be the port's; otherwise drop; DHCPv4 from the port's MAC → DHCP responder (when its subnet serves DHCP) |
 //! | 20, 21 | from-port SG (the port's *egress* rules) | `ct(zone=key)`; `+est`/`+rel` pass, `+new` matching a rule is committed, the rest dropped |
-//! | 30 | L2 lookup | DHCP client→server dropped (no DHCP server yet); `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
+//! | 20 (priority 110) | ND | neighbour solicitations for IPv6 gateways and (multicast) for port addresses, ICMPv6 echo to IPv6 gateways → responders |
+//! | 25 | L3 | ARP for gateways, VIPs and (broadcast) for port addresses, ICMP echo to gateways → responders; distributed routing |
+//! | 30 | L2 lookup | other DHCP client→server datagrams dropped; `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
 //! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
 //! | 50 | output | `reg15` → the port's ofport |
+//!
+//! Responders are `controller(userdata=<plexus_responder::Spec>)` actions carrying every
+//! parameter of the reply: `plexus-vswitchd` answers them locally, and for Open vSwitch
+//! the southbound answers the `NXT_PACKET_IN2` with a PACKET_OUT built by the same code.
 //!
 //! A port without security groups (or with port security off) skips the SG stages. The
 //! tunnel mesh only spans chassis that host a port of the VPC. Flooded packets go straight
@@ -32,9 +38,10 @@ use plexus_api::{Direction, Ethertype, Protocol, SecurityGroupRule};
 use plexus_openflow::message::{FlowMod, FlowModCommand, GroupMod, GroupModCommand};
 use plexus_openflow::text::ParseError;
 use plexus_openflow::text::flow::{parse_flow_mod, parse_group_mod};
+use plexus_responder::{Dhcp4Spec, Spec as Responder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const T_CLASSIFY: u8 = 0;
 pub const T_PORT_SEC: u8 = 10;
@@ -59,6 +66,23 @@ pub struct LPort {
     pub groups: Vec<String>,
     /// Chassis id and the interface's OpenFlow port number there (resolved from OVSDB).
     pub binding: Option<(String, u32)>,
+    /// DHCPv4 served to this port (its subnet has DHCP enabled and it has an IPv4
+    /// address): the lease is the port's first IPv4 address.
+    pub dhcp: Option<PortDhcp>,
+}
+
+/// DHCPv4 parameters of a port, from its subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortDhcp {
+    /// Server identifier: the subnet's gateway address.
+    pub server_ip: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Router option: the gateway, when a router serves the subnet.
+    pub router: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub lease_secs: u32,
+    pub mtu: Option<u16>,
 }
 
 /// A security group.
@@ -100,6 +124,9 @@ pub struct Service {
 pub struct L3 {
     pub router_mac: [u8; 6],
     pub gateways: BTreeSet<Ipv4Addr>,
+    /// IPv6 gateway addresses of router-attached subnets (ND and ICMPv6 echo only:
+    /// IPv6 routing is not compiled yet).
+    pub gateways6: BTreeSet<Ipv6Addr>,
     pub lb_zone: u16,
 }
 
@@ -389,6 +416,30 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
             }
         }
     }
+    // 10: DHCPv4 from the port's own MAC → the local DHCP responder (port security:
+    // the responder also answers only this MAC in chaddr).
+    let dhcp = dhcp_spec(m, p);
+    if let Some(spec) = &dhcp {
+        f(
+            T_PORT_SEC,
+            95,
+            format!(
+                "udp,reg14={k},dl_src={mac_s},tp_src=68,tp_dst=67,actions={}",
+                responder_action(spec)
+            ),
+        );
+    }
+    // 25: the port's own ARP requests for its own addresses (RFC 5227 probes) are not
+    // answered by the responders below (that would be a conflict); they go on to L2.
+    for ip in &p.ips {
+        if let IpAddr::V4(a) = ip {
+            f(
+                T_L3,
+                101,
+                format!("arp,reg14={k},arp_op=1,arp_tpa={a},actions=goto_table:{T_L2}"),
+            );
+        }
+    }
     // 30: L2 lookup (local); 50: output.
     f(
         T_L2,
@@ -398,6 +449,48 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
         ),
     );
     f(T_OUT, 100, format!("reg15={k},actions=output:{ofport}"));
+    // Renewals are unicast to the DHCP server identifier: answer ARP for it even on a
+    // subnet without a router (same text as the router's responder: ref-counted).
+    if let Some(Responder::Dhcp4(d)) = &dhcp {
+        out.add(ch, arp_responder(vni, d.server_ip, m.l3.router_mac));
+    }
+    // On every chassis of the VPC: broadcast ARP requests and multicast neighbour
+    // solicitations for this port's addresses are answered locally with its MAC
+    // (no flooding); unicast ones (NUD probes) still reach the port.
+    for c in vpc_chassis(m) {
+        for ip in &p.ips {
+            match ip {
+                IpAddr::V4(a) => {
+                    let spec = Responder::Arp { mac: p.mac, ip: *a };
+                    if spec.validate().is_ok() {
+                        out.add(
+                            &c,
+                            format!(
+                                "table={T_L3},priority=100,arp,metadata={vni:#x},dl_dst=ff:ff:ff:ff:ff:ff,arp_op=1,arp_tpa={a},actions={}",
+                                responder_action(&spec)
+                            ),
+                        );
+                    }
+                }
+                IpAddr::V6(a) => {
+                    let spec = Responder::Nd {
+                        mac: p.mac,
+                        ip: *a,
+                        router: false,
+                    };
+                    if spec.validate().is_ok() {
+                        out.add(
+                            &c,
+                            format!(
+                                "table={T_FROM_ACL},priority=110,icmp6,metadata={vni:#x},dl_dst=33:33:00:00:00:00/ff:ff:00:00:00:00,icmp_type=135,icmp_code=0,nd_target={a},actions={}",
+                                responder_action(&spec)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
     // 25 on every chassis of the VPC: routed to this port (distributed router).
     let rmac = mac(&m.l3.router_mac);
     for c in vpc_chassis(m) {
@@ -500,27 +593,98 @@ fn compile_chassis(m: &Model, ch: &str, out: &mut Out<'_>) {
     );
 }
 
-/// An ARP responder (like OVN's): answers `who-has ip` with the router MAC out the
-/// port the request came from.
-fn arp_responder(vni: u32, ip: Ipv4Addr, rmac: &str) -> String {
+/// The flow action that hands a packet to a local responder: `plexus-vswitchd` answers
+/// it on the datapath thread; Open vSwitch sends it to the controller as an
+/// `NXT_PACKET_IN2` carrying the same userdata, and the controller answers with the same
+/// code ([`crate::southbound`]).
+pub fn responder_action(spec: &Responder) -> String {
+    format!("controller(userdata={})", spec.ofctl_userdata())
+}
+
+/// The DHCPv4 responder of a port, if its subnet serves DHCP and the parameters are valid.
+fn dhcp_spec(m: &Model, p: &LPort) -> Option<Responder> {
+    let d = p.dhcp.as_ref()?;
+    let client_ip = p.ips.iter().find_map(|a| match a {
+        IpAddr::V4(v) => Some(*v),
+        IpAddr::V6(_) => None,
+    })?;
+    let spec = Responder::Dhcp4(Box::new(Dhcp4Spec {
+        server_mac: m.l3.router_mac,
+        server_ip: d.server_ip,
+        client_mac: p.mac,
+        client_ip,
+        prefix_len: d.prefix_len,
+        lease_secs: d.lease_secs,
+        mtu: d.mtu,
+        router: d.router,
+        dns: d.dns.clone(),
+        domain: d.domain.clone(),
+    }));
+    spec.validate().ok().map(|()| spec)
+}
+
+/// An ARP responder: answers `who-has ip` with `mac` out of the port the request came
+/// from (through the local responder, see [`responder_action`]).
+fn arp_responder(vni: u32, ip: Ipv4Addr, mac: [u8; 6]) -> String {
+    let spec = Responder::Arp { mac, ip };
     format!(
-        "table={T_L3},priority=100,arp,metadata={vni:#x},arp_op=1,arp_tpa={ip},actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{rmac}->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{rmac}->arp_sha,move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{ip}->arp_spa,IN_PORT"
+        "table={T_L3},priority=100,arp,metadata={vni:#x},arp_op=1,arp_tpa={ip},actions={}",
+        responder_action(&spec)
     )
 }
 
-/// The router unit: ARP and ICMP echo responders for the gateway addresses on every
-/// chassis of the VPC.
+/// The router unit: ARP and ICMP echo responders for the IPv4 gateway addresses, ND and
+/// ICMPv6 echo responders for the IPv6 ones, on every chassis of the VPC.
 fn compile_router(m: &Model, out: &mut Out<'_>) {
-    let rmac = mac(&m.l3.router_mac);
+    let (vni, rmac_b) = (m.vni, m.l3.router_mac);
+    let probe = Responder::Arp {
+        mac: rmac_b,
+        ip: Ipv4Addr::new(10, 0, 0, 1),
+    };
+    if probe.validate().is_err() {
+        return; // no router MAC (an all-zero L3)
+    }
+    let rmac = mac(&rmac_b);
     for c in vpc_chassis(m) {
         for gw in &m.l3.gateways {
-            out.add(&c, arp_responder(m.vni, *gw, &rmac));
-            // ICMP echo to the gateway: answered in place (addresses swapped, type 0).
+            out.add(&c, arp_responder(vni, *gw, rmac_b));
+            let echo = Responder::Icmp4Echo {
+                mac: rmac_b,
+                ip: *gw,
+            };
             out.add(
                 &c,
                 format!(
-                    "table={T_L3},priority=100,icmp,metadata={vni:#x},dl_dst={rmac},nw_dst={gw},icmp_type=8,icmp_code=0,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{rmac}->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:{gw}->ip_src,set_field:0->icmp_type,IN_PORT",
-                    vni = m.vni
+                    "table={T_L3},priority=100,icmp,metadata={vni:#x},dl_dst={rmac},nw_dst={gw},icmp_type=8,icmp_code=0,actions={}",
+                    responder_action(&echo)
+                ),
+            );
+        }
+        for gw in &m.l3.gateways6 {
+            let nd = Responder::Nd {
+                mac: rmac_b,
+                ip: *gw,
+                router: true,
+            };
+            let echo = Responder::Icmp6Echo {
+                mac: rmac_b,
+                ip: *gw,
+            };
+            if nd.validate().is_err() {
+                continue;
+            }
+            out.add(
+                &c,
+                format!(
+                    "table={T_FROM_ACL},priority=110,icmp6,metadata={vni:#x},icmp_type=135,icmp_code=0,nd_target={gw},actions={}",
+                    responder_action(&nd)
+                ),
+            );
+            out.add(
+                &c,
+                format!(
+                    "table={T_FROM_ACL},priority=110,icmp6,metadata={vni:#x},ipv6_dst={gw},icmp_type=128,icmp_code=0,actions={}",
+                    responder_action(&echo)
                 ),
             );
         }
@@ -534,7 +698,6 @@ fn compile_router(m: &Model, out: &mut Out<'_>) {
 fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
     let Some(s) = m.services.get(id) else { return };
     let (vni, z) = (m.vni, m.l3.lb_zone);
-    let rmac = mac(&m.l3.router_mac);
     let proto = if s.udp { "udp" } else { "tcp" };
     let mut group = format!("group_id={},type=select", s.group_id);
     for b in &s.backends {
@@ -546,7 +709,7 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
     }
     for c in vpc_chassis(m) {
         out.add(&c, group.clone());
-        out.add(&c, arp_responder(vni, s.vip, &rmac));
+        out.add(&c, arp_responder(vni, s.vip, m.l3.router_mac));
         out.add(
             &c,
             format!(

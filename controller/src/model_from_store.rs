@@ -9,7 +9,7 @@
 //! sorts first (about 1 in 65k per pair); that re-keys one port, it does not break anything.
 
 use crate::compiler::{
-    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, Service, SvcBackend, router_mac,
+    ChassisInfo, GROUP_BASE, Group, L3, LPort, Model, PortDhcp, Service, SvcBackend, router_mac,
 };
 use crate::store::{Store, StoreError};
 use plexus_api::{
@@ -193,11 +193,23 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                     l3: L3 {
                         router_mac: router_mac(v.vni.unwrap_or(0)),
                         gateways: Default::default(),
+                        gateways6: Default::default(),
                         lb_zone: keys[&lb_ids[id]],
                     },
                     services: BTreeMap::new(),
                 },
             )
+        })
+        .collect();
+    // Subnets attached to a router of their VPC (their gateway is the DHCP router option).
+    let routed: BTreeSet<&str> = snap
+        .routers
+        .values()
+        .flat_map(|r| {
+            r.subnet_ids
+                .iter()
+                .filter(|sid| snap.subnets.get(*sid).is_some_and(|s| s.vpc_id == r.vpc_id))
+                .map(String::as_str)
         })
         .collect();
     for (pid, p) in &snap.ports {
@@ -228,6 +240,7 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                 port_security: p.port_security,
                 groups: p.security_groups.clone(),
                 binding,
+                dhcp: port_dhcp(subnet, routed.contains(p.subnet_id.as_str())),
             },
         );
     }
@@ -239,8 +252,14 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
             let Some(s) = snap.subnets.get(sid).filter(|s| s.vpc_id == r.vpc_id) else {
                 continue;
             };
-            if let Ok(IpAddr::V4(gw)) = plexus_api::validate::subnet_gateway(s) {
-                model.l3.gateways.insert(gw);
+            match plexus_api::validate::subnet_gateway(s) {
+                Ok(IpAddr::V4(gw)) => {
+                    model.l3.gateways.insert(gw);
+                }
+                Ok(IpAddr::V6(gw)) => {
+                    model.l3.gateways6.insert(gw);
+                }
+                Err(_) => {}
             }
         }
     }
@@ -285,6 +304,43 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
         );
     }
     models
+}
+
+/// Default DHCP lease (OVN's default too).
+pub const DEFAULT_LEASE_SECS: u32 = 43_200;
+
+/// The DHCPv4 parameters a subnet gives its ports: `dhcp` present with `enabled`, an
+/// IPv4 CIDR and an IPv4 gateway (the server identifier). Values the responder would
+/// refuse are left out (DNS servers that are not IPv4 unicast, a domain that is not
+/// printable ASCII, an MTU below 68); the lease is at least 60 s.
+pub fn port_dhcp(s: &SubnetSpec, routed: bool) -> Option<PortDhcp> {
+    let d = s.dhcp.as_ref().filter(|d| d.enabled)?;
+    let ipnet::IpNet::V4(net) = s.cidr.parse::<ipnet::IpNet>().ok()? else {
+        return None;
+    };
+    let IpAddr::V4(gw) = plexus_api::validate::subnet_gateway(s).ok()? else {
+        return None;
+    };
+    let dns: Vec<Ipv4Addr> = d
+        .dns_servers
+        .iter()
+        .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+        .filter(|a| !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast())
+        .take(plexus_responder::spec::MAX_DNS)
+        .collect();
+    let domain = d
+        .domain_name
+        .clone()
+        .filter(|n| !n.is_empty() && n.len() <= 255 && n.bytes().all(|b| b.is_ascii_graphic()));
+    Some(PortDhcp {
+        server_ip: gw,
+        prefix_len: net.prefix_len(),
+        router: routed.then_some(gw),
+        dns,
+        domain,
+        lease_secs: d.lease_seconds.unwrap_or(DEFAULT_LEASE_SECS).max(60),
+        mtu: d.mtu.filter(|m| *m >= 68),
+    })
 }
 
 #[cfg(test)]

@@ -625,6 +625,14 @@ pub struct ChassisSync {
     pub flow_deletes: u64,
     /// Full reconciliations (session start, or resync after an error).
     pub reconciles: u64,
+    /// Local-responder packets (ARP, ND, ICMP echo, DHCP) the switch sent up as
+    /// `NXT_PACKET_IN2` (Open vSwitch; `plexus-vswitchd` answers them itself) and the
+    /// controller answered with a PACKET_OUT, since the session started.
+    #[serde(default)]
+    pub responder_replies: u64,
+    /// Such packets counted and dropped (foreign DHCP, wrong target, malformed …).
+    #[serde(default)]
+    pub responder_drops: u64,
     /// The last error of the session, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

@@ -1,4 +1,5 @@
 use super::*;
+use plexus_openflow::message::FlowModCommand;
 use proptest::prelude::*;
 
 fn rule(
@@ -66,6 +67,7 @@ fn sample() -> Model {
                 port_security: i != 3,
                 groups: if i < 2 { vec!["web".into()] } else { vec![] },
                 binding: Some((format!("c{}", i % 2 + 1), 10 + i as u32)),
+                dhcp: (i == 0).then(dhcp_params),
             },
         );
     }
@@ -120,6 +122,7 @@ fn with_l3(mut m: Model) -> Model {
     m.l3 = L3 {
         router_mac: router_mac(m.vni),
         gateways: [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 1)].into(),
+        gateways6: [Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)].into(),
         lb_zone: 100,
     };
     m.services.insert(
@@ -158,21 +161,35 @@ fn services_and_routing_compile_on_every_vpc_chassis() {
         assert!(fs.contains("table=22,priority=100,tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80,actions=ct(table=23,zone=100,nat)"));
         assert!(fs.contains("table=22,priority=90,tcp,metadata=0x3e8,nw_src=10.0.0.3,tp_src=8080,actions=ct(table=23,zone=100,nat)"));
         assert!(fs.contains("table=23,priority=100,ct_state=+new+trk,tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80,actions=group:1342177287"));
-        // ARP answered for the VIP and both gateways with the router MAC.
+        // ARP answered for the VIP and both gateways with the router MAC, ICMP echo for
+        // the gateways, by the local responders.
+        let rmac = router_mac(m.vni);
         for ip in ["10.0.0.200", "10.0.0.1", "10.0.1.1"] {
-            assert!(
-                fs.iter().any(|f| f.starts_with(&format!(
-                    "table=25,priority=100,arp,metadata=0x3e8,arp_op=1,arp_tpa={ip},"
-                )) && f.contains("set_field:0a:00:00:00:03:e8->eth_src")
-                    && f.ends_with("IN_PORT")),
-                "{c} {ip}"
+            let a: Ipv4Addr = ip.parse().unwrap();
+            let want = format!(
+                "table=25,priority=100,arp,metadata=0x3e8,arp_op=1,arp_tpa={ip},actions={}",
+                responder_action(&Responder::Arp { mac: rmac, ip: a })
             );
+            assert!(fs.contains(&want), "{c} {ip}");
         }
-        assert!(
-            fs.iter().any(|f| f.contains(
-                "icmp,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.1.1,icmp_type=8"
-            ) && f.contains("set_field:0->icmp_type"))
-        );
+        let echo = Responder::Icmp4Echo {
+            mac: rmac,
+            ip: Ipv4Addr::new(10, 0, 1, 1),
+        };
+        assert!(fs.contains(&format!(
+            "table=25,priority=100,icmp,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.1.1,icmp_type=8,icmp_code=0,actions={}",
+            responder_action(&echo)
+        )));
+        // IPv6 gateway: ND (router flag) and ICMPv6 echo.
+        let gw6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+        assert!(fs.contains(&format!(
+            "table=20,priority=110,icmp6,metadata=0x3e8,icmp_type=135,icmp_code=0,nd_target=fd00::1,actions={}",
+            responder_action(&Responder::Nd { mac: rmac, ip: gw6, router: true })
+        )));
+        assert!(fs.contains(&format!(
+            "table=20,priority=110,icmp6,metadata=0x3e8,ipv6_dst=fd00::1,icmp_type=128,icmp_code=0,actions={}",
+            responder_action(&Responder::Icmp6Echo { mac: rmac, ip: gw6 })
+        )));
         // Distributed routing to every port, on every chassis of the VPC.
         assert!(fs.contains("table=25,priority=50,ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8,nw_dst=10.0.0.3,actions=dec_ttl,set_field:0a:00:00:00:03:e8->eth_src,set_field:02:00:00:00:00:02->eth_dst,goto_table:30"));
         let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
@@ -306,6 +323,7 @@ fn to_change(op: &Op) -> Change {
                     .map(|g| format!("g{g}"))
                     .collect(),
                 binding: bound.then(|| (format!("c{chassis}"), 10 + n as u32)),
+                dhcp: (ip == 0).then(dhcp_params),
             },
         ),
         Op::DelPort(n) => Change::DelPort(format!("p{n}")),
@@ -373,6 +391,10 @@ fn to_change(op: &Op) -> Change {
                 .filter(|g| gateways & (1 << g) != 0)
                 .map(|g| Ipv4Addr::new(10, 0, g, 1))
                 .collect(),
+            gateways6: (0..3)
+                .filter(|g| gateways & (1 << g) != 0)
+                .map(|g| Ipv6Addr::new(0xfd00, 0, g as u16, 0, 0, 0, 0, 1))
+                .collect(),
             lb_zone: 200 + zone as u16,
         }),
     }
@@ -408,4 +430,117 @@ proptest! {
             }
         }
     }
+}
+
+fn dhcp_params() -> PortDhcp {
+    PortDhcp {
+        server_ip: Ipv4Addr::new(10, 0, 0, 1),
+        prefix_len: 24,
+        router: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        dns: vec![Ipv4Addr::new(10, 0, 0, 53)],
+        domain: Some("tenant.test".into()),
+        lease_secs: 600,
+        mtu: Some(1450),
+    }
+}
+
+/// The userdata of a flow's `controller(userdata=…)` action, decoded.
+fn responder_of(flow: &str) -> Responder {
+    let fm = plexus_openflow::text::flow::parse_flow_mod(flow, FlowModCommand::Add).unwrap();
+    let text = plexus_openflow::instruction::format_instructions(&fm.instructions);
+    let hex = text
+        .split("userdata=")
+        .nth(1)
+        .and_then(|t| t.split([')', ',']).next())
+        .unwrap_or_else(|| panic!("no userdata in {text}"));
+    let bytes: Vec<u8> = hex
+        .split('.')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    Responder::decode(&bytes).unwrap()
+}
+
+#[test]
+fn responders_dhcp_per_port_and_arp_nd_for_port_addresses() {
+    let mut m = with_l3(sample());
+    m.ports
+        .get_mut("p2")
+        .unwrap()
+        .ips
+        .push("fd00::7".parse().unwrap());
+    let flows = compile_full(&m);
+    let c1 = &flows["c1"];
+    // DHCP only on p0 (its subnet serves DHCP), only from its MAC, before port security.
+    let dhcp: Vec<&String> = c1
+        .iter()
+        .filter(|f| f.contains("tp_src=68,tp_dst=67,actions=controller"))
+        .collect();
+    assert_eq!(dhcp.len(), 1, "{dhcp:?}");
+    assert!(dhcp[0].starts_with("table=10,priority=95,udp,reg14=1,dl_src=02:00:00:00:00:01,"));
+    let Responder::Dhcp4(d) = responder_of(dhcp[0]) else {
+        panic!("not a DHCP responder")
+    };
+    assert_eq!(d.client_mac, [2, 0, 0, 0, 0, 1]);
+    assert_eq!(d.client_ip, Ipv4Addr::new(10, 0, 0, 2));
+    assert_eq!(d.server_ip, Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(d.server_mac, router_mac(m.vni));
+    assert_eq!((d.prefix_len, d.lease_secs, d.mtu), (24, 600, Some(1450)));
+    assert_eq!(d.router, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(d.dns, vec![Ipv4Addr::new(10, 0, 0, 53)]);
+    assert_eq!(d.domain.as_deref(), Some("tenant.test"));
+    assert!(
+        !flows["c2"]
+            .iter()
+            .any(|f| f.contains("tp_dst=67,actions=controller"))
+    );
+    // Broadcast ARP for every port address, on every chassis, answered with the port's MAC.
+    for c in ["c1", "c2"] {
+        let f = flows[c]
+            .iter()
+            .find(|f| f.starts_with("table=25,priority=100,arp,metadata=0x3e8,dl_dst=ff:ff:ff:ff:ff:ff,arp_op=1,arp_tpa=10.0.0.3,"))
+            .unwrap_or_else(|| panic!("{c}: no ARP responder for p1"));
+        assert_eq!(
+            responder_of(f),
+            Responder::Arp {
+                mac: [2, 0, 0, 0, 0, 2],
+                ip: Ipv4Addr::new(10, 0, 0, 3)
+            }
+        );
+        let nd = flows[c]
+            .iter()
+            .find(|f| f.contains("nd_target=fd00::7"))
+            .unwrap_or_else(|| panic!("{c}: no ND responder for p2"));
+        assert!(nd.contains("dl_dst=33:33:00:00:00:00/ff:ff:00:00:00:00"));
+        assert_eq!(
+            responder_of(nd),
+            Responder::Nd {
+                mac: [2, 0, 0, 0, 0, 3],
+                ip: "fd00::7".parse().unwrap(),
+                router: false
+            }
+        );
+    }
+    // The owner's own probes for its address are not answered (RFC 5227).
+    assert!(c1.contains(
+        "table=25,priority=101,arp,reg14=1,arp_op=1,arp_tpa=10.0.0.2,actions=goto_table:30"
+    ));
+    // Every flow parses; the responder userdata survives the OpenFlow encoding.
+    for fs in flows.values() {
+        to_flow_mods(fs).unwrap();
+    }
+    // Dropping DHCP from the subnet removes exactly the DHCP flow (incremental).
+    let mut e = Engine::new(m.clone());
+    let mut p0 = m.ports["p0"].clone();
+    p0.dhcp = None;
+    let delta = e.apply(Change::PutPort("p0".into(), p0));
+    assert_eq!(delta.removed["c1"].len(), 1);
+    assert!(
+        delta.removed["c1"]
+            .iter()
+            .next()
+            .unwrap()
+            .contains("tp_dst=67")
+    );
+    assert!(delta.added.is_empty());
+    assert_eq!(e.flows(), compile_full(e.model()));
 }

@@ -7,12 +7,16 @@ use crate::model_from_store::Snapshot;
 use crate::store::Store;
 use anyhow::{Context as _, anyhow, bail};
 use plexus_openflow::Message;
+use plexus_openflow::action::Action;
 use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Reply};
 use plexus_openflow::message::{
     BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, GroupDesc, GroupMod,
-    MultipartReplyBody, MultipartRequest, MultipartRequestBody, bundle_flags, group_id, port_no,
+    MultipartReplyBody, MultipartRequest, MultipartRequestBody, OFP_NO_BUFFER, PacketIn2,
+    PacketOut, bundle_flags, group_id, port_no,
 };
+use plexus_openflow::oxm::FieldId;
 use plexus_openflow::text::flow::TABLE_ALL;
+use plexus_responder::{Handled, Responder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,45 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(30);
 const RESYNC_AFTER_ERROR: Duration = Duration::from_secs(2);
 const OFPPR_DELETE: u8 = 1;
+/// `NXPIF_NXT_PACKET_IN2`.
+const NXPIF_NXT_PACKET_IN2: u32 = 2;
+
+/// Answers a responder packet-in (Open vSwitch chassis) with a PACKET_OUT out of the
+/// port it came from, built by the same code plexus-vswitchd runs locally. Returns
+/// `Some(true)` when a reply was sent, `Some(false)` when the packet was a responder's
+/// and was dropped, `None` for other packet-ins.
+pub fn answer_packet_in(
+    responder: &mut Responder,
+    handle: &ConnHandle,
+    pi: &PacketIn2,
+) -> Option<bool> {
+    let ud = pi.userdata.as_deref()?;
+    match responder.handle(ud, &pi.packet) {
+        Handled::NotPlexus => None,
+        Handled::Done => Some(false),
+        Handled::Reply(kind) => {
+            let in_port = pi
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get(FieldId::InPort))
+                .map(|f| f.value as u32);
+            let Some(in_port) = in_port else {
+                tracing::warn!(kind = kind.name(), "responder packet-in without in_port");
+                return Some(false);
+            };
+            let po = PacketOut {
+                buffer_id: OFP_NO_BUFFER,
+                in_port: port_no::CONTROLLER,
+                actions: vec![Action::Output {
+                    port: in_port,
+                    max_len: 0,
+                }],
+                data: responder.reply().to_vec(),
+            };
+            Some(handle.send(&Message::PacketOut(po)).is_ok())
+        }
+    }
+}
 
 async fn wait<T>(r: Reply<T>) -> Result<T, ConnError> {
     match tokio::time::timeout(TIMEOUT, r).await {
@@ -310,6 +353,12 @@ pub(crate) async fn run_session<S: Store + Clone>(
         }
     };
     tracing::info!(%chassis, dpid = format!("{dpid:#018x}"), "switch connected");
+    // Responder packet-ins carry their parameters as `controller(userdata=…)`, which only
+    // NXT_PACKET_IN2 delivers (Open vSwitch). plexus-vswitchd answers them itself and
+    // refuses this request with an OFPT_ERROR, which is harmless.
+    let _ = sess
+        .handle
+        .send(&Message::NxSetPacketInFormat(NXPIF_NXT_PACKET_IN2));
     let status = shared.status.clone();
     status.update(&chassis, |s| {
         s.connected = true;
@@ -367,6 +416,7 @@ async fn follow<S: Store + Clone>(
             _ = stop.changed() => return Ok(()),
         }
     }
+    let mut responder = Responder::new();
     // `None`: the switch's state is unknown, reconcile fully next.
     let mut installed: Option<Arc<BTreeSet<String>>> = None;
     let mut dirty = true;
@@ -429,6 +479,20 @@ async fn follow<S: Store + Clone>(
                     if *ports != before {
                         report(ports);
                     }
+                }
+                Some((_, Ok(Message::NxPacketIn2(pi)))) => {
+                    if let Some(sent) = answer_packet_in(&mut responder, &sess.handle, &pi) {
+                        status.update(chassis, |s| {
+                            if sent {
+                                s.responder_replies += 1;
+                            } else {
+                                s.responder_drops += 1;
+                            }
+                        });
+                    }
+                }
+                Some((_, Ok(Message::Error(e)))) => {
+                    tracing::debug!(%chassis, error = ?e, "switch error for an unacknowledged message");
                 }
                 Some(_) => {}
             },

@@ -47,6 +47,8 @@ pub enum Verb {
     FdbShow,
     /// Forget the learned MACs.
     FdbFlush,
+    /// Local responder counters (replies and drops per kind, DHCP exchanges).
+    ResponderShow,
     /// Explain a packet through the tables.
     Trace {
         bridge: Option<String>,
@@ -99,6 +101,8 @@ The available commands are:
   cache-flush                   empty the EMC and megaflow caches
   fdb/show [BRIDGE]             MAC addresses learned by NORMAL
   fdb/flush [BRIDGE]            forget the learned MAC addresses
+  responder/show                local responders (ARP, ND, ICMP echo, DHCPv4):
+                                replies and drops per kind, DHCP exchanges
   trace [BRIDGE] FLOW [PACKET]  explain a packet through the tables; FLOW in
                                 ovs-ofctl match syntax (in_port=1,tcp,tp_dst=80),
                                 PACKET an optional Ethernet frame in hex
@@ -148,6 +152,7 @@ pub fn parse(words: &[String]) -> Result<Command, String> {
         "help" | "list-commands" => no_args(Verb::Help)?,
         "version" => no_args(Verb::Version)?,
         "show" | "ofproto/show" => no_args(Verb::Show)?,
+        "responder/show" => no_args(Verb::ResponderShow)?,
         "dump-cache" | "dpif/dump-flows" | "dpctl/dump-flows" => no_args(Verb::DumpCache)?,
         "cache-flush" | "dpif/flush" | "dpctl/del-flows" | "revalidator/purge" => {
             no_args(Verb::CacheFlush)?
@@ -248,6 +253,11 @@ pub fn execute(cmd: &Command, agent: &mut Agent, sw: &mut dyn Switch) -> Reply {
             env!("CARGO_PKG_VERSION")
         )),
         Verb::Show => show(cmd.json, agent, sw, now),
+        Verb::ResponderShow => match sw.engine().responder_stats() {
+            Some(s) if cmd.json => Reply::ok(s.to_json()),
+            Some(s) => Reply::ok(s.to_text()),
+            None => Reply::err("this datapath engine has no local responders"),
+        },
         Verb::DumpFlows { table } => dump_flows(*table, sw, now),
         Verb::DumpCache => dump_cache(cmd.json, sw),
         Verb::CacheFlush => match sw.engine().pipeline_mut() {

@@ -111,6 +111,11 @@ pub trait Engine: Send + std::fmt::Debug {
     fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig>;
     /// Meter statistics (`meter_id` may be `OFPM_ALL`).
     fn meter_stats(&self, meter_id: u32, now: Instant) -> Vec<MeterStats>;
+    /// Counters of the local responders (`controller(userdata=<Plexus TLV>)`
+    /// answered on the datapath thread), for engines that have them.
+    fn responder_stats(&self) -> Option<plexus_responder::Stats> {
+        None
+    }
     /// The full OpenFlow pipeline behind this engine, if it is one (for
     /// the control socket's `trace`, `dump-cache`, `fdb/show`).
     fn pipeline(&self) -> Option<&crate::pipeline::Pipeline> {

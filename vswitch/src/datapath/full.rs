@@ -12,6 +12,7 @@ use plexus_openflow::message::{
 use super::engine::{Engine, PortInfo, Sink};
 use crate::flow::TunnelMeta;
 use crate::pipeline::{self, Emit, OutData, PacketBuf, Pipeline};
+use plexus_responder::{Handled, Responder};
 
 /// Number of OpenFlow tables announced and used.
 pub const N_TABLES: u8 = 254;
@@ -22,6 +23,9 @@ pub struct FullPipeline {
     p: Pipeline,
     pkt: PacketBuf,
     emits: Vec<Emit>,
+    /// Local responders: `controller(userdata=<Plexus responder TLV>)` is answered
+    /// here, out of the ingress port, instead of becoming a PACKET_IN.
+    responder: Responder,
 }
 
 impl Default for FullPipeline {
@@ -36,6 +40,7 @@ impl FullPipeline {
             p: Pipeline::new(N_TABLES),
             pkt: PacketBuf::new(),
             emits: Vec::with_capacity(16),
+            responder: Responder::new(),
         }
     }
 
@@ -44,8 +49,13 @@ impl FullPipeline {
         &self.p
     }
 
-    fn deliver(&mut self, out: &mut dyn Sink) {
-        let Self { p, pkt, emits } = self;
+    fn deliver(&mut self, in_port: u32, out: &mut dyn Sink) {
+        let Self {
+            p,
+            pkt,
+            emits,
+            responder,
+        } = self;
         for e in emits.drain(..) {
             match e {
                 Emit::Output {
@@ -72,8 +82,22 @@ impl FullPipeline {
                     total_len,
                     buffer_id,
                     full,
+                    userdata,
                     ..
                 } => {
+                    // A Plexus responder answers locally (whole packet: the
+                    // compiled actions use the default max_len of 65535).
+                    if let Some(ud) = userdata.as_deref() {
+                        let frame = full.as_deref().unwrap_or(&data);
+                        match responder.handle(ud, frame) {
+                            Handled::NotPlexus => {}
+                            Handled::Reply(_) => {
+                                out.output(in_port, responder.reply());
+                                continue;
+                            }
+                            Handled::Done => continue,
+                        }
+                    }
                     let pi = PacketIn {
                         buffer_id,
                         total_len,
@@ -123,7 +147,7 @@ impl Engine for FullPipeline {
     fn process(&mut self, in_port: u32, frame: &[u8], now: Instant, out: &mut dyn Sink) {
         self.pkt.load(frame);
         self.p.process(in_port, &mut self.pkt, now, &mut self.emits);
-        self.deliver(out);
+        self.deliver(in_port, out);
     }
 
     fn process_tunnel(
@@ -137,7 +161,7 @@ impl Engine for FullPipeline {
         self.pkt.load(frame);
         self.p
             .process_tunnel(in_port, tun, &mut self.pkt, now, &mut self.emits);
-        self.deliver(out);
+        self.deliver(in_port, out);
     }
 
     fn set_tunnel_ports(&mut self, ports: &[u32]) {
@@ -151,12 +175,16 @@ impl Engine for FullPipeline {
         out: &mut dyn Sink,
     ) -> Result<(), OfpError> {
         let r = self.p.packet_out(po, now, &mut self.emits);
-        self.deliver(out);
+        self.deliver(po.in_port, out);
         r
     }
 
     fn expire(&mut self, now: Instant) -> Vec<FlowRemoved> {
         self.p.expire(now)
+    }
+
+    fn responder_stats(&self) -> Option<plexus_responder::Stats> {
+        Some(self.responder.stats().clone())
     }
 
     fn flow_stats(&self, req: &FlowStatsRequest, now: Instant) -> Result<Vec<FlowStats>, OfpError> {
@@ -205,7 +233,125 @@ impl Engine for FullPipeline {
         self.pkt.load(frame);
         self.p
             .process_normal(in_port, &mut self.pkt, now, &mut self.emits);
-        self.deliver(out);
+        self.deliver(in_port, out);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_openflow::message::FlowModCommand;
+    use plexus_openflow::text::parse_flow_mod;
+    use plexus_responder::{Kind, Spec};
+    use std::net::Ipv4Addr;
+
+    #[derive(Default)]
+    struct Collect {
+        out: Vec<(u32, Vec<u8>)>,
+        pins: Vec<PacketIn>,
+    }
+
+    impl Sink for Collect {
+        fn output(&mut self, port: u32, frame: &[u8]) {
+            self.out.push((port, frame.to_vec()));
+        }
+        fn packet_in(&mut self, pi: PacketIn) {
+            self.pins.push(pi);
+        }
+    }
+
+    const RMAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 7];
+    const CMAC: [u8; 6] = [0x02, 0, 0, 0, 0, 5];
+
+    fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&CMAC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&CMAC);
+        f.extend_from_slice(&[10, 0, 0, 5, 0, 0, 0, 0, 0, 0]);
+        f.extend_from_slice(&tpa);
+        f
+    }
+
+    fn engine(flows: &[String]) -> FullPipeline {
+        let mut e = FullPipeline::new();
+        let ports: Vec<PortInfo> = (1..=2)
+            .map(|i| PortInfo {
+                ofport: i,
+                name: format!("p{i}"),
+                hw_addr: [0, 0, 0, 0, 0, i as u8],
+                live: true,
+                no_fwd: false,
+                no_flood: false,
+            })
+            .collect();
+        e.set_ports(&ports);
+        for f in flows {
+            let fm = parse_flow_mod(f, FlowModCommand::Add).unwrap();
+            e.flow_mod(&fm, Instant::now()).unwrap();
+        }
+        e
+    }
+
+    #[test]
+    fn plexus_userdata_is_answered_locally_without_packet_in() {
+        let spec = Spec::Arp {
+            mac: RMAC,
+            ip: Ipv4Addr::new(10, 0, 0, 1),
+        };
+        let mut e = engine(&[
+            format!(
+                "priority=10,arp,arp_tpa=10.0.0.1,actions=controller(userdata={})",
+                spec.ofctl_userdata()
+            ),
+            "priority=5,arp,actions=controller(userdata=01.02.03)".into(),
+        ]);
+        let mut sink = Collect::default();
+        e.process(2, &arp_request([10, 0, 0, 1]), Instant::now(), &mut sink);
+        assert!(sink.pins.is_empty(), "no PACKET_IN for a Plexus responder");
+        assert_eq!(sink.out.len(), 1);
+        let (port, reply) = &sink.out[0];
+        assert_eq!(*port, 2, "out of the ingress port");
+        assert_eq!(&reply[0..6], &CMAC);
+        assert_eq!(&reply[20..22], &[0, 2], "ARP reply");
+        assert_eq!(&reply[22..28], &RMAC);
+        let st = e.responder_stats().unwrap();
+        assert_eq!(st.replies(Kind::Arp), 1);
+        // Other userdata: an ordinary packet-in.
+        let mut sink = Collect::default();
+        e.process(1, &arp_request([10, 0, 0, 9]), Instant::now(), &mut sink);
+        assert!(sink.out.is_empty());
+        assert_eq!(sink.pins.len(), 1);
+        assert_eq!(e.responder_stats().unwrap().replies(Kind::Arp), 1);
+    }
+
+    #[test]
+    fn plexus_userdata_drop_is_counted_not_sent() {
+        let spec = Spec::Arp {
+            mac: RMAC,
+            ip: Ipv4Addr::new(10, 0, 0, 1),
+        };
+        // The flow is broader than the spec: a request for another address is
+        // dropped by the responder, counted, never flooded or sent up.
+        let mut e = engine(&[format!(
+            "priority=10,arp,actions=controller(userdata={})",
+            spec.ofctl_userdata()
+        )]);
+        let mut sink = Collect::default();
+        e.process(1, &arp_request([10, 0, 0, 9]), Instant::now(), &mut sink);
+        assert!(sink.out.is_empty() && sink.pins.is_empty());
+        let st = e.responder_stats().unwrap();
+        assert_eq!(
+            st.drops(Kind::Arp, plexus_responder::DropReason::WrongTarget),
+            1
+        );
+        // A Plexus magic with a broken body: bad_spec, nothing sent.
+        let mut e =
+            engine(&["priority=10,arp,actions=controller(userdata=50.4c.58.52.01.01.00)".into()]);
+        let mut sink = Collect::default();
+        e.process(1, &arp_request([10, 0, 0, 1]), Instant::now(), &mut sink);
+        assert!(sink.out.is_empty() && sink.pins.is_empty());
+        assert_eq!(e.responder_stats().unwrap().bad_spec, 1);
     }
 }
