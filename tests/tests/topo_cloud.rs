@@ -364,7 +364,7 @@ fn sigkill_while_attaching_vms_then_down_all_leaves_nothing() {
     let mut text = String::from(
         "name = \"killvm\"\n[controller]\n[[chassis]]\nname = \"c1\"\nswitch = \"plexus\"\n\
          [[tenant]]\nname = \"t\"\n[[tenant.vpc]]\nname = \"v\"\ncidrs = [\"10.9.0.0/24\"]\n\
-         [[tenant.vpc.subnet]]\nname = \"s\"\ncidr = \"10.9.0.0/24\"\n",
+         [[tenant.vpc.subnet]]\nname = \"s\"\ncidr = \"10.9.0.0/24\"\ndhcp = true\n",
     );
     for (i, kind) in ["pod", "vm", "vm", "vm", "pod"].iter().enumerate() {
         text.push_str(&format!(

@@ -532,10 +532,11 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             vpc_ids.insert((tn.clone(), v.name.get_ref().clone()), vpc_id.clone());
             let mut subnet_ids = HashMap::new();
             for s in &v.subnets {
-                let sn = r.api.post(
-                    "/v1/subnets",
-                    json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()}),
-                )?;
+                let mut body = json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()});
+                if s.dhcp {
+                    body["dhcp"] = json!({"enabled": true});
+                }
+                let sn = r.api.post("/v1/subnets", body)?;
                 if let Some(gw) = sn["gateway"].as_str() {
                     gateways.insert(
                         (
@@ -958,6 +959,14 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     out.push(l3::check_gateway(r, h));
                 }
             }
+            CheckSpec::Dhcp { from } => {
+                for h in from.names() {
+                    out.push(Outcome {
+                        what: format!("{h} gets its port's address by DHCP from the switch"),
+                        result: check_dhcp(r, h).map_err(|e| format!("{e:#}")),
+                    });
+                }
+            }
             CheckSpec::Service {
                 from,
                 service,
@@ -992,6 +1001,40 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
         }
     }
     out
+}
+
+/// A fresh DHCP exchange from VM `host`: the lease must be its port's
+/// address with its subnet's gateway as router and server.
+fn check_dhcp(r: &Running, host: &str) -> Result<String> {
+    let h = r.host(host)?.clone();
+    let ports = r.api.get("/v1/ports?limit=1000")?;
+    let port = ports["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == host && p["ips"][0] == h.ip.as_str())
+        .with_context(|| format!("no controller port {host} with {}", h.ip))?;
+    let subnet = r.api.get(&format!(
+        "/v1/subnets/{}",
+        port["subnet_id"].as_str().unwrap_or_default()
+    ))?;
+    let gw = subnet["gateway"].as_str().unwrap_or_default();
+    let prefix = subnet["cidr"]
+        .as_str()
+        .and_then(|c| c.split('/').nth(1))
+        .unwrap_or_default();
+    let l = workload::dhcp(&r.dir, host, &h.netns, 5)?;
+    let evidence = format!(
+        "lease {}/{} router {} server {}",
+        l.ip, l.mask, l.router, l.server
+    );
+    if l.ip != h.ip || l.mask != prefix {
+        bail!("{evidence}: the port has {}/{prefix}", h.ip);
+    }
+    if l.router != gw || l.server != gw {
+        bail!("{evidence}: the subnet's gateway is {gw}");
+    }
+    Ok(evidence)
 }
 
 fn dump_flows(target: &str) -> Result<Vec<String>> {

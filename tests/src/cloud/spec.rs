@@ -117,6 +117,9 @@ pub struct VpcSpec {
 pub struct SubnetSpec {
     pub name: Spanned<String>,
     pub cidr: Spanned<String>,
+    /// The switch answers DHCPv4 for the subnet's ports (needed by `vm` hosts).
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +288,10 @@ pub enum CheckSpec {
     },
     /// Each host pings its default gateway (the router answers ICMP echo).
     Gateway { from: Hosts },
+    /// Each VM asks the switch for its lease again (a fresh DHCP exchange):
+    /// the address must be its controller port's, the router its subnet's
+    /// gateway, the server the switch's responder (the gateway address).
+    Dhcp { from: Hosts },
 }
 
 fn default_connections() -> u32 {
@@ -702,6 +709,26 @@ impl Cloud {
                     ),
                 );
             }
+            if h.kind() == HostKind::Vm
+                && !self.tenants.iter().any(|t| {
+                    t.name.get_ref() == h.tenant.get_ref()
+                        && t.vpcs.iter().any(|v| {
+                            v.name.get_ref() == h.vpc.get_ref()
+                                && v.subnets
+                                    .iter()
+                                    .any(|s| s.name.get_ref() == h.subnet.get_ref() && s.dhcp)
+                        })
+                })
+            {
+                err(
+                    h.subnet.span(),
+                    "host.subnet",
+                    format!(
+                        "a vm gets its address by DHCP: subnet {:?} needs dhcp = true",
+                        h.subnet.get_ref()
+                    ),
+                );
+            }
             if let Some(m) = &h.mac
                 && !valid_mac(m.get_ref())
             {
@@ -791,6 +818,18 @@ impl Cloud {
                     }
                 }
                 CheckSpec::Gateway { from } => names.extend(from.names()),
+                CheckSpec::Dhcp { from } => {
+                    for n in from.names() {
+                        if self
+                            .hosts
+                            .iter()
+                            .any(|h| h.name.get_ref() == n && h.kind() != HostKind::Vm)
+                        {
+                            err(c.span(), "check.from", format!("{n:?} is not a vm"));
+                        }
+                    }
+                    names.extend(from.names());
+                }
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);
                     names.extend(remove.as_deref());
