@@ -8,9 +8,9 @@ PACKAGES=(
   openvswitch-switch openvswitch-common   # reference switch, ovs-ofctl oracle
   tshark                                  # OpenFlow dissector oracle
   socat jq ethtool iproute2 iputils-ping iperf3
+  busybox iputils-arping                  # DHCP client (udhcpc) and arping for the VM/DHCP topologies
   python3-venv
   containernetworking-plugins             # reference CNI plugins (bridge + host-local) for plexus-cni tests
-  busybox                                 # udhcpc: the DHCP client of plexus-topo's VM guests
 )
 
 missing=()

@@ -348,6 +348,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn port_dhcp_from_subnet_options() {
+        let mut s = SubnetSpec {
+            vpc_id: "v".into(),
+            name: "s".into(),
+            cidr: "10.9.8.0/23".into(),
+            ..Default::default()
+        };
+        assert_eq!(port_dhcp(&s, true), None, "no dhcp options: no DHCP");
+        s.dhcp = Some(plexus_api::DhcpOptions {
+            enabled: true,
+            dns_servers: vec![
+                "1.1.1.1".into(),
+                "fd00::53".into(),
+                "255.255.255.255".into(),
+            ],
+            domain_name: Some("bad name".into()),
+            lease_seconds: Some(5),
+            mtu: Some(1400),
+        });
+        let d = port_dhcp(&s, true).unwrap();
+        assert_eq!(d.server_ip, Ipv4Addr::new(10, 9, 8, 1));
+        assert_eq!(d.prefix_len, 23);
+        assert_eq!(d.router, Some(Ipv4Addr::new(10, 9, 8, 1)));
+        assert_eq!(d.dns, vec![Ipv4Addr::new(1, 1, 1, 1)], "IPv4 unicast only");
+        assert_eq!(d.domain, None, "a domain with a space is left out");
+        assert_eq!((d.lease_secs, d.mtu), (60, Some(1400)));
+        assert_eq!(
+            port_dhcp(&s, false).unwrap().router,
+            None,
+            "no router: no option 3"
+        );
+        s.gateway = Some("10.9.9.254".into());
+        assert_eq!(
+            port_dhcp(&s, true).unwrap().server_ip,
+            Ipv4Addr::new(10, 9, 9, 254)
+        );
+        s.dhcp.as_mut().unwrap().enabled = false;
+        assert_eq!(port_dhcp(&s, true), None);
+        s.dhcp.as_mut().unwrap().enabled = true;
+        s.cidr = "fd00::/64".into();
+        s.gateway = None;
+        assert_eq!(port_dhcp(&s, true), None, "DHCPv4 only");
+    }
+
+    #[test]
     fn keys_are_unique_and_stable() {
         let ids: Vec<String> = (0..5000).map(|i| format!("port-{i}")).collect();
         let a = port_keys(ids.iter());

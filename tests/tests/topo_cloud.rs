@@ -39,6 +39,7 @@ fn ready() -> bool {
             "ip",
             "ethtool",
             "busybox",
+            "arping",
         ])
     {
         return false;
@@ -50,6 +51,7 @@ fn ready() -> bool {
     for b in [
         "plexus-controller",
         "plexus-vswitchd",
+        "plexus-appctl",
         "plexus-cni",
         "plexus",
     ] {
@@ -365,7 +367,7 @@ fn sigkill_while_attaching_vms_then_down_leaves_nothing() {
     let mut text = String::from(
         "name = \"killvm\"\n[controller]\n[[chassis]]\nname = \"c1\"\nswitch = \"plexus\"\n\
          [[tenant]]\nname = \"t\"\n[[tenant.vpc]]\nname = \"v\"\ncidrs = [\"10.9.0.0/24\"]\n\
-         [[tenant.vpc.subnet]]\nname = \"s\"\ncidr = \"10.9.0.0/24\"\ndhcp = true\n",
+         [[tenant.vpc.subnet]]\nname = \"s\"\ncidr = \"10.9.0.0/24\"\ndhcp = {}\n",
     );
     for (i, kind) in ["pod", "vm", "vm", "vm", "pod"].iter().enumerate() {
         text.push_str(&format!(

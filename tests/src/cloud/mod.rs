@@ -16,6 +16,7 @@
 //! the runner was killed.
 
 pub mod attack;
+pub mod dhcp;
 pub mod frames;
 mod l3;
 pub use l3::{name_client, name_server};
@@ -533,8 +534,8 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             let mut subnet_ids = HashMap::new();
             for s in &v.subnets {
                 let mut body = json!({"vpc_id": vpc["id"], "name": s.name.get_ref(), "cidr": s.cidr.get_ref()});
-                if s.dhcp {
-                    body["dhcp"] = json!({"enabled": true});
+                if let Some(d) = &s.dhcp {
+                    body["dhcp"] = serde_json::to_value(d)?;
                 }
                 let sn = r.api.post("/v1/subnets", body)?;
                 if let Some(gw) = sn["gateway"].as_str() {
@@ -734,13 +735,16 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let ip = p["ips"][0].as_str().context("port ip")?.to_owned();
         let ns = Netns::existing(&format!("plx-{name}-{hn}"))?;
         ns.ip(&["link", "set", "eth0", "address", &mac])?;
-        ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "eth0"])?;
-        if let Some(gw) = gateways.get(&(
-            tn.clone(),
-            h.vpc.get_ref().clone(),
-            h.subnet.get_ref().clone(),
-        )) {
-            ns.ip(&["route", "add", "default", "via", gw])?;
+        // A `dhcp` host gets its address from the switch once the flows are in.
+        if !h.dhcp {
+            ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "eth0"])?;
+            if let Some(gw) = gateways.get(&(
+                tn.clone(),
+                h.vpc.get_ref().clone(),
+                h.subnet.get_ref().clone(),
+            )) {
+                ns.ip(&["route", "add", "default", "via", gw])?;
+            }
         }
         port_ids.insert(hn.clone(), p["id"].as_str().context("port id")?.to_owned());
         let hs = HostState {
@@ -789,28 +793,15 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         "flows installed on every chassis in {:?}",
         t0.elapsed()
     ));
-    for h in cloud.hosts.iter().filter(|h| h.kind() == HostKind::Vm) {
-        let hn = h.name.get_ref();
-        let i = r
-            .state
-            .hosts
-            .iter()
-            .position(|x| &x.name == hn)
-            .context("vm host state")?;
-        let hs = r.state.hosts[i].clone();
-        progress(&format!("vm {hn}: DHCP (busybox udhcpc) in {}", hs.netns));
-        let lease = workload::dhcp(&dir, hn, &hs.netns, 10)?;
-        if lease.ip != hs.ip {
-            bail!(
-                "vm {hn}: DHCP offered {} but the controller's port has {}",
-                lease.ip,
-                hs.ip
-            );
-        }
-        progress(&format!(
-            "vm {hn}: lease {}/{} router {} from {}",
-            lease.ip, lease.mask, lease.router, lease.server
-        ));
+    for h in cloud
+        .hosts
+        .iter()
+        .filter(|h| h.dhcp || h.kind() == HostKind::Vm)
+    {
+        let hs = r.host(h.name.get_ref())?.clone();
+        let got =
+            dhcp::configure_host(&r, &hs).with_context(|| format!("host {}: DHCP", hs.name))?;
+        progress(&format!("host {}: {got} by DHCP from the switch", hs.name));
     }
     Ok(r)
 }
@@ -961,10 +952,7 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
             }
             CheckSpec::Dhcp { from } => {
                 for h in from.names() {
-                    out.push(Outcome {
-                        what: format!("{h} gets its port's address by DHCP from the switch"),
-                        result: check_dhcp(r, h).map_err(|e| format!("{e:#}")),
-                    });
+                    out.push(dhcp::check(r, exe, h));
                 }
             }
             CheckSpec::Service {
@@ -1001,40 +989,6 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
         }
     }
     out
-}
-
-/// A fresh DHCP exchange from VM `host`: the lease must be its port's
-/// address with its subnet's gateway as router and server.
-fn check_dhcp(r: &Running, host: &str) -> Result<String> {
-    let h = r.host(host)?.clone();
-    let ports = r.api.get("/v1/ports?limit=1000")?;
-    let port = ports["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == host && p["ips"][0] == h.ip.as_str())
-        .with_context(|| format!("no controller port {host} with {}", h.ip))?;
-    let subnet = r.api.get(&format!(
-        "/v1/subnets/{}",
-        port["subnet_id"].as_str().unwrap_or_default()
-    ))?;
-    let gw = subnet["gateway"].as_str().unwrap_or_default();
-    let prefix = subnet["cidr"]
-        .as_str()
-        .and_then(|c| c.split('/').nth(1))
-        .unwrap_or_default();
-    let l = workload::dhcp(&r.dir, host, &h.netns, 5)?;
-    let evidence = format!(
-        "lease {}/{} router {} server {}",
-        l.ip, l.mask, l.router, l.server
-    );
-    if l.ip != h.ip || l.mask != prefix {
-        bail!("{evidence}: the port has {}/{prefix}", h.ip);
-    }
-    if l.router != gw || l.server != gw {
-        bail!("{evidence}: the subnet's gateway is {gw}");
-    }
-    Ok(evidence)
 }
 
 fn dump_flows(target: &str) -> Result<Vec<String>> {

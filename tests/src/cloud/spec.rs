@@ -117,9 +117,24 @@ pub struct VpcSpec {
 pub struct SubnetSpec {
     pub name: Spanned<String>,
     pub cidr: Spanned<String>,
-    /// The switch answers DHCPv4 for the subnet's ports (needed by `vm` hosts).
+    /// DHCPv4 served to the subnet's ports by the switches' local responders (the
+    /// REST subnet's `dhcp`); hosts with `dhcp = true` get their address from it.
     #[serde(default)]
-    pub dhcp: bool,
+    pub dhcp: Option<DhcpSpec>,
+}
+
+/// A subnet's DHCP options (all optional; `{}` = DHCP on with the defaults).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +200,11 @@ pub struct HostSpec {
     pub mac: Option<Spanned<String>>,
     #[serde(default)]
     pub security_groups: Vec<Spanned<String>>,
+    /// Configure the host like a VM: its address, default route and MTU come from a
+    /// real DHCP client (busybox `udhcpc`) talking to the switch's DHCP responder once
+    /// the flows are installed (the subnet must have `dhcp`).
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 /// One or several host names.
@@ -288,9 +308,14 @@ pub enum CheckSpec {
     },
     /// Each host pings its default gateway (the router answers ICMP echo).
     Gateway { from: Hosts },
-    /// Each VM asks the switch for its lease again (a fresh DHCP exchange):
-    /// the address must be its controller port's, the router its subnet's
-    /// gateway, the server the switch's responder (the gateway address).
+    /// Each host (of a subnet with `dhcp`) drops its address and gets it again from a
+    /// real DHCP client: the lease must be its port's address with the subnet's prefix,
+    /// router, DNS and MTU; `arping` must get the router MAC for the gateway, which then
+    /// answers ping. The answering side is checked by counters: a plexus-vswitchd
+    /// chassis answers itself (its `responder/show` counters grow, the controller
+    /// answers nothing), an Open vSwitch chassis through the controller
+    /// (NXT_PACKET_IN2 → PACKET_OUT, the controller's `responder_replies` grow).
+    /// A DHCPDISCOVER with a foreign chaddr from the host is dropped and counted.
     Dhcp { from: Hosts },
 }
 
@@ -714,9 +739,9 @@ impl Cloud {
                     t.name.get_ref() == h.tenant.get_ref()
                         && t.vpcs.iter().any(|v| {
                             v.name.get_ref() == h.vpc.get_ref()
-                                && v.subnets
-                                    .iter()
-                                    .any(|s| s.name.get_ref() == h.subnet.get_ref() && s.dhcp)
+                                && v.subnets.iter().any(|s| {
+                                    s.name.get_ref() == h.subnet.get_ref() && s.dhcp.is_some()
+                                })
                         })
                 })
             {
@@ -724,9 +749,16 @@ impl Cloud {
                     h.subnet.span(),
                     "host.subnet",
                     format!(
-                        "a vm gets its address by DHCP: subnet {:?} needs dhcp = true",
+                        "a vm gets its address by DHCP: subnet {:?} needs dhcp (e.g. dhcp = {{}})",
                         h.subnet.get_ref()
                     ),
+                );
+            }
+            if h.dhcp && h.kind() != HostKind::Veth {
+                err(
+                    h.name.span(),
+                    "host.dhcp",
+                    "dhcp = true is for veth hosts (a vm always uses DHCP, a pod gets its address from plexus-cni)".into(),
                 );
             }
             if let Some(m) = &h.mac
@@ -817,18 +849,8 @@ impl Cloud {
                         }
                     }
                 }
-                CheckSpec::Gateway { from } => names.extend(from.names()),
-                CheckSpec::Dhcp { from } => {
-                    for n in from.names() {
-                        if self
-                            .hosts
-                            .iter()
-                            .any(|h| h.name.get_ref() == n && h.kind() != HostKind::Vm)
-                        {
-                            err(c.span(), "check.from", format!("{n:?} is not a vm"));
-                        }
-                    }
-                    names.extend(from.names());
+                CheckSpec::Gateway { from } | CheckSpec::Dhcp { from } => {
+                    names.extend(from.names())
                 }
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);

@@ -13,8 +13,9 @@
 //!   plugs it and binds the port. qemu is replaced by [`relay`]: a process
 //!   that holds the tap's queue (as qemu would) and copies frames to and from
 //!   a second tap whose netdev is the guest's `eth0` in the host's namespace,
-//!   so a real kernel stack with a real DHCP client (`busybox udhcpc`) is
-//!   the guest. The guest's address comes from the switch's DHCP answer.
+//!   so a real kernel stack with a real DHCP client (`busybox udhcpc`, run
+//!   by [`super::dhcp`]) is the guest. The guest's address comes from the
+//!   switch's DHCP answer.
 //!
 //! The controller listens on the caller's loopback; processes in a chassis'
 //! namespace reach it at the same `127.0.0.1:PORT` through two `socat`s
@@ -141,9 +142,7 @@ pub fn start_ovsdb_vswitchd(
             .arg(format!("punix:{}", sock.display()))
             .args(["--netns", ns, "--port-type", "afpacket"])
             .arg("--ovs-rundir")
-            .arg(&rundir)
-            .arg("--ctl")
-            .arg(dir.join(format!("vswitchd-{cn}.ctl"))),
+            .arg(&rundir),
         &dir.join(format!("vswitchd-{cn}.log")),
     )
     .with_context(|| format!("starting {}", bin.display()))?;
@@ -175,6 +174,12 @@ pub fn start_ovsdb_vswitchd(
         ],
     )
     .with_context(|| format!("chassis {cn}: configuring {BRIDGE}"))?;
+    // The bridge's control socket, where the harness looks for a chassis'.
+    let ctl = rundir.join(format!("{BRIDGE}.ctl"));
+    if !wait_until(Duration::from_secs(10), || ctl.exists()) {
+        bail!("plexus-vswitchd did not create {}", ctl.display());
+    }
+    std::os::unix::fs::symlink(&ctl, dir.join(format!("vswitchd-{cn}.ctl")))?;
     for (ifname, ofport) in ports {
         vsctl(
             &sock,
@@ -339,74 +344,6 @@ pub fn start_relay(
         bail!("the relay of vm {host} did not bring up eth0 in {vm_ns}");
     }
     Ok(p)
-}
-
-/// The DHCP client's script: configures the lease and records it.
-const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
-# udhcpc event script of a plexus-topo VM guest: apply the lease, record it.
-case "$1" in
-  deconfig)
-    ip addr flush dev "$interface"
-    ip link set "$interface" up
-    ;;
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/$mask" dev "$interface"
-    if [ -n "$router" ]; then
-      ip route replace default via "${router%% *}" dev "$interface"
-    fi
-    printf 'ip=%s\nmask=%s\nrouter=%s\nserverid=%s\nlease=%s\n' \
-      "$ip" "$mask" "$router" "$serverid" "$lease" > "$PLEXUS_LEASE_FILE"
-    ;;
-esac
-exit 0
-"#;
-
-/// A DHCPv4 lease as the guest's client applied it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub ip: String,
-    pub mask: String,
-    pub router: String,
-    pub server: String,
-}
-
-/// Runs `busybox udhcpc` on `eth0` in the guest's namespace until it holds a
-/// lease (up to `tries` DISCOVERs, one per second).
-pub fn dhcp(dir: &Path, host: &str, vm_ns: &str, tries: u32) -> Result<Lease> {
-    let script = dir.join("udhcpc.script");
-    if !script.exists() {
-        std::fs::write(&script, UDHCPC_SCRIPT)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    }
-    let lease_file = dir.join(format!("lease-{host}"));
-    let _ = std::fs::remove_file(&lease_file);
-    let out = run_ok(
-        Command::new("ip")
-            .args(["netns", "exec", vm_ns, "busybox", "udhcpc"])
-            .args(["-i", "eth0", "-f", "-q", "-n"])
-            .args(["-t", &tries.to_string(), "-T", "1", "-A", "1"])
-            .arg("-s")
-            .arg(&script)
-            .env("PLEXUS_LEASE_FILE", &lease_file),
-        Duration::from_secs(u64::from(tries) * 3 + 10),
-    )
-    .with_context(|| format!("DHCP in vm {host} (busybox udhcpc)"))?;
-    let text = std::fs::read_to_string(&lease_file)
-        .with_context(|| format!("vm {host}: udhcpc got no lease: {}", out.trim()))?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    Ok(Lease {
-        ip: get("ip"),
-        mask: get("mask"),
-        router: get("router"),
-        server: get("serverid"),
-    })
 }
 
 /// `plexus-topo tap-relay`: the qemu stand-in. Opens a queue of `tap` in

@@ -408,6 +408,17 @@ fn show_and_version() {
     assert_eq!(v["datapath_id"], "0000000000000abc");
     let r = run(&mut agent, &mut sw, &["version"]);
     assert!(r.text.contains(env!("CARGO_PKG_VERSION")));
+    let r = run(&mut agent, &mut sw, &["responder/show"]);
+    assert!(
+        r.ok && r.text.contains("dhcp4 replies=0 drops=0"),
+        "{}",
+        r.text
+    );
+    let r = run(&mut agent, &mut sw, &["--format", "json", "responder/show"]);
+    let v: serde_json::Value = serde_json::from_str(&r.text).expect("json");
+    assert_eq!(v["arp"]["replies"], 0);
+    assert_eq!(v["dhcp4"]["drops"]["foreign"], 0);
+    assert!(parse(&words(&["responder/show", "x"])).is_err());
     assert!(
         run(&mut agent, &mut sw, &["help"])
             .text

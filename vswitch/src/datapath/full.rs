@@ -354,4 +354,76 @@ mod tests {
         assert!(sink.out.is_empty() && sink.pins.is_empty());
         assert_eq!(e.responder_stats().unwrap().bad_spec, 1);
     }
+
+    fn ns_frame(target: [u8; 16]) -> Vec<u8> {
+        // NS from fd00::5 to the solicited-node group of `target`, SLL option.
+        let src: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+        let mut dst = [0u8; 16];
+        dst[..2].copy_from_slice(&[0xff, 0x02]);
+        dst[11..13].copy_from_slice(&[0x01, 0xff]);
+        dst[13..].copy_from_slice(&target[13..]);
+        let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&target);
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&CMAC);
+        // ICMPv6 checksum over the pseudo-header.
+        let mut sum: u32 = 0;
+        let mut add = |b: &[u8]| {
+            for c in b.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+        };
+        add(&src);
+        add(&dst);
+        add(&(icmp.len() as u32).to_be_bytes());
+        add(&[0, 0, 0, 58]);
+        add(&icmp);
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let ck = !(sum as u16);
+        icmp[2..4].copy_from_slice(&ck.to_be_bytes());
+        let mut f = vec![0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+        f.extend_from_slice(&CMAC);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[58, 255]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&icmp);
+        f
+    }
+
+    #[test]
+    fn nd_target_flow_and_neighbour_advertisement() {
+        let gw: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+        let spec = Spec::Nd {
+            mac: RMAC,
+            ip: gw,
+            router: true,
+        };
+        // The same flow text the controller compiles for an IPv6 gateway.
+        let mut e = engine(&[format!(
+            "priority=110,icmp6,icmp_type=135,icmp_code=0,nd_target=fd00::1,actions=controller(userdata={})",
+            spec.ofctl_userdata()
+        )]);
+        let mut sink = Collect::default();
+        e.process(1, &ns_frame(gw.octets()), Instant::now(), &mut sink);
+        assert!(sink.pins.is_empty());
+        assert_eq!(sink.out.len(), 1);
+        let (port, na) = &sink.out[0];
+        assert_eq!(*port, 1);
+        assert_eq!(&na[0..6], &CMAC, "to the solicitor");
+        assert_eq!(na[14 + 6], 58);
+        assert_eq!(na[54], 136, "neighbour advertisement");
+        assert_eq!(na[54 + 4], 0b1110_0000, "router, solicited, override");
+        assert_eq!(&na[54 + 8..54 + 24], &gw.octets());
+        assert_eq!(&na[54 + 26..54 + 32], &RMAC, "target link-layer address");
+        // Another target does not match the flow: table miss, nothing answered.
+        let mut sink = Collect::default();
+        let other: std::net::Ipv6Addr = "fd00::9".parse().unwrap();
+        e.process(1, &ns_frame(other.octets()), Instant::now(), &mut sink);
+        assert!(sink.out.is_empty());
+        assert_eq!(e.responder_stats().unwrap().replies(Kind::Nd), 1);
+    }
 }
