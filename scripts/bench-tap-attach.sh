@@ -3,7 +3,8 @@
 # (wall time of the CLI process: REST port read + bind, tap create + up, one OVSDB
 # transaction; detach: OVSDB unplug, tap delete, unbind) on the chassis of
 # topologies/vm-and-pods.toml (plexus-vswitchd in OVSDB mode). Needs root, the debug or
-# release binaries (BIN_DIR, default target/debug), jq and curl. Prints p50/p99 in ms.
+# release binaries (BIN_DIR, default target/debug), jq and curl. Prints p50/p99 in ms, with
+# the cost of starting the CLI in the chassis namespace (`plexus --help`) as a baseline.
 set -euo pipefail
 N=${1:-50}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,8 +25,12 @@ SUBNET=$(curl -sf -H "Authorization: Bearer $TOKEN" "$API/v1/subnets" | jq -r '.
 plexus() { ip netns exec "$NS" "$BIN_DIR/plexus" --url "$API" --token "$TOKEN" "$@"; }
 now() { date +%s%N; }
 
-att=() det=()
+att=() det=() base=()
 for i in $(seq 1 "$N"); do
+  # Baseline: starting the CLI in the chassis netns and nothing else.
+  t0=$(now)
+  plexus --help >/dev/null
+  base+=($(( ($(now) - t0) / 1000 )))
   PORT=$(curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d "{\"subnet_id\":\"$SUBNET\",\"name\":\"bench$i\"}" "$API/v1/ports" | jq -r .id)
   t0=$(now)
@@ -42,5 +47,6 @@ pct() { # pct P values... (µs) -> ms
   local p=$1; shift
   printf '%s\n' "$@" | sort -n | awk -v p="$p" '{a[NR]=$1} END {i=int((NR*p+99)/100); if(i<1)i=1; printf "%.1f", a[i]/1000}'
 }
+echo "baseline (ip netns exec + plexus --help): n=$N p50=$(pct 50 "${base[@]}") ms p99=$(pct 99 "${base[@]}") ms"
 echo "tap attach: n=$N p50=$(pct 50 "${att[@]}") ms p99=$(pct 99 "${att[@]}") ms"
 echo "tap detach: n=$N p50=$(pct 50 "${det[@]}") ms p99=$(pct 99 "${det[@]}") ms"
