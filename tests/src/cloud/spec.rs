@@ -476,6 +476,7 @@ impl Cloud {
         }
         // tenant -> (vpc -> subnet -> cidr), groups
         let mut tenants: HashMap<&str, TenantIndex<'_>> = HashMap::new();
+        let mut dhcp_subnets: HashSet<(&str, &str, &str)> = HashSet::new();
         for t in &self.tenants {
             let tn = t.name.get_ref().as_str();
             if tenants.contains_key(tn) {
@@ -503,6 +504,9 @@ impl Cloud {
                 let mut subnets = HashMap::new();
                 for s in &v.subnets {
                     let sn = s.name.get_ref().as_str();
+                    if s.dhcp.is_some() {
+                        dhcp_subnets.insert((tn, vn, sn));
+                    }
                     match parse_cidr(s.cidr.get_ref()) {
                         None => err(
                             s.cidr.span(),
@@ -683,6 +687,22 @@ impl Cloud {
                         }
                     }
                 }
+            }
+            if h.dhcp
+                && !dhcp_subnets.contains(&(
+                    h.tenant.get_ref().as_str(),
+                    h.vpc.get_ref().as_str(),
+                    h.subnet.get_ref().as_str(),
+                ))
+            {
+                err(
+                    h.subnet.span(),
+                    "host.dhcp",
+                    format!(
+                        "dhcp = true but subnet {:?} has no dhcp",
+                        h.subnet.get_ref()
+                    ),
+                );
             }
             if let Some(m) = &h.mac
                 && !valid_mac(m.get_ref())
