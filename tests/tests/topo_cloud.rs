@@ -252,6 +252,12 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
             ":19:13: service.backends",
             "no host \"h9\"",
         ),
+        (
+            "subnet = \"s\"",
+            "subnet = \"s\"\ndhcp = true",
+            ":19:10: host.dhcp",
+            "subnet \"s\" has no dhcp",
+        ),
     ];
     for (from, to, at, msg) in cases {
         assert!(GOOD.contains(from), "{from}");

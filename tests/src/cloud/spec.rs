@@ -509,6 +509,7 @@ impl Cloud {
         }
         // tenant -> (vpc -> subnet -> cidr), groups
         let mut tenants: HashMap<&str, TenantIndex<'_>> = HashMap::new();
+        let mut dhcp_subnets: HashSet<(&str, &str, &str)> = HashSet::new();
         for t in &self.tenants {
             let tn = t.name.get_ref().as_str();
             if tenants.contains_key(tn) {
@@ -536,6 +537,9 @@ impl Cloud {
                 let mut subnets = HashMap::new();
                 for s in &v.subnets {
                     let sn = s.name.get_ref().as_str();
+                    if s.dhcp.is_some() {
+                        dhcp_subnets.insert((tn, vn, sn));
+                    }
                     match parse_cidr(s.cidr.get_ref()) {
                         None => err(
                             s.cidr.span(),
@@ -734,24 +738,27 @@ impl Cloud {
                     ),
                 );
             }
-            if h.kind() == HostKind::Vm
-                && !self.tenants.iter().any(|t| {
-                    t.name.get_ref() == h.tenant.get_ref()
-                        && t.vpcs.iter().any(|v| {
-                            v.name.get_ref() == h.vpc.get_ref()
-                                && v.subnets.iter().any(|s| {
-                                    s.name.get_ref() == h.subnet.get_ref() && s.dhcp.is_some()
-                                })
-                        })
-                })
+            if (h.dhcp || h.kind() == HostKind::Vm)
+                && !dhcp_subnets.contains(&(
+                    h.tenant.get_ref().as_str(),
+                    h.vpc.get_ref().as_str(),
+                    h.subnet.get_ref().as_str(),
+                ))
             {
                 err(
                     h.subnet.span(),
-                    "host.subnet",
-                    format!(
-                        "a vm gets its address by DHCP: subnet {:?} needs dhcp (e.g. dhcp = {{}})",
-                        h.subnet.get_ref()
-                    ),
+                    if h.dhcp { "host.dhcp" } else { "host.subnet" },
+                    if h.dhcp {
+                        format!(
+                            "dhcp = true but subnet {:?} has no dhcp",
+                            h.subnet.get_ref()
+                        )
+                    } else {
+                        format!(
+                            "a vm gets its address by DHCP: subnet {:?} needs dhcp (e.g. dhcp = {{}})",
+                            h.subnet.get_ref()
+                        )
+                    },
                 );
             }
             if h.dhcp && h.kind() != HostKind::Veth {
