@@ -213,8 +213,8 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
         (
             "name = \"h1\"",
             "name = \"h1\"\nkind = \"vm\"",
-            ":16:8: host.kind",
-            "must be switch = \"plexus\"",
+            ":20:10: host.subnet",
+            "a vm gets its address by DHCP: subnet \"s\" needs dhcp",
         ),
         (
             "to = \"h1\"",

@@ -721,23 +721,6 @@ impl Cloud {
                     }
                 }
             }
-            if h.kind() == HostKind::Vm
-                && let Some(c) = self
-                    .chassis
-                    .iter()
-                    .find(|c| c.name.get_ref() == h.chassis.get_ref())
-                && c.switch != SwitchKind::Plexus
-            {
-                let span = h.kind.as_ref().map_or(h.name.span(), |k| k.span());
-                err(
-                    span,
-                    "host.kind",
-                    format!(
-                        "a vm needs DHCP from its switch: chassis {:?} must be switch = \"plexus\"",
-                        h.chassis.get_ref()
-                    ),
-                );
-            }
             if (h.dhcp || h.kind() == HostKind::Vm)
                 && !dhcp_subnets.contains(&(
                     h.tenant.get_ref().as_str(),
