@@ -3,7 +3,7 @@
 use crate::config::ControllerConf;
 use crate::error::*;
 use crate::http::Client;
-use plexus_api::{Port, PortList, PortSpec, Subnet};
+use plexus_api::{Port, PortBinding, PortList, PortSpec, PortStatus, Subnet};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -38,6 +38,13 @@ impl Controller {
         let timeout = Duration::from_millis(c.timeout_ms.unwrap_or(5000));
         let http = Client::new(&c.url, token, timeout)
             .map_err(|e| CniError::new(INVALID_CONFIG, "invalid network configuration", e))?;
+        Ok(Self { http })
+    }
+
+    /// A client with the token itself (the `plexus` CLI).
+    pub fn with_token(url: &str, token: Option<String>, timeout: Duration) -> CniResult<Self> {
+        let http = Client::new(url, token, timeout)
+            .map_err(|e| CniError::new(INVALID_CONFIG, "invalid controller URL", e))?;
         Ok(Self { http })
     }
 
@@ -118,6 +125,22 @@ impl Controller {
                 )
             }),
         }
+    }
+
+    /// `PUT /v1/ports/{id}/binding` (idempotent; 409 when bound elsewhere).
+    pub fn bind_port(&self, id: &str, b: &PortBinding) -> CniResult<Port> {
+        let body = serde_json::to_vec(b).expect("PortBinding serializes");
+        self.ok("PUT", &format!("/v1/ports/{id}/binding"), Some(&body))
+    }
+
+    /// `DELETE /v1/ports/{id}/binding` (idempotent).
+    pub fn unbind_port(&self, id: &str) -> CniResult<Port> {
+        self.ok("DELETE", &format!("/v1/ports/{id}/binding"), None)
+    }
+
+    /// `GET /v1/ports/{id}/status`.
+    pub fn port_status(&self, id: &str) -> CniResult<PortStatus> {
+        self.ok("GET", &format!("/v1/ports/{id}/status"), None)
     }
 
     /// Deletes a port; a missing port is fine.

@@ -9,6 +9,10 @@
 //! `external_ids:iface-id=PORT_ID`. Links are configured over rtnetlink
 //! ([`nl`]), the switch over OVSDB JSON-RPC ([`ovs`]); nothing is exec'd.
 //! See [`config`] for the configuration keys and [`error`] for the error codes.
+//!
+//! The crate also attaches VMs: [`vm`] creates or adopts a tap ([`tun`]),
+//! plugs it into the switch with the same OVSDB transaction and binds the
+//! controller port; the `plexus port attach --tap` CLI drives it.
 
 pub mod config;
 pub mod controller;
@@ -21,6 +25,8 @@ pub mod nl;
 mod nlsock;
 pub mod ovs;
 pub mod plugin;
+pub mod tun;
+pub mod vm;
 
 use std::io::{Read, Write};
 

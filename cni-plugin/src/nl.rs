@@ -31,6 +31,10 @@ const IFLA_IFALIAS: u16 = 20;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
+const IFLA_TUN_TYPE: u16 = 3;
+const IFLA_TUN_PI: u16 = 4;
+const IFLA_TUN_PERSIST: u16 = 6;
+const IFLA_TUN_MULTI_QUEUE: u16 = 7;
 const VETH_INFO_PEER: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -195,6 +199,21 @@ pub struct LinkInfo {
     pub mac: String,
     pub mtu: u32,
     pub up: bool,
+    /// `IFLA_INFO_KIND` (`veth`, `tun`, ...; empty for physical devices).
+    pub kind: String,
+    /// A tun/tap device's properties (`IFLA_INFO_DATA` of kind `tun`).
+    pub tun: Option<TunInfo>,
+}
+
+/// What the kernel reports about a tun/tap device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunInfo {
+    /// A tap (Ethernet frames), not a tun (IP packets).
+    pub tap: bool,
+    /// Frames carry the 4-byte packet-information header (`IFF_NO_PI` not set).
+    pub pi: bool,
+    pub multi_queue: bool,
+    pub persist: bool,
 }
 
 /// A route as read back: `dst` is CIDR (`0.0.0.0/0` for default).
@@ -374,6 +393,13 @@ impl Netlink {
         }
     }
 
+    /// Sets the MTU of a link.
+    pub fn set_mtu(&mut self, index: i32, mtu: u32) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, 0, 0));
+        m.attr_u32(IFLA_MTU, mtu);
+        self.request(m)
+    }
+
     /// Sets MAC (optional) and brings the link up.
     pub fn set_mac_up(&mut self, index: i32, mac: Option<&[u8; 6]>) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, IFF_UP, IFF_UP));
@@ -503,18 +529,48 @@ fn parse_link(p: &[u8]) -> LinkInfo {
     let index = i32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
     let flags = u32::from_ne_bytes([p[8], p[9], p[10], p[11]]);
     let (mut mac, mut mtu) = (String::new(), 0);
+    let (mut kind, mut data) = (String::new(), None);
     for (t, d) in attrs(&p[16..]) {
         match t {
             IFLA_ADDRESS => mac = fmt_mac(d),
             IFLA_MTU if d.len() == 4 => mtu = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]),
+            IFLA_LINKINFO => {
+                for (it, id) in attrs(d) {
+                    match it {
+                        IFLA_INFO_KIND => {
+                            kind = String::from_utf8_lossy(id)
+                                .trim_end_matches('\0')
+                                .to_owned()
+                        }
+                        IFLA_INFO_DATA => data = Some(id),
+                        _ => {}
+                    }
+                }
+            }
             _ => {}
         }
     }
+    let tun = (kind == "tun").then(|| {
+        let mut ti = TunInfo::default();
+        for (t, d) in attrs(data.unwrap_or_default()) {
+            let v = d.first().copied().unwrap_or(0);
+            match t {
+                IFLA_TUN_TYPE => ti.tap = v == 2,
+                IFLA_TUN_PI => ti.pi = v != 0,
+                IFLA_TUN_PERSIST => ti.persist = v != 0,
+                IFLA_TUN_MULTI_QUEUE => ti.multi_queue = v != 0,
+                _ => {}
+            }
+        }
+        ti
+    });
     LinkInfo {
         index,
         mac,
         mtu,
         up: flags & IFF_UP != 0,
+        kind,
+        tun,
     }
 }
 

@@ -203,6 +203,18 @@ impl Ovs {
         Ok(found)
     }
 
+    /// The Interface row named `iface`, if any.
+    pub fn interface(&self, iface: &str) -> CniResult<Option<IfaceRow>> {
+        let r = self
+            .transact(&[Op::Select {
+                table: "Interface".into(),
+                conds: vec![eq("name", iface)],
+                columns: Some(vec!["name".into(), "external_ids".into()]),
+            }])
+            .map_err(|e| sw_err(&format!("reading interface {iface}"), e))?;
+        Ok(parse_rows(&r[0]).into_iter().next())
+    }
+
     /// Interfaces carrying `external_ids:KEY=VALUE`.
     pub fn find(&self, key: &str, value: &str) -> CniResult<Vec<IfaceRow>> {
         let r = self

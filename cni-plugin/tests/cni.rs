@@ -238,6 +238,8 @@ fn conformance_reference_bridge_host_local() {
 struct Env {
     ovs: Ovs,
     url: String,
+    /// Dropped before the runtime it runs on.
+    _southbound: Option<plexus_controller::southbound::Southbound>,
     _rt: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
     subnet: String,
@@ -245,17 +247,50 @@ struct Env {
     store: plexus_controller::store::RedbStore,
 }
 
+/// Datapath id of the test switch when the controller programs it.
+const DPID: u64 = 0x504c_0000_0c01;
+
 impl Env {
+    /// OVS forwarding with NORMAL (no southbound): the plugin's plumbing alone.
     fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// With `programmed`, the controller's southbound runs in process and OVS
+    /// (fail-mode secure, no NORMAL flow) forwards only by its flows: the
+    /// VPC/security-group model decides who reaches whom.
+    fn start_with(programmed: bool) -> Option<Self> {
         if !require_root() || !require_tool("ip") || !require_tool("ovs-vswitchd") {
             return None;
         }
-        let ovs = Ovs::builder().start().expect("starting OVS");
-        ovs.ofctl(&["add-flow", "priority=0,actions=NORMAL"])
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
             .unwrap();
-        let ns = ns_path(ovs.netns().unwrap().name());
         let dir = tempfile::tempdir().unwrap();
         let store = plexus_controller::store::RedbStore::open(&dir.path().join("db.redb")).unwrap();
+        let southbound = programmed.then(|| {
+            rt.block_on(plexus_controller::southbound::Southbound::start(
+                store.clone(),
+                Some("ptcp:0:127.0.0.1"),
+            ))
+            .unwrap()
+        });
+        let ovs = match &southbound {
+            Some(sb) => Ovs::builder()
+                .controller(&sb.openflow_target().unwrap().to_string())
+                .dpid(DPID)
+                .start()
+                .expect("starting OVS"),
+            None => {
+                let ovs = Ovs::builder().start().expect("starting OVS");
+                ovs.ofctl(&["add-flow", "priority=0,actions=NORMAL"])
+                    .unwrap();
+                ovs
+            }
+        };
+        let ns = ns_path(ovs.netns().unwrap().name());
         let mut tokens = plexus_controller::api::Tokens::default();
         tokens.insert(TOKEN, plexus_controller::api::Scope::Admin);
         std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
@@ -267,23 +302,21 @@ impl Env {
         .unwrap();
         l.set_nonblocking(true).unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         {
             let _g = rt.enter();
             let l = tokio::net::TcpListener::from_std(l).unwrap();
-            let app = plexus_controller::api::app(plexus_controller::api::AppState::new(
-                store.clone(),
-                Some(tokens),
-            ));
+            let mut st = plexus_controller::api::AppState::new(store.clone(), Some(tokens));
+            if let Some(sb) = &southbound {
+                st.sync = sb.status();
+                st.switch_ports = sb.switch_ports();
+            }
+            let app = plexus_controller::api::app(st);
             rt.spawn(async move { axum::serve(l, app).await });
         }
         let mut e = Env {
             ovs,
             url,
+            _southbound: southbound,
             _rt: rt,
             dir,
             subnet: String::new(),
@@ -304,7 +337,8 @@ impl Env {
         let c = e.api(
             "POST",
             "/v1/chassis",
-            Some(json!({"name": "node1", "vtep_ip": "192.0.2.1"})),
+            Some(json!({"name": "node1", "vtep_ip": "192.0.2.1",
+                        "endpoint": {"datapath_id": format!("{DPID:#x}")}})),
         );
         e.subnet = s["id"].as_str().unwrap().to_owned();
         e.chassis = c["id"].as_str().unwrap().to_owned();
@@ -605,19 +639,59 @@ fn e2e_two_pods_ping_then_del_leaves_nothing() {
 
 /// Issue 8's scale acceptance: 100 concurrent ADDs into 100 netns (one exec
 /// each, all started together), no duplicate address, every pod has its
-/// address, MTU and default route, sampled pings between pods (all pods are
-/// in one subnet of one VPC without security groups, so all may talk; the
-/// switch forwards with NORMAL since no southbound programs it here), then
-/// 100 concurrent DELs and nothing left: no pod interface, no host veth, no
-/// OVS port, no controller port, no IPAM lease. `CNI_CONCURRENT` overrides 100.
+/// address, MTU and default route; reachability follows the VPC/SG model
+/// (the controller's southbound programs the switch, fail-mode secure, no
+/// NORMAL flow): every pod is in one VPC, 90 in security group "open"
+/// (ICMP from members of "open") and every 10th in "closed" (no ingress), so
+/// open → open must answer and any pair with a "closed" end must not —
+/// checked on sampled pairs of every class; then 100 concurrent DELs and
+/// nothing left: no pod interface, no host veth, no OVS port, no controller
+/// port, no IPAM lease. `CNI_CONCURRENT` overrides 100.
 #[test]
-fn scale_concurrent_adds_ping_and_dels_leave_nothing() {
-    let Some(e) = Env::start() else { return };
+fn scale_concurrent_adds_reach_per_security_groups_and_dels_leave_nothing() {
+    let Some(e) = Env::start_with(true) else {
+        return;
+    };
     let n: usize = std::env::var("CNI_CONCURRENT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
-    let conf = e.conf("1.0.0");
+        .unwrap_or(100)
+        .max(20);
+    let tenant = e.api("GET", &format!("/v1/subnets/{}", e.subnet), None)["vpc_id"].clone();
+    let tenant = e.api(
+        "GET",
+        &format!("/v1/vpcs/{}", tenant.as_str().unwrap()),
+        None,
+    )["tenant_id"]
+        .clone();
+    let open = e.api(
+        "POST",
+        "/v1/security-groups",
+        Some(json!({"tenant_id": tenant, "name": "open", "rules": []})),
+    );
+    let open_id = open["id"].as_str().unwrap().to_owned();
+    e.api(
+        "PUT",
+        &format!("/v1/security-groups/{open_id}"),
+        Some(json!({"tenant_id": tenant, "name": "open", "rules": [
+            {"direction": "ingress", "protocol": "icmp", "remote_group_id": open_id},
+            {"direction": "egress"}]})),
+    );
+    let closed = e.api(
+        "POST",
+        "/v1/security-groups",
+        Some(json!({"tenant_id": tenant, "name": "closed"})),
+    );
+    let is_closed = |i: usize| i % 10 == 9;
+    let conf_for = |i: usize| {
+        let mut c = e.conf("1.0.0");
+        c["security_groups"] = json!([if is_closed(i) {
+            &closed["id"]
+        } else {
+            &open["id"]
+        }]);
+        c
+    };
     let pods: Vec<Netns> = (0..n)
         .map(|_| Netns::create(&unique_name("plxcc")).unwrap())
         .collect();
@@ -626,9 +700,15 @@ fn scale_concurrent_adds_ping_and_dels_leave_nothing() {
             .iter()
             .enumerate()
             .map(|(i, pod)| {
-                let (p, conf) = (e.plugin(), &conf);
+                let (p, conf) = (e.plugin(), conf_for(i));
                 s.spawn(move || {
-                    let r = p.verb("ADD", &format!("cc{i}"), &ns_path(pod.name()), "eth0", conf);
+                    let r = p.verb(
+                        "ADD",
+                        &format!("cc{i}"),
+                        &ns_path(pod.name()),
+                        "eth0",
+                        &conf,
+                    );
                     assert_eq!(r.code, 0, "ADD {i}: {}", r.stdout);
                     r.json()
                 })
@@ -643,7 +723,8 @@ fn scale_concurrent_adds_ping_and_dels_leave_nothing() {
         .collect();
     let ips: HashSet<&String> = addrs.iter().collect();
     assert_eq!(ips.len(), n, "duplicate addresses: {addrs:?}");
-    assert_eq!(e.controller_ports().len(), n);
+    let ports = e.controller_ports();
+    assert_eq!(ports.len(), n);
     assert_eq!(e.ovs_ports().len(), n);
     assert_eq!(e.host_veths().len(), n);
     let leases = e.leases();
@@ -654,34 +735,133 @@ fn scale_concurrent_adds_ping_and_dels_leave_nothing() {
             "lease {a} is no pod's address"
         );
     }
-    // Sampled reachability: a ring over every 10th pod plus first <-> last.
-    let plain: Vec<&str> = addrs.iter().map(|a| a.split('/').next().unwrap()).collect();
-    let mut pairs: Vec<(usize, usize)> = (0..n).step_by(10).map(|i| (i, (i + 1) % n)).collect();
-    pairs.push((n - 1, 0));
-    std::thread::scope(|s| {
-        for &(from, to) in &pairs {
-            let (pods, plain) = (&pods, &plain);
-            s.spawn(move || {
-                let out = pods[from]
-                    .command("ping")
-                    .args(["-c", "2", "-i", "0.2", "-W", "3", plain[to]])
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "ping pod {from} -> pod {to} ({}): {}",
-                    plain[to],
-                    String::from_utf8_lossy(&out.stdout)
-                );
-            });
+    // The controller has every pod's switch port, and the switch holds the
+    // flows computed with all of them (realized, flow count settled).
+    let t0 = std::time::Instant::now();
+    let mut last_count = None;
+    loop {
+        let up = ports
+            .iter()
+            .filter(|p| {
+                e.api(
+                    "GET",
+                    &format!("/v1/ports/{}/status", p["id"].as_str().unwrap()),
+                    None,
+                )["state"]
+                    == "up"
+            })
+            .count();
+        let st = e.api("GET", "/v1/status", None);
+        let c = &st["chassis"][e.chassis.as_str()];
+        let count = c["flow_count"].as_u64();
+        if up == n
+            && c["realized_revision"].as_u64() >= st["revision"].as_u64()
+            && last_count == Some(count)
+        {
+            break;
         }
-    });
+        last_count = (up == n).then_some(count);
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{up}/{n} ports up, chassis {c}, revision {}",
+            st["revision"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Sampled pairs of every class: open→open (a ring over every 7th pod and
+    // first/last), open→closed, closed→open, closed→closed.
+    let plain: Vec<&str> = addrs.iter().map(|a| a.split('/').next().unwrap()).collect();
+    let open_pods: Vec<usize> = (0..n).filter(|&i| !is_closed(i)).collect();
+    let closed_pods: Vec<usize> = (0..n).filter(|&i| is_closed(i)).collect();
+    let mut reach: Vec<(usize, usize)> = open_pods
+        .iter()
+        .enumerate()
+        .step_by(7)
+        .map(|(k, &i)| (i, open_pods[(k + 11) % open_pods.len()]))
+        .collect();
+    reach.push((open_pods[0], *open_pods.last().unwrap()));
+    let mut deny = Vec::new();
+    for (k, &c) in closed_pods.iter().enumerate() {
+        let o = open_pods[(k * 13) % open_pods.len()];
+        deny.extend([
+            (o, c),
+            (c, o),
+            (c, closed_pods[(k + 1) % closed_pods.len()]),
+        ]);
+    }
+    let ping = |from: usize, to: usize| {
+        pods[from]
+            .command("ping")
+            .args(["-c", "1", "-W", "1", plain[to]])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let class = |i: usize| if is_closed(i) { "closed" } else { "open" };
+    // Must reach: up to 10 one-second tries (ARP and a loaded machine).
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = reach
+            .iter()
+            .map(|&(a, b)| s.spawn(move || (!(0..10).any(|_| ping(a, b))).then_some((a, b))))
+            .collect();
+        hs.into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .map(|(a, b)| format!("pod {a} (open) -> pod {b} ({}, open): no answer", plain[b]))
+    .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} open -> open pairs do not reach: {failures:#?}",
+        failures.len(),
+        reach.len()
+    );
+    // Must not reach (the switch is converged: the pairs above answered).
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = deny
+            .iter()
+            .map(|&(a, b)| s.spawn(move || (0..2).any(|_| ping(a, b)).then_some((a, b))))
+            .collect();
+        hs.into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .map(|(a, b)| {
+        format!(
+            "pod {a} ({}) -> pod {b} ({}, {}): ANSWERED",
+            class(a),
+            plain[b],
+            class(b)
+        )
+    })
+    .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} pairs with a closed end answered: {failures:#?}",
+        failures.len(),
+        deny.len()
+    );
+    eprintln!(
+        "{} sampled pairs follow the VPC/SG model ({} must reach, {} must not)",
+        reach.len() + deny.len(),
+        reach.len(),
+        deny.len()
+    );
     std::thread::scope(|s| {
         for (i, pod) in pods.iter().enumerate() {
-            let (p, conf) = (e.plugin(), &conf);
+            let (p, conf) = (e.plugin(), conf_for(i));
             s.spawn(move || {
-                p.verb("DEL", &format!("cc{i}"), &ns_path(pod.name()), "eth0", conf)
-                    .assert_ok_empty("DEL");
+                p.verb(
+                    "DEL",
+                    &format!("cc{i}"),
+                    &ns_path(pod.name()),
+                    "eth0",
+                    &conf,
+                )
+                .assert_ok_empty("DEL");
             });
         }
     });

@@ -1010,3 +1010,115 @@ async fn audit_log_records_changes() {
         assert!(e.time.len() == 24 && e.time.ends_with('Z'), "{}", e.time);
     }
 }
+
+#[tokio::test]
+async fn port_binding_and_status() {
+    let t = T::new();
+    let (_, _, sid) = t.base().await;
+    let c = t
+        .created(
+            "/v1/chassis",
+            json!({"name": "node1", "vtep_ip": "192.0.2.1"}),
+        )
+        .await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    let p = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    let q = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+    let qid = q["id"].as_str().unwrap().to_string();
+    let put = |id: &str, body: Value, tok: &'static str| {
+        let uri = format!("/v1/ports/{id}/binding");
+        let t = &t;
+        async move {
+            t.req("PUT", &uri, Some(tok), &[], Some(body.to_string()))
+                .await
+        }
+    };
+
+    let st = t.get(&format!("/v1/ports/{pid}/status")).await;
+    assert_eq!(st.status, StatusCode::OK, "{}", st.text);
+    assert_eq!(st.body["state"], "unbound");
+    assert_eq!(st.body["chassis_connected"], false);
+
+    // Bind: 200 with the binding; the same binding again is a no-op.
+    let b = json!({"chassis_id": cid, "iface": "vm0"});
+    let r = put(&pid, b.clone(), ADMIN).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["binding"]["iface"], "vm0");
+    let rev = r.body["revision"].as_u64().unwrap();
+    let r = put(&pid, b.clone(), ADMIN).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["revision"].as_u64().unwrap(), rev, "idempotent");
+    // No switch connected: bound but pending.
+    let st = t.get(&format!("/v1/ports/{pid}/status")).await;
+    assert_eq!(st.body["state"], "pending");
+    assert_eq!(st.body["binding"]["chassis_id"], cid.as_str());
+    assert!(st.body.get("ofport").is_none(), "{}", st.text);
+
+    // Errors: bound elsewhere (409 binding), interface taken by another port
+    // (409 binding.iface), unknown chassis (422), bad body (400), empty iface
+    // (422 iface), read-only token (403), unknown port (404).
+    let r = put(&pid, json!({"chassis_id": cid, "iface": "vm1"}), ADMIN).await;
+    assert_problem(&r, 409, "binding");
+    let r = put(&qid, b.clone(), ADMIN).await;
+    assert_problem(&r, 409, "binding.iface");
+    let r = put(&qid, json!({"chassis_id": "nope", "iface": "vm2"}), ADMIN).await;
+    assert_problem(&r, 422, "binding.chassis_id");
+    let r = put(&qid, json!({"chassis_id": cid, "ifname": "x"}), ADMIN).await;
+    assert_problem(&r, 400, "ifname");
+    let r = put(&qid, json!({"chassis_id": cid, "iface": ""}), ADMIN).await;
+    assert_problem(&r, 422, "iface");
+    let r = put(&qid, json!({"chassis_id": cid, "iface": "vm2"}), READER).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = put("nope", b.clone(), ADMIN).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = t
+        .req(
+            "PUT",
+            &format!("/v1/ports/{qid}/binding"),
+            Some(ADMIN),
+            &[("If-Match", "\"1\"")],
+            Some(json!({"chassis_id": cid, "iface": "vm2"}).to_string()),
+        )
+        .await;
+    assert_problem(&r, 412, "If-Match");
+    // The chassis cannot be deleted while a port is bound to it.
+    let r = t
+        .req(
+            "DELETE",
+            &format!("/v1/chassis/{cid}"),
+            Some(ADMIN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+
+    // Unbind (idempotent), then the interface is free for the other port.
+    for _ in 0..2 {
+        let r = t
+            .req(
+                "DELETE",
+                &format!("/v1/ports/{pid}/binding"),
+                Some(ADMIN),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.body.get("binding").is_none(), "{}", r.text);
+    }
+    assert_eq!(
+        t.get(&format!("/v1/ports/{pid}/status")).await.body["state"],
+        "unbound"
+    );
+    let r = put(&qid, b, ADMIN).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Addresses and MAC are untouched by (un)binding.
+    let p2 = t.get(&format!("/v1/ports/{pid}")).await.body;
+    assert_eq!(p2["ips"], p["ips"]);
+    assert_eq!(p2["mac"], p["mac"]);
+    let doc = t.get("/openapi.json").await.body;
+    assert!(doc["paths"]["/v1/ports/{id}/binding"]["put"].is_object());
+    assert!(doc["paths"]["/v1/ports/{id}/status"]["get"].is_object());
+}

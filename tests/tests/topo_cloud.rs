@@ -4,9 +4,10 @@
 //! killed with SIGKILL in the middle of `up` leaves nothing after
 //! `down --all`.
 //!
-//! Needs root, Open vSwitch, ping, ethtool and the `plexus-controller` and
-//! `plexus-vswitchd` binaries built beside `plexus-topo` (`cargo test
-//! --workspace` builds them); skips otherwise, fails under `CI=true`.
+//! Needs root, Open vSwitch, ping, ethtool, busybox (the VM guest's DHCP
+//! client) and the `plexus-controller`, `plexus-vswitchd`, `plexus-cni` and
+//! `plexus` binaries built beside `plexus-topo` (`cargo test --workspace`
+//! builds them); skips otherwise, fails under `CI=true`.
 
 use plexus_tests::cloud::state::{State, state_dir};
 use plexus_tests::{netns, ovs::process_alive, prereq};
@@ -58,6 +59,7 @@ fn ready() -> bool {
         "plexus",
         "plexus-vswitchd",
         "plexus-appctl",
+        "plexus-cni",
     ] {
         if !dir.join(b).is_file() {
             return prereq::unmet(&format!(
@@ -215,6 +217,12 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
             "outside subnet",
         ),
         (
+            "name = \"h1\"",
+            "name = \"h1\"\nkind = \"vm\"",
+            ":20:10: host.subnet",
+            "a vm gets its address by DHCP: subnet \"s\" needs dhcp",
+        ),
+        (
             "to = \"h1\"",
             "to = \"h7\"",
             ":20:1: check",
@@ -261,6 +269,12 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
             "expect = \"reach\"\n[[check]]\nkind = \"vxlan\"\nfrom = \"h1\"\nto = \"h1\"",
             ":25:1: check.to",
             "are both on chassis \"c1\": nothing crosses the underlay",
+        ),
+        (
+            "subnet = \"s\"",
+            "subnet = \"s\"\ndhcp = true",
+            ":19:10: host.dhcp",
+            "subnet \"s\" has no dhcp",
         ),
     ];
     for (from, to, at, msg) in cases {
@@ -362,4 +376,100 @@ fn sigkill_during_up_then_down_all_leaves_nothing() {
     // Host-side veth ends lived in the namespaces; nothing in the root namespace.
     let links = netns::ip(&["-br", "link"]).unwrap_or_default();
     assert!(!links.contains("kill-h"), "links left: {links}");
+}
+
+/// A runner SIGKILLed while it attaches VMs (taps, relays) and pods: after
+/// `down FILE` (the same removal `down --all` does per run, without touching
+/// other runs on the machine) no tap, relay, socat, namespace or state is left.
+#[test]
+fn sigkill_while_attaching_vms_then_down_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from(
+        "name = \"killvm\"\n[controller]\n[[chassis]]\nname = \"c1\"\nswitch = \"plexus\"\n\
+         [[tenant]]\nname = \"t\"\n[[tenant.vpc]]\nname = \"v\"\ncidrs = [\"10.9.0.0/24\"]\n\
+         [[tenant.vpc.subnet]]\nname = \"s\"\ncidr = \"10.9.0.0/24\"\ndhcp = {}\n",
+    );
+    for (i, kind) in ["pod", "vm", "vm", "vm", "pod"].iter().enumerate() {
+        text.push_str(&format!(
+            "[[host]]\nname = \"w{i}\"\nkind = \"{kind}\"\nchassis = \"c1\"\ntenant = \"t\"\nvpc = \"v\"\nsubnet = \"s\"\n"
+        ));
+    }
+    let file = write(dir.path(), "killvm.toml", &text);
+    let sdir = state_dir("killvm");
+    let mut child = topo()
+        .arg("up")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once a relay runs and a second tap is being attached.
+    let t0 = Instant::now();
+    let mut seen = State::default();
+    while t0.elapsed() < Duration::from_secs(60) {
+        if let Ok(s) = State::load(&sdir)
+            && s.taps.len() >= 2
+            && s.procs.iter().any(|p| p.role.starts_with("tap relay"))
+        {
+            seen = s;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let after_kill = State::load(&sdir).unwrap_or_default();
+    assert!(
+        seen.taps.len() >= 2,
+        "the run never got to its second VM: {seen:?}"
+    );
+    let relays: Vec<_> = after_kill
+        .procs
+        .iter()
+        .filter(|p| p.role.starts_with("tap relay"))
+        .collect();
+    assert!(
+        relays.iter().any(|p| process_alive(p.pid, &p.comm)),
+        "no relay was running at the kill: {after_kill:?}"
+    );
+    let c1 = "plx-killvm-c1";
+    let taps_at_kill = netns::ip(&["-n", c1, "-br", "link"]).unwrap_or_default();
+    assert!(
+        after_kill
+            .taps
+            .iter()
+            .any(|t| taps_at_kill.contains(&t.name)),
+        "no tap existed at the kill: {taps_at_kill}"
+    );
+    let out = topo().arg("down").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "down: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!sdir.exists(), "state dir left");
+    let ns_left: Vec<String> = netns::list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.starts_with("plx-killvm-"))
+        .collect();
+    assert!(ns_left.is_empty(), "namespaces left: {ns_left:?}");
+    for p in &after_kill.procs {
+        assert!(!process_alive(p.pid, &p.comm), "{p:?} still running");
+    }
+    let links = netns::ip(&["-br", "link"]).unwrap_or_default();
+    for t in &after_kill.taps {
+        assert!(!links.contains(&t.name), "tap {} left: {links}", t.name);
+    }
+    let mine = format!("{}/", sdir.display());
+    let left: Vec<String> = run_processes()
+        .into_iter()
+        .filter(|p| p.contains(&mine))
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
 }

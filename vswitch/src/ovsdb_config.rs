@@ -78,7 +78,8 @@ pub struct Options {
     /// Use the small built-in pipeline.
     pub simple_pipeline: bool,
     /// Serve `DIR/BRIDGE.mgmt` (`punix:`) per bridge, like OVS's run dir
-    /// (`ovs-ofctl show BRIDGE` with `OVS_RUNDIR=DIR`).
+    /// (`ovs-ofctl show BRIDGE` with `OVS_RUNDIR=DIR`), and the bridge's
+    /// control socket `DIR/BRIDGE.ctl` (`plexus-appctl -t DIR/BRIDGE.ctl`).
     pub rundir: Option<std::path::PathBuf>,
     /// How often statistics and link state are written back.
     pub stats_interval: Duration,
@@ -417,12 +418,15 @@ struct BridgeState {
     ifaces: BTreeMap<Uuid, IfaceState>,
     controllers: BTreeMap<String, CtrlState>,
     mgmt: Option<CtrlState>,
+    /// `DIR/BRIDGE.ctl` with a run dir (removed on drop).
+    appctl: Option<crate::appctl::server::CtlSocket>,
 }
 
 impl BridgeState {
     fn stop(&mut self) {
         self.controllers.clear();
         self.mgmt = None;
+        self.appctl = None;
         self.ctl.send(Ctl::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -633,6 +637,7 @@ impl Reconciler {
             ifaces: BTreeMap::new(),
             controllers: BTreeMap::new(),
             mgmt: None,
+            appctl: None,
         })
     }
 
@@ -672,6 +677,11 @@ impl Reconciler {
                             match start_controller(&t, &st.ctl, Uuid::nil()).await {
                                 Ok(c) => st.mgmt = Some(c),
                                 Err(e) => eprintln!("bridge {}: {e}", bc.name),
+                            }
+                            let p = dir.join(format!("{}.ctl", bc.name));
+                            match crate::appctl::server::start(Some(p), st.ctl.clone()).await {
+                                Ok(c) => st.appctl = Some(c),
+                                Err(e) => eprintln!("bridge {}: control socket: {e}", bc.name),
                             }
                         }
                         self.bridges.insert(bc.uuid, st);

@@ -593,3 +593,102 @@ fn config_file_settings_and_flag_overrides() {
     let o = appctl(&ctl, &["trace", "brf", "in_port=1"]).expect("run");
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Local responders end to end with the kernel's own ARP, ND and ping: flows
+/// `controller(userdata=<Plexus responder>)` added with `ovs-ofctl` (no
+/// controller connected at all) make plexus-vswitchd answer a gateway
+/// address that no host owns, and `responder/show` counts the replies.
+#[test]
+fn local_responders_answer_arp_nd_and_ping_without_a_controller() {
+    use plexus_responder::Spec;
+    if !(prereq::require_root() && prereq::require_tools(&["ip", "ping", "ethtool", "ovs-ofctl"])) {
+        return;
+    }
+    let mut t = Topo::new();
+    let port = free_port();
+    let listen = format!("ptcp:{port}:127.0.0.1");
+    let ctl = t.ctl();
+    let ctl_s = ctl.to_string_lossy().into_owned();
+    let ns = t.sw.name().to_string();
+    t.start(&[
+        "--netns",
+        &ns,
+        "--port",
+        "sa=1",
+        "--port",
+        "sb=2",
+        "--port-type",
+        "afpacket",
+        "--listen",
+        &listen,
+        "--ctl",
+        &ctl_s,
+        "--bridge",
+        "brr",
+    ]);
+    let rmac = [0x0a, 0, 0, 0, 0x79, 0x01];
+    let gw4: std::net::Ipv4Addr = "10.79.0.254".parse().unwrap();
+    let gw6: std::net::Ipv6Addr = "fd00:79::fe".parse().unwrap();
+    let ud = |s: Spec| s.ofctl_userdata();
+    for f in [
+        format!(
+            "priority=100,arp,arp_op=1,arp_tpa={gw4},actions=controller(userdata={})",
+            ud(Spec::Arp { mac: rmac, ip: gw4 })
+        ),
+        format!(
+            "priority=100,icmp,nw_dst={gw4},icmp_type=8,icmp_code=0,actions=controller(userdata={})",
+            ud(Spec::Icmp4Echo { mac: rmac, ip: gw4 })
+        ),
+        format!(
+            "priority=100,icmp6,icmp_type=135,icmp_code=0,nd_target={gw6},actions=controller(userdata={})",
+            ud(Spec::Nd {
+                mac: rmac,
+                ip: gw6,
+                router: true
+            })
+        ),
+        format!(
+            "priority=100,icmp6,ipv6_dst={gw6},icmp_type=128,icmp_code=0,actions=controller(userdata={})",
+            ud(Spec::Icmp6Echo { mac: rmac, ip: gw6 })
+        ),
+    ] {
+        ofctl(port, &["add-flow", &f]);
+    }
+    let h = &t.hosts[0];
+    h.ip(&["-6", "addr", "add", "fd00:79::1/64", "dev", "ha", "nodad"])
+        .expect("v6 addr");
+    let ping = |args: &[&str]| {
+        h.command("ping")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        ping(&["-c", "2", "-W", "1", "-i", "0.2", "10.79.0.254"]),
+        "ping to the IPv4 gateway not answered"
+    );
+    assert!(
+        ping(&["-6", "-c", "2", "-W", "1", "-i", "0.2", "fd00:79::fe"]),
+        "ping to the IPv6 gateway not answered"
+    );
+    let n4 = h.ip(&["neigh", "show", "10.79.0.254"]).expect("neigh");
+    assert!(n4.contains("lladdr 0a:00:00:00:79:01"), "{n4}");
+    let n6 = h
+        .ip(&["-6", "neigh", "show", "fd00:79::fe"])
+        .expect("neigh6");
+    assert!(
+        n6.contains("lladdr 0a:00:00:00:79:01") && n6.contains("router"),
+        "{n6}"
+    );
+    let js = ok(&ctl, &["--format", "json", "responder/show"]);
+    let v: serde_json::Value = serde_json::from_str(&js).expect("json");
+    let n = |k: &str| v[k]["replies"].as_u64().unwrap_or(0);
+    assert!(n("arp") >= 1, "{js}");
+    assert!(n("nd") >= 1, "{js}");
+    assert!(n("icmp4_echo") >= 2, "{js}");
+    assert!(n("icmp6_echo") >= 2, "{js}");
+    let text = ok(&ctl, &["responder/show"]);
+    assert!(text.contains("bad_spec 0"), "{text}");
+}

@@ -140,6 +140,22 @@ pub struct PortBinding {
     pub iface: String,
 }
 
+/// `GET /v1/ports/{id}/status`: where a port is attached and whether its switch has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PortStatus {
+    pub id: String,
+    /// `unbound` (no binding), `pending` (bound, but the chassis' switch is not connected or
+    /// reports no interface of that name), `up` (the switch reports the interface: `ofport`).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<PortBinding>,
+    /// An OpenFlow session with the bound chassis' switch is up.
+    pub chassis_connected: bool,
+    /// The interface's OpenFlow port number on the bound chassis' switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ofport: Option<u32>,
+}
+
 /// A logical switch port. `ips` empty on create means "allocate one from the subnet".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]

@@ -324,6 +324,12 @@ pub(crate) fn port(s: &PortSpec) -> R {
     Ok(())
 }
 
+/// A binding as sent alone (`PUT /v1/ports/{id}/binding`): fields named without prefix.
+pub fn check_binding(b: &PortBinding) -> R {
+    id("chassis_id", &b.chassis_id)?;
+    name("iface", &b.iface)
+}
+
 /// A port's fixed IPs must be usable addresses of its subnet.
 pub fn check_port_ips(ips: &[String], subnet_cidr: &str) -> R {
     let net = parse_cidr("cidr", subnet_cidr)?;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Southbound sync state shown by `/v1/status` (empty without a southbound).
     pub sync: crate::southbound::SyncStatus,
+    /// Interfaces each connected switch reports (port status).
+    pub switch_ports: crate::southbound::SwitchPorts,
     /// The xDS feed (`--xds-listen`), shown by `/v1/xds/status`.
     pub xds: Option<Arc<crate::xds::XdsState>>,
     /// The audit log of API changes (`--audit-log`).
@@ -51,6 +53,7 @@ impl AppState {
             tokens: tokens.map(Arc::new),
             metrics: Arc::new(Metrics::new()),
             sync: Default::default(),
+            switch_ports: Default::default(),
             xds: None,
             audit: None,
         }
@@ -588,6 +591,161 @@ impl axum::extract::FromRequestParts<AppState> for GlobalAdmin {
     }
 }
 
+/// Port attachment: `PUT/DELETE /v1/ports/{id}/binding` and `GET /v1/ports/{id}/status`.
+pub mod port_binding {
+    use super::*;
+
+    /// Changes a port's binding inside one write (all of the port's create/replace checks
+    /// run: the chassis exists, no other port is bound to the same interface).
+    fn rebind(
+        store: RedbStore,
+        id: String,
+        headers: HeaderMap,
+        binding: Option<PortBinding>,
+    ) -> ApiResult<(Port, u64)> {
+        let (spec, rev) = store.write::<_, ApiError>(&mut |t| {
+            let old = t.get(PortSpec::KIND, &id)?;
+            check_if_match(&headers, old.as_ref().map(|r| r.revision))?;
+            let old = old.ok_or_else(|| ApiError::not_found(PortSpec::KIND, &id))?;
+            let old: PortSpec =
+                serde_json::from_value(old.value).map_err(|e| StoreError::Corrupt {
+                    key: id.clone(),
+                    err: e.to_string(),
+                })?;
+            match (&old.binding, &binding) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(ApiError::conflict(
+                        "binding",
+                        format!(
+                            "port {id} is bound to interface {} on chassis {}: detach it first",
+                            a.iface, a.chassis_id
+                        ),
+                    ));
+                }
+                (a, b) if a == b => return Ok(old),
+                _ => {}
+            }
+            let mut s = old.clone();
+            s.binding = binding.clone();
+            kinds::Kind::prepare(&mut s, t, &id, Some(&old))?;
+            t.put(PortSpec::KIND, &id, &serde_json::to_value(&s).unwrap())?;
+            Ok(s)
+        })?;
+        Ok((
+            Port {
+                id,
+                revision: rev,
+                spec,
+            },
+            rev,
+        ))
+    }
+
+    fn respond(p: Port, rev: u64) -> Response {
+        let mut r = Json(p).into_response();
+        r.headers_mut().insert(header::ETAG, etag(rev));
+        r
+    }
+
+    /// Binds the port to an interface of a chassis' switch (what `plexus port attach`
+    /// does after plugging the interface). Idempotent for the same binding; a port bound
+    /// elsewhere is a 409.
+    #[utoipa::path(put, path = "/v1/ports/{id}/binding", tag = "ports", request_body = PortBinding,
+        params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag the change is based on")),
+        responses(
+            (status = 200, description = "The bound port", body = Port),
+            (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+            (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+            (status = 409, description = "Bound elsewhere, or the interface is taken", body = Problem, content_type = "application/problem+json"),
+            (status = 412, description = "ETag mismatch", body = Problem, content_type = "application/problem+json"),
+            (status = 422, description = "No such chassis", body = Problem, content_type = "application/problem+json"),
+        ),
+        security(("bearer" = [])))]
+    pub async fn bind(
+        State(st): State<AppState>,
+        _a: Admin,
+        Path(id): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> ApiResult<Response> {
+        let b: PortBinding = parse_body(&body)?;
+        validate::check_binding(&b)?;
+        let store = st.store.clone();
+        let (p, rev) = blocking(move || rebind(store, id, headers, Some(b))).await?;
+        Ok(respond(p, rev))
+    }
+
+    /// Removes the port's binding (idempotent).
+    #[utoipa::path(delete, path = "/v1/ports/{id}/binding", tag = "ports",
+        params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag the change is based on")),
+        responses(
+            (status = 200, description = "The unbound port", body = Port),
+            (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+            (status = 412, description = "ETag mismatch", body = Problem, content_type = "application/problem+json"),
+        ),
+        security(("bearer" = [])))]
+    pub async fn unbind(
+        State(st): State<AppState>,
+        _a: Admin,
+        Path(id): Path<String>,
+        headers: HeaderMap,
+    ) -> ApiResult<Response> {
+        let store = st.store.clone();
+        let (p, rev) = blocking(move || rebind(store, id, headers, None)).await?;
+        Ok(respond(p, rev))
+    }
+
+    /// Where the port is attached and whether the bound chassis' switch has the interface.
+    #[utoipa::path(get, path = "/v1/ports/{id}/status", tag = "ports", params(("id" = String, Path)),
+        responses(
+            (status = 200, description = "Attachment state", body = PortStatus),
+            (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        ),
+        security(("bearer" = [])))]
+    pub async fn status(
+        State(st): State<AppState>,
+        _a: Reader,
+        Path(id): Path<String>,
+    ) -> ApiResult<Json<PortStatus>> {
+        let store = st.store.clone();
+        let rec = blocking(move || {
+            store
+                .get(PortSpec::KIND, &id)?
+                .ok_or_else(|| ApiError::not_found(PortSpec::KIND, &id))
+        })
+        .await?;
+        let port = load::<PortSpec>(rec)?;
+        let (connected, ofport) = match &port.spec.binding {
+            Some(b) => (
+                st.sync.get(&b.chassis_id).is_some_and(|c| c.connected),
+                st.switch_ports.ofport(&b.chassis_id, &b.iface),
+            ),
+            None => (false, None),
+        };
+        let state = match (&port.spec.binding, ofport) {
+            (None, _) => "unbound",
+            (Some(_), Some(_)) if connected => "up",
+            _ => "pending",
+        };
+        Ok(Json(PortStatus {
+            id: port.id,
+            state: state.into(),
+            binding: port.spec.binding,
+            chassis_connected: connected,
+            ofport: ofport.filter(|_| connected),
+        }))
+    }
+
+    pub fn routes() -> Router<AppState> {
+        Router::new()
+            .route(
+                "/v1/ports/{id}/binding",
+                axum::routing::put(bind).delete(unbind),
+            )
+            .route("/v1/ports/{id}/status", get(status))
+    }
+}
+
 /// Store status: revision and object counts.
 #[utoipa::path(get, path = "/v1/status", tag = "status",
     responses((status = 200, description = "Store status", body = Status)),
@@ -695,6 +853,7 @@ impl utoipa::Modify for SecurityAddon {
         subnets::create, subnets::list, subnets::get, subnets::replace, subnets::delete,
         routers::create, routers::list, routers::get, routers::replace, routers::delete,
         ports::create, ports::list, ports::get, ports::replace, ports::delete,
+        port_binding::bind, port_binding::unbind, port_binding::status,
         security_groups::create, security_groups::list, security_groups::get, security_groups::replace, security_groups::delete,
         services::create, services::list, services::get, services::replace, services::delete,
         chassis::create, chassis::list, chassis::get, chassis::replace, chassis::delete,
@@ -721,6 +880,7 @@ pub fn app(state: AppState) -> Router {
         .merge(subnets::routes())
         .merge(routers::routes())
         .merge(ports::routes())
+        .merge(port_binding::routes())
         .merge(security_groups::routes())
         .merge(services::routes())
         .merge(chassis::routes())

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         state.audit = Some(std::sync::Arc::new(log));
     }
     state.sync = southbound.status();
+    state.switch_ports = southbound.switch_ports();
     let xds = match args.xds_listen {
         Some(a) => {
             let xtls = if args.xds_tls { tls.as_ref() } else { None };

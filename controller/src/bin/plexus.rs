@@ -5,6 +5,9 @@
 //!   RESOURCE: tenants vpcs subnets routers ports security-groups services chassis
 //!   VERB:     list | get ID | create (--data JSON | --file F) | update ID (--data|--file) [--if-match ETAG] | delete ID
 //! plexus status
+//! plexus port attach --tap NAME --chassis ID|NAME [--bridge BR] [--ovsdb EP] [--multi-queue] [--owner UID] [--mtu N] PORT
+//! plexus port detach [--tap NAME] [--ovsdb EP] PORT
+//! plexus port status PORT
 //! plexus xds bootstrap --node ID [--xds HOST:PORT] [--cluster C] [--delta] [--grpc]
 //! plexus xds status
 //! plexus certs ca DIR [--force]                 # DIR/ca-key.pem, DIR/ca-cert.pem
@@ -63,6 +66,11 @@ enum Cmd {
     SecurityGroups(Verb),
     Services(Verb),
     Chassis(Verb),
+    /// Attach a VM's tap to a port on this host's switch, detach it, show its state.
+    Port {
+        #[command(subcommand)]
+        cmd: PortCmd,
+    },
     /// Store revision and object counts.
     Status,
     /// xDS: `bootstrap` (print a proxy bootstrap) and `status` (per-proxy ACK/NACK).
@@ -125,6 +133,52 @@ enum XdsCmd {
     },
     /// The controller's xDS feed status and each proxy's ACK/NACK state.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum PortCmd {
+    /// Create (or adopt) tap NAME, plug it into the local switch bound to PORT, and bind
+    /// PORT to this chassis + NAME. Boot the VM with
+    /// `-netdev tap,id=n0,ifname=NAME,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=<port MAC>`.
+    Attach {
+        /// Port id.
+        port: String,
+        /// Tap device name (created persistent if it does not exist).
+        #[arg(long)]
+        tap: String,
+        /// This host's chassis (id or name).
+        #[arg(long, env = "PLEXUS_CHASSIS")]
+        chassis: String,
+        /// The switch's bridge.
+        #[arg(long, default_value = "br-int")]
+        bridge: String,
+        /// The switch's OVSDB (`unix:PATH` or `tcp:IP:PORT`).
+        #[arg(long, env = "PLEXUS_OVSDB", default_value = plexus_cni::ovs::DEFAULT_DB)]
+        ovsdb: String,
+        /// Wait until the switch applied the new port (`cur_cfg`).
+        #[arg(long)]
+        wait: bool,
+        /// Create the tap multi-queue (qemu `queues=N`).
+        #[arg(long)]
+        multi_queue: bool,
+        /// Owner uid of a created tap (qemu not running as root).
+        #[arg(long)]
+        owner: Option<u32>,
+        /// MTU of the tap.
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
+    /// Unplug the port's tap, delete it if `attach` created it, unbind the port.
+    Detach {
+        port: String,
+        /// The tap (default: the port's binding).
+        #[arg(long)]
+        tap: Option<String>,
+        #[arg(long, env = "PLEXUS_OVSDB", default_value = plexus_cni::ovs::DEFAULT_DB)]
+        ovsdb: String,
+    },
+    /// Binding and switch state of a port.
+    Status { port: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,7 +274,10 @@ fn cell(v: &Value, path: &str) -> String {
 }
 
 fn table(kind: &str, items: &[Value]) -> String {
-    let cols = columns(kind);
+    table_with(columns(kind), items)
+}
+
+fn table_with(cols: &[&str], items: &[Value]) -> String {
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|it| cols.iter().map(|c| cell(it, c)).collect())
@@ -370,6 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         token,
     };
     let (kind, verb) = match cli.cmd {
+        Cmd::Port { cmd } => return port_cmd(&c, cli.output, cmd).await,
         Cmd::Xds {
             cmd:
                 XdsCmd::Bootstrap {
@@ -509,6 +567,159 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&one)?),
         Output::Table => println!("{}", table(kind, std::slice::from_ref(&one))),
+    }
+    Ok(())
+}
+
+/// A chassis given by id or name → its id.
+async fn chassis_id(c: &Client, s: &str) -> anyhow::Result<String> {
+    if let Ok(v) = c
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/chassis/{s}"),
+            None,
+            None,
+        )
+        .await
+    {
+        return Ok(v["id"].as_str().unwrap_or(s).to_string());
+    }
+    let v = c
+        .send(reqwest::Method::GET, "/v1/chassis?limit=1000", None, None)
+        .await?;
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["name"] == s)
+        .and_then(|x| x["id"].as_str().map(str::to_string))
+        .with_context(|| format!("no chassis with id or name {s:?}"))
+}
+
+/// Runs the blocking attach/detach plumbing off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, plexus_cni::error::CniError> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await?
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.msg, e.details))
+}
+
+async fn port_cmd(c: &Client, out: Output, cmd: PortCmd) -> anyhow::Result<()> {
+    use plexus_cni::controller::Controller;
+    let ctl = Controller::with_token(&c.base, c.token.clone(), std::time::Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.msg, e.details))?;
+    match cmd {
+        PortCmd::Attach {
+            port,
+            tap,
+            chassis,
+            bridge,
+            ovsdb,
+            wait,
+            multi_queue,
+            owner,
+            mtu,
+        } => {
+            let chassis = chassis_id(c, &chassis).await?;
+            let a = blocking(move || {
+                plexus_cni::vm::attach(
+                    &ctl,
+                    &plexus_cni::vm::TapAttach {
+                        tap: &tap,
+                        port_id: &port,
+                        chassis_id: &chassis,
+                        bridge: &bridge,
+                        ovsdb: Some(&ovsdb),
+                        ovs_wait: wait,
+                        multi_queue,
+                        owner,
+                        mtu,
+                    },
+                )
+            })
+            .await?;
+            let b = a
+                .port
+                .spec
+                .binding
+                .clone()
+                .unwrap_or_else(|| plexus_api::PortBinding {
+                    chassis_id: String::new(),
+                    iface: String::new(),
+                });
+            match out {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "port": a.port, "tap": b.iface, "created": a.created,
+                    }))?
+                ),
+                Output::Table => {
+                    let mac = a.port.spec.mac.as_deref().unwrap_or("-");
+                    println!(
+                        "attached tap {} ({}) to port {} on chassis {}: MAC {mac}, IPs {}",
+                        b.iface,
+                        if a.created { "created" } else { "adopted" },
+                        a.port.id,
+                        b.chassis_id,
+                        a.port.spec.ips.join(",")
+                    );
+                    println!(
+                        "qemu: -netdev tap,id=n0,ifname={},script=no,downscript=no -device virtio-net-pci,netdev=n0,mac={mac}",
+                        b.iface
+                    );
+                }
+            }
+        }
+        PortCmd::Detach { port, tap, ovsdb } => {
+            let p = port.clone();
+            let d =
+                blocking(move || plexus_cni::vm::detach(&ctl, &p, tap.as_deref(), Some(&ovsdb)))
+                    .await?;
+            match (out, &d.iface) {
+                (Output::Json, _) => println!(
+                    "{}",
+                    serde_json::json!({"port": port, "iface": d.iface, "tap_deleted": d.tap_deleted})
+                ),
+                (Output::Table, None) => println!("port {port} is not attached"),
+                (Output::Table, Some(i)) => println!(
+                    "detached {i} from port {port}{}",
+                    if d.tap_deleted {
+                        " and deleted the tap"
+                    } else {
+                        " (tap kept: attach did not create it)"
+                    }
+                ),
+            }
+        }
+        PortCmd::Status { port } => {
+            let v = c
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/v1/ports/{port}/status"),
+                    None,
+                    None,
+                )
+                .await?;
+            match out {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                Output::Table => println!(
+                    "{}",
+                    table_with(
+                        &[
+                            "id",
+                            "state",
+                            "binding.chassis_id",
+                            "binding.iface",
+                            "chassis_connected",
+                            "ofport"
+                        ],
+                        std::slice::from_ref(&v)
+                    )
+                ),
+            }
+        }
     }
     Ok(())
 }

@@ -65,6 +65,27 @@ impl SyncStatus {
     }
 }
 
+/// Interfaces (name → ofport) each connected chassis' switch reports (PORT_DESC +
+/// PORT_STATUS), shared with the API for `GET /v1/ports/{id}/status`.
+#[derive(Debug, Clone, Default)]
+pub struct SwitchPorts(Arc<Mutex<BTreeMap<String, BTreeMap<String, u32>>>>);
+
+impl SwitchPorts {
+    /// The ofport of `iface` on `chassis`' switch, if the switch reports it.
+    pub fn ofport(&self, chassis: &str, iface: &str) -> Option<u32> {
+        self.0.lock().unwrap().get(chassis)?.get(iface).copied()
+    }
+    fn set(&self, chassis: &str, ports: &BTreeMap<String, u32>) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(chassis.to_string(), ports.clone());
+    }
+    fn forget(&self, chassis: &str) {
+        self.0.lock().unwrap().remove(chassis);
+    }
+}
+
 /// What one chassis' switch should hold.
 #[derive(Debug, Clone, Default)]
 pub struct DesiredFlows {
@@ -86,6 +107,7 @@ enum Cmd {
 pub(crate) struct Shared<S: Store> {
     store: S,
     status: SyncStatus,
+    switch_ports: SwitchPorts,
     desired: Mutex<HashMap<String, watch::Sender<DesiredFlows>>>,
     cmd: mpsc::UnboundedSender<Cmd>,
     epoch: AtomicU64,
@@ -109,6 +131,7 @@ impl<S: Store> Shared<S> {
 #[derive(Debug)]
 pub struct Southbound {
     status: SyncStatus,
+    switch_ports: SwitchPorts,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     openflow_target: Option<Target>,
@@ -156,6 +179,7 @@ impl Southbound {
         let shared = Arc::new(Shared {
             store,
             status: SyncStatus::default(),
+            switch_ports: SwitchPorts::default(),
             desired: Mutex::new(HashMap::new()),
             cmd: cmd_tx,
             epoch: AtomicU64::new(1),
@@ -202,6 +226,7 @@ impl Southbound {
         }
         Ok(Southbound {
             status: shared.status.clone(),
+            switch_ports: shared.switch_ports.clone(),
             stop: stop_tx,
             tasks,
             openflow_target,
@@ -210,6 +235,11 @@ impl Southbound {
 
     pub fn status(&self) -> SyncStatus {
         self.status.clone()
+    }
+
+    /// The interfaces each connected switch reports.
+    pub fn switch_ports(&self) -> SwitchPorts {
+        self.switch_ports.clone()
     }
 
     /// The active target switches use to reach the listener (`tcp:127.0.0.1:PORT`).

@@ -373,6 +373,7 @@ pub(crate) async fn run_session<S: Store + Clone>(
         &mut ports,
     )
     .await;
+    shared.switch_ports.forget(&chassis);
     status.update(&chassis, |s| {
         s.connected = false;
         if let Err(e) = &result {
@@ -394,6 +395,7 @@ async fn follow<S: Store + Clone>(
     let status = shared.status.clone();
     let report = |ports: &BTreeMap<String, u32>| -> u64 {
         let epoch = next_epoch(shared);
+        shared.switch_ports.set(chassis, ports);
         let _ = shared.cmd.send(Cmd::Ports {
             chassis: chassis.to_string(),
             epoch,

@@ -106,6 +106,22 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         max_secs: u64,
     },
+    /// (internal) qemu stand-in of a VM host: relay frames between TAP (in
+    /// TAP_NETNS) and a tap `eth0` created in GUEST_NETNS.
+    #[command(hide = true)]
+    TapRelay {
+        #[arg(long)]
+        tap: String,
+        #[arg(long)]
+        tap_netns: String,
+        #[arg(long)]
+        guest_netns: String,
+        #[arg(long)]
+        guest_mac: String,
+        /// Created once the relay runs.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
     TcpEchoServer {
@@ -393,6 +409,22 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::VxlanCapture { iface, secs } => {
             cloud::overlay::capture(&iface, secs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TapRelay {
+            tap,
+            tap_netns,
+            guest_netns,
+            guest_mac,
+            ready_file,
+        } => {
+            cloud::workload::relay(
+                &tap,
+                &tap_netns,
+                &guest_netns,
+                &guest_mac,
+                ready_file.as_deref(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::AttackSend { spec } => {

@@ -25,6 +25,7 @@ mod sidecar;
 pub mod spec;
 pub mod state;
 pub mod tools;
+pub mod workload;
 
 use crate::netns::{self, Netns};
 use crate::ovs::{NetnsMode, Ovs};
@@ -32,8 +33,8 @@ use crate::proc::{run_ok, run_with_timeout};
 use crate::topo::Outcome;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use spec::{CheckSpec, Cloud, Expect, Proto, SwitchKind};
-use state::{ChassisState, HostState, Proc, State, remove_run, state_dir};
+use spec::{CheckSpec, Cloud, Expect, HostKind, Proto, SwitchKind};
+use state::{ChassisState, HostState, Proc, State, TapState, remove_run, state_dir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -414,6 +415,10 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         r.record(|s| s.netns.push(ns.clone()))?;
         let hns = Netns::create(&ns)?;
         let hns_name = hns.persist();
+        if h.kind() != HostKind::Veth {
+            // Pods and VMs are attached after the switch is up.
+            continue;
+        }
         let hns = Netns::existing(&hns_name)?;
         let cns = Netns::existing(&ch_ns[h.chassis.get_ref().as_str()])?;
         let sif = format!("{name}-{hn}");
@@ -467,6 +472,19 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         }
     };
 
+    let workloads = cloud.hosts.iter().any(|h| h.kind() != HostKind::Veth);
+    if workloads {
+        // Pods' plugin and VMs' attach CLI run in chassis namespaces and
+        // read the client token from a file, as on a real node.
+        let tf = workload::token_file(&dir);
+        std::fs::write(&tf, format!("{token}\n"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o600))?;
+        let p = workload::start_api_bridge(&dir, r.state.api_port)?;
+        r.record(|s| s.procs.push(p))?;
+    }
+    // chassis name -> OVSDB target of its switch (chassis with pods or VMs)
+    let mut ovsdb_of: HashMap<String, String> = HashMap::new();
     let mut chassis_ids = Vec::new();
     for (i, c) in cloud.chassis.iter().enumerate() {
         let cn = c.name.get_ref();
@@ -520,6 +538,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 .with_context(|| format!("chassis {cn}: underlay bridge br-phy"))?;
                 cns.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "br-phy"])?;
                 cns.ip(&["link", "set", "br-phy", "up"])?;
+                ovsdb_of.insert(cn.clone(), ovs.db_target());
                 let t = format!("unix:{}", ovs.mgmt_socket().display());
                 let db = ovs.db_target();
                 r.ovs.push(ovs);
@@ -580,6 +599,17 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     ],
                 )
                 .with_context(|| format!("chassis {cn}: bridge br0"))?;
+                // The bridge's control socket (plexus-appctl), where the harness
+                // looks for a chassis' (`vswitchd-NAME.ctl` in the run's dir).
+                let ctl = rundir.join("br0.ctl");
+                if !crate::proc::wait_until(Duration::from_secs(10), || ctl.exists()) {
+                    bail!(
+                        "chassis {cn}: plexus-vswitchd did not create {}",
+                        ctl.display()
+                    );
+                }
+                std::os::unix::fs::symlink(&ctl, dir.join(format!("vswitchd-{cn}.ctl")))?;
+                ovsdb_of.insert(cn.clone(), db.clone());
                 for (ifname, ofport) in &plist {
                     vsctl(
                         &db,
@@ -611,6 +641,10 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             SwitchKind::Ovs => "ovs",
             SwitchKind::Plexus => "plexus-vswitchd",
         };
+        if cloud.has_workloads(cn) {
+            let p = workload::start_chassis_api_bridge(&dir, &ns, r.state.api_port)?;
+            r.record(|s| s.procs.push(p))?;
+        }
         r.record(|s| {
             s.chassis.push(ChassisState {
                 name: cn.clone(),
@@ -772,6 +806,89 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
             .iter()
             .map(|g| &groups[&(tn.clone(), g.get_ref().clone())])
             .collect();
+        if h.kind() != HostKind::Veth {
+            let cns = ch_ns[h.chassis.get_ref().as_str()].clone();
+            let at = workload::Attach {
+                dir: &dir,
+                api_port: r.state.api_port,
+                chassis_ns: &cns,
+                chassis_id: &chassis_id,
+                ovsdb: ovsdb_of[h.chassis.get_ref()].clone(),
+                bridge: workload::BRIDGE,
+            };
+            let hns = format!("plx-{name}-{hn}");
+            let (pid, ip, mac) = match h.kind() {
+                HostKind::Pod => {
+                    progress(&format!("pod {hn}: plexus-cni ADD into {hns}"));
+                    let sgs: Vec<String> = sgs.iter().map(|s| s.to_string()).collect();
+                    let (ip, mac) = workload::cni_add(
+                        &at,
+                        &hn,
+                        &hns,
+                        &subnet_id,
+                        &sgs,
+                        h.ip.as_ref().map(|i| i.get_ref().as_str()),
+                        h.mac.as_ref().map(|m| m.get_ref().as_str()),
+                    )?;
+                    // A userspace switch forwards frames as they are (see above).
+                    run_ok(
+                        Command::new("ip")
+                            .args(["netns", "exec", &hns, "ethtool", "-K", "eth0", "tx", "off"]),
+                        Duration::from_secs(10),
+                    )?;
+                    let want = format!("cni/plexus-topo/topo-{hn}/eth0");
+                    let ports = r.api.get("/v1/ports?limit=1000")?;
+                    let p = ports["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|p| p["name"] == want.as_str())
+                        .with_context(|| format!("pod {hn}: no controller port {want}"))?;
+                    last_rev = last_rev.max(p["revision"].as_u64().unwrap_or(0));
+                    (p["id"].as_str().unwrap_or_default().to_owned(), ip, mac)
+                }
+                _ => {
+                    // The VM's port: address from IPAM, served by DHCP later.
+                    let mut body =
+                        json!({"subnet_id": subnet_id, "name": hn, "security_groups": sgs});
+                    if let Some(ip) = &h.ip {
+                        body["ips"] = json!([ip.get_ref()]);
+                    }
+                    if let Some(m) = &h.mac {
+                        body["mac"] = json!(m.get_ref());
+                    }
+                    let p = r.api.post("/v1/ports", body)?;
+                    let pid = p["id"].as_str().context("port id")?.to_owned();
+                    let mac = p["mac"].as_str().context("port mac")?.to_owned();
+                    let ip = p["ips"][0].as_str().context("port ip")?.to_owned();
+                    let tap = workload::tap_name(&hn);
+                    let ts = TapState {
+                        netns: cns.clone(),
+                        name: tap.clone(),
+                    };
+                    r.record(|s| s.taps.push(ts))?;
+                    progress(&format!("vm {hn}: plexus port attach --tap {tap} in {cns}"));
+                    workload::attach_tap(&at, &tap, &pid)?;
+                    let exe = find_bin("plexus-topo")?;
+                    let relay = workload::start_relay(&dir, &exe, &hn, &tap, &cns, &hns, &mac)?;
+                    r.record(|s| s.procs.push(relay))?;
+                    let bound = r.api.get(&format!("/v1/ports/{pid}"))?;
+                    last_rev = last_rev.max(bound["revision"].as_u64().unwrap_or(0));
+                    (pid, ip, mac)
+                }
+            };
+            port_ids.insert(hn.clone(), pid);
+            let hs = HostState {
+                name: hn,
+                netns: hns,
+                ip,
+                mac,
+                chassis: h.chassis.get_ref().clone(),
+                vni: vnis[&(tn.clone(), h.vpc.get_ref().clone())],
+            };
+            r.record(|s| s.hosts.push(hs))?;
+            continue;
+        }
         let mut body = json!({"subnet_id": subnet_id, "name": hn, "security_groups": sgs,
             "binding": {"chassis_id": chassis_id, "iface": format!("{name}-{hn}")}});
         if let Some(ip) = &h.ip {
@@ -819,8 +936,28 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     ));
     let ids = r.chassis_ids();
     let t0 = Instant::now();
+    // Pods and VMs: their switch port must be up (the controller knows its
+    // ofport) before their flows can be complete.
+    for h in cloud.hosts.iter().filter(|h| h.kind() != HostKind::Veth) {
+        let pid = &port_ids[h.name.get_ref()];
+        let mut st = Value::Null;
+        let up = crate::proc::wait_until(Duration::from_secs(30), || {
+            st = r
+                .api
+                .get(&format!("/v1/ports/{pid}/status"))
+                .unwrap_or(Value::Null);
+            st["state"] == "up"
+        });
+        if !up {
+            bail!(
+                "host {}: port {pid} not up on its switch: {st}",
+                h.name.get_ref()
+            );
+        }
+    }
+    let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
     r.api
-        .wait_realized(&ids, last_rev, Duration::from_secs(60))?;
+        .wait_realized(&ids, last_rev.max(rev), Duration::from_secs(60))?;
     progress(&format!(
         "flows installed on every chassis in {:?}",
         t0.elapsed()
@@ -832,7 +969,11 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         "tunnel ports up and in the flows in {:?}",
         t0.elapsed()
     ));
-    for h in cloud.hosts.iter().filter(|h| h.dhcp) {
+    for h in cloud
+        .hosts
+        .iter()
+        .filter(|h| h.dhcp || h.kind() == HostKind::Vm)
+    {
         let hs = r.host(h.name.get_ref())?.clone();
         let got =
             dhcp::configure_host(&r, &hs).with_context(|| format!("host {}: DHCP", hs.name))?;

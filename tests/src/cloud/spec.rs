@@ -214,12 +214,32 @@ pub struct RuleSpec {
     pub remote_group: Option<Spanned<String>>,
 }
 
+/// How a host is attached to its chassis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKind {
+    /// A namespace cabled by a veth the harness creates; port made over REST.
+    #[default]
+    Veth,
+    /// A pod: the real `plexus-cni` binary (CNI_* env + config on stdin) run in
+    /// the chassis' namespace ADDs it into the host's namespace.
+    Pod,
+    /// A VM: `plexus port attach --tap` plugs a tap into the chassis' switch;
+    /// a relay stands in for qemu, moving frames between that tap and a tap in
+    /// the host's namespace (the guest), which gets its address by DHCP from
+    /// the switch.
+    Vm,
+}
+
 /// A workload: a namespace with `eth0` cabled to a port of its chassis and
 /// bound to a controller port in `tenant/vpc/subnet`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     pub name: Spanned<String>,
+    /// `veth` (default), `pod` or `vm`.
+    #[serde(default)]
+    pub kind: Option<Spanned<HostKind>>,
     pub chassis: Spanned<String>,
     pub tenant: Spanned<String>,
     pub vpc: Spanned<String>,
@@ -469,7 +489,20 @@ fn valid_mac(s: &str) -> bool {
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+impl HostSpec {
+    pub fn kind(&self) -> HostKind {
+        self.kind.as_ref().map(|k| *k.get_ref()).unwrap_or_default()
+    }
+}
+
 impl Cloud {
+    /// Chassis `name` has pods or VMs (its switch is configured over OVSDB).
+    pub fn has_workloads(&self, chassis: &str) -> bool {
+        self.hosts
+            .iter()
+            .any(|h| h.chassis.get_ref() == chassis && h.kind() != HostKind::Veth)
+    }
+
     /// Parses `text` (the contents of `file`) and checks every reference and
     /// value; errors read `FILE:LINE:COL: FIELD: what is wrong`.
     pub fn parse(text: &str, file: &Path) -> Result<Self> {
@@ -561,6 +594,7 @@ impl Cloud {
         }
         // tenant -> (vpc -> subnet -> cidr), groups
         let mut tenants: HashMap<&str, TenantIndex<'_>> = HashMap::new();
+        let mut dhcp_subnets: HashSet<(&str, &str, &str)> = HashSet::new();
         for t in &self.tenants {
             let tn = t.name.get_ref().as_str();
             if tenants.contains_key(tn) {
@@ -588,6 +622,9 @@ impl Cloud {
                 let mut subnets = HashMap::new();
                 for s in &v.subnets {
                     let sn = s.name.get_ref().as_str();
+                    if s.dhcp.is_some() {
+                        dhcp_subnets.insert((tn, vn, sn));
+                    }
                     match parse_cidr(s.cidr.get_ref()) {
                         None => err(
                             s.cidr.span(),
@@ -785,6 +822,36 @@ impl Cloud {
                         }
                     }
                 }
+            }
+            if (h.dhcp || h.kind() == HostKind::Vm)
+                && !dhcp_subnets.contains(&(
+                    h.tenant.get_ref().as_str(),
+                    h.vpc.get_ref().as_str(),
+                    h.subnet.get_ref().as_str(),
+                ))
+            {
+                err(
+                    h.subnet.span(),
+                    if h.dhcp { "host.dhcp" } else { "host.subnet" },
+                    if h.dhcp {
+                        format!(
+                            "dhcp = true but subnet {:?} has no dhcp",
+                            h.subnet.get_ref()
+                        )
+                    } else {
+                        format!(
+                            "a vm gets its address by DHCP: subnet {:?} needs dhcp (e.g. dhcp = {{}})",
+                            h.subnet.get_ref()
+                        )
+                    },
+                );
+            }
+            if h.dhcp && h.kind() != HostKind::Veth {
+                err(
+                    h.name.span(),
+                    "host.dhcp",
+                    "dhcp = true is for veth hosts (a vm always uses DHCP, a pod gets its address from plexus-cni)".into(),
+                );
             }
             if let Some(m) = &h.mac
                 && !valid_mac(m.get_ref())

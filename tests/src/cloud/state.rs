@@ -58,6 +58,17 @@ pub struct State {
     /// Services created through the REST API.
     #[serde(default)]
     pub services: Vec<ServiceState>,
+    /// VM taps (recorded before `plexus port attach` creates them); removed
+    /// before the namespaces.
+    #[serde(default)]
+    pub taps: Vec<TapState>,
+}
+
+/// A tap device of a VM host, in its chassis' namespace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TapState {
+    pub netns: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +168,14 @@ pub fn remove_run(dir: &Path) -> Result<()> {
     let mut errs = Vec::new();
     for p in state.procs.iter().rev() {
         if let Err(e) = stop_proc(p) {
+            errs.push(format!("{e:#}"));
+        }
+    }
+    for t in state.taps.iter().rev() {
+        if netns::exists(&t.netns)
+            && netns::ip(&["-n", &t.netns, "link", "show", &t.name]).is_ok()
+            && let Err(e) = netns::ip(&["-n", &t.netns, "link", "del", &t.name])
+        {
             errs.push(format!("{e:#}"));
         }
     }
