@@ -723,3 +723,93 @@ mod tests {
         assert!(twice.starts_with("# B\n\nintro"));
     }
 }
+
+/// The topology `controller_latency` brings up: one plexus-vswitchd chassis,
+/// two hosts in a security group whose rules the measurement rewrites.
+const CONTROLLER_TOPO: &str = r#"
+name = "plxbc"
+[[chassis]]
+name = "c1"
+switch = "plexus"
+[[tenant]]
+name = "t"
+[[tenant.vpc]]
+name = "v"
+cidrs = ["10.77.0.0/16"]
+[[tenant.vpc.subnet]]
+name = "s"
+cidr = "10.77.1.0/24"
+[[tenant.security_group]]
+name = "web"
+rules = [{ direction = "egress" }]
+[[host]]
+name = "h1"
+chassis = "c1"
+tenant = "t"
+vpc = "v"
+subnet = "s"
+security_groups = ["web"]
+[[host]]
+name = "h2"
+chassis = "c1"
+tenant = "t"
+vpc = "v"
+subnet = "s"
+security_groups = ["web"]
+"#;
+
+/// Controller change latency: `n` security-group rule edits through the REST
+/// API, each timed from the request until the chassis reports the new
+/// revision realized (flows acknowledged by the switch after a barrier);
+/// returns (p50, p99, max) in milliseconds.
+pub fn controller_latency(n: u32, log: &mut dyn FnMut(&str)) -> Result<(f64, f64, f64)> {
+    if n == 0 {
+        bail!("no changes to time");
+    }
+    let path = std::path::Path::new("<plexus-topo bench>");
+    let cloud = crate::cloud::spec::Cloud::parse(CONTROLLER_TOPO, path)?;
+    let r = crate::cloud::up(&cloud, path, &mut |s: &str| log(&format!("  {s}")))?;
+    let groups = r.api.get("/v1/security-groups")?;
+    let sg = groups["items"]
+        .as_array()
+        .and_then(|v| v.iter().find(|g| g["name"] == "web"))
+        .context("security group web")?;
+    let (id, tenant) = (
+        sg["id"].as_str().context("sg id")?.to_owned(),
+        sg["tenant_id"].clone(),
+    );
+    let chassis = r.state.chassis.first().context("chassis")?.id.clone();
+    let mut ms = Vec::new();
+    for i in 0..n {
+        let mut rules = vec![serde_json::json!({"direction": "egress"})];
+        if i % 2 == 0 {
+            rules.push(
+                serde_json::json!({"direction": "ingress", "protocol": "tcp",
+                "port_min": 1000 + i, "port_max": 1000 + i}),
+            );
+        }
+        let body = serde_json::json!({"tenant_id": tenant, "name": "web", "rules": rules});
+        let t0 = Instant::now();
+        let obj = r.api.put(&format!("/v1/security-groups/{id}"), body)?;
+        let rev = obj["revision"].as_u64().context("revision")?;
+        loop {
+            let s = r.api.get("/v1/status")?;
+            if s["chassis"][&chassis]["realized_revision"]
+                .as_u64()
+                .unwrap_or(0)
+                >= rev
+            {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                bail!("revision {rev} not realized within 10 s");
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    r.teardown()?;
+    ms.sort_by(f64::total_cmp);
+    let pick = |q: usize| ms[((q * ms.len()).div_ceil(100).max(1) - 1).min(ms.len() - 1)];
+    Ok((pick(50), pick(99), ms[ms.len() - 1]))
+}

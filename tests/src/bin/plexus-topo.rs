@@ -112,6 +112,10 @@ enum Cmd {
         gen_cpu: u32,
         #[arg(long, default_value_t = 1)]
         dut_cpu: u32,
+        /// Security-group edits timed from the REST request until the switch
+        /// has the flows (0 = no controller measurement).
+        #[arg(long, default_value_t = 50)]
+        controller_changes: u32,
         /// Write the result between the `plexus-topo bench` markers of this
         /// Markdown file (e.g. BENCHMARKS.md).
         #[arg(long)]
@@ -440,6 +444,7 @@ fn real_main() -> Result<ExitCode> {
             pings,
             gen_cpu,
             dut_cpu,
+            controller_changes,
             write,
         } => {
             require_root()?;
@@ -457,7 +462,22 @@ fn real_main() -> Result<ExitCode> {
             let started = std::time::SystemTime::now();
             let load0 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             let res = plexus_tests::bench::run(&o, &mut |s: &str| eprintln!("{s}"))?;
-            let table = plexus_tests::bench::report(&res);
+            let mut table = plexus_tests::bench::report(&res);
+            let mut ctl_failed = false;
+            if controller_changes > 0 {
+                eprintln!("controller: {controller_changes} security-group edits");
+                match plexus_tests::bench::controller_latency(controller_changes, &mut |s: &str| {
+                    eprintln!("{s}")
+                }) {
+                    Ok((p50, p99, max)) => table.push_str(&format!(
+                        "controller: {controller_changes} security-group edits, REST request -> flows acknowledged by plexus-vswitchd: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n"
+                    )),
+                    Err(e) => {
+                        ctl_failed = true;
+                        table.push_str(&format!("controller: FAILED: {e:#}\n"));
+                    }
+                }
+            }
             print!("{table}");
             if let Some(path) = write {
                 let cmd: Vec<String> = std::env::args().collect();
@@ -485,7 +505,7 @@ fn real_main() -> Result<ExitCode> {
                 eprintln!("wrote {}", path.display());
             }
             let failed = res.values().flatten().filter(|r| r.is_err()).count();
-            Ok(ok_if(failed))
+            Ok(ok_if(failed + usize::from(ctl_failed)))
         }
         Cmd::Udpgen {
             iface,
