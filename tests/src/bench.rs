@@ -642,88 +642,6 @@ fn udp_frame(sport: u16, size: usize) -> Result<Vec<u8>> {
     Ok(v)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ping_stats_take_the_nearest_rank_p99() {
-        let mut out = String::new();
-        for i in 1..=200 {
-            out.push_str(&format!(
-                "64 bytes from 198.18.0.2: icmp_seq={i} ttl=64 time=0.{i:03} ms\n"
-            ));
-        }
-        let (avg, p99) = ping_stats(&out);
-        assert!((avg.unwrap() - 100.5).abs() < 1e-6, "{avg:?}");
-        assert!((p99.unwrap() - 198.0).abs() < 1e-6, "{p99:?}");
-        assert_eq!(ping_stats("no answers"), (None, None));
-    }
-
-    #[test]
-    fn generator_frames_have_the_requested_size_and_ports() {
-        let f = udp_frame(1030, 60).unwrap();
-        assert_eq!(f.len(), 60);
-        let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
-        match p.transport {
-            Some(etherparse::TransportSlice::Udp(u)) => {
-                assert_eq!((u.source_port(), u.destination_port()), (1030, DPORT));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(udp_frame(1024, 1514).unwrap().len(), 1514);
-    }
-
-    #[test]
-    fn report_gives_ratios_to_ovs_and_splices_into_the_document() {
-        let s = |k: f64, g: f64, p: f64| {
-            Ok(Sample {
-                kpps: k,
-                offered_kpps: 1000.0,
-                tcp_gbps: Some(g),
-                ping_avg_us: Some(p / 2.0),
-                ping_p99_us: Some(p),
-            })
-        };
-        let mut r: Results = BTreeMap::new();
-        r.insert(
-            Dut::OvsAfxdp,
-            vec![
-                s(300.0, 1.5, 1000.0),
-                s(320.0, 1.6, 1100.0),
-                s(310.0, 1.4, 900.0),
-            ],
-        );
-        r.insert(
-            Dut::Plexus,
-            vec![
-                s(620.0, 2.0, 900.0),
-                Err("boom".into()),
-                s(600.0, 2.0, 800.0),
-            ],
-        );
-        let t = report(&r);
-        let plexus = t.lines().find(|l| l.starts_with("plexus")).unwrap();
-        assert!(
-            plexus.contains(" 610.0 ") && plexus.contains(" 1.97 "),
-            "{t}"
-        );
-        assert!(plexus.ends_with("2/1"), "{t}");
-        assert!(t.contains("plexus round 2: boom"), "{t}");
-        let doc = "# B\n\nintro\n";
-        let once = splice(doc, "X\n");
-        assert!(
-            once.contains("<!-- plexus-topo bench: begin -->\nX\n<!-- plexus-topo bench: end -->")
-        );
-        let twice = splice(&once, "Y\n");
-        assert!(
-            twice.contains("begin -->\nY\n<!--") && !twice.contains("X\n"),
-            "{twice}"
-        );
-        assert!(twice.starts_with("# B\n\nintro"));
-    }
-}
-
 /// The topology `controller_latency` brings up: one plexus-vswitchd chassis,
 /// two hosts in a security group whose rules the measurement rewrites.
 const CONTROLLER_TOPO: &str = r#"
@@ -812,4 +730,86 @@ pub fn controller_latency(n: u32, log: &mut dyn FnMut(&str)) -> Result<(f64, f64
     ms.sort_by(f64::total_cmp);
     let pick = |q: usize| ms[((q * ms.len()).div_ceil(100).max(1) - 1).min(ms.len() - 1)];
     Ok((pick(50), pick(99), ms[ms.len() - 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_stats_take_the_nearest_rank_p99() {
+        let mut out = String::new();
+        for i in 1..=200 {
+            out.push_str(&format!(
+                "64 bytes from 198.18.0.2: icmp_seq={i} ttl=64 time=0.{i:03} ms\n"
+            ));
+        }
+        let (avg, p99) = ping_stats(&out);
+        assert!((avg.unwrap() - 100.5).abs() < 1e-6, "{avg:?}");
+        assert!((p99.unwrap() - 198.0).abs() < 1e-6, "{p99:?}");
+        assert_eq!(ping_stats("no answers"), (None, None));
+    }
+
+    #[test]
+    fn generator_frames_have_the_requested_size_and_ports() {
+        let f = udp_frame(1030, 60).unwrap();
+        assert_eq!(f.len(), 60);
+        let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        match p.transport {
+            Some(etherparse::TransportSlice::Udp(u)) => {
+                assert_eq!((u.source_port(), u.destination_port()), (1030, DPORT));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(udp_frame(1024, 1514).unwrap().len(), 1514);
+    }
+
+    #[test]
+    fn report_gives_ratios_to_ovs_and_splices_into_the_document() {
+        let s = |k: f64, g: f64, p: f64| {
+            Ok(Sample {
+                kpps: k,
+                offered_kpps: 1000.0,
+                tcp_gbps: Some(g),
+                ping_avg_us: Some(p / 2.0),
+                ping_p99_us: Some(p),
+            })
+        };
+        let mut r: Results = BTreeMap::new();
+        r.insert(
+            Dut::OvsAfxdp,
+            vec![
+                s(300.0, 1.5, 1000.0),
+                s(320.0, 1.6, 1100.0),
+                s(310.0, 1.4, 900.0),
+            ],
+        );
+        r.insert(
+            Dut::Plexus,
+            vec![
+                s(620.0, 2.0, 900.0),
+                Err("boom".into()),
+                s(600.0, 2.0, 800.0),
+            ],
+        );
+        let t = report(&r);
+        let plexus = t.lines().find(|l| l.starts_with("plexus")).unwrap();
+        assert!(
+            plexus.contains(" 610.0 ") && plexus.contains(" 1.97 "),
+            "{t}"
+        );
+        assert!(plexus.ends_with("2/1"), "{t}");
+        assert!(t.contains("plexus round 2: boom"), "{t}");
+        let doc = "# B\n\nintro\n";
+        let once = splice(doc, "X\n");
+        assert!(
+            once.contains("<!-- plexus-topo bench: begin -->\nX\n<!-- plexus-topo bench: end -->")
+        );
+        let twice = splice(&once, "Y\n");
+        assert!(
+            twice.contains("begin -->\nY\n<!--") && !twice.contains("X\n"),
+            "{twice}"
+        );
+        assert!(twice.starts_with("# B\n\nintro"));
+    }
 }
