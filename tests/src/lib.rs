@@ -4,6 +4,8 @@
 //!   netdev datapath) started and stopped with `std::process`, cleaned up on drop.
 //! - [`controller`]: a blocking OpenFlow 1.3 test controller on `plexus-openflow`
 //!   (accept/connect a switch, install flows/groups/meters, dump them, packet-in/out).
+//! - [`bench`]: `plexus-topo bench`, the data-plane benchmark (plexus-vswitchd vs OVS
+//!   AF_XDP vs the Linux bridge in one run, the referee's method).
 //! - [`ofctl`]: `ovs-ofctl` as an oracle (`ofp-print` of raw OpenFlow bytes).
 //! - [`capture`]: a fake OpenFlow 1.3 switch on a unix socket that records the
 //!   exact frames `ovs-ofctl` sends (golden bytes for the codec).
@@ -16,6 +18,7 @@
 //! - [`proc`]: running commands with a deadline.
 //! - [`progress`]: the live bring-up view (indicatif spinner on a terminal, lines elsewhere).
 
+pub mod bench;
 pub mod capture;
 pub mod cloud;
 pub mod controller;

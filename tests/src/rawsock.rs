@@ -62,6 +62,65 @@ impl RawSock {
         Ok(Self { fd })
     }
 
+    /// A transmit-only socket on `iface` for generators: protocol 0 (it
+    /// receives nothing), qdisc bypass, a 4 MiB send buffer.
+    pub fn open_tx(iface: &str) -> Result<Self> {
+        let name = CString::new(iface)?;
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            bail!("no interface {iface}: {}", io::Error::last_os_error());
+        }
+        // SAFETY: plain socket(2) call; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            bail!("AF_PACKET socket: {}", io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut sa = sockaddr(ifindex as i32);
+        sa.sll_protocol = 0;
+        // SAFETY: `sa` is a valid sockaddr_ll and the length is its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sa).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            bail!("binding to {iface}: {}", io::Error::last_os_error());
+        }
+        let s = Self { fd };
+        s.setsockopt(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+        if s.setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
+            .is_err()
+        {
+            s.setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20)?;
+        }
+        Ok(s)
+    }
+
+    fn setsockopt(&self, level: i32, name: i32, value: i32) -> Result<()> {
+        // SAFETY: `value` is a valid int and the length is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                (&raw const value).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            bail!(
+                "setsockopt({level}, {name}): {}",
+                io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
     /// Sends one whole Ethernet frame.
     pub fn send(&self, frame: &[u8]) -> Result<()> {
         // SAFETY: the pointer and length describe `frame`, which outlives the call.
@@ -70,6 +129,42 @@ impl RawSock {
             bail!("send: {}", io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Sends up to 64 whole frames with one `sendmmsg(2)`; returns how many
+    /// the kernel took (it blocks while the interface's queue is full).
+    pub fn send_batch(&self, frames: &[&[u8]]) -> Result<usize> {
+        const MAX: usize = 64;
+        let n = frames.len().min(MAX);
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX];
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+        let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            iov[i] = libc::iovec {
+                iov_base: frames[i].as_ptr().cast_mut().cast(),
+                iov_len: frames[i].len(),
+            };
+            msgs[i].msg_hdr.msg_iov = &raw mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs[..n]` point at `iov[..n]`, which point at the frames; all
+        // outlive the call, and the kernel only reads them.
+        let sent = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };
+        if sent < 0 {
+            let e = io::Error::last_os_error();
+            // A full device queue (ENOBUFS) drops the batch: the caller just goes on.
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::ENOBUFS | libc::EAGAIN)
+            ) {
+                return Ok(0);
+            }
+            bail!("sendmmsg: {e}");
+        }
+        Ok(sent as usize)
     }
 
     /// Sets how long [`RawSock::recv`] waits at most.
