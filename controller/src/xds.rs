@@ -18,7 +18,7 @@ use plexus_xds::translate::{envoy_resources, grpc_resources};
 use plexus_xds::{Snapshot, SnapshotCache, XdsServer};
 use serde::Serialize;
 
-use crate::store::{RedbStore, Store, StoreError};
+use crate::store::{AnyStore, Store, StoreError};
 
 /// Publication state of the feed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -76,7 +76,8 @@ impl Drop for XdsFeed {
 impl XdsFeed {
     /// Serves xDS (ADS + per-type, SotW + delta) on `listen` and publishes the store's
     /// services on every revision.
-    pub async fn start(store: RedbStore, listen: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn start(store: impl Into<AnyStore>, listen: SocketAddr) -> anyhow::Result<Self> {
+        let store: AnyStore = store.into();
         let cache = SnapshotCache::new();
         let state = Arc::new(XdsState {
             cache: cache.clone(),
@@ -156,7 +157,7 @@ fn publish(st: &XdsState, rev: u64, svcs: Vec<Service>, skipped: BTreeMap<String
 /// Reads services and the ports they reference; returns the xDS services (sorted by
 /// service id, names made unique) and the services left out with the reason.
 pub fn services_from_store(
-    store: &RedbStore,
+    store: &impl Store,
 ) -> Result<(Vec<Service>, BTreeMap<String, String>), StoreError> {
     let recs = store.list("services", None, usize::MAX)?;
     let mut specs = Vec::new();

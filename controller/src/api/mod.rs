@@ -9,7 +9,7 @@ mod metrics;
 pub use auth::{Scope, Tokens, hash_token};
 pub use metrics::Metrics;
 
-use crate::store::{RedbStore, Store, StoreError};
+use crate::store::{AnyStore, Store, StoreError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -29,7 +29,7 @@ pub use auth::{Admin, Reader};
 /// Shared state of the API.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: RedbStore,
+    pub store: AnyStore,
     /// `None` disables authentication (only for `--insecure-no-auth`).
     pub tokens: Option<Arc<Tokens>>,
     pub metrics: Arc<Metrics>,
@@ -37,16 +37,46 @@ pub struct AppState {
     pub sync: crate::southbound::SyncStatus,
     /// The xDS feed (`--xds-listen`), shown by `/v1/xds/status`.
     pub xds: Option<Arc<crate::xds::XdsState>>,
+    /// The leader election (etcd store with `--ha`): role shown by `/v1/status` and
+    /// `/readyz`.
+    pub role: Option<tokio::sync::watch::Receiver<crate::ha::Role>>,
 }
 
 impl AppState {
-    pub fn new(store: RedbStore, tokens: Option<Tokens>) -> Self {
+    pub fn new(store: impl Into<AnyStore>, tokens: Option<Tokens>) -> Self {
         Self {
-            store,
+            store: store.into(),
+            role: None,
             tokens: tokens.map(Arc::new),
             metrics: Arc::new(Metrics::new()),
             sync: Default::default(),
             xds: None,
+        }
+    }
+}
+
+impl AppState {
+    /// The store backend and this controller's election role.
+    pub fn controller_role(&self) -> ControllerRole {
+        let store = self.store.backend().to_string();
+        match &self.role {
+            None => ControllerRole {
+                store,
+                role: "standalone".into(),
+                node: None,
+                leader: None,
+                transitions: 0,
+            },
+            Some(rx) => {
+                let r = rx.borrow();
+                ControllerRole {
+                    store,
+                    role: if r.leader { "leader" } else { "follower" }.into(),
+                    node: Some(r.node.clone()),
+                    leader: r.leader_node.clone(),
+                    transitions: r.transitions,
+                }
+            }
         }
     }
 }
@@ -481,6 +511,7 @@ endpoints!(
 pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<Status>> {
     let store = st.store.clone();
     let chassis = st.sync.snapshot();
+    let role = st.controller_role();
     blocking(move || {
         let mut objects = std::collections::BTreeMap::new();
         for k in kinds::ALL {
@@ -490,6 +521,7 @@ pub async fn status(State(st): State<AppState>, _a: Reader) -> ApiResult<Json<St
             revision: store.revision(),
             objects,
             chassis,
+            controller: Some(role),
         }))
     })
     .await
@@ -521,16 +553,18 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the store answers reads.
+/// Readiness: the store answers reads. The body names the role: `ok standalone`,
+/// `ok leader` or `ok follower` (a follower serves the API too).
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
     (status = 200, description = "Ready"), (status = 503, description = "Not ready", body = Problem)))]
-pub async fn readyz(State(st): State<AppState>) -> ApiResult<&'static str> {
+pub async fn readyz(State(st): State<AppState>) -> ApiResult<String> {
     let store = st.store.clone();
+    let role = st.controller_role().role;
     blocking(move || {
         store.count("tenants").map_err(|e| {
             ApiError::new(Problem::new(503, "Not ready").with_detail(e.to_string()))
         })?;
-        Ok("ok\n")
+        Ok(format!("ok {role}\n"))
     })
     .await
 }

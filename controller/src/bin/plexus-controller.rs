@@ -1,12 +1,16 @@
-//! `plexus-controller`: the REST API over the embedded store.
+//! `plexus-controller`: the REST API over the embedded store (or, with
+//! `--store etcd://…`, over etcd with leader election: only the leader programs switches).
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use plexus_controller::api::{AppState, Tokens, app};
 use plexus_controller::southbound::Southbound;
-use plexus_controller::store::RedbStore;
+use plexus_controller::ha::Election;
+use plexus_controller::store::{AnyStore, RedbStore};
+use plexus_controller::store_etcd::{EtcdStore, parse_endpoints};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The Plexus controller")]
@@ -14,9 +18,24 @@ struct Args {
     /// Address of the REST API.
     #[arg(long, default_value = "127.0.0.1:8480")]
     listen: SocketAddr,
-    /// The store file (created if missing).
+    /// The store file (created if missing) of the embedded redb store.
     #[arg(long, default_value = "plexus.redb")]
     db: PathBuf,
+    /// Store backend: `redb` (embedded, `--db`) or `etcd://HOST:PORT[,HOST:PORT...]`
+    /// (shared by several controllers; leader election decides which one programs the
+    /// switches, the others serve the API and take over when it dies).
+    #[arg(long, default_value = "redb")]
+    store: String,
+    /// Key prefix of the model and the election in etcd.
+    #[arg(long, default_value = "/plexus")]
+    etcd_prefix: String,
+    /// This controller's name in the leader election (default: hostname:API port).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Lease TTL of the leader election, in seconds (a dead leader is replaced within
+    /// about this long; etcd's minimum is 2).
+    #[arg(long, default_value_t = 3)]
+    election_ttl: u64,
     /// Bearer tokens, one `TOKEN SCOPE` per line (scope `admin` or `read`).
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -49,11 +68,80 @@ async fn main() -> anyhow::Result<()> {
         }
         (None, false) => bail!("--token-file is required (or --insecure-no-auth)"),
     };
-    let store = RedbStore::open(&args.db)
-        .with_context(|| format!("opening store {}", args.db.display()))?;
-    let southbound = Southbound::start(store.clone(), args.openflow_listen.as_deref()).await?;
-    let mut state = AppState::new(store, tokens);
-    state.sync = southbound.status();
+    let (store, election): (AnyStore, Option<Election>) = if args.store == "redb" {
+        let s = RedbStore::open(&args.db)
+            .with_context(|| format!("opening store {}", args.db.display()))?;
+        (s.into(), None)
+    } else {
+        let eps = parse_endpoints(&args.store).map_err(|e| anyhow::anyhow!("--store {e}"))?;
+        let prefix = args.etcd_prefix.clone();
+        let eps2 = eps.clone();
+        let s = tokio::task::spawn_blocking(move || EtcdStore::connect(&eps2, &prefix))
+            .await?
+            .with_context(|| format!("connecting to etcd {eps:?}"))?;
+        let node = match &args.node_id {
+            Some(n) => n.clone(),
+            None => format!("{}:{}", hostname(), args.listen.port()),
+        };
+        let e = Election::start(
+            s.client(),
+            &s.handle(),
+            &args.etcd_prefix,
+            &node,
+            Duration::from_secs(args.election_ttl),
+        );
+        tracing::info!(%node, endpoints = ?eps, "etcd store; campaigning for leadership");
+        (s.into(), Some(e))
+    };
+    let mut state = AppState::new(store.clone(), tokens);
+    let openflow_listen = args.openflow_listen.clone();
+    // The southbound runs while this controller leads (always, with the embedded store).
+    let southbound = match &election {
+        None => {
+            let sb = Southbound::start(store.clone(), openflow_listen.as_deref()).await?;
+            state.sync = sb.status();
+            tokio::spawn(async move {
+                let _sb = sb;
+                std::future::pending::<()>().await
+            })
+        }
+        Some(e) => {
+            let mut role = e.subscribe();
+            state.role = Some(role.clone());
+            let status = state.sync.clone();
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut sb: Option<Southbound> = None;
+                loop {
+                    let leader = role.borrow_and_update().leader;
+                    if leader && sb.is_none() {
+                        tracing::info!("leader: starting the southbound (reconcile, no flush)");
+                        match Southbound::start_with_status(
+                            store.clone(),
+                            openflow_listen.as_deref(),
+                            status.clone(),
+                        )
+                        .await
+                        {
+                            Ok(s) => sb = Some(s),
+                            Err(e) => {
+                                tracing::error!(error = %e, "starting the southbound");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                                continue;
+                            }
+                        }
+                    } else if !leader && let Some(s) = sb.take() {
+                        tracing::warn!("not leader: stopping the southbound");
+                        drop(s);
+                        status.clear();
+                    }
+                    if role.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        }
+    };
     let xds = match args.xds_listen {
         Some(a) => {
             let feed = plexus_controller::xds::XdsFeed::start(state.store.clone(), a)
@@ -67,13 +155,22 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, db = %args.db.display(), "plexus-controller serving");
+    tracing::info!(listen = %listener.local_addr()?, store = %args.store, db = %args.db.display(), "plexus-controller serving");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     drop(xds);
-    drop(southbound);
+    southbound.abort();
+    drop(election);
+    // Give the election a moment to resign, so that a follower takes over at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "controller".into())
 }

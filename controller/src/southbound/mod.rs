@@ -29,7 +29,7 @@ use session::run_session;
 
 use crate::compiler::{Change, Engine, Model};
 use crate::model_from_store::{OfPorts, Snapshot, build_models};
-use crate::store::{RedbStore, Store};
+use crate::store::Store;
 use plexus_api::ChassisSync;
 use plexus_openflow::conn::{Config, Connection, Listener, PassiveTarget, Target};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -57,6 +57,10 @@ impl SyncStatus {
     }
     pub fn get(&self, chassis: &str) -> Option<ChassisSync> {
         self.0.lock().unwrap().get(chassis).cloned()
+    }
+    /// Forgets every chassis (a controller that stepped down holds no sessions).
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
     }
 }
 
@@ -121,12 +125,25 @@ impl Drop for Southbound {
 impl Southbound {
     /// Starts the engine and, with `listen` (e.g. `ptcp:6653:127.0.0.1`), the OpenFlow
     /// listener switches connect to. Must run inside a tokio runtime.
-    pub async fn start(store: RedbStore, listen: Option<&str>) -> anyhow::Result<Southbound> {
+    pub async fn start<S: Store + Clone>(
+        store: S,
+        listen: Option<&str>,
+    ) -> anyhow::Result<Southbound> {
+        Self::start_with_status(store, listen, SyncStatus::default()).await
+    }
+
+    /// [`Southbound::start`], reporting into `status` (kept by the API across
+    /// leadership changes).
+    pub async fn start_with_status<S: Store + Clone>(
+        store: S,
+        listen: Option<&str>,
+        status: SyncStatus,
+    ) -> anyhow::Result<Southbound> {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
-            status: SyncStatus::default(),
+            status,
             desired: Mutex::new(HashMap::new()),
             cmd: cmd_tx,
             epoch: AtomicU64::new(1),
