@@ -32,13 +32,37 @@ pub struct Cloud {
 }
 
 /// The controller: `plexus-controller` on loopback with the embedded redb
-/// store in the run's state directory.
+/// store in the run's state directory, or `replicas` controllers sharing a
+/// private etcd cluster (`store = "etcd"`, `etcd_members` members, data in the
+/// run's state directory) with leader election: only the leader programs the
+/// switches (it connects to each switch's OpenFlow listener).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerSpec {
-    /// Store backend; only `redb` (embedded) so far.
+    /// Store backend: `redb` (embedded, default) or `etcd`.
     #[serde(default)]
     pub store: Option<Spanned<String>>,
+    /// Controllers (etcd only; default 1).
+    #[serde(default)]
+    pub replicas: Option<Spanned<u32>>,
+    /// etcd cluster members (etcd only; default 1).
+    #[serde(default)]
+    pub etcd_members: Option<Spanned<u32>>,
+}
+
+impl ControllerSpec {
+    /// True with the etcd store.
+    pub fn etcd(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.get_ref() == "etcd")
+    }
+    pub fn replicas(&self) -> usize {
+        self.replicas.as_ref().map_or(1, |r| *r.get_ref() as usize)
+    }
+    pub fn etcd_members(&self) -> usize {
+        self.etcd_members
+            .as_ref()
+            .map_or(1, |r| *r.get_ref() as usize)
+    }
 }
 
 /// Which switch a chassis runs.
@@ -265,6 +289,28 @@ pub enum CheckSpec {
     },
     /// Each host pings its default gateway (the router answers ICMP echo).
     Gateway { from: Hosts },
+    /// HA (`store = "etcd"`, several replicas): kill -9 the elected leader
+    /// during a ping flood from `from` to `to`; a follower must be elected and
+    /// have reconciled every switch within `max_takeover_s`, the switches' flows
+    /// must be left alone, at most `max_loss_pct` % of the flood may be lost,
+    /// and every object committed before must still be there. The killed
+    /// controller is then restarted (it rejoins as a follower).
+    LeaderFailover {
+        from: String,
+        to: String,
+        #[serde(default = "default_flood_secs")]
+        seconds: u32,
+        #[serde(default = "default_interval_ms")]
+        interval_ms: u32,
+        #[serde(default = "default_takeover")]
+        max_takeover_s: u32,
+        #[serde(default)]
+        max_loss_pct: u32,
+    },
+}
+
+fn default_takeover() -> u32 {
+    10
 }
 
 fn default_connections() -> u32 {
@@ -404,12 +450,32 @@ impl Cloud {
         }
         if let Some(s) = &self.controller.store
             && s.get_ref() != "redb"
+            && s.get_ref() != "etcd"
         {
             err(
                 s.span(),
                 "controller.store",
-                format!("{:?}: only \"redb\" (embedded) is supported", s.get_ref()),
+                format!(
+                    "{:?}: expected \"redb\" (embedded) or \"etcd\"",
+                    s.get_ref()
+                ),
             );
+        }
+        for (field, v, max) in [
+            ("controller.replicas", &self.controller.replicas, 5),
+            ("controller.etcd_members", &self.controller.etcd_members, 5),
+        ] {
+            if let Some(v) = v {
+                if !(1..=max).contains(v.get_ref()) {
+                    err(v.span(), field, format!("{} must be 1-{max}", v.get_ref()));
+                } else if !self.controller.etcd() && *v.get_ref() != 1 {
+                    err(
+                        v.span(),
+                        field,
+                        "several controllers or etcd members need store = \"etcd\"".into(),
+                    );
+                }
+            }
         }
         let mut chassis = HashSet::new();
         if self.chassis.is_empty() {
@@ -690,11 +756,52 @@ impl Cloud {
                 } => {
                     names.push(from);
                     names.push(to);
+                    if self.controller.replicas() > 1 {
+                        err(
+                            c.span(),
+                            "check.kind",
+                            "controller-restart needs one controller; use leader-failover with replicas"
+                                .into(),
+                        );
+                    }
                     if *seconds == 0 || *seconds > 120 || *interval_ms == 0 {
                         err(
                             c.span(),
                             "check.seconds",
                             "seconds must be 1-120 and interval_ms ≥ 1".into(),
+                        );
+                    }
+                }
+                CheckSpec::LeaderFailover {
+                    from,
+                    to,
+                    seconds,
+                    interval_ms,
+                    max_takeover_s,
+                    max_loss_pct,
+                } => {
+                    names.push(from);
+                    names.push(to);
+                    if *seconds == 0 || *seconds > 120 || *interval_ms == 0 {
+                        err(
+                            c.span(),
+                            "check.seconds",
+                            "seconds must be 1-120 and interval_ms ≥ 1".into(),
+                        );
+                    }
+                    if *max_takeover_s == 0 || *max_loss_pct > 100 {
+                        err(
+                            c.span(),
+                            "check.max_takeover_s",
+                            "max_takeover_s must be ≥ 1 and max_loss_pct 0-100".into(),
+                        );
+                    }
+                    if self.controller.replicas() < 2 {
+                        err(
+                            c.span(),
+                            "check.kind",
+                            "leader-failover needs [controller] store = \"etcd\" and replicas ≥ 2"
+                                .into(),
                         );
                     }
                 }
