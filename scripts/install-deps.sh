@@ -10,6 +10,8 @@ PACKAGES=(
   socat jq ethtool iproute2 iputils-ping iperf3
   python3-venv
   containernetworking-plugins             # reference CNI plugins (bridge + host-local) for plexus-cni tests
+  etcd-server                             # etcd store backend + leader election (HA tests, ha-controller.toml)
+  protobuf-compiler libprotobuf-dev       # protoc + well-known .protos: the etcd-client crate's build script
 )
 
 missing=()
