@@ -101,6 +101,11 @@ pub struct L3 {
     pub router_mac: [u8; 6],
     pub gateways: BTreeSet<Ipv4Addr>,
     pub lb_zone: u16,
+    /// Static routes of the VPC's routers: (destination network, prefix length, next hop).
+    /// Compiled into the unit of the port that owns the next hop (its MAC is the
+    /// rewrite), on every chassis of the VPC, below the per-port /32 routes and by prefix
+    /// length among themselves (longest prefix wins).
+    pub routes: BTreeSet<(Ipv4Addr, u8, Ipv4Addr)>,
 }
 
 /// The compiler's input: one VPC.
@@ -410,6 +415,26 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
                     ),
                 );
             }
+        }
+    }
+    // 25: static routes whose next hop is this port.
+    for (dst, len, nh) in &m.l3.routes {
+        if !p.ips.contains(&IpAddr::V4(*nh)) {
+            continue;
+        }
+        let nw_dst = match len {
+            0 => String::new(),
+            32 => format!(",nw_dst={dst}"),
+            l => format!(",nw_dst={dst}/{l}"),
+        };
+        for c in vpc_chassis(m) {
+            out.add(
+                &c,
+                format!(
+                    "table={T_L3},priority={},ip,metadata={vni:#x},dl_dst={rmac}{nw_dst},actions=dec_ttl,set_field:{rmac}->eth_src,set_field:{mac_s}->eth_dst,goto_table:{T_L2}",
+                    10 + u16::from(*len)
+                ),
+            );
         }
     }
     // 30 on every other chassis of the VPC: to this port's chassis through the tunnel.
@@ -768,6 +793,22 @@ impl Engine {
                 }
                 if l3.lb_zone != self.model.l3.lb_zone {
                     affected.extend(self.model.services.keys().map(|s| Unit::Service(s.clone())));
+                }
+                if l3.routes != self.model.l3.routes {
+                    // Static routes live in their next hop port's unit.
+                    let nhs: BTreeSet<IpAddr> = l3
+                        .routes
+                        .iter()
+                        .chain(&self.model.l3.routes)
+                        .map(|r| IpAddr::V4(r.2))
+                        .collect();
+                    affected.extend(
+                        self.model
+                            .ports
+                            .iter()
+                            .filter(|(_, p)| p.ips.iter().any(|ip| nhs.contains(ip)))
+                            .map(|(id, _)| Unit::Port(id.clone())),
+                    );
                 }
                 self.model.l3 = l3.clone();
                 affected.insert(Unit::Router);

@@ -194,6 +194,7 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                         router_mac: router_mac(v.vni.unwrap_or(0)),
                         gateways: Default::default(),
                         lb_zone: keys[&lb_ids[id]],
+                        routes: Default::default(),
                     },
                     services: BTreeMap::new(),
                 },
@@ -241,6 +242,26 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
             };
             if let Ok(IpAddr::V4(gw)) = plexus_api::validate::subnet_gateway(s) {
                 model.l3.gateways.insert(gw);
+            }
+        }
+        // Static routes (IPv4): one next hop per destination in the VPC (the first
+        // router, in id order, that names it).
+        for rt in &r.routes {
+            let (Ok(ipnet::IpNet::V4(d)), Ok(IpAddr::V4(nh))) = (
+                rt.destination.parse::<ipnet::IpNet>(),
+                rt.nexthop.parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            let d = d.trunc();
+            let (net, len) = (d.network(), d.prefix_len());
+            if !model
+                .l3
+                .routes
+                .iter()
+                .any(|(a, l, _)| *a == net && *l == len)
+            {
+                model.l3.routes.insert((net, len, nh));
             }
         }
     }

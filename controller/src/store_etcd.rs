@@ -124,7 +124,9 @@ struct Shared {
 
 impl Shared {
     fn rel<'a>(&self, key: &'a [u8]) -> Option<&'a str> {
-        std::str::from_utf8(key).ok()?.strip_prefix(self.prefix.as_str())
+        std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(self.prefix.as_str())
     }
 
     /// Applies one key's new value (or deletion) to `c`; returns the object change, if
@@ -208,7 +210,7 @@ impl Drop for RtGuard {
 #[derive(Clone)]
 pub struct EtcdStore {
     shared: Arc<Shared>,
-    client: Client,
+    client: Arc<Client>,
     handle: Handle,
     _rt: Arc<RtGuard>,
 }
@@ -266,7 +268,7 @@ impl EtcdStore {
         }
         Ok(Self {
             shared,
-            client,
+            client: Arc::new(client),
             handle,
             _rt: guard,
         })
@@ -274,7 +276,7 @@ impl EtcdStore {
 
     /// The etcd client (leader election uses the same connection).
     pub fn client(&self) -> Client {
-        self.client.clone()
+        Client::clone(&self.client)
     }
 
     /// The runtime the client runs on.
@@ -302,9 +304,11 @@ impl EtcdStore {
 
     /// The `mod_revision` of the store's `rev` key in etcd now (linearizable read).
     fn rev_modrev_now(&self, rev_key: &str) -> Result<i64, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = Client::clone(&self.client);
         let key = rev_key.to_string();
-        let resp = self.run(async move { client.get(key, None).await })?.map_err(berr)?;
+        let resp = self
+            .run(async move { client.get(key, None).await })?
+            .map_err(berr)?;
         Ok(resp.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0))
     }
 
@@ -426,11 +430,7 @@ async fn load(sh: &Shared, client: &mut Client) -> Result<i64, StoreError> {
 }
 
 fn publish(sh: &Shared, changes: Vec<Change>, etcd_rev: i64) {
-    let revision = sh
-        .cache
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .revision;
+    let revision = sh.cache.read().unwrap_or_else(|e| e.into_inner()).revision;
     for ch in changes {
         let _ = sh.feed.send(ch);
     }
@@ -673,11 +673,7 @@ impl Store for EtcdStore {
     where
         E: From<StoreError>,
     {
-        let _w = self
-            .shared
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _w = self.shared.writer.lock().unwrap_or_else(|e| e.into_inner());
         let p = &self.shared.prefix;
         let rev_key = format!("{p}rev");
         for _ in 0..MAX_ATTEMPTS {
@@ -742,8 +738,10 @@ impl Store for EtcdStore {
                     .or_else([TxnOp::get(rev_key.as_str(), None)]);
                 (out, t.revision, txn)
             };
-            let mut client = self.client.clone();
-            let resp = self.run(async move { client.txn(txn).await })?.map_err(berr)?;
+            let mut client = Client::clone(&self.client);
+            let resp = self
+                .run(async move { client.txn(txn).await })?
+                .map_err(berr)?;
             if resp.succeeded() {
                 let r = resp.header().map(|h| h.revision()).unwrap_or(0);
                 self.wait_applied(r)?;
@@ -790,7 +788,13 @@ mod tests {
             parse_endpoints("etcd://http://h:1").unwrap(),
             ["http://h:1"]
         );
-        for bad in ["127.0.0.1:2379", "etcd://", "etcd://h", "etcd://h:x", "etcd://a:1,"] {
+        for bad in [
+            "127.0.0.1:2379",
+            "etcd://",
+            "etcd://h",
+            "etcd://h:x",
+            "etcd://a:1,",
+        ] {
             assert!(parse_endpoints(bad).is_err(), "{bad}");
         }
     }

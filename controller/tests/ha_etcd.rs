@@ -208,7 +208,10 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
         let leaders: Vec<usize> = (0..3)
             .filter(|&i| r[i].as_deref() == Some("leader"))
             .collect();
-        let followers = r.iter().filter(|x| x.as_deref() == Some("follower")).count();
+        let followers = r
+            .iter()
+            .filter(|x| x.as_deref() == Some("follower"))
+            .count();
         if leaders.len() == 1 && followers == 2 {
             break leaders[0];
         }
@@ -216,7 +219,11 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
         assert!(t0.elapsed() < Duration::from_secs(20), "no leader: {r:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    eprintln!("initial leader: {} (elected in {:?})", ctls[leader].node, t0.elapsed());
+    eprintln!(
+        "initial leader: {} (elected in {:?})",
+        ctls[leader].node,
+        t0.elapsed()
+    );
     let via = &apis[(leader + 1) % 3]; // a follower takes the writes
 
     let dpid = 0x504c_0000_0042u64;
@@ -347,7 +354,10 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
         {
             break c;
         }
-        assert!(t_kill.elapsed() < Duration::from_secs(30), "not resynced: {s}");
+        assert!(
+            t_kill.elapsed() < Duration::from_secs(30),
+            "not resynced: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let resynced = t_kill.elapsed();
@@ -375,8 +385,14 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
     assert!(summary.contains(" 0% packet loss"), "{summary}");
     let after = plexus_flows(&ovs);
     assert_eq!(strip(&after), strip(&before), "flows changed");
-    let min_before = before.iter().map(|l| duration_of(l)).fold(f64::MAX, f64::min);
-    let min_after = after.iter().map(|l| duration_of(l)).fold(f64::MAX, f64::min);
+    let min_before = before
+        .iter()
+        .map(|l| duration_of(l))
+        .fold(f64::MAX, f64::min);
+    let min_after = after
+        .iter()
+        .map(|l| duration_of(l))
+        .fold(f64::MAX, f64::min);
     assert!(
         min_after >= min_before + 5.0,
         "flows were re-installed: {min_before} -> {min_after}"
@@ -389,7 +405,11 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
         assert_eq!(s["revision"].as_u64().unwrap(), rev);
     }
     // A write through the other survivor is realized by the new leader.
-    let other = survivors.iter().copied().find(|&i| i != new_leader).unwrap();
+    let other = survivors
+        .iter()
+        .copied()
+        .find(|&i| i != new_leader)
+        .unwrap();
     let sg2 = apis[other]
         .post(
             "/v1/security-groups",
@@ -400,10 +420,17 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
     let t0 = Instant::now();
     loop {
         let s = apis[new_leader].status().await.unwrap();
-        if s["chassis"][&ch_id]["realized_revision"].as_u64().unwrap_or(0) >= rev2 {
+        if s["chassis"][&ch_id]["realized_revision"]
+            .as_u64()
+            .unwrap_or(0)
+            >= rev2
+        {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "write after failover not realized: {s}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "write after failover not realized: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(hosts);

@@ -116,7 +116,10 @@ fn basic_body<B: Backend>(b: &mut B) {
     assert_eq!(r1, 1);
     assert_eq!(s.revision(), 1);
     let a = s.get("tenants", "a").unwrap().unwrap();
-    assert_eq!((a.kind.as_str(), a.id.as_str(), a.revision), ("tenants", "a", 1));
+    assert_eq!(
+        (a.kind.as_str(), a.id.as_str(), a.revision),
+        ("tenants", "a", 1)
+    );
     // A read-only transaction commits nothing and keeps the revision.
     let (n, r) = s
         .write::<_, StoreError>(&mut |t| Ok(t.list("tenants")?.len()))

@@ -89,7 +89,8 @@ impl EtcdCluster {
     /// Starts `n` members named `PREFIX-I` with data under `dir` (created; removed on
     /// drop) and waits until every member is healthy.
     pub fn start(prefix: &str, n: usize, dir: &Path) -> Result<Self> {
-        let bin = crate::prereq::which("etcd").context("etcd not found (apt-get install etcd-server)")?;
+        let bin =
+            crate::prereq::which("etcd").context("etcd not found (apt-get install etcd-server)")?;
         std::fs::create_dir_all(dir)?;
         let mut members = Vec::new();
         for i in 0..n {

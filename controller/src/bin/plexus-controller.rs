@@ -4,8 +4,8 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use plexus_controller::api::{AppState, Tokens, app};
-use plexus_controller::southbound::Southbound;
 use plexus_controller::ha::Election;
+use plexus_controller::southbound::Southbound;
 use plexus_controller::store::{AnyStore, RedbStore};
 use plexus_controller::store_etcd::{EtcdStore, parse_endpoints};
 use std::net::SocketAddr;

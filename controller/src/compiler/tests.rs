@@ -121,6 +121,7 @@ fn with_l3(mut m: Model) -> Model {
         router_mac: router_mac(m.vni),
         gateways: [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 1)].into(),
         lb_zone: 100,
+        routes: Default::default(),
     };
     m.services.insert(
         "s1".into(),
@@ -187,6 +188,46 @@ fn services_and_routing_compile_on_every_vpc_chassis() {
                 .collect::<Vec<_>>(),
             vec![3, 1]
         );
+    }
+}
+
+#[test]
+fn static_routes_go_to_the_next_hop_port_by_longest_prefix() {
+    let mut m = with_l3(sample());
+    // p3 (10.0.0.5, port security off) routes 172.16.0.0/16 and a /32; p2 a default route.
+    m.l3.routes = [
+        (Ipv4Addr::new(172, 16, 0, 0), 16, Ipv4Addr::new(10, 0, 0, 5)),
+        (Ipv4Addr::new(172, 16, 9, 1), 32, Ipv4Addr::new(10, 0, 0, 5)),
+        (Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::new(10, 0, 0, 4)),
+        // No port owns this next hop: no flow.
+        (Ipv4Addr::new(192, 168, 0, 0), 24, Ipv4Addr::new(10, 0, 0, 99)),
+    ]
+    .into();
+    let flows = compile_full(&m);
+    let r = "table=25,priority={P},ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8{M},actions=dec_ttl,set_field:0a:00:00:00:03:e8->eth_src,set_field:{MAC}->eth_dst,goto_table:30";
+    let want = |p: &str, m: &str, mac: &str| r.replace("{P}", p).replace("{M}", m).replace("{MAC}", mac);
+    for c in ["c1", "c2"] {
+        let fs = &flows[c];
+        assert!(fs.contains(&want("26", ",nw_dst=172.16.0.0/16", "02:00:00:00:00:04")), "{c}");
+        assert!(fs.contains(&want("42", ",nw_dst=172.16.9.1", "02:00:00:00:00:04")), "{c}");
+        assert!(fs.contains(&want("10", "", "02:00:00:00:00:03")), "{c}");
+        assert!(!fs.iter().any(|f| f.contains("192.168.0.0")));
+        to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+    }
+    // Incremental: moving the next hop's port or removing a route touches only that port.
+    let mut e = Engine::new(m.clone());
+    let mut p3 = e.model().ports["p3"].clone();
+    p3.mac = [2, 0, 0, 0, 0, 0x33];
+    e.apply(Change::PutPort("p3".into(), p3));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    assert!(e.flows()["c1"].contains(&want("26", ",nw_dst=172.16.0.0/16", "02:00:00:00:00:33")));
+    let mut l3 = e.model().l3.clone();
+    l3.routes.retain(|r| r.1 != 16);
+    let d = e.apply(Change::PutL3(l3));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    for c in ["c1", "c2"] {
+        assert_eq!(d.removed[c].len(), 1, "{:?}", d.removed[c]);
+        assert!(d.added.get(c).is_none_or(|a| a.is_empty()));
     }
 }
 
@@ -268,6 +309,7 @@ enum Op {
     L3 {
         gateways: u8,
         zone: u8,
+        routes: u8,
     },
 }
 
@@ -281,7 +323,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8).prop_map(Op::DelChassis),
         2 => (0..3u8, 0..3u8, prop::collection::vec((0..8u8, 1..4u8), 0..4)).prop_map(|(n, vip, backends)| Op::Service { n, vip, backends }),
         1 => (0..3u8).prop_map(Op::DelService),
-        1 => (0..8u8, 0..2u8).prop_map(|(gateways, zone)| Op::L3 { gateways, zone }),
+        1 => (0..8u8, 0..2u8, 0..16u8).prop_map(|(gateways, zone, routes)| Op::L3 { gateways, zone, routes }),
     ]
 }
 
@@ -367,13 +409,29 @@ fn to_change(op: &Op) -> Change {
             },
         ),
         Op::DelService(n) => Change::DelService(format!("s{n}")),
-        Op::L3 { gateways, zone } => Change::PutL3(L3 {
+        Op::L3 {
+            gateways,
+            zone,
+            routes,
+        } => Change::PutL3(L3 {
             router_mac: router_mac(5001),
             gateways: (0..3)
                 .filter(|g| gateways & (1 << g) != 0)
                 .map(|g| Ipv4Addr::new(10, 0, g, 1))
                 .collect(),
             lb_zone: 200 + zone as u16,
+            // Route r via port p{r}'s address when its `ip` choice is r % 4; /0 and /32 too.
+            routes: (0..4u8)
+                .filter(|r| routes & (1 << r) != 0)
+                .map(|r| {
+                    let (dst, len) = match r {
+                        0 => (Ipv4Addr::UNSPECIFIED, 0),
+                        1 => (Ipv4Addr::new(172, 16, 1, 7), 32),
+                        _ => (Ipv4Addr::new(172, 16, r, 0), 24),
+                    };
+                    (dst, len, Ipv4Addr::new(10, 0, r % 4, r + 2))
+                })
+                .collect(),
         }),
     }
 }

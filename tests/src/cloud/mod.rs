@@ -299,7 +299,8 @@ fn start_controller(dir: &Path, st: &State, i: usize) -> Result<Proc> {
             )
         }
     };
-    let child = spawn_logged(&mut cmd, &log).with_context(|| format!("starting {}", bin.display()))?;
+    let child =
+        spawn_logged(&mut cmd, &log).with_context(|| format!("starting {}", bin.display()))?;
     Ok(Proc {
         pid: child.id(),
         comm: "plexus-controller".into(),
@@ -468,7 +469,9 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     let ha = cloud.controller.etcd();
     if ha {
         let (n, members) = (cloud.controller.replicas(), cloud.controller.etcd_members());
-        progress(&format!("starting etcd ({members} member(s), data in the run's directory)"));
+        progress(&format!(
+            "starting etcd ({members} member(s), data in the run's directory)"
+        ));
         let url = start_etcd(&mut r, members)?;
         let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
         r.record(|s| {
@@ -1256,7 +1259,10 @@ fn check_failover(
     let churn = flow_churn(r, &st, &before)?;
     let after = r.api.get("/v1/status")?;
     if tx == 0 || (tx - rx) * 100 > u64::from(max_loss_pct) * tx {
-        bail!("lost {} of {tx} pings (> {max_loss_pct} %): {summary}", tx - rx);
+        bail!(
+            "lost {} of {tx} pings (> {max_loss_pct} %): {summary}",
+            tx - rx
+        );
     }
     if !churn.is_empty() {
         bail!("flow churn after failover: {}", churn.join("; "));
@@ -1274,7 +1280,9 @@ fn check_failover(
     Ok(format!(
         "ctl{old} killed -9; ctl{new} elected after {elected:.1?}, every switch reconciled after {takeover:.1?}; {} lost of {tx} ({summary}); 0 flow adds/deletes; {} objects kept; ctl{old} rejoined as follower",
         tx - rx,
-        objects.as_object().map_or(0, |o| o.values().filter_map(Value::as_u64).sum::<u64>())
+        objects
+            .as_object()
+            .map_or(0, |o| o.values().filter_map(Value::as_u64).sum::<u64>())
     ))
 }
 
