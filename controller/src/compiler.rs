@@ -42,7 +42,13 @@ pub const T_FROM_ACL: u8 = 20;
 pub const T_FROM_ACL_CT: u8 = 21;
 pub const T_LB: u8 = 22;
 pub const T_LB_CT: u8 = 23;
+/// Session affinity: dispatch on the backend remembered for the client (reg12 = backend
+/// IPv4, reg13 = backend port; 0 = none) or pick one with the group.
+pub const T_LB_AFF: u8 = 24;
 pub const T_L3: u8 = 25;
+/// Session affinity: the `learn`ed client → backend entries (cookie 0: not Plexus-owned,
+/// never reconciled; they expire by idle timeout). Reached only by `resubmit`.
+pub const T_LB_LEARNED: u8 = 26;
 pub const T_L2: u8 = 30;
 pub const T_TO_ACL: u8 = 40;
 pub const T_TO_ACL_CT: u8 = 41;
@@ -92,6 +98,9 @@ pub struct Service {
     pub udp: bool,
     /// Healthy backends with a non-zero weight (others get no new connections).
     pub backends: Vec<SvcBackend>,
+    /// Client-IP session affinity: new connections of a client go to the backend its
+    /// last connection went to while that was at most this many seconds ago (idle).
+    pub affinity_timeout: Option<u16>,
 }
 
 /// The VPC's L3 identity: the distributed router's MAC, the gateway addresses it answers
@@ -563,9 +572,22 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
     let proto = if s.udp { "udp" } else { "tcp" };
     let mut group = format!("group_id={},type=select", s.group_id);
     for b in &s.backends {
+        // With affinity the chosen bucket also remembers client → backend (OVN's way):
+        // a flow in T_LB_LEARNED matching client IP + VIP:port (+ VPC) that loads the
+        // backend into reg12/reg13.
+        let learn = match s.affinity_timeout {
+            Some(t) => format!(
+                "learn(table={T_LB_LEARNED},idle_timeout={t},priority=100,eth_type=0x800,nw_proto={},NXM_OF_IP_SRC[],NXM_OF_IP_DST[],{}[],OXM_OF_METADATA[],load:{:#x}->NXM_NX_REG12[],load:{:#x}->NXM_NX_REG13[0..15]),",
+                if s.udp { 17 } else { 6 },
+                if s.udp { "NXM_OF_UDP_DST" } else { "NXM_OF_TCP_DST" },
+                u32::from(b.ip),
+                b.port
+            ),
+            None => String::new(),
+        };
         let _ = write!(
             group,
-            ",bucket=weight:{},actions=ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
+            ",bucket=weight:{},actions={learn}ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
             b.weight, b.ip, b.port
         );
     }
@@ -579,13 +601,44 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
                 s.vip, s.port
             ),
         );
-        out.add(
-            &c,
-            format!(
-                "table={T_LB_CT},priority=100,ct_state=+new+trk,{proto},metadata={vni:#x},nw_dst={},tp_dst={},actions=group:{}",
-                s.vip, s.port, s.group_id
+        let svc = format!("{proto},metadata={vni:#x},nw_dst={},tp_dst={}", s.vip, s.port);
+        match s.affinity_timeout {
+            None => out.add(
+                &c,
+                format!(
+                    "table={T_LB_CT},priority=100,ct_state=+new+trk,{svc},actions=group:{}",
+                    s.group_id
+                ),
             ),
-        );
+            Some(_) => {
+                // Look the client up (loads reg12/reg13 on a hit), then dispatch.
+                out.add(
+                    &c,
+                    format!(
+                        "table={T_LB_CT},priority=100,ct_state=+new+trk,{svc},actions=set_field:0->reg12,set_field:0->reg13,resubmit(,{T_LB_LEARNED}),goto_table:{T_LB_AFF}"
+                    ),
+                );
+                out.add(
+                    &c,
+                    format!(
+                        "table={T_LB_AFF},priority=90,{svc},actions=group:{}",
+                        s.group_id
+                    ),
+                );
+                for b in &s.backends {
+                    out.add(
+                        &c,
+                        format!(
+                            "table={T_LB_AFF},priority=100,{svc},reg12={:#x},reg13={:#x},actions=ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
+                            u32::from(b.ip),
+                            b.port,
+                            b.ip,
+                            b.port
+                        ),
+                    );
+                }
+            }
+        }
         for b in &s.backends {
             out.add(
                 &c,

@@ -302,6 +302,12 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                 port: s.port,
                 udp: s.protocol == ServiceProtocol::Udp,
                 backends,
+                affinity_timeout: match s.affinity {
+                    plexus_api::Affinity::None => None,
+                    plexus_api::Affinity::ClientIp { timeout_seconds } => {
+                        Some(timeout_seconds.clamp(1, u16::MAX as u32) as u16)
+                    }
+                },
             },
         );
     }

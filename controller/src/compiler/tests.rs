@@ -142,6 +142,7 @@ fn with_l3(mut m: Model) -> Model {
                     weight: 1,
                 },
             ],
+            affinity_timeout: None,
         },
     );
     m
@@ -229,6 +230,33 @@ fn static_routes_go_to_the_next_hop_port_by_longest_prefix() {
         assert_eq!(d.removed[c].len(), 1, "{:?}", d.removed[c]);
         assert!(d.added.get(c).is_none_or(|a| a.is_empty()));
     }
+}
+
+#[test]
+fn client_ip_affinity_learns_and_dispatches() {
+    let mut m = with_l3(sample());
+    m.services.get_mut("s1").unwrap().affinity_timeout = Some(60);
+    let flows = compile_full(&m);
+    for c in ["c1", "c2"] {
+        let fs = &flows[c];
+        let svc = "tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80";
+        assert!(fs.contains(&format!("table=23,priority=100,ct_state=+new+trk,{svc},actions=set_field:0->reg12,set_field:0->reg13,resubmit(,26),goto_table:24")), "{c}");
+        assert!(fs.contains(&format!("table=24,priority=90,{svc},actions=group:1342177287")));
+        assert!(fs.contains(&format!("table=24,priority=100,{svc},reg12=0xa000003,reg13=0x1f90,actions=ct(commit,table=25,zone=100,nat(dst=10.0.0.3:8080))")));
+        let g = fs.iter().find(|f| is_group(f)).unwrap();
+        assert!(g.contains("bucket=weight:3,actions=learn(table=26,idle_timeout=60,priority=100,eth_type=0x800,nw_proto=6,NXM_OF_IP_SRC[],NXM_OF_IP_DST[],NXM_OF_TCP_DST[],OXM_OF_METADATA[],load:0xa000002->NXM_NX_REG12[],load:0x1f90->NXM_NX_REG13[0..15]),ct(commit,table=25,zone=100,nat(dst=10.0.0.2:8080))"), "{g}");
+        let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        let groups = to_group_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        assert_eq!(mods.len() + groups.len(), fs.len());
+    }
+    // Turning affinity off is a change of the service unit only.
+    let mut e = Engine::new(m);
+    let mut s = e.model().services["s1"].clone();
+    s.affinity_timeout = None;
+    e.apply(Change::PutService("s1".into(), s));
+    assert_eq!(e.last_recomputed, 1);
+    assert_eq!(e.flows(), compile_full(e.model()));
+    assert!(!e.flows()["c1"].iter().any(|f| f.contains("learn(")));
 }
 
 #[test]
@@ -398,6 +426,7 @@ fn to_change(op: &Op) -> Change {
                 vip: Ipv4Addr::new(10, 0, 9, vip),
                 port: 80,
                 udp: n == 2,
+                affinity_timeout: (n == 1).then_some(30),
                 backends: backends
                     .iter()
                     .map(|&(b, w)| SvcBackend {
