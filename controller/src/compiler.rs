@@ -572,24 +572,20 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
     let proto = if s.udp { "udp" } else { "tcp" };
     let mut group = format!("group_id={},type=select", s.group_id);
     for b in &s.backends {
-        // With affinity the chosen bucket also remembers client → backend (OVN's way):
-        // a flow in T_LB_LEARNED matching client IP + VIP:port (+ VPC) that loads the
-        // backend into reg12/reg13.
-        let learn = match s.affinity_timeout {
-            Some(t) => format!(
-                "learn(table={T_LB_LEARNED},idle_timeout={t},priority=100,eth_type=0x800,nw_proto={},NXM_OF_IP_SRC[],NXM_OF_IP_DST[],{}[],OXM_OF_METADATA[],load:{:#x}->NXM_NX_REG12[],load:{:#x}->NXM_NX_REG13[0..15]),",
-                if s.udp { 17 } else { 6 },
-                if s.udp { "NXM_OF_UDP_DST" } else { "NXM_OF_TCP_DST" },
+        // With affinity the chosen bucket names its backend in reg12/reg13 and goes
+        // back to the dispatch table, whose flow for that backend learns and commits.
+        let act = match s.affinity_timeout {
+            Some(_) => format!(
+                "set_field:{:#x}->reg12,set_field:{:#x}->reg13,resubmit(,{T_LB_AFF})",
                 u32::from(b.ip),
                 b.port
             ),
-            None => String::new(),
+            None => format!(
+                "ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
+                b.ip, b.port
+            ),
         };
-        let _ = write!(
-            group,
-            ",bucket=weight:{},actions={learn}ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
-            b.weight, b.ip, b.port
-        );
+        let _ = write!(group, ",bucket=weight:{},actions={act}", b.weight);
     }
     for c in vpc_chassis(m) {
         out.add(&c, group.clone());
@@ -625,11 +621,20 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
                         s.group_id
                     ),
                 );
+                // The backend chosen (by the group, or remembered): (re)learn client →
+                // backend (OVN's way: a flow in T_LB_LEARNED matching client IP +
+                // VIP:port + VPC that loads the backend into reg12/reg13), then DNAT.
+                let t = s.affinity_timeout.unwrap_or(1);
+                let (nw_proto, l4_dst) = if s.udp {
+                    (17, "NXM_OF_UDP_DST")
+                } else {
+                    (6, "NXM_OF_TCP_DST")
+                };
                 for b in &s.backends {
                     out.add(
                         &c,
                         format!(
-                            "table={T_LB_AFF},priority=100,{svc},reg12={:#x},reg13={:#x},actions=ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
+                            "table={T_LB_AFF},priority=100,{svc},reg12={:#x},reg13={:#x},actions=learn(table={T_LB_LEARNED},idle_timeout={t},priority=100,eth_type=0x800,nw_proto={nw_proto},NXM_OF_IP_SRC[],NXM_OF_IP_DST[],{l4_dst}[],OXM_OF_METADATA[],load:NXM_NX_REG12[]->NXM_NX_REG12[],load:NXM_NX_REG13[0..15]->NXM_NX_REG13[0..15]),ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
                             u32::from(b.ip),
                             b.port,
                             b.ip,

@@ -955,6 +955,19 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     },
                 ));
             }
+            CheckSpec::Affinity {
+                from,
+                service,
+                connections,
+            } => {
+                out.push(l3::check_affinity(
+                    r,
+                    exe,
+                    &from.names(),
+                    service,
+                    *connections,
+                ));
+            }
             CheckSpec::Gateway { from } => {
                 for h in from.names() {
                     out.push(l3::check_gateway(r, h));

@@ -123,6 +123,9 @@ pub struct ServiceSpec {
     pub backends: Vec<Spanned<String>>,
     #[serde(default)]
     pub weights: Option<Spanned<Vec<u32>>>,
+    /// Client-IP session affinity with this idle timeout (seconds, 1-65535).
+    #[serde(default)]
+    pub affinity_timeout: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +292,15 @@ pub enum CheckSpec {
     },
     /// Each host pings its default gateway (the router answers ICMP echo).
     Gateway { from: Hosts },
+    /// Client-IP session affinity: `connections` TCP connections from each
+    /// host of `from` to the service's VIP:port must all reach one backend
+    /// (per client), and together the clients must see the service at all.
+    Affinity {
+        from: Hosts,
+        service: String,
+        #[serde(default = "default_affinity_connections")]
+        connections: u32,
+    },
     /// HA (`store = "etcd"`, several replicas): kill -9 the elected leader
     /// during a ping flood from `from` to `to`; a follower must be elected and
     /// have reconciled every switch within `max_takeover_s`, the switches' flows
@@ -311,6 +323,10 @@ pub enum CheckSpec {
 
 fn default_takeover() -> u32 {
     10
+}
+
+fn default_affinity_connections() -> u32 {
+    40
 }
 
 fn default_connections() -> u32 {
@@ -852,6 +868,7 @@ impl Cloud {
                     names.push(from);
                     names.extend(remove.as_deref());
                 }
+                CheckSpec::Affinity { from, .. } => names.extend(from.names()),
             }
             for n in names {
                 if !hosts.contains(n) {
@@ -957,7 +974,42 @@ impl Cloud {
                 }
             }
         }
+        for s in self.tenants.iter().flat_map(|t| &t.services) {
+            if let Some(t) = &s.affinity_timeout
+                && !(1..=65535).contains(t.get_ref())
+            {
+                err(
+                    t.span(),
+                    "service.affinity_timeout",
+                    "must be 1-65535 seconds".into(),
+                );
+            }
+        }
         for c in &self.checks {
+            if let CheckSpec::Affinity {
+                service,
+                connections,
+                ..
+            } = c.get_ref()
+            {
+                match self
+                    .tenants
+                    .iter()
+                    .flat_map(|t| &t.services)
+                    .find(|s| s.name.get_ref() == service)
+                {
+                    None => err(c.span(), "check.service", format!("no service {service:?}")),
+                    Some(s) if s.affinity_timeout.is_none() => err(
+                        c.span(),
+                        "check.service",
+                        format!("service {service:?} has no affinity_timeout"),
+                    ),
+                    Some(_) => {}
+                }
+                if *connections < 2 || *connections > 5000 {
+                    err(c.span(), "check.connections", "must be 2-5000".into());
+                }
+            }
             if let CheckSpec::Service {
                 service,
                 connections,
