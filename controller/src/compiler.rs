@@ -597,7 +597,10 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
                 s.vip, s.port
             ),
         );
-        let svc = format!("{proto},metadata={vni:#x},nw_dst={},tp_dst={}", s.vip, s.port);
+        let svc = format!(
+            "{proto},metadata={vni:#x},nw_dst={},tp_dst={}",
+            s.vip, s.port
+        );
         match s.affinity_timeout {
             None => out.add(
                 &c,

@@ -432,8 +432,24 @@ async fn static_route_via_an_appliance_port() {
     let mut rev = 0;
     let mut hosts = Vec::new();
     for (iface, ofport, mac, ip, gw, sn, sec) in [
-        ("sr1", 1, "02:00:00:00:0d:01", "10.0.1.10", "10.0.1.1", &sn1, true),
-        ("sr2", 2, "02:00:00:00:0d:02", "10.0.2.10", "10.0.2.1", &sn2, false),
+        (
+            "sr1",
+            1,
+            "02:00:00:00:0d:01",
+            "10.0.1.10",
+            "10.0.1.1",
+            &sn1,
+            true,
+        ),
+        (
+            "sr2",
+            2,
+            "02:00:00:00:0d:02",
+            "10.0.2.10",
+            "10.0.2.1",
+            &sn2,
+            false,
+        ),
     ] {
         let ns = Netns::create(&unique_name(&format!("plx{iface}"))).unwrap();
         veth("eth0", &ns, iface, &sw_ns).unwrap();

@@ -201,16 +201,27 @@ fn static_routes_go_to_the_next_hop_port_by_longest_prefix() {
         (Ipv4Addr::new(172, 16, 9, 1), 32, Ipv4Addr::new(10, 0, 0, 5)),
         (Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::new(10, 0, 0, 4)),
         // No port owns this next hop: no flow.
-        (Ipv4Addr::new(192, 168, 0, 0), 24, Ipv4Addr::new(10, 0, 0, 99)),
+        (
+            Ipv4Addr::new(192, 168, 0, 0),
+            24,
+            Ipv4Addr::new(10, 0, 0, 99),
+        ),
     ]
     .into();
     let flows = compile_full(&m);
     let r = "table=25,priority={P},ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8{M},actions=dec_ttl,set_field:0a:00:00:00:03:e8->eth_src,set_field:{MAC}->eth_dst,goto_table:30";
-    let want = |p: &str, m: &str, mac: &str| r.replace("{P}", p).replace("{M}", m).replace("{MAC}", mac);
+    let want =
+        |p: &str, m: &str, mac: &str| r.replace("{P}", p).replace("{M}", m).replace("{MAC}", mac);
     for c in ["c1", "c2"] {
         let fs = &flows[c];
-        assert!(fs.contains(&want("26", ",nw_dst=172.16.0.0/16", "02:00:00:00:00:04")), "{c}");
-        assert!(fs.contains(&want("42", ",nw_dst=172.16.9.1", "02:00:00:00:00:04")), "{c}");
+        assert!(
+            fs.contains(&want("26", ",nw_dst=172.16.0.0/16", "02:00:00:00:00:04")),
+            "{c}"
+        );
+        assert!(
+            fs.contains(&want("42", ",nw_dst=172.16.9.1", "02:00:00:00:00:04")),
+            "{c}"
+        );
         assert!(fs.contains(&want("10", "", "02:00:00:00:00:03")), "{c}");
         assert!(!fs.iter().any(|f| f.contains("192.168.0.0")));
         to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
@@ -241,10 +252,15 @@ fn client_ip_affinity_learns_and_dispatches() {
         let fs = &flows[c];
         let svc = "tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80";
         assert!(fs.contains(&format!("table=23,priority=100,ct_state=+new+trk,{svc},actions=set_field:0->reg12,set_field:0->reg13,resubmit(,26),goto_table:24")), "{c}");
-        assert!(fs.contains(&format!("table=24,priority=90,{svc},actions=group:1342177287")));
+        assert!(fs.contains(&format!(
+            "table=24,priority=90,{svc},actions=group:1342177287"
+        )));
         assert!(fs.contains(&format!("table=24,priority=100,{svc},reg12=0xa000003,reg13=0x1f90,actions=learn(table=26,idle_timeout=60,priority=100,eth_type=0x800,nw_proto=6,NXM_OF_IP_SRC[],NXM_OF_IP_DST[],NXM_OF_TCP_DST[],OXM_OF_METADATA[],load:NXM_NX_REG12[]->NXM_NX_REG12[],load:NXM_NX_REG13[0..15]->NXM_NX_REG13[0..15]),ct(commit,table=25,zone=100,nat(dst=10.0.0.3:8080))")), "{c}");
         let g = fs.iter().find(|f| is_group(f)).unwrap();
-        assert_eq!(g, "group_id=1342177287,type=select,bucket=weight:3,actions=set_field:0xa000002->reg12,set_field:0x1f90->reg13,resubmit(,24),bucket=weight:1,actions=set_field:0xa000003->reg12,set_field:0x1f90->reg13,resubmit(,24)");
+        assert_eq!(
+            g,
+            "group_id=1342177287,type=select,bucket=weight:3,actions=set_field:0xa000002->reg12,set_field:0x1f90->reg13,resubmit(,24),bucket=weight:1,actions=set_field:0xa000003->reg12,set_field:0x1f90->reg13,resubmit(,24)"
+        );
         let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
         let groups = to_group_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
         assert_eq!(mods.len() + groups.len(), fs.len());
