@@ -15,6 +15,7 @@
 //! - [`etcd`]: a private etcd cluster (N members, kill -9 / restart) for the etcd store.
 //! - [`prereq`]: `require_tool` / `require_root`: skip locally, fail in CI.
 //! - [`proc`]: running commands with a deadline.
+//! - [`progress`]: the live bring-up view (indicatif spinner on a terminal, lines elsewhere).
 
 pub mod capture;
 pub mod cloud;
@@ -26,6 +27,7 @@ pub mod ofctl;
 pub mod ovs;
 pub mod prereq;
 pub mod proc;
+pub mod progress;
 pub mod rawsock;
 pub mod topo;
 

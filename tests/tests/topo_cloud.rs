@@ -46,7 +46,12 @@ fn ready() -> bool {
         .parent()
         .unwrap()
         .to_path_buf();
-    for b in ["plexus-controller", "plexus-vswitchd"] {
+    // sidecars.toml runs Envoy (scripts/install-peers.sh puts it in the peers venv).
+    let venv = std::env::var("PEERS_VENV").unwrap_or_else(|_| "/var/tmp/plexus-peers-venv".into());
+    if !Path::new(&venv).join("bin/envoy").is_file() && prereq::which("envoy").is_none() {
+        return prereq::unmet("envoy is not installed (scripts/install-peers.sh)");
+    }
+    for b in ["plexus-controller", "plexus", "plexus-vswitchd"] {
         if !dir.join(b).is_file() {
             return prereq::unmet(&format!(
                 "{b} is not built in {} (cargo build --workspace --bins)",

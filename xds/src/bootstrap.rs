@@ -10,7 +10,7 @@ pub struct BootstrapOptions {
     pub node_id: String,
     /// Node cluster (Envoy requires one for some features).
     pub cluster: String,
-    /// ADS server `HOST:PORT`.
+    /// ADS server `HOST:PORT`, or `unix:PATH` for a node-local socket (Envoy only).
     pub xds: String,
     /// Incremental (delta) xDS instead of state of the world.
     pub delta: bool,
@@ -31,7 +31,18 @@ fn host_port(addr: &str) -> (String, u16) {
 /// An Envoy v3 bootstrap: everything dynamic over one ADS stream (CDS and LDS, with EDS
 /// and RDS referenced as `ads: {}` by the resources Plexus sends).
 pub fn envoy(o: &BootstrapOptions) -> Value {
-    let (host, port) = host_port(&o.xds);
+    // A unix socket is reachable from any network namespace that sees the file, which
+    // is how a sidecar in a pod namespace reaches a node-local xDS endpoint.
+    let (kind, address) = match o.xds.strip_prefix("unix:") {
+        Some(path) => ("STATIC", json!({"pipe": {"path": path}})),
+        None => {
+            let (host, port) = host_port(&o.xds);
+            (
+                "STRICT_DNS",
+                json!({"socket_address": {"address": host, "port_value": port}}),
+            )
+        }
+    };
     let mut b = json!({
         "node": {"id": o.node_id, "cluster": o.cluster},
         "dynamic_resources": {
@@ -47,7 +58,7 @@ pub fn envoy(o: &BootstrapOptions) -> Value {
         "static_resources": {
             "clusters": [{
                 "name": "plexus_xds",
-                "type": "STRICT_DNS",
+                "type": kind,
                 "connect_timeout": "1s",
                 "typed_extension_protocol_options": {
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -57,9 +68,7 @@ pub fn envoy(o: &BootstrapOptions) -> Value {
                 },
                 "load_assignment": {
                     "cluster_name": "plexus_xds",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                        "socket_address": {"address": host, "port_value": port}
-                    }}}]}]
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}]
                 }
             }]
         }
@@ -111,5 +120,23 @@ mod tests {
         assert_eq!(g["xds_servers"][0]["server_uri"], "10.0.0.1:18000");
         assert_eq!(g["node"]["id"], "pod-a");
         assert_eq!(host_port("[::1]:9").0, "::1");
+    }
+
+    #[test]
+    fn a_unix_ads_address_becomes_a_static_pipe_endpoint() {
+        let o = BootstrapOptions {
+            node_id: "pod-a".into(),
+            cluster: "c".into(),
+            xds: "unix:/run/plexus/xds.sock".into(),
+            delta: false,
+            admin_port: 0,
+        };
+        let e = envoy(&o);
+        let c = &e["static_resources"]["clusters"][0];
+        assert_eq!(c["type"], "STATIC");
+        let a = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(a["pipe"]["path"], "/run/plexus/xds.sock");
+        assert!(a.get("socket_address").is_none());
+        assert!(e.get("admin").is_none());
     }
 }

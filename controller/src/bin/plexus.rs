@@ -67,7 +67,8 @@ enum XdsCmd {
         /// Node id of the proxy.
         #[arg(long)]
         node: String,
-        /// ADS server address `HOST:PORT`.
+        /// ADS server address `HOST:PORT`, or `unix:PATH` (Envoy) for a node-local
+        /// socket that reaches the controller from any network namespace.
         #[arg(long, default_value = "127.0.0.1:18000")]
         xds: String,
         /// Node cluster.

@@ -59,6 +59,27 @@ enum Cmd {
     },
     /// Ping every host from every other host of a running cloud topology.
     PingAll { file: PathBuf },
+    /// TCP throughput from host A to host B with iperf3 (running cloud topology).
+    Iperf {
+        file: PathBuf,
+        a: String,
+        b: String,
+        /// Test length in seconds.
+        #[arg(long, default_value_t = 5)]
+        secs: u32,
+    },
+    /// Ask NODE's switch to explain the packet NODE would send to DST (a host
+    /// name or IPv4 address): plexus-appctl trace / ovs-appctl ofproto/trace.
+    Trace {
+        file: PathBuf,
+        node: String,
+        dst: String,
+        #[arg(long, value_enum, default_value = "icmp")]
+        proto: cloud::tools::TraceProto,
+        /// Destination port (tcp/udp).
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
     /// (internal) Send the frames of one attack on eth0 (JSON spec).
     #[command(hide = true)]
     AttackSend { spec: String },
@@ -89,6 +110,9 @@ enum Cmd {
         addr: SocketAddr,
         #[arg(long)]
         name: String,
+        /// Answer HTTP requests (the name is the body of a 200).
+        #[arg(long)]
+        http: bool,
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
@@ -98,6 +122,9 @@ enum Cmd {
         addr: SocketAddr,
         #[arg(long, default_value_t = 100)]
         count: u32,
+        /// Send `GET /` and read the name from the HTTP answer.
+        #[arg(long)]
+        http: bool,
         #[arg(long, default_value_t = 2)]
         timeout_secs: u64,
     },
@@ -215,8 +242,10 @@ fn real_main() -> Result<ExitCode> {
             if cloud::is_cloud(&file)? {
                 let c = cloud::load(&file)?;
                 require_root()?;
-                let mut progress = |s: &str| eprintln!("{s}");
-                let r = cloud::up(&c, &file, &mut progress)?;
+                let mut view = plexus_tests::progress::Progress::new();
+                let r = cloud::up(&c, &file, &mut |s: &str| view.step(s));
+                view.finish();
+                let r = r?;
                 println!(
                     "topology {} is up (state in {}); stop it with: plexus-topo down {}",
                     c.name(),
@@ -334,6 +363,25 @@ fn real_main() -> Result<ExitCode> {
             println!("{ok}/{n} pairs answered");
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Iperf { file, a, b, secs } => {
+            require_root()?;
+            let c = cloud::load(&file)?;
+            println!("{}", cloud::tools::iperf(&c, &a, &b, secs)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Trace {
+            file,
+            node,
+            dst,
+            proto,
+            port,
+        } => {
+            require_root()?;
+            let c = cloud::load(&file)?;
+            let (flow, text) = cloud::tools::trace(&c, &node, &dst, proto, port)?;
+            println!("Flow: {flow}\n\n{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::AttackSend { spec } => {
             let n = cloud::attack::send_main(&spec)?;
             println!("{n} frames sent");
@@ -364,18 +412,22 @@ fn real_main() -> Result<ExitCode> {
         Cmd::NameServer {
             addr,
             name,
+            http,
             timeout_secs,
         } => {
-            let n = cloud::name_server(addr, &name, Duration::from_secs(timeout_secs))?;
+            let n = cloud::name_server(addr, &name, http, Duration::from_secs(timeout_secs))?;
             println!("served {n} connections");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::NameClient {
             addr,
             count,
+            http,
             timeout_secs,
         } => {
-            for (name, n) in cloud::name_client(addr, count, Duration::from_secs(timeout_secs)) {
+            for (name, n) in
+                cloud::name_client(addr, count, http, Duration::from_secs(timeout_secs))
+            {
                 println!("{name} {n}");
             }
             Ok(ExitCode::SUCCESS)

@@ -67,6 +67,22 @@ pub(super) fn create_services(
             if let Some(t) = &s.affinity_timeout {
                 body["affinity"] = json!({"type": "client_ip", "timeout_seconds": t.get_ref()});
             }
+            if let Some(subsets) = &s.subsets {
+                for (b, sub) in body["backends"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                    .zip(subsets.get_ref())
+                {
+                    b["subset"] = json!(sub);
+                }
+            }
+            if let Some(splits) = &s.splits {
+                body["traffic_policy"] = json!({"splits": splits
+                    .iter()
+                    .map(|x| json!({"subset": x.subset, "weight": x.weight}))
+                    .collect::<Vec<_>>()});
+            }
             let obj = r.api.post("/v1/services", body)?;
             rev = rev.max(obj["revision"].as_u64().unwrap_or(0));
             let st = ServiceState {
@@ -106,22 +122,24 @@ impl Drop for Servers {
 
 /// Connects `n` times from `from` to the VIP; counts the names answered
 /// (failed connections count as `!failed`).
-fn count(
+pub(super) fn count(
     r: &Running,
     exe: &str,
     from: &str,
     vip: &str,
     port: u16,
     n: u32,
+    http: bool,
 ) -> Result<BTreeMap<String, u32>> {
     let h = r.host(from)?;
-    let out = crate::proc::run_ok(
-        Command::new("ip")
-            .args(["netns", "exec", &h.netns, exe, "name-client"])
-            .arg(format!("{vip}:{port}"))
-            .args(["--count", &n.to_string(), "--timeout-secs", "2"]),
-        Duration::from_secs(60 + u64::from(n) / 10),
-    )?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &h.netns, exe, "name-client"])
+        .arg(format!("{vip}:{port}"))
+        .args(["--count", &n.to_string(), "--timeout-secs", "2"]);
+    if http {
+        cmd.arg("--http");
+    }
+    let out = crate::proc::run_ok(&mut cmd, Duration::from_secs(60 + u64::from(n) / 10))?;
     let mut m = BTreeMap::new();
     for l in out.lines() {
         if let Some((name, c)) = l.rsplit_once(' ')
@@ -202,7 +220,7 @@ pub(super) fn check_service(
             return out;
         }
     };
-    let first = count(r, &exe, from, &svc.vip, svc.port, n)
+    let first = count(r, &exe, from, &svc.vip, svc.port, n, false)
         .and_then(|c| judge(&c, &svc.backends, n, tol_pct));
     let first_ok = first.is_ok();
     out.push(Outcome {
@@ -227,7 +245,21 @@ pub(super) fn check_service(
             o.remove("id");
             o.remove("revision");
         }
-        spec["backends"] = backend_json(&rest, svc.target_port);
+        // Keep the other backends as stored (subset labels included).
+        let gone: Vec<&str> = svc
+            .backends
+            .iter()
+            .filter(|b| b.0 == rm)
+            .map(|b| b.1.as_str())
+            .collect();
+        let kept_json: Vec<Value> = spec["backends"]
+            .as_array()
+            .context("service backends")?
+            .iter()
+            .filter(|b| !gone.contains(&b["port_id"].as_str().unwrap_or("")))
+            .cloned()
+            .collect();
+        spec["backends"] = Value::Array(kept_json);
         let obj = r.api.put(&format!("/v1/services/{}", svc.id), spec)?;
         // Later `check` runs of a topology that stays up see the service as it is now.
         let (id, kept) = (svc.id.clone(), rest.clone());
@@ -239,7 +271,7 @@ pub(super) fn check_service(
         let rev = obj["revision"].as_u64().unwrap_or(0);
         r.api
             .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
-        let c = count(r, &exe, from, &svc.vip, svc.port, n)?;
+        let c = count(r, &exe, from, &svc.vip, svc.port, n, false)?;
         if let Some(k) = c.get(rm).filter(|k| **k > 0) {
             bail!("{rm} still got {k} of {n} new connections: {c:?}");
         }
@@ -295,7 +327,7 @@ pub(super) fn check_affinity(
         let _servers = start_servers(r, &exe, &svc)?;
         let mut parts = Vec::new();
         for c in from {
-            let counts = count(r, &exe, c, &svc.vip, svc.port, n)?;
+            let counts = count(r, &exe, c, &svc.vip, svc.port, n, false)?;
             match counts.iter().collect::<Vec<_>>().as_slice() {
                 [(name, k)] if **k == n && svc.backends.iter().any(|b| &b.0 == *name) => {
                     parts.push(format!("{c}: all {n} to {name}"))
@@ -337,19 +369,33 @@ pub(super) fn check_gateway(r: &Running, host: &str) -> Outcome {
     }
 }
 
-/// `name-server ADDR --name NAME`: answers every connection with `NAME\n`
-/// until `timeout` passes.
-pub fn name_server(addr: SocketAddr, name: &str, timeout: Duration) -> Result<u64> {
+/// `name-server ADDR --name NAME [--http]`: answers every connection with
+/// `NAME\n` (with `http`, as the body of an HTTP/1.1 200 answer to the request
+/// read first) until `timeout` passes.
+pub fn name_server(addr: SocketAddr, name: &str, http: bool, timeout: Duration) -> Result<u64> {
     let l = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
     l.set_nonblocking(true)?;
     let deadline = Instant::now() + timeout;
     let mut served = 0;
+    let body = format!("{name}\n");
+    let answer = if http {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        body
+    };
     while Instant::now() < deadline {
         match l.accept() {
             Ok((mut s, _)) => {
                 s.set_nonblocking(false)?;
                 s.set_write_timeout(Some(Duration::from_secs(2)))?;
-                let _ = s.write_all(format!("{name}\n").as_bytes());
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                if http && read_http_head(&mut s).is_err() {
+                    continue;
+                }
+                let _ = s.write_all(answer.as_bytes());
                 served += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -361,19 +407,58 @@ pub fn name_server(addr: SocketAddr, name: &str, timeout: Duration) -> Result<u6
     Ok(served)
 }
 
-/// `name-client ADDR --count N`: `count` sequential connections, each reading
-/// the server's name; returns name → connections (`!failed` for failures).
-pub fn name_client(addr: SocketAddr, count: u32, timeout: Duration) -> BTreeMap<String, u32> {
+/// Reads an HTTP request head (up to the blank line; at most 16 KiB).
+fn read_http_head(s: &mut TcpStream) -> Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf)?;
+        if n == 0 || head.len() > 16 << 10 {
+            bail!("no complete HTTP request head");
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(())
+}
+
+/// One answer of a name server: plain (`NAME\n`) or, with `http`, the body of
+/// the answer to `GET /` (`!http-CODE` when the status is not 200).
+fn fetch_name(addr: SocketAddr, http: bool, timeout: Duration) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    if http {
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )?;
+    }
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    if !http {
+        return Ok(buf.trim().to_owned());
+    }
+    let (head, body) = buf
+        .split_once("\r\n\r\n")
+        .context("no HTTP header/body separator")?;
+    let code = head.split_whitespace().nth(1).unwrap_or("?");
+    if code != "200" {
+        return Ok(format!("!http-{code}"));
+    }
+    Ok(body.trim().to_owned())
+}
+
+/// `name-client ADDR --count N [--http]`: `count` sequential connections (HTTP
+/// `GET /` requests with `http`), each reading the server's name; returns
+/// name → connections (`!failed` for failures).
+pub fn name_client(
+    addr: SocketAddr,
+    count: u32,
+    http: bool,
+    timeout: Duration,
+) -> BTreeMap<String, u32> {
     let mut m = BTreeMap::new();
     for _ in 0..count {
-        let got = (|| -> Result<String> {
-            let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-            s.set_read_timeout(Some(timeout))?;
-            let mut buf = String::new();
-            s.read_to_string(&mut buf)?;
-            Ok(buf.trim().to_owned())
-        })();
-        let k = match got {
+        let k = match fetch_name(addr, http, timeout) {
             Ok(n) if !n.is_empty() => n,
             _ => "!failed".to_owned(),
         };
@@ -391,11 +476,27 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        let srv = std::thread::spawn(move || name_server(addr, "b1", Duration::from_secs(3)));
+        let srv =
+            std::thread::spawn(move || name_server(addr, "b1", false, Duration::from_secs(3)));
         std::thread::sleep(Duration::from_millis(100));
-        let m = name_client(addr, 20, Duration::from_secs(2));
+        let m = name_client(addr, 20, false, Duration::from_secs(2));
         assert_eq!(m.get("b1"), Some(&20), "{m:?}");
         assert_eq!(srv.join().unwrap().unwrap(), 20);
+    }
+
+    #[test]
+    fn http_name_server_answers_get_requests() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let srv = std::thread::spawn(move || name_server(addr, "v2", true, Duration::from_secs(3)));
+        std::thread::sleep(Duration::from_millis(100));
+        let m = name_client(addr, 5, true, Duration::from_secs(2));
+        assert_eq!(m.get("v2"), Some(&5), "{m:?}");
+        // A plain client gets the HTTP answer, not a bare name: the modes differ.
+        let plain = name_client(addr, 1, false, Duration::from_secs(2));
+        assert!(!plain.contains_key("v2"), "{plain:?}");
+        srv.join().unwrap().unwrap();
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub mod attack;
 pub mod frames;
 mod l3;
 pub use l3::{name_client, name_server};
+mod sidecar;
 pub mod spec;
 pub mod state;
+pub mod tools;
 
 use crate::netns::{self, Netns};
 use crate::ovs::{NetnsMode, Ovs};
@@ -80,10 +82,26 @@ pub fn find_bin(name: &str) -> Result<PathBuf> {
         })
 }
 
+/// A free port for the controller's listeners, below the kernel's ephemeral
+/// range (32768-60999 by default): the controller is restarted on the same
+/// ports, and while it is down an outgoing connection (a health probe, a
+/// switch reconnecting) could otherwise be given the port as its local one —
+/// or connect to itself — and the restarted controller could not bind it.
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    for _ in 0..200 {
+        let p = 20_000 + (rand_u128() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return Ok(p);
+        }
+    }
+    bail!("no free port in 20000-31999 on 127.0.0.1")
+}
+
+/// The last `n` lines of a run's log file (for error messages).
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A blocking client of the controller's REST API. With several controllers
@@ -288,6 +306,8 @@ fn start_controller(dir: &Path, st: &State, i: usize) -> Result<Proc> {
                 "--openflow-listen",
                 &format!("ptcp:{}:127.0.0.1", st.openflow_port),
             ]);
+            // xDS for sidecars (the embedded-store controller only).
+            cmd.args(["--xds-listen", &format!("127.0.0.1:{}", st.xds_port)]);
             (dir.join("controller.log"), "controller".to_string())
         }
         Some(url) => {
@@ -451,6 +471,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         file: file.to_path_buf(),
         api_port: free_port()?,
         openflow_port: free_port()?,
+        xds_port: free_port()?,
         token: token.clone(),
         ..State::default()
     };
@@ -813,6 +834,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         "flows installed on every chassis in {:?}",
         t0.elapsed()
     ));
+    sidecar::start(&mut r, progress)?;
     Ok(r)
 }
 
@@ -1014,6 +1036,23 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     result: result.map_err(|e| format!("{e:#}")),
                 });
             }
+            CheckSpec::Sidecar {
+                from,
+                service,
+                requests,
+                tolerance_pct,
+                then,
+            } => {
+                out.extend(sidecar::check(
+                    r,
+                    exe,
+                    from,
+                    service,
+                    *requests,
+                    *tolerance_pct,
+                    then.as_deref(),
+                ));
+            }
             CheckSpec::ControllerRestart {
                 from,
                 to,
@@ -1116,8 +1155,19 @@ fn check_restart(
     });
     let t0 = Instant::now();
     let newp = start_controller(&r.dir, &r.state, 0)?;
+    let (pid, comm) = (newp.pid, newp.comm.clone());
     r.record(|s| s.procs[old] = newp)?;
-    r.api.wait_up(Duration::from_secs(20))?;
+    if let Err(e) = r.api.wait_up(Duration::from_secs(20)) {
+        bail!(
+            "{e:#} (restarted controller [{pid}] {}; controller.log ends:\n{})",
+            if crate::ovs::process_alive(pid, &comm) {
+                "running"
+            } else {
+                "exited"
+            },
+            log_tail(&r.dir.join("controller.log"), 15)
+        );
+    }
     let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
     let st = r
         .api
@@ -1303,8 +1353,10 @@ fn check_failover(
 pub fn run(cloud: &Cloud, file: &Path, exe: &Path) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     let t0 = Instant::now();
-    let mut progress = |s: &str| eprintln!("[{:>5.1}s] {s}", t0.elapsed().as_secs_f64());
-    match up(cloud, file, &mut progress) {
+    let mut view = crate::progress::Progress::new();
+    let brought_up = up(cloud, file, &mut |s: &str| view.step(s));
+    view.finish();
+    match brought_up {
         Err(e) => {
             outcomes.push(Outcome {
                 what: format!("bring up topology {}", cloud.name()),

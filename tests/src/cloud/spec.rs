@@ -126,6 +126,21 @@ pub struct ServiceSpec {
     /// Client-IP session affinity with this idle timeout (seconds, 1-65535).
     #[serde(default)]
     pub affinity_timeout: Option<Spanned<u32>>,
+    /// Subset label per backend (xDS: Envoy sidecars split traffic by subset).
+    #[serde(default)]
+    pub subsets: Option<Spanned<Vec<String>>>,
+    /// Weighted split over subsets, applied by sidecars (the switch's L4 LB
+    /// keeps using `weights`).
+    #[serde(default)]
+    pub splits: Option<Vec<SplitSpec>>,
+}
+
+/// `{ subset = "v1", weight = 90 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    pub subset: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +204,11 @@ pub struct HostSpec {
     pub mac: Option<Spanned<String>>,
     #[serde(default)]
     pub security_groups: Vec<Spanned<String>>,
+    /// Run an Envoy sidecar in the host's namespace, fed over xDS by the
+    /// controller; the VIPs of its VPC's services are local to the host so
+    /// its connections to them go through the sidecar.
+    #[serde(default)]
+    pub sidecar: bool,
 }
 
 /// One or several host names.
@@ -319,6 +339,21 @@ pub enum CheckSpec {
         #[serde(default)]
         max_loss_pct: u32,
     },
+    /// `requests` HTTP requests from a host with a sidecar to the service's
+    /// VIP: the sidecar's xDS state must be ACKed and the answers must follow
+    /// the service's `splits` within ±`tolerance_pct` % of `requests`. With
+    /// `then`, the split is changed through the REST API and the sidecar must
+    /// follow the new one (pushed over xDS, no restart).
+    Sidecar {
+        from: String,
+        service: String,
+        #[serde(default = "default_connections")]
+        requests: u32,
+        #[serde(default = "default_sidecar_tolerance")]
+        tolerance_pct: u32,
+        #[serde(default)]
+        then: Option<Vec<SplitSpec>>,
+    },
 }
 
 fn default_takeover() -> u32 {
@@ -327,6 +362,10 @@ fn default_takeover() -> u32 {
 
 fn default_affinity_connections() -> u32 {
     40
+}
+
+fn default_sidecar_tolerance() -> u32 {
+    6
 }
 
 fn default_connections() -> u32 {
@@ -438,6 +477,9 @@ impl Cloud {
         };
         let mut errs = c.problems(text, file);
         errs.extend(c.l3_problems(text, file));
+        errs.extend(super::sidecar::problems(&c, &|span, field, msg| {
+            at(text, file, span, field, msg)
+        }));
         if !errs.is_empty() {
             bail!("{}", errs.join("\n"));
         }
@@ -864,6 +906,7 @@ impl Cloud {
                     }
                 }
                 CheckSpec::Gateway { from } => names.extend(from.names()),
+                CheckSpec::Sidecar { from, .. } => names.push(from),
                 CheckSpec::Service { from, remove, .. } => {
                     names.push(from);
                     names.extend(remove.as_deref());

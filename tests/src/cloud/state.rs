@@ -44,6 +44,9 @@ pub struct State {
     #[serde(default)]
     pub etcd: Option<String>,
     pub openflow_port: u16,
+    /// The controller's xDS (ADS) port on loopback.
+    #[serde(default)]
+    pub xds_port: u16,
     pub token: String,
     /// Network namespaces (recorded before creation).
     pub netns: Vec<String>,
