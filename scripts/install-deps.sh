@@ -12,6 +12,8 @@ PACKAGES=(
   busybox iputils-arping                  # DHCP client (udhcpc) and arping for the VM/DHCP topologies
   python3-venv
   containernetworking-plugins             # reference CNI plugins (bridge + host-local) for plexus-cni tests
+  etcd-server                             # etcd store backend + leader election (HA tests, ha-controller.toml)
+  protobuf-compiler libprotobuf-dev       # protoc + well-known .protos: the etcd-client crate's build script
 )
 
 missing=()

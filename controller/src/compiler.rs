@@ -14,7 +14,8 @@
 //! | 20 (priority 110) | ND | neighbour solicitations for IPv6 gateways and (multicast) for port addresses, ICMPv6 echo to IPv6 gateways → responders |
 //! | 22, 23 | LB | requests to a VIP → `ct(nat)` in the VPC's LB zone, new ones → the service's select group (`ct(commit,nat(dst=backend))`); replies from backends (also arriving through the tunnel from another chassis) → `ct(nat)` (un-DNAT) |
 //! | 25 | L3 | ARP for gateways, VIPs and (broadcast) for port addresses, ICMP echo to gateways → responders; distributed routing (`dl_dst` = router MAC, `nw_dst` = a port); with an external gateway: VPC CIDRs dropped (20), the rest to the gateway chassis (10) |
-//! | 1, 24, 26, 27 | SNAT (gateway chassis) | 26: `ct(commit,nat(src=E))`, 27: out the external port to the nexthop's MAC; from the external port: ARP for E answered (0), `ct(nat)` (1) and established/related replies routed back (24) |
+//! | 1, 2, 26, 27 | SNAT (gateway chassis) | 26: `ct(commit,nat(src=E))`, 27: out the external port to the nexthop's MAC; from the external port: ARP for E answered (0), `ct(nat)` (1) and established/related replies routed back (2) |
+//! | 24, 28 | LB session affinity | 24: dispatch on the backend remembered for the client (`reg12`/`reg13`) or the select group, `learn()` into 28 (entries with cookie 0, idle timeout) |
 //! | 30 | L2 lookup | other DHCP client→server datagrams dropped; `dl_dst` → local port (`reg15` = key, to 40) or remote chassis (`tun_id` = VNI, `tun_dst` = VTEP, out the tunnel port); broadcast/multicast flooded |
 //! | 40, 41 | to-port SG (the port's *ingress* rules) | as 20/21 for the destination port |
 //! | 50 | output | `reg15` → the port's ofport |
@@ -75,12 +76,19 @@ pub const T_LB_CT: u8 = 23;
 /// `ct(nat)` into [`T_UNSNAT`] (a table of its own, so that the metadata written in table 0
 /// is set before the ct action runs).
 pub const T_EXT_IN: u8 = 1;
-/// Replies from the external network after un-SNAT (gateway chassis).
-pub const T_UNSNAT: u8 = 24;
+/// Replies from the external network after un-SNAT (gateway chassis); entered by
+/// recirculation from [`T_EXT_IN`], continues to [`T_L3`].
+pub const T_UNSNAT: u8 = 2;
+/// Session affinity: dispatch on the backend remembered for the client (reg12 = backend
+/// IPv4, reg13 = backend port; 0 = none) or pick one with the group.
+pub const T_LB_AFF: u8 = 24;
 pub const T_L3: u8 = 25;
 /// SNAT to the external network and output there (gateway chassis).
 pub const T_SNAT: u8 = 26;
 pub const T_SNAT_OUT: u8 = 27;
+/// Session affinity: the `learn`ed client → backend entries (cookie 0: not Plexus-owned,
+/// never reconciled; they expire by idle timeout). Reached only by `resubmit`.
+pub const T_LB_LEARNED: u8 = 28;
 pub const T_L2: u8 = 30;
 pub const T_TO_ACL: u8 = 40;
 pub const T_TO_ACL_CT: u8 = 41;
@@ -156,6 +164,9 @@ pub struct Service {
     pub udp: bool,
     /// Healthy backends with a non-zero weight (others get no new connections).
     pub backends: Vec<SvcBackend>,
+    /// Client-IP session affinity: new connections of a client go to the backend its
+    /// last connection went to while that was at most this many seconds ago (idle).
+    pub affinity_timeout: Option<u16>,
 }
 
 /// SNAT to an external network through a gateway chassis (a router's external gateway).
@@ -188,6 +199,11 @@ pub struct L3 {
     pub lb_zone: u16,
     pub cidrs: Vec<(Ipv4Addr, u8)>,
     pub snat: Option<Snat>,
+    /// Static routes of the VPC's routers: (destination network, prefix length, next hop).
+    /// Compiled into the unit of the port that owns the next hop (its MAC is the
+    /// rewrite), on every chassis of the VPC, below the per-port /32 routes and by prefix
+    /// length among themselves (longest prefix wins).
+    pub routes: BTreeSet<(Ipv4Addr, u8, Ipv4Addr)>,
 }
 
 /// The compiler's input: one VPC.
@@ -611,6 +627,26 @@ fn compile_port(m: &Model, id: &str, out: &mut Out<'_>) {
                     ),
                 );
             }
+        }
+    }
+    // 25: static routes whose next hop is this port.
+    for (dst, len, nh) in &m.l3.routes {
+        if !p.ips.contains(&IpAddr::V4(*nh)) {
+            continue;
+        }
+        let nw_dst = match len {
+            0 => String::new(),
+            32 => format!(",nw_dst={dst}"),
+            l => format!(",nw_dst={dst}/{l}"),
+        };
+        for c in vpc_chassis(m) {
+            out.add(
+                &c,
+                format!(
+                    "table={T_L3},priority={},ip,metadata={vni:#x},dl_dst={rmac}{nw_dst},actions=dec_ttl,set_field:{rmac}->eth_src,set_field:{mac_s}->eth_dst,goto_table:{T_L2}",
+                    10 + u16::from(*len)
+                ),
+            );
         }
     }
     // 30 on every other chassis of the VPC: to this port's chassis through the tunnel.
@@ -1117,11 +1153,20 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
     let proto = if s.udp { "udp" } else { "tcp" };
     let mut group = format!("group_id={},type=select", s.group_id);
     for b in &s.backends {
-        let _ = write!(
-            group,
-            ",bucket=weight:{},actions=ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
-            b.weight, b.ip, b.port
-        );
+        // With affinity the chosen bucket names its backend in reg12/reg13 and goes
+        // back to the dispatch table, whose flow for that backend learns and commits.
+        let act = match s.affinity_timeout {
+            Some(_) => format!(
+                "set_field:{:#x}->reg12,set_field:{:#x}->reg13,resubmit(,{T_LB_AFF})",
+                u32::from(b.ip),
+                b.port
+            ),
+            None => format!(
+                "ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
+                b.ip, b.port
+            ),
+        };
+        let _ = write!(group, ",bucket=weight:{},actions={act}", b.weight);
     }
     for c in vpc_chassis(m) {
         out.add(&c, group.clone());
@@ -1133,13 +1178,56 @@ fn compile_service(m: &Model, id: &str, out: &mut Out<'_>) {
                 s.vip, s.port
             ),
         );
-        out.add(
-            &c,
-            format!(
-                "table={T_LB_CT},priority=100,ct_state=+new+trk,{proto},metadata={vni:#x},nw_dst={},tp_dst={},actions=group:{}",
-                s.vip, s.port, s.group_id
-            ),
+        let svc = format!(
+            "{proto},metadata={vni:#x},nw_dst={},tp_dst={}",
+            s.vip, s.port
         );
+        match s.affinity_timeout {
+            None => out.add(
+                &c,
+                format!(
+                    "table={T_LB_CT},priority=100,ct_state=+new+trk,{svc},actions=group:{}",
+                    s.group_id
+                ),
+            ),
+            Some(_) => {
+                // Look the client up (loads reg12/reg13 on a hit), then dispatch.
+                out.add(
+                    &c,
+                    format!(
+                        "table={T_LB_CT},priority=100,ct_state=+new+trk,{svc},actions=set_field:0->reg12,set_field:0->reg13,resubmit(,{T_LB_LEARNED}),goto_table:{T_LB_AFF}"
+                    ),
+                );
+                out.add(
+                    &c,
+                    format!(
+                        "table={T_LB_AFF},priority=90,{svc},actions=group:{}",
+                        s.group_id
+                    ),
+                );
+                // The backend chosen (by the group, or remembered): (re)learn client →
+                // backend (OVN's way: a flow in T_LB_LEARNED matching client IP +
+                // VIP:port + VPC that loads the backend into reg12/reg13), then DNAT.
+                let t = s.affinity_timeout.unwrap_or(1);
+                let (nw_proto, l4_dst) = if s.udp {
+                    (17, "NXM_OF_UDP_DST")
+                } else {
+                    (6, "NXM_OF_TCP_DST")
+                };
+                for b in &s.backends {
+                    out.add(
+                        &c,
+                        format!(
+                            "table={T_LB_AFF},priority=100,{svc},reg12={:#x},reg13={:#x},actions=learn(table={T_LB_LEARNED},idle_timeout={t},priority=100,eth_type=0x800,nw_proto={nw_proto},NXM_OF_IP_SRC[],NXM_OF_IP_DST[],{l4_dst}[],OXM_OF_METADATA[],load:NXM_NX_REG12[]->NXM_NX_REG12[],load:NXM_NX_REG13[0..15]->NXM_NX_REG13[0..15]),ct(commit,table={T_L3},zone={z},nat(dst={}:{}))",
+                            u32::from(b.ip),
+                            b.port,
+                            b.ip,
+                            b.port
+                        ),
+                    );
+                }
+            }
+        }
         for b in &s.backends {
             out.add(
                 &c,
@@ -1455,6 +1543,22 @@ impl Engine {
                 }
                 if l3.lb_zone != self.model.l3.lb_zone {
                     affected.extend(self.model.services.keys().map(|s| Unit::Service(s.clone())));
+                }
+                if l3.routes != self.model.l3.routes {
+                    // Static routes live in their next hop port's unit.
+                    let nhs: BTreeSet<IpAddr> = l3
+                        .routes
+                        .iter()
+                        .chain(&self.model.l3.routes)
+                        .map(|r| IpAddr::V4(r.2))
+                        .collect();
+                    affected.extend(
+                        self.model
+                            .ports
+                            .iter()
+                            .filter(|(_, p)| p.ips.iter().any(|ip| nhs.contains(ip)))
+                            .map(|(id, _)| Unit::Port(id.clone())),
+                    );
                 }
                 self.model.l3 = l3.clone();
                 affected.insert(Unit::Router);

@@ -10,13 +10,18 @@
 //!
 //! - [`xds`]: the xDS feed: services and their traffic policy → Envoy / proxyless gRPC.
 //!
-//! OVSDB sessions and etcd are not built yet.
+//! - [`store_etcd`]: the etcd backend of the store (HA: several controllers, one model).
+//! - [`ha`]: leader election over etcd leases (only the leader programs switches).
+//!
+//! OVSDB sessions are not built yet.
 
 pub mod api;
 pub mod compiler;
+pub mod ha;
 pub mod ipam;
 pub mod model_from_store;
 pub mod southbound;
 pub mod store;
+pub mod store_etcd;
 pub mod tls;
 pub mod xds;

@@ -212,6 +212,7 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                             })
                             .collect(),
                         snat: None,
+                        routes: Default::default(),
                     },
                     services: BTreeMap::new(),
                 },
@@ -281,6 +282,26 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                     model.l3.gateways6.insert(gw);
                 }
                 Err(_) => {}
+            }
+        }
+        // Static routes (IPv4): one next hop per destination in the VPC (the first
+        // router, in id order, that names it).
+        for rt in &r.routes {
+            let (Ok(ipnet::IpNet::V4(d)), Ok(IpAddr::V4(nh))) = (
+                rt.destination.parse::<ipnet::IpNet>(),
+                rt.nexthop.parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            let d = d.trunc();
+            let (net, len) = (d.network(), d.prefix_len());
+            if !model
+                .l3
+                .routes
+                .iter()
+                .any(|(a, l, _)| *a == net && *l == len)
+            {
+                model.l3.routes.insert((net, len, nh));
             }
         }
     }
@@ -356,6 +377,12 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                 port: s.port,
                 udp: s.protocol == ServiceProtocol::Udp,
                 backends,
+                affinity_timeout: match s.affinity {
+                    plexus_api::Affinity::None => None,
+                    plexus_api::Affinity::ClientIp { timeout_seconds } => {
+                        Some(timeout_seconds.clamp(1, u16::MAX as u32) as u16)
+                    }
+                },
             },
         );
     }

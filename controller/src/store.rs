@@ -1,8 +1,9 @@
 //! The model store: a transactional key-value store of JSON objects with a global
 //! revision, IPAM allocations, and a change feed.
 //!
-//! [`Store`] is the backend-neutral trait (etcd is planned behind it); [`RedbStore`] is the
-//! embedded single-file backend. Writes happen in a closure given a [`Txn`]; either all of
+//! [`Store`] is the backend-neutral trait; [`RedbStore`] is the embedded single-file
+//! backend, [`EtcdStore`](crate::store_etcd::EtcdStore) the etcd one, and [`AnyStore`]
+//! either (what the API, the engine and the xDS feed hold). Writes happen in a closure given a [`Txn`]; either all of
 //! it commits (one new revision) or none of it does. Every object written in a transaction
 //! gets that transaction's revision, which is also its ETag.
 
@@ -111,6 +112,79 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Change>;
     /// The latest committed revision, as a watch.
     fn watch_revision(&self) -> watch::Receiver<u64>;
+}
+
+/// Either backend.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Redb(RedbStore),
+    Etcd(crate::store_etcd::EtcdStore),
+}
+
+impl From<RedbStore> for AnyStore {
+    fn from(s: RedbStore) -> Self {
+        AnyStore::Redb(s)
+    }
+}
+
+impl From<crate::store_etcd::EtcdStore> for AnyStore {
+    fn from(s: crate::store_etcd::EtcdStore) -> Self {
+        AnyStore::Etcd(s)
+    }
+}
+
+impl AnyStore {
+    /// `redb` or `etcd`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AnyStore::Redb(_) => "redb",
+            AnyStore::Etcd(_) => "etcd",
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Redb($s) => $e,
+            AnyStore::Etcd($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        delegate!(self, s => s.get(kind, id))
+    }
+    fn list(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        delegate!(self, s => s.list(kind, after, limit))
+    }
+    fn count(&self, kind: &str) -> Result<u64, StoreError> {
+        delegate!(self, s => s.count(kind))
+    }
+    fn ipam_list(&self, pool: &str) -> Result<Vec<(String, String)>, StoreError> {
+        delegate!(self, s => s.ipam_list(pool))
+    }
+    fn write<T, E>(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<T, E>) -> Result<(T, u64), E>
+    where
+        E: From<StoreError>,
+    {
+        delegate!(self, s => s.write(f))
+    }
+    fn revision(&self) -> u64 {
+        delegate!(self, s => s.revision())
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        delegate!(self, s => s.subscribe())
+    }
+    fn watch_revision(&self) -> watch::Receiver<u64> {
+        delegate!(self, s => s.watch_revision())
+    }
 }
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};

@@ -18,7 +18,7 @@ use plexus_xds::translate::{envoy_resources, grpc_resources};
 use plexus_xds::{Snapshot, SnapshotCache, XdsServer};
 use serde::Serialize;
 
-use crate::store::{RedbStore, Store, StoreError};
+use crate::store::{AnyStore, Store, StoreError};
 
 /// Publication state of the feed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -76,17 +76,18 @@ impl Drop for XdsFeed {
 impl XdsFeed {
     /// Serves xDS (ADS + per-type, SotW + delta) on `listen` and publishes the store's
     /// services on every revision.
-    pub async fn start(store: RedbStore, listen: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn start(store: impl Into<AnyStore>, listen: SocketAddr) -> anyhow::Result<Self> {
         Self::start_with_tls(store, listen, None).await
     }
 
     /// As [`XdsFeed::start`]; with `tls`, xDS is served over mutual TLS only: proxies
     /// must present a certificate signed by the CA (ALPN `h2`).
     pub async fn start_with_tls(
-        store: RedbStore,
+        store: impl Into<AnyStore>,
         listen: SocketAddr,
         tls: Option<&plexus_pki::TlsFiles>,
     ) -> anyhow::Result<Self> {
+        let store: AnyStore = store.into();
         let tls = tls
             .map(|f| plexus_pki::server_config(f, plexus_pki::ClientAuth::Required, &[b"h2"]))
             .transpose()?;
@@ -183,7 +184,7 @@ fn publish(st: &XdsState, rev: u64, svcs: Vec<Service>, skipped: BTreeMap<String
 /// Reads services and the ports they reference; returns the xDS services (sorted by
 /// service id, names made unique) and the services left out with the reason.
 pub fn services_from_store(
-    store: &RedbStore,
+    store: &impl Store,
 ) -> Result<(Vec<Service>, BTreeMap<String, String>), StoreError> {
     let recs = store.list("services", None, usize::MAX)?;
     let mut specs = Vec::new();

@@ -345,3 +345,161 @@ async fn two_tenants_same_cidr_isolation_sg_and_restart_without_churn() {
     drop(host_ns);
     drop(ovs);
 }
+
+/// Static routes: a router attaches two subnets and routes 172.16.9.0/24 via a port of
+/// the second subnet (an appliance host with port security off that owns 172.16.9.1);
+/// a host of the first subnet reaches 172.16.9.1 through the distributed router and the
+/// route; removing the route through the REST API stops it, putting it back restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn static_route_via_an_appliance_port() {
+    if !prereq::require_root()
+        || !prereq::require_tools(&[
+            "ovs-vswitchd",
+            "ovsdb-server",
+            "ovs-vsctl",
+            "ovs-ofctl",
+            "socat",
+            "ping",
+            "ip",
+        ])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (api_port, of_port) = (free_port(), free_port());
+    let _ctl = Controller::start(
+        api_port,
+        of_port,
+        &dir.path().join("plexus.redb"),
+        &dir.path().join("controller.log"),
+    );
+    let api = Api {
+        base: format!("http://127.0.0.1:{api_port}"),
+        http: reqwest::Client::new(),
+    };
+    api.wait_up().await;
+    let dpid = 0x504c_0000_0007u64;
+    let ovs = Ovs::builder()
+        .controller(&format!("tcp:127.0.0.1:{of_port}"))
+        .dpid(dpid)
+        .start()
+        .expect("ovs");
+    let sw_ns = Netns::existing(ovs.netns().unwrap().name()).unwrap();
+    let ch = api
+        .post(
+            "/v1/chassis",
+            json!({"name": "chassis-1", "vtep_ip": "192.0.2.1",
+                   "endpoint": {"datapath_id": format!("{dpid:#x}")}}),
+        )
+        .await;
+    let ch_id = ch["id"].as_str().unwrap().to_string();
+    let tenant = api.post("/v1/tenants", json!({"name": "t"})).await;
+    let tid = tenant["id"].as_str().unwrap();
+    let vpc = api
+        .post(
+            "/v1/vpcs",
+            json!({"tenant_id": tid, "name": "vpc", "cidrs": ["10.0.0.0/16"]}),
+        )
+        .await;
+    let sn1 = api
+        .post(
+            "/v1/subnets",
+            json!({"vpc_id": vpc["id"], "name": "a", "cidr": "10.0.1.0/24"}),
+        )
+        .await;
+    let sn2 = api
+        .post(
+            "/v1/subnets",
+            json!({"vpc_id": vpc["id"], "name": "b", "cidr": "10.0.2.0/24"}),
+        )
+        .await;
+    let sg = api
+        .post(
+            "/v1/security-groups",
+            json!({"tenant_id": tid, "name": "icmp", "rules": [
+                {"direction": "ingress", "protocol": "icmp", "remote_cidr": "10.0.0.0/16"},
+                {"direction": "egress", "protocol": "any"}]}),
+        )
+        .await;
+    let route = json!({"destination": "172.16.9.0/24", "nexthop": "10.0.2.10"});
+    let router_spec = |routes: Value| {
+        json!({"vpc_id": vpc["id"], "name": "r", "subnet_ids": [sn1["id"], sn2["id"]],
+               "routes": routes})
+    };
+    let router = api.post("/v1/routers", router_spec(json!([route]))).await;
+    // h1 in subnet a; the appliance in subnet b owns 172.16.9.1 and sends from it, so
+    // its port has port security off.
+    let mut rev = 0;
+    let mut hosts = Vec::new();
+    for (iface, ofport, mac, ip, gw, sn, sec) in [
+        (
+            "sr1",
+            1,
+            "02:00:00:00:0d:01",
+            "10.0.1.10",
+            "10.0.1.1",
+            &sn1,
+            true,
+        ),
+        (
+            "sr2",
+            2,
+            "02:00:00:00:0d:02",
+            "10.0.2.10",
+            "10.0.2.1",
+            &sn2,
+            false,
+        ),
+    ] {
+        let ns = Netns::create(&unique_name(&format!("plx{iface}"))).unwrap();
+        veth("eth0", &ns, iface, &sw_ns).unwrap();
+        ns.ip(&["link", "set", "eth0", "address", mac]).unwrap();
+        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])
+            .unwrap();
+        ns.ip(&["route", "add", "default", "via", gw]).unwrap();
+        ovs.add_port(iface, ofport).unwrap();
+        let p = api
+            .post(
+                "/v1/ports",
+                json!({"subnet_id": sn["id"], "name": iface, "mac": mac, "ips": [ip],
+                       "port_security": sec, "security_groups": [sg["id"]],
+                       "binding": {"chassis_id": ch_id, "iface": iface}}),
+            )
+            .await;
+        rev = p["revision"].as_u64().unwrap();
+        hosts.push(ns);
+    }
+    hosts[1]
+        .ip(&["addr", "add", "172.16.9.1/32", "dev", "lo"])
+        .unwrap();
+    api.wait_realized(&ch_id, rev).await;
+    let (h1, appliance) = (&hosts[0], &hosts[1]);
+    assert!(reachable(h1, "10.0.2.10"), "h1 -> appliance (routed)");
+    assert!(
+        reachable(h1, "172.16.9.1"),
+        "h1 -> 172.16.9.1 via the static route"
+    );
+    assert!(
+        !ping(h1, "172.16.8.1") && !ping(appliance, "172.16.8.1"),
+        "no route to 172.16.8.0/24"
+    );
+    // Remove the route: unreachable; restore it: reachable again.
+    let path = format!("/v1/routers/{}", router["id"].as_str().unwrap());
+    let r = api.put(&path, router_spec(json!([]))).await;
+    api.wait_realized(&ch_id, r["revision"].as_u64().unwrap())
+        .await;
+    assert!(
+        !ping(h1, "172.16.9.1") && !ping(h1, "172.16.9.1"),
+        "172.16.9.1 reachable without the route"
+    );
+    assert!(reachable(h1, "10.0.2.10"), "h1 -> appliance still routed");
+    let r = api.put(&path, router_spec(json!([route]))).await;
+    api.wait_realized(&ch_id, r["revision"].as_u64().unwrap())
+        .await;
+    assert!(
+        reachable(h1, "172.16.9.1"),
+        "172.16.9.1 unreachable after the route came back"
+    );
+    drop(hosts);
+    drop(ovs);
+}

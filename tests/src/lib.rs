@@ -14,6 +14,7 @@
 //! - [`fabric`]: the fat-tree scale topology (many plexus-vswitchd, static routes).
 //! - [`cloud`]: controller-driven topologies (controller, chassis, tenants, hosts, checks)
 //!   for `plexus-topo`, with crash-safe run records for `down --all`.
+//! - [`etcd`]: a private etcd cluster (N members, kill -9 / restart) for the etcd store.
 //! - [`prereq`]: `require_tool` / `require_root`: skip locally, fail in CI.
 //! - [`proc`]: running commands with a deadline.
 //! - [`progress`]: the live bring-up view (indicatif spinner on a terminal, lines elsewhere).
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod capture;
 pub mod cloud;
 pub mod controller;
+pub mod etcd;
 pub mod fabric;
 pub mod netns;
 pub mod ofctl;

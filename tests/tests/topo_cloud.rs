@@ -41,6 +41,7 @@ fn ready() -> bool {
             "ethtool",
             "busybox",
             "arping",
+            "etcd",
         ])
     {
         return false;
@@ -276,6 +277,24 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
             ":19:10: host.dhcp",
             "subnet \"s\" has no dhcp",
         ),
+        (
+            "[controller]",
+            "[controller]\nreplicas = 3",
+            ":3:12: controller.replicas",
+            "need store = \"etcd\"",
+        ),
+        (
+            "[controller]",
+            "[controller]\nstore = \"etcd\"\nreplicas = 9",
+            ":4:12: controller.replicas",
+            "must be 1-5",
+        ),
+        (
+            "expect = \"reach\"",
+            "expect = \"reach\"\n[[check]]\nkind = \"leader-failover\"\nfrom = \"h1\"\nto = \"h1\"",
+            ":25:1: check.kind",
+            "needs [controller] store = \"etcd\" and replicas",
+        ),
     ];
     for (from, to, at, msg) in cases {
         assert!(GOOD.contains(from), "{from}");
@@ -305,6 +324,17 @@ fn broken_files_name_file_line_and_field_and_create_nothing() {
 
 #[test]
 fn sigkill_during_up_then_down_all_leaves_nothing() {
+    sigkill_during_up("[controller]\n");
+}
+
+/// The same with three controllers on a private etcd: its members (data in
+/// the run's directory) must go too.
+#[test]
+fn sigkill_during_up_with_etcd_then_down_all_leaves_nothing() {
+    sigkill_during_up("[controller]\nstore = \"etcd\"\nreplicas = 3\n");
+}
+
+fn sigkill_during_up(controller: &str) {
     if !ready() {
         return;
     }
@@ -312,8 +342,8 @@ fn sigkill_during_up_then_down_all_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // Two chassis kinds would need an overlay; one plexus-vswitchd chassis and
     // many hosts give a long enough `up` to be killed in the middle.
-    let mut text = String::from(
-        "name = \"kill\"\n[controller]\n[[chassis]]\nname = \"c1\"\nswitch = \"plexus\"\n\
+    let mut text = format!(
+        "name = \"kill\"\n{controller}[[chassis]]\nname = \"c1\"\nswitch = \"plexus\"\n\
          [[tenant]]\nname = \"t\"\n[[tenant.vpc]]\nname = \"v\"\ncidrs = [\"10.9.0.0/24\"]\n\
          [[tenant.vpc.subnet]]\nname = \"s\"\ncidr = \"10.9.0.0/24\"\n",
     );

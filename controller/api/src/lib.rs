@@ -611,6 +611,29 @@ pub struct Status {
     /// Southbound sync state per chassis id (empty when the southbound is off).
     #[serde(default)]
     pub chassis: std::collections::BTreeMap<String, ChassisSync>,
+    /// This controller: store backend and its place in the HA election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<ControllerRole>,
+}
+
+/// A controller's store backend and role (`GET /v1/status`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ControllerRole {
+    /// `redb` (embedded) or `etcd`.
+    pub store: String,
+    /// `standalone` (embedded store: this controller programs the switches), `leader`
+    /// (elected over etcd: programs the switches) or `follower` (serves the API, waits
+    /// to take over).
+    pub role: String,
+    /// This controller's node id in the election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The current leader's node id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Leadership changes of this controller since it started.
+    #[serde(default)]
+    pub transitions: u64,
 }
 
 /// Southbound sync state of one chassis' switch.

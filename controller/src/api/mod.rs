@@ -12,7 +12,7 @@ pub use audit::{AuditLog, Entry as AuditEntry};
 pub use auth::{Caller, Scope, Tokens, hash_token};
 pub use metrics::Metrics;
 
-use crate::store::{RedbStore, Store, StoreError};
+use crate::store::{AnyStore, Store, StoreError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -32,7 +32,7 @@ pub use auth::{Admin, Global, Reader};
 /// Shared state of the API.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: RedbStore,
+    pub store: AnyStore,
     /// `None` disables authentication (only for `--insecure-no-auth`).
     pub tokens: Option<Arc<Tokens>>,
     pub metrics: Arc<Metrics>,
@@ -44,18 +44,48 @@ pub struct AppState {
     pub xds: Option<Arc<crate::xds::XdsState>>,
     /// The audit log of API changes (`--audit-log`).
     pub audit: Option<Arc<AuditLog>>,
+    /// The leader election (etcd store with `--ha`): role shown by `/v1/status` and
+    /// `/readyz`.
+    pub role: Option<tokio::sync::watch::Receiver<crate::ha::Role>>,
 }
 
 impl AppState {
-    pub fn new(store: RedbStore, tokens: Option<Tokens>) -> Self {
+    pub fn new(store: impl Into<AnyStore>, tokens: Option<Tokens>) -> Self {
         Self {
-            store,
+            store: store.into(),
+            role: None,
             tokens: tokens.map(Arc::new),
             metrics: Arc::new(Metrics::new()),
             sync: Default::default(),
             switch_ports: Default::default(),
             xds: None,
             audit: None,
+        }
+    }
+}
+
+impl AppState {
+    /// The store backend and this controller's election role.
+    pub fn controller_role(&self) -> ControllerRole {
+        let store = self.store.backend().to_string();
+        match &self.role {
+            None => ControllerRole {
+                store,
+                role: "standalone".into(),
+                node: None,
+                leader: None,
+                transitions: 0,
+            },
+            Some(rx) => {
+                let r = rx.borrow();
+                ControllerRole {
+                    store,
+                    role: if r.leader { "leader" } else { "follower" }.into(),
+                    node: Some(r.node.clone()),
+                    leader: r.leader_node.clone(),
+                    transitions: r.transitions,
+                }
+            }
         }
     }
 }
@@ -226,7 +256,7 @@ fn tenant_check_txn(
 /// For a tenant-scoped caller: checks object `id` (JSON `v`) against the store.
 fn tenant_check_store(
     caller: &Caller,
-    store: &RedbStore,
+    store: &AnyStore,
     kind: &str,
     id: &str,
     v: &serde_json::Value,
@@ -598,7 +628,7 @@ pub mod port_binding {
     /// Changes a port's binding inside one write (all of the port's create/replace checks
     /// run: the chassis exists, no other port is bound to the same interface).
     fn rebind(
-        store: RedbStore,
+        store: AnyStore,
         id: String,
         headers: HeaderMap,
         binding: Option<PortBinding>,
@@ -753,6 +783,7 @@ pub mod port_binding {
 pub async fn status(State(st): State<AppState>, _a: Global) -> ApiResult<Json<Status>> {
     let store = st.store.clone();
     let chassis = st.sync.snapshot();
+    let role = st.controller_role();
     blocking(move || {
         let mut objects = std::collections::BTreeMap::new();
         for k in kinds::ALL {
@@ -762,6 +793,7 @@ pub async fn status(State(st): State<AppState>, _a: Global) -> ApiResult<Json<St
             revision: store.revision(),
             objects,
             chassis,
+            controller: Some(role),
         }))
     })
     .await
@@ -793,16 +825,18 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the store answers reads.
+/// Readiness: the store answers reads. The body names the role: `ok standalone`,
+/// `ok leader` or `ok follower` (a follower serves the API too).
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
     (status = 200, description = "Ready"), (status = 503, description = "Not ready", body = Problem)))]
-pub async fn readyz(State(st): State<AppState>) -> ApiResult<&'static str> {
+pub async fn readyz(State(st): State<AppState>) -> ApiResult<String> {
     let store = st.store.clone();
+    let role = st.controller_role().role;
     blocking(move || {
         store.count("tenants").map_err(|e| {
             ApiError::new(Problem::new(503, "Not ready").with_detail(e.to_string()))
         })?;
-        Ok("ok\n")
+        Ok(format!("ok {role}\n"))
     })
     .await
 }

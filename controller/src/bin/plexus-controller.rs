@@ -1,12 +1,16 @@
-//! `plexus-controller`: the REST API over the embedded store.
+//! `plexus-controller`: the REST API over the embedded store (or, with
+//! `--store etcd://…`, over etcd with leader election: only the leader programs switches).
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use plexus_controller::api::{AppState, Tokens, app};
+use plexus_controller::ha::Election;
 use plexus_controller::southbound::Southbound;
-use plexus_controller::store::RedbStore;
+use plexus_controller::store::{AnyStore, RedbStore};
+use plexus_controller::store_etcd::{EtcdStore, parse_endpoints};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The Plexus controller")]
@@ -14,9 +18,24 @@ struct Args {
     /// Address of the REST API.
     #[arg(long, default_value = "127.0.0.1:8480")]
     listen: SocketAddr,
-    /// The store file (created if missing).
+    /// The store file (created if missing) of the embedded redb store.
     #[arg(long, default_value = "plexus.redb")]
     db: PathBuf,
+    /// Store backend: `redb` (embedded, `--db`) or `etcd://HOST:PORT[,HOST:PORT...]`
+    /// (shared by several controllers; leader election decides which one programs the
+    /// switches, the others serve the API and take over when it dies).
+    #[arg(long, default_value = "redb")]
+    store: String,
+    /// Key prefix of the model and the election in etcd.
+    #[arg(long, default_value = "/plexus")]
+    etcd_prefix: String,
+    /// This controller's name in the leader election (default: hostname:API port).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Lease TTL of the leader election, in seconds (a dead leader is replaced within
+    /// about this long; etcd's minimum is 2).
+    #[arg(long, default_value_t = 3)]
+    election_ttl: u64,
     /// Bearer tokens, one `TOKEN SCOPE [NAME]` per line (scope `admin`, `read` or
     /// `tenant:<tenant id>`; TOKEN plain or `sha256:HEX`).
     #[arg(long)]
@@ -69,24 +88,99 @@ async fn main() -> anyhow::Result<()> {
         }
         (None, false) => bail!("--token-file is required (or --insecure-no-auth)"),
     };
-    let store = RedbStore::open(&args.db)
-        .with_context(|| format!("opening store {}", args.db.display()))?;
+    let (store, election): (AnyStore, Option<Election>) = if args.store == "redb" {
+        let s = RedbStore::open(&args.db)
+            .with_context(|| format!("opening store {}", args.db.display()))?;
+        (s.into(), None)
+    } else {
+        let eps = parse_endpoints(&args.store).map_err(|e| anyhow::anyhow!("--store {e}"))?;
+        let prefix = args.etcd_prefix.clone();
+        let eps2 = eps.clone();
+        let s = tokio::task::spawn_blocking(move || EtcdStore::connect(&eps2, &prefix))
+            .await?
+            .with_context(|| format!("connecting to etcd {eps:?}"))?;
+        let node = match &args.node_id {
+            Some(n) => n.clone(),
+            None => format!("{}:{}", hostname(), args.listen.port()),
+        };
+        let e = Election::start(
+            s.client(),
+            &s.handle(),
+            &args.etcd_prefix,
+            &node,
+            Duration::from_secs(args.election_ttl),
+        );
+        tracing::info!(%node, endpoints = ?eps, "etcd store; campaigning for leadership");
+        (s.into(), Some(e))
+    };
     let tls = plexus_pki::TlsFiles::from_options(
         args.private_key.as_deref(),
         args.certificate.as_deref(),
         args.ca_cert.as_deref(),
     )?;
-    let southbound =
-        Southbound::start_with_tls(store.clone(), args.openflow_listen.as_deref(), tls.as_ref())
-            .await?;
-    let mut state = AppState::new(store, tokens);
+    let mut state = AppState::new(store.clone(), tokens);
     if let Some(p) = &args.audit_log {
         let log = plexus_controller::api::AuditLog::open(p)
             .with_context(|| format!("opening audit log {}", p.display()))?;
         state.audit = Some(std::sync::Arc::new(log));
     }
-    state.sync = southbound.status();
-    state.switch_ports = southbound.switch_ports();
+    let openflow_listen = args.openflow_listen.clone();
+    // The southbound runs while this controller leads (always, with the embedded store).
+    let southbound = match &election {
+        None => {
+            let sb = Southbound::start_with_tls(
+                store.clone(),
+                openflow_listen.as_deref(),
+                tls.as_ref(),
+                Default::default(),
+            )
+            .await?;
+            state.sync = sb.status();
+            state.switch_ports = sb.switch_ports();
+            tokio::spawn(async move {
+                let _sb = sb;
+                std::future::pending::<()>().await
+            })
+        }
+        Some(e) => {
+            let mut role = e.subscribe();
+            state.role = Some(role.clone());
+            let status = state.sync.clone();
+            let store = store.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let mut sb: Option<Southbound> = None;
+                loop {
+                    let leader = role.borrow_and_update().leader;
+                    if leader && sb.is_none() {
+                        tracing::info!("leader: starting the southbound (reconcile, no flush)");
+                        match Southbound::start_with_tls(
+                            store.clone(),
+                            openflow_listen.as_deref(),
+                            tls.as_ref(),
+                            status.clone(),
+                        )
+                        .await
+                        {
+                            Ok(s) => sb = Some(s),
+                            Err(e) => {
+                                tracing::error!(error = %e, "starting the southbound");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                                continue;
+                            }
+                        }
+                    } else if !leader && let Some(s) = sb.take() {
+                        tracing::warn!("not leader: stopping the southbound");
+                        drop(s);
+                        status.clear();
+                    }
+                    if role.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        }
+    };
     let xds = match args.xds_listen {
         Some(a) => {
             let xtls = if args.xds_tls { tls.as_ref() } else { None };
@@ -128,6 +222,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(xds);
-    drop(southbound);
+    southbound.abort();
+    drop(election);
+    // Give the election a moment to resign, so that a follower takes over at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "controller".into())
 }

@@ -487,12 +487,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
                 Output::Table => {
                     println!("revision  {}", v["revision"]);
+                    let ctl = &v["controller"];
+                    if ctl.is_object() {
+                        let s = |k: &str| ctl[k].as_str().unwrap_or("-").to_string();
+                        println!(
+                            "controller  store={} role={} node={} leader={}",
+                            s("store"),
+                            s("role"),
+                            s("node"),
+                            s("leader")
+                        );
+                    }
                     if let Some(o) = v["objects"].as_object() {
                         for (k, n) in o {
                             println!("{k:<16}{n}");
                         }
                     }
-                    println!("chassis sync state: not reported yet (no southbound)");
+                    match v["chassis"].as_object() {
+                        Some(ch) if !ch.is_empty() => {
+                            println!(
+                                "{:<38} {:<9} {:>9} {:>7} {:>6} {:>6}  error",
+                                "chassis", "connected", "realized", "flows", "adds", "dels"
+                            );
+                            for (id, c) in ch {
+                                println!(
+                                    "{:<38} {:<9} {:>9} {:>7} {:>6} {:>6}  {}",
+                                    id,
+                                    c["connected"],
+                                    c["realized_revision"],
+                                    c["flow_count"],
+                                    c["flow_adds"],
+                                    c["flow_deletes"],
+                                    c["last_error"].as_str().unwrap_or("")
+                                );
+                            }
+                        }
+                        _ => println!(
+                            "chassis sync state: none (no switch session{})",
+                            if ctl["role"] == "follower" {
+                                ": a follower does not program switches"
+                            } else {
+                                ""
+                            }
+                        ),
+                    }
                 }
             }
             return Ok(());

@@ -157,6 +157,7 @@ fn with_l3(mut m: Model) -> Model {
                     weight: 1,
                 },
             ],
+            affinity_timeout: None,
         },
     );
     m
@@ -218,6 +219,89 @@ fn services_and_routing_compile_on_every_vpc_chassis() {
             vec![3, 1]
         );
     }
+}
+
+#[test]
+fn static_routes_go_to_the_next_hop_port_by_longest_prefix() {
+    let mut m = with_l3(sample());
+    // p3 (10.0.0.5, port security off) routes 172.16.0.0/16 and a /32; p2 a default route.
+    m.l3.routes = [
+        (Ipv4Addr::new(172, 16, 0, 0), 16, Ipv4Addr::new(10, 0, 0, 5)),
+        (Ipv4Addr::new(172, 16, 9, 1), 32, Ipv4Addr::new(10, 0, 0, 5)),
+        (Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::new(10, 0, 0, 4)),
+        // No port owns this next hop: no flow.
+        (
+            Ipv4Addr::new(192, 168, 0, 0),
+            24,
+            Ipv4Addr::new(10, 0, 0, 99),
+        ),
+    ]
+    .into();
+    let flows = compile_full(&m);
+    let r = "table=25,priority={P},ip,metadata=0x3e8,dl_dst=0a:00:00:00:03:e8{M},actions=dec_ttl,set_field:0a:00:00:00:03:e8->eth_src,set_field:{MAC}->eth_dst,goto_table:30";
+    let want =
+        |p: &str, m: &str, mac: &str| r.replace("{P}", p).replace("{M}", m).replace("{MAC}", mac);
+    for c in ["c1", "c2"] {
+        let fs = &flows[c];
+        assert!(
+            fs.contains(&want("26", ",nw_dst=172.16.0.0/16", "02:00:00:00:00:04")),
+            "{c}"
+        );
+        assert!(
+            fs.contains(&want("42", ",nw_dst=172.16.9.1", "02:00:00:00:00:04")),
+            "{c}"
+        );
+        assert!(fs.contains(&want("10", "", "02:00:00:00:00:03")), "{c}");
+        assert!(!fs.iter().any(|f| f.contains("192.168.0.0")));
+        to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+    }
+    // Incremental: moving the next hop's port or removing a route touches only that port.
+    let mut e = Engine::new(m.clone());
+    let mut p3 = e.model().ports["p3"].clone();
+    p3.mac = [2, 0, 0, 0, 0, 0x33];
+    e.apply(Change::PutPort("p3".into(), p3));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    assert!(e.flows()["c1"].contains(&want("26", ",nw_dst=172.16.0.0/16", "02:00:00:00:00:33")));
+    let mut l3 = e.model().l3.clone();
+    l3.routes.retain(|r| r.1 != 16);
+    let d = e.apply(Change::PutL3(l3));
+    assert_eq!(e.flows(), compile_full(e.model()));
+    for c in ["c1", "c2"] {
+        assert_eq!(d.removed[c].len(), 1, "{:?}", d.removed[c]);
+        assert!(d.added.get(c).is_none_or(|a| a.is_empty()));
+    }
+}
+
+#[test]
+fn client_ip_affinity_learns_and_dispatches() {
+    let mut m = with_l3(sample());
+    m.services.get_mut("s1").unwrap().affinity_timeout = Some(60);
+    let flows = compile_full(&m);
+    for c in ["c1", "c2"] {
+        let fs = &flows[c];
+        let svc = "tcp,metadata=0x3e8,nw_dst=10.0.0.200,tp_dst=80";
+        assert!(fs.contains(&format!("table=23,priority=100,ct_state=+new+trk,{svc},actions=set_field:0->reg12,set_field:0->reg13,resubmit(,28),goto_table:24")), "{c}");
+        assert!(fs.contains(&format!(
+            "table=24,priority=90,{svc},actions=group:1342177287"
+        )));
+        assert!(fs.contains(&format!("table=24,priority=100,{svc},reg12=0xa000003,reg13=0x1f90,actions=learn(table=28,idle_timeout=60,priority=100,eth_type=0x800,nw_proto=6,NXM_OF_IP_SRC[],NXM_OF_IP_DST[],NXM_OF_TCP_DST[],OXM_OF_METADATA[],load:NXM_NX_REG12[]->NXM_NX_REG12[],load:NXM_NX_REG13[0..15]->NXM_NX_REG13[0..15]),ct(commit,table=25,zone=100,nat(dst=10.0.0.3:8080))")), "{c}");
+        let g = fs.iter().find(|f| is_group(f)).unwrap();
+        assert_eq!(
+            g,
+            "group_id=1342177287,type=select,bucket=weight:3,actions=set_field:0xa000002->reg12,set_field:0x1f90->reg13,resubmit(,24),bucket=weight:1,actions=set_field:0xa000003->reg12,set_field:0x1f90->reg13,resubmit(,24)"
+        );
+        let mods = to_flow_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        let groups = to_group_mods(fs).unwrap_or_else(|(f, e)| panic!("{c}: {f}: {e:?}"));
+        assert_eq!(mods.len() + groups.len(), fs.len());
+    }
+    // Turning affinity off is a change of the service unit only.
+    let mut e = Engine::new(m);
+    let mut s = e.model().services["s1"].clone();
+    s.affinity_timeout = None;
+    e.apply(Change::PutService("s1".into(), s));
+    assert_eq!(e.last_recomputed, 1);
+    assert_eq!(e.flows(), compile_full(e.model()));
+    assert!(!e.flows()["c1"].iter().any(|f| f.contains("learn(")));
 }
 
 #[test]
@@ -396,10 +480,8 @@ fn snat_through_a_gateway_chassis() {
     assert!(c3.contains("table=26,priority=100,ip,metadata=0x3e8,actions=ct(commit,table=27,zone=100,nat(src=203.0.113.10))"));
     assert!(c3.contains("table=27,priority=100,ip,metadata=0x3e8,actions=dec_ttl,set_field:0a:01:00:00:03:e8->eth_src,set_field:02:00:00:00:00:fe->eth_dst,output:9"));
     assert!(c3.contains("table=0,priority=100,ip,in_port=9,nw_dst=203.0.113.10,actions=write_metadata:0x3e8,goto_table:1"));
-    assert!(
-        c3.contains("table=1,priority=100,ip,metadata=0x3e8,actions=ct(table=24,zone=100,nat)")
-    );
-    assert!(c3.contains("table=24,priority=100,ct_state=-new+est+trk,ip,metadata=0x3e8,actions=set_field:0a:00:00:00:03:e8->eth_dst,goto_table:25"));
+    assert!(c3.contains("table=1,priority=100,ip,metadata=0x3e8,actions=ct(table=2,zone=100,nat)"));
+    assert!(c3.contains("table=2,priority=100,ct_state=-new+est+trk,ip,metadata=0x3e8,actions=set_field:0a:00:00:00:03:e8->eth_dst,goto_table:25"));
     assert!(c3.iter().any(|f| {
         f.starts_with("table=0,priority=110,arp,in_port=9,arp_op=1,arp_tpa=203.0.113.10,")
             && f.ends_with("IN_PORT")
@@ -456,6 +538,7 @@ pub(crate) enum Op {
         zone: u8,
         /// SNAT through chassis `c{.0}`; `.1`: its external port is reported.
         snat: Option<(u8, bool)>,
+        routes: u8,
     },
 }
 
@@ -469,7 +552,7 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8).prop_map(Op::DelChassis),
         2 => (0..3u8, 0..3u8, prop::collection::vec((0..8u8, 1..4u8), 0..4)).prop_map(|(n, vip, backends)| Op::Service { n, vip, backends }),
         1 => (0..3u8).prop_map(Op::DelService),
-        1 => (0..8u8, 0..2u8, prop::option::of((0..4u8, any::<bool>()))).prop_map(|(gateways, zone, snat)| Op::L3 { gateways, zone, snat }),
+        1 => (0..8u8, 0..2u8, prop::option::of((0..4u8, any::<bool>())), 0..16u8).prop_map(|(gateways, zone, snat, routes)| Op::L3 { gateways, zone, snat, routes }),
     ]
 }
 
@@ -554,6 +637,7 @@ pub(crate) fn to_change(op: &Op) -> Change {
                 vip: Ipv4Addr::new(10, 0, 9, vip),
                 port: 80,
                 udp: n == 2,
+                affinity_timeout: (n == 1).then_some(30),
                 backends: backends
                     .iter()
                     .map(|&(b, w)| SvcBackend {
@@ -569,6 +653,7 @@ pub(crate) fn to_change(op: &Op) -> Change {
             gateways,
             zone,
             snat,
+            routes,
         } => Change::PutL3(L3 {
             router_mac: router_mac(5001),
             gateways: (0..3)
@@ -588,6 +673,18 @@ pub(crate) fn to_change(op: &Op) -> Change {
                 nexthop_mac: [2, 0, 0, 0, 0, 0xfe],
                 ext_ofport: if reported { 99 } else { OFPORT_UNKNOWN },
             }),
+            // Route r via port p{r}'s address when its `ip` choice is r % 4; /0 and /32 too.
+            routes: (0..4u8)
+                .filter(|r| routes & (1 << r) != 0)
+                .map(|r| {
+                    let (dst, len) = match r {
+                        0 => (Ipv4Addr::UNSPECIFIED, 0),
+                        1 => (Ipv4Addr::new(172, 16, 1, 7), 32),
+                        _ => (Ipv4Addr::new(172, 16, r, 0), 24),
+                    };
+                    (dst, len, Ipv4Addr::new(10, 0, r % 4, r + 2))
+                })
+                .collect(),
         }),
     }
 }

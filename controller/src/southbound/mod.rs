@@ -34,7 +34,7 @@ use session::run_session;
 
 use crate::compiler::{Change, Engine, Model};
 use crate::model_from_store::{OfPorts, Snapshot, build_models};
-use crate::store::{RedbStore, Store};
+use crate::store::Store;
 use plexus_api::ChassisSync;
 use plexus_openflow::conn::{Config, Connection, Listener, PassiveTarget, Target};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -62,6 +62,10 @@ impl SyncStatus {
     }
     pub fn get(&self, chassis: &str) -> Option<ChassisSync> {
         self.0.lock().unwrap().get(chassis).cloned()
+    }
+    /// Forgets every chassis (a controller that stepped down holds no sessions).
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
     }
 }
 
@@ -149,17 +153,31 @@ impl Drop for Southbound {
 impl Southbound {
     /// Starts the engine and, with `listen` (e.g. `ptcp:6653:127.0.0.1`), the OpenFlow
     /// listener switches connect to. Must run inside a tokio runtime.
-    pub async fn start(store: RedbStore, listen: Option<&str>) -> anyhow::Result<Southbound> {
-        Self::start_with_tls(store, listen, None).await
+    pub async fn start<S: Store + Clone>(
+        store: S,
+        listen: Option<&str>,
+    ) -> anyhow::Result<Southbound> {
+        Self::start_with_tls(store, listen, None, SyncStatus::default()).await
     }
 
-    /// As [`Southbound::start`], with TLS: `pssl:` listeners require a switch
+    /// [`Southbound::start`], reporting into `status` (kept by the API across
+    /// leadership changes).
+    pub async fn start_with_status<S: Store + Clone>(
+        store: S,
+        listen: Option<&str>,
+        status: SyncStatus,
+    ) -> anyhow::Result<Southbound> {
+        Self::start_with_tls(store, listen, None, status).await
+    }
+
+    /// As [`Southbound::start_with_status`], with TLS: `pssl:` listeners require a switch
     /// certificate signed by the CA (mutual TLS, as Open vSwitch does), and `ssl:` chassis
     /// endpoints are connected to with our certificate, verifying theirs.
-    pub async fn start_with_tls(
-        store: RedbStore,
+    pub async fn start_with_tls<S: Store + Clone>(
+        store: S,
         listen: Option<&str>,
         tls: Option<&plexus_pki::TlsFiles>,
+        status: SyncStatus,
     ) -> anyhow::Result<Southbound> {
         let mut cfg = Config::default();
         let mut server_tls = None;
@@ -178,7 +196,7 @@ impl Southbound {
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
-            status: SyncStatus::default(),
+            status,
             switch_ports: SwitchPorts::default(),
             desired: Mutex::new(HashMap::new()),
             cmd: cmd_tx,

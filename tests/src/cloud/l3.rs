@@ -76,6 +76,9 @@ pub(super) fn create_services(
                 "port": s.port, "protocol": "tcp",
                 "backends": backend_json(&backends, target_port),
             });
+            if let Some(t) = &s.affinity_timeout {
+                body["affinity"] = json!({"type": "client_ip", "timeout_seconds": t.get_ref()});
+            }
             if let Some(subsets) = &s.subsets {
                 for (b, sub) in body["backends"]
                     .as_array_mut()
@@ -219,31 +222,16 @@ pub(super) fn check_service(
         return out;
     };
     let exe = exe.to_string_lossy().into_owned();
-    let mut servers = Servers(Vec::new());
-    for (host, _, _) in &svc.backends {
-        let started = (|| -> Result<Child> {
-            let h = r.host(host)?;
-            Command::new("ip")
-                .args(["netns", "exec", &h.netns, &exe, "name-server"])
-                .arg(format!("0.0.0.0:{}", svc.target_port))
-                .args(["--name", host, "--timeout-secs", "120"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("name-server")
-        })();
-        match started {
-            Ok(c) => servers.0.push(c),
-            Err(e) => {
-                out.push(Outcome {
-                    what,
-                    result: Err(format!("{e:#}")),
-                });
-                return out;
-            }
+    let _servers = match start_servers(r, &exe, &svc) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(Outcome {
+                what,
+                result: Err(format!("{e:#}")),
+            });
+            return out;
         }
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    };
     let first = count(r, &exe, from, &svc.vip, svc.port, n, false)
         .and_then(|c| judge(&c, &svc.backends, n, tol_pct));
     let first_ok = first.is_ok();
@@ -307,6 +295,65 @@ pub(super) fn check_service(
         result: result.map_err(|e| format!("{e:#}")),
     });
     out
+}
+
+/// Starts a name server (answers its host's name) in every backend of `svc`.
+fn start_servers(r: &Running, exe: &str, svc: &ServiceState) -> Result<Servers> {
+    let mut servers = Servers(Vec::new());
+    for (host, _, _) in &svc.backends {
+        let h = r.host(host)?;
+        let c = Command::new("ip")
+            .args(["netns", "exec", &h.netns, exe, "name-server"])
+            .arg(format!("0.0.0.0:{}", svc.target_port))
+            .args(["--name", host, "--timeout-secs", "120"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("name-server")?;
+        servers.0.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(servers)
+}
+
+/// The `affinity` check: every client's connections reach one backend.
+pub(super) fn check_affinity(
+    r: &Running,
+    exe: &Path,
+    from: &[&str],
+    service: &str,
+    n: u32,
+) -> Outcome {
+    let what = format!(
+        "client-IP affinity: {n} TCP connections from each of {} -> service {service} reach one backend per client",
+        from.join(", ")
+    );
+    let result = (|| -> Result<String> {
+        let svc = r
+            .state
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .cloned()
+            .with_context(|| format!("service {service:?} was not created"))?;
+        let exe = exe.to_string_lossy().into_owned();
+        let _servers = start_servers(r, &exe, &svc)?;
+        let mut parts = Vec::new();
+        for c in from {
+            let counts = count(r, &exe, c, &svc.vip, svc.port, n, false)?;
+            match counts.iter().collect::<Vec<_>>().as_slice() {
+                [(name, k)] if **k == n && svc.backends.iter().any(|b| &b.0 == *name) => {
+                    parts.push(format!("{c}: all {n} to {name}"))
+                }
+                _ => bail!("{c}: connections spread or failed: {counts:?}"),
+            }
+        }
+        Ok(parts.join("; "))
+    })();
+    Outcome {
+        what,
+        result: result.map_err(|e| format!("{e:#}")),
+    }
 }
 
 /// The `gateway` check for one host: ping the gateway of its default route.

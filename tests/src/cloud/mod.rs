@@ -115,10 +115,14 @@ fn free_port() -> Result<u16> {
     bail!("no free loopback port in {base}..{low}")
 }
 
-/// A blocking client of the controller's REST API.
+/// A blocking client of the controller's REST API. With several controllers
+/// (HA) it fails over to the next one when one does not answer, and reads the
+/// southbound status from the leader.
 #[derive(Debug)]
 pub struct Api {
-    base: String,
+    bases: Vec<String>,
+    /// Index into `bases` of the controller that answered last.
+    current: std::sync::atomic::AtomicUsize,
     token: String,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
@@ -126,8 +130,17 @@ pub struct Api {
 
 impl Api {
     pub fn new(port: u16, token: &str) -> Result<Self> {
+        Self::new_multi(&[port], token)
+    }
+
+    /// A client of several controllers sharing one model (HA).
+    pub fn new_multi(ports: &[u16], token: &str) -> Result<Self> {
         Ok(Self {
-            base: format!("http://127.0.0.1:{port}"),
+            bases: ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect(),
+            current: Default::default(),
             token: token.to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -139,18 +152,41 @@ impl Api {
     }
 
     fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        use std::sync::atomic::Ordering;
+        let n = self.bases.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last_err = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            match self.send_to(i, method.clone(), path, body) {
+                Ok(v) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                // Not answering (killed): try the next controller.
+                Err(e) if e.downcast_ref::<reqwest::Error>().is_some() => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("no controller")))
+    }
+
+    fn send_to(
+        &self,
+        i: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         self.rt.block_on(async {
             let mut req = self
                 .http
-                .request(method.clone(), format!("{}{path}", self.base))
+                .request(method.clone(), format!("{}{path}", self.bases[i]))
                 .bearer_auth(&self.token);
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let r = req
-                .send()
-                .await
-                .with_context(|| format!("{method} {path}"))?;
+            let r = req.send().await?;
             let status = r.status();
             let v: Value = r.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
@@ -158,6 +194,29 @@ impl Api {
             }
             Ok(v)
         })
+    }
+
+    /// `/v1/status` of each controller (None: not answering).
+    pub fn statuses(&self) -> Vec<Option<Value>> {
+        (0..self.bases.len())
+            .map(|i| {
+                self.send_to(i, reqwest::Method::GET, "/v1/status", None)
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// `/v1/status` of the controller that programs the switches (the only one,
+    /// or the elected leader); the index of that controller.
+    pub fn leader_status(&self) -> Result<(usize, Value)> {
+        let all = self.statuses();
+        all.into_iter()
+            .enumerate()
+            .find_map(|(i, s)| {
+                let s = s?;
+                (s["controller"]["role"] != "follower").then_some((i, s))
+            })
+            .context("no controller leads (election in progress?)")
     }
 
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {
@@ -170,19 +229,20 @@ impl Api {
         self.send(reqwest::Method::GET, path, None)
     }
 
-    fn healthy(&self) -> bool {
+    fn healthy(&self, i: usize) -> bool {
         self.rt.block_on(async {
             self.http
-                .get(format!("{}/healthz", self.base))
+                .get(format!("{}/healthz", self.bases[i]))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
         })
     }
 
-    /// Waits up to `timeout` for `/healthz`.
+    /// Waits up to `timeout` for `/healthz` of every controller.
     pub fn wait_up(&self, timeout: Duration) -> Result<()> {
-        if crate::proc::wait_until(timeout, || self.healthy()) {
+        let all = || (0..self.bases.len()).all(|i| self.healthy(i));
+        if crate::proc::wait_until(timeout, all) {
             Ok(())
         } else {
             bail!("controller not healthy within {timeout:?}")
@@ -194,7 +254,15 @@ impl Api {
     pub fn wait_realized(&self, ids: &[String], rev: u64, timeout: Duration) -> Result<Value> {
         let t0 = Instant::now();
         loop {
-            let s = self.get("/v1/status")?;
+            let s = match self.leader_status() {
+                Ok((_, s)) => s,
+                Err(e) if t0.elapsed() < timeout => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let behind: Vec<String> = ids
                 .iter()
                 .filter(|id| {
@@ -229,33 +297,89 @@ fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<std::process::Child> {
         .spawn()?)
 }
 
-/// Starts `plexus-controller` for the run in `dir`; returns its record.
-fn start_controller(dir: &Path, st: &State) -> Result<Proc> {
+/// Starts `plexus-controller` number `i` for the run in `dir` (with the embedded
+/// store: the only one, which the switches connect to; with etcd: one of the
+/// replicas, which connect to the switches while they lead); returns its record.
+fn start_controller(dir: &Path, st: &State, i: usize) -> Result<Proc> {
     let bin = find_bin("plexus-controller")?;
-    let child = spawn_logged(
-        Command::new(&bin)
-            .args(["--listen", &format!("127.0.0.1:{}", st.api_port)])
-            .arg("--db")
-            .arg(dir.join("plexus.redb"))
-            .arg("--token-file")
-            .arg(dir.join("tokens"))
-            .args([
+    let mut cmd = Command::new(&bin);
+    let api = st.api_ports.get(i).copied().unwrap_or(st.api_port);
+    cmd.args(["--listen", &format!("127.0.0.1:{api}")])
+        .arg("--token-file")
+        .arg(dir.join("tokens"))
+        .env(
+            "RUST_LOG",
+            std::env::var("PLEXUS_TOPO_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    let (log, role) = match &st.etcd {
+        None => {
+            cmd.arg("--db").arg(dir.join("plexus.redb")).args([
                 "--openflow-listen",
                 &format!("ptcp:{}:127.0.0.1", st.openflow_port),
-            ])
-            .args(["--xds-listen", &format!("127.0.0.1:{}", st.xds_port)])
-            .env(
-                "RUST_LOG",
-                std::env::var("PLEXUS_TOPO_LOG").unwrap_or_else(|_| "info".into()),
-            ),
-        &dir.join("controller.log"),
-    )
-    .with_context(|| format!("starting {}", bin.display()))?;
+            ]);
+            // xDS for sidecars (the embedded-store controller only).
+            cmd.args(["--xds-listen", &format!("127.0.0.1:{}", st.xds_port)]);
+            (dir.join("controller.log"), "controller".to_string())
+        }
+        Some(url) => {
+            cmd.args(["--store", url, "--node-id", &format!("ctl{i}")])
+                .args(["--election-ttl", "2"]);
+            (
+                dir.join(format!("controller-{i}.log")),
+                format!("controller {i}"),
+            )
+        }
+    };
+    let child =
+        spawn_logged(&mut cmd, &log).with_context(|| format!("starting {}", bin.display()))?;
     Ok(Proc {
         pid: child.id(),
         comm: "plexus-controller".into(),
-        role: "controller".into(),
+        role,
     })
+}
+
+/// Starts the run's etcd cluster (`n` members, data under `dir/etcd`), recording
+/// each member's PID; returns the `etcd://…` store URL once all are healthy.
+fn start_etcd(r: &mut Running, n: usize) -> Result<String> {
+    let bin = crate::prereq::which("etcd").context("etcd not found (scripts/install-deps.sh)")?;
+    let name = r.cloud.name().to_owned();
+    let edir = r.dir.join("etcd");
+    std::fs::create_dir_all(&edir)?;
+    let mut members = Vec::new();
+    for i in 0..n {
+        members.push(crate::etcd::MemberSpec {
+            name: format!("plx-{name}-etcd{i}"),
+            client_port: free_port()?,
+            peer_port: free_port()?,
+            data_dir: edir.join(format!("member{i}")),
+            log: edir.join(format!("member{i}.log")),
+        });
+    }
+    let token = format!("plx-{name}-{:08x}", rand_u128() as u32);
+    for i in 0..n {
+        let mut cmd = crate::etcd::member_command(&bin, &members, i, &token);
+        let child = spawn_logged(&mut cmd, &edir.join(format!("member{i}.out")))
+            .context("starting etcd")?;
+        let p = Proc {
+            pid: child.id(),
+            comm: "etcd".into(),
+            role: format!("etcd member {i}"),
+        };
+        r.record(|s| s.procs.push(p))?;
+    }
+    for m in &members {
+        if !crate::proc::wait_until(Duration::from_secs(30), || {
+            crate::etcd::healthy(m.client_port)
+        }) {
+            bail!("etcd member {} not healthy within 30 s", m.name);
+        }
+    }
+    let eps: Vec<String> = members
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.client_port))
+        .collect();
+    Ok(format!("etcd://{}", eps.join(",")))
 }
 
 fn dpid_of(index: usize) -> u64 {
@@ -327,7 +451,11 @@ impl Drop for Running {
 pub fn attach(cloud: Cloud) -> Result<Running> {
     let dir = state_dir(cloud.name());
     let state = State::load(&dir).with_context(|| format!("is topology {} up?", cloud.name()))?;
-    let api = Api::new(state.api_port, &state.token)?;
+    let api = if state.api_ports.is_empty() {
+        Api::new(state.api_port, &state.token)?
+    } else {
+        Api::new_multi(&state.api_ports, &state.token)?
+    };
     Ok(Running {
         cloud,
         dir,
@@ -370,10 +498,37 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
     };
     let name = cloud.name().to_owned();
 
-    progress("starting plexus-controller (embedded redb store)");
-    let ctl = start_controller(&dir, &r.state)?;
-    r.record(|s| s.procs.push(ctl))?;
-    r.api.wait_up(Duration::from_secs(20))?;
+    let ha = cloud.controller.etcd();
+    if ha {
+        let (n, members) = (cloud.controller.replicas(), cloud.controller.etcd_members());
+        progress(&format!(
+            "starting etcd ({members} member(s), data in the run's directory)"
+        ));
+        let url = start_etcd(&mut r, members)?;
+        let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
+        r.record(|s| {
+            s.etcd = Some(url);
+            s.api_port = ports[0];
+            s.api_ports = ports.clone();
+        })?;
+        r.api = Api::new_multi(&ports, &token)?;
+        progress(&format!(
+            "starting {n} plexus-controller(s) on etcd (leader election; the leader programs the switches)"
+        ));
+        for i in 0..n {
+            let ctl = start_controller(&dir, &r.state, i)?;
+            r.record(|s| s.procs.push(ctl))?;
+        }
+        r.api.wait_up(Duration::from_secs(20))?;
+        if !crate::proc::wait_until(Duration::from_secs(20), || r.api.leader_status().is_ok()) {
+            bail!("no controller was elected leader within 20 s");
+        }
+    } else {
+        progress("starting plexus-controller (embedded redb store)");
+        let ctl = start_controller(&dir, &r.state, 0)?;
+        r.record(|s| s.procs.push(ctl))?;
+        r.api.wait_up(Duration::from_secs(20))?;
+    }
 
     // Namespaces and cables first: plexus-vswitchd takes its ports at start.
     let ch_ns: HashMap<&str, String> = cloud
@@ -501,11 +656,14 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 ));
                 let odir = dir.join(format!("ovs-{cn}"));
                 r.record(|s| s.ovs_dirs.push(odir.clone()))?;
-                let ovs = Ovs::builder()
+                let mut b = Ovs::builder()
                     .netns(NetnsMode::Named(ns.clone()))
                     .state_dir(&odir)
-                    .controller(&target)
-                    .dpid(dpid)
+                    .dpid(dpid);
+                if !ha {
+                    b = b.controller(&target);
+                }
+                let ovs = b
                     .start()
                     .with_context(|| format!("chassis {cn}: starting Open vSwitch"))?;
                 if let Some(pid) = ovs.socat_pid() {
@@ -580,25 +738,26 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 }
                 let db = format!("unix:{}", sock.display());
                 let passive = format!("ptcp:{listen}:127.0.0.1");
-                vsctl(
-                    &db,
-                    &[
-                        "add-br",
-                        "br0",
-                        "--",
-                        "set",
-                        "bridge",
-                        "br0",
-                        &format!("other_config:datapath-id={dpid:016x}"),
-                        "fail_mode=secure",
-                        "--",
-                        "set-controller",
-                        "br0",
-                        &target,
-                        &passive,
-                    ],
-                )
-                .with_context(|| format!("chassis {cn}: bridge br0"))?;
+                let dpid_cfg = format!("other_config:datapath-id={dpid:016x}");
+                let mut args = vec![
+                    "add-br",
+                    "br0",
+                    "--",
+                    "set",
+                    "bridge",
+                    "br0",
+                    &dpid_cfg,
+                    "fail_mode=secure",
+                    "--",
+                    "set-controller",
+                    "br0",
+                ];
+                // With several controllers the leader connects to the switch.
+                if !ha {
+                    args.push(&target);
+                }
+                args.push(&passive);
+                vsctl(&db, &args).with_context(|| format!("chassis {cn}: bridge br0"))?;
                 // The bridge's control socket (plexus-appctl), where the harness
                 // looks for a chassis' (`vswitchd-NAME.ctl` in the run's dir).
                 let ctl = rundir.join("br0.ctl");
@@ -630,10 +789,14 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 (format!("tcp:127.0.0.1:{listen}"), db)
             }
         };
+        let mut endpoint = json!({"datapath_id": format!("{dpid:#x}"), "ovsdb": ovsdb});
+        if ha {
+            // Whoever leads connects to the switch (OVS: its management socket).
+            endpoint["openflow"] = json!(ofctl_target);
+        }
         let obj = r.api.post(
             "/v1/chassis",
-            json!({"name": cn, "vtep_ip": vtep.to_string(),
-                   "endpoint": {"datapath_id": format!("{dpid:#x}"), "ovsdb": ovsdb}}),
+            json!({"name": cn, "vtep_ip": vtep.to_string(), "endpoint": endpoint}),
         )?;
         let id = obj["id"].as_str().context("chassis id")?.to_owned();
         chassis_ids.push((cn.clone(), id.clone()));
@@ -1205,6 +1368,19 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
             CheckSpec::Vxlan { from, to } => {
                 out.push(overlay::check_vxlan(r, exe, from, to));
             }
+            CheckSpec::Affinity {
+                from,
+                service,
+                connections,
+            } => {
+                out.push(l3::check_affinity(
+                    r,
+                    exe,
+                    &from.names(),
+                    service,
+                    *connections,
+                ));
+            }
             CheckSpec::Gateway { from } => {
                 for h in from.names() {
                     out.push(l3::check_gateway(r, h));
@@ -1231,6 +1407,30 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     *tolerance_pct,
                     remove.as_deref(),
                 ));
+            }
+            CheckSpec::LeaderFailover {
+                from,
+                to,
+                seconds,
+                interval_ms,
+                max_takeover_s,
+                max_loss_pct,
+            } => {
+                let result = check_failover(
+                    r,
+                    from,
+                    to,
+                    *seconds,
+                    *interval_ms,
+                    *max_takeover_s,
+                    *max_loss_pct,
+                );
+                out.push(Outcome {
+                    what: format!(
+                        "leader kill -9 under a {seconds} s ping flood {from} -> {to} every {interval_ms} ms: takeover ≤ {max_takeover_s} s, loss ≤ {max_loss_pct} %, flows untouched"
+                    ),
+                    result: result.map_err(|e| format!("{e:#}")),
+                });
             }
             CheckSpec::Sidecar {
                 from,
@@ -1361,7 +1561,7 @@ fn check_restart(
         bail!("controller [{}] still alive 20 s after SIGKILL", p.pid);
     }
     let t0 = Instant::now();
-    let newp = start_controller(&r.dir, &r.state)?;
+    let newp = start_controller(&r.dir, &r.state, 0)?;
     r.record(|s| s.procs[old] = newp)?;
     if let Err(e) = r.api.wait_up(Duration::from_secs(20)) {
         let log = std::fs::read_to_string(r.dir.join("controller.log")).unwrap_or_default();
@@ -1396,8 +1596,23 @@ fn check_restart(
         .unwrap_or("")
         .trim()
         .to_owned();
+    let churn = flow_churn(r, &st, &before)?;
+    if !summary.contains(" 0% packet loss") {
+        bail!("lost pings: {summary}");
+    }
+    if !churn.is_empty() {
+        bail!("flow churn after restart: {}", churn.join("; "));
+    }
+    Ok(format!(
+        "{summary}; resynced {resync:.1?} after restart; 0 flow adds/deletes"
+    ))
+}
+
+/// Per chassis with churn since `before` (flows on the switch differ, or the
+/// controller in status `st` sent adds/deletes): a description.
+fn flow_churn(r: &Running, st: &Value, before: &[Vec<String>]) -> Result<Vec<String>> {
     let mut churn = Vec::new();
-    for (c, before) in r.state.chassis.iter().zip(&before) {
+    for (c, before) in r.state.chassis.iter().zip(before) {
         let s = &st["chassis"][c.id.as_str()];
         let (adds, dels) = (
             s["flow_adds"].as_u64().unwrap_or(u64::MAX),
@@ -1421,14 +1636,131 @@ fn check_restart(
             ));
         }
     }
-    if !summary.contains(" 0% packet loss") {
-        bail!("lost pings: {summary}");
+    Ok(churn)
+}
+
+/// (transmitted, received) of a ping summary line.
+fn ping_counts(summary: &str) -> Option<(u64, u64)> {
+    let mut it = summary.split(", ");
+    let tx = it.next()?.split_whitespace().next()?.parse().ok()?;
+    let rx = it.next()?.split_whitespace().next()?.parse().ok()?;
+    Some((tx, rx))
+}
+
+/// The `leader-failover` check (see [`spec::CheckSpec::LeaderFailover`]).
+#[allow(clippy::too_many_arguments)]
+fn check_failover(
+    r: &mut Running,
+    from: &str,
+    to: &str,
+    seconds: u32,
+    interval_ms: u32,
+    max_takeover_s: u32,
+    max_loss_pct: u32,
+) -> Result<String> {
+    let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
+    let (old, st0) = r.api.leader_status()?;
+    let rev = st0["revision"].as_u64().unwrap_or(0);
+    let objects = st0["objects"].clone();
+    r.api
+        .wait_realized(&r.chassis_ids(), rev, Duration::from_secs(30))?;
+    let before: Vec<Vec<String>> = r
+        .state
+        .chassis
+        .iter()
+        .map(|c| dump_flows(&c.ofctl_target))
+        .collect::<Result<_>>()?;
+    let role = format!("controller {old}");
+    let pos = r
+        .state
+        .procs
+        .iter()
+        .position(|p| p.role == role)
+        .with_context(|| format!("no {role} recorded"))?;
+    let p = r.state.procs[pos].clone();
+    let count = (u64::from(seconds) * 1000 / u64::from(interval_ms)).max(1);
+    let interval = format!("{:.3}", f64::from(interval_ms) / 1000.0);
+    let flood = Command::new("ip")
+        .args([
+            "netns", "exec", &a.netns, "ping", "-q", "-i", &interval, "-W", "1",
+        ])
+        .args(["-c", &count.to_string(), &b.ip])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("ping flood")?;
+    std::thread::sleep(Duration::from_millis(u64::from(seconds) * 250));
+    if !crate::ovs::process_alive(p.pid, &p.comm) {
+        bail!("leader ctl{old} [{}] is not running", p.pid);
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &p.pid.to_string()])
+        .status();
+    let t0 = Instant::now();
+    crate::proc::wait_until(Duration::from_secs(5), || {
+        !crate::ovs::process_alive(p.pid, &p.comm)
+    });
+    let limit = Duration::from_secs(u64::from(max_takeover_s));
+    let mut elected = None;
+    crate::proc::wait_until(limit, || match r.api.leader_status() {
+        Ok((i, _)) if i != old => {
+            elected = Some((i, t0.elapsed()));
+            true
+        }
+        _ => false,
+    });
+    let (new, elected) = elected.with_context(|| {
+        format!("no follower became leader within {max_takeover_s} s after killing ctl{old}")
+    })?;
+    let st = r
+        .api
+        .wait_realized(&r.chassis_ids(), rev, limit.saturating_sub(t0.elapsed()))
+        .context("new leader did not reconcile every switch in time")?;
+    let takeover = t0.elapsed();
+    // Bring the killed controller back: it must rejoin as a follower.
+    let newp = start_controller(&r.dir, &r.state, old)?;
+    r.record(|s| s.procs[pos] = newp)?;
+    let rejoined = crate::proc::wait_until(Duration::from_secs(20), || {
+        r.api.statuses()[old]
+            .as_ref()
+            .is_some_and(|s| s["controller"]["role"] == "follower")
+    });
+    let out = flood.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let (tx, rx) = ping_counts(&summary).with_context(|| format!("ping summary: {summary:?}"))?;
+    let churn = flow_churn(r, &st, &before)?;
+    let after = r.api.get("/v1/status")?;
+    if tx == 0 || (tx - rx) * 100 > u64::from(max_loss_pct) * tx {
+        bail!(
+            "lost {} of {tx} pings (> {max_loss_pct} %): {summary}",
+            tx - rx
+        );
     }
     if !churn.is_empty() {
-        bail!("flow churn after restart: {}", churn.join("; "));
+        bail!("flow churn after failover: {}", churn.join("; "));
+    }
+    if after["objects"] != objects || after["revision"].as_u64() != Some(rev) {
+        bail!(
+            "model changed across the failover: {objects} @{rev} -> {} @{}",
+            after["objects"],
+            after["revision"]
+        );
+    }
+    if !rejoined {
+        bail!("restarted ctl{old} did not rejoin as a follower");
     }
     Ok(format!(
-        "{summary}; resynced {resync:.1?} after restart; 0 flow adds/deletes"
+        "ctl{old} killed -9; ctl{new} elected after {elected:.1?}, every switch reconciled after {takeover:.1?}; {} lost of {tx} ({summary}); 0 flow adds/deletes; {} objects kept; ctl{old} rejoined as follower",
+        tx - rx,
+        objects
+            .as_object()
+            .map_or(0, |o| o.values().filter_map(Value::as_u64).sum::<u64>())
     ))
 }
 

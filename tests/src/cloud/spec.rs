@@ -53,13 +53,37 @@ fn default_external_name() -> Spanned<String> {
 }
 
 /// The controller: `plexus-controller` on loopback with the embedded redb
-/// store in the run's state directory.
+/// store in the run's state directory, or `replicas` controllers sharing a
+/// private etcd cluster (`store = "etcd"`, `etcd_members` members, data in the
+/// run's state directory) with leader election: only the leader programs the
+/// switches (it connects to each switch's OpenFlow listener).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerSpec {
-    /// Store backend; only `redb` (embedded) so far.
+    /// Store backend: `redb` (embedded, default) or `etcd`.
     #[serde(default)]
     pub store: Option<Spanned<String>>,
+    /// Controllers (etcd only; default 1).
+    #[serde(default)]
+    pub replicas: Option<Spanned<u32>>,
+    /// etcd cluster members (etcd only; default 1).
+    #[serde(default)]
+    pub etcd_members: Option<Spanned<u32>>,
+}
+
+impl ControllerSpec {
+    /// True with the etcd store.
+    pub fn etcd(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.get_ref() == "etcd")
+    }
+    pub fn replicas(&self) -> usize {
+        self.replicas.as_ref().map_or(1, |r| *r.get_ref() as usize)
+    }
+    pub fn etcd_members(&self) -> usize {
+        self.etcd_members
+            .as_ref()
+            .map_or(1, |r| *r.get_ref() as usize)
+    }
 }
 
 /// Which switch a chassis runs.
@@ -135,6 +159,9 @@ pub struct ServiceSpec {
     pub backends: Vec<Spanned<String>>,
     #[serde(default)]
     pub weights: Option<Spanned<Vec<u32>>>,
+    /// Client-IP session affinity with this idle timeout (seconds, 1-65535).
+    #[serde(default)]
+    pub affinity_timeout: Option<Spanned<u32>>,
     /// Subset label per backend (xDS: Envoy sidecars split traffic by subset).
     #[serde(default)]
     pub subsets: Option<Spanned<Vec<String>>>,
@@ -364,6 +391,33 @@ pub enum CheckSpec {
     },
     /// Each host pings its default gateway (the router answers ICMP echo).
     Gateway { from: Hosts },
+    /// Client-IP session affinity: `connections` TCP connections from each
+    /// host of `from` to the service's VIP:port must all reach one backend
+    /// (per client), and together the clients must see the service at all.
+    Affinity {
+        from: Hosts,
+        service: String,
+        #[serde(default = "default_affinity_connections")]
+        connections: u32,
+    },
+    /// HA (`store = "etcd"`, several replicas): kill -9 the elected leader
+    /// during a ping flood from `from` to `to`; a follower must be elected and
+    /// have reconciled every switch within `max_takeover_s`, the switches' flows
+    /// must be left alone, at most `max_loss_pct` % of the flood may be lost,
+    /// and every object committed before must still be there. The killed
+    /// controller is then restarted (it rejoins as a follower).
+    LeaderFailover {
+        from: String,
+        to: String,
+        #[serde(default = "default_flood_secs")]
+        seconds: u32,
+        #[serde(default = "default_interval_ms")]
+        interval_ms: u32,
+        #[serde(default = "default_takeover")]
+        max_takeover_s: u32,
+        #[serde(default)]
+        max_loss_pct: u32,
+    },
     /// `requests` HTTP requests from a host with a sidecar to the service's
     /// VIP: the sidecar's xDS state must be ACKed and the answers must follow
     /// the service's `splits` within ±`tolerance_pct` % of `requests`. With
@@ -393,6 +447,14 @@ pub enum CheckSpec {
     /// from `from`'s VTEP to `to`'s with the VPC's VNI (the replies back), and
     /// no frame of the hosts may cross unencapsulated.
     Vxlan { from: String, to: String },
+}
+
+fn default_takeover() -> u32 {
+    10
+}
+
+fn default_affinity_connections() -> u32 {
+    40
 }
 
 fn default_sidecar_tolerance() -> u32 {
@@ -552,12 +614,32 @@ impl Cloud {
         }
         if let Some(s) = &self.controller.store
             && s.get_ref() != "redb"
+            && s.get_ref() != "etcd"
         {
             err(
                 s.span(),
                 "controller.store",
-                format!("{:?}: only \"redb\" (embedded) is supported", s.get_ref()),
+                format!(
+                    "{:?}: expected \"redb\" (embedded) or \"etcd\"",
+                    s.get_ref()
+                ),
             );
+        }
+        for (field, v, max) in [
+            ("controller.replicas", &self.controller.replicas, 5),
+            ("controller.etcd_members", &self.controller.etcd_members, 5),
+        ] {
+            if let Some(v) = v {
+                if !(1..=max).contains(v.get_ref()) {
+                    err(v.span(), field, format!("{} must be 1-{max}", v.get_ref()));
+                } else if !self.controller.etcd() && *v.get_ref() != 1 {
+                    err(
+                        v.span(),
+                        field,
+                        "several controllers or etcd members need store = \"etcd\"".into(),
+                    );
+                }
+            }
         }
         let mut chassis = HashSet::new();
         if self.chassis.is_empty() {
@@ -891,11 +973,52 @@ impl Cloud {
                 } => {
                     names.push(from);
                     names.push(to);
+                    if self.controller.replicas() > 1 {
+                        err(
+                            c.span(),
+                            "check.kind",
+                            "controller-restart needs one controller; use leader-failover with replicas"
+                                .into(),
+                        );
+                    }
                     if *seconds == 0 || *seconds > 120 || *interval_ms == 0 {
                         err(
                             c.span(),
                             "check.seconds",
                             "seconds must be 1-120 and interval_ms ≥ 1".into(),
+                        );
+                    }
+                }
+                CheckSpec::LeaderFailover {
+                    from,
+                    to,
+                    seconds,
+                    interval_ms,
+                    max_takeover_s,
+                    max_loss_pct,
+                } => {
+                    names.push(from);
+                    names.push(to);
+                    if *seconds == 0 || *seconds > 120 || *interval_ms == 0 {
+                        err(
+                            c.span(),
+                            "check.seconds",
+                            "seconds must be 1-120 and interval_ms ≥ 1".into(),
+                        );
+                    }
+                    if *max_takeover_s == 0 || *max_loss_pct > 100 {
+                        err(
+                            c.span(),
+                            "check.max_takeover_s",
+                            "max_takeover_s must be ≥ 1 and max_loss_pct 0-100".into(),
+                        );
+                    }
+                    if self.controller.replicas() < 2 {
+                        err(
+                            c.span(),
+                            "check.kind",
+                            "leader-failover needs [controller] store = \"etcd\" and replicas ≥ 2"
+                                .into(),
                         );
                     }
                 }
@@ -970,6 +1093,7 @@ impl Cloud {
                     names.push(from);
                     names.extend(remove.as_deref());
                 }
+                CheckSpec::Affinity { from, .. } => names.extend(from.names()),
             }
             for n in names {
                 if !hosts.contains(n) {
@@ -1099,7 +1223,42 @@ impl Cloud {
                 }
             }
         }
+        for s in self.tenants.iter().flat_map(|t| &t.services) {
+            if let Some(t) = &s.affinity_timeout
+                && !(1..=65535).contains(t.get_ref())
+            {
+                err(
+                    t.span(),
+                    "service.affinity_timeout",
+                    "must be 1-65535 seconds".into(),
+                );
+            }
+        }
         for c in &self.checks {
+            if let CheckSpec::Affinity {
+                service,
+                connections,
+                ..
+            } = c.get_ref()
+            {
+                match self
+                    .tenants
+                    .iter()
+                    .flat_map(|t| &t.services)
+                    .find(|s| s.name.get_ref() == service)
+                {
+                    None => err(c.span(), "check.service", format!("no service {service:?}")),
+                    Some(s) if s.affinity_timeout.is_none() => err(
+                        c.span(),
+                        "check.service",
+                        format!("service {service:?} has no affinity_timeout"),
+                    ),
+                    Some(_) => {}
+                }
+                if *connections < 2 || *connections > 5000 {
+                    err(c.span(), "check.connections", "must be 2-5000".into());
+                }
+            }
             if let CheckSpec::Service {
                 service,
                 connections,

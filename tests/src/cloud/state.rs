@@ -37,6 +37,12 @@ pub struct State {
     /// The topology file it was brought up from.
     pub file: PathBuf,
     pub api_port: u16,
+    /// Every controller's API port (HA: one per replica; else just `api_port`).
+    #[serde(default)]
+    pub api_ports: Vec<u16>,
+    /// `etcd://…` of the run's etcd cluster (etcd store), for restarting controllers.
+    #[serde(default)]
+    pub etcd: Option<String>,
     pub openflow_port: u16,
     /// The controller's xDS (ADS) port on loopback.
     #[serde(default)]
