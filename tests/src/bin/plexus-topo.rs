@@ -59,6 +59,16 @@ enum Cmd {
     },
     /// Ping every host from every other host of a running cloud topology.
     PingAll { file: PathBuf },
+    /// Bring a cloud topology up and soak it: churn (ports, security group
+    /// rules, service backends) under traffic for --duration, re-checking the
+    /// reachability matrix every round and that RSS and file descriptors of
+    /// the controller and switches stay flat; then tear it down.
+    Soak {
+        file: PathBuf,
+        /// How long (30m, 120s, 2h).
+        #[arg(long, default_value = "2m")]
+        duration: String,
+    },
     /// (internal) Send the frames of one attack on eth0 (JSON spec).
     #[command(hide = true)]
     AttackSend { spec: String },
@@ -323,6 +333,13 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::from(
                 status.code().unwrap_or(1).clamp(0, 255) as u8
             ))
+        }
+        Cmd::Soak { file, duration } => {
+            let d = cloud::soak::parse_duration(&duration)?;
+            let c = cloud::load(&file)?;
+            require_root()?;
+            let outcomes = cloud::soak::soak(&c, &file, &exe, d);
+            Ok(ok_if(report(&outcomes, json)))
         }
         Cmd::PingAll { file } => {
             require_root()?;

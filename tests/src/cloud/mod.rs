@@ -18,6 +18,7 @@
 pub mod attack;
 pub mod frames;
 mod l3;
+pub mod soak;
 pub use l3::{name_client, name_server};
 pub mod spec;
 pub mod state;
@@ -136,6 +137,9 @@ impl Api {
     }
     pub fn put(&self, path: &str, body: Value) -> Result<Value> {
         self.send(reqwest::Method::PUT, path, Some(&body))
+    }
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        self.send(reqwest::Method::DELETE, path, None)
     }
     pub fn get(&self, path: &str) -> Result<Value> {
         self.send(reqwest::Method::GET, path, None)
