@@ -86,6 +86,13 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         max_secs: u64,
     },
+    /// (internal) Send small UDP datagrams to ADDR as fast as possible for SECS.
+    #[command(hide = true)]
+    UdpFlood {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
     TcpEchoServer {
@@ -371,6 +378,26 @@ fn real_main() -> Result<ExitCode> {
             let counts =
                 cloud::attack::recv_main(&iface, &ms, &stop, Duration::from_secs(max_secs))?;
             println!("{}", serde_json::to_string(&counts)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::UdpFlood { addr, secs } => {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            let payload = [0x5au8; 18];
+            let t0 = std::time::Instant::now();
+            let (mut sent, mut errors) = (0u64, 0u64);
+            while t0.elapsed() < Duration::from_secs(secs) {
+                for _ in 0..256 {
+                    match sock.send_to(&payload, addr) {
+                        Ok(_) => sent += 1,
+                        Err(_) => errors += 1,
+                    }
+                }
+            }
+            let s = t0.elapsed().as_secs_f64();
+            println!(
+                "{sent} datagrams in {s:.1} s ({:.0}/s, {errors} send errors)",
+                sent as f64 / s
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::TcpEchoServer { addr, timeout_secs } => {

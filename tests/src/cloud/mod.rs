@@ -838,6 +838,15 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                     result: result.map_err(|e| format!("{e:#}")),
                 });
             }
+            CheckSpec::PacketInFlood { from, to, seconds } => {
+                let result = check_packet_in_flood(r, exe, from, to, *seconds);
+                out.push(Outcome {
+                    what: format!(
+                        "packet-in flood {from} -> {to} for {seconds} s: rate-limited per port, API responsive"
+                    ),
+                    result: result.map_err(|e| format!("{e:#}")),
+                });
+            }
             CheckSpec::SwitchRestart {
                 from,
                 to,
@@ -1052,6 +1061,134 @@ fn check_restart(
     }
     Ok(format!(
         "{summary}{outage}; resynced {resync:.1?} after restart; 0 flow adds/deletes"
+    ))
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort_unstable();
+    v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Times `GET /v1/status`; `Err` if it failed.
+fn api_latency(r: &Running) -> Result<Duration> {
+    let t = Instant::now();
+    r.api.get("/v1/status")?;
+    Ok(t.elapsed())
+}
+
+fn check_packet_in_flood(
+    r: &mut Running,
+    exe: &Path,
+    from: &str,
+    to: &str,
+    seconds: u32,
+) -> Result<String> {
+    let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
+    let c = r
+        .state
+        .chassis
+        .iter()
+        .find(|c| c.name == a.chassis)
+        .context("chassis of the source host")?
+        .clone();
+    if c.kind != "plexus-vswitchd" {
+        bail!("chassis {} is {}, not plexus-vswitchd", c.name, c.kind);
+    }
+    let iface = format!("{}-{}", r.cloud.name(), a.name);
+    let port_of = |v: &Value| -> Option<Value> {
+        v["ports"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == json!(iface))
+            .cloned()
+    };
+    let before = port_of(&appctl_show(r, &c.name)?).context("port of the source host")?;
+    let mut base = Vec::new();
+    for _ in 0..50 {
+        base.push(api_latency(r)?);
+    }
+    // A foreign flow punting the source's UDP to the controller.
+    let flow = format!(
+        "cookie=0x1,table=0,priority=65535,udp,dl_src={},actions=controller",
+        a.mac
+    );
+    run_ok(
+        Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "add-flow", &c.ofctl_target, &flow]),
+        Duration::from_secs(10),
+    )?;
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", &a.netns, "ip", "neigh", "replace", &b.ip, "lladdr", &b.mac, "dev",
+            "eth0",
+        ])
+        .status();
+    let t0 = Instant::now();
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &a.netns])
+        .arg(exe)
+        .args([
+            "udp-flood",
+            &format!("{}:9", b.ip),
+            "--secs",
+            &seconds.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("udp flood")?;
+    let mut during = Vec::new();
+    let mut failed = 0;
+    while t0.elapsed() < Duration::from_secs(u64::from(seconds)) {
+        match api_latency(r) {
+            Ok(d) => during.push(d),
+            Err(_) => failed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = flood.wait_with_output()?;
+    let elapsed = t0.elapsed();
+    let sent_line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let after = port_of(&appctl_show(r, &c.name)?).context("port of the source host")?;
+    let _ = run_ok(
+        Command::new("ovs-ofctl").args([
+            "-O",
+            "OpenFlow13",
+            "del-flows",
+            &c.ofctl_target,
+            "cookie=0x1/-1",
+        ]),
+        Duration::from_secs(10),
+    );
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let (pins, dropped) = (
+        n(&after, "packet_ins_sent") - n(&before, "packet_ins_sent"),
+        n(&after, "packet_ins_dropped") - n(&before, "packet_ins_dropped"),
+    );
+    let (rate, burst) = (n(&after, "packet_in_rate"), n(&after, "packet_in_burst"));
+    if failed > 0 {
+        bail!("{failed} API requests failed during the flood");
+    }
+    if rate == 0 {
+        bail!("the port has no packet-in rate limit");
+    }
+    if dropped == 0 {
+        bail!("no packet-in dropped: the flood ({sent_line}) never exceeded {rate}/s");
+    }
+    let allowed = (rate as f64 * (elapsed.as_secs_f64() + 1.0)) as u64 + burst;
+    if pins > allowed {
+        bail!("{pins} packet-ins passed in {elapsed:.1?}, limit {rate}/s + burst {burst}");
+    }
+    if !switch_connected(r, &c.name)? {
+        bail!("the switch lost its controller during the flood");
+    }
+    let (b50, b99) = (percentile(&mut base, 0.5), percentile(&mut base, 0.99));
+    let (d50, d99) = (percentile(&mut during, 0.5), percentile(&mut during, 0.99));
+    let dmax = during.iter().max().copied().unwrap_or_default();
+    Ok(format!(
+        "{sent_line}; packet-ins {pins} passed, {dropped} dropped (limit {rate}/s, burst {burst}); GET /v1/status p50/p99 {b50:.1?}/{b99:.1?} before, {d50:.1?}/{d99:.1?} (max {dmax:.1?}, {} requests, 0 failed) during",
+        during.len()
     ))
 }
 

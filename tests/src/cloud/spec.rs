@@ -268,6 +268,18 @@ pub enum CheckSpec {
         #[serde(default = "default_interval_ms")]
         interval_ms: u32,
     },
+    /// A flood of packet-ins: a foreign flow (cookie 0x1) sends `from`'s UDP
+    /// to the controller and `from` floods UDP at `to` for `seconds`; the
+    /// switch must rate-limit packet-ins on that port (dropped ones counted,
+    /// the sent ones within the port's rate + burst) and the controller's
+    /// API must answer every request meanwhile (latency reported, before and
+    /// during). plexus-vswitchd chassis only.
+    PacketInFlood {
+        from: String,
+        to: String,
+        #[serde(default = "default_flood_secs")]
+        seconds: u32,
+    },
     /// `connections` TCP connections from `from` to the service's VIP:port;
     /// each backend answers its name: the counts must match the weights
     /// within ±`tolerance_pct` % of `connections`. With `remove`, that backend
@@ -724,6 +736,13 @@ impl Cloud {
                             "check.down_seconds",
                             "the flood (seconds) must outlast down_seconds by at least 5 s".into(),
                         );
+                    }
+                }
+                CheckSpec::PacketInFlood { from, to, seconds } => {
+                    names.push(from);
+                    names.push(to);
+                    if *seconds == 0 || *seconds > 60 {
+                        err(c.span(), "check.seconds", "seconds must be 1-60".into());
                     }
                 }
                 CheckSpec::SwitchRestart {
