@@ -1233,7 +1233,7 @@ fn check_switch_restart(
     let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
     let st = r
         .api
-        .wait_realized(&[c.id.clone()], rev, Duration::from_secs(30))?;
+        .wait_realized(std::slice::from_ref(&c.id), rev, Duration::from_secs(30))?;
     let want = st["chassis"][c.id.as_str()]["flow_count"]
         .as_u64()
         .unwrap_or(0);

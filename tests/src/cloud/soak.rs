@@ -258,7 +258,7 @@ fn run_soak(
         });
         return out;
     };
-    let (ha, hb) = match (r.host(&a), r.host(&b)) {
+    let (ha, hb) = match (r.host(a), r.host(b)) {
         (Ok(x), Ok(y)) => (x.clone(), y.clone()),
         _ => {
             out.push(Outcome {
@@ -304,7 +304,17 @@ fn run_soak(
         }) {
             Ok(what) => {
                 if rounds % 10 == 1 {
-                    progress(&format!("round {rounds}: {what}"));
+                    let u: Vec<String> = pids
+                        .iter()
+                        .filter_map(|p| {
+                            usage(*p).map(|(rss, fds)| format!("[{p}] {rss} KiB {fds} fds"))
+                        })
+                        .collect();
+                    progress(&format!(
+                        "round {rounds}: {what}; {}; matrix failures so far {}",
+                        u.join(", "),
+                        matrix_fail.len()
+                    ));
                 }
             }
             Err(e) => churn_fail.push(format!("round {rounds}: {e:#}")),
