@@ -13,6 +13,7 @@
 #                                              # "fuzz-result:" line (execs, crashes)
 #   scripts/fuzz.sh merge CRATE TARGET         # minimise the work corpus into the
 #                                              # checked-in CRATE/fuzz/seeds/TARGET
+#                                              # (at most $FUZZ_SEEDS_MAX, default 100)
 #
 # Seeds: CRATE/fuzz/seeds/TARGET/ (checked in, small; replayed by each crate's
 # fuzz corpus test under `cargo test`). Work corpus: $FUZZ_WORK/CRATE-TARGET
@@ -89,10 +90,10 @@ merge() {
   "$bin" -merge=1 -max_len=4096 "$tmp" "$seeds" "$wdir" >/dev/null 2>&1
   rm -rf "$seeds"
   mkdir -p "$seeds"
-  # Name by content so re-merges do not churn the checked-in files.
-  for f in "$tmp"/*; do
-    [ -f "$f" ] || continue
-    cp "$f" "$seeds/$(sha1sum "$f" | cut -c1-16)"
+  # Keep it small: at most $FUZZ_SEEDS_MAX (default 100) inputs, the
+  # smallest first. Name by content so re-merges do not churn the files.
+  ls -S -r "$tmp" | head -n "${FUZZ_SEEDS_MAX:-100}" | while read -r f; do
+    cp "$tmp/$f" "$seeds/$(sha1sum "$tmp/$f" | cut -c1-16)"
   done
   rm -rf "$tmp"
   echo "$crate/$t: $(ls "$seeds" | wc -l) seeds, $(du -sk "$seeds" | cut -f1) KiB"

@@ -35,5 +35,8 @@ fi
 # The daemon takes the rig's env contract itself (--from-env); ports in
 # TARGET_NETNS (if any) are opened inside it while the controller
 # connection stays in the caller's netns.
-export TARGET="exec $VSWITCHD_BIN --from-env ${VSWITCHD_ARGS:-}"
+# The tester's meter/group cases measure packet-in rates, and the reference OVS
+# has no packet-in limit configured: run without plexus-vswitchd's default
+# per-port limit (1000/s) unless PACKET_IN_RATE says otherwise.
+export TARGET="exec $VSWITCHD_BIN --from-env --packet-in-rate ${PACKET_IN_RATE:-0} ${VSWITCHD_ARGS:-}"
 exec "$PEERS/switch-tester.sh" "$@"

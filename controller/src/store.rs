@@ -16,31 +16,66 @@ use tokio::sync::{broadcast, watch};
 
 /// Errors of the store (and of transaction closures, which may fail with any `E` that
 /// converts from this).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store backend: {0}")]
     Backend(String),
     #[error("corrupt record {key}: {err}")]
     Corrupt { key: String, err: String },
+    /// The store's file system is full (ENOSPC, EDQUOT): the transaction was not
+    /// committed. Writes work again once space is freed.
+    #[error("no space left for the store: {0}")]
+    NoSpace(String),
 }
 
-macro_rules! backend_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Backend(e.to_string())
+fn io_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match &e {
+            redb::StorageError::Io(io) if io_full(io) => StoreError::NoSpace(e.to_string()),
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+/// The errors that wrap a [`redb::StorageError`]: classified by it.
+macro_rules! storage_err {
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for StoreError {
+            fn from(e: redb::$t) -> Self {
+                match e {
+                    redb::$t::Storage(s) => s.into(),
+                    e => StoreError::Backend(e.to_string()),
+                }
             }
         }
     )*};
 }
-backend_err!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+storage_err!(DatabaseError, TransactionError, TableError, CommitError);
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match &e {
+            redb::Error::Io(io) if io_full(io) => StoreError::NoSpace(e.to_string()),
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+/// Whether `e` is redb's "a previous I/O error occurred" (the database must be
+/// closed and reopened before it takes writes again).
+fn previous_io(e: &redb::TransactionError) -> bool {
+    matches!(
+        e,
+        redb::TransactionError::Storage(redb::StorageError::PreviousIo)
+    )
+}
 
 /// One stored object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,7 +262,9 @@ struct Inner {
     open: Mutex<Open>,
     /// Serialises commits; remembers which batches are durable.
     commit: Mutex<Committed>,
-    db: redb::Database,
+    /// The open database; replaced after an I/O failure (see [`RedbStore::reopen`]).
+    db: Mutex<Option<Arc<redb::Database>>>,
+    path: std::path::PathBuf,
     feed: broadcast::Sender<Change>,
     rev: watch::Sender<u64>,
 }
@@ -267,7 +304,7 @@ struct Committed {
     /// Durable redb commits made (one per batch).
     commits: u64,
     /// Recent failed batches and why.
-    failed: VecDeque<(u64, String)>,
+    failed: VecDeque<(u64, StoreError)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -302,7 +339,8 @@ impl RedbStore {
         let (rev, _) = watch::channel(rev);
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                db: Mutex::new(Some(Arc::new(db))),
+                path: path.to_path_buf(),
                 feed,
                 rev,
                 open: Mutex::default(),
@@ -313,6 +351,31 @@ impl RedbStore {
 }
 
 impl RedbStore {
+    /// The open database.
+    fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        lock(&self.inner.db)
+            .clone()
+            .ok_or_else(|| StoreError::Backend("store is being reopened".into()))
+    }
+
+    /// Closes and reopens the database file. redb refuses every write after
+    /// an I/O error (a full disk) until the database is reopened; reopening
+    /// recovers the last committed state. Committed data is never touched.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = lock(&self.inner.db);
+        if let Some(old) = slot.take() {
+            drop(old);
+        }
+        match redb::Database::create(&self.inner.path) {
+            Ok(db) => {
+                tracing::warn!(path = %self.inner.path.display(), "store reopened after an I/O error");
+                *slot = Some(Arc::new(db));
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Durable redb commits made since opening (group commit: concurrent
     /// writes share one).
     pub fn commits(&self) -> u64 {
@@ -351,7 +414,7 @@ impl RedbStore {
                     }
                 }
                 Err(e) => {
-                    c.failed.push_back((batch, e.to_string()));
+                    c.failed.push_back((batch, e));
                     if c.failed.len() > 64 {
                         c.failed.pop_front();
                     }
@@ -359,7 +422,7 @@ impl RedbStore {
             }
         }
         match c.failed.iter().find(|(b, _)| *b == batch) {
-            Some((_, e)) => Err(StoreError::Backend(e.clone())),
+            Some((_, e)) => Err(e.clone()),
             None => Ok(()),
         }
     }
@@ -513,7 +576,7 @@ impl Txn for RedbTxn<'_> {
 
 impl Store for RedbStore {
     fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
-        let r = self.inner.db.begin_read()?;
+        let r = self.db()?.begin_read()?;
         let t = r.open_table(OBJECTS)?;
         let k = okey(kind, id);
         match t.get(k.as_str())? {
@@ -528,7 +591,7 @@ impl Store for RedbStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let r = self.inner.db.begin_read()?;
+        let r = self.db()?.begin_read()?;
         let t = r.open_table(OBJECTS)?;
         let lo = format!("{kind}/");
         let hi = prefix_end(kind);
@@ -550,7 +613,7 @@ impl Store for RedbStore {
     }
 
     fn count(&self, kind: &str) -> Result<u64, StoreError> {
-        let r = self.inner.db.begin_read()?;
+        let r = self.db()?.begin_read()?;
         let t = r.open_table(OBJECTS)?;
         if kind.is_empty() {
             return Ok(t.len()?);
@@ -561,7 +624,7 @@ impl Store for RedbStore {
     }
 
     fn ipam_list(&self, pool: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let r = self.inner.db.begin_read()?;
+        let r = self.db()?.begin_read()?;
         let t = r.open_table(IPAM)?;
         let lo = format!("{pool}/");
         let hi = prefix_end(pool);
@@ -579,7 +642,20 @@ impl Store for RedbStore {
     {
         let mut g = lock(&self.inner.open);
         if g.txn.is_none() {
-            g.txn = Some(self.inner.db.begin_write().map_err(StoreError::from)?);
+            // (The database handle is dropped before a reopen.)
+            let first = {
+                let db = self.db()?;
+                db.begin_write()
+            };
+            let t = match first {
+                Err(e) if previous_io(&e) => {
+                    // An earlier commit failed (disk full): reopen, then retry.
+                    self.reopen()?;
+                    self.db()?.begin_write().map_err(StoreError::from)?
+                }
+                r => r.map_err(StoreError::from)?,
+            };
+            g.txn = Some(t);
             g.batch += 1;
         }
         let my_batch = g.batch;

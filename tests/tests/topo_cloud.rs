@@ -503,3 +503,29 @@ fn sigkill_while_attaching_vms_then_down_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "processes left: {left:?}");
 }
+
+/// The 2-minute soak (issue #11): `plexus-topo soak topologies/soak.toml`
+/// churns ports, security group rules and service backends under traffic;
+/// the reachability matrix must hold after every round, no ping may be lost,
+/// and RSS/fds of the controller and plexus-vswitchd must stay flat.
+#[test]
+fn soak_two_minutes() {
+    if !ready() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = topo()
+        .args(["soak", "topologies/soak.toml", "--duration", "2m"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "soak failed:\n{stdout}");
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(last.ends_with(" 0 failed"), "{last}");
+    assert!(
+        stdout.contains("memory and file descriptors flat"),
+        "no RSS/fd verdict:\n{stdout}"
+    );
+}

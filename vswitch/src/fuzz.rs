@@ -532,7 +532,7 @@ pub fn conntrack_sequence(data: &[u8]) {
                 let mut frame = ct_packet(&mut b, &mut seq);
                 let rq = b.u8();
                 let nat = match rq >> 3 & 7 {
-                    0 | 1 | 2 => None,
+                    0..=2 => None,
                     3 => Some(NatSpec::default()),
                     4 => Some(NatSpec {
                         kind: nat_kind::SRC,
@@ -585,7 +585,7 @@ pub fn conntrack_sequence(data: &[u8]) {
                     );
                 }
                 if r.state & (cs::EST | cs::RPL) != 0 {
-                    assert!(ct.len() > 0, "+est/+rpl with an empty table: {r:?}");
+                    assert!(!ct.is_empty(), "+est/+rpl with an empty table: {r:?}");
                 }
                 if r.drop {
                     assert!(req.commit, "drop without a commit: {r:?}");

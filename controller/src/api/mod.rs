@@ -133,7 +133,14 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error");
-        ApiError::new(Problem::new(500, "Store error").with_detail(e.to_string()))
+        match e {
+            // RFC 4918 507: the request was fine, the store's disk is full;
+            // nothing was written, retrying after space is freed works.
+            StoreError::NoSpace(_) => {
+                ApiError::new(Problem::new(507, "Insufficient storage").with_detail(e.to_string()))
+            }
+            e => ApiError::new(Problem::new(500, "Store error").with_detail(e.to_string())),
+        }
     }
 }
 

@@ -132,6 +132,16 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         secs: u32,
     },
+    /// Bring a cloud topology up and soak it: churn (ports, security group
+    /// rules, service backends) under traffic for --duration, re-checking the
+    /// reachability matrix every round and that RSS and file descriptors of
+    /// the controller and switches stay flat; then tear it down.
+    Soak {
+        file: PathBuf,
+        /// How long (30m, 120s, 2h).
+        #[arg(long, default_value = "2m")]
+        duration: String,
+    },
     /// (internal) Send the frames of one attack on eth0 (JSON spec).
     #[command(hide = true)]
     AttackSend { spec: String },
@@ -173,6 +183,13 @@ enum Cmd {
         /// Created once the relay runs.
         #[arg(long)]
         ready_file: Option<PathBuf>,
+    },
+    /// (internal) Send small UDP datagrams to ADDR as fast as possible for SECS.
+    #[command(hide = true)]
+    UdpFlood {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
     },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
@@ -430,6 +447,13 @@ fn real_main() -> Result<ExitCode> {
                 status.code().unwrap_or(1).clamp(0, 255) as u8
             ))
         }
+        Cmd::Soak { file, duration } => {
+            let d = cloud::soak::parse_duration(&duration)?;
+            let c = cloud::load(&file)?;
+            require_root()?;
+            let outcomes = cloud::soak::soak(&c, &file, &exe, d);
+            Ok(ok_if(report(&outcomes, json)))
+        }
         Cmd::PingAll { file } => {
             require_root()?;
             let c = cloud::load(&file)?;
@@ -582,6 +606,26 @@ fn real_main() -> Result<ExitCode> {
             let counts =
                 cloud::attack::recv_main(&iface, &ms, &stop, Duration::from_secs(max_secs))?;
             println!("{}", serde_json::to_string(&counts)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::UdpFlood { addr, secs } => {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            let payload = [0x5au8; 18];
+            let t0 = std::time::Instant::now();
+            let (mut sent, mut errors) = (0u64, 0u64);
+            while t0.elapsed() < Duration::from_secs(secs) {
+                for _ in 0..256 {
+                    match sock.send_to(&payload, addr) {
+                        Ok(_) => sent += 1,
+                        Err(_) => errors += 1,
+                    }
+                }
+            }
+            let s = t0.elapsed().as_secs_f64();
+            println!(
+                "{sent} datagrams in {s:.1} s ({:.0}/s, {errors} send errors)",
+                sent as f64 / s
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::TcpEchoServer { addr, timeout_secs } => {

@@ -19,6 +19,7 @@ pub mod attack;
 pub mod dhcp;
 pub mod frames;
 mod l3;
+pub mod soak;
 pub use l3::{name_client, name_server};
 pub mod overlay;
 mod sidecar;
@@ -224,6 +225,9 @@ impl Api {
     }
     pub fn put(&self, path: &str, body: Value) -> Result<Value> {
         self.send(reqwest::Method::PUT, path, Some(&body))
+    }
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        self.send(reqwest::Method::DELETE, path, None)
     }
     pub fn get(&self, path: &str) -> Result<Value> {
         self.send(reqwest::Method::GET, path, None)
@@ -1454,11 +1458,40 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
                 to,
                 seconds,
                 interval_ms,
+                down_seconds,
             } => {
-                let result = check_restart(r, from, to, *seconds, *interval_ms);
+                let result = check_restart(r, from, to, *seconds, *interval_ms, *down_seconds);
+                let down = if *down_seconds > 0 {
+                    format!(", switches disconnected for {down_seconds} s")
+                } else {
+                    String::new()
+                };
                 out.push(Outcome {
                     what: format!(
-                        "controller kill -9 + restart under a {seconds} s ping flood {from} -> {to} every {interval_ms} ms"
+                        "controller kill -9 + restart{down} under a {seconds} s ping flood {from} -> {to} every {interval_ms} ms"
+                    ),
+                    result: result.map_err(|e| format!("{e:#}")),
+                });
+            }
+            CheckSpec::PacketInFlood { from, to, seconds } => {
+                let result = check_packet_in_flood(r, exe, from, to, *seconds);
+                out.push(Outcome {
+                    what: format!(
+                        "packet-in flood {from} -> {to} for {seconds} s: rate-limited per port, API responsive"
+                    ),
+                    result: result.map_err(|e| format!("{e:#}")),
+                });
+            }
+            CheckSpec::SwitchRestart {
+                from,
+                to,
+                seconds,
+                interval_ms,
+            } => {
+                let result = check_switch_restart(r, from, to, *seconds, *interval_ms);
+                out.push(Outcome {
+                    what: format!(
+                        "plexus-vswitchd kill -9 + restart under a {seconds} s ping flood {from} -> {to} every {interval_ms} ms"
                     ),
                     result: result.map_err(|e| format!("{e:#}")),
                 });
@@ -1506,12 +1539,34 @@ fn check_flows(r: &Running) -> Result<String> {
     Ok(parts.join("; "))
 }
 
+/// `plexus-appctl show --format json` of a plexus-vswitchd chassis.
+fn appctl_show(r: &Running, chassis: &str) -> Result<Value> {
+    let ctl = r.dir.join(format!("vswitchd-{chassis}.ctl"));
+    let out = run_ok(
+        Command::new(find_bin("plexus-appctl")?)
+            .arg("-t")
+            .arg(&ctl)
+            .args(["--format", "json", "show"]),
+        Duration::from_secs(10),
+    )?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// Whether any controller of a plexus-vswitchd chassis is connected.
+fn switch_connected(r: &Running, chassis: &str) -> Result<bool> {
+    let v = appctl_show(r, chassis)?;
+    Ok(v["controllers"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|c| c["connected"] == json!(true))))
+}
+
 fn check_restart(
     r: &mut Running,
     from: &str,
     to: &str,
     seconds: u32,
     interval_ms: u32,
+    down_seconds: u32,
 ) -> Result<String> {
     let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
     let before: Vec<Vec<String>> = r
@@ -1539,7 +1594,11 @@ fn check_restart(
         .stderr(Stdio::piped())
         .spawn()
         .context("ping flood")?;
-    std::thread::sleep(Duration::from_millis(u64::from(seconds) * 250));
+    if down_seconds > 0 {
+        std::thread::sleep(Duration::from_secs(1));
+    } else {
+        std::thread::sleep(Duration::from_millis(u64::from(seconds) * 250));
+    }
     // kill -9 the recorded controller, restart it on the same store.
     let old = r
         .state
@@ -1559,6 +1618,32 @@ fn check_restart(
         !crate::ovs::process_alive(p.pid, &p.comm)
     }) {
         bail!("controller [{}] still alive 20 s after SIGKILL", p.pid);
+    }
+    let mut outage = String::new();
+    if down_seconds > 0 {
+        // The switches are disconnected for `down_seconds`: each
+        // plexus-vswitchd must say so (fail-secure, installed flows kept).
+        let killed = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let mut disconnected = Vec::new();
+        for c in r
+            .state
+            .chassis
+            .iter()
+            .filter(|c| c.kind == "plexus-vswitchd")
+        {
+            if switch_connected(r, &c.name)? {
+                bail!("chassis {} still reports a connected controller", c.name);
+            }
+            disconnected.push(c.name.clone());
+        }
+        let rest = Duration::from_secs(u64::from(down_seconds)).saturating_sub(killed.elapsed());
+        std::thread::sleep(rest);
+        outage = format!(
+            "; controller down {:.1?} ({} disconnected, fail-secure)",
+            killed.elapsed(),
+            disconnected.join(", ")
+        );
     }
     let t0 = Instant::now();
     let newp = start_controller(&r.dir, &r.state, 0)?;
@@ -1604,7 +1689,7 @@ fn check_restart(
         bail!("flow churn after restart: {}", churn.join("; "));
     }
     Ok(format!(
-        "{summary}; resynced {resync:.1?} after restart; 0 flow adds/deletes"
+        "{summary}{outage}; resynced {resync:.1?} after restart; 0 flow adds/deletes"
     ))
 }
 
@@ -1755,12 +1840,288 @@ fn check_failover(
     if !rejoined {
         bail!("restarted ctl{old} did not rejoin as a follower");
     }
+    for c in r
+        .state
+        .chassis
+        .iter()
+        .filter(|c| c.kind == "plexus-vswitchd")
+    {
+        if !crate::proc::wait_until(Duration::from_secs(20), || {
+            switch_connected(r, &c.name).unwrap_or(false)
+        }) {
+            bail!("chassis {} did not reconnect", c.name);
+        }
+    }
     Ok(format!(
         "ctl{old} killed -9; ctl{new} elected after {elected:.1?}, every switch reconciled after {takeover:.1?}; {} lost of {tx} ({summary}); 0 flow adds/deletes; {} objects kept; ctl{old} rejoined as follower",
         tx - rx,
         objects
             .as_object()
             .map_or(0, |o| o.values().filter_map(Value::as_u64).sum::<u64>())
+    ))
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort_unstable();
+    v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Times `GET /v1/status`; `Err` if it failed.
+fn api_latency(r: &Running) -> Result<Duration> {
+    let t = Instant::now();
+    r.api.get("/v1/status")?;
+    Ok(t.elapsed())
+}
+
+fn check_packet_in_flood(
+    r: &mut Running,
+    exe: &Path,
+    from: &str,
+    to: &str,
+    seconds: u32,
+) -> Result<String> {
+    let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
+    let c = r
+        .state
+        .chassis
+        .iter()
+        .find(|c| c.name == a.chassis)
+        .context("chassis of the source host")?
+        .clone();
+    if c.kind != "plexus-vswitchd" {
+        bail!("chassis {} is {}, not plexus-vswitchd", c.name, c.kind);
+    }
+    let iface = format!("{}-{}", r.cloud.name(), a.name);
+    let port_of = |v: &Value| -> Option<Value> {
+        v["ports"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == json!(iface))
+            .cloned()
+    };
+    let before = port_of(&appctl_show(r, &c.name)?).context("port of the source host")?;
+    let mut base = Vec::new();
+    for _ in 0..50 {
+        base.push(api_latency(r)?);
+    }
+    // A foreign flow punting the source's UDP to the controller.
+    let flow = format!(
+        "cookie=0x1,table=0,priority=65535,udp,dl_src={},actions=controller",
+        a.mac
+    );
+    run_ok(
+        Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "add-flow", &c.ofctl_target, &flow]),
+        Duration::from_secs(10),
+    )?;
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", &a.netns, "ip", "neigh", "replace", &b.ip, "lladdr", &b.mac, "dev",
+            "eth0",
+        ])
+        .status();
+    let t0 = Instant::now();
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &a.netns])
+        .arg(exe)
+        .args([
+            "udp-flood",
+            &format!("{}:9", b.ip),
+            "--secs",
+            &seconds.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("udp flood")?;
+    let mut during = Vec::new();
+    let mut failed = 0;
+    while t0.elapsed() < Duration::from_secs(u64::from(seconds)) {
+        match api_latency(r) {
+            Ok(d) => during.push(d),
+            Err(_) => failed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = flood.wait_with_output()?;
+    let elapsed = t0.elapsed();
+    let sent_line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let after = port_of(&appctl_show(r, &c.name)?).context("port of the source host")?;
+    let _ = run_ok(
+        Command::new("ovs-ofctl").args([
+            "-O",
+            "OpenFlow13",
+            "del-flows",
+            &c.ofctl_target,
+            "cookie=0x1/-1",
+        ]),
+        Duration::from_secs(10),
+    );
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let (pins, dropped) = (
+        n(&after, "packet_ins_sent") - n(&before, "packet_ins_sent"),
+        n(&after, "packet_ins_dropped") - n(&before, "packet_ins_dropped"),
+    );
+    let (rate, burst) = (n(&after, "packet_in_rate"), n(&after, "packet_in_burst"));
+    if failed > 0 {
+        bail!("{failed} API requests failed during the flood");
+    }
+    if rate == 0 {
+        bail!("the port has no packet-in rate limit");
+    }
+    if dropped == 0 {
+        bail!("no packet-in dropped: the flood ({sent_line}) never exceeded {rate}/s");
+    }
+    let allowed = (rate as f64 * (elapsed.as_secs_f64() + 1.0)) as u64 + burst;
+    if pins > allowed {
+        bail!("{pins} packet-ins passed in {elapsed:.1?}, limit {rate}/s + burst {burst}");
+    }
+    if !switch_connected(r, &c.name)? {
+        bail!("the switch lost its controller during the flood");
+    }
+    let (b50, b99) = (percentile(&mut base, 0.5), percentile(&mut base, 0.99));
+    let (d50, d99) = (percentile(&mut during, 0.5), percentile(&mut during, 0.99));
+    let dmax = during.iter().max().copied().unwrap_or_default();
+    Ok(format!(
+        "{sent_line}; packet-ins {pins} passed, {dropped} dropped (limit {rate}/s, burst {burst}); GET /v1/status p50/p99 {b50:.1?}/{b99:.1?} before, {d50:.1?}/{d99:.1?} (max {dmax:.1?}, {} requests, 0 failed) during",
+        during.len()
+    ))
+}
+
+/// kill -9 `from`'s plexus-vswitchd under a ping flood, restart it with the
+/// same command line, and wait until the controller restored its flows.
+fn check_switch_restart(
+    r: &mut Running,
+    from: &str,
+    to: &str,
+    seconds: u32,
+    interval_ms: u32,
+) -> Result<String> {
+    let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
+    let c = r
+        .state
+        .chassis
+        .iter()
+        .find(|c| c.name == a.chassis)
+        .context("chassis of the source host")?
+        .clone();
+    if c.kind != "plexus-vswitchd" {
+        bail!("chassis {} is {}, not plexus-vswitchd", c.name, c.kind);
+    }
+    let role = format!("chassis {}", c.name);
+    let idx = r
+        .state
+        .procs
+        .iter()
+        .position(|p| p.role == role)
+        .context("no plexus-vswitchd recorded for the chassis")?;
+    let p = r.state.procs[idx].clone();
+    if !crate::ovs::process_alive(p.pid, &p.comm) {
+        bail!("plexus-vswitchd [{}] is not running", p.pid);
+    }
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid))?;
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let before = dump_flows(&c.ofctl_target)?;
+    let rev = r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0);
+    let st = r
+        .api
+        .wait_realized(std::slice::from_ref(&c.id), rev, Duration::from_secs(30))?;
+    let want = st["chassis"][c.id.as_str()]["flow_count"]
+        .as_u64()
+        .unwrap_or(0);
+    if want == 0 || before.len() as u64 != want {
+        bail!(
+            "before the kill: switch holds {}, controller wants {want}",
+            before.len()
+        );
+    }
+    let count = (u64::from(seconds) * 1000 / u64::from(interval_ms)).max(1);
+    let interval = format!("{:.3}", f64::from(interval_ms) / 1000.0);
+    let flood = Command::new("ip")
+        .args([
+            "netns", "exec", &a.netns, "ping", "-q", "-i", &interval, "-W", "1",
+        ])
+        .args(["-c", &count.to_string(), &b.ip])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("ping flood")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = Command::new("kill")
+        .args(["-KILL", &p.pid.to_string()])
+        .status();
+    if !crate::proc::wait_until(Duration::from_secs(5), || {
+        !crate::ovs::process_alive(p.pid, &p.comm)
+    }) {
+        bail!("plexus-vswitchd [{}] survived SIGKILL", p.pid);
+    }
+    let t0 = Instant::now();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    let child = spawn_logged(&mut cmd, &r.dir.join(format!("vswitchd-{}.log", c.name)))
+        .context("restarting plexus-vswitchd")?;
+    let newp = Proc {
+        pid: child.id(),
+        comm: p.comm.clone(),
+        role: role.clone(),
+    };
+    r.record(|s| s.procs[idx] = newp)?;
+    // Converged: the switch holds exactly the controller's flows again and
+    // a ping goes through.
+    let mut restored = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if dump_flows(&c.ofctl_target).is_ok_and(|f| f.len() as u64 == want) {
+            restored = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(restored) = restored else {
+        bail!(
+            "flows not restored within 60 s: switch holds {:?}, controller wants {want}",
+            dump_flows(&c.ofctl_target).map(|f| f.len())
+        );
+    };
+    if !(0..20).any(|_| ping_once(&a.netns, &b.ip)) {
+        bail!("no ping {from} -> {to} after the flows were restored");
+    }
+    let converged = t0.elapsed();
+    let out = flood.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let after = dump_flows(&c.ofctl_target)?;
+    let norm = |v: &[String]| {
+        let mut v: Vec<String> = v
+            .iter()
+            .map(|l| plexus_openflow::text::flow::strip_flow_stats(l))
+            .collect();
+        v.sort();
+        v
+    };
+    if norm(&after) != norm(&before) {
+        bail!(
+            "restored flows differ from the ones before the kill ({} vs {})",
+            after.len(),
+            before.len()
+        );
+    }
+    // Traffic flows again, both ways, after the flood.
+    if !(0..3).all(|_| ping_once(&b.netns, &a.ip)) {
+        bail!("{to} -> {from} does not reach after the restart");
+    }
+    Ok(format!(
+        "{summary}; {want} flows restored {restored:.1?} after the restart, traffic through {converged:.1?} after it; flows identical to before the kill"
     ))
 }
 

@@ -366,6 +366,11 @@ pub enum CheckSpec {
     /// kill -9 the controller during a ping flood from `from` to `to` and
     /// restart it: no ping may be lost and the switches' flows must be left
     /// alone (no adds, no deletes after the reconcile).
+    ///
+    /// With `down_seconds`, the controller stays dead that long before the
+    /// restart: every switch is disconnected (fail-secure) and must keep
+    /// forwarding with the flows it has, without losing a ping; the
+    /// reconnect must reconcile without a flush.
     ControllerRestart {
         from: String,
         to: String,
@@ -373,6 +378,33 @@ pub enum CheckSpec {
         seconds: u32,
         #[serde(default = "default_interval_ms")]
         interval_ms: u32,
+        #[serde(default)]
+        down_seconds: u32,
+    },
+    /// kill -9 the `plexus-vswitchd` of `from`'s chassis during a ping flood
+    /// from `from` to `to` and restart it with the same command line: the
+    /// controller must restore every flow (the switch holds exactly the
+    /// controller's set again) and traffic must flow again; the time to
+    /// converge and the pings lost meanwhile are reported.
+    SwitchRestart {
+        from: String,
+        to: String,
+        #[serde(default = "default_flood_secs")]
+        seconds: u32,
+        #[serde(default = "default_interval_ms")]
+        interval_ms: u32,
+    },
+    /// A flood of packet-ins: a foreign flow (cookie 0x1) sends `from`'s UDP
+    /// to the controller and `from` floods UDP at `to` for `seconds`; the
+    /// switch must rate-limit packet-ins on that port (dropped ones counted,
+    /// the sent ones within the port's rate + burst) and the controller's
+    /// API must answer every request meanwhile (latency reported, before and
+    /// during). plexus-vswitchd chassis only.
+    PacketInFlood {
+        from: String,
+        to: String,
+        #[serde(default = "default_flood_secs")]
+        seconds: u32,
     },
     /// `connections` TCP connections from `from` to the service's VIP:port;
     /// each backend answers its name: the counts must match the weights
@@ -970,6 +1002,7 @@ impl Cloud {
                     to,
                     seconds,
                     interval_ms,
+                    down_seconds,
                 } => {
                     names.push(from);
                     names.push(to);
@@ -986,6 +1019,36 @@ impl Cloud {
                             c.span(),
                             "check.seconds",
                             "seconds must be 1-120 and interval_ms ≥ 1".into(),
+                        );
+                    }
+                    if *down_seconds > 0 && *seconds < down_seconds + 5 {
+                        err(
+                            c.span(),
+                            "check.down_seconds",
+                            "the flood (seconds) must outlast down_seconds by at least 5 s".into(),
+                        );
+                    }
+                }
+                CheckSpec::PacketInFlood { from, to, seconds } => {
+                    names.push(from);
+                    names.push(to);
+                    if *seconds == 0 || *seconds > 60 {
+                        err(c.span(), "check.seconds", "seconds must be 1-60".into());
+                    }
+                }
+                CheckSpec::SwitchRestart {
+                    from,
+                    to,
+                    seconds,
+                    interval_ms,
+                } => {
+                    names.push(from);
+                    names.push(to);
+                    if *seconds < 3 || *seconds > 120 || *interval_ms == 0 {
+                        err(
+                            c.span(),
+                            "check.seconds",
+                            "seconds must be 3-120 and interval_ms ≥ 1".into(),
                         );
                     }
                 }
