@@ -1355,9 +1355,8 @@ impl Engine {
         };
         let items: Vec<String> = items.map(|i| i.trim_end_matches(')').to_string()).collect();
         let key = (c.to_string(), prefix.to_string());
-        if !dirty.contains_key(&key) {
-            let before = self.merged(c, prefix);
-            dirty.insert(key, before);
+        if let std::collections::btree_map::Entry::Vacant(e) = dirty.entry(key) {
+            e.insert(self.merged(c, prefix));
         }
         let m = self
             .soft

@@ -961,7 +961,16 @@ async fn audit_log_records_changes() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    let got: Vec<(&str, &str, Option<&str>, Option<&str>, u16, &str)> = lines
+    // (token name, method, kind, object id, status, result)
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        u16,
+        &'a str,
+    );
+    let got: Vec<Row<'_>> = lines
         .iter()
         .map(|e| {
             (

@@ -347,7 +347,7 @@ impl<T> Classifier<T> {
         let hard = self.lookup_hard(key, wc, Some(&mut soft));
         let hard_pri = hard.map(|h| h.priority as i32).unwrap_or(-1);
         soft.retain(|r| r.priority as i32 > hard_pri);
-        soft.sort_unstable_by(|a, b| b.priority.cmp(&a.priority));
+        soft.sort_unstable_by_key(|r| std::cmp::Reverse(r.priority));
         let mut i = 0;
         while i < soft.len() {
             let p = soft[i].priority;
