@@ -184,13 +184,17 @@ fn host_side(h: &Netns, s: &Netns) {
 }
 
 enum Dut {
+    // Fields drop in order: the switch stops before its namespace goes.
     Plexus {
-        _s: Netns,
         _child: ChildGuard,
+        _s: Netns,
         ofctl_target: String,
         ctl: PathBuf,
     },
-    Ovs(Box<Ovs>),
+    Ovs {
+        ovs: Box<Ovs>,
+        _s: Netns,
+    },
 }
 
 /// One switch under test with its host namespace and raw sockets.
@@ -314,10 +318,9 @@ impl Side {
         no_ipv6(&h);
         no_ipv6(&s);
         host_side(&h, &s);
-        // The Ovs handle owns the namespace from here on (deletes it on drop).
-        let s = s.persist();
+        // OVS runs in `s` (which this side owns and deletes after OVS stops).
         let ovs = Ovs::builder()
-            .netns(plexus_tests::ovs::NetnsMode::Named(s.clone()))
+            .netns(plexus_tests::ovs::NetnsMode::Named(s.name().to_owned()))
             .start()
             .expect("private OVS");
         let ons = ovs.netns().expect("OVS netns");
@@ -365,7 +368,10 @@ impl Side {
         let socks = open_socks(&h);
         Side {
             name: "ovs",
-            dut: Dut::Ovs(Box::new(ovs)),
+            dut: Dut::Ovs {
+                ovs: Box::new(ovs),
+                _s: s,
+            },
             socks,
             _h: h,
             _dir: dir,
@@ -381,7 +387,7 @@ impl Side {
                     .args(args),
                 CMD,
             ),
-            Dut::Ovs(o) => {
+            Dut::Ovs { ovs: o, .. } => {
                 let mut v = vec![cmd];
                 v.extend_from_slice(args);
                 o.ofctl(&v)
@@ -398,7 +404,7 @@ impl Side {
                     .args(args),
                 CMD,
             ),
-            Dut::Ovs(o) => o.appctl(args),
+            Dut::Ovs { ovs: o, .. } => o.appctl(args),
         }
     }
 
@@ -1172,6 +1178,13 @@ fn corpus_behaves_like_ovs() {
         );
         all.extend(d);
     }
+    drop(sides);
+    let left: Vec<String> = plexus_tests::netns::list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.starts_with(&base))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
     assert!(
         all.is_empty(),
         "{} differences between plexus-vswitchd and Open vSwitch:\n{}",
