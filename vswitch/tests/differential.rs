@@ -75,7 +75,11 @@
 //!    replaced by their `bind` names. The program may pick any value in the
 //!    range; what is compared is that it does, and that every later packet
 //!    of the connection (both directions) and the conntrack entry use that
-//!    same value.
+//!    same value. The corpus shows them under one label per kind
+//!    (`$snatport`, `$backend`): OVS may give a TCP and a UDP connection the
+//!    same SNAT port (their tuples differ by protocol), or two connections
+//!    the same backend, where plexus picks differently — legitimate, and a
+//!    per-name rendering would flag it.
 //! 2. **VXLAN outer UDP source port**: RFC 7348 leaves it to the
 //!    implementation (a hash of the inner flow); shown as `*`, and it is
 //!    checked that all packets of one inner flow use one port per side.
