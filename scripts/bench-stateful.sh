@@ -51,6 +51,17 @@ underlay() { # dev — the tunnel endpoint address and the static peer neighbour
 
 state_dir() { echo "/tmp/plx-bench-ovs-${1:?netns}"; }
 
+# Removes the state of earlier samples whose namespace is gone (the referee
+# SIGKILLs the DUT's process group, so nothing cleans up after itself).
+sweep() {
+  local f ns
+  for f in /tmp/plx-bench-ovs-*; do
+    [[ -e $f ]] || continue
+    ns=${f#/tmp/plx-bench-ovs-}; ns=${ns%.*}
+    [[ -e /run/netns/$ns ]] || rm -rf "$f"
+  done
+}
+
 flows() { # file
   local dst=${SNK_IP:-$PEER_IP} dport=${DPORT:-9} p
   {
@@ -74,6 +85,7 @@ flows() { # file
 case ${1:-} in
 plexus) # DUT_CMD: plexus BIN IN OUT
   bin=$2 in=$3 out=$4
+  sweep
   rm -rf "$(state_dir "$(ip netns identify $$)")"  # setup tells the DUTs apart by it
   echo "$(dirname "$bin")/plexus-appctl" >"$(state_dir "$(ip netns identify $$)").appctl"
   echo plexus >"$(state_dir "$(ip netns identify $$)").kind"
@@ -84,6 +96,7 @@ plexus) # DUT_CMD: plexus BIN IN OUT
   ;;
 ovs) # DUT_CMD: ovs - IN OUT (ovsdb-server in the background, ovs-vswitchd in the foreground)
   in=$3 out=$4
+  sweep
   ns=$(ip netns identify $$)
   d=$(state_dir "$ns")
   rm -rf "$d"; mkdir -p "$d"
