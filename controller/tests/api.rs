@@ -961,7 +961,9 @@ async fn audit_log_records_changes() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    let got: Vec<(&str, &str, Option<&str>, Option<&str>, u16, &str)> = lines
+    /// (token, method, kind, object, status, result)
+    type Line<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16, &'a str);
+    let got: Vec<Line<'_>> = lines
         .iter()
         .map(|e| {
             (
