@@ -962,7 +962,14 @@ async fn audit_log_records_changes() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
     /// (token, method, kind, object, status, result)
-    type Line<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16, &'a str);
+    type Line<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        u16,
+        &'a str,
+    );
     let got: Vec<Line<'_>> = lines
         .iter()
         .map(|e| {
