@@ -961,8 +961,8 @@ async fn audit_log_records_changes() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    // (token name, method, kind, object id, status, result)
-    type Row<'a> = (
+    /// (token, method, kind, object, status, result)
+    type Line<'a> = (
         &'a str,
         &'a str,
         Option<&'a str>,
@@ -970,7 +970,7 @@ async fn audit_log_records_changes() {
         u16,
         &'a str,
     );
-    let got: Vec<Row<'_>> = lines
+    let got: Vec<Line<'_>> = lines
         .iter()
         .map(|e| {
             (

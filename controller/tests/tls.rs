@@ -407,3 +407,155 @@ fn envoy_over_mutual_tls() {
     drop(plain);
     drop(tls);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// plexus-vswitchd ↔ plexus-controller over `ssl:`/`pssl:` with certificates of the same
+/// CA: the chassis connects and realizes the store revision. A client that opens a TCP
+/// connection to the `pssl:` port and never speaks TLS does not hold the switch up (the
+/// handshakes run in the background; the bound is 10 s per handshake: five silent clients
+/// would cost 50 s if they were handshaked one after another). A plexus-vswitchd
+/// with another CA's certificate never gets a session. Needs the plexus-vswitchd binary
+/// (built by `cargo test --workspace`).
+#[test]
+fn plexus_vswitchd_to_controller_over_ssl() {
+    let Ok(vswitchd) = plexus_tests::cloud::find_bin("plexus-vswitchd") else {
+        prereq::unmet("plexus-vswitchd is not built (cargo build -p plexus-vswitch)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    make_certs(&pki, &["controller", "switch"]);
+    let other = dir.path().join("other");
+    ca::init(&other, false).unwrap();
+    let foreign = ca::issue(&other, "switch", &[]).unwrap();
+    let (api, of) = (free_port(), free_port());
+    let c = TlsFiles::in_dir(&pki, "controller");
+    let log = std::fs::File::create(dir.path().join("controller.log")).unwrap();
+    let _ctl = Kill(
+        Command::new(env!("CARGO_BIN_EXE_plexus-controller"))
+            .args(["--listen", &format!("127.0.0.1:{api}")])
+            .arg("--db")
+            .arg(dir.path().join("db.redb"))
+            .arg("--insecure-no-auth")
+            .args(["--openflow-listen", &format!("pssl:{of}:127.0.0.1")])
+            .arg("--private-key")
+            .arg(&c.private_key)
+            .arg("--certificate")
+            .arg(&c.certificate)
+            .arg("--ca-cert")
+            .arg(&c.ca_cert)
+            .arg("--https")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            (*client_config_no_auth(&c.ca_cert, &[b"http/1.1"]).unwrap()).clone(),
+        )
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{api}");
+    let send = |m: reqwest::Method, path: &str, body: Option<Value>| -> Option<Value> {
+        rt.block_on(async {
+            let mut r = http.request(m, format!("{base}{path}"));
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let r = r.send().await.ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
+            r.json().await.ok()
+        })
+    };
+    let t0 = Instant::now();
+    while send(reqwest::Method::GET, "/v1/status", None).is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "controller did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut ids = Vec::new();
+    for (name, dpid) in [("sw-good", 0x7151_0001u64), ("sw-foreign", 0x7151_0002)] {
+        let ch = send(
+            reqwest::Method::POST,
+            "/v1/chassis",
+            Some(
+                json!({"name": name, "vtep_ip": format!("192.0.2.{}", dpid & 0xff),
+                        "endpoint": {"datapath_id": format!("{dpid:#x}")}}),
+            ),
+        )
+        .expect("chassis create");
+        ids.push(ch["id"].as_str().unwrap().to_string());
+    }
+    let status = || send(reqwest::Method::GET, "/v1/status", None).unwrap_or(Value::Null);
+
+    // Five silent TCP clients on the pssl: port, held open throughout: handshaking them
+    // one after another would hold the switch up for 5 × 10 s.
+    let _silent: Vec<_> = (0..5)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", of)).unwrap())
+        .collect();
+    let switch = |f: &TlsFiles, dpid: u64, tag: &str| {
+        let log = std::fs::File::create(dir.path().join(format!("{tag}.log"))).unwrap();
+        Kill(
+            Command::new(&vswitchd)
+                .args(["--dpid", &format!("{dpid:x}")])
+                .args(["--controller", &format!("ssl:127.0.0.1:{of}")])
+                .arg("--ctl")
+                .arg(dir.path().join(format!("{tag}.ctl")))
+                .arg("--private-key")
+                .arg(&f.private_key)
+                .arg("--certificate")
+                .arg(&f.certificate)
+                .arg("--ca-cert")
+                .arg(&f.ca_cert)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mixed = TlsFiles {
+        ca_cert: c.ca_cert.clone(),
+        ..foreign
+    };
+    let _bad = switch(&mixed, 0x7151_0002, "sw-foreign");
+    let _good = switch(&TlsFiles::in_dir(&pki, "switch"), 0x7151_0001, "sw-good");
+    let t0 = Instant::now();
+    loop {
+        let st = status();
+        let good = &st["chassis"][&ids[0]];
+        if good["connected"] == true
+            && good["realized_revision"].as_u64() >= st["revision"].as_u64()
+        {
+            break;
+        }
+        // Well inside the 50 s that serial handshakes with the silent clients would cost.
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "plexus-vswitchd did not connect over ssl: {st}\n{}",
+            std::fs::read_to_string(dir.path().join("controller.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(3) {
+        let st = status();
+        assert_ne!(
+            st["chassis"][&ids[1]]["connected"], true,
+            "a foreign certificate got a session"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -87,6 +87,8 @@ pub struct Options {
     /// namespace; the database and controller connections stay in the
     /// daemon's namespace.
     pub netns: Option<std::path::PathBuf>,
+    /// TLS files were given on the command line: the database's `SSL` row is ignored.
+    pub tls_from_flags: bool,
 }
 
 impl Default for Options {
@@ -98,6 +100,7 @@ impl Default for Options {
             rundir: None,
             stats_interval: Duration::from_secs(2),
             netns: None,
+            tls_from_flags: false,
         }
     }
 }
@@ -160,6 +163,8 @@ struct Config {
     next_cfg: i64,
     cur_cfg: i64,
     bridges: Vec<BridgeCfg>,
+    /// The `SSL` row of `Open_vSwitch.ssl` (`ovs-vsctl set-ssl KEY CERT CA`).
+    ssl: Option<plexus_pki::TlsFiles>,
     /// Currently stored values of the columns written back (for "write only if different").
     stored: BTreeMap<(Uuid, &'static str), Datum>,
 }
@@ -226,10 +231,22 @@ fn read_config(server: &Server) -> Config {
         rows("Interface"),
         rows("Controller"),
     );
+    let ssl_rows = rows("SSL");
     if let Some((u, r)) = db.rows("Open_vSwitch").and_then(|t| t.iter().next()) {
         cfg.root = Some(*u);
         cfg.next_cfg = opt_i64(r.cols.get("next_cfg")).unwrap_or(0);
         cfg.cur_cfg = opt_i64(r.cols.get("cur_cfg")).unwrap_or(0);
+        cfg.ssl = uuids(r.cols.get("ssl"))
+            .first()
+            .and_then(|u| ssl_rows.get(u))
+            .and_then(|row| {
+                let col = |c: &str| scalar_str(row.cols.get(c)).map(std::path::PathBuf::from);
+                Some(plexus_pki::TlsFiles {
+                    private_key: col("private_key")?,
+                    certificate: col("certificate")?,
+                    ca_cert: col("ca_cert")?,
+                })
+            });
         for bu in uuids(r.cols.get("bridges")) {
             let Some(b) = bridges.get(&bu) else { continue };
             let name = scalar_str(b.cols.get("name")).unwrap_or_default();
@@ -520,6 +537,8 @@ pub struct Reconciler {
     server: Server,
     opts: Options,
     bridges: BTreeMap<Uuid, BridgeState>,
+    /// The SSL row last applied (`None` also before the first pass).
+    ssl: Option<plexus_pki::TlsFiles>,
 }
 
 /// Writes accumulated during one pass: (row, column) → value.
@@ -559,6 +578,7 @@ impl Reconciler {
             server,
             opts,
             bridges: BTreeMap::new(),
+            ssl: None,
         }
     }
 
@@ -646,6 +666,7 @@ impl Reconciler {
     pub async fn reconcile(&mut self) {
         let cfg = read_config(&self.server);
         let mut w = Writes::new();
+        self.apply_ssl(&cfg);
         // Bridges that went away (or were renamed: the name is immutable, so a new row).
         let wanted: BTreeSet<Uuid> = cfg.bridges.iter().map(|b| b.uuid).collect();
         let gone: Vec<Uuid> = self
@@ -701,6 +722,33 @@ impl Reconciler {
                 .insert("cur_cfg".into(), json!(cfg.next_cfg));
         }
         self.commit(w);
+    }
+
+    /// Takes the TLS files from the database's `SSL` row, like ovs-vswitchd started with
+    /// `--private-key=db:Open_vSwitch,SSL,private_key` etc.; without `--private-key` on
+    /// the command line (which wins). On a change, `ssl:`/`pssl:` controllers are
+    /// restarted with the new files.
+    fn apply_ssl(&mut self, cfg: &Config) {
+        if self.opts.tls_from_flags || cfg.ssl == self.ssl {
+            return;
+        }
+        match &cfg.ssl {
+            Some(f) => {
+                if let Err(e) = control::set_tls(f) {
+                    // Keep the old identity; retried on the next change of the row.
+                    eprintln!("ssl: {e}");
+                    self.ssl = cfg.ssl.clone();
+                    return;
+                }
+                eprintln!("ssl: using {}", f.certificate.display());
+            }
+            None => control::clear_tls(),
+        }
+        self.ssl = cfg.ssl.clone();
+        for st in self.bridges.values_mut() {
+            st.controllers
+                .retain(|t, _| !(t.starts_with("ssl:") || t.starts_with("pssl:")));
+        }
     }
 
     /// Applies fail mode and datapath id, removes ports that went away or changed.

@@ -148,3 +148,99 @@ fn ovsdb_pssl_with_ovs_vsctl() {
     let o = vsctl(&cli, &["list-br"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "br-tls");
 }
+
+/// OVSDB mode takes its TLS identity from the database like ovs-vswitchd:
+/// `ovs-vsctl set-ssl KEY CERT CA` then `set-controller br0 ssl:…` gets an OpenFlow
+/// session over mutual TLS (needs root for the bridge's datapath, in a private netns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_ssl_from_the_database() {
+    if !prereq::require_root() || !prereq::require_tool("ovs-vsctl") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    ca::init(d.path(), false).unwrap();
+    let ctl = ca::issue(d.path(), "controller", &[]).unwrap();
+    let sw = ca::issue(d.path(), "switch", &[]).unwrap();
+    let ns =
+        plexus_tests::netns::Netns::create(&plexus_tests::netns::unique_name("plxsecs")).unwrap();
+    let sock = d.path().join("db.sock");
+    let _k = Kill(
+        Command::new(env!("CARGO_BIN_EXE_plexus-vswitchd"))
+            .args(["--ovsdb-listen", &format!("punix:{}", sock.display())])
+            .args(["--netns", ns.name(), "--port-type", "afpacket"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.path().join("vswitchd.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let cfg = server_config(&ctl, ClientAuth::Required, &[]).unwrap();
+    let l = Listener::bind(&"pssl:0:127.0.0.1".parse().unwrap(), Some(cfg))
+        .await
+        .unwrap();
+    let target = l.connect_target().to_string();
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let db = format!("--db=unix:{}", sock.display());
+    let (key, cert, cacert) = (s(&sw.private_key), s(&sw.certificate), s(&sw.ca_cert));
+    tokio::task::spawn_blocking(move || {
+        let t0 = std::time::Instant::now();
+        while !sock.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(15), "no database socket");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for args in [
+            vec!["init"],
+            vec!["set-ssl", &key, &cert, &cacert],
+            vec![
+                "add-br",
+                "br0",
+                "--",
+                "set",
+                "bridge",
+                "br0",
+                "other_config:datapath-id=0000000000005e53",
+                "fail_mode=secure",
+            ],
+            vec!["set-controller", "br0", &target],
+        ] {
+            let o = Command::new("timeout")
+                .args(["10", "ovs-vsctl", &db, "--no-wait"])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    })
+    .await
+    .unwrap();
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Ok(x) = l.accept().await {
+                return x;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no ssl: session from the SSL row: {}",
+            std::fs::read_to_string(d.path().join("vswitchd.log")).unwrap_or_default()
+        )
+    });
+    let conn = Connection::accept(stream, &Config::default())
+        .await
+        .unwrap();
+    match conn
+        .handle
+        .request(&Message::FeaturesRequest)
+        .await
+        .unwrap()
+    {
+        Message::FeaturesReply(f) => assert_eq!(f.datapath_id, 0x5e53),
+        m => panic!("{m:?}"),
+    }
+}

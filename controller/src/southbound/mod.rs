@@ -150,6 +150,58 @@ impl Drop for Southbound {
     }
 }
 
+/// The OpenFlow listener. `pssl:` handshakes run in the background
+/// ([`plexus_pki::TlsListener`]): a client that connects and never finishes its TLS
+/// handshake does not hold up other switches.
+enum SbListener {
+    Plain(Listener),
+    Tls(plexus_pki::TlsListener, Target),
+}
+
+impl SbListener {
+    async fn bind(
+        t: &PassiveTarget,
+        tls: Option<Arc<plexus_pki::rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
+        match (t, tls) {
+            (PassiveTarget::Ssl(a), Some(cfg)) => {
+                let l = plexus_pki::TlsListener::bind(*a, cfg).await?;
+                let b = l.local_addr();
+                let host = match b.ip() {
+                    std::net::IpAddr::V4(v) if v.is_unspecified() => "127.0.0.1".to_string(),
+                    std::net::IpAddr::V6(v) if v.is_unspecified() => "::1".to_string(),
+                    ip => ip.to_string(),
+                };
+                Ok(SbListener::Tls(
+                    l,
+                    Target::Ssl {
+                        host,
+                        port: b.port(),
+                    },
+                ))
+            }
+            (t, tls) => Ok(SbListener::Plain(Listener::bind(t, tls).await?)),
+        }
+    }
+
+    fn connect_target(&self) -> Target {
+        match self {
+            SbListener::Plain(l) => l.connect_target(),
+            SbListener::Tls(_, t) => t.clone(),
+        }
+    }
+
+    async fn accept(&mut self) -> std::io::Result<(plexus_openflow::conn::Stream, String)> {
+        match self {
+            SbListener::Plain(l) => l.accept().await,
+            SbListener::Tls(l, _) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Box::new(s), format!("ssl:{peer}")))
+            }
+        }
+    }
+}
+
 impl Southbound {
     /// Starts the engine and, with `listen` (e.g. `ptcp:6653:127.0.0.1`), the OpenFlow
     /// listener switches connect to. Must run inside a tokio runtime.
@@ -215,7 +267,7 @@ impl Southbound {
                     "--openflow-listen {l}: pssl: needs --private-key, --certificate and --ca-cert"
                 );
             }
-            let listener = Listener::bind(&t, server_tls.clone()).await?;
+            let mut listener = SbListener::bind(&t, server_tls.clone()).await?;
             openflow_target = Some(listener.connect_target());
             tracing::info!(target = %listener.connect_target(), "OpenFlow listener");
             let sh = shared.clone();

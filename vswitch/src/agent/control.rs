@@ -6,7 +6,7 @@
 //! backoff; passive listeners accept any number of connections.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use plexus_openflow::conn::{
@@ -18,32 +18,44 @@ use crate::datapath::{Ctl, CtlSender};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The switch's TLS identity (`--private-key`, `--certificate`, `--ca-cert`), set once
-/// at startup: `ssl:` controllers are connected to with it (the controller is verified
-/// against the CA), `pssl:` listeners require a client certificate of the CA.
-static TLS: OnceLock<(TlsClient, Arc<ServerConfig>)> = OnceLock::new();
+/// The switch's TLS identity (`--private-key`, `--certificate`, `--ca-cert`, or the
+/// database's `SSL` row, `ovs-vsctl set-ssl`): `ssl:` controllers are connected to with
+/// it (the controller is verified against the CA), `pssl:` listeners require a client
+/// certificate of the CA. Connections started after a change use the new files.
+type Tls = (TlsClient, Arc<ServerConfig>);
+static TLS: RwLock<Option<Tls>> = RwLock::new(None);
 
-/// Loads the TLS files for every `ssl:`/`pssl:` OpenFlow target of this process.
+fn tls() -> Option<Tls> {
+    TLS.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Loads the TLS files for every `ssl:`/`pssl:` OpenFlow target started from now on
+/// (and the OVSDB `pssl:` listeners of `plexus-vswitchd`).
 pub fn set_tls(files: &plexus_pki::TlsFiles) -> Result<(), plexus_pki::Error> {
     let client = TlsClient {
         config: plexus_pki::client_config(files, &[])?,
         server_name: None,
     };
     let server = plexus_pki::server_config(files, plexus_pki::ClientAuth::Required, &[])?;
-    TLS.set((client, server))
-        .map_err(|_| plexus_pki::Error::Tls("TLS is already configured".into()))
+    *TLS.write().unwrap_or_else(|p| p.into_inner()) = Some((client, server));
+    Ok(())
+}
+
+/// Forgets the TLS files (`ovs-vsctl del-ssl`).
+pub fn clear_tls() {
+    *TLS.write().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
 /// The server configuration for `pssl:` listeners, if TLS is configured.
 pub fn server_tls() -> Option<Arc<ServerConfig>> {
-    TLS.get().map(|t| t.1.clone())
+    tls().map(|t| t.1)
 }
 
 /// Connection settings for the switch side.
 pub fn conn_config() -> Config {
     Config {
         probe_interval: Some(Duration::from_secs(15)),
-        tls: TLS.get().map(|t| t.0.clone()),
+        tls: tls().map(|t| t.0),
         ..Config::default()
     }
 }

@@ -572,6 +572,7 @@ fn ovsdb_mode(args: Args) -> anyhow::Result<()> {
         None => core.add_database(Database::new(schema)),
     }
     let opts = ovsdb_config::Options {
+        tls_from_flags: args.private_key.is_some(),
         system_port: match args.port_type {
             PortType::Afpacket => SystemPort::Afpacket,
             _ => SystemPort::Afxdp,
