@@ -10,8 +10,8 @@ use plexus_openflow::Message;
 use plexus_openflow::action::Action;
 use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Reply};
 use plexus_openflow::message::{
-    BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, GroupDesc, GroupMod,
-    MultipartReplyBody, MultipartRequest, MultipartRequestBody, OFP_NO_BUFFER, PacketIn2,
+    AsyncConfig, BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, GroupDesc,
+    GroupMod, MultipartReplyBody, MultipartRequest, MultipartRequestBody, OFP_NO_BUFFER, PacketIn2,
     PacketOut, bundle_flags, group_id, port_no,
 };
 use plexus_openflow::oxm::FieldId;
@@ -359,6 +359,14 @@ pub(crate) async fn run_session<S: Store + Clone>(
     let _ = sess
         .handle
         .send(&Message::NxSetPacketInFormat(NXPIF_NXT_PACKET_IN2));
+    // Open vSwitch sends no asynchronous messages on a service connection (a switch
+    // reached through its `BRIDGE.mgmt` socket, as HA controllers do): ask for packet-ins
+    // (responders), port status and flow removals as a primary controller gets them.
+    let _ = sess.handle.send(&Message::SetAsync(AsyncConfig {
+        packet_in_mask: [0b111, 0],
+        port_status_mask: [0b111, 0b111],
+        flow_removed_mask: [0b1111, 0],
+    }));
     let status = shared.status.clone();
     status.update(&chassis, |s| {
         s.connected = true;
