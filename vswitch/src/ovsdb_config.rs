@@ -77,6 +77,8 @@ pub struct Options {
     pub xdp_mode: XdpModeRequest,
     /// Use the small built-in pipeline.
     pub simple_pipeline: bool,
+    /// Packet-ins per second per ingress port (0: unlimited), as `--packet-in-rate`.
+    pub packet_in_rate: u32,
     /// Serve `DIR/BRIDGE.mgmt` (`punix:`) per bridge, like OVS's run dir
     /// (`ovs-ofctl show BRIDGE` with `OVS_RUNDIR=DIR`), and the bridge's
     /// control socket `DIR/BRIDGE.ctl` (`plexus-appctl -t DIR/BRIDGE.ctl`).
@@ -97,6 +99,7 @@ impl Default for Options {
             system_port: SystemPort::Afxdp,
             xdp_mode: XdpModeRequest::Auto,
             simple_pipeline: false,
+            packet_in_rate: 1000,
             rundir: None,
             stats_interval: Duration::from_secs(2),
             netns: None,
@@ -624,6 +627,7 @@ impl Reconciler {
             fail_mode: b.fail_mode,
             bridge: b.name.clone(),
             controllers: b.controllers.keys().cloned().collect(),
+            packet_in_rate: self.opts.packet_in_rate,
             ..Default::default()
         });
         let engine: Box<dyn Engine> = if self.opts.simple_pipeline {

@@ -722,6 +722,9 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 cmd.args(["--netns", &ns, "--port-type", "afpacket"])
                     .arg("--ovsdb-listen")
                     .arg(format!("punix:{}", sock.display()))
+                    // The configuration survives a restart of the daemon (as OVS's conf.db).
+                    .arg("--db")
+                    .arg(dir.join(format!("conf-{cn}.db")))
                     .arg("--ovs-rundir")
                     .arg(&rundir);
                 let log = dir.join(format!("vswitchd-{cn}.log"));
@@ -1553,11 +1556,19 @@ fn appctl_show(r: &Running, chassis: &str) -> Result<Value> {
 }
 
 /// Whether any controller of a plexus-vswitchd chassis is connected.
+/// Whether a controller session is up on the chassis' switch: an active target
+/// connected, or (HA: controllers connect to the switch's passive listener) a
+/// passive connection that has lasted a second (an `ovs-ofctl` call does not).
 fn switch_connected(r: &Running, chassis: &str) -> Result<bool> {
     let v = appctl_show(r, chassis)?;
-    Ok(v["controllers"]
+    let active = v["controllers"]
         .as_array()
-        .is_some_and(|a| a.iter().any(|c| c["connected"] == json!(true))))
+        .is_some_and(|a| a.iter().any(|c| c["connected"] == json!(true)));
+    let passive = v["connections"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|c| c["primary"] == json!(false) && c["connected_secs"].as_u64() >= Some(1))
+    });
+    Ok(active || passive)
 }
 
 fn check_restart(

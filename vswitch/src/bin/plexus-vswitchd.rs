@@ -583,6 +583,7 @@ fn ovsdb_mode(args: Args) -> anyhow::Result<()> {
             XdpMode::Generic => XdpModeRequest::Generic,
         },
         simple_pipeline: args.simple_pipeline,
+        packet_in_rate: args.packet_in_rate,
         rundir: args.ovs_rundir.clone(),
         netns: args.netns.as_ref().map(|ns| {
             if ns.contains('/') {
