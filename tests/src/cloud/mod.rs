@@ -1886,6 +1886,22 @@ fn api_latency(r: &Running) -> Result<Duration> {
     Ok(t.elapsed())
 }
 
+/// The chassis of `host`, which must run plexus-vswitchd (the checks need its
+/// control socket).
+fn plexus_chassis_of(r: &Running, host: &HostState) -> Result<ChassisState> {
+    let c = r
+        .state
+        .chassis
+        .iter()
+        .find(|c| c.name == host.chassis)
+        .context("chassis of the source host")?
+        .clone();
+    if c.kind != "plexus-vswitchd" {
+        bail!("chassis {} is {}, not plexus-vswitchd", c.name, c.kind);
+    }
+    Ok(c)
+}
+
 fn check_packet_in_flood(
     r: &mut Running,
     exe: &Path,
@@ -1894,16 +1910,7 @@ fn check_packet_in_flood(
     seconds: u32,
 ) -> Result<String> {
     let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
-    let c = r
-        .state
-        .chassis
-        .iter()
-        .find(|c| c.name == a.chassis)
-        .context("chassis of the source host")?
-        .clone();
-    if c.kind != "plexus-vswitchd" {
-        bail!("chassis {} is {}, not plexus-vswitchd", c.name, c.kind);
-    }
+    let c = plexus_chassis_of(r, &a)?;
     let iface = format!("{}-{}", r.cloud.name(), a.name);
     let port_of = |v: &Value| -> Option<Value> {
         v["ports"]
@@ -2010,16 +2017,7 @@ fn check_switch_restart(
     interval_ms: u32,
 ) -> Result<String> {
     let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
-    let c = r
-        .state
-        .chassis
-        .iter()
-        .find(|c| c.name == a.chassis)
-        .context("chassis of the source host")?
-        .clone();
-    if c.kind != "plexus-vswitchd" {
-        bail!("chassis {} is {}, not plexus-vswitchd", c.name, c.kind);
-    }
+    let c = plexus_chassis_of(r, &a)?;
     let role = format!("chassis {}", c.name);
     let idx = r
         .state
