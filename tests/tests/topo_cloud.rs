@@ -73,7 +73,7 @@ fn ready() -> bool {
 }
 
 /// Topology files `.ci/run` runs: all but the single-switch demo (its own
-/// test), the scale topology and (for now) the HA topology.
+/// test) and the scale topology.
 fn topology_files() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("topologies"))
         .unwrap()
@@ -81,11 +81,7 @@ fn topology_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy();
-            // ha-controller.toml: three controllers on etcd over an OVSDB-mode
-            // plexus-vswitchd chassis does not come up reliably since the multi-chassis
-            // merge (tunnel status read from a follower, switch session after failover);
-            // HA failover itself runs in CI as controller/tests/ha_etcd.rs.
-            n != "demo.toml" && !n.starts_with("fat-tree") && n != "ha-controller.toml"
+            n != "demo.toml" && !n.starts_with("fat-tree")
         })
         .collect();
     v.sort();

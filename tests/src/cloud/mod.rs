@@ -1193,7 +1193,16 @@ fn wait_tunnels(r: &Running, timeout: Duration) -> Result<()> {
     let placeholder = plexus_controller_placeholder();
     let t0 = Instant::now();
     loop {
-        let st = r.api.get("/v1/status")?;
+        // The tunnel ports are the southbound's: only the controller that
+        // programs the switches (the elected leader in HA) reports them.
+        let st = match r.api.leader_status() {
+            Ok((_, st)) => st,
+            Err(_) if t0.elapsed() <= timeout => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut behind = Vec::new();
         for c in &r.state.chassis {
             let tun = st["chassis"][c.id.as_str()]["tunnel"]
