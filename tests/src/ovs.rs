@@ -618,19 +618,39 @@ fn read_pid(dir: &Path, daemon: &str) -> Option<u32> {
         .ok()
 }
 
-/// True when `pid` is a live (not zombie) process whose name is `comm`.
+/// True when `pid` is a process named `comm` that still runs: its main
+/// thread, or any other of its threads. After SIGKILL the main thread turns
+/// zombie first while the others are still exiting (tearing down packet
+/// rings, taps, sockets); the process's files are released only when the last
+/// thread is gone, so a restarted daemon that tried to bind the same sockets
+/// before then found them taken.
 pub fn process_alive(pid: u32, comm: &str) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some((name, state)) = task_stat(&format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let Some((head, tail)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let name = head.split_once('(').map(|(_, n)| n).unwrap_or("");
-    let state = tail.split_whitespace().next().unwrap_or("");
     // /proc comm is truncated to 15 bytes.
     let want: String = comm.chars().take(15).collect();
-    name == want && state != "Z" && state != "X"
+    if name != want {
+        return false;
+    }
+    if state != "Z" && state != "X" {
+        return true;
+    }
+    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+        tasks.flatten().any(|t| {
+            task_stat(&format!("{}/stat", t.path().display()))
+                .is_some_and(|(_, st)| st != "Z" && st != "X")
+        })
+    })
+}
+
+/// (comm, state) from a `/proc/…/stat` file.
+fn task_stat(path: &str) -> Option<(String, String)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let name = head.split_once('(').map(|(_, n)| n).unwrap_or("");
+    let state = tail.split_whitespace().next().unwrap_or("");
+    Some((name.to_owned(), state.to_owned()))
 }
 
 fn signal(pid: u32, sig: &str) {
