@@ -642,8 +642,10 @@ fn udp_frame(sport: u16, size: usize) -> Result<Vec<u8>> {
     Ok(v)
 }
 
-/// The topology `controller_latency` brings up: one plexus-vswitchd chassis,
-/// two hosts in a security group whose rules the measurement rewrites.
+/// The topology `control_plane_latency` brings up: one plexus-vswitchd
+/// chassis, two hosts in a security group whose rules the measurement
+/// rewrites, and a pod (so the chassis has what plexus-cni needs: the
+/// controller reachable from its namespace and a client token).
 const CONTROLLER_TOPO: &str = r#"
 name = "plxbc"
 [[chassis]]
@@ -674,16 +676,38 @@ tenant = "t"
 vpc = "v"
 subnet = "s"
 security_groups = ["web"]
+[[host]]
+name = "p0"
+kind = "pod"
+chassis = "c1"
+tenant = "t"
+vpc = "v"
+subnet = "s"
+security_groups = ["web"]
 "#;
 
-/// Controller change latency: `n` security-group rule edits through the REST
-/// API, each timed from the request until the chassis reports the new
-/// revision realized (flows acknowledged by the switch after a barrier);
-/// returns (p50, p99, max) in milliseconds.
-pub fn controller_latency(n: u32, log: &mut dyn FnMut(&str)) -> Result<(f64, f64, f64)> {
-    if n == 0 {
-        bail!("no changes to time");
-    }
+/// Latency figures of the control plane, in milliseconds: (p50, p99, max).
+#[derive(Debug, Default)]
+pub struct ControlPlane {
+    /// Security-group edits: REST request → flows acknowledged by the switch.
+    pub sg_change: Option<(f64, f64, f64)>,
+    /// plexus-cni ADD of a pod (the plugin run as a runtime runs it, until
+    /// it printed its result: veth, addresses, controller port, switch port).
+    pub cni_add: Option<(f64, f64, f64)>,
+    /// plexus-cni DEL of that pod.
+    pub cni_del: Option<(f64, f64, f64)>,
+}
+
+/// Control-plane latency on one plexus-vswitchd chassis: `changes`
+/// security-group rule edits through the REST API, each timed from the
+/// request until the chassis reports the new revision realized (flows
+/// acknowledged by the switch after a barrier); then `pods` sequential pod
+/// ADDs and DELs with the real plexus-cni binary.
+pub fn control_plane_latency(
+    changes: u32,
+    pods: u32,
+    log: &mut dyn FnMut(&str),
+) -> Result<ControlPlane> {
     let path = std::path::Path::new("<plexus-topo bench>");
     let cloud = crate::cloud::spec::Cloud::parse(CONTROLLER_TOPO, path)?;
     let r = crate::cloud::up(&cloud, path, &mut |s: &str| log(&format!("  {s}")))?;
@@ -696,9 +720,10 @@ pub fn controller_latency(n: u32, log: &mut dyn FnMut(&str)) -> Result<(f64, f64
         sg["id"].as_str().context("sg id")?.to_owned(),
         sg["tenant_id"].clone(),
     );
-    let chassis = r.state.chassis.first().context("chassis")?.id.clone();
+    let chassis = r.state.chassis.first().context("chassis")?.clone();
+    let mut out = ControlPlane::default();
     let mut ms = Vec::new();
-    for i in 0..n {
+    for i in 0..changes {
         let mut rules = vec![serde_json::json!({"direction": "egress"})];
         if i % 2 == 0 {
             rules.push(
@@ -712,7 +737,7 @@ pub fn controller_latency(n: u32, log: &mut dyn FnMut(&str)) -> Result<(f64, f64
         let rev = obj["revision"].as_u64().context("revision")?;
         loop {
             let s = r.api.get("/v1/status")?;
-            if s["chassis"][&chassis]["realized_revision"]
+            if s["chassis"][&chassis.id]["realized_revision"]
                 .as_u64()
                 .unwrap_or(0)
                 >= rev
@@ -726,10 +751,53 @@ pub fn controller_latency(n: u32, log: &mut dyn FnMut(&str)) -> Result<(f64, f64
         }
         ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
+    out.sg_change = percentiles(ms);
+    if pods > 0 {
+        log(&format!("  {pods} pods: plexus-cni ADD, then DEL"));
+        let subnet = r.api.get("/v1/subnets")?["items"]
+            .as_array()
+            .and_then(|v| v.iter().find(|s| s["name"] == "s"))
+            .and_then(|s| s["id"].as_str())
+            .context("subnet s")?
+            .to_owned();
+        let db = format!(
+            "unix:{}",
+            crate::cloud::workload::ovsdb_sock(&r.dir, &chassis.name).display()
+        );
+        let at = crate::cloud::workload::Attach {
+            dir: &r.dir,
+            api_port: r.state.api_port,
+            chassis_ns: &chassis.netns,
+            chassis_id: &chassis.id,
+            ovsdb: db,
+            bridge: crate::cloud::workload::BRIDGE,
+        };
+        let sgs = [id.clone()];
+        let (mut add, mut del) = (Vec::new(), Vec::new());
+        for i in 0..pods {
+            let host = format!("bench{i}");
+            let ns = Netns::create(&format!("plx-plxbc-{host}"))?;
+            let t0 = Instant::now();
+            crate::cloud::workload::cni_add(&at, &host, ns.name(), &subnet, &sgs, None, None)?;
+            add.push(t0.elapsed().as_secs_f64() * 1e3);
+            let t0 = Instant::now();
+            crate::cloud::workload::cni_del(&at, &host, ns.name(), &subnet, &sgs)?;
+            del.push(t0.elapsed().as_secs_f64() * 1e3);
+            ns.delete()?;
+        }
+        out.cni_add = percentiles(add);
+        out.cni_del = percentiles(del);
+    }
     r.teardown()?;
+    Ok(out)
+}
+
+/// (p50, p99, max) by nearest rank; None for no samples.
+fn percentiles(mut ms: Vec<f64>) -> Option<(f64, f64, f64)> {
     ms.sort_by(f64::total_cmp);
+    let last = *ms.last()?;
     let pick = |q: usize| ms[((q * ms.len()).div_ceil(100).max(1) - 1).min(ms.len() - 1)];
-    Ok((pick(50), pick(99), ms[ms.len() - 1]))
+    Some((pick(50), pick(99), last))
 }
 
 #[cfg(test)]

@@ -116,6 +116,10 @@ enum Cmd {
         /// has the flows (0 = no controller measurement).
         #[arg(long, default_value_t = 50)]
         controller_changes: u32,
+        /// Pods added and deleted one after the other with plexus-cni, each
+        /// ADD and DEL timed (0 = no CNI measurement).
+        #[arg(long, default_value_t = 20)]
+        cni_pods: u32,
         /// Write the result between the `plexus-topo bench` markers of this
         /// Markdown file (e.g. BENCHMARKS.md).
         #[arg(long)]
@@ -514,6 +518,7 @@ fn real_main() -> Result<ExitCode> {
             gen_cpu,
             dut_cpu,
             controller_changes,
+            cni_pods,
             write,
         } => {
             require_root()?;
@@ -533,17 +538,36 @@ fn real_main() -> Result<ExitCode> {
             let res = plexus_tests::bench::run(&o, &mut |s: &str| eprintln!("{s}"))?;
             let mut table = plexus_tests::bench::report(&res);
             let mut ctl_failed = false;
-            if controller_changes > 0 {
-                eprintln!("controller: {controller_changes} security-group edits");
-                match plexus_tests::bench::controller_latency(controller_changes, &mut |s: &str| {
-                    eprintln!("{s}")
-                }) {
-                    Ok((p50, p99, max)) => table.push_str(&format!(
-                        "controller: {controller_changes} security-group edits, REST request -> flows acknowledged by plexus-vswitchd: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n"
-                    )),
+            if controller_changes > 0 || cni_pods > 0 {
+                eprintln!(
+                    "control plane: {controller_changes} security-group edits, {cni_pods} pods"
+                );
+                let fmt = |(p50, p99, max): (f64, f64, f64)| {
+                    format!("p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms")
+                };
+                match plexus_tests::bench::control_plane_latency(
+                    controller_changes,
+                    cni_pods,
+                    &mut |s: &str| eprintln!("{s}"),
+                ) {
+                    Ok(cp) => {
+                        if let Some(v) = cp.sg_change {
+                            table.push_str(&format!(
+                                "controller: {controller_changes} security-group edits, REST request -> flows acknowledged by plexus-vswitchd: {}\n",
+                                fmt(v)
+                            ));
+                        }
+                        if let (Some(a), Some(d)) = (cp.cni_add, cp.cni_del) {
+                            table.push_str(&format!(
+                                "plexus-cni: {cni_pods} pods one after the other (plugin started by `ip netns exec` in the chassis namespace): ADD {}; DEL {}\n",
+                                fmt(a),
+                                fmt(d)
+                            ));
+                        }
+                    }
                     Err(e) => {
                         ctl_failed = true;
-                        table.push_str(&format!("controller: FAILED: {e:#}\n"));
+                        table.push_str(&format!("control plane: FAILED: {e:#}\n"));
                     }
                 }
             }

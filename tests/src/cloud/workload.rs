@@ -133,7 +133,6 @@ pub fn cni_add(
     ip: Option<&str>,
     mac: Option<&str>,
 ) -> Result<(String, String)> {
-    let bin = find_bin("plexus-cni")?;
     let mut rc = json!({});
     if let Some(ip) = ip {
         rc["ips"] = json!([ip]);
@@ -141,17 +140,65 @@ pub fn cni_add(
     if let Some(m) = mac {
         rc["mac"] = json!(m);
     }
+    let stdout = cni_exec(a, "ADD", host, host_ns, subnet_id, security_groups, rc)?;
+    let r: Value = serde_json::from_str(&stdout)
+        .with_context(|| format!("plexus-cni ADD result is not JSON: {stdout}"))?;
+    let addr = r["ips"][0]["address"]
+        .as_str()
+        .context("no ips[0].address in the CNI result")?;
+    let ip = addr.split('/').next().unwrap_or(addr).to_owned();
+    let iface = r["ips"][0]["interface"].as_u64().unwrap_or(1) as usize;
+    let mac = r["interfaces"][iface]["mac"]
+        .as_str()
+        .context("no MAC of the pod interface in the CNI result")?
+        .to_owned();
+    Ok((ip, mac))
+}
+
+/// DELs pod `host` (added by [`cni_add`] with the same arguments).
+pub fn cni_del(
+    a: &Attach<'_>,
+    host: &str,
+    host_ns: &str,
+    subnet_id: &str,
+    security_groups: &[String],
+) -> Result<()> {
+    cni_exec(
+        a,
+        "DEL",
+        host,
+        host_ns,
+        subnet_id,
+        security_groups,
+        json!({}),
+    )
+    .map(drop)
+}
+
+/// Runs the plexus-cni binary in the chassis' namespace the way a container
+/// runtime does (CNI_* environment, network configuration on stdin); returns
+/// its stdout, or the error it printed.
+fn cni_exec(
+    a: &Attach<'_>,
+    verb: &str,
+    host: &str,
+    host_ns: &str,
+    subnet_id: &str,
+    security_groups: &[String],
+    runtime_config: Value,
+) -> Result<String> {
+    let bin = find_bin("plexus-cni")?;
     let conf = json!({
         "cniVersion": "1.1.0", "name": "plexus-topo", "type": "plexus-cni",
         "controller": {"url": format!("http://127.0.0.1:{}", a.api_port),
                        "token_file": token_file(a.dir)},
         "subnet": subnet_id, "chassis": a.chassis_id, "security_groups": security_groups,
-        "mtu": 1500, "bridge": a.bridge, "ovsdb": a.ovsdb, "runtimeConfig": rc,
+        "mtu": 1500, "bridge": a.bridge, "ovsdb": a.ovsdb, "runtimeConfig": runtime_config,
     });
     let mut child = Command::new("ip")
         .args(["netns", "exec", a.chassis_ns])
         .arg(&bin)
-        .env("CNI_COMMAND", "ADD")
+        .env("CNI_COMMAND", verb)
         .env("CNI_CONTAINERID", format!("topo-{host}"))
         .env("CNI_NETNS", netns_path(host_ns))
         .env("CNI_IFNAME", "eth0")
@@ -167,26 +214,15 @@ pub fn cni_add(
         .context("plugin stdin")?
         .write_all(conf.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!(
-            "plexus-cni ADD of pod {host} failed: {} {}",
+            "plexus-cni {verb} of pod {host} failed: {} {}",
             stdout.trim(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let r: Value = serde_json::from_str(&stdout)
-        .with_context(|| format!("plexus-cni ADD result is not JSON: {stdout}"))?;
-    let addr = r["ips"][0]["address"]
-        .as_str()
-        .context("no ips[0].address in the CNI result")?;
-    let ip = addr.split('/').next().unwrap_or(addr).to_owned();
-    let iface = r["ips"][0]["interface"].as_u64().unwrap_or(1) as usize;
-    let mac = r["interfaces"][iface]["mac"]
-        .as_str()
-        .context("no MAC of the pod interface in the CNI result")?
-        .to_owned();
-    Ok((ip, mac))
+    Ok(stdout)
 }
 
 /// `plexus port attach --tap TAP PORT` in the chassis' namespace.
