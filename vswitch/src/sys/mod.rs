@@ -4,6 +4,7 @@
 //! `unsafe`; every block has a `// SAFETY:` comment. Everything exported is safe.
 
 pub mod bpf;
+pub mod mmsg;
 pub mod netlink;
 pub mod packet;
 pub mod tun;

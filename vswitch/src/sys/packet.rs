@@ -4,6 +4,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::mmsg::{Extra, Mmsg};
+
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
@@ -11,8 +13,7 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// frames per call.
 pub struct PacketSocket {
     fd: OwnedFd,
-    hdrs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
+    mmsg: Mmsg,
     /// One `PACKET_AUXDATA` control buffer per message (aligned for cmsghdr).
     ctrl: Vec<[u64; CTRL_WORDS]>,
 }
@@ -20,16 +21,11 @@ pub struct PacketSocket {
 /// Control buffer words per message: room for one cmsghdr + tpacket_auxdata.
 const CTRL_WORDS: usize = 8;
 
-// SAFETY: the raw pointers inside `hdrs`/`iovs` are scratch space, rewritten
-// before every recvmmsg/sendmmsg from the caller's buffers and never
-// dereferenced outside those calls; moving the struct to another thread is fine.
-unsafe impl Send for PacketSocket {}
-
 impl std::fmt::Debug for PacketSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PacketSocket")
             .field("fd", &self.fd.as_raw_fd())
-            .field("max_batch", &self.hdrs.len())
+            .field("max_batch", &self.mmsg.capacity())
             .finish()
     }
 }
@@ -90,23 +86,9 @@ impl PacketSocket {
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
-        let max_batch = max_batch.max(1);
-        // SAFETY: mmsghdr/iovec are plain data; all-zero is valid.
-        let hdrs = vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; max_batch];
-        let iovs = vec![
-            libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            };
-            max_batch
-        ];
-        let ctrl = vec![[0u64; CTRL_WORDS]; max_batch];
-        Ok(Self {
-            fd,
-            hdrs,
-            iovs,
-            ctrl,
-        })
+        let mmsg = Mmsg::new(max_batch);
+        let ctrl = vec![[0u64; CTRL_WORDS]; mmsg.capacity()];
+        Ok(Self { fd, mmsg, ctrl })
     }
 
     /// The socket's descriptor (for poll(2)).
@@ -124,54 +106,25 @@ impl PacketSocket {
         stride: usize,
         lens: &mut [usize],
     ) -> io::Result<usize> {
-        let n = lens
-            .len()
-            .min(self.hdrs.len())
-            .min(storage.len() / stride.max(1));
-        if n == 0 {
-            return Ok(0);
-        }
-        for (i, buf) in storage.chunks_exact_mut(stride).take(n).enumerate() {
-            self.iovs[i] = libc::iovec {
-                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-                iov_len: stride,
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = std::ptr::null_mut();
-            h.msg_hdr.msg_namelen = 0;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = self.ctrl[i].as_mut_ptr() as *mut libc::c_void;
-            h.msg_hdr.msg_controllen = std::mem::size_of::<[u64; CTRL_WORDS]>();
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
-        }
-        // SAFETY: hdrs[..n] each point at one iovec describing a live, writable
-        // buffer in `storage` and at a control buffer in `self.ctrl`, both
-        // outliving the call; n ≤ hdrs.len().
-        let r = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                std::ptr::null_mut(),
-            )
+        let extra = Extra::<(), _> {
+            names: None,
+            control: Some(&mut self.ctrl[..]),
         };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let r = r as usize;
-        for (i, (len, h)) in lens.iter_mut().zip(&self.hdrs[..r]).enumerate() {
+        let r = self.mmsg.recv(
+            self.fd.as_raw_fd(),
+            storage,
+            stride,
+            lens.len(),
+            extra,
+            libc::MSG_TRUNC,
+        )?;
+        let hdrs = self.mmsg.received(r);
+        for (i, ((len, h), ctrl)) in lens.iter_mut().zip(hdrs).zip(&self.ctrl).enumerate() {
             *len = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 usize::MAX
             } else {
                 let l = h.msg_len as usize;
-                match vlan_of(&h.msg_hdr) {
+                match vlan_of(ctrl, h.msg_hdr.msg_controllen) {
                     Some(tag) => {
                         let buf = &mut storage[i * stride..(i + 1) * stride];
                         reinsert_vlan(buf, l, tag).unwrap_or(usize::MAX)
@@ -180,70 +133,30 @@ impl PacketSocket {
                 }
             };
         }
-        Ok(r)
+        Ok(hdrs.len())
     }
 
     /// Sends `lens.len()` frames from `storage` (frame `i` at `i * stride`,
     /// `lens[i]` bytes) with `sendmmsg`; returns how many the kernel took (the
     /// rest hit a full socket buffer or an error and count as dropped).
     pub fn send_batch(&mut self, storage: &[u8], stride: usize, lens: &[u16]) -> io::Result<usize> {
-        let n = lens
-            .len()
-            .min(self.hdrs.len())
-            .min(storage.len() / stride.max(1));
-        if n == 0 {
-            return Ok(0);
-        }
-        for (i, buf) in storage.chunks_exact(stride).take(n).enumerate() {
-            self.iovs[i] = libc::iovec {
-                iov_base: buf.as_ptr() as *mut libc::c_void,
-                iov_len: (lens[i] as usize).min(stride),
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = std::ptr::null_mut();
-            h.msg_hdr.msg_namelen = 0;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
-        }
-        let mut sent = 0;
-        while sent < n {
-            // SAFETY: hdrs[sent..n] point at iovecs describing live buffers in
-            // `storage` (only read by the kernel) that outlive the call.
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    self.hdrs.as_mut_ptr().add(sent),
-                    (n - sent) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                return match e.raw_os_error() {
-                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => Ok(sent),
-                    _ if sent > 0 => Ok(sent),
-                    _ => Err(e),
-                };
-            }
-            if r == 0 {
-                break;
-            }
-            sent += r as usize;
-        }
-        Ok(sent)
+        self.mmsg.send(self.fd.as_raw_fd(), storage, stride, lens)
     }
 }
 
 /// The VLAN tag (TPID, TCI) the kernel took off a received frame, from its
-/// `PACKET_AUXDATA` control message.
-fn vlan_of(m: &libc::msghdr) -> Option<(u16, u16)> {
-    // SAFETY: `m` was filled by recvmmsg: msg_control/msg_controllen describe
-    // the control data the kernel wrote into our buffer; CMSG_FIRSTHDR and
-    // CMSG_NXTHDR stay within msg_controllen and return null past the end.
+/// `PACKET_AUXDATA` control message among the `len` bytes of control data
+/// the kernel wrote into `ctrl`.
+fn vlan_of(ctrl: &[u64; CTRL_WORDS], len: usize) -> Option<(u16, u16)> {
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    m.msg_control = ctrl.as_ptr().cast_mut().cast::<libc::c_void>();
+    m.msg_controllen = len.min(std::mem::size_of_val(ctrl)) as _;
+    let m = &m;
+    // SAFETY: `m` describes the control data the kernel wrote into `ctrl`
+    // (at most its size, and `ctrl` is aligned for cmsghdr), borrowed for
+    // this block and only read; CMSG_FIRSTHDR and CMSG_NXTHDR stay within
+    // msg_controllen and return null past the end.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(m);
         while !c.is_null() {

@@ -5,23 +5,19 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
-/// Preallocated message headers, iovecs and source-address buffers for up
-/// to `max_batch` datagrams per call.
+use super::mmsg::{Extra, Mmsg};
+
+/// Preallocated message headers and source-address buffers for up to
+/// `max_batch` datagrams per call.
 pub struct UdpBatch {
-    hdrs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
+    mmsg: Mmsg,
     names: Vec<libc::sockaddr_in>,
 }
-
-// SAFETY: the raw pointers inside `hdrs`/`iovs` are scratch space, rewritten
-// before every recvmmsg from the caller's buffers and never dereferenced
-// outside that call; moving the struct to another thread is fine.
-unsafe impl Send for UdpBatch {}
 
 impl std::fmt::Debug for UdpBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdpBatch")
-            .field("max_batch", &self.hdrs.len())
+            .field("max_batch", &self.mmsg.capacity())
             .finish()
     }
 }
@@ -36,20 +32,12 @@ pub struct Datagram {
 
 impl UdpBatch {
     pub fn new(max_batch: usize) -> Self {
-        let n = max_batch.max(1);
-        // SAFETY: mmsghdr, iovec and sockaddr_in are plain old data; all-zero
-        // is a valid value for each (null pointers, zero lengths).
-        let (hdr, iov, name) = unsafe {
-            (
-                std::mem::zeroed::<libc::mmsghdr>(),
-                std::mem::zeroed::<libc::iovec>(),
-                std::mem::zeroed::<libc::sockaddr_in>(),
-            )
-        };
+        let mmsg = Mmsg::new(max_batch);
+        // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+        let name = unsafe { std::mem::zeroed::<libc::sockaddr_in>() };
         Self {
-            hdrs: vec![hdr; n],
-            iovs: vec![iov; n],
-            names: vec![name; n],
+            names: vec![name; mmsg.capacity()],
+            mmsg,
         }
     }
 
@@ -64,49 +52,13 @@ impl UdpBatch {
         stride: usize,
         out: &mut [Datagram],
     ) -> io::Result<usize> {
-        let n = out
-            .len()
-            .min(self.hdrs.len())
-            .min(storage.len() / stride.max(1));
-        if n == 0 {
-            return Ok(0);
-        }
-        for (i, buf) in storage.chunks_exact_mut(stride).take(n).enumerate() {
-            self.iovs[i] = libc::iovec {
-                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-                iov_len: stride,
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&raw mut self.names[i]).cast::<libc::c_void>();
-            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
-        }
-        // SAFETY: hdrs[..n] each point at one iovec describing a live,
-        // writable `stride`-byte buffer in `storage` and at a sockaddr_in in
-        // `self.names`, all outliving the call; n ≤ hdrs.len().
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        let extra = Extra::<_, ()> {
+            names: Some(&mut self.names[..]),
+            control: None,
         };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let r = r as usize;
-        for ((d, h), name) in out.iter_mut().zip(&self.hdrs[..r]).zip(&self.names) {
+        let r = self.mmsg.recv(fd, storage, stride, out.len(), extra, 0)?;
+        let hdrs = self.mmsg.received(r);
+        for ((d, h), name) in out.iter_mut().zip(hdrs).zip(&self.names) {
             let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             let v4 = h.msg_hdr.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in>()
                 && name.sin_family == libc::AF_INET as libc::sa_family_t;
@@ -123,7 +75,7 @@ impl UdpBatch {
                 },
             };
         }
-        Ok(r)
+        Ok(hdrs.len())
     }
 }
 
