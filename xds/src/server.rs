@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::core::v3::ControlPlane;
+use envoy_types::pb::envoy::config::core::v3::{ControlPlane, Node};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
@@ -148,21 +148,7 @@ impl XdsServer {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
         let closing = self.closing.subscribe();
-        tokio::spawn(async move {
-            let mut s = SotwStream {
-                cache,
-                closing,
-                tx,
-                fixed,
-                node: Default::default(),
-                snap: None,
-                types: Default::default(),
-                nonce: 0,
-            };
-            if let Err(e) = s.run(req.into_inner()).await {
-                let _ = s.tx.send(Err(e)).await;
-            }
-        });
+        tokio::spawn(SotwStream::new(cache, closing, tx, fixed).serve(req.into_inner()));
         Box::pin(ReceiverStream::new(rx))
     }
 
@@ -174,21 +160,7 @@ impl XdsServer {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
         let closing = self.closing.subscribe();
-        tokio::spawn(async move {
-            let mut s = DeltaStream {
-                cache,
-                closing,
-                tx,
-                fixed,
-                node: Default::default(),
-                snap: None,
-                types: Default::default(),
-                nonce: 0,
-            };
-            if let Err(e) = s.run(req.into_inner()).await {
-                let _ = s.tx.send(Err(e)).await;
-            }
-        });
+        tokio::spawn(DeltaStream::new(cache, closing, tx, fixed).serve(req.into_inner()));
         Box::pin(ReceiverStream::new(rx))
     }
 
@@ -291,11 +263,11 @@ fn resolve_type(
     }
 }
 
-fn node_class_of(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> &'static str {
+fn node_class_of(node: &Option<Node>) -> &'static str {
     node.as_ref().map(crate::cache::node_class).unwrap_or("")
 }
 
-fn node_id(node: &Option<envoy_types::pb::envoy::config::core::v3::Node>) -> String {
+fn node_id(node: &Option<Node>) -> String {
     node.as_ref().map(|n| n.id.clone()).unwrap_or_default()
 }
 
@@ -309,34 +281,81 @@ struct SotwType {
     sent_version: Option<String>,
 }
 
-struct SotwStream {
+/// What differs between the state-of-the-world and the incremental (delta)
+/// variants of an ADS stream; [`XdsStream`] has the rest.
+trait Variant: Sized {
+    type Request: Send + 'static;
+    /// Per resource type: the subscription and what was sent.
+    type TypeState: Default + Send;
+    fn node(req: &Self::Request) -> &Option<Node>;
+    /// Takes one request (subscription change, ACK or NACK).
+    fn handle(
+        s: &mut XdsStream<Self>,
+        req: Self::Request,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send;
+    /// The node's snapshot changed: send every subscribed type what changed.
+    fn push(
+        s: &mut XdsStream<Self>,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send;
+}
+
+/// One ADS stream of either variant.
+struct XdsStream<V: Variant> {
     cache: Arc<SnapshotCache>,
     closing: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<WireResponse, Status>>,
     fixed: Option<ResourceType>,
     node: crate::cache::NodeRef,
     snap: Option<Arc<Snapshot>>,
-    types: [SotwType; 4],
+    types: [V::TypeState; 4],
     nonce: u64,
 }
 
-impl SotwStream {
-    async fn run(&mut self, mut reqs: Streaming<DiscoveryRequest>) -> Result<(), Status> {
+impl<V: Variant> XdsStream<V>
+where
+    Streaming<V::Request>: Send,
+{
+    fn new(
+        cache: Arc<SnapshotCache>,
+        closing: watch::Receiver<bool>,
+        tx: mpsc::Sender<Result<WireResponse, Status>>,
+        fixed: Option<ResourceType>,
+    ) -> Self {
+        Self {
+            cache,
+            closing,
+            tx,
+            fixed,
+            node: Default::default(),
+            snap: None,
+            types: Default::default(),
+            nonce: 0,
+        }
+    }
+
+    /// Runs the stream; an error ends it with that status.
+    async fn serve(mut self, reqs: Streaming<V::Request>) {
+        if let Err(e) = self.run(reqs).await {
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    async fn run(&mut self, mut reqs: Streaming<V::Request>) -> Result<(), Status> {
         let Some(first) = reqs.message().await? else {
             return Ok(());
         };
         let (mut rx, node) = self
             .cache
-            .stream_opened(&node_id(&first.node), node_class_of(&first.node));
+            .stream_opened(&node_id(V::node(&first)), node_class_of(V::node(&first)));
         self.node = node;
         self.snap = rx.borrow_and_update().clone();
         let mut closing = self.closing.clone();
         let res = async {
-            self.handle(first).await?;
+            V::handle(self, first).await?;
             loop {
                 tokio::select! {
                     m = reqs.message() => match m? {
-                        Some(r) => self.handle(r).await?,
+                        Some(r) => V::handle(self, r).await?,
                         None => return Ok(()),
                     },
                     _ = async { closing.wait_for(|c| *c).await.is_ok() } => return Ok(()),
@@ -345,9 +364,7 @@ impl SotwStream {
                             return Ok(());
                         }
                         self.snap = rx.borrow_and_update().clone();
-                        for ty in ResourceType::ALL {
-                            self.respond(ty, false).await?;
-                        }
+                        V::push(self).await?;
                     }
                 }
             }
@@ -356,7 +373,30 @@ impl SotwStream {
         self.cache.stream_closed(&self.node);
         res
     }
+}
 
+/// State of the world: every response carries all subscribed resources.
+struct Sotw;
+type SotwStream = XdsStream<Sotw>;
+
+impl Variant for Sotw {
+    type Request = DiscoveryRequest;
+    type TypeState = SotwType;
+    fn node(req: &DiscoveryRequest) -> &Option<Node> {
+        &req.node
+    }
+    async fn handle(s: &mut SotwStream, req: DiscoveryRequest) -> Result<(), Status> {
+        s.handle(req).await
+    }
+    async fn push(s: &mut SotwStream) -> Result<(), Status> {
+        for ty in ResourceType::ALL {
+            s.respond(ty, false).await?;
+        }
+        Ok(())
+    }
+}
+
+impl SotwStream {
     async fn handle(&mut self, mut req: DiscoveryRequest) -> Result<(), Status> {
         let Some(ty) = resolve_type(self.fixed, &mut req.type_url, &self.cache, &self.node)? else {
             return Ok(());
@@ -481,54 +521,28 @@ struct DeltaType {
     synced_version: String,
 }
 
-struct DeltaStream {
-    cache: Arc<SnapshotCache>,
-    closing: watch::Receiver<bool>,
-    tx: mpsc::Sender<Result<WireResponse, Status>>,
-    fixed: Option<ResourceType>,
-    node: crate::cache::NodeRef,
-    snap: Option<Arc<Snapshot>>,
-    types: [DeltaType; 4],
-    nonce: u64,
+/// Incremental: responses carry what changed and what was removed.
+struct Delta;
+type DeltaStream = XdsStream<Delta>;
+
+impl Variant for Delta {
+    type Request = DeltaDiscoveryRequest;
+    type TypeState = DeltaType;
+    fn node(req: &DeltaDiscoveryRequest) -> &Option<Node> {
+        &req.node
+    }
+    async fn handle(s: &mut DeltaStream, req: DeltaDiscoveryRequest) -> Result<(), Status> {
+        s.handle(req).await
+    }
+    async fn push(s: &mut DeltaStream) -> Result<(), Status> {
+        for ty in ResourceType::ALL {
+            s.respond(ty).await?;
+        }
+        Ok(())
+    }
 }
 
 impl DeltaStream {
-    async fn run(&mut self, mut reqs: Streaming<DeltaDiscoveryRequest>) -> Result<(), Status> {
-        let Some(first) = reqs.message().await? else {
-            return Ok(());
-        };
-        let (mut rx, node) = self
-            .cache
-            .stream_opened(&node_id(&first.node), node_class_of(&first.node));
-        self.node = node;
-        self.snap = rx.borrow_and_update().clone();
-        let mut closing = self.closing.clone();
-        let res = async {
-            self.handle(first).await?;
-            loop {
-                tokio::select! {
-                    m = reqs.message() => match m? {
-                        Some(r) => self.handle(r).await?,
-                        None => return Ok(()),
-                    },
-                    _ = async { closing.wait_for(|c| *c).await.is_ok() } => return Ok(()),
-                    c = rx.changed() => {
-                        if c.is_err() {
-                            return Ok(());
-                        }
-                        self.snap = rx.borrow_and_update().clone();
-                        for ty in ResourceType::ALL {
-                            self.respond(ty).await?;
-                        }
-                    }
-                }
-            }
-        }
-        .await;
-        self.cache.stream_closed(&self.node);
-        res
-    }
-
     async fn handle(&mut self, mut req: DeltaDiscoveryRequest) -> Result<(), Status> {
         let Some(ty) = resolve_type(self.fixed, &mut req.type_url, &self.cache, &self.node)? else {
             return Ok(());
