@@ -520,7 +520,7 @@ fn run_soak(
     let mut pod_probes = 0usize;
     while start.elapsed() < duration {
         rounds += 1;
-        match churn.step(r, &b).and_then(|st| {
+        match churn.step(r, b).and_then(|st| {
             r.api
                 .wait_realized(&r.chassis_ids(), st.revision, Duration::from_secs(30))
                 .map(|_| st)

@@ -158,7 +158,11 @@ impl<A: Clone> ExactMatchCache<A> {
                 }
                 if ck.as_ref() == Some(&e.key) {
                     let e = self.slots[i].as_mut()?;
-                    e.used = true;
+                    // Written only on the first hit after a sweep: a hot entry's
+                    // cache line is not dirtied per packet.
+                    if !e.used {
+                        e.used = true;
+                    }
                     return Some(&e.action);
                 }
             }
