@@ -86,7 +86,7 @@ impl AsyncWrite for GrpcTls {
 pub fn grpc_incoming(
     l: TlsListener,
 ) -> impl futures::Stream<Item = io::Result<GrpcTls>> + Send + 'static {
-    futures::stream::unfold(l, |mut l| async move {
+    futures::stream::unfold(l, |l| async move {
         match l.accept().await {
             Ok((s, _)) => Some((Ok(GrpcTls(s)), l)),
             Err(_) => None,

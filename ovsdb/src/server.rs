@@ -730,7 +730,7 @@ impl Server {
         cfg: Arc<plexus_pki::rustls::ServerConfig>,
     ) -> std::io::Result<std::net::SocketAddr> {
         let l = tokio::net::TcpListener::bind(addr).await?;
-        let mut l = plexus_pki::TlsListener::from_tcp(l, cfg)?;
+        let l = plexus_pki::TlsListener::from_tcp(l, cfg)?;
         let a = l.local_addr();
         let me = self.clone();
         tokio::spawn(async move {

@@ -15,7 +15,7 @@
 pub mod ca;
 mod listener;
 
-pub use listener::TlsListener;
+pub use listener::{HANDSHAKE_TIMEOUT, TlsListener};
 pub use rustls;
 
 use rustls::pki_types::pem::PemObject;

@@ -18,7 +18,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepts TCP connections and yields those whose TLS handshake succeeded.
 #[derive(Debug)]
 pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>>,
     local: SocketAddr,
     failed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -67,7 +67,7 @@ impl TlsListener {
             }
         });
         Ok(Self {
-            rx,
+            rx: tokio::sync::Mutex::new(rx),
             local,
             failed,
             task,
@@ -84,9 +84,12 @@ impl TlsListener {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// The next connection whose handshake succeeded.
-    pub async fn accept(&mut self) -> io::Result<(TlsStream<TcpStream>, SocketAddr)> {
+    /// The next connection whose handshake succeeded (concurrent callers
+    /// take turns).
+    pub async fn accept(&self) -> io::Result<(TlsStream<TcpStream>, SocketAddr)> {
         self.rx
+            .lock()
+            .await
             .recv()
             .await
             .ok_or_else(|| io::Error::other("TLS listener stopped"))

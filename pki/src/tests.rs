@@ -51,7 +51,7 @@ async fn roundtrip(
     client: Arc<rustls::ClientConfig>,
     name: &str,
 ) -> (Result<Vec<u8>, std::io::Error>, u64) {
-    let mut l = TlsListener::bind("127.0.0.1:0".parse().unwrap(), server)
+    let l = TlsListener::bind("127.0.0.1:0".parse().unwrap(), server)
         .await
         .unwrap();
     let addr = l.local_addr();

@@ -10,6 +10,7 @@
 //! PACKET_OUT built by the same [`Responder`]. Nothing here does I/O or allocates per
 //! packet beyond the caller's reply buffer; no input panics.
 
+pub mod ratelimit;
 pub mod reply;
 pub mod spec;
 

@@ -59,6 +59,8 @@ pub struct OvsBuilder {
     state_dir: Option<PathBuf>,
     bridge_enabled: bool,
     ssl_from_db: bool,
+    /// `controller_rate_limit`/`controller_burst_limit` of the Controller row.
+    controller_rate: Option<(u32, u32)>,
 }
 
 impl Default for OvsBuilder {
@@ -75,6 +77,7 @@ impl Default for OvsBuilder {
             state_dir: None,
             bridge_enabled: true,
             ssl_from_db: false,
+            controller_rate: None,
         }
     }
 }
@@ -96,6 +99,13 @@ impl OvsBuilder {
     /// caller's loopback through a unix socket + `socat`.
     pub fn controller(mut self, target: &str) -> Self {
         self.controller = Some(target.into());
+        self
+    }
+    /// Packet-ins per second (and burst) OVS sends the controller
+    /// (`controller_rate_limit`/`controller_burst_limit` of its Controller
+    /// row; OVS's minimums are 100 and 25). Unset: OVS's default, unlimited.
+    pub fn controller_rate_limit(mut self, rate: u32, burst: u32) -> Self {
+        self.controller_rate = Some((rate.max(100), burst.max(25)));
         self
     }
     /// Datapath id announced in FEATURES_REPLY.
@@ -284,7 +294,13 @@ impl Ovs {
         }
         if let Some(target) = &b.controller {
             let target = self.controller_target(target)?;
-            self.vsctl(&[
+            let limits = b.controller_rate.map(|(r, bu)| {
+                [
+                    format!("controller_rate_limit={r}"),
+                    format!("controller_burst_limit={bu}"),
+                ]
+            });
+            let mut args = vec![
                 "set-controller",
                 br,
                 &target,
@@ -294,7 +310,11 @@ impl Ovs {
                 br,
                 "max_backoff=1000",
                 "inactivity_probe=0",
-            ])?;
+            ];
+            if let Some(l) = &limits {
+                args.extend(l.iter().map(String::as_str));
+            }
+            self.vsctl(&args)?;
         }
         let mgmt = self.mgmt_socket();
         if !wait_until(Duration::from_secs(20), || mgmt.exists()) {

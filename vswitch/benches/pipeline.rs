@@ -156,7 +156,7 @@ fn benches(c: &mut Criterion) {
     });
 
     g.bench_function("emc_lookup_only_10k", |b| {
-        let cache = warm(16_384);
+        let mut cache = warm(16_384);
         let hashes: Vec<u64> = keys.iter().map(|k| k.hash()).collect();
         b.iter(|| {
             let mut n = 0u64;

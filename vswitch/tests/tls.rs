@@ -101,6 +101,75 @@ async fn ssl_controller_connection_is_mutual() {
     }
 }
 
+/// The switch's own `pssl:` listener (`--listen pssl:…`, as for a passive
+/// Controller row) handshakes off its accept loop: clients that connect and
+/// never speak do not hold up a real controller behind them (the inline
+/// handshake held every later client for 10 s per silent one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pssl_silent_clients_do_not_block_a_controller() {
+    let d = tempfile::tempdir().unwrap();
+    ca::init(d.path(), false).unwrap();
+    let ctl = ca::issue(d.path(), "controller", &[]).unwrap();
+    let sw = ca::issue(d.path(), "switch", &[]).unwrap();
+    let mut k = vswitchd(
+        d.path(),
+        &sw,
+        &["--dpid", "5e3", "--listen", "pssl:0:127.0.0.1"],
+    );
+    let err = k.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on pssl:") {
+                let _ = tx.send(a.to_string());
+            }
+        }
+    });
+    let port: u16 = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(15)))
+        .await
+        .unwrap()
+        .expect("no pssl listener")
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    let cfg = Config {
+        tls: Some(plexus_openflow::conn::TlsClient {
+            config: plexus_pki::client_config(&ctl, &[]).unwrap(),
+            server_name: None,
+        }),
+        ..Config::default()
+    };
+    let target: plexus_openflow::conn::Target = format!("ssl:127.0.0.1:{port}").parse().unwrap();
+    // Well under the 10 s handshake bound of the first silent client.
+    let conn = tokio::time::timeout(
+        plexus_openflow::conn::TLS_ACCEPT_TIMEOUT / 2,
+        Connection::connect_to(&target, &cfg),
+    )
+    .await
+    .expect("silent clients blocked the pssl: listener")
+    .unwrap();
+    match conn
+        .handle
+        .request(&Message::FeaturesRequest)
+        .await
+        .unwrap()
+    {
+        Message::FeaturesReply(f) => assert_eq!(f.datapath_id, 0x5e3),
+        m => panic!("{m:?}"),
+    }
+    drop(silent);
+}
+
 #[test]
 fn ovsdb_pssl_with_ovs_vsctl() {
     if !prereq::require_tool("ovs-vsctl") {

@@ -661,6 +661,10 @@ pub struct ChassisSync {
     /// Such packets counted and dropped (foreign DHCP, wrong target, malformed …).
     #[serde(default)]
     pub responder_drops: u64,
+    /// Such packets dropped unanswered because their ingress port was over the
+    /// controller's responder rate limit (`--packet-in-rate`, per ingress port).
+    #[serde(default)]
+    pub responder_rate_limited: u64,
     /// The last error of the session, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

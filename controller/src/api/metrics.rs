@@ -24,6 +24,12 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponderLabels {
+    chassis: String,
+    result: &'static str,
+}
+
 /// The controller's metrics registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -32,6 +38,7 @@ pub struct Metrics {
     latency: Histogram,
     objects: Family<KindLabels, Gauge>,
     revision: Gauge,
+    responder: Family<ResponderLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,18 +66,47 @@ impl Metrics {
             "Latest committed store revision",
             revision.clone(),
         );
+        let responder = Family::<ResponderLabels, Counter>::default();
+        registry.register(
+            "responder_packet_ins",
+            "Responder packet-ins (NXT_PACKET_IN2 from Open vSwitch chassis) by chassis and \
+             result: replied, dropped (by the responder), rate_limited (over the per-port \
+             limit); counted per switch session (a reconnect resets them)",
+            responder.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
             objects,
             revision,
+            responder,
         }
     }
 
     /// Text exposition, after refreshing the store gauges.
-    pub fn render(&self, revision: u64, counts: &[(String, u64)]) -> String {
+    pub fn render(
+        &self,
+        revision: u64,
+        counts: &[(String, u64)],
+        sync: &std::collections::BTreeMap<String, plexus_api::ChassisSync>,
+    ) -> String {
         self.revision.set(revision as i64);
+        for (chassis, s) in sync {
+            for (result, n) in [
+                ("replied", s.responder_replies),
+                ("dropped", s.responder_drops),
+                ("rate_limited", s.responder_rate_limited),
+            ] {
+                self.responder
+                    .get_or_create(&ResponderLabels {
+                        chassis: chassis.clone(),
+                        result,
+                    })
+                    .inner()
+                    .store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         for (k, n) in counts {
             self.objects
                 .get_or_create(&KindLabels { kind: k.clone() })

@@ -860,7 +860,9 @@ pub async fn metrics_handler(State(st): State<AppState>) -> Response {
     })
     .await
     .unwrap_or_default();
-    let body = st.metrics.render(st.store.revision(), &counts);
+    let body = st
+        .metrics
+        .render(st.store.revision(), &counts, &st.sync.snapshot());
     (
         [(
             header::CONTENT_TYPE,

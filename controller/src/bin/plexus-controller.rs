@@ -47,6 +47,12 @@ struct Args {
     /// chassis with `endpoint.openflow` are connected to in any case.
     #[arg(long)]
     openflow_listen: Option<String>,
+    /// Responder packet-ins (ARP/ND/ICMP/DHCP that Open vSwitch chassis send up as
+    /// NXT_PACKET_IN2) answered per second per chassis and ingress port; the rest are
+    /// counted (`responder_rate_limited`) and dropped. Burst: a quarter, at least 25.
+    /// 0: unlimited.
+    #[arg(long, default_value_t = plexus_controller::southbound::DEFAULT_PACKET_IN_RATE)]
+    packet_in_rate: u32,
     /// Serve xDS (ADS + per-type, SotW + delta) here, e.g. `127.0.0.1:18000`: services
     /// and their traffic policy reach every connected Envoy / proxyless gRPC client.
     #[arg(long)]
@@ -128,11 +134,12 @@ async fn main() -> anyhow::Result<()> {
     // The southbound runs while this controller leads (always, with the embedded store).
     let southbound = match &election {
         None => {
-            let sb = Southbound::start_with_tls(
+            let sb = Southbound::start_with_options(
                 store.clone(),
                 openflow_listen.as_deref(),
                 tls.as_ref(),
                 Default::default(),
+                args.packet_in_rate,
             )
             .await?;
             state.sync = sb.status();
@@ -148,17 +155,19 @@ async fn main() -> anyhow::Result<()> {
             let status = state.sync.clone();
             let store = store.clone();
             let tls = tls.clone();
+            let packet_in_rate = args.packet_in_rate;
             tokio::spawn(async move {
                 let mut sb: Option<Southbound> = None;
                 loop {
                     let leader = role.borrow_and_update().leader;
                     if leader && sb.is_none() {
                         tracing::info!("leader: starting the southbound (reconcile, no flush)");
-                        match Southbound::start_with_tls(
+                        match Southbound::start_with_options(
                             store.clone(),
                             openflow_listen.as_deref(),
                             tls.as_ref(),
                             status.clone(),
+                            packet_in_rate,
                         )
                         .await
                         {

@@ -108,6 +108,10 @@ enum Cmd {
     },
 }
 
+/// Responder packet-ins answered per second per chassis and ingress port by
+/// default (plexus-vswitchd's `--packet-in-rate` default).
+pub const DEFAULT_PACKET_IN_RATE: u32 = 1000;
+
 pub(crate) struct Shared<S: Store> {
     store: S,
     status: SyncStatus,
@@ -116,6 +120,9 @@ pub(crate) struct Shared<S: Store> {
     cmd: mpsc::UnboundedSender<Cmd>,
     epoch: AtomicU64,
     cfg: Config,
+    /// Responder packet-ins answered per chassis and ingress port (Open vSwitch
+    /// chassis send them up as `NXT_PACKET_IN2`); over it they are counted and dropped.
+    packet_in_limit: plexus_responder::ratelimit::RateLimit,
     /// Becomes `true` when the [`Southbound`] is dropped: sessions close.
     stop: watch::Receiver<bool>,
 }
@@ -150,58 +157,6 @@ impl Drop for Southbound {
     }
 }
 
-/// The OpenFlow listener. `pssl:` handshakes run in the background
-/// ([`plexus_pki::TlsListener`]): a client that connects and never finishes its TLS
-/// handshake does not hold up other switches.
-enum SbListener {
-    Plain(Listener),
-    Tls(plexus_pki::TlsListener, Target),
-}
-
-impl SbListener {
-    async fn bind(
-        t: &PassiveTarget,
-        tls: Option<Arc<plexus_pki::rustls::ServerConfig>>,
-    ) -> std::io::Result<Self> {
-        match (t, tls) {
-            (PassiveTarget::Ssl(a), Some(cfg)) => {
-                let l = plexus_pki::TlsListener::bind(*a, cfg).await?;
-                let b = l.local_addr();
-                let host = match b.ip() {
-                    std::net::IpAddr::V4(v) if v.is_unspecified() => "127.0.0.1".to_string(),
-                    std::net::IpAddr::V6(v) if v.is_unspecified() => "::1".to_string(),
-                    ip => ip.to_string(),
-                };
-                Ok(SbListener::Tls(
-                    l,
-                    Target::Ssl {
-                        host,
-                        port: b.port(),
-                    },
-                ))
-            }
-            (t, tls) => Ok(SbListener::Plain(Listener::bind(t, tls).await?)),
-        }
-    }
-
-    fn connect_target(&self) -> Target {
-        match self {
-            SbListener::Plain(l) => l.connect_target(),
-            SbListener::Tls(_, t) => t.clone(),
-        }
-    }
-
-    async fn accept(&mut self) -> std::io::Result<(plexus_openflow::conn::Stream, String)> {
-        match self {
-            SbListener::Plain(l) => l.accept().await,
-            SbListener::Tls(l, _) => {
-                let (s, peer) = l.accept().await?;
-                Ok((Box::new(s), format!("ssl:{peer}")))
-            }
-        }
-    }
-}
-
 impl Southbound {
     /// Starts the engine and, with `listen` (e.g. `ptcp:6653:127.0.0.1`), the OpenFlow
     /// listener switches connect to. Must run inside a tokio runtime.
@@ -231,6 +186,21 @@ impl Southbound {
         tls: Option<&plexus_pki::TlsFiles>,
         status: SyncStatus,
     ) -> anyhow::Result<Southbound> {
+        Self::start_with_options(store, listen, tls, status, DEFAULT_PACKET_IN_RATE).await
+    }
+
+    /// As [`Southbound::start_with_tls`], answering at most `packet_in_rate`
+    /// responder packet-ins per second per chassis and ingress port (burst a
+    /// quarter of it, at least 25; 0: unlimited). The rest are counted
+    /// (`responder_rate_limited` in `/v1/status`, Prometheus
+    /// `plexus_controller_responder_packet_ins_total{result="rate_limited"}`) and dropped.
+    pub async fn start_with_options<S: Store + Clone>(
+        store: S,
+        listen: Option<&str>,
+        tls: Option<&plexus_pki::TlsFiles>,
+        status: SyncStatus,
+        packet_in_rate: u32,
+    ) -> anyhow::Result<Southbound> {
         let mut cfg = Config::default();
         let mut server_tls = None;
         if let Some(f) = tls {
@@ -254,6 +224,7 @@ impl Southbound {
             cmd: cmd_tx,
             epoch: AtomicU64::new(1),
             cfg,
+            packet_in_limit: plexus_responder::ratelimit::RateLimit::per_second(packet_in_rate),
             stop: stop_rx,
         });
         let mut tasks = vec![tokio::spawn(engine_task(shared.clone(), cmd_rx))];
@@ -267,7 +238,10 @@ impl Southbound {
                     "--openflow-listen {l}: pssl: needs --private-key, --certificate and --ca-cert"
                 );
             }
-            let mut listener = SbListener::bind(&t, server_tls.clone()).await?;
+            // `pssl:` handshakes run in the background (see `Listener::accept`): a
+            // client that connects and never finishes its handshake does not hold
+            // up other switches.
+            let listener = Listener::bind(&t, server_tls.clone()).await?;
             openflow_target = Some(listener.connect_target());
             tracing::info!(target = %listener.connect_target(), "OpenFlow listener");
             let sh = shared.clone();

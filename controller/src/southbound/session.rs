@@ -16,8 +16,9 @@ use plexus_openflow::message::{
 };
 use plexus_openflow::oxm::FieldId;
 use plexus_openflow::text::flow::TABLE_ALL;
+use plexus_responder::ratelimit::TokenBucket;
 use plexus_responder::{Handled, Responder};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -425,6 +426,9 @@ async fn follow<S: Store + Clone>(
         }
     }
     let mut responder = Responder::new();
+    // One token bucket per ingress port: a flooding port cannot starve the others,
+    // the other chassis' sessions or the API. Bounded by the switch's ports.
+    let mut pin_buckets: HashMap<u32, TokenBucket> = HashMap::new();
     // `None`: the switch's state is unknown, reconcile fully next.
     let mut installed: Option<Arc<BTreeSet<String>>> = None;
     let mut dirty = true;
@@ -489,6 +493,22 @@ async fn follow<S: Store + Clone>(
                     }
                 }
                 Some((_, Ok(Message::NxPacketIn2(pi)))) => {
+                    let in_port = pi
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.get(FieldId::InPort))
+                        .map_or(0, |f| f.value as u32);
+                    let now = std::time::Instant::now();
+                    let limit = shared.packet_in_limit;
+                    if pi.userdata.as_deref().is_some_and(plexus_responder::is_plexus)
+                        && !pin_buckets
+                            .entry(in_port)
+                            .or_insert_with(|| TokenBucket::new(limit, now))
+                            .take(now)
+                    {
+                        status.update(chassis, |s| s.responder_rate_limited += 1);
+                        continue;
+                    }
                     if let Some(sent) = answer_packet_in(&mut responder, &sess.handle, &pi) {
                         status.update(chassis, |s| {
                             if sent {

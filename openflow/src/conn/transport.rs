@@ -9,17 +9,18 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::text::ParseError;
 
 /// The IANA OpenFlow port, used when a target omits the port.
 pub const DEFAULT_PORT: u16 = 6653;
 
-/// Upper bound for a server-side TLS handshake in [`Listener::accept`].
-pub const TLS_ACCEPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Upper bound for a server-side TLS handshake of a `pssl:` [`Listener`] (each runs in
+/// its own task, so a slow or silent client holds up only itself).
+pub const TLS_ACCEPT_TIMEOUT: std::time::Duration = plexus_pki::HANDSHAKE_TIMEOUT;
 
 /// Anything the connection layer can run over.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -225,7 +226,10 @@ pub struct Listener {
 }
 
 enum ListenerInner {
-    Tcp(TcpListener, Option<TlsAcceptor>),
+    Tcp(TcpListener),
+    /// `pssl:`: handshakes run in the background ([`plexus_pki::TlsListener`]), off the
+    /// accept path, each bounded by [`TLS_ACCEPT_TIMEOUT`].
+    Ssl(plexus_pki::TlsListener),
     Unix(UnixListener),
 }
 
@@ -242,11 +246,11 @@ impl Listener {
     /// socket file at the path is removed first (other file types are not).
     pub async fn bind(target: &PassiveTarget, tls: Option<Arc<ServerConfig>>) -> io::Result<Self> {
         let inner = match target {
-            PassiveTarget::Tcp(a) => ListenerInner::Tcp(TcpListener::bind(a).await?, None),
+            PassiveTarget::Tcp(a) => ListenerInner::Tcp(TcpListener::bind(a).await?),
             PassiveTarget::Ssl(a) => {
                 let cfg =
                     tls.ok_or_else(|| tls_err(format!("{target}: no TLS server configuration")))?;
-                ListenerInner::Tcp(TcpListener::bind(a).await?, Some(TlsAcceptor::from(cfg)))
+                ListenerInner::Ssl(plexus_pki::TlsListener::bind(*a, cfg).await?)
             }
             PassiveTarget::Unix(p) => {
                 use std::os::unix::fs::FileTypeExt;
@@ -259,10 +263,11 @@ impl Listener {
             }
         };
         let mut target = target.clone();
-        if let (ListenerInner::Tcp(l, _), PassiveTarget::Tcp(a) | PassiveTarget::Ssl(a)) =
-            (&inner, &mut target)
-        {
-            *a = l.local_addr()?; // resolves port 0
+        match (&inner, &mut target) {
+            // Resolves port 0.
+            (ListenerInner::Tcp(l), PassiveTarget::Tcp(a)) => *a = l.local_addr()?,
+            (ListenerInner::Ssl(l), PassiveTarget::Ssl(a)) => *a = l.local_addr(),
+            _ => {}
         }
         Ok(Self { inner, target })
     }
@@ -296,31 +301,35 @@ impl Listener {
         }
     }
 
-    /// Accepts one connection (performing the TLS handshake for `pssl:`,
-    /// bounded by [`TLS_ACCEPT_TIMEOUT`]). Returns the stream and a
-    /// description of the peer. A failed TLS handshake is returned as an
-    /// error; the listener stays usable.
+    /// Accepts one connection. Returns the stream and a description of the
+    /// peer. For `pssl:` it returns the next connection whose TLS handshake
+    /// succeeded: handshakes run in the background, each bounded by
+    /// [`TLS_ACCEPT_TIMEOUT`], so a client that connects and never speaks
+    /// does not hold up the others; failed ones are counted
+    /// ([`Listener::failed_handshakes`]) and logged, not returned.
     pub async fn accept(&self) -> io::Result<(Stream, String)> {
         match &self.inner {
-            ListenerInner::Tcp(l, tls) => {
+            ListenerInner::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 s.set_nodelay(true)?;
-                match tls {
-                    None => Ok((Box::new(s), format!("tcp:{peer}"))),
-                    Some(acc) => {
-                        let s = tokio::time::timeout(TLS_ACCEPT_TIMEOUT, acc.accept(s))
-                            .await
-                            .map_err(|_| {
-                                io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                            })??;
-                        Ok((Box::new(s), format!("ssl:{peer}")))
-                    }
-                }
+                Ok((Box::new(s), format!("tcp:{peer}")))
+            }
+            ListenerInner::Ssl(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Box::new(s), format!("ssl:{peer}")))
             }
             ListenerInner::Unix(l) => {
                 let (s, _) = l.accept().await?;
                 Ok((Box::new(s), format!("unix:{}", self.target_path())))
             }
+        }
+    }
+
+    /// `pssl:` handshakes that failed or timed out so far (0 for other listeners).
+    pub fn failed_handshakes(&self) -> u64 {
+        match &self.inner {
+            ListenerInner::Ssl(l) => l.failed_handshakes(),
+            _ => 0,
         }
     }
 

@@ -195,6 +195,18 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         secs: u64,
     },
+    /// (internal) Broadcast ARP requests for TARGET from IFACE's MAC and SENDER
+    /// address as fast as possible for SECS (a responder packet-in flood).
+    #[command(hide = true)]
+    ArpFlood {
+        target: std::net::Ipv4Addr,
+        #[arg(long)]
+        sender: std::net::Ipv4Addr,
+        #[arg(long, default_value = "eth0")]
+        iface: String,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
     /// (internal) Echo one TCP connection; used inside host namespaces.
     #[command(hide = true)]
     TcpEchoServer {
@@ -650,6 +662,27 @@ fn real_main() -> Result<ExitCode> {
                 "{sent} datagrams in {s:.1} s ({:.0}/s, {errors} send errors)",
                 sent as f64 / s
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ArpFlood {
+            target,
+            sender,
+            iface,
+            secs,
+        } => {
+            let mac = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+                .with_context(|| format!("MAC of {iface}"))?;
+            let mac = cloud::frames::parse_mac(mac.trim()).context("MAC")?;
+            let f = cloud::frames::arp([0xff; 6], mac, 1, mac, sender, [0; 6], target, [0; 4]);
+            let batch = [f.as_slice(); 64];
+            let sock = plexus_tests::rawsock::RawSock::open_tx(&iface)?;
+            let t0 = std::time::Instant::now();
+            let mut sent = 0u64;
+            while t0.elapsed() < Duration::from_secs(secs) {
+                sent += sock.send_batch(&batch)? as u64;
+            }
+            let s = t0.elapsed().as_secs_f64();
+            println!("{sent} ARP requests in {s:.1} s ({:.0}/s)", sent as f64 / s);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::TcpEchoServer { addr, timeout_secs } => {

@@ -136,16 +136,29 @@ impl Api {
 
     /// A client of several controllers sharing one model (HA).
     pub fn new_multi(ports: &[u16], token: &str) -> Result<Self> {
+        Self::with_ca(ports, token, None)
+    }
+
+    /// A client of the controllers' REST APIs; with `ca` (a PEM CA certificate)
+    /// over HTTPS, verifying the controllers' certificates against it.
+    pub fn with_ca(ports: &[u16], token: &str, ca: Option<&Path>) -> Result<Self> {
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            http = http
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
         Ok(Self {
             bases: ports
                 .iter()
-                .map(|p| format!("http://127.0.0.1:{p}"))
+                .map(|p| format!("{scheme}://127.0.0.1:{p}"))
                 .collect(),
             current: Default::default(),
             token: token.to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
+            http: http.build()?,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
@@ -301,6 +314,39 @@ fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<std::process::Child> {
         .spawn()?)
 }
 
+/// `plexus certs ca` in the run's `pki` directory and `plexus certs issue` for
+/// `controller` and `chassis-NAME` (SANs localhost, 127.0.0.1, ::1); returns the
+/// CA certificate.
+fn make_certs(dir: &Path, cloud: &Cloud) -> Result<PathBuf> {
+    let pki = state::pki_dir(dir);
+    let bin = find_bin("plexus")?;
+    let certs = |args: &[&str]| {
+        run_ok(
+            Command::new(&bin).arg("certs").args(args),
+            Duration::from_secs(30),
+        )
+        .map(|_| ())
+    };
+    let p = pki.to_string_lossy().into_owned();
+    certs(&["ca", &p])?;
+    let mut names = vec!["controller".to_string()];
+    names.extend(
+        cloud
+            .chassis
+            .iter()
+            .map(|c| format!("chassis-{}", c.name.get_ref())),
+    );
+    for n in &names {
+        certs(&["issue", &p, n])?;
+    }
+    Ok(plexus_pki::TlsFiles::in_dir(&pki, "controller").ca_cert)
+}
+
+/// The TLS files of `name` (`controller`, `chassis-NAME`) of a TLS run.
+fn tls_files(dir: &Path, name: &str) -> plexus_pki::TlsFiles {
+    plexus_pki::TlsFiles::in_dir(&state::pki_dir(dir), name)
+}
+
 /// Starts `plexus-controller` number `i` for the run in `dir` (with the embedded
 /// store: the only one, which the switches connect to; with etcd: one of the
 /// replicas, which connect to the switches while they lead); returns its record.
@@ -315,14 +361,32 @@ fn start_controller(dir: &Path, st: &State, i: usize) -> Result<Proc> {
             "RUST_LOG",
             std::env::var("PLEXUS_TOPO_LOG").unwrap_or_else(|_| "info".into()),
         );
+    if let Some(rate) = st.packet_in_rate {
+        cmd.args(["--packet-in-rate", &rate.to_string()]);
+    }
+    if st.tls {
+        let f = tls_files(dir, "controller");
+        cmd.arg("--private-key")
+            .arg(&f.private_key)
+            .arg("--certificate")
+            .arg(&f.certificate)
+            .arg("--ca-cert")
+            .arg(&f.ca_cert)
+            .arg("--https");
+    }
     let (log, role) = match &st.etcd {
         None => {
+            let of = if st.tls { "pssl" } else { "ptcp" };
             cmd.arg("--db").arg(dir.join("plexus.redb")).args([
                 "--openflow-listen",
-                &format!("ptcp:{}:127.0.0.1", st.openflow_port),
+                &format!("{of}:{}:127.0.0.1", st.openflow_port),
             ]);
-            // xDS for sidecars (the embedded-store controller only).
+            // xDS for sidecars (the embedded-store controller only), mutual TLS
+            // in a TLS run.
             cmd.args(["--xds-listen", &format!("127.0.0.1:{}", st.xds_port)]);
+            if st.tls {
+                cmd.arg("--xds-tls");
+            }
             (dir.join("controller.log"), "controller".to_string())
         }
         Some(url) => {
@@ -455,11 +519,13 @@ impl Drop for Running {
 pub fn attach(cloud: Cloud) -> Result<Running> {
     let dir = state_dir(cloud.name());
     let state = State::load(&dir).with_context(|| format!("is topology {} up?", cloud.name()))?;
-    let api = if state.api_ports.is_empty() {
-        Api::new(state.api_port, &state.token)?
+    let ports = if state.api_ports.is_empty() {
+        vec![state.api_port]
     } else {
-        Api::new_multi(&state.api_ports, &state.token)?
+        state.api_ports.clone()
     };
+    let ca = state.tls.then(|| tls_files(&dir, "controller").ca_cert);
+    let api = Api::with_ca(&ports, &state.token, ca.as_deref())?;
     Ok(Running {
         cloud,
         dir,
@@ -488,10 +554,22 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         openflow_port: free_port()?,
         xds_port: free_port()?,
         token: token.clone(),
+        packet_in_rate: cloud
+            .controller
+            .packet_in_rate
+            .as_ref()
+            .map(|r| *r.get_ref()),
+        tls: cloud.controller.tls(),
         ..State::default()
     };
     st.save(&dir)?;
-    let api = Api::new(st.api_port, &token)?;
+    let ca = if st.tls {
+        progress("TLS: plexus certs ca + a certificate for the controller and each chassis");
+        Some(make_certs(&dir, cloud)?)
+    } else {
+        None
+    };
+    let api = Api::with_ca(&[st.api_port], &token, ca.as_deref())?;
     let mut r = Running {
         cloud: cloud.clone(),
         dir: dir.clone(),
@@ -650,7 +728,11 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
         let ns = ch_ns[cn.as_str()].clone();
         let dpid = dpid_of(i);
         let plist = ports.get(cn.as_str()).cloned().unwrap_or_default();
-        let target = format!("tcp:127.0.0.1:{}", r.state.openflow_port);
+        let target = format!(
+            "{}:127.0.0.1:{}",
+            if r.state.tls { "ssl" } else { "tcp" },
+            r.state.openflow_port
+        );
         let vtep = c.vtep(i);
         let cns = Netns::existing(&ns)?;
         let (ofctl_target, ovsdb) = match c.switch {
@@ -666,6 +748,14 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                     .dpid(dpid);
                 if !ha {
                     b = b.controller(&target);
+                }
+                // OVS protects the controller from the chassis as a whole; the
+                // controller then limits each ingress port.
+                // (1000: plexus-controller's default --packet-in-rate.)
+                let per_port = r.state.packet_in_rate.unwrap_or(1000);
+                if per_port > 0 {
+                    let rate = per_port.saturating_mul(5);
+                    b = b.controller_rate_limit(rate, rate / 4);
                 }
                 let ovs = b
                     .start()
@@ -719,6 +809,16 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 let rundir = dir.join(format!("run-{cn}"));
                 std::fs::create_dir_all(&rundir)?;
                 let mut cmd = Command::new(&bin);
+                if r.state.tls {
+                    // The switch's identity for its ssl: controller connection.
+                    let f = tls_files(&dir, &format!("chassis-{cn}"));
+                    cmd.arg("--private-key")
+                        .arg(&f.private_key)
+                        .arg("--certificate")
+                        .arg(&f.certificate)
+                        .arg("--ca-cert")
+                        .arg(&f.ca_cert);
+                }
                 cmd.args(["--netns", &ns, "--port-type", "afpacket"])
                     .arg("--ovsdb-listen")
                     .arg(format!("punix:{}", sock.display()))
@@ -824,6 +924,7 @@ pub fn up(cloud: &Cloud, file: &Path, progress: &mut dyn FnMut(&str)) -> Result<
                 kind: kind.into(),
                 vtep: vtep.to_string(),
                 underlay_port: format!("u{i}"),
+                ovsdb: ovsdb_of.get(cn.as_str()).cloned().unwrap_or_default(),
             })
         })?;
     }
@@ -1919,6 +2020,13 @@ fn check_packet_in_flood(
     seconds: u32,
 ) -> Result<String> {
     let (a, b) = (r.host(from)?.clone(), r.host(to)?.clone());
+    if r.state
+        .chassis
+        .iter()
+        .any(|c| c.name == a.chassis && c.kind == "ovs")
+    {
+        return check_responder_flood_ovs(r, exe, &a, seconds);
+    }
     let c = plexus_chassis_of(r, &a)?;
     let iface = format!("{}-{}", r.cloud.name(), a.name);
     let port_of = |v: &Value| -> Option<Value> {
@@ -2014,6 +2122,163 @@ fn check_packet_in_flood(
         "{sent_line}; packet-ins {pins} passed, {dropped} dropped (limit {rate}/s, burst {burst}); GET /v1/status p50/p99 {b50:.1?}/{b99:.1?} before, {d50:.1?}/{d99:.1?} (max {dmax:.1?}, {} requests, 0 failed) during",
         during.len()
     ))
+}
+
+/// A responder packet-in flood on an Open vSwitch chassis: `from` broadcasts
+/// ARP requests for its subnet's gateway (answered by the controller: OVS sends
+/// each up as `NXT_PACKET_IN2`) as fast as it can for `seconds`. The controller
+/// must answer at most its per-port rate (`--packet-in-rate`) + burst, count the
+/// rest (`responder_rate_limited`), answer every API request meanwhile, and keep
+/// programming: a security group change made during the flood is realized on
+/// every chassis.
+fn check_responder_flood_ovs(
+    r: &mut Running,
+    exe: &Path,
+    a: &HostState,
+    seconds: u32,
+) -> Result<String> {
+    let c = r
+        .state
+        .chassis
+        .iter()
+        .find(|c| c.name == a.chassis)
+        .context("chassis of the source host")?
+        .clone();
+    let ports = r.api.get("/v1/ports?limit=1000")?;
+    let port = ports["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["ips"][0].as_str() == Some(a.ip.as_str()))
+        .with_context(|| format!("no port with {}'s address", a.name))?;
+    let subnet = r.api.get(&format!(
+        "/v1/subnets/{}",
+        port["subnet_id"].as_str().unwrap_or_default()
+    ))?;
+    let gw = subnet["gateway"]
+        .as_str()
+        .context("the source's subnet has no gateway (the ARP responder's address)")?
+        .to_owned();
+    let rate = u64::from(r.state.packet_in_rate.unwrap_or(1000));
+    let burst = (rate / 4).max(25);
+    let counters = |r: &Running| -> Result<(u64, u64, u64)> {
+        let s = r.api.get("/v1/status")?;
+        let x = &s["chassis"][c.id.as_str()];
+        let n = |k: &str| x[k].as_u64().unwrap_or(0);
+        Ok((
+            n("responder_replies"),
+            n("responder_drops"),
+            n("responder_rate_limited"),
+        ))
+    };
+    let mut base = Vec::new();
+    for _ in 0..50 {
+        base.push(api_latency(r)?);
+    }
+    let before = counters(r)?;
+    let t0 = Instant::now();
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &a.netns])
+        .arg(exe)
+        .args(["arp-flood", &gw, "--sender", &a.ip, "--secs"])
+        .arg(seconds.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("arp flood")?;
+    let mut during = Vec::new();
+    let mut failed = 0;
+    let mut realized = None;
+    while t0.elapsed() < Duration::from_secs(u64::from(seconds)) {
+        if realized.is_none() && t0.elapsed() > Duration::from_secs(1) {
+            // Programming goes on: a group change reaches every chassis.
+            let t = Instant::now();
+            let res = sg_roundtrip(r);
+            realized = Some(res.map(|()| t.elapsed()));
+        }
+        match api_latency(r) {
+            Ok(d) => during.push(d),
+            Err(_) => failed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = flood.wait_with_output()?;
+    let elapsed = t0.elapsed();
+    // Packet-ins still queued in the switch and the session arrive a little later.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = counters(r)?;
+    let sent_line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() {
+        bail!(
+            "arp-flood failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let (replies, drops, limited) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    if failed > 0 {
+        bail!("{failed} API requests failed during the flood");
+    }
+    let took = realized
+        .context("the flood ended before the security group change")?
+        .context("security group change during the flood")?;
+    if replies == 0 {
+        bail!("the controller answered none of the flood ({sent_line}): no responder at {gw}?");
+    }
+    if limited == 0 {
+        bail!(
+            "no responder packet-in rate-limited: {replies} answered ({sent_line}), limit {rate}/s"
+        );
+    }
+    let allowed = (rate as f64 * (elapsed.as_secs_f64() + 1.0)) as u64 + burst;
+    if replies > allowed {
+        bail!("{replies} answered in {elapsed:.1?}, limit {rate}/s + burst {burst}");
+    }
+    let st = r.api.get("/v1/status")?;
+    if st["chassis"][c.id.as_str()]["connected"] != true {
+        bail!("chassis {} lost its session during the flood", c.name);
+    }
+    let (b50, b99) = (percentile(&mut base, 0.5), percentile(&mut base, 0.99));
+    let (d50, d99) = (percentile(&mut during, 0.5), percentile(&mut during, 0.99));
+    Ok(format!(
+        "{sent_line} for {gw}; controller answered {replies}, dropped {drops}, rate-limited {limited} \
+         (limit {rate}/s per port, burst {burst}); a security group change was realized on all {} \
+         chassis in {took:.1?} during the flood; GET /v1/status p50/p99 {b50:.1?}/{b99:.1?} before, \
+         {d50:.1?}/{d99:.1?} ({} requests, 0 failed) during",
+        r.state.chassis.len(),
+        during.len()
+    ))
+}
+
+/// Adds a rule to the first security group, waits until every chassis realized
+/// it, then restores the group's rules and waits again.
+fn sg_roundtrip(r: &Running) -> Result<()> {
+    let groups = r.api.get("/v1/security-groups?limit=1000")?;
+    let g = groups["items"]
+        .as_array()
+        .and_then(|a| a.first())
+        .context("no security group")?
+        .clone();
+    let id = g["id"].as_str().context("group id")?.to_owned();
+    let mut orig = json!({});
+    for k in ["tenant_id", "name", "description", "rules"] {
+        if let Some(v) = g.get(k) {
+            orig[k] = v.clone();
+        }
+    }
+    let mut changed = orig.clone();
+    let extra = json!({"direction": "ingress", "protocol": "tcp",
+        "port_min": 7999, "port_max": 7999, "remote_cidr": "192.0.2.0/24"});
+    match changed["rules"].as_array_mut() {
+        Some(a) => a.push(extra),
+        None => changed["rules"] = json!([extra]),
+    }
+    let ids = r.chassis_ids();
+    for body in [changed, orig] {
+        let v = r.api.put(&format!("/v1/security-groups/{id}"), body)?;
+        let rev = v["revision"].as_u64().unwrap_or(0);
+        r.api.wait_realized(&ids, rev, Duration::from_secs(30))?;
+    }
+    Ok(())
 }
 
 /// kill -9 `from`'s plexus-vswitchd under a ping flood, restart it with the

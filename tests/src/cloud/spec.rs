@@ -69,12 +69,30 @@ pub struct ControllerSpec {
     /// etcd cluster members (etcd only; default 1).
     #[serde(default)]
     pub etcd_members: Option<Spanned<u32>>,
+    /// Responder packet-ins the controller answers per second per Open vSwitch
+    /// chassis and ingress port (`plexus-controller --packet-in-rate`; default
+    /// the controller's, 1000). Open vSwitch chassis also get
+    /// `controller_rate_limit` = 5 × this (at least 100) on their Controller row.
+    #[serde(default)]
+    pub packet_in_rate: Option<Spanned<u32>>,
+    /// Run the control channels over TLS: `plexus certs` makes a CA in the run's
+    /// directory and a certificate for the controller and each chassis; the REST
+    /// API is HTTPS (the harness and the CLI verify it with the CA), OpenFlow is
+    /// mutual TLS (`pssl:` on the controller, `ssl:` from each plexus-vswitchd),
+    /// and xDS requires client certificates. plexus-vswitchd chassis with veth
+    /// hosts only (the harness' own `ovs-ofctl` inspection stays on the chassis'
+    /// loopback `ptcp:` listener).
+    #[serde(default)]
+    pub tls: Option<Spanned<bool>>,
 }
 
 impl ControllerSpec {
     /// True with the etcd store.
     pub fn etcd(&self) -> bool {
         self.store.as_ref().is_some_and(|s| s.get_ref() == "etcd")
+    }
+    pub fn tls(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| *t.get_ref())
     }
     pub fn replicas(&self) -> usize {
         self.replicas.as_ref().map_or(1, |r| *r.get_ref() as usize)
@@ -399,7 +417,10 @@ pub enum CheckSpec {
     /// switch must rate-limit packet-ins on that port (dropped ones counted,
     /// the sent ones within the port's rate + burst) and the controller's
     /// API must answer every request meanwhile (latency reported, before and
-    /// during). plexus-vswitchd chassis only.
+    /// during). On an Open vSwitch chassis `from` floods ARP requests for its
+    /// subnet's gateway instead (`to` is not used): the controller answers them
+    /// (`NXT_PACKET_IN2`), must rate-limit them per port, answer the API and
+    /// realize a security group change on every chassis meanwhile.
     PacketInFlood {
         from: String,
         to: String,
@@ -671,6 +692,32 @@ impl Cloud {
                         "several controllers or etcd members need store = \"etcd\"".into(),
                     );
                 }
+            }
+        }
+        if let Some(t) = &self.controller.tls
+            && *t.get_ref()
+        {
+            let why = if self.controller.etcd() {
+                Some("the etcd store")
+            } else if self.chassis.iter().any(|c| c.switch != SwitchKind::Plexus) {
+                Some("Open vSwitch chassis")
+            } else if self
+                .hosts
+                .iter()
+                .any(|h| h.kind() != HostKind::Veth || h.sidecar)
+            {
+                Some("pods, VMs or sidecars")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                err(
+                    t.span(),
+                    "controller.tls",
+                    format!(
+                        "tls = true is not supported with {why} yet (plexus-vswitchd chassis with veth hosts only)"
+                    ),
+                );
             }
         }
         let mut chassis = HashSet::new();

@@ -18,6 +18,11 @@ use std::time::Duration;
 pub const STATE_PREFIX: &str = "/tmp/plexus-topo-";
 
 /// State directory of topology `name`.
+/// Where a TLS run keeps its CA and certificates (`plexus certs`).
+pub fn pki_dir(dir: &Path) -> PathBuf {
+    dir.join("pki")
+}
+
 pub fn state_dir(name: &str) -> PathBuf {
     PathBuf::from(format!("{STATE_PREFIX}{name}"))
 }
@@ -48,6 +53,13 @@ pub struct State {
     #[serde(default)]
     pub xds_port: u16,
     pub token: String,
+    /// `plexus-controller --packet-in-rate` (`[controller] packet_in_rate`).
+    #[serde(default)]
+    pub packet_in_rate: Option<u32>,
+    /// Control channels over TLS (`[controller] tls = true`): the CA and the
+    /// certificates are in `DIR/pki` ([`pki_dir`]).
+    #[serde(default)]
+    pub tls: bool,
     /// Network namespaces (recorded before creation).
     pub netns: Vec<String>,
     /// Processes (recorded right after spawn).
@@ -114,6 +126,9 @@ pub struct ChassisState {
     /// The chassis' port on the underlay bridge (in the underlay namespace).
     #[serde(default)]
     pub underlay_port: String,
+    /// OVSDB target of its switch (`unix:PATH`), for pods and VMs.
+    #[serde(default)]
+    pub ovsdb: String,
 }
 
 impl State {

@@ -122,83 +122,21 @@ pub struct Attach<'a> {
     pub bridge: &'a str,
 }
 
-/// ADDs pod `host` into namespace `host_ns` with the real plexus-cni binary;
-/// returns (address, MAC) from the result JSON.
-pub fn cni_add(
-    a: &Attach<'_>,
-    host: &str,
-    host_ns: &str,
-    subnet_id: &str,
-    security_groups: &[String],
-    ip: Option<&str>,
-    mac: Option<&str>,
-) -> Result<(String, String)> {
-    let mut rc = json!({});
-    if let Some(ip) = ip {
-        rc["ips"] = json!([ip]);
-    }
-    if let Some(m) = mac {
-        rc["mac"] = json!(m);
-    }
-    let stdout = cni_exec(a, "ADD", host, host_ns, subnet_id, security_groups, rc)?;
-    let r: Value = serde_json::from_str(&stdout)
-        .with_context(|| format!("plexus-cni ADD result is not JSON: {stdout}"))?;
-    let addr = r["ips"][0]["address"]
-        .as_str()
-        .context("no ips[0].address in the CNI result")?;
-    let ip = addr.split('/').next().unwrap_or(addr).to_owned();
-    let iface = r["ips"][0]["interface"].as_u64().unwrap_or(1) as usize;
-    let mac = r["interfaces"][iface]["mac"]
-        .as_str()
-        .context("no MAC of the pod interface in the CNI result")?
-        .to_owned();
-    Ok((ip, mac))
-}
-
-/// DELs pod `host` (added by [`cni_add`] with the same arguments).
-pub fn cni_del(
-    a: &Attach<'_>,
-    host: &str,
-    host_ns: &str,
-    subnet_id: &str,
-    security_groups: &[String],
-) -> Result<()> {
-    cni_exec(
-        a,
-        "DEL",
-        host,
-        host_ns,
-        subnet_id,
-        security_groups,
-        json!({}),
-    )
-    .map(drop)
-}
-
-/// Runs the plexus-cni binary in the chassis' namespace the way a container
-/// runtime does (CNI_* environment, network configuration on stdin); returns
-/// its stdout, or the error it printed.
+/// Runs the real plexus-cni binary for pod `host` (container id `topo-HOST`,
+/// `eth0` in `host_ns`) in the chassis' namespace: `command` (`ADD`, `DEL`)
+/// with the network configuration on stdin; returns its stdout.
 fn cni_exec(
     a: &Attach<'_>,
-    verb: &str,
+    command: &str,
     host: &str,
     host_ns: &str,
-    subnet_id: &str,
-    security_groups: &[String],
-    runtime_config: Value,
+    conf: &Value,
 ) -> Result<String> {
     let bin = find_bin("plexus-cni")?;
-    let conf = json!({
-        "cniVersion": "1.1.0", "name": "plexus-topo", "type": "plexus-cni",
-        "controller": {"url": format!("http://127.0.0.1:{}", a.api_port),
-                       "token_file": token_file(a.dir)},
-        "subnet": subnet_id, "chassis": a.chassis_id, "security_groups": security_groups,
-        "mtu": 1500, "bridge": a.bridge, "ovsdb": a.ovsdb, "runtimeConfig": runtime_config,
-    });
     let mut child = Command::new("ip")
         .args(["netns", "exec", a.chassis_ns])
         .arg(&bin)
-        .env("CNI_COMMAND", verb)
+        .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", format!("topo-{host}"))
         .env("CNI_NETNS", netns_path(host_ns))
         .env("CNI_IFNAME", "eth0")
@@ -217,12 +155,77 @@ fn cni_exec(
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!(
-            "plexus-cni {verb} of pod {host} failed: {} {}",
+            "plexus-cni {command} of pod {host} failed: {} {}",
             stdout.trim(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(stdout)
+}
+
+/// The network configuration plexus-topo gives the plugin.
+fn cni_conf(a: &Attach<'_>, subnet_id: &str, security_groups: &[String]) -> Value {
+    json!({
+        "cniVersion": "1.1.0", "name": "plexus-topo", "type": "plexus-cni",
+        "controller": {"url": format!("http://127.0.0.1:{}", a.api_port),
+                       "token_file": token_file(a.dir)},
+        "subnet": subnet_id, "chassis": a.chassis_id, "security_groups": security_groups,
+        "mtu": 1500, "bridge": a.bridge, "ovsdb": a.ovsdb,
+    })
+}
+
+/// DELs pod `host` (as ADDed by [`cni_add`]) with the real plexus-cni binary:
+/// its controller port, switch port and veth go.
+pub fn cni_del(
+    a: &Attach<'_>,
+    host: &str,
+    host_ns: &str,
+    subnet_id: &str,
+    security_groups: &[String],
+) -> Result<()> {
+    cni_exec(
+        a,
+        "DEL",
+        host,
+        host_ns,
+        &cni_conf(a, subnet_id, security_groups),
+    )
+    .map(|_| ())
+}
+
+/// ADDs pod `host` into namespace `host_ns` with the real plexus-cni binary;
+/// returns (address, MAC) from the result JSON.
+pub fn cni_add(
+    a: &Attach<'_>,
+    host: &str,
+    host_ns: &str,
+    subnet_id: &str,
+    security_groups: &[String],
+    ip: Option<&str>,
+    mac: Option<&str>,
+) -> Result<(String, String)> {
+    let mut rc = json!({});
+    if let Some(ip) = ip {
+        rc["ips"] = json!([ip]);
+    }
+    if let Some(m) = mac {
+        rc["mac"] = json!(m);
+    }
+    let mut conf = cni_conf(a, subnet_id, security_groups);
+    conf["runtimeConfig"] = rc;
+    let stdout = cni_exec(a, "ADD", host, host_ns, &conf)?;
+    let r: Value = serde_json::from_str(&stdout)
+        .with_context(|| format!("plexus-cni ADD result is not JSON: {stdout}"))?;
+    let addr = r["ips"][0]["address"]
+        .as_str()
+        .context("no ips[0].address in the CNI result")?;
+    let ip = addr.split('/').next().unwrap_or(addr).to_owned();
+    let iface = r["ips"][0]["interface"].as_u64().unwrap_or(1) as usize;
+    let mac = r["interfaces"][iface]["mac"]
+        .as_str()
+        .context("no MAC of the pod interface in the CNI result")?
+        .to_owned();
+    Ok((ip, mac))
 }
 
 /// `plexus port attach --tap TAP PORT` in the chassis' namespace.

@@ -68,8 +68,17 @@ fn main() -> ExitCode {
     let path = resolve_target(target.as_deref());
     match call(&path, &words) {
         Ok(r) if r.ok => {
-            print!("{}", r.text);
-            ExitCode::SUCCESS
+            // Not print!: a reader that goes away early (`| head`) is not a panic.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(r.text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("plexus-appctl: writing the reply: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Ok(r) => {
             let t = r.text.trim_end();

@@ -113,6 +113,8 @@ struct EmcEntry<A> {
     /// The full key, compressed (two cache lines instead of six).
     key: CompactKey,
     action: A,
+    /// Hit since the last [`ExactMatchCache::sweep`].
+    used: bool,
 }
 
 /// Exact-match cache: a small 2-way hashed table of full keys (per thread).
@@ -143,7 +145,7 @@ impl<A: Clone> ExactMatchCache<A> {
 
     /// The action cached for `key` (with `hash = key.hash()`) at `epoch`.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, hash: u64, epoch: u64) -> Option<&A> {
+    pub fn lookup(&mut self, key: &FlowKey, hash: u64, epoch: u64) -> Option<&A> {
         let (a, b) = self.idx(hash);
         let mut ck = None;
         for i in [a, b] {
@@ -155,11 +157,35 @@ impl<A: Clone> ExactMatchCache<A> {
                     ck = Some(compact(key)?);
                 }
                 if ck.as_ref() == Some(&e.key) {
+                    let e = self.slots[i].as_mut()?;
+                    // Written only on the first hit after a sweep: a hot entry's
+                    // cache line is not dirtied per packet.
+                    if !e.used {
+                        e.used = true;
+                    }
                     return Some(&e.action);
                 }
             }
         }
         None
+    }
+
+    /// Empties the slots not valid at `epoch` and those not hit since the
+    /// previous sweep (they hold their action, e.g. an `Arc` of compiled
+    /// actions, until overwritten). Returns how many.
+    pub fn sweep(&mut self, epoch: u64) -> usize {
+        let mut n = 0;
+        for s in self.slots.iter_mut() {
+            if let Some(e) = s {
+                if e.epoch != epoch || !e.used {
+                    *s = None;
+                    n += 1;
+                } else {
+                    e.used = false;
+                }
+            }
+        }
+        n
     }
 
     /// Caches `action` for `key`: into an empty, stale or same-key slot of
@@ -186,12 +212,18 @@ impl<A: Clone> ExactMatchCache<A> {
             epoch,
             key: ck,
             action,
+            used: true,
         });
     }
 
     /// Drops every entry.
     pub fn flush(&mut self) {
         self.slots.iter_mut().for_each(|s| *s = None);
+    }
+
+    /// Number of occupied slots, stale ones included.
+    pub fn occupied(&self) -> usize {
+        self.slots.iter().flatten().count()
     }
 
     /// Number of entries valid at `epoch`.
@@ -215,6 +247,8 @@ pub struct Megaflow<A> {
     pub hits: u64,
     /// When it was installed (slow path only; `dump-cache` age).
     pub created: std::time::Instant,
+    /// `hits` at the last [`MegaflowCache::sweep`] (idle detection).
+    pub swept_hits: u64,
 }
 
 #[derive(Debug)]
@@ -330,6 +364,7 @@ impl<A: Clone> MegaflowCache<A> {
             e.epoch = epoch;
             e.action = action;
             e.created = std::time::Instant::now();
+            e.swept_hits = e.hits;
             return true;
         }
         if self.len >= self.capacity {
@@ -341,10 +376,44 @@ impl<A: Clone> MegaflowCache<A> {
             action,
             hits: 0,
             created: std::time::Instant::now(),
+            swept_hits: 0,
         });
         st.len += 1;
         self.len += 1;
         true
+    }
+
+    /// Revalidator housekeeping, run every `period` (OVS removes stale
+    /// megaflows after a table change and idle ones after `max-idle`, 10 s):
+    /// removes the megaflows not valid at `epoch` (never used again: a lookup
+    /// treats them as misses) and those without a hit since the previous
+    /// sweep that were installed at least `period` before `now`. Without it
+    /// the cache only purged when full (65,536 entries per cache), so every
+    /// table change and every new connection left an entry behind, each
+    /// holding its compiled actions: the RSS of a switch under churn grew
+    /// steadily. Frees table space once most of it is empty. Returns the
+    /// number removed.
+    pub fn sweep(
+        &mut self,
+        epoch: u64,
+        now: std::time::Instant,
+        period: std::time::Duration,
+    ) -> usize {
+        let before = self.len;
+        self.retain(|_, e| {
+            let idle = e.hits == e.swept_hits && now.saturating_duration_since(e.created) >= period;
+            e.swept_hits = e.hits;
+            e.epoch == epoch && !idle
+        });
+        for st in &mut self.subtables {
+            if st.map.capacity() > 4 * st.map.len() + 64 {
+                st.map.shrink_to_fit();
+            }
+        }
+        if self.by_mask.capacity() > 4 * self.by_mask.len() + 64 {
+            self.by_mask.shrink_to_fit();
+        }
+        before - self.len
     }
 
     /// Removes entries not valid at `epoch` and empty masks.
@@ -481,6 +550,18 @@ impl<A: Clone> FlowCache<A> {
         }
         self.stats.misses += 1;
         None
+    }
+
+    /// Sweeps the EMC and the megaflows (see [`ExactMatchCache::sweep`] and
+    /// [`MegaflowCache::sweep`]); returns how many megaflows went.
+    pub fn sweep(
+        &mut self,
+        epoch: u64,
+        now: std::time::Instant,
+        period: std::time::Duration,
+    ) -> usize {
+        self.emc.sweep(epoch);
+        self.megaflows.sweep(epoch, now, period)
     }
 
     /// Installs the slow path's result for `key` with wildcards `wc`.

@@ -185,73 +185,16 @@ pub struct DpPort {
     pin: PinBucket,
 }
 
+/// Packet-in counters of one port (`plexus-appctl show`): `sent` passed to
+/// the agent, `dropped` by the rate limit.
+pub use plexus_responder::ratelimit::Counters as PinCounters;
 /// Per-port packet-in rate limit (packets per second and burst; `rate` 0:
 /// unlimited), as OVS's `controller_rate_limit`/`controller_burst_limit`
 /// but per ingress port, so one flooding port cannot starve the others
-/// or the controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PinLimit {
-    pub rate: u32,
-    pub burst: u32,
-}
-
-impl PinLimit {
-    /// `rate` per second with OVS's default burst (a quarter of the rate, at least 25).
-    pub fn per_second(rate: u32) -> Self {
-        Self {
-            rate,
-            burst: (rate / 4).max(25),
-        }
-    }
-}
-
-/// Packet-in counters of one port (`plexus-appctl show`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PinCounters {
-    /// Packet-ins passed to the agent.
-    pub sent: u64,
-    /// Packet-ins dropped by the rate limit.
-    pub dropped: u64,
-}
-
-#[derive(Debug)]
-struct PinBucket {
-    limit: PinLimit,
-    tokens: f64,
-    last: Instant,
-    counters: PinCounters,
-}
-
-impl PinBucket {
-    fn new(limit: PinLimit) -> Self {
-        Self {
-            limit,
-            tokens: f64::from(limit.burst),
-            last: Instant::now(),
-            counters: PinCounters::default(),
-        }
-    }
-
-    /// Takes a token (refilled at `rate`/s up to `burst`); false: over the limit.
-    fn take(&mut self, now: Instant) -> bool {
-        if self.limit.rate == 0 {
-            self.counters.sent += 1;
-            return true;
-        }
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens =
-            (self.tokens + dt * f64::from(self.limit.rate)).min(f64::from(self.limit.burst.max(1)));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.counters.sent += 1;
-            true
-        } else {
-            self.counters.dropped += 1;
-            false
-        }
-    }
-}
+/// or the controller. The same token bucket limits the responder
+/// packet-ins of Open vSwitch chassis in the controller.
+pub use plexus_responder::ratelimit::RateLimit as PinLimit;
+use plexus_responder::ratelimit::TokenBucket as PinBucket;
 
 impl DpPort {
     /// Wraps an opened port as OpenFlow port `ofport`.
@@ -266,18 +209,18 @@ impl DpPort {
             config: 0,
             link,
             since: Instant::now(),
-            pin: PinBucket::new(PinLimit::default()),
+            pin: PinBucket::new(PinLimit::default(), Instant::now()),
         }
     }
 
     /// Sets this port's packet-in rate limit.
     pub fn set_packet_in_limit(&mut self, limit: PinLimit) {
-        self.pin = PinBucket::new(limit);
+        self.pin = PinBucket::new(limit, Instant::now());
     }
 
     /// This port's packet-in limit and counters.
     pub fn packet_ins(&self) -> (PinLimit, PinCounters) {
-        (self.pin.limit, self.pin.counters)
+        (self.pin.limit(), self.pin.counters())
     }
 
     fn info(&self) -> PortInfo {

@@ -299,7 +299,14 @@ pub struct Pipeline {
     recirc_depth: usize,
     /// Tunnel (vxlan) ports: outputs to them carry the tunnel metadata.
     pub(crate) tunnel_ports: std::collections::BTreeSet<u32>,
+    /// When [`Pipeline::expire`] next sweeps the megaflow caches.
+    next_cache_sweep: Option<Instant>,
 }
+
+/// How often [`Pipeline::expire`] sweeps the megaflow caches: stale megaflows
+/// go within this period of a table change, idle ones within twice it (OVS's
+/// default `max-idle` is 10 s).
+pub const CACHE_SWEEP: Duration = Duration::from_secs(5);
 
 impl Pipeline {
     /// A pipeline with `n_tables` tables (ids `0..n_tables`; at most 254).
@@ -328,6 +335,7 @@ impl Pipeline {
             recirc_cache: (0..n).map(|_| None).collect(),
             recirc_depth: 0,
             tunnel_ports: Default::default(),
+            next_cache_sweep: None,
         }
     }
 
@@ -355,6 +363,26 @@ impl Pipeline {
     }
 
     /// Megaflow count (including stale ones).
+    /// Removes stale and idle entries from every cache, EMC and megaflows
+    /// (see [`crate::cache::FlowCache::sweep`]); returns how many megaflows.
+    pub fn sweep_caches(&mut self, now: Instant) -> usize {
+        let g = self.generation;
+        let mut n = self.cache.sweep(g, now, CACHE_SWEEP);
+        for c in self.recirc_cache.iter_mut().flatten() {
+            n += c.sweep(g, now, CACHE_SWEEP);
+        }
+        n
+    }
+
+    /// Megaflows in the recirculation caches (after `ct(table=…)` and the like).
+    pub fn recirc_cache_len(&self) -> usize {
+        self.recirc_cache
+            .iter()
+            .flatten()
+            .map(|c| c.megaflows.len())
+            .sum()
+    }
+
     pub fn cache_len(&self) -> usize {
         self.cache.megaflows.len()
     }
@@ -527,6 +555,14 @@ impl Pipeline {
     /// messages for them (SEND_FLOW_REM only) and for deletions since the
     /// last call.
     pub fn expire(&mut self, now: Instant) -> Vec<FlowRemoved> {
+        match self.next_cache_sweep {
+            Some(t) if now < t => {}
+            Some(_) => {
+                self.next_cache_sweep = Some(now + CACHE_SWEEP);
+                self.sweep_caches(now);
+            }
+            None => self.next_cache_sweep = Some(now + CACHE_SWEEP),
+        }
         let mut gone = Vec::new();
         for (ti, t) in self.tables.iter().enumerate() {
             for r in t.iter() {
