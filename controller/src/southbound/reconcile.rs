@@ -245,11 +245,90 @@ pub fn plan_delta(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Result<Plan
     Ok(plan)
 }
 
+/// Incremental: the switch holds what we installed; `added`/`removed` is the exact change
+/// of the desired set since then (as [`Union`] reports it). Same plan as [`plan_delta`]
+/// on the two full sets, without walking them.
+pub fn plan_from_delta(
+    added: &BTreeSet<String>,
+    removed: &BTreeSet<String>,
+) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    // Groups: an id both removed and added is modified in place.
+    let mut gone: BTreeMap<u32, GroupMod> = BTreeMap::new();
+    for t in removed.iter().filter(|t| is_group(t)) {
+        let (g, _) = parse_desired_group(t)?;
+        gone.insert(g.group_id, g);
+    }
+    for t in added.iter().filter(|t| is_group(t)) {
+        let (mut g, _) = parse_desired_group(t)?;
+        if gone.remove(&g.group_id).is_some() {
+            g.command = GroupModCommand::Modify;
+        }
+        plan.group_adds.push(g);
+    }
+    for id in gone.keys() {
+        plan.group_deletes.push(group_delete(*id));
+    }
+    let mut added_keys = BTreeSet::new();
+    for t in added.iter().filter(|t| !is_group(t)) {
+        let d = parse_desired(t)?;
+        added_keys.insert(d.key);
+        plan.adds.push(d.add);
+    }
+    for t in removed.iter().filter(|t| !is_group(t)) {
+        let d = parse_desired(t)?;
+        if !added_keys.contains(&d.key) {
+            plan.deletes
+                .push(strict_delete(d.add.table_id, d.add.priority, &d.add.match_));
+        }
+    }
+    Ok(plan)
+}
+
+/// The net change of one chassis' desired set (flows and groups, compiler text).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetDelta {
+    pub added: BTreeSet<String>,
+    pub removed: BTreeSet<String>,
+}
+
+impl SetDelta {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// `f` entered the set.
+    pub fn add(&mut self, f: &str) {
+        if !self.removed.remove(f) {
+            self.added.insert(f.to_string());
+        }
+    }
+
+    /// `f` left the set.
+    pub fn remove(&mut self, f: &str) {
+        if !self.added.remove(f) {
+            self.removed.insert(f.to_string());
+        }
+    }
+
+    /// Appends `next` (a later change) to this one.
+    pub fn then(&mut self, next: &SetDelta) {
+        for f in &next.removed {
+            self.remove(f);
+        }
+        for f in &next.added {
+            self.add(f);
+        }
+    }
+}
+
 /// Per-chassis union of several engines' outputs with reference counts (the same flow,
-/// e.g. a table's default drop, is wanted by every VPC on the chassis).
+/// e.g. a table's default drop, is wanted by every VPC on the chassis). Every call
+/// records the net change per chassis in `changes` (taken by [`Union::take_changes`]).
 #[derive(Debug, Clone, Default)]
 pub struct Union {
     counts: BTreeMap<String, BTreeMap<String, usize>>,
+    changes: BTreeMap<String, SetDelta>,
 }
 
 impl Union {
@@ -257,7 +336,11 @@ impl Union {
         for (c, fs) in flows {
             let m = self.counts.entry(c.clone()).or_default();
             for f in fs {
-                *m.entry(f.clone()).or_insert(0) += 1;
+                let n = m.entry(f.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    self.changes.entry(c.clone()).or_default().add(f);
+                }
             }
         }
     }
@@ -272,6 +355,7 @@ impl Union {
                     *n -= 1;
                     if *n == 0 {
                         m.remove(f);
+                        self.changes.entry(c.clone()).or_default().remove(f);
                     }
                 }
             }
@@ -282,6 +366,13 @@ impl Union {
     pub fn apply(&mut self, d: &Delta) {
         self.remove_flows(&d.removed);
         self.add_flows(&d.added);
+    }
+
+    /// The net change per chassis since the last call.
+    pub fn take_changes(&mut self) -> BTreeMap<String, SetDelta> {
+        let mut c = std::mem::take(&mut self.changes);
+        c.retain(|_, d| !d.is_empty());
+        c
     }
 
     /// The desired flows of `chassis`.
@@ -364,6 +455,68 @@ mod tests {
         let plan = plan_delta(&set(&[A, B]), &set(&[A])).unwrap();
         assert_eq!(plan.deletes.len(), 1);
         assert!(plan.adds.is_empty());
+    }
+
+    #[test]
+    fn delta_plan_equals_full_set_plan() {
+        let cases: [(&[&str], &[&str]); 4] = [
+            (&[A, B], &[A, B2, C]),
+            (&[A, B], &[A]),
+            (&[G1, B], &[G1B, G2, B]),
+            (&[G1, G2], &[G2]),
+        ];
+        for (old, new) in cases {
+            let (o, n) = (set(old), set(new));
+            let mut d = SetDelta::default();
+            for f in n.difference(&o) {
+                d.add(f);
+            }
+            for f in o.difference(&n) {
+                d.remove(f);
+            }
+            let a = plan_delta(&o, &n).unwrap();
+            let b = plan_from_delta(&d.added, &d.removed).unwrap();
+            let txt = |p: &Plan| {
+                format!(
+                    "{:?}",
+                    (&p.group_adds, &p.deletes, &p.adds, &p.group_deletes)
+                )
+            };
+            assert_eq!(txt(&a), txt(&b));
+        }
+    }
+
+    #[test]
+    fn union_reports_net_changes() {
+        let mut u = Union::default();
+        let f = |v: &[&str]| -> Flows { [("c".to_string(), set(v))].into_iter().collect() };
+        u.add_flows(&f(&[A, C]));
+        u.add_flows(&f(&[B, C]));
+        let d = u.take_changes();
+        assert_eq!(d["c"].added, set(&[A, B, C]));
+        // C is still wanted once; A leaves and comes back: no net change.
+        u.remove_flows(&f(&[A, C]));
+        u.add_flows(&f(&[A]));
+        assert!(u.take_changes().is_empty());
+        u.remove_flows(&f(&[B, C]));
+        let d = u.take_changes();
+        assert_eq!(d["c"].removed, set(&[B, C]));
+        let mut acc = SetDelta::default();
+        acc.then(&SetDelta {
+            added: set(&[A]),
+            removed: set(&[]),
+        });
+        acc.then(&SetDelta {
+            added: set(&[]),
+            removed: set(&[A, B]),
+        });
+        assert_eq!(
+            acc,
+            SetDelta {
+                added: set(&[]),
+                removed: set(&[B])
+            }
+        );
     }
 
     #[test]
