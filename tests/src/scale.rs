@@ -106,6 +106,14 @@ fn pctl(v: &[f64]) -> (f64, f64, f64) {
 
 type FlowId = (u8, u16, Match);
 
+/// A flow's identity as a switch sees it: table, priority and the match with its fields
+/// in a canonical order (the same match may arrive with its OXMs in any order).
+fn flow_id(fm: &FlowMod) -> FlowId {
+    let mut m = fm.match_.clone();
+    m.fields.sort_by_key(|f| f.field);
+    (fm.table_id, fm.priority, m)
+}
+
 #[derive(Debug, Default)]
 struct SimTable {
     flows: HashMap<FlowId, FlowMod>,
@@ -117,11 +125,10 @@ impl SimTable {
         let cookie_ok = |f: &FlowMod| (f.cookie ^ fm.cookie) & fm.cookie_mask == 0;
         match fm.command {
             FlowModCommand::Add => {
-                self.flows
-                    .insert((fm.table_id, fm.priority, fm.match_.clone()), fm);
+                self.flows.insert(flow_id(&fm), fm);
             }
             FlowModCommand::DeleteStrict => {
-                let k = (fm.table_id, fm.priority, fm.match_.clone());
+                let k = flow_id(&fm);
                 if self.flows.get(&k).is_some_and(cookie_ok) {
                     self.flows.remove(&k);
                 }
@@ -134,7 +141,7 @@ impl SimTable {
                 });
             }
             FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
-                let k = (fm.table_id, fm.priority, fm.match_.clone());
+                let k = flow_id(&fm);
                 if let Some(f) = self.flows.get_mut(&k) {
                     f.instructions = fm.instructions;
                 }

@@ -627,10 +627,11 @@ impl Agent {
                 if v.is_empty() && *port_no != 0xffff_ffff {
                     return Err(OfpError::BadRequest(BadRequestCode::BadPort));
                 }
-                vec![R::PortStats(v)]
+                chunks(v, R::PortStats)
             }
             MultipartRequestBody::PortDesc => {
-                vec![R::PortDesc(sw.ports().iter().map(DpPort::desc).collect())]
+                // Split like every other reply: 10k ports do not fit one 64 KiB message.
+                chunks(sw.ports().iter().map(DpPort::desc).collect(), R::PortDesc)
             }
             MultipartRequestBody::Queue { .. } => vec![R::Queue(Vec::new())],
             MultipartRequestBody::Group { group_id } => {
