@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod kinds;
+pub use kinds::port_index;
 mod metrics;
 mod tenancy;
 
