@@ -285,7 +285,9 @@ async fn sim_session(
                     }
                     MultipartRequestBody::Flow(req) => {
                         let v = flow_stats(&table.lock().unwrap(), &req);
-                        chunks(v, 200)
+                        // Small parts: a merged clause flow carries up to ~100
+                        // conjunction actions, and a part must stay under 64 KiB.
+                        chunks(v, 16)
                             .into_iter()
                             .map(MultipartReplyBody::Flow)
                             .collect()
