@@ -415,17 +415,33 @@ async fn follow<S: Store + Clone>(
     let (state, mut rx) = shared.subscribe(chassis);
     let first_epoch = report(ports);
     // Wait for flows computed with this switch's ports: reconciling against anything
-    // older would delete the flows of ports the engine has not seen yet.
-    loop {
-        rx.borrow_and_update();
-        if state.lock().unwrap().epoch >= first_epoch {
-            break;
+    // older would delete the flows of ports the engine has not seen yet. Meanwhile read
+    // what the switch holds (only this session changes its Plexus flows), so that a
+    // restarted controller recompiling every port and a switch listing 100k+ flows
+    // overlap instead of adding up.
+    let wait = async {
+        loop {
+            rx.borrow_and_update();
+            if state.lock().unwrap().epoch >= first_epoch {
+                return Ok(true);
+            }
+            tokio::select! {
+                r = rx.changed() => r.map_err(|_| anyhow!("southbound stopped"))?,
+                _ = stop.changed() => return Ok::<bool, anyhow::Error>(false),
+            }
         }
-        tokio::select! {
-            r = rx.changed() => r.map_err(|_| anyhow!("southbound stopped"))?,
-            _ = stop.changed() => return Ok(()),
-        }
+    };
+    let dump = async {
+        let flows = sess.plexus_flows().await?;
+        let groups = sess.plexus_groups().await?;
+        Ok::<_, anyhow::Error>((flows, groups))
+    };
+    let (go, dumped) = tokio::join!(wait, dump);
+    if !go? {
+        return Ok(());
     }
+    // A failed read is retried by the reconcile itself.
+    let mut prefetched = dumped.ok();
     let mut responder = Responder::new();
     // The desired-set change number the switch holds; `None`: unknown, reconcile fully.
     let mut installed: Option<u64> = None;
@@ -449,7 +465,7 @@ async fn follow<S: Store + Clone>(
             let full = matches!(work, Work::Full(_));
             let r = match &work {
                 Work::Delta(delta) => apply_delta(sess, delta).await,
-                Work::Full(flows) => reconcile(sess, revision, flows).await,
+                Work::Full(flows) => reconcile(sess, revision, flows, prefetched.take()).await,
             };
             match r {
                 Ok((adds, deletes)) => {
@@ -522,13 +538,21 @@ async fn follow<S: Store + Clone>(
     }
 }
 
+/// Full reconcile against what the switch holds: `prefetched` (read by this session with
+/// nothing sent since), else read now.
 async fn reconcile(
     sess: &mut Session,
     revision: u64,
     flows: &BTreeSet<String>,
+    prefetched: Option<(Vec<FlowStats>, Vec<GroupDesc>)>,
 ) -> Result<(u64, u64), String> {
-    let have = sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?;
-    let groups = sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?;
+    let (have, groups) = match prefetched {
+        Some(p) => p,
+        None => (
+            sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?,
+            sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?,
+        ),
+    };
     let plan = plan_full(&have, &groups, flows)?;
     let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
     tracing::info!(
