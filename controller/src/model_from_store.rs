@@ -109,6 +109,20 @@ impl Snapshot {
         }
     }
 
+    /// Whether the snapshot holds `kind/id` (kinds the compiler does not use: false).
+    pub fn has(&self, kind: &str, id: &str) -> bool {
+        match kind {
+            k if k == VpcSpec::KIND => self.vpcs.contains_key(id),
+            k if k == SubnetSpec::KIND => self.subnets.contains_key(id),
+            k if k == PortSpec::KIND => self.ports.contains_key(id),
+            k if k == SecurityGroupSpec::KIND => self.groups.contains_key(id),
+            k if k == ChassisSpec::KIND => self.chassis.contains_key(id),
+            k if k == RouterSpec::KIND => self.routers.contains_key(id),
+            k if k == ServiceSpec::KIND => self.services.contains_key(id),
+            _ => false,
+        }
+    }
+
     /// The VPCs whose models the object `kind/id`, as this snapshot has it, is part of
     /// (`None`: every VPC, e.g. a chassis). Call before and after [`Snapshot::refresh`]
     /// so that both the old and the new placement are covered.

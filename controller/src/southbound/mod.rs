@@ -455,16 +455,29 @@ pub fn model_changes(old: &Model, new: &Model) -> Vec<Change> {
 impl EngineState {
     /// Brings the engines of the VPCs in `dirty` (every VPC with `None`) to `snap`,
     /// updating the union incrementally. Models are built only for those VPCs.
-    fn update(&mut self, snap: &Snapshot, dirty: Option<BTreeSet<String>>) -> usize {
-        let keys = Keys::of(snap);
-        let dirty = match (dirty, keys.moved_vpcs(&self.keys, snap)) {
-            (Some(mut d), Some(moved)) => {
-                d.extend(moved);
-                Some(d)
-            }
-            _ => None,
+    /// `ids_changed`: an object with a key (VPC, port, service, security group) may have
+    /// been created or deleted since the last call; keys depend only on those id sets, so
+    /// otherwise they are kept (no O(ports) key computation per change).
+    fn update(
+        &mut self,
+        snap: &Snapshot,
+        dirty: Option<BTreeSet<String>>,
+        ids_changed: bool,
+    ) -> usize {
+        let dirty = if ids_changed {
+            let keys = Keys::of(snap);
+            let dirty = match (dirty, keys.moved_vpcs(&self.keys, snap)) {
+                (Some(mut d), Some(moved)) => {
+                    d.extend(moved);
+                    Some(d)
+                }
+                _ => None,
+            };
+            self.keys = keys;
+            dirty
+        } else {
+            dirty
         };
-        self.keys = keys;
         let models = build_models_with(snap, &self.ofports, &self.keys, dirty.as_ref());
         self.apply_models(models, dirty.as_ref())
     }
@@ -527,6 +540,8 @@ async fn engine_task<S: Store + Clone>(
     // VPCs to recompile (`all`: every one).
     let mut all = true;
     let mut dirty: BTreeSet<String> = BTreeSet::new();
+    // Whether a keyed object may have appeared or gone (see `EngineState::update`).
+    let mut ids_changed = true;
     loop {
         // The store writes its change feed before it publishes the revision: every
         // change up to `revision` is in the feed now.
@@ -551,12 +566,14 @@ async fn engine_task<S: Store + Clone>(
             // Incremental: re-read only the changed objects.
             for c in &changed {
                 let before = s.affected_vpcs(&c.kind, &c.id);
+                let existed = s.has(&c.kind, &c.id);
                 if let Err(e) = s.refresh(&shared.store, &c.kind, &c.id) {
                     tracing::error!(error = %e, kind = %c.kind, id = %c.id, "reading a changed object");
                     lagged = true;
                     break;
                 }
                 let after = s.affected_vpcs(&c.kind, &c.id);
+                ids_changed |= existed != s.has(&c.kind, &c.id);
                 match (before, after) {
                     (Some(b), Some(a)) => dirty.extend(b.into_iter().chain(a)),
                     _ => all = true,
@@ -595,7 +612,7 @@ async fn engine_task<S: Store + Clone>(
         let n_dirty = which.as_ref().map(|d| d.len());
         all = false;
         dirty.clear();
-        let recomputed = st.update(snap, which);
+        let recomputed = st.update(snap, which, std::mem::take(&mut ids_changed));
         let changes = st.union.take_changes();
         tracing::debug!(revision = snap.revision, ?n_dirty, recomputed, changed_chassis = changes.len(), elapsed = ?t0.elapsed(), "compiled");
         publish(&shared, &st, snap.revision, changes);
