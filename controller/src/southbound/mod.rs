@@ -504,7 +504,18 @@ impl EngineState {
             match self.engines.get_mut(&id) {
                 Some(e) if e.model().vni == m.vni => {
                     let changes = model_changes(e.model(), &m);
-                    if !changes.is_empty() {
+                    let size = m.ports.len() + m.groups.len() + m.services.len() + 1;
+                    if changes.len() >= 4 && changes.len() * 2 > size {
+                        // Most of the VPC changed (a switch reported its ports after a
+                        // controller restart): one full compile is cheaper than
+                        // recomputing unit by unit; the union gets the difference.
+                        let old = e.flows();
+                        let fresh = Engine::new(m);
+                        let new = fresh.flows();
+                        self.union.apply(&flows_diff(&old, &new));
+                        *e = fresh;
+                        recomputed += 1;
+                    } else if !changes.is_empty() {
                         let d = e.apply_all(changes);
                         recomputed += e.last_recomputed;
                         self.union.apply(&d);
@@ -523,6 +534,27 @@ impl EngineState {
         }
         recomputed
     }
+}
+
+/// The delta that turns one engine's flows into another's.
+fn flows_diff(
+    old: &crate::compiler::Flows,
+    new: &crate::compiler::Flows,
+) -> crate::compiler::Delta {
+    let mut d = crate::compiler::Delta::default();
+    let empty = BTreeSet::new();
+    for c in old.keys().chain(new.keys()) {
+        let (o, n) = (old.get(c).unwrap_or(&empty), new.get(c).unwrap_or(&empty));
+        let added: BTreeSet<String> = n.difference(o).cloned().collect();
+        let removed: BTreeSet<String> = o.difference(n).cloned().collect();
+        if !added.is_empty() {
+            d.added.insert(c.clone(), added);
+        }
+        if !removed.is_empty() {
+            d.removed.insert(c.clone(), removed);
+        }
+    }
+    d
 }
 
 async fn engine_task<S: Store + Clone>(
@@ -850,6 +882,73 @@ mod tests {
                 }
                 st.apply_models(models.clone(), None);
                 prop_assert_eq!(union_flows(&st), full_union(&models), "after {:?}", s);
+            }
+        }
+
+        /// A switch reporting every port at once (as after a controller restart) changes
+        /// most of the VPC: the full-recompile path gives the same union.
+        #[test]
+        fn all_ports_reported_at_once_equals_full(groups in 0..8u8, chassis in 0..4u8) {
+            let port = |n: u8, reported: bool| Op::Port {
+                n, chassis: (chassis + n) % 4, groups: groups.rotate_left(n as u32), ip: n % 4,
+                sec: n % 2 == 0, bound: true, reported,
+            };
+            let mut e = crate::compiler::Engine::new(empty_vpc(7));
+            e.apply(to_change(&Op::Group { n: 0, rules: vec![(true, 1, 0, 2)] }));
+            let mut st = EngineState::default();
+            for n in 0..8 {
+                e.apply(to_change(&port(n, false)));
+            }
+            let mut models = BTreeMap::from([("v".to_string(), e.model().clone())]);
+            st.apply_models(models.clone(), None);
+            prop_assert_eq!(union_flows(&st), full_union(&models));
+            for n in 0..8 {
+                e.apply(to_change(&port(n, true)));
+            }
+            models.insert("v".into(), e.model().clone());
+            let before = st.engines["v"].model().clone();
+            prop_assert!(model_changes(&before, e.model()).len() >= 8);
+            let recomputed = st.apply_models(models.clone(), None);
+            prop_assert_eq!(recomputed, 1, "one full compile");
+            prop_assert_eq!(union_flows(&st), full_union(&models));
+        }
+
+        /// The same steps applied in batches of ten (many changes to one VPC at once take
+        /// the full-recompile path of `apply_models`): the union still equals the full
+        /// recompute after each batch.
+        #[test]
+        fn batched_model_updates_equal_full(steps in prop::collection::vec(step(), 1..60)) {
+            let mut st = EngineState::default();
+            let mut models: BTreeMap<String, Model> = BTreeMap::new();
+            let mut builders: BTreeMap<String, crate::compiler::Engine> = BTreeMap::new();
+            for (i, s) in steps.iter().enumerate() {
+                match s {
+                    Step::Vpc(v, o) => {
+                        let id = format!("vpc{v}");
+                        let e = builders
+                            .entry(id.clone())
+                            .or_insert_with(|| crate::compiler::Engine::new(empty_vpc(100 + *v as u32)));
+                        e.apply(to_change(o));
+                        models.insert(id, e.model().clone());
+                    }
+                    Step::DelVpc(v) => {
+                        let id = format!("vpc{v}");
+                        builders.remove(&id);
+                        models.remove(&id);
+                    }
+                    Step::Renumber(v) => {
+                        let id = format!("vpc{v}");
+                        if let Some(m) = models.get_mut(&id) {
+                            m.vni += 1000;
+                            m.l3.router_mac = router_mac(m.vni);
+                            builders.insert(id, crate::compiler::Engine::new(m.clone()));
+                        }
+                    }
+                }
+                if i % 10 == 9 || i + 1 == steps.len() {
+                    st.apply_models(models.clone(), None);
+                    prop_assert_eq!(union_flows(&st), full_union(&models), "after step {}", i);
+                }
             }
         }
     }

@@ -199,23 +199,52 @@ pub fn plan_full(
 ) -> Result<Plan, String> {
     let mut plan = Plan::default();
     plan_groups_full(installed_groups, desired, &mut plan)?;
+    // Parsing and formatting 100k+ flows on each side is the cost of a reconnect: the
+    // desired set (in two halves) and the switch's flows are canonicalised in parallel.
+    let texts: Vec<&String> = desired.iter().filter(|t| !is_group(t)).collect();
+    let (a, b) = texts.split_at(texts.len() / 2);
+    let parse = |part: &[&String]| -> Result<Vec<Desired>, String> {
+        part.iter().map(|t| parse_desired(t)).collect()
+    };
+    let canon = || -> Vec<(FlowKey, String, &FlowStats)> {
+        installed
+            .iter()
+            .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
+            .map(|fs| {
+                (
+                    FlowKey::new(fs.table_id, fs.priority, &fs.match_),
+                    format_instructions(&fs.instructions),
+                    fs,
+                )
+            })
+            .collect()
+    };
+    let (da, db, inst) = if texts.len() + installed.len() < 4096 {
+        (parse(a), parse(b), canon())
+    } else {
+        std::thread::scope(|s| {
+            let ha = s.spawn(|| parse(a));
+            let hb = s.spawn(|| parse(b));
+            let inst = canon();
+            let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
+                h.join()
+                    .unwrap_or_else(|_| Err("flow parser panicked".to_string()))
+            };
+            (join(ha), join(hb), inst)
+        })
+    };
     let mut want: BTreeMap<FlowKey, Desired> = BTreeMap::new();
-    for t in desired.iter().filter(|t| !is_group(t)) {
-        let d = parse_desired(t)?;
+    for d in da?.into_iter().chain(db?) {
         want.insert(d.key.clone(), d);
     }
     let mut have: BTreeMap<FlowKey, String> = BTreeMap::new();
-    for fs in installed
-        .iter()
-        .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
-    {
-        let key = FlowKey::new(fs.table_id, fs.priority, &fs.match_);
+    for (key, actions, fs) in inst {
         if !want.contains_key(&key) {
             plan.deletes
                 .push(strict_delete(fs.table_id, fs.priority, &fs.match_));
             continue;
         }
-        have.insert(key, format_instructions(&fs.instructions));
+        have.insert(key, actions);
     }
     for (key, d) in want {
         if have.get(&key) != Some(&d.actions) {
@@ -435,6 +464,38 @@ mod tests {
         let adds: Vec<_> = plan.adds.iter().map(|f| (f.table_id, f.priority)).collect();
         assert_eq!(adds, vec![(10, 0), (50, 100)]);
         assert!(plan.adds.iter().all(|f| f.cookie == COOKIE));
+    }
+
+    /// Large sets take the parallel path: the same plan as the per-flow definition.
+    #[test]
+    fn full_reconcile_of_large_sets_in_parallel() {
+        let text = |n: u32, out: u32| {
+            format!("table=30,priority=100,reg15={n},metadata=0x7,actions=output:{out}")
+        };
+        let desired: BTreeSet<String> = (0..6000).map(|n| text(n, 1)).collect();
+        let mut installed: Vec<FlowStats> = Vec::new();
+        // 0..3000 as desired, 3000..4000 with other actions, 6000..6500 not desired,
+        // one foreign flow (another cookie) not desired either.
+        installed.extend((0..3000).map(|n| stats(&text(n, 1), COOKIE)));
+        installed.extend((3000..4000).map(|n| stats(&text(n, 2), COOKIE)));
+        installed.extend((6000..6500).map(|n| stats(&text(n, 1), COOKIE)));
+        installed.push(stats(&text(9999, 1), 0x1234));
+        let plan = plan_full(&installed, &[], &desired).unwrap();
+        assert_eq!(plan.adds.len(), 3000, "1000 replaced + 2000 missing");
+        assert_eq!(plan.deletes.len(), 500);
+        assert!(plan.adds.iter().all(|f| f.cookie == COOKIE));
+        let deleted: BTreeSet<String> = plan
+            .deletes
+            .iter()
+            .map(|f| format_match_with_priority(&f.match_, f.priority))
+            .collect();
+        assert!(
+            deleted.iter().all(|m| m.contains("reg15=0x17")
+                || m.contains("reg15=0x18")
+                || m.contains("reg15=0x19")),
+            "{:?}",
+            deleted.iter().next()
+        );
     }
 
     #[test]
