@@ -891,7 +891,7 @@ mod tests {
         fn all_ports_reported_at_once_equals_full(groups in 0..8u8, chassis in 0..4u8) {
             let port = |n: u8, reported: bool| Op::Port {
                 n, chassis: (chassis + n) % 4, groups: groups.rotate_left(n as u32), ip: n % 4,
-                sec: n % 2 == 0, bound: true, reported,
+                sec: n.is_multiple_of(2), bound: true, reported,
             };
             let mut e = crate::compiler::Engine::new(empty_vpc(7));
             e.apply(to_change(&Op::Group { n: 0, rules: vec![(true, 1, 0, 2)] }));

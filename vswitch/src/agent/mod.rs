@@ -711,14 +711,11 @@ fn multipart_frames(xid: u32, bodies: Vec<MultipartReplyBody>) -> Vec<Vec<u8>> {
             R::TableFeatures(v) => halve(v, R::TableFeatures),
             _ => None,
         };
-        match halves {
-            Some((a, b)) => {
-                push(xid, a, out);
-                push(xid, b, out);
-            }
-            // One entry larger than a message cannot be sent at all (an entry's own
-            // length field is 16 bits, so a table cannot hold one); it is left out.
-            None => {}
+        // One entry larger than a message cannot be sent at all (an entry's own length
+        // field is 16 bits, so a table cannot hold one); it is left out.
+        if let Some((a, b)) = halves {
+            push(xid, a, out);
+            push(xid, b, out);
         }
     }
     let mut out = Vec::new();
