@@ -190,6 +190,28 @@ fn plan_groups_delta(
     Ok(())
 }
 
+/// A switch flow with the Plexus cookie, in canonical form.
+#[derive(Debug, Clone)]
+pub struct InstalledFlow {
+    pub key: FlowKey,
+    pub actions: String,
+    pub stats: FlowStats,
+}
+
+/// Canonicalises the switch's Plexus flows (foreign cookies are left out); can run while
+/// the desired set is still being computed.
+pub fn canon_installed(installed: Vec<FlowStats>) -> Vec<InstalledFlow> {
+    installed
+        .into_iter()
+        .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
+        .map(|fs| InstalledFlow {
+            key: FlowKey::new(fs.table_id, fs.priority, &fs.match_),
+            actions: format_instructions(&fs.instructions),
+            stats: fs,
+        })
+        .collect()
+}
+
 /// Full reconciliation: `installed` is what the switch reports (any cookie; foreign flows
 /// are ignored), `desired` the compiler's flows for this chassis.
 pub fn plan_full(
@@ -197,40 +219,37 @@ pub fn plan_full(
     installed_groups: &[GroupDesc],
     desired: &BTreeSet<String>,
 ) -> Result<Plan, String> {
+    plan_full_canon(
+        canon_installed(installed.to_vec()),
+        installed_groups,
+        desired,
+    )
+}
+
+/// [`plan_full`] with the switch's flows already canonicalised ([`canon_installed`]).
+pub fn plan_full_canon(
+    installed: Vec<InstalledFlow>,
+    installed_groups: &[GroupDesc],
+    desired: &BTreeSet<String>,
+) -> Result<Plan, String> {
     let mut plan = Plan::default();
     plan_groups_full(installed_groups, desired, &mut plan)?;
-    // Parsing and formatting 100k+ flows on each side is the cost of a reconnect: the
-    // desired set (in two halves) and the switch's flows are canonicalised in parallel.
+    // Parsing 100k+ desired flows is the cost of a reconnect: two halves in parallel.
     let texts: Vec<&String> = desired.iter().filter(|t| !is_group(t)).collect();
     let (a, b) = texts.split_at(texts.len() / 2);
     let parse = |part: &[&String]| -> Result<Vec<Desired>, String> {
         part.iter().map(|t| parse_desired(t)).collect()
     };
-    let canon = || -> Vec<(FlowKey, String, &FlowStats)> {
-        installed
-            .iter()
-            .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
-            .map(|fs| {
-                (
-                    FlowKey::new(fs.table_id, fs.priority, &fs.match_),
-                    format_instructions(&fs.instructions),
-                    fs,
-                )
-            })
-            .collect()
-    };
-    let (da, db, inst) = if texts.len() + installed.len() < 4096 {
-        (parse(a), parse(b), canon())
+    let (da, db) = if texts.len() < 4096 {
+        (parse(a), parse(b))
     } else {
         std::thread::scope(|s| {
-            let ha = s.spawn(|| parse(a));
             let hb = s.spawn(|| parse(b));
-            let inst = canon();
-            let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
-                h.join()
-                    .unwrap_or_else(|_| Err("flow parser panicked".to_string()))
-            };
-            (join(ha), join(hb), inst)
+            let da = parse(a);
+            let db = hb
+                .join()
+                .unwrap_or_else(|_| Err("flow parser panicked".to_string()));
+            (da, db)
         })
     };
     let mut want: BTreeMap<FlowKey, Desired> = BTreeMap::new();
@@ -238,13 +257,16 @@ pub fn plan_full(
         want.insert(d.key.clone(), d);
     }
     let mut have: BTreeMap<FlowKey, String> = BTreeMap::new();
-    for (key, actions, fs) in inst {
-        if !want.contains_key(&key) {
-            plan.deletes
-                .push(strict_delete(fs.table_id, fs.priority, &fs.match_));
+    for f in installed {
+        if !want.contains_key(&f.key) {
+            plan.deletes.push(strict_delete(
+                f.stats.table_id,
+                f.stats.priority,
+                &f.stats.match_,
+            ));
             continue;
         }
-        have.insert(key, actions);
+        have.insert(f.key, f.actions);
     }
     for (key, d) in want {
         if have.get(&key) != Some(&d.actions) {

@@ -1,7 +1,8 @@
 //! One switch's OpenFlow session: identify, report ports, reconcile, follow the desired flows.
 
 use super::reconcile::{
-    COOKIE, COOKIE_MASK, Plan, SetDelta, is_plexus_group, plan_from_delta, plan_full,
+    COOKIE, COOKIE_MASK, InstalledFlow, Plan, SetDelta, canon_installed, is_plexus_group,
+    plan_from_delta, plan_full_canon,
 };
 use super::{Cmd, Shared, next_epoch};
 use crate::model_from_store::Snapshot;
@@ -434,6 +435,8 @@ async fn follow<S: Store + Clone>(
     let dump = async {
         let flows = sess.plexus_flows().await?;
         let groups = sess.plexus_groups().await?;
+        // Canonicalised off the runtime, still while the engine compiles.
+        let flows = tokio::task::spawn_blocking(move || canon_installed(flows)).await?;
         Ok::<_, anyhow::Error>((flows, groups))
     };
     let (go, dumped) = tokio::join!(wait, dump);
@@ -544,20 +547,21 @@ async fn reconcile(
     sess: &mut Session,
     revision: u64,
     flows: &BTreeSet<String>,
-    prefetched: Option<(Vec<FlowStats>, Vec<GroupDesc>)>,
+    prefetched: Option<(Vec<InstalledFlow>, Vec<GroupDesc>)>,
 ) -> Result<(u64, u64), String> {
     let (have, groups) = match prefetched {
         Some(p) => p,
         None => (
-            sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?,
+            canon_installed(sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?),
             sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?,
         ),
     };
-    let plan = plan_full(&have, &groups, flows)?;
+    let n_have = have.len();
+    let plan = plan_full_canon(have, &groups, flows)?;
     let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
     tracing::info!(
         revision,
-        installed = have.len(),
+        installed = n_have,
         desired = flows.len(),
         adds = counts.0,
         deletes = counts.1,
