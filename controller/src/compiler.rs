@@ -1449,6 +1449,13 @@ impl Engine {
 
     /// Applies one change, recomputing only the affected units; returns the delta.
     pub fn apply(&mut self, change: Change) -> Delta {
+        self.apply_all(vec![change])
+    }
+
+    /// Applies several changes, recomputing each affected unit once (a unit whose output
+    /// differs between the first and the last model is affected by at least one of the
+    /// changes, so the union of their affected sets suffices).
+    pub fn apply_all(&mut self, changes: Vec<Change>) -> Delta {
         let before = vpc_chassis(&self.model);
         let mut affected: BTreeSet<Unit> = BTreeSet::new();
         let mut everything = false;
@@ -1483,84 +1490,87 @@ impl Engine {
             );
             out
         };
-        match &change {
-            Change::PutPort(id, _) | Change::DelPort(id) => {
-                let old = self.model.ports.get(id).cloned();
-                match &change {
-                    Change::PutPort(_, p) => {
-                        self.model.ports.insert(id.clone(), p.clone());
+        for change in changes {
+            match &change {
+                Change::PutPort(id, _) | Change::DelPort(id) => {
+                    let old = self.model.ports.get(id).cloned();
+                    match &change {
+                        Change::PutPort(_, p) => {
+                            self.model.ports.insert(id.clone(), p.clone());
+                        }
+                        _ => {
+                            self.model.ports.remove(id);
+                        }
                     }
-                    _ => {
-                        self.model.ports.remove(id);
+                    let new = self.model.ports.get(id).cloned();
+                    let mut groups = BTreeSet::new();
+                    for p in old.iter().chain(new.iter()) {
+                        groups.extend(p.groups.iter().cloned());
+                        if let Some((c, _)) = &p.binding {
+                            affected.insert(Unit::Chassis(c.clone()));
+                        }
                     }
+                    affected.insert(Unit::Port(id.clone()));
+                    // Its groups' shared flows follow where their enforcing members are.
+                    affected.extend(groups.iter().map(|g| Unit::Group(g.clone())));
+                    // Remote-group references see this port's membership and addresses.
+                    let m = &self.model;
+                    affected.extend(referencing(m, &groups));
                 }
-                let new = self.model.ports.get(id).cloned();
-                let mut groups = BTreeSet::new();
-                for p in old.iter().chain(new.iter()) {
-                    groups.extend(p.groups.iter().cloned());
-                    if let Some((c, _)) = &p.binding {
-                        affected.insert(Unit::Chassis(c.clone()));
+                Change::PutGroup(id, g) => {
+                    self.model.groups.insert(id.clone(), g.clone());
+                    affected.extend(self.members(id));
+                    affected.insert(Unit::Group(id.clone()));
+                }
+                Change::DelGroup(id) => {
+                    self.model.groups.remove(id);
+                    affected.extend(self.members(id));
+                    affected.insert(Unit::Group(id.clone()));
+                }
+                Change::PutChassis(id, c) => {
+                    everything |= self.model.chassis.get(id) != Some(c);
+                    self.model.chassis.insert(id.clone(), c.clone());
+                }
+                Change::DelChassis(id) => {
+                    everything |= self.model.chassis.remove(id).is_some();
+                }
+                Change::PutService(id, svc) => {
+                    self.model.services.insert(id.clone(), svc.clone());
+                    affected.insert(Unit::Service(id.clone()));
+                }
+                Change::DelService(id) => {
+                    self.model.services.remove(id);
+                    affected.insert(Unit::Service(id.clone()));
+                }
+                Change::PutL3(l3) => {
+                    // The router MAC is in every port's route and every service; the LB zone in
+                    // every service; the gateways only in the router unit.
+                    if l3.router_mac != self.model.l3.router_mac {
+                        everything = true;
                     }
-                }
-                affected.insert(Unit::Port(id.clone()));
-                // Its groups' shared flows follow where their enforcing members are.
-                affected.extend(groups.iter().map(|g| Unit::Group(g.clone())));
-                // Remote-group references see this port's membership and addresses.
-                let m = &self.model;
-                affected.extend(referencing(m, &groups));
-            }
-            Change::PutGroup(id, g) => {
-                self.model.groups.insert(id.clone(), g.clone());
-                affected.extend(self.members(id));
-                affected.insert(Unit::Group(id.clone()));
-            }
-            Change::DelGroup(id) => {
-                self.model.groups.remove(id);
-                affected.extend(self.members(id));
-                affected.insert(Unit::Group(id.clone()));
-            }
-            Change::PutChassis(id, c) => {
-                everything = self.model.chassis.get(id) != Some(c);
-                self.model.chassis.insert(id.clone(), c.clone());
-            }
-            Change::DelChassis(id) => {
-                everything = self.model.chassis.remove(id).is_some();
-            }
-            Change::PutService(id, svc) => {
-                self.model.services.insert(id.clone(), svc.clone());
-                affected.insert(Unit::Service(id.clone()));
-            }
-            Change::DelService(id) => {
-                self.model.services.remove(id);
-                affected.insert(Unit::Service(id.clone()));
-            }
-            Change::PutL3(l3) => {
-                // The router MAC is in every port's route and every service; the LB zone in
-                // every service; the gateways only in the router unit.
-                if l3.router_mac != self.model.l3.router_mac {
-                    everything = true;
-                }
-                if l3.lb_zone != self.model.l3.lb_zone {
-                    affected.extend(self.model.services.keys().map(|s| Unit::Service(s.clone())));
-                }
-                if l3.routes != self.model.l3.routes {
-                    // Static routes live in their next hop port's unit.
-                    let nhs: BTreeSet<IpAddr> = l3
-                        .routes
-                        .iter()
-                        .chain(&self.model.l3.routes)
-                        .map(|r| IpAddr::V4(r.2))
-                        .collect();
-                    affected.extend(
-                        self.model
-                            .ports
+                    if l3.lb_zone != self.model.l3.lb_zone {
+                        affected
+                            .extend(self.model.services.keys().map(|s| Unit::Service(s.clone())));
+                    }
+                    if l3.routes != self.model.l3.routes {
+                        // Static routes live in their next hop port's unit.
+                        let nhs: BTreeSet<IpAddr> = l3
+                            .routes
                             .iter()
-                            .filter(|(_, p)| p.ips.iter().any(|ip| nhs.contains(ip)))
-                            .map(|(id, _)| Unit::Port(id.clone())),
-                    );
+                            .chain(&self.model.l3.routes)
+                            .map(|r| IpAddr::V4(r.2))
+                            .collect();
+                        affected.extend(
+                            self.model
+                                .ports
+                                .iter()
+                                .filter(|(_, p)| p.ips.iter().any(|ip| nhs.contains(ip)))
+                                .map(|(id, _)| Unit::Port(id.clone())),
+                        );
+                    }
+                    self.model.l3 = l3.clone();
+                    affected.insert(Unit::Router);
                 }
-                self.model.l3 = l3.clone();
-                affected.insert(Unit::Router);
             }
         }
         if vpc_chassis(&self.model) != before {

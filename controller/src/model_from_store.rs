@@ -74,6 +74,100 @@ impl Snapshot {
         })
     }
 
+    /// Re-reads one object after a change of it (absent = deleted). Kinds the compiler
+    /// does not use are ignored.
+    pub fn refresh<S: Store>(&mut self, store: &S, kind: &str, id: &str) -> Result<(), StoreError> {
+        fn one<S: Store, T: Spec + DeserializeOwned>(
+            store: &S,
+            map: &mut BTreeMap<String, T>,
+            id: &str,
+        ) -> Result<(), StoreError> {
+            match store.get(T::KIND, id)? {
+                Some(r) => {
+                    let v: T =
+                        serde_json::from_value(r.value).map_err(|e| StoreError::Corrupt {
+                            key: format!("{}/{id}", T::KIND),
+                            err: e.to_string(),
+                        })?;
+                    map.insert(id.to_string(), v);
+                }
+                None => {
+                    map.remove(id);
+                }
+            }
+            Ok(())
+        }
+        match kind {
+            k if k == VpcSpec::KIND => one(store, &mut self.vpcs, id),
+            k if k == SubnetSpec::KIND => one(store, &mut self.subnets, id),
+            k if k == PortSpec::KIND => one(store, &mut self.ports, id),
+            k if k == SecurityGroupSpec::KIND => one(store, &mut self.groups, id),
+            k if k == ChassisSpec::KIND => one(store, &mut self.chassis, id),
+            k if k == RouterSpec::KIND => one(store, &mut self.routers, id),
+            k if k == ServiceSpec::KIND => one(store, &mut self.services, id),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the snapshot holds `kind/id` (kinds the compiler does not use: false).
+    pub fn has(&self, kind: &str, id: &str) -> bool {
+        match kind {
+            k if k == VpcSpec::KIND => self.vpcs.contains_key(id),
+            k if k == SubnetSpec::KIND => self.subnets.contains_key(id),
+            k if k == PortSpec::KIND => self.ports.contains_key(id),
+            k if k == SecurityGroupSpec::KIND => self.groups.contains_key(id),
+            k if k == ChassisSpec::KIND => self.chassis.contains_key(id),
+            k if k == RouterSpec::KIND => self.routers.contains_key(id),
+            k if k == ServiceSpec::KIND => self.services.contains_key(id),
+            _ => false,
+        }
+    }
+
+    /// The VPCs whose models the object `kind/id`, as this snapshot has it, is part of
+    /// (`None`: every VPC, e.g. a chassis). Call before and after [`Snapshot::refresh`]
+    /// so that both the old and the new placement are covered.
+    pub fn affected_vpcs(&self, kind: &str, id: &str) -> Option<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        match kind {
+            k if k == VpcSpec::KIND => {
+                out.insert(id.to_string());
+            }
+            k if k == SubnetSpec::KIND => {
+                out.extend(self.subnets.get(id).map(|s| s.vpc_id.clone()))
+            }
+            k if k == PortSpec::KIND => {
+                if let Some(p) = self.ports.get(id) {
+                    out.extend(self.subnets.get(&p.subnet_id).map(|s| s.vpc_id.clone()));
+                }
+                // Services naming the port as a backend resolve its address.
+                for s in self.services.values() {
+                    if s.backends.iter().any(|b| b.port_id.as_deref() == Some(id)) {
+                        out.insert(s.vpc_id.clone());
+                    }
+                }
+            }
+            k if k == SecurityGroupSpec::KIND => {
+                if let Some(g) = self.groups.get(id) {
+                    out.extend(
+                        self.vpcs
+                            .iter()
+                            .filter(|(_, v)| v.tenant_id == g.tenant_id)
+                            .map(|(vid, _)| vid.clone()),
+                    );
+                }
+            }
+            k if k == RouterSpec::KIND => {
+                out.extend(self.routers.get(id).map(|r| r.vpc_id.clone()))
+            }
+            k if k == ServiceSpec::KIND => {
+                out.extend(self.services.get(id).map(|s| s.vpc_id.clone()))
+            }
+            k if k == ChassisSpec::KIND => return None,
+            _ => {}
+        }
+        Some(out)
+    }
+
     /// The chassis a connecting switch belongs to: `endpoint.datapath_id` equal to `dpid`,
     /// else a chassis named like the bridge (`bridge`, the switch's LOCAL port name).
     pub fn chassis_for_switch(&self, dpid: u64, bridge: Option<&str>) -> Option<String> {
@@ -137,6 +231,57 @@ pub fn port_keys<'a>(ids: impl IntoIterator<Item = &'a String>) -> BTreeMap<Stri
 /// Interface name → OpenFlow port number, per chassis id.
 pub type OfPorts = BTreeMap<String, BTreeMap<String, u32>>;
 
+/// Every key the models use: logical port keys and LB ct zones (`lb:VPC`, one space:
+/// both are ct zones), service group keys, security-group keys (the high half of their
+/// rules' conjunction ids).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    pub ports: BTreeMap<String, u16>,
+    pub services: BTreeMap<String, u16>,
+    pub groups: BTreeMap<String, u16>,
+}
+
+impl Keys {
+    pub fn of(snap: &Snapshot) -> Keys {
+        let lb_ids: Vec<String> = snap.vpcs.keys().map(|v| format!("lb:{v}")).collect();
+        Keys {
+            ports: port_keys(snap.ports.keys().chain(lb_ids.iter())),
+            services: port_keys(snap.services.keys()),
+            groups: port_keys(snap.groups.keys()),
+        }
+    }
+
+    /// VPCs whose models use a key that differs between `self` and `other` (keys move
+    /// only on hash collisions; `None` when a security group's key moved: its tenant's
+    /// VPCs are not known here, so every VPC is affected).
+    pub fn moved_vpcs(&self, other: &Keys, snap: &Snapshot) -> Option<BTreeSet<String>> {
+        fn moved<'a>(
+            a: &'a BTreeMap<String, u16>,
+            b: &'a BTreeMap<String, u16>,
+        ) -> impl Iterator<Item = &'a String> {
+            a.iter()
+                .filter(move |(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, _)| k)
+        }
+        if moved(&self.groups, &other.groups).next().is_some() {
+            return None;
+        }
+        let mut out = BTreeSet::new();
+        for id in moved(&self.ports, &other.ports) {
+            match id.strip_prefix("lb:") {
+                Some(v) => {
+                    out.insert(v.to_string());
+                }
+                None => out.extend(snap.affected_vpcs(PortSpec::KIND, id).unwrap_or_default()),
+            }
+        }
+        for id in moved(&self.services, &other.services) {
+            out.extend(snap.services.get(id).map(|s| s.vpc_id.clone()));
+        }
+        Some(out)
+    }
+}
+
 /// One [`Model`] per VPC id. A port bound to a chassis whose switch has not reported the
 /// interface gets [`OFPORT_UNKNOWN`]: no flows on its own chassis until it does, while the
 /// other chassis already reach it through the tunnel — so the flows of one chassis never
@@ -145,16 +290,20 @@ pub type OfPorts = BTreeMap<String, BTreeMap<String, u32>>;
 /// with dangling references (possible only between two reads of a changing store) are
 /// skipped.
 pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Model> {
-    // Port keys and the VPCs' LB ct zones share one space (both are ct zones).
-    let lb_ids: BTreeMap<String, String> = snap
-        .vpcs
-        .keys()
-        .map(|v| (v.clone(), format!("lb:{v}")))
-        .collect();
-    let keys = port_keys(snap.ports.keys().chain(lb_ids.values()));
-    let group_keys = port_keys(snap.services.keys());
-    // Security-group keys: the high half of their rules' conjunction ids.
-    let sg_keys = port_keys(snap.groups.keys());
+    build_models_with(snap, ofports, &Keys::of(snap), None)
+}
+
+/// [`build_models`] with precomputed keys, for the VPCs in `only` (all with `None`).
+pub fn build_models_with(
+    snap: &Snapshot,
+    ofports: &OfPorts,
+    k: &Keys,
+    only: Option<&BTreeSet<String>>,
+) -> BTreeMap<String, Model> {
+    let keys = &k.ports;
+    let group_keys = &k.services;
+    let sg_keys = &k.groups;
+    let wanted = |v: &String| only.is_none_or(|o| o.contains(v));
     let chassis: BTreeMap<String, ChassisInfo> = snap
         .chassis
         .iter()
@@ -176,6 +325,7 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
     let mut models: BTreeMap<String, Model> = snap
         .vpcs
         .iter()
+        .filter(|(id, _)| wanted(id))
         .map(|(id, v)| {
             let groups = snap
                 .groups
@@ -202,7 +352,7 @@ pub fn build_models(snap: &Snapshot, ofports: &OfPorts) -> BTreeMap<String, Mode
                         router_mac: router_mac(v.vni.unwrap_or(0)),
                         gateways: Default::default(),
                         gateways6: Default::default(),
-                        lb_zone: keys[&lb_ids[id]],
+                        lb_zone: keys[&format!("lb:{id}")],
                         cidrs: v
                             .cidrs
                             .iter()

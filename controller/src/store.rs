@@ -408,10 +408,12 @@ impl RedbStore {
             match r {
                 Ok(()) => {
                     c.commits += 1;
-                    self.inner.rev.send_replace(revision);
+                    // Changes before the revision: whoever wakes on the revision finds
+                    // every change up to it in the feed.
                     for ch in changes {
                         let _ = self.inner.feed.send(ch);
                     }
+                    self.inner.rev.send_replace(revision);
                 }
                 Err(e) => {
                     c.failed.push_back((batch, e));

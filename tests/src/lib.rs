@@ -32,6 +32,7 @@ pub mod prereq;
 pub mod proc;
 pub mod progress;
 pub mod rawsock;
+pub mod scale;
 pub mod topo;
 
 pub use prereq::{in_ci, require_root, require_tool};

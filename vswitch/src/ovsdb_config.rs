@@ -319,7 +319,7 @@ const IFACE_STATUS_COLUMNS: &[&str] = &[
 // Ports.
 
 /// Interface types [`port_opener`] accepts (`Open_vSwitch.iface_types`).
-pub const IFACE_TYPES: &[&str] = &["afxdp", "internal", "system", "tap", "vxlan"];
+pub const IFACE_TYPES: &[&str] = &["afxdp", "dummy", "internal", "system", "tap", "vxlan"];
 
 /// The datapath port for an Interface row: the single place where an
 /// Interface's `type`/`options`/`other_config` select a port implementation
@@ -370,6 +370,10 @@ pub fn port_opener(iface: &IfaceCfg, opts: &Options) -> Result<PortOpener, Strin
         "tap" | "internal" => {
             Box::new(move || Ok(Box::new(TapPort::open(&name)?) as Box<dyn Port>))
         }
+        // No device: never receives, drops what it sends (OVS's dummy netdev).
+        "dummy" => Box::new(move || {
+            Ok(Box::new(crate::port::dummy::DummyPort::new(&name)) as Box<dyn Port>)
+        }),
         // vxlan: options remote_ip/local_ip/key/dst_port/tos/ttl/df_default
         // (checked here, so a bad option lands in Interface.error at once).
         "vxlan" => {

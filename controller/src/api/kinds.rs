@@ -356,27 +356,35 @@ impl Kind for PortSpec {
             (None, None) => generate_mac(id),
         };
         self.mac = Some(mac.clone());
-        let vpc_subnets: Vec<String> = all::<SubnetSpec>(t, SubnetSpec::KIND)?
-            .into_iter()
-            .filter(|(_, s)| s.vpc_id == subnet.vpc_id)
-            .map(|(sid, _)| sid)
-            .collect();
-        for (pid, p) in all::<PortSpec>(t, PortSpec::KIND)? {
-            if pid != id && p.mac.as_deref() == Some(&mac) && vpc_subnets.contains(&p.subnet_id) {
+        // Uniqueness through the port indexes (one point lookup each, not a scan).
+        port_index::ready(t)?;
+        let mac_pool = port_index::mac_pool(&subnet.vpc_id);
+        match t.ipam_get(&mac_pool, &mac)? {
+            Some(pid) if pid != id => {
                 return Err(ApiError::conflict(
                     "mac",
                     format!("{mac} is used by port {pid} in the same VPC"),
                 ));
             }
-            if pid != id
-                && let (Some(a), Some(b)) = (&self.binding, &p.binding)
-                && a == b
-            {
-                return Err(ApiError::conflict(
-                    "binding.iface",
-                    format!("port {pid} is bound to the same interface"),
-                ));
+            _ => {}
+        }
+        if let Some(b) = &self.binding {
+            match t.ipam_get(&port_index::binding_pool(&b.chassis_id), &b.iface)? {
+                Some(pid) if pid != id => {
+                    return Err(ApiError::conflict(
+                        "binding.iface",
+                        format!("port {pid} is bound to the same interface"),
+                    ));
+                }
+                _ => {}
             }
+        }
+        if let Some(o) = old {
+            port_index::remove(t, &subnet.vpc_id, o, id)?;
+        }
+        t.ipam_put(&mac_pool, &mac, id)?;
+        if let Some(b) = &self.binding {
+            t.ipam_put(&port_index::binding_pool(&b.chassis_id), &b.iface, id)?;
         }
         // Addresses: given (checked and reserved), kept, or allocated.
         if self.ips.is_empty()
@@ -417,6 +425,83 @@ impl Kind for PortSpec {
         }
         for ip in &self.ips {
             ipam::release(t, &self.subnet_id, ip, id)?;
+        }
+        port_index::ready(t)?;
+        if let Some(s) = fetch::<SubnetSpec>(t, SubnetSpec::KIND, &self.subnet_id)? {
+            port_index::remove(t, &s.vpc_id, self, id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Indexes that keep port writes O(log N) in the number of ports: MAC → port per VPC
+/// (pool `idx:mac:VPC`) and interface → port per chassis (`idx:bind:CHASSIS`). They live
+/// in the store's allocation table beside the per-subnet address pools (which are the
+/// IP index), so they are written in the same transaction as the port, in redb and in
+/// etcd alike. A store written before the indexes existed gets them built inside the
+/// first port write (`ready`), so they are complete whenever one is read.
+pub mod port_index {
+    use super::*;
+
+    /// Marks a store whose indexes are built.
+    const MARKER_POOL: &str = "idx:meta";
+    const MARKER_KEY: &str = "ports-v1";
+
+    pub fn mac_pool(vpc_id: &str) -> String {
+        format!("idx:mac:{vpc_id}")
+    }
+
+    pub fn binding_pool(chassis_id: &str) -> String {
+        format!("idx:bind:{chassis_id}")
+    }
+
+    /// Builds the indexes from the stored ports if this store has none yet.
+    pub fn ready(t: &mut dyn Txn) -> Result<(), ApiError> {
+        if t.ipam_get(MARKER_POOL, MARKER_KEY)?.is_some() {
+            return Ok(());
+        }
+        rebuild(t)
+    }
+
+    /// Writes every port's index entries (existing entries are overwritten; conflicting
+    /// stored data — two ports with one MAC in a VPC — keeps the last port by id).
+    pub fn rebuild(t: &mut dyn Txn) -> Result<(), ApiError> {
+        let vpc_of: std::collections::HashMap<String, String> =
+            all::<SubnetSpec>(t, SubnetSpec::KIND)?
+                .into_iter()
+                .map(|(sid, s)| (sid, s.vpc_id))
+                .collect();
+        for (pid, p) in all::<PortSpec>(t, PortSpec::KIND)? {
+            if let (Some(vpc), Some(mac)) = (vpc_of.get(&p.subnet_id), &p.mac) {
+                t.ipam_put(&mac_pool(vpc), mac, &pid)?;
+            }
+            if let Some(b) = &p.binding {
+                t.ipam_put(&binding_pool(&b.chassis_id), &b.iface, &pid)?;
+            }
+        }
+        t.ipam_put(MARKER_POOL, MARKER_KEY, "1")?;
+        Ok(())
+    }
+
+    /// Drops `port`'s entries (only those it owns).
+    pub fn remove(
+        t: &mut dyn Txn,
+        vpc_id: &str,
+        port: &PortSpec,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        if let Some(mac) = &port.mac {
+            drop_owned(t, &mac_pool(vpc_id), mac, id)?;
+        }
+        if let Some(b) = &port.binding {
+            drop_owned(t, &binding_pool(&b.chassis_id), &b.iface, id)?;
+        }
+        Ok(())
+    }
+
+    fn drop_owned(t: &mut dyn Txn, pool: &str, key: &str, id: &str) -> Result<(), ApiError> {
+        if t.ipam_get(pool, key)?.as_deref() == Some(id) {
+            t.ipam_delete(pool, key)?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod kinds;
+pub use kinds::port_index;
 mod metrics;
 mod tenancy;
 
@@ -224,6 +225,20 @@ fn check_if_match(headers: &HeaderMap, current: Option<u64>) -> ApiResult<()> {
             ),
         ))
     }
+}
+
+/// Query of `GET /v1/status`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// Count the objects per kind (a scan of the store; `false` for cheap polling of
+    /// the per-chassis sync state).
+    #[serde(default = "yes")]
+    pub objects: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Pagination query of list endpoints.
@@ -784,17 +799,28 @@ pub mod port_binding {
 }
 
 /// Store status: revision and object counts.
-#[utoipa::path(get, path = "/v1/status", tag = "status",
-    responses((status = 200, description = "Store status", body = Status)),
+#[utoipa::path(get, path = "/v1/status", tag = "status", params(StatusQuery),
+    responses(
+        (status = 200, description = "Store status", body = Status),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = [])))]
-pub async fn status(State(st): State<AppState>, _a: Global) -> ApiResult<Json<Status>> {
+pub async fn status(
+    State(st): State<AppState>,
+    _a: Global,
+    q: Result<Query<StatusQuery>, QueryRejection>,
+) -> ApiResult<Json<Status>> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(Problem::new(400, "Bad query").with_detail(e.body_text())))?;
     let store = st.store.clone();
     let chassis = st.sync.snapshot();
     let role = st.controller_role();
     blocking(move || {
         let mut objects = std::collections::BTreeMap::new();
-        for k in kinds::ALL {
-            objects.insert(k.to_string(), store.count(k)?);
+        if q.objects {
+            for k in kinds::ALL {
+                objects.insert(k.to_string(), store.count(k)?);
+            }
         }
         Ok(Json(Status {
             revision: store.revision(),

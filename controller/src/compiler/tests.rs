@@ -719,6 +719,29 @@ proptest! {
             }
         }
     }
+
+    /// Changes applied as one batch give the same flows and the exact difference.
+    #[test]
+    fn batched_equals_full(init in prop::collection::vec(op(), 0..12), batch in prop::collection::vec(op(), 1..12)) {
+        let mut m = Model { vni: 5001, l3: L3 { router_mac: router_mac(5001), ..Default::default() }, ..Default::default() };
+        for c in 0..3u8 {
+            m.chassis.insert(format!("c{c}"), ChassisInfo { vtep: Ipv4Addr::new(192, 0, 2, 10 * c), tunnel_ofport: 1 });
+        }
+        let mut e = Engine::new(m);
+        e.apply_all(init.iter().map(to_change).collect());
+        prop_assert_eq!(e.flows(), compile_full(e.model()));
+        let before = e.flows();
+        let d = e.apply_all(batch.iter().map(to_change).collect());
+        let after = e.flows();
+        prop_assert_eq!(&after, &compile_full(e.model()));
+        let chassis: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for c in chassis {
+            let b = before.get(c).cloned().unwrap_or_default();
+            let a = after.get(c).cloned().unwrap_or_default();
+            prop_assert_eq!(d.added.get(c).cloned().unwrap_or_default(), a.difference(&b).cloned().collect::<BTreeSet<_>>());
+            prop_assert_eq!(d.removed.get(c).cloned().unwrap_or_default(), b.difference(&a).cloned().collect::<BTreeSet<_>>());
+        }
+    }
 }
 
 /// SECURITY.md "TCP mid-stream pickup": a `+new` TCP segment without SYN, or with

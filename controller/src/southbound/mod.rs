@@ -27,17 +27,18 @@ mod session;
 pub mod tunnels;
 
 pub use reconcile::{
-    COOKIE, COOKIE_MASK, FlowKey, Plan, Union, parse_desired, plan_delta, plan_full, strict_delete,
+    COOKIE, COOKIE_MASK, FlowKey, Plan, SetDelta, Union, parse_desired, plan_delta,
+    plan_from_delta, plan_full, strict_delete,
 };
 pub use session::Session;
 use session::run_session;
 
-use crate::compiler::{Change, Engine, Model};
-use crate::model_from_store::{OfPorts, Snapshot, build_models};
+use crate::compiler::{Change, Engine, Model, is_group};
+use crate::model_from_store::{Keys, OfPorts, Snapshot, build_models_with};
 use crate::store::Store;
 use plexus_api::ChassisSync;
 use plexus_openflow::conn::{Config, Connection, Listener, PassiveTarget, Target};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,14 +91,88 @@ impl SwitchPorts {
     }
 }
 
-/// What one chassis' switch should hold.
-#[derive(Debug, Clone, Default)]
-pub struct DesiredFlows {
+/// Changes a chassis keeps for sessions that are behind (older ones reconcile fully).
+const LOG_LEN: usize = 1024;
+
+/// What one chassis' switch should hold: the full desired set, maintained by applying
+/// the union's net changes, and the recent changes, numbered, so that a session sends
+/// only the difference to what it last acknowledged (no walk over the whole set).
+#[derive(Debug, Default)]
+pub struct Desired {
     /// The store revision these flows reflect (at least).
     pub revision: u64,
     /// The interface report ([`Cmd::Ports`] epoch) they were computed with.
     pub epoch: u64,
-    pub flows: Arc<BTreeSet<String>>,
+    /// Number of changes applied to `flows`.
+    pub seq: u64,
+    pub flows: BTreeSet<String>,
+    n_groups: usize,
+    /// (`seq` after the change, the change), oldest first.
+    log: VecDeque<(u64, Arc<SetDelta>)>,
+}
+
+impl Desired {
+    fn apply(&mut self, d: SetDelta) {
+        for f in &d.removed {
+            if self.flows.remove(f) && is_group(f) {
+                self.n_groups -= 1;
+            }
+        }
+        for f in &d.added {
+            if self.flows.insert(f.clone()) && is_group(f) {
+                self.n_groups += 1;
+            }
+        }
+        self.seq += 1;
+        self.log.push_back((self.seq, Arc::new(d)));
+        if self.log.len() > LOG_LEN {
+            self.log.pop_front();
+        }
+    }
+
+    /// The net change from `seq` to now; `None` when the log no longer reaches back.
+    pub fn since(&self, seq: u64) -> Option<SetDelta> {
+        let mut acc = SetDelta::default();
+        if seq >= self.seq {
+            return Some(acc);
+        }
+        if self.log.front().is_none_or(|(first, _)| seq + 1 < *first) {
+            return None;
+        }
+        for (s, d) in &self.log {
+            if *s > seq {
+                acc.then(d);
+            }
+        }
+        Some(acc)
+    }
+
+    /// Flows (not groups) in the set.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len() - self.n_groups
+    }
+}
+
+/// Wakes a chassis' sessions when its [`Desired`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DesiredVersion {
+    pub revision: u64,
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+struct ChassisDesired {
+    state: Arc<Mutex<Desired>>,
+    tx: watch::Sender<DesiredVersion>,
+}
+
+impl ChassisDesired {
+    fn new() -> Self {
+        ChassisDesired {
+            state: Arc::default(),
+            tx: watch::channel(DesiredVersion::default()).0,
+        }
+    }
 }
 
 enum Cmd {
@@ -116,7 +191,7 @@ pub(crate) struct Shared<S: Store> {
     store: S,
     status: SyncStatus,
     switch_ports: SwitchPorts,
-    desired: Mutex<HashMap<String, watch::Sender<DesiredFlows>>>,
+    desired: Mutex<HashMap<String, ChassisDesired>>,
     cmd: mpsc::UnboundedSender<Cmd>,
     epoch: AtomicU64,
     cfg: Config,
@@ -128,13 +203,12 @@ pub(crate) struct Shared<S: Store> {
 }
 
 impl<S: Store> Shared<S> {
-    fn subscribe(&self, chassis: &str) -> watch::Receiver<DesiredFlows> {
-        self.desired
-            .lock()
-            .unwrap()
+    fn subscribe(&self, chassis: &str) -> (Arc<Mutex<Desired>>, watch::Receiver<DesiredVersion>) {
+        let mut d = self.desired.lock().unwrap();
+        let c = d
             .entry(chassis.to_string())
-            .or_insert_with(|| watch::channel(DesiredFlows::default()).0)
-            .subscribe()
+            .or_insert_with(ChassisDesired::new);
+        (c.state.clone(), c.tx.subscribe())
     }
 }
 
@@ -299,6 +373,7 @@ struct EngineState {
     union: Union,
     ofports: OfPorts,
     epochs: BTreeMap<String, u64>,
+    keys: Keys,
 }
 
 /// The changes that turn model `old` into `new` (groups first, ports last, so every port
@@ -352,13 +427,47 @@ pub fn model_changes(old: &Model, new: &Model) -> Vec<Change> {
 }
 
 impl EngineState {
-    /// Brings every VPC engine to `models`, updating the union incrementally.
-    fn update(&mut self, models: BTreeMap<String, Model>) -> usize {
+    /// Brings the engines of the VPCs in `dirty` (every VPC with `None`) to `snap`,
+    /// updating the union incrementally. Models are built only for those VPCs.
+    /// `ids_changed`: an object with a key (VPC, port, service, security group) may have
+    /// been created or deleted since the last call; keys depend only on those id sets, so
+    /// otherwise they are kept (no O(ports) key computation per change).
+    fn update(
+        &mut self,
+        snap: &Snapshot,
+        dirty: Option<BTreeSet<String>>,
+        ids_changed: bool,
+    ) -> usize {
+        let dirty = if ids_changed {
+            let keys = Keys::of(snap);
+            let dirty = match (dirty, keys.moved_vpcs(&self.keys, snap)) {
+                (Some(mut d), Some(moved)) => {
+                    d.extend(moved);
+                    Some(d)
+                }
+                _ => None,
+            };
+            self.keys = keys;
+            dirty
+        } else {
+            dirty
+        };
+        let models = build_models_with(snap, &self.ofports, &self.keys, dirty.as_ref());
+        self.apply_models(models, dirty.as_ref())
+    }
+
+    /// Brings the engines of the VPCs in `dirty` (every VPC with `None`) to `models`
+    /// (which hold exactly the dirty VPCs that exist), updating the union incrementally.
+    fn apply_models(
+        &mut self,
+        models: BTreeMap<String, Model>,
+        dirty: Option<&BTreeSet<String>>,
+    ) -> usize {
         let mut recomputed = 0;
         let gone: Vec<String> = self
             .engines
             .keys()
-            .filter(|k| !models.contains_key(*k))
+            .filter(|k| !models.contains_key(*k) && dirty.is_none_or(|d| d.contains(*k)))
             .cloned()
             .collect();
         for id in gone {
@@ -368,8 +477,20 @@ impl EngineState {
         for (id, m) in models {
             match self.engines.get_mut(&id) {
                 Some(e) if e.model().vni == m.vni => {
-                    for c in model_changes(e.model(), &m) {
-                        let d = e.apply(c);
+                    let changes = model_changes(e.model(), &m);
+                    let size = m.ports.len() + m.groups.len() + m.services.len() + 1;
+                    if changes.len() >= 4 && changes.len() * 2 > size {
+                        // Most of the VPC changed (a switch reported its ports after a
+                        // controller restart): one full compile is cheaper than
+                        // recomputing unit by unit; the union gets the difference.
+                        let old = e.flows();
+                        let fresh = Engine::new(m);
+                        let new = fresh.flows();
+                        self.union.apply(&flows_diff(&old, &new));
+                        *e = fresh;
+                        recomputed += 1;
+                    } else if !changes.is_empty() {
+                        let d = e.apply_all(changes);
                         recomputed += e.last_recomputed;
                         self.union.apply(&d);
                     }
@@ -389,36 +510,120 @@ impl EngineState {
     }
 }
 
+/// The delta that turns one engine's flows into another's.
+fn flows_diff(
+    old: &crate::compiler::Flows,
+    new: &crate::compiler::Flows,
+) -> crate::compiler::Delta {
+    let mut d = crate::compiler::Delta::default();
+    let empty = BTreeSet::new();
+    for c in old.keys().chain(new.keys()) {
+        let (o, n) = (old.get(c).unwrap_or(&empty), new.get(c).unwrap_or(&empty));
+        let added: BTreeSet<String> = n.difference(o).cloned().collect();
+        let removed: BTreeSet<String> = o.difference(n).cloned().collect();
+        if !added.is_empty() {
+            d.added.insert(c.clone(), added);
+        }
+        if !removed.is_empty() {
+            d.removed.insert(c.clone(), removed);
+        }
+    }
+    d
+}
+
 async fn engine_task<S: Store + Clone>(
     shared: Arc<Shared<S>>,
     mut cmd: mpsc::UnboundedReceiver<Cmd>,
 ) {
+    use tokio::sync::broadcast::error::TryRecvError;
     let mut st = EngineState::default();
     let mut rev_rx = shared.store.watch_revision();
+    // Subscribed before the first full read: no change can fall in between.
+    let mut feed = shared.store.subscribe();
+    let mut snap: Option<Snapshot> = None;
     let mut connectors: BTreeMap<String, (String, JoinHandle<()>)> = BTreeMap::new();
     let mut tunnel_sessions = tunnels::Tunnels::new();
+    // VPCs to recompile (`all`: every one).
+    let mut all = true;
+    let mut dirty: BTreeSet<String> = BTreeSet::new();
+    // Whether a keyed object may have appeared or gone (see `EngineState::update`).
+    let mut ids_changed = true;
     loop {
-        // Load and compile.
-        let store = shared.store.clone();
-        let snap = match tokio::task::spawn_blocking(move || Snapshot::load(&store)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "reading the store");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+        // The store writes its change feed before it publishes the revision: every
+        // change up to `revision` is in the feed now.
+        let revision = *rev_rx.borrow_and_update();
+        let mut changed = Vec::new();
+        let mut lagged = false;
+        loop {
+            match feed.try_recv() {
+                Ok(c) => changed.push(c),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "change feed lagged; reading the whole store");
+                    lagged = true;
+                }
+                Err(TryRecvError::Closed) => return,
             }
-            Err(e) => {
-                tracing::error!(error = %e, "store reader panicked");
-                return;
+        }
+        if lagged {
+            snap = None;
+        }
+        if let Some(s) = snap.as_mut() {
+            // Incremental: re-read only the changed objects.
+            for c in &changed {
+                let before = s.affected_vpcs(&c.kind, &c.id);
+                let existed = s.has(&c.kind, &c.id);
+                if let Err(e) = s.refresh(&shared.store, &c.kind, &c.id) {
+                    tracing::error!(error = %e, kind = %c.kind, id = %c.id, "reading a changed object");
+                    lagged = true;
+                    break;
+                }
+                let after = s.affected_vpcs(&c.kind, &c.id);
+                ids_changed |= existed != s.has(&c.kind, &c.id);
+                match (before, after) {
+                    (Some(b), Some(a)) => dirty.extend(b.into_iter().chain(a)),
+                    _ => all = true,
+                }
             }
+            s.revision = s.revision.max(revision);
+            if lagged {
+                snap = None;
+            }
+        }
+        if snap.is_none() {
+            let store = shared.store.clone();
+            match tokio::task::spawn_blocking(move || Snapshot::load(&store)).await {
+                Ok(Ok(s)) => snap = Some(s),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading the store");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store reader panicked");
+                    return;
+                }
+            }
+            all = true;
+        }
+        let Some(snap) = snap.as_ref() else {
+            continue;
         };
         let t0 = std::time::Instant::now();
-        let models = build_models(&snap, &st.ofports);
-        let recomputed = st.update(models);
-        tracing::debug!(revision = snap.revision, recomputed, elapsed = ?t0.elapsed(), "compiled");
-        publish(&shared, &st, snap.revision);
-        manage_connectors(&shared, &snap, &mut connectors);
-        tunnels::manage(&shared, &snap, &mut tunnel_sessions);
+        let which = if all {
+            None
+        } else {
+            Some(std::mem::take(&mut dirty))
+        };
+        let n_dirty = which.as_ref().map(|d| d.len());
+        all = false;
+        dirty.clear();
+        let recomputed = st.update(snap, which, std::mem::take(&mut ids_changed));
+        let changes = st.union.take_changes();
+        tracing::debug!(revision = snap.revision, ?n_dirty, recomputed, changed_chassis = changes.len(), elapsed = ?t0.elapsed(), "compiled");
+        publish(&shared, &st, snap.revision, changes);
+        manage_connectors(&shared, snap, &mut connectors);
+        tunnels::manage(&shared, snap, &mut tunnel_sessions);
         // Wait for the next store change or interface report.
         tokio::select! {
             r = rev_rx.changed() => {
@@ -428,9 +633,10 @@ async fn engine_task<S: Store + Clone>(
             }
             c = cmd.recv() => match c {
                 Some(Cmd::Ports { chassis, epoch, ports }) => {
-                    tracing::debug!(%chassis, epoch, ?ports, "switch ports");
+                    tracing::debug!(%chassis, epoch, n = ports.len(), "switch ports");
                     st.ofports.insert(chassis.clone(), ports);
                     st.epochs.insert(chassis, epoch);
+                    all = true;
                 }
                 None => return,
             },
@@ -444,12 +650,17 @@ async fn engine_task<S: Store + Clone>(
         {
             st.ofports.insert(chassis.clone(), ports);
             st.epochs.insert(chassis, epoch);
+            all = true;
         }
-        rev_rx.borrow_and_update();
     }
 }
 
-fn publish<S: Store>(shared: &Shared<S>, st: &EngineState, revision: u64) {
+fn publish<S: Store>(
+    shared: &Shared<S>,
+    st: &EngineState,
+    revision: u64,
+    mut changes: BTreeMap<String, SetDelta>,
+) {
     let mut desired = shared.desired.lock().unwrap();
     let names: BTreeSet<String> = st
         .union
@@ -457,22 +668,29 @@ fn publish<S: Store>(shared: &Shared<S>, st: &EngineState, revision: u64) {
         .cloned()
         .chain(st.epochs.keys().cloned())
         .chain(desired.keys().cloned())
+        .chain(changes.keys().cloned())
         .collect();
     for c in names {
-        let tx = desired
-            .entry(c.clone())
-            .or_insert_with(|| watch::channel(DesiredFlows::default()).0);
-        let flows = st.union.flows(&c);
+        let ch = desired.entry(c.clone()).or_insert_with(ChassisDesired::new);
         let epoch = st.epochs.get(&c).copied().unwrap_or(0);
-        tx.send_if_modified(|d| {
-            if d.revision == revision && d.epoch == epoch && *d.flows == flows {
-                return false;
+        let v = {
+            let mut d = ch.state.lock().unwrap();
+            if let Some(delta) = changes.remove(&c) {
+                d.apply(delta);
             }
-            *d = DesiredFlows {
+            d.revision = revision;
+            d.epoch = epoch;
+            DesiredVersion {
                 revision,
                 epoch,
-                flows: Arc::new(flows),
-            };
+                seq: d.seq,
+            }
+        };
+        ch.tx.send_if_modified(|x| {
+            if *x == v {
+                return false;
+            }
+            *x = v;
             true
         });
     }
@@ -636,8 +854,75 @@ mod tests {
                         }
                     }
                 }
-                st.update(models.clone());
+                st.apply_models(models.clone(), None);
                 prop_assert_eq!(union_flows(&st), full_union(&models), "after {:?}", s);
+            }
+        }
+
+        /// A switch reporting every port at once (as after a controller restart) changes
+        /// most of the VPC: the full-recompile path gives the same union.
+        #[test]
+        fn all_ports_reported_at_once_equals_full(groups in 0..8u8, chassis in 0..4u8) {
+            let port = |n: u8, reported: bool| Op::Port {
+                n, chassis: (chassis + n) % 4, groups: groups.rotate_left(n as u32), ip: n % 4,
+                sec: n.is_multiple_of(2), bound: true, reported,
+            };
+            let mut e = crate::compiler::Engine::new(empty_vpc(7));
+            e.apply(to_change(&Op::Group { n: 0, rules: vec![(true, 1, 0, 2)] }));
+            let mut st = EngineState::default();
+            for n in 0..8 {
+                e.apply(to_change(&port(n, false)));
+            }
+            let mut models = BTreeMap::from([("v".to_string(), e.model().clone())]);
+            st.apply_models(models.clone(), None);
+            prop_assert_eq!(union_flows(&st), full_union(&models));
+            for n in 0..8 {
+                e.apply(to_change(&port(n, true)));
+            }
+            models.insert("v".into(), e.model().clone());
+            let before = st.engines["v"].model().clone();
+            prop_assert!(model_changes(&before, e.model()).len() >= 8);
+            let recomputed = st.apply_models(models.clone(), None);
+            prop_assert_eq!(recomputed, 1, "one full compile");
+            prop_assert_eq!(union_flows(&st), full_union(&models));
+        }
+
+        /// The same steps applied in batches of ten (many changes to one VPC at once take
+        /// the full-recompile path of `apply_models`): the union still equals the full
+        /// recompute after each batch.
+        #[test]
+        fn batched_model_updates_equal_full(steps in prop::collection::vec(step(), 1..60)) {
+            let mut st = EngineState::default();
+            let mut models: BTreeMap<String, Model> = BTreeMap::new();
+            let mut builders: BTreeMap<String, crate::compiler::Engine> = BTreeMap::new();
+            for (i, s) in steps.iter().enumerate() {
+                match s {
+                    Step::Vpc(v, o) => {
+                        let id = format!("vpc{v}");
+                        let e = builders
+                            .entry(id.clone())
+                            .or_insert_with(|| crate::compiler::Engine::new(empty_vpc(100 + *v as u32)));
+                        e.apply(to_change(o));
+                        models.insert(id, e.model().clone());
+                    }
+                    Step::DelVpc(v) => {
+                        let id = format!("vpc{v}");
+                        builders.remove(&id);
+                        models.remove(&id);
+                    }
+                    Step::Renumber(v) => {
+                        let id = format!("vpc{v}");
+                        if let Some(m) = models.get_mut(&id) {
+                            m.vni += 1000;
+                            m.l3.router_mac = router_mac(m.vni);
+                            builders.insert(id, crate::compiler::Engine::new(m.clone()));
+                        }
+                    }
+                }
+                if i % 10 == 9 || i + 1 == steps.len() {
+                    st.apply_models(models.clone(), None);
+                    prop_assert_eq!(union_flows(&st), full_union(&models), "after step {}", i);
+                }
             }
         }
     }

@@ -190,6 +190,28 @@ fn plan_groups_delta(
     Ok(())
 }
 
+/// A switch flow with the Plexus cookie, in canonical form.
+#[derive(Debug, Clone)]
+pub struct InstalledFlow {
+    pub key: FlowKey,
+    pub actions: String,
+    pub stats: FlowStats,
+}
+
+/// Canonicalises the switch's Plexus flows (foreign cookies are left out); can run while
+/// the desired set is still being computed.
+pub fn canon_installed(installed: Vec<FlowStats>) -> Vec<InstalledFlow> {
+    installed
+        .into_iter()
+        .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
+        .map(|fs| InstalledFlow {
+            key: FlowKey::new(fs.table_id, fs.priority, &fs.match_),
+            actions: format_instructions(&fs.instructions),
+            stats: fs,
+        })
+        .collect()
+}
+
 /// Full reconciliation: `installed` is what the switch reports (any cookie; foreign flows
 /// are ignored), `desired` the compiler's flows for this chassis.
 pub fn plan_full(
@@ -197,25 +219,54 @@ pub fn plan_full(
     installed_groups: &[GroupDesc],
     desired: &BTreeSet<String>,
 ) -> Result<Plan, String> {
+    plan_full_canon(
+        canon_installed(installed.to_vec()),
+        installed_groups,
+        desired,
+    )
+}
+
+/// [`plan_full`] with the switch's flows already canonicalised ([`canon_installed`]).
+pub fn plan_full_canon(
+    installed: Vec<InstalledFlow>,
+    installed_groups: &[GroupDesc],
+    desired: &BTreeSet<String>,
+) -> Result<Plan, String> {
     let mut plan = Plan::default();
     plan_groups_full(installed_groups, desired, &mut plan)?;
+    // Parsing 100k+ desired flows is the cost of a reconnect: two halves in parallel.
+    let texts: Vec<&String> = desired.iter().filter(|t| !is_group(t)).collect();
+    let (a, b) = texts.split_at(texts.len() / 2);
+    let parse = |part: &[&String]| -> Result<Vec<Desired>, String> {
+        part.iter().map(|t| parse_desired(t)).collect()
+    };
+    let (da, db) = if texts.len() < 4096 {
+        (parse(a), parse(b))
+    } else {
+        std::thread::scope(|s| {
+            let hb = s.spawn(|| parse(b));
+            let da = parse(a);
+            let db = hb
+                .join()
+                .unwrap_or_else(|_| Err("flow parser panicked".to_string()));
+            (da, db)
+        })
+    };
     let mut want: BTreeMap<FlowKey, Desired> = BTreeMap::new();
-    for t in desired.iter().filter(|t| !is_group(t)) {
-        let d = parse_desired(t)?;
+    for d in da?.into_iter().chain(db?) {
         want.insert(d.key.clone(), d);
     }
     let mut have: BTreeMap<FlowKey, String> = BTreeMap::new();
-    for fs in installed
-        .iter()
-        .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
-    {
-        let key = FlowKey::new(fs.table_id, fs.priority, &fs.match_);
-        if !want.contains_key(&key) {
-            plan.deletes
-                .push(strict_delete(fs.table_id, fs.priority, &fs.match_));
+    for f in installed {
+        if !want.contains_key(&f.key) {
+            plan.deletes.push(strict_delete(
+                f.stats.table_id,
+                f.stats.priority,
+                &f.stats.match_,
+            ));
             continue;
         }
-        have.insert(key, format_instructions(&fs.instructions));
+        have.insert(f.key, f.actions);
     }
     for (key, d) in want {
         if have.get(&key) != Some(&d.actions) {
@@ -245,11 +296,90 @@ pub fn plan_delta(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Result<Plan
     Ok(plan)
 }
 
+/// Incremental: the switch holds what we installed; `added`/`removed` is the exact change
+/// of the desired set since then (as [`Union`] reports it). Same plan as [`plan_delta`]
+/// on the two full sets, without walking them.
+pub fn plan_from_delta(
+    added: &BTreeSet<String>,
+    removed: &BTreeSet<String>,
+) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    // Groups: an id both removed and added is modified in place.
+    let mut gone: BTreeMap<u32, GroupMod> = BTreeMap::new();
+    for t in removed.iter().filter(|t| is_group(t)) {
+        let (g, _) = parse_desired_group(t)?;
+        gone.insert(g.group_id, g);
+    }
+    for t in added.iter().filter(|t| is_group(t)) {
+        let (mut g, _) = parse_desired_group(t)?;
+        if gone.remove(&g.group_id).is_some() {
+            g.command = GroupModCommand::Modify;
+        }
+        plan.group_adds.push(g);
+    }
+    for id in gone.keys() {
+        plan.group_deletes.push(group_delete(*id));
+    }
+    let mut added_keys = BTreeSet::new();
+    for t in added.iter().filter(|t| !is_group(t)) {
+        let d = parse_desired(t)?;
+        added_keys.insert(d.key);
+        plan.adds.push(d.add);
+    }
+    for t in removed.iter().filter(|t| !is_group(t)) {
+        let d = parse_desired(t)?;
+        if !added_keys.contains(&d.key) {
+            plan.deletes
+                .push(strict_delete(d.add.table_id, d.add.priority, &d.add.match_));
+        }
+    }
+    Ok(plan)
+}
+
+/// The net change of one chassis' desired set (flows and groups, compiler text).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetDelta {
+    pub added: BTreeSet<String>,
+    pub removed: BTreeSet<String>,
+}
+
+impl SetDelta {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// `f` entered the set.
+    pub fn add(&mut self, f: &str) {
+        if !self.removed.remove(f) {
+            self.added.insert(f.to_string());
+        }
+    }
+
+    /// `f` left the set.
+    pub fn remove(&mut self, f: &str) {
+        if !self.added.remove(f) {
+            self.removed.insert(f.to_string());
+        }
+    }
+
+    /// Appends `next` (a later change) to this one.
+    pub fn then(&mut self, next: &SetDelta) {
+        for f in &next.removed {
+            self.remove(f);
+        }
+        for f in &next.added {
+            self.add(f);
+        }
+    }
+}
+
 /// Per-chassis union of several engines' outputs with reference counts (the same flow,
-/// e.g. a table's default drop, is wanted by every VPC on the chassis).
+/// e.g. a table's default drop, is wanted by every VPC on the chassis). Every call
+/// records the net change per chassis in `changes` (taken by [`Union::take_changes`]).
 #[derive(Debug, Clone, Default)]
 pub struct Union {
     counts: BTreeMap<String, BTreeMap<String, usize>>,
+    changes: BTreeMap<String, SetDelta>,
 }
 
 impl Union {
@@ -257,7 +387,11 @@ impl Union {
         for (c, fs) in flows {
             let m = self.counts.entry(c.clone()).or_default();
             for f in fs {
-                *m.entry(f.clone()).or_insert(0) += 1;
+                let n = m.entry(f.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    self.changes.entry(c.clone()).or_default().add(f);
+                }
             }
         }
     }
@@ -272,6 +406,7 @@ impl Union {
                     *n -= 1;
                     if *n == 0 {
                         m.remove(f);
+                        self.changes.entry(c.clone()).or_default().remove(f);
                     }
                 }
             }
@@ -282,6 +417,13 @@ impl Union {
     pub fn apply(&mut self, d: &Delta) {
         self.remove_flows(&d.removed);
         self.add_flows(&d.added);
+    }
+
+    /// The net change per chassis since the last call.
+    pub fn take_changes(&mut self) -> BTreeMap<String, SetDelta> {
+        let mut c = std::mem::take(&mut self.changes);
+        c.retain(|_, d| !d.is_empty());
+        c
     }
 
     /// The desired flows of `chassis`.
@@ -346,6 +488,38 @@ mod tests {
         assert!(plan.adds.iter().all(|f| f.cookie == COOKIE));
     }
 
+    /// Large sets take the parallel path: the same plan as the per-flow definition.
+    #[test]
+    fn full_reconcile_of_large_sets_in_parallel() {
+        let text = |n: u32, out: u32| {
+            format!("table=30,priority=100,reg15={n},metadata=0x7,actions=output:{out}")
+        };
+        let desired: BTreeSet<String> = (0..6000).map(|n| text(n, 1)).collect();
+        let mut installed: Vec<FlowStats> = Vec::new();
+        // 0..3000 as desired, 3000..4000 with other actions, 6000..6500 not desired,
+        // one foreign flow (another cookie) not desired either.
+        installed.extend((0..3000).map(|n| stats(&text(n, 1), COOKIE)));
+        installed.extend((3000..4000).map(|n| stats(&text(n, 2), COOKIE)));
+        installed.extend((6000..6500).map(|n| stats(&text(n, 1), COOKIE)));
+        installed.push(stats(&text(9999, 1), 0x1234));
+        let plan = plan_full(&installed, &[], &desired).unwrap();
+        assert_eq!(plan.adds.len(), 3000, "1000 replaced + 2000 missing");
+        assert_eq!(plan.deletes.len(), 500);
+        assert!(plan.adds.iter().all(|f| f.cookie == COOKIE));
+        let deleted: BTreeSet<String> = plan
+            .deletes
+            .iter()
+            .map(|f| format_match_with_priority(&f.match_, f.priority))
+            .collect();
+        assert!(
+            deleted.iter().all(|m| m.contains("reg15=0x17")
+                || m.contains("reg15=0x18")
+                || m.contains("reg15=0x19")),
+            "{:?}",
+            deleted.iter().next()
+        );
+    }
+
     #[test]
     fn full_reconcile_of_equal_sets_is_empty() {
         let installed: Vec<_> = [A, B, C].iter().map(|t| stats(t, COOKIE)).collect();
@@ -364,6 +538,68 @@ mod tests {
         let plan = plan_delta(&set(&[A, B]), &set(&[A])).unwrap();
         assert_eq!(plan.deletes.len(), 1);
         assert!(plan.adds.is_empty());
+    }
+
+    #[test]
+    fn delta_plan_equals_full_set_plan() {
+        let cases: [(&[&str], &[&str]); 4] = [
+            (&[A, B], &[A, B2, C]),
+            (&[A, B], &[A]),
+            (&[G1, B], &[G1B, G2, B]),
+            (&[G1, G2], &[G2]),
+        ];
+        for (old, new) in cases {
+            let (o, n) = (set(old), set(new));
+            let mut d = SetDelta::default();
+            for f in n.difference(&o) {
+                d.add(f);
+            }
+            for f in o.difference(&n) {
+                d.remove(f);
+            }
+            let a = plan_delta(&o, &n).unwrap();
+            let b = plan_from_delta(&d.added, &d.removed).unwrap();
+            let txt = |p: &Plan| {
+                format!(
+                    "{:?}",
+                    (&p.group_adds, &p.deletes, &p.adds, &p.group_deletes)
+                )
+            };
+            assert_eq!(txt(&a), txt(&b));
+        }
+    }
+
+    #[test]
+    fn union_reports_net_changes() {
+        let mut u = Union::default();
+        let f = |v: &[&str]| -> Flows { [("c".to_string(), set(v))].into_iter().collect() };
+        u.add_flows(&f(&[A, C]));
+        u.add_flows(&f(&[B, C]));
+        let d = u.take_changes();
+        assert_eq!(d["c"].added, set(&[A, B, C]));
+        // C is still wanted once; A leaves and comes back: no net change.
+        u.remove_flows(&f(&[A, C]));
+        u.add_flows(&f(&[A]));
+        assert!(u.take_changes().is_empty());
+        u.remove_flows(&f(&[B, C]));
+        let d = u.take_changes();
+        assert_eq!(d["c"].removed, set(&[B, C]));
+        let mut acc = SetDelta::default();
+        acc.then(&SetDelta {
+            added: set(&[A]),
+            removed: set(&[]),
+        });
+        acc.then(&SetDelta {
+            added: set(&[]),
+            removed: set(&[A, B]),
+        });
+        assert_eq!(
+            acc,
+            SetDelta {
+                added: set(&[]),
+                removed: set(&[B])
+            }
+        );
     }
 
     #[test]

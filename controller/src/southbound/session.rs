@@ -1,8 +1,10 @@
 //! One switch's OpenFlow session: identify, report ports, reconcile, follow the desired flows.
 
-use super::reconcile::{COOKIE, COOKIE_MASK, Plan, is_plexus_group, plan_delta, plan_full};
-use super::{Cmd, DesiredFlows, Shared, next_epoch};
-use crate::compiler::is_group;
+use super::reconcile::{
+    COOKIE, COOKIE_MASK, InstalledFlow, Plan, SetDelta, canon_installed, is_plexus_group,
+    plan_from_delta, plan_full_canon,
+};
+use super::{Cmd, Shared, next_epoch};
 use crate::model_from_store::Snapshot;
 use crate::store::Store;
 use anyhow::{Context as _, anyhow, bail};
@@ -412,43 +414,74 @@ async fn follow<S: Store + Clone>(
         });
         epoch
     };
-    let mut rx = shared.subscribe(chassis);
+    let (state, mut rx) = shared.subscribe(chassis);
     let first_epoch = report(ports);
     // Wait for flows computed with this switch's ports: reconciling against anything
-    // older would delete the flows of ports the engine has not seen yet.
-    loop {
-        if rx.borrow_and_update().epoch >= first_epoch {
-            break;
+    // older would delete the flows of ports the engine has not seen yet. Meanwhile read
+    // what the switch holds (only this session changes its Plexus flows), so that a
+    // restarted controller recompiling every port and a switch listing 100k+ flows
+    // overlap instead of adding up.
+    let wait = async {
+        loop {
+            rx.borrow_and_update();
+            if state.lock().unwrap().epoch >= first_epoch {
+                return Ok(true);
+            }
+            tokio::select! {
+                r = rx.changed() => r.map_err(|_| anyhow!("southbound stopped"))?,
+                _ = stop.changed() => return Ok::<bool, anyhow::Error>(false),
+            }
         }
-        tokio::select! {
-            r = rx.changed() => r.map_err(|_| anyhow!("southbound stopped"))?,
-            _ = stop.changed() => return Ok(()),
-        }
+    };
+    let dump = async {
+        let flows = sess.plexus_flows().await?;
+        let groups = sess.plexus_groups().await?;
+        // Canonicalised off the runtime, still while the engine compiles.
+        let flows = tokio::task::spawn_blocking(move || canon_installed(flows)).await?;
+        Ok::<_, anyhow::Error>((flows, groups))
+    };
+    let (go, dumped) = tokio::join!(wait, dump);
+    if !go? {
+        return Ok(());
     }
+    // A failed read is retried by the reconcile itself.
+    let mut prefetched = dumped.ok();
     let mut responder = Responder::new();
     // One token bucket per ingress port: a flooding port cannot starve the others,
     // the other chassis' sessions or the API. Bounded by the switch's ports.
     let mut pin_buckets: HashMap<u32, TokenBucket> = HashMap::new();
-    // `None`: the switch's state is unknown, reconcile fully next.
-    let mut installed: Option<Arc<BTreeSet<String>>> = None;
+    // The desired-set change number the switch holds; `None`: unknown, reconcile fully.
+    let mut installed: Option<u64> = None;
     let mut dirty = true;
     loop {
         if dirty {
-            let d: DesiredFlows = rx.borrow_and_update().clone();
+            rx.borrow_and_update();
+            enum Work {
+                Delta(SetDelta),
+                Full(BTreeSet<String>),
+            }
+            let (revision, seq, count, work) = {
+                let d = state.lock().unwrap();
+                let work = match installed.and_then(|s| d.since(s)) {
+                    Some(delta) => Work::Delta(delta),
+                    None => Work::Full(d.flows.clone()),
+                };
+                (d.revision, d.seq, d.flow_count() as u64, work)
+            };
             let t0 = std::time::Instant::now();
-            let r = match &installed {
-                Some(old) => apply_delta(sess, old, &d).await,
-                None => reconcile(sess, &d).await,
+            let full = matches!(work, Work::Full(_));
+            let r = match &work {
+                Work::Delta(delta) => apply_delta(sess, delta).await,
+                Work::Full(flows) => reconcile(sess, revision, flows, prefetched.take()).await,
             };
             match r {
                 Ok((adds, deletes)) => {
-                    let full = installed.is_none();
-                    installed = Some(d.flows.clone());
+                    installed = Some(seq);
                     dirty = false;
-                    tracing::debug!(%chassis, revision = d.revision, adds, deletes, full, elapsed = ?t0.elapsed(), "flows acknowledged");
+                    tracing::debug!(%chassis, revision, adds, deletes, full, elapsed = ?t0.elapsed(), "flows acknowledged");
                     status.update(chassis, |s| {
-                        s.realized_revision = d.revision;
-                        s.flow_count = d.flows.iter().filter(|f| !is_group(f)).count() as u64;
+                        s.realized_revision = revision;
+                        s.flow_count = count;
                         s.flow_adds += adds;
                         s.flow_deletes += deletes;
                         s.reconciles += full as u64;
@@ -528,15 +561,28 @@ async fn follow<S: Store + Clone>(
     }
 }
 
-async fn reconcile(sess: &mut Session, d: &DesiredFlows) -> Result<(u64, u64), String> {
-    let have = sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?;
-    let groups = sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?;
-    let plan = plan_full(&have, &groups, &d.flows)?;
+/// Full reconcile against what the switch holds: `prefetched` (read by this session with
+/// nothing sent since), else read now.
+async fn reconcile(
+    sess: &mut Session,
+    revision: u64,
+    flows: &BTreeSet<String>,
+    prefetched: Option<(Vec<InstalledFlow>, Vec<GroupDesc>)>,
+) -> Result<(u64, u64), String> {
+    let (have, groups) = match prefetched {
+        Some(p) => p,
+        None => (
+            canon_installed(sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?),
+            sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?,
+        ),
+    };
+    let n_have = have.len();
+    let plan = plan_full_canon(have, &groups, flows)?;
     let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
     tracing::info!(
-        revision = d.revision,
-        installed = have.len(),
-        desired = d.flows.len(),
+        revision,
+        installed = n_have,
+        desired = flows.len(),
         adds = counts.0,
         deletes = counts.1,
         group_mods = plan.group_adds.len(),
@@ -547,12 +593,11 @@ async fn reconcile(sess: &mut Session, d: &DesiredFlows) -> Result<(u64, u64), S
     Ok(counts)
 }
 
-async fn apply_delta(
-    sess: &mut Session,
-    old: &BTreeSet<String>,
-    d: &DesiredFlows,
-) -> Result<(u64, u64), String> {
-    let plan = plan_delta(old, &d.flows)?;
+async fn apply_delta(sess: &mut Session, d: &SetDelta) -> Result<(u64, u64), String> {
+    if d.is_empty() {
+        return Ok((0, 0));
+    }
+    let plan = plan_from_delta(&d.added, &d.removed)?;
     let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
     sess.send_plan(plan).await?;
     Ok(counts)

@@ -82,7 +82,11 @@ enum Cmd {
     },
     /// Data-plane benchmark: plexus-vswitchd vs Open vSwitch AF_XDP vs the Linux
     /// bridge in one run (packets/s, TCP, ping), as ratios to OVS.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        /// `bench scale`: the controller scale scenario instead of the data-plane bench.
+        #[command(subcommand)]
+        what: Option<BenchCmd>,
         /// DUTs, comma-separated.
         #[arg(
             long,
@@ -249,6 +253,41 @@ enum Cmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// The OVN scale scenario (../shared/bench/ovn-scale.sh) through the REST API:
+    /// cold, one-change latency, controller restart, memory.
+    Scale {
+        /// Tenants (each a router + two subnets with the same CIDRs in every tenant).
+        #[arg(long, default_value_t = 10)]
+        tenants: usize,
+        /// Ports per subnet (total ports = 2 × tenants × this).
+        #[arg(long, default_value_t = 50)]
+        ports_per_switch: usize,
+        #[arg(long, default_value_t = 10)]
+        sgs: usize,
+        /// Remote-group rules per security group.
+        #[arg(long, default_value_t = 10)]
+        rules: usize,
+        #[arg(long, default_value_t = 10)]
+        lbs: usize,
+        /// Changes of each kind (port into SG, SG rule, LB backend).
+        #[arg(long, default_value_t = 50)]
+        changes: usize,
+        /// Simulated chassis (0 = one plexus-vswitchd with dummy ports).
+        #[arg(long, default_value_t = 0)]
+        sim_chassis: usize,
+        /// Parallel REST clients for the population.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[arg(long, default_value_t = 1)]
+        restarts: usize,
+        /// Append the key=value lines to this file.
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
@@ -302,6 +341,36 @@ fn real_main() -> Result<ExitCode> {
     let exe = std::env::current_exe().context("locating plexus-topo")?;
     let json = cli.json;
     match cli.cmd {
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::Scale {
+                    tenants,
+                    ports_per_switch,
+                    sgs,
+                    rules,
+                    lbs,
+                    changes,
+                    sim_chassis,
+                    workers,
+                    restarts,
+                    results,
+                }),
+            ..
+        } => {
+            plexus_tests::scale::run(&plexus_tests::scale::Opts {
+                tenants,
+                ports_per_switch,
+                sgs,
+                rules,
+                lbs,
+                changes,
+                sim_chassis,
+                workers,
+                restarts,
+                results,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Validate { file } => {
             if is_fabric(&file) {
                 let f = fabric::load(&file)?;
@@ -520,6 +589,7 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
+            what: None,
             duts,
             rounds,
             secs,

@@ -272,14 +272,11 @@ impl Agent {
     }
 
     fn send_multipart(&self, id: u64, xid: u32, bodies: Vec<MultipartReplyBody>) {
-        let n = bodies.len();
-        for (i, body) in bodies.into_iter().enumerate() {
-            let flags = u16::from(i + 1 < n);
-            self.send(
-                id,
-                xid,
-                &Message::MultipartReply(MultipartReply { flags, body }),
-            );
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        for frame in multipart_frames(xid, bodies) {
+            let _ = c.handle.send_raw(frame);
         }
     }
 
@@ -627,10 +624,11 @@ impl Agent {
                 if v.is_empty() && *port_no != 0xffff_ffff {
                     return Err(OfpError::BadRequest(BadRequestCode::BadPort));
                 }
-                vec![R::PortStats(v)]
+                chunks(v, R::PortStats)
             }
             MultipartRequestBody::PortDesc => {
-                vec![R::PortDesc(sw.ports().iter().map(DpPort::desc).collect())]
+                // Split like every other reply: 10k ports do not fit one 64 KiB message.
+                chunks(sw.ports().iter().map(DpPort::desc).collect(), R::PortDesc)
             }
             MultipartRequestBody::Queue { .. } => vec![R::Queue(Vec::new())],
             MultipartRequestBody::Group { group_id } => {
@@ -675,6 +673,61 @@ impl Agent {
         self.send_multipart(id, xid, bodies);
         Ok(())
     }
+}
+
+/// Encodes a multipart reply as frames of at most 64 KiB each: a part whose encoding
+/// is larger (128 flows with long action lists — merged conjunction flows, `learn` —
+/// exceed it) is split in halves until it fits, so no part is dropped as an oversized
+/// frame. Every frame but the last carries `OFPMPF_REPLY_MORE`.
+fn multipart_frames(xid: u32, bodies: Vec<MultipartReplyBody>) -> Vec<Vec<u8>> {
+    use MultipartReplyBody as R;
+    fn halve<T>(mut v: Vec<T>, f: fn(Vec<T>) -> R) -> Option<(R, R)> {
+        if v.len() < 2 {
+            return None;
+        }
+        let b = v.split_off(v.len() / 2);
+        Some((f(v), f(b)))
+    }
+    fn push(xid: u32, body: R, out: &mut Vec<Vec<u8>>) {
+        let mut frame = Vec::new();
+        Message::MultipartReply(MultipartReply {
+            flags: 1,
+            body: body.clone(),
+        })
+        .encode(xid, &mut frame);
+        if frame.len() <= usize::from(u16::MAX) {
+            out.push(frame);
+            return;
+        }
+        let halves = match body {
+            R::Flow(v) => halve(v, R::Flow),
+            R::GroupDesc(v) => halve(v, R::GroupDesc),
+            R::Group(v) => halve(v, R::Group),
+            R::PortDesc(v) => halve(v, R::PortDesc),
+            R::PortStats(v) => halve(v, R::PortStats),
+            R::Table(v) => halve(v, R::Table),
+            R::Meter(v) => halve(v, R::Meter),
+            R::MeterConfig(v) => halve(v, R::MeterConfig),
+            R::TableFeatures(v) => halve(v, R::TableFeatures),
+            _ => None,
+        };
+        // One entry larger than a message cannot be sent at all (an entry's own length
+        // field is 16 bits, so a table cannot hold one); it is left out.
+        if let Some((a, b)) = halves {
+            push(xid, a, out);
+            push(xid, b, out);
+        }
+    }
+    let mut out = Vec::new();
+    for body in bodies {
+        push(xid, body, &mut out);
+    }
+    // flags are the 16 bits after the header and the multipart type.
+    if let Some(last) = out.last_mut() {
+        last[10] = 0;
+        last[11] = 0;
+    }
+    out
 }
 
 fn chunks<T: Clone>(
@@ -765,4 +818,74 @@ fn table_features() -> Vec<TableFeatures> {
             ],
         })
         .collect()
+}
+
+#[cfg(test)]
+mod multipart_tests {
+    use super::*;
+    use plexus_openflow::action::Action;
+    use plexus_openflow::instruction::Instruction;
+    use plexus_openflow::message::FlowStats;
+
+    /// 128 flows of ~1.6 KiB each (100 conjunction actions, as a merged clause flow
+    /// has) do not fit one 64 KiB reply: they go out in several parts, none lost.
+    #[test]
+    fn oversized_flow_stats_part_is_split_not_dropped() {
+        let flow = |i: u16| FlowStats {
+            table_id: 0,
+            duration_sec: 0,
+            duration_nsec: 0,
+            priority: i,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: 0,
+            cookie: 0,
+            packet_count: 0,
+            byte_count: 0,
+            match_: Default::default(),
+            instructions: vec![Instruction::ApplyActions(
+                (0..100)
+                    .map(|k| Action::Conjunction {
+                        id: k,
+                        clause: 0,
+                        n_clauses: 2,
+                    })
+                    .collect(),
+            )],
+        };
+        let bodies = chunks((0..300).map(flow).collect(), MultipartReplyBody::Flow);
+        assert_eq!(bodies.len(), 3);
+        let frames = multipart_frames(7, bodies);
+        assert!(frames.len() > 3, "split: {} frames", frames.len());
+        let mut got = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            assert!(f.len() <= 0xffff);
+            let (xid, m) = Message::decode(f).unwrap();
+            assert_eq!(xid, 7);
+            let Message::MultipartReply(r) = m else {
+                panic!("{m:?}")
+            };
+            assert_eq!(
+                r.flags,
+                u16::from(i + 1 < frames.len()),
+                "MORE on all but the last"
+            );
+            let MultipartReplyBody::Flow(v) = r.body else {
+                panic!()
+            };
+            got.extend(v.into_iter().map(|f| f.priority));
+        }
+        assert_eq!(got, (0..300).collect::<Vec<u16>>());
+    }
+
+    #[test]
+    fn small_replies_are_one_frame_each() {
+        let frames = multipart_frames(1, vec![MultipartReplyBody::Flow(Vec::new())]);
+        assert_eq!(frames.len(), 1);
+        let (_, m) = Message::decode(&frames[0]).unwrap();
+        assert!(matches!(
+            m,
+            Message::MultipartReply(MultipartReply { flags: 0, .. })
+        ));
+    }
 }

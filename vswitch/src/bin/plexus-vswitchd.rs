@@ -51,6 +51,9 @@ enum PortType {
     Afpacket,
     /// Tap device (created if missing).
     Tap,
+    /// No device (OVS's dummy netdev): never receives, drops what it sends;
+    /// for control-plane scale runs with thousands of ports.
+    Dummy,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -243,6 +246,7 @@ fn open_port_as(name: &str, port_type: PortType, args: &Args) -> anyhow::Result<
             eprintln!("{name}: tap");
             Box::new(TapPort::open(name)?)
         }
+        PortType::Dummy => Box::new(plexus_vswitch::port::dummy::DummyPort::new(name)),
     })
 }
 

@@ -12,6 +12,7 @@
 
 pub mod afpacket;
 pub mod afxdp;
+pub mod dummy;
 pub mod tap;
 pub mod vxlan;
 
