@@ -294,17 +294,24 @@ impl Env {
         let mut tokens = plexus_controller::api::Tokens::default();
         tokens.insert(TOKEN, plexus_controller::api::Scope::Admin);
         std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        // The socket is created in OVS's namespace and stays there.
-        let l = run_in(Path::new(&ns), || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-        })
+        // The socket is created in OVS's namespace and stays there. Backlog
+        // 1024 as `plexus-controller`'s own listener (tokio's bind): std's
+        // 128 overflows when 100 concurrent ADDs connect twice each, and a
+        // dropped SYN costs the caller a 1 s retransmission.
+        let l = run_in(
+            Path::new(&ns),
+            || -> std::io::Result<tokio::net::TcpListener> {
+                let _g = rt.enter();
+                let s = tokio::net::TcpSocket::new_v4()?;
+                s.bind("127.0.0.1:0".parse().unwrap())?;
+                s.listen(1024)
+            },
+        )
         .unwrap()
         .unwrap();
-        l.set_nonblocking(true).unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         {
             let _g = rt.enter();
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
             let mut st = plexus_controller::api::AppState::new(store.clone(), Some(tokens));
             if let Some(sb) = &southbound {
                 st.sync = sb.status();
