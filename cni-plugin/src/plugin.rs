@@ -302,7 +302,11 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
                 Ok(h) => match h.join() {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => Err(link::netns_error(netns, e)),
-                    Err(_) => joined(Err(Box::new(()))),
+                    Err(_) => Err(CniError::new(
+                        IO_FAILURE,
+                        "internal error",
+                        "pod netns thread panicked",
+                    )),
                 },
                 Err(e) => Err(link::netns_error(netns, e)),
             };
