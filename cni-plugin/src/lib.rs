@@ -25,6 +25,7 @@ pub mod nl;
 mod nlsock;
 pub mod ovs;
 pub mod plugin;
+pub mod trace;
 pub mod tun;
 pub mod vm;
 
@@ -32,6 +33,7 @@ use std::io::{Read, Write};
 
 /// The binary's entry point: returns the process exit code.
 pub fn main_entry() -> i32 {
+    trace::init();
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let out = match (config::Env::from_env(|k| std::env::var(k).ok()), read) {
@@ -49,6 +51,7 @@ pub fn main_entry() -> i32 {
         .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
         .filter(|v| config::SUPPORTED_VERSIONS.contains(&v.as_str()))
         .unwrap_or_else(|| config::LATEST.to_owned());
+    trace::step("exit");
     let mut so = std::io::stdout().lock();
     match out {
         Ok(Some(v)) => {

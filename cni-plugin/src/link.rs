@@ -59,9 +59,10 @@ fn mac_of(s: &str) -> CniResult<[u8; 6]> {
     })
 }
 
-/// Creates the veth pair: host side up in the calling thread's netns, the
+/// Creates the veth pair: host side in the calling thread's netns, the
 /// peer (down, MTU set) in the pod netns under its final name. A leftover
-/// pair of a crashed ADD of the same attachment is replaced.
+/// pair of a crashed ADD of the same attachment is replaced. The host side
+/// gets its alias and goes up in one request after the pair exists.
 pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
     let hmac = mac_of(p.host_mac)?;
     let ns = File::open(p.netns).map_err(|e| netns_err(p.netns, e))?;
@@ -83,8 +84,8 @@ pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
         )),
     };
     created?;
-    nl.set_alias(p.host, p.alias)
-        .map_err(|e| link_err(&format!("{}: set alias", p.host), e))
+    nl.set_alias_up(p.host, p.alias)
+        .map_err(|e| link_err(&format!("{}: set alias/up", p.host), e))
 }
 
 /// `(name, alias)` of host links whose alias starts with `prefix`.
@@ -96,6 +97,13 @@ pub fn links_with_alias(prefix: &str) -> CniResult<Vec<(String, String)>> {
 
 /// Inside the pod netns: MAC, up, address, default route via the gateway.
 pub fn configure_pod(p: &PodPlan<'_>) -> CniResult<()> {
+    netns::run_in(p.netns, || configure_pod_here(p)).map_err(|e| netns_err(p.netns, e))?
+}
+
+/// [`configure_pod`]'s work, on a thread already inside the pod netns
+/// ([`netns::spawn_in`]): one link lookup, then MAC/up, address and default
+/// route in one netlink `send`.
+pub fn configure_pod_here(p: &PodPlan<'_>) -> CniResult<()> {
     let mac = p.mac.map(mac_of).transpose()?;
     let (addr, plen) = parse_cidr(p.cidr).ok_or_else(|| {
         CniError::new(
@@ -114,27 +122,29 @@ pub fn configure_pod(p: &PodPlan<'_>) -> CniResult<()> {
         })?),
         None => None,
     };
-    netns::run_in(p.netns, || -> CniResult<()> {
-        let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
-        let link = nl
-            .link(p.ifname)
-            .map_err(|e| link_err(p.ifname, e))?
-            .ok_or_else(|| link_err(p.ifname, "missing in the pod netns"))?;
-        nl.set_mac_up(link.index, mac.as_ref())
-            .map_err(|e| link_err(&format!("{}: set MAC/up", p.ifname), e))?;
-        nl.add_addr(link.index, addr, plen)
-            .map_err(|e| link_err(&format!("{}: add {}", p.ifname, p.cidr), e))?;
-        if let Some(gw) = gw {
-            let any = match gw {
-                IpAddr::V4(_) => IpAddr::from([0u8; 4]),
-                IpAddr::V6(_) => IpAddr::from([0u8; 16]),
+    let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+    let link = nl
+        .link(p.ifname)
+        .map_err(|e| link_err(p.ifname, e))?
+        .ok_or_else(|| link_err(p.ifname, "missing in the pod netns"))?;
+    nl.configure(link.index, mac.as_ref(), addr, plen, gw)
+        .map_err(|(step, e)| {
+            let what = match step {
+                "add address" => format!("{}: add {}", p.ifname, p.cidr),
+                "add default route" => format!(
+                    "{}: default via {}",
+                    p.ifname,
+                    p.gateway.unwrap_or_default()
+                ),
+                s => format!("{}: {s}", p.ifname),
             };
-            nl.add_route(link.index, any, 0, Some(gw))
-                .map_err(|e| link_err(&format!("{}: default via {gw}", p.ifname), e))?;
-        }
-        Ok(())
-    })
-    .map_err(|e| netns_err(p.netns, e))?
+            link_err(&what, e)
+        })
+}
+
+/// The netns error of [`netns::spawn_in`] as a CNI error.
+pub fn netns_error(p: &Path, e: io::Error) -> CniError {
+    netns_err(p, e)
 }
 
 fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {

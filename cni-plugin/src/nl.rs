@@ -166,6 +166,47 @@ fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
     m
 }
 
+/// `RTM_NEWLINK`: MAC (optional) and up.
+fn msg_mac_up(index: i32, mac: Option<&[u8; 6]>) -> Msg {
+    let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, IFF_UP, IFF_UP));
+    if let Some(mac) = mac {
+        m.attr(IFLA_ADDRESS, mac);
+    }
+    m
+}
+
+/// `RTM_NEWADDR`: `addr/prefix` on the link.
+fn msg_add_addr(index: i32, addr: IpAddr, prefix: u8) -> Msg {
+    let mut fixed = [0u8; 8];
+    fixed[0] = family(&addr);
+    fixed[1] = prefix;
+    fixed[4..8].copy_from_slice(&(index as u32).to_ne_bytes());
+    let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &fixed);
+    let b = ip_bytes(&addr);
+    m.attr(IFA_LOCAL, &b).attr(IFA_ADDRESS, &b);
+    m
+}
+
+/// `RTM_NEWROUTE`: `dst/len` via `gw` out of the link (main table).
+fn msg_add_route(index: i32, dst: IpAddr, dst_len: u8, gw: Option<IpAddr>) -> Msg {
+    let mut fixed = [0u8; 12];
+    fixed[0] = family(&dst);
+    fixed[1] = dst_len;
+    fixed[4] = RT_TABLE_MAIN;
+    fixed[5] = RTPROT_BOOT;
+    fixed[6] = RT_SCOPE_UNIVERSE;
+    fixed[7] = RTN_UNICAST;
+    let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &fixed);
+    if dst_len > 0 {
+        m.attr(RTA_DST, &ip_bytes(&dst));
+    }
+    if let Some(gw) = gw {
+        m.attr(RTA_GATEWAY, &ip_bytes(&gw));
+    }
+    m.attr_u32(RTA_OIF, index as u32);
+    m
+}
+
 /// Iterates `(type, payload)` over netlink attributes.
 fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
@@ -264,6 +305,42 @@ impl Netlink {
         }
     }
 
+    /// Sends several requests in one `send` (each with NLM_F_ACK) and waits
+    /// for every ack; the kernel runs them in order. `Err` = the first
+    /// failure (`(index of the request, errno)`).
+    fn batch(&mut self, msgs: Vec<Msg>) -> Result<(), (usize, io::Error)> {
+        let first = self.seq.wrapping_add(1);
+        let mut buf = Vec::new();
+        let n = msgs.len();
+        for mut m in msgs {
+            let flags = u16::from_ne_bytes([m.buf[6], m.buf[7]]) | NLM_F_ACK;
+            m.buf[6..8].copy_from_slice(&flags.to_ne_bytes());
+            let seq = self.next_seq();
+            buf.extend_from_slice(&m.finish(seq));
+        }
+        self.sock.send(&buf).map_err(|e| (0, e))?;
+        let mut acked = 0;
+        let mut failed: Option<(usize, io::Error)> = None;
+        while acked < n {
+            let len = self.sock.recv(&mut self.buf).map_err(|e| (acked, e))?;
+            for (ty, mseq, payload) in messages(&self.buf[..len]) {
+                let i = mseq.wrapping_sub(first) as usize;
+                if ty != NLMSG_ERROR || i >= n {
+                    continue;
+                }
+                acked += 1;
+                let code = payload
+                    .get(0..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(-libc::EPROTO);
+                if code != 0 && failed.as_ref().is_none_or(|(j, _)| i < *j) {
+                    failed = Some((i, io::Error::from_raw_os_error(-code)));
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Sends a dump request and returns each reply's payload (after nlmsghdr).
     fn dump(&mut self, m: Msg) -> io::Result<Vec<(u16, Vec<u8>)>> {
         let seq = self.next_seq();
@@ -293,8 +370,9 @@ impl Netlink {
         }
     }
 
-    /// Creates a veth pair: `host` here (up), `peer` directly in the netns
-    /// `peer_ns` (an open netns file) with its final name, down.
+    /// Creates a veth pair: `host` here (down: see [`Self::set_alias_up`]),
+    /// `peer` directly in the netns `peer_ns` (an open netns file) with its
+    /// final name, down.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -303,11 +381,7 @@ impl Netlink {
         peer: &str,
         peer_ns: &impl AsRawFd,
     ) -> io::Result<()> {
-        let mut m = Msg::new(
-            RTM_NEWLINK,
-            NLM_F_CREATE | NLM_F_EXCL,
-            &ifinfomsg(0, IFF_UP, IFF_UP),
-        );
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifinfomsg(0, 0, 0));
         m.attr_str(IFLA_IFNAME, host)
             .attr(IFLA_ADDRESS, host_mac)
             .attr_u32(IFLA_MTU, mtu);
@@ -325,9 +399,10 @@ impl Netlink {
         self.request(m)
     }
 
-    /// Sets the alias (`ifalias`) of a link given by name.
-    pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0));
+    /// Sets the alias (`ifalias`) of a link given by name and brings it up,
+    /// in one request.
+    pub fn set_alias_up(&mut self, name: &str, alias: &str) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, IFF_UP, IFF_UP));
         m.attr_str(IFLA_IFNAME, name)
             .attr(IFLA_IFALIAS, alias.as_bytes());
         self.request(m)
@@ -402,23 +477,12 @@ impl Netlink {
 
     /// Sets MAC (optional) and brings the link up.
     pub fn set_mac_up(&mut self, index: i32, mac: Option<&[u8; 6]>) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index, IFF_UP, IFF_UP));
-        if let Some(mac) = mac {
-            m.attr(IFLA_ADDRESS, mac);
-        }
-        self.request(m)
+        self.request(msg_mac_up(index, mac))
     }
 
     /// Adds `addr/prefix` to the link.
     pub fn add_addr(&mut self, index: i32, addr: IpAddr, prefix: u8) -> io::Result<()> {
-        let mut fixed = [0u8; 8];
-        fixed[0] = family(&addr);
-        fixed[1] = prefix;
-        fixed[4..8].copy_from_slice(&(index as u32).to_ne_bytes());
-        let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &fixed);
-        let b = ip_bytes(&addr);
-        m.attr(IFA_LOCAL, &b).attr(IFA_ADDRESS, &b);
-        self.request(m)
+        self.request(msg_add_addr(index, addr, prefix))
     }
 
     /// Adds a route `dst/len` via `gw` out of the link (main table).
@@ -429,22 +493,32 @@ impl Netlink {
         dst_len: u8,
         gw: Option<IpAddr>,
     ) -> io::Result<()> {
-        let mut fixed = [0u8; 12];
-        fixed[0] = family(&dst);
-        fixed[1] = dst_len;
-        fixed[4] = RT_TABLE_MAIN;
-        fixed[5] = RTPROT_BOOT;
-        fixed[6] = RT_SCOPE_UNIVERSE;
-        fixed[7] = RTN_UNICAST;
-        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &fixed);
-        if dst_len > 0 {
-            m.attr(RTA_DST, &ip_bytes(&dst));
-        }
+        self.request(msg_add_route(index, dst, dst_len, gw))
+    }
+
+    /// The pod side's configuration in one `send`: MAC (optional) and up,
+    /// `addr/prefix`, then the default route via `gw` (optional). `Err`
+    /// names the step that failed.
+    pub fn configure(
+        &mut self,
+        index: i32,
+        mac: Option<&[u8; 6]>,
+        addr: IpAddr,
+        prefix: u8,
+        gw: Option<IpAddr>,
+    ) -> Result<(), (&'static str, io::Error)> {
+        let mut msgs = vec![msg_mac_up(index, mac), msg_add_addr(index, addr, prefix)];
         if let Some(gw) = gw {
-            m.attr(RTA_GATEWAY, &ip_bytes(&gw));
+            let any = match gw {
+                IpAddr::V4(_) => IpAddr::from([0u8; 4]),
+                IpAddr::V6(_) => IpAddr::from([0u8; 16]),
+            };
+            msgs.push(msg_add_route(index, any, 0, Some(gw)));
         }
-        m.attr_u32(RTA_OIF, index as u32);
-        self.request(m)
+        self.batch(msgs).map_err(|(i, e)| {
+            const STEP: [&str; 3] = ["set MAC/up", "add address", "add default route"];
+            (STEP[i.min(2)], e)
+        })
     }
 
     /// Addresses on the link as `addr/prefix`.

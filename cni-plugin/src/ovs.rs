@@ -71,6 +71,23 @@ fn eq(col: &str, v: &str) -> Value {
     cond(col, "==", json!(v))
 }
 
+/// Connects; while the server's listen backlog is full (a unix-socket
+/// connect fails at once with EAGAIN when ovsdb-server has not yet accepted
+/// the connections of many concurrent plugin runs), retries with a backoff
+/// of 1 ms doubling up to 32 ms. The caller bounds the whole by `TIMEOUT`.
+async fn connect_retrying(db: &str) -> Result<Client, ClientError> {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match Client::connect(db).await {
+            Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(32));
+            }
+            r => return r,
+        }
+    }
+}
+
 impl Ovs {
     /// Connects to `db` (`unix:PATH` / `tcp:IP:PORT`; default ovs-vsctl's).
     pub fn connect(db: Option<&str>, wait: bool) -> CniResult<Self> {
@@ -86,7 +103,7 @@ impl Ovs {
                 )
             })?;
         let client = rt
-            .block_on(async { tokio::time::timeout(TIMEOUT, Client::connect(db)).await })
+            .block_on(async { tokio::time::timeout(TIMEOUT, connect_retrying(db)).await })
             .map_err(|_| sw_err(db, "connect timed out"))?
             .map_err(|e| sw_err(db, e))?;
         Ok(Self { rt, client, wait })

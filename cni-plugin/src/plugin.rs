@@ -4,6 +4,7 @@ use crate::config::{Command, Env, LATEST, NetConf, SUPPORTED_VERSIONS};
 use crate::controller::{Controller, Created};
 use crate::error::*;
 use crate::link::{self, PodPlan, VethPlan};
+use crate::netns;
 use crate::ovs::{self, Ovs};
 use plexus_api::{Port, PortBinding, PortSpec};
 use serde_json::{Value, json};
@@ -24,6 +25,7 @@ pub fn run(env: &Env, stdin: &[u8]) -> CniResult<Option<Value>> {
         })));
     }
     let conf = NetConf::parse(stdin)?;
+    trace("parsed");
     match env.command {
         Command::Add => add(env, &conf).map(Some),
         Command::Del => del(env, &conf).map(|()| None),
@@ -85,14 +87,9 @@ fn test_pause(point: &str) {
     }
 }
 
-/// `PLEXUS_CNI_TRACE=1`: per-step timings on stderr (benchmarks).
-fn trace(t0: std::time::Instant, what: &str) {
-    if std::env::var_os("PLEXUS_CNI_TRACE").is_some() {
-        eprintln!(
-            "plexus-cni {what} {:.2} ms",
-            t0.elapsed().as_secs_f64() * 1e3
-        );
-    }
+/// `PLEXUS_CNI_TRACE=1`: per-step timestamps on stderr (see [`crate::trace`]).
+fn trace(what: &str) {
+    crate::trace::step(what);
 }
 
 fn joined<T>(r: std::thread::Result<CniResult<T>>) -> CniResult<T> {
@@ -191,16 +188,19 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
     let alias = link_alias(&conf.name, &env.container_id, &env.ifname);
 
     // Phase 1.
-    let t0 = std::time::Instant::now();
     let (subnet, port, local) = std::thread::scope(|s| {
+        // The subnet read is quicker than the port creation: the OVSDB
+        // connection is made on its thread, beside the veth.
         let subnet = s.spawn(|| {
             let r = ctl.subnet(subnet_id);
-            trace(t0, "add: subnet read");
-            r
+            trace("add:subnet-read");
+            let o = ovs_of(conf);
+            trace("add:ovsdb-connected");
+            (r, o)
         });
         let port = s.spawn(|| {
             let r = create_port(&ctl, &spec, &binding);
-            trace(t0, "add: port created");
+            trace("add:port-created");
             r
         });
         let local = link::create_veth(&VethPlan {
@@ -210,15 +210,14 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
             ifname: &env.ifname,
             mtu: conf.mtu(),
             netns,
-        })
-        .and_then(|()| {
-            trace(t0, "add: veth created");
-            test_pause("after-veth");
-            let o = ovs_of(conf);
-            trace(t0, "add: ovsdb connected");
-            o
         });
-        (joined(subnet.join()), joined(port.join()), local)
+        trace("add:veth-created");
+        test_pause("after-veth");
+        let (subnet, ovs) = subnet.join().unwrap_or_else(|_| {
+            let e = CniError::new(IO_FAILURE, "internal error", "worker thread panicked");
+            (Err(e.clone()), Err(e))
+        });
+        (subnet, joined(port.join()), local.and(ovs))
     });
     let rollback = |port: Option<&Port>, ovs: Option<&Ovs>| {
         if let Some(o) = ovs {
@@ -274,16 +273,18 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
             )
         })?;
         let cidr = format!("{ip}/{prefix_len}");
+        let plan = PodPlan {
+            ifname: &env.ifname,
+            mac: (!mac.is_empty()).then_some(mac.as_str()),
+            netns,
+            cidr: &cidr,
+            gateway: gateway.as_deref(),
+        };
         let (pod, sw) = std::thread::scope(|s| {
-            let pod = s.spawn(|| {
-                let r = link::configure_pod(&PodPlan {
-                    ifname: &env.ifname,
-                    mac: (!mac.is_empty()).then_some(mac.as_str()),
-                    netns,
-                    cidr: &cidr,
-                    gateway: gateway.as_deref(),
-                });
-                trace(t0, "add: pod configured");
+            // The pod side on a thread inside its netns, the switch port here.
+            let pod = netns::spawn_in(s, netns, || {
+                let r = link::configure_pod_here(&plan);
+                trace("add:pod-configured");
                 r
             });
             let sw = ovs.add_port(
@@ -296,8 +297,20 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
                     (ovs::KEY_IFNAME, &env.ifname),
                 ],
             );
-            trace(t0, "add: switch port added");
-            (joined(pod.join()), sw)
+            trace("add:switch-port-added");
+            let pod = match pod {
+                Ok(h) => match h.join() {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => Err(link::netns_error(netns, e)),
+                    Err(_) => Err(CniError::new(
+                        IO_FAILURE,
+                        "internal error",
+                        "pod netns thread panicked",
+                    )),
+                },
+                Err(e) => Err(link::netns_error(netns, e)),
+            };
+            (pod, sw)
         });
         pod?;
         sw?;
@@ -384,16 +397,15 @@ fn build_result(
 fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     let host = host_ifname(&env.container_id, &env.ifname);
     let ctl = conf.controller.as_ref().map(Controller::new).transpose()?;
-    let t0 = std::time::Instant::now();
     let (remote, link) = std::thread::scope(|s| {
         let remote = s.spawn(|| -> CniResult<()> {
             let row = ovs_of(conf)?.take_port(&host)?;
-            trace(t0, "del: switch port deleted");
+            trace("del:switch-port-deleted");
             let Some(ctl) = &ctl else { return Ok(()) };
             match row.and_then(|r| r.external_ids.get(ovs::KEY_IFACE_ID).cloned()) {
                 Some(id) => {
                     let r = ctl.delete_port(&id);
-                    trace(t0, "del: controller port deleted");
+                    trace("del:controller-port-deleted");
                     r
                 }
                 None => {
@@ -412,7 +424,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
             }
         });
         let link = link::delete_host(&host);
-        trace(t0, "del: veth deleted");
+        trace("del:veth-deleted");
         (joined(remote.join()), link)
     });
     remote?;

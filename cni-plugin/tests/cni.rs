@@ -294,17 +294,24 @@ impl Env {
         let mut tokens = plexus_controller::api::Tokens::default();
         tokens.insert(TOKEN, plexus_controller::api::Scope::Admin);
         std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        // The socket is created in OVS's namespace and stays there.
-        let l = run_in(Path::new(&ns), || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-        })
+        // The socket is created in OVS's namespace and stays there. Backlog
+        // 1024 as `plexus-controller`'s own listener (tokio's bind): std's
+        // 128 overflows when 100 concurrent ADDs connect twice each, and a
+        // dropped SYN costs the caller a 1 s retransmission.
+        let l = run_in(
+            Path::new(&ns),
+            || -> std::io::Result<tokio::net::TcpListener> {
+                let _g = rt.enter();
+                let s = tokio::net::TcpSocket::new_v4()?;
+                s.bind("127.0.0.1:0".parse().unwrap())?;
+                s.listen(1024)
+            },
+        )
         .unwrap()
         .unwrap();
-        l.set_nonblocking(true).unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         {
             let _g = rt.enter();
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
             let mut st = plexus_controller::api::AppState::new(store.clone(), Some(tokens));
             if let Some(sb) = &southbound {
                 st.sync = sb.status();
@@ -999,6 +1006,107 @@ fn children_cpu_ms() -> f64 {
     (f.get(13).copied().unwrap_or(0.0) + f.get(14).copied().unwrap_or(0.0)) * 10.0
 }
 
+/// Before a timed phase: deleted namespaces are torn down by the kernel
+/// afterwards (`cleanup_net` in a workqueue, under the RTNL lock), which
+/// would otherwise run during the next phase's ADDs. Untimed; bench only.
+fn settle(bench: bool) {
+    if bench {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+fn unix_us() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as f64)
+        .unwrap_or_default()
+}
+
+/// utime+stime of a process in ms (10 ms ticks), 0 when it is gone.
+fn proc_cpu_ms(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) * 10.0
+}
+
+/// Where the CPU time of a phase went: the plugin processes (reaped
+/// children), this process (the in-process controller and the harness),
+/// OVS (ovsdb-server + ovs-vswitchd), and the whole machine (busy = not
+/// idle/iowait, every CPU, from /proc/stat).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSnapshot {
+    plugins: f64,
+    this: f64,
+    ovs: f64,
+    machine_busy: f64,
+}
+
+impl CpuSnapshot {
+    fn take(ovs_pids: &[u32]) -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        let total: f64 = cpu.iter().take(8).sum();
+        let idle = cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0);
+        Self {
+            plugins: children_cpu_ms(),
+            this: proc_cpu_ms("self"),
+            ovs: ovs_pids.iter().map(|p| proc_cpu_ms(&p.to_string())).sum(),
+            machine_busy: (total - idle) * 10.0,
+        }
+    }
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            plugins: self.plugins - before.plugins,
+            this: self.this - before.this,
+            ovs: self.ovs - before.ovs,
+            machine_busy: self.machine_busy - before.machine_busy,
+        }
+    }
+    fn per_call(&self, n: usize) -> String {
+        let n = n as f64;
+        format!(
+            "plugin={:.2} controller+harness={:.2} ovs={:.2} machine_busy={:.2}",
+            self.plugins / n,
+            self.this / n,
+            self.ovs / n,
+            self.machine_busy / n
+        )
+    }
+}
+
+/// p50/p99 of each traced step's time after the spawn (PLEXUS_CNI_TRACE).
+fn print_steps(what: &str, calls: &[Vec<(String, f64)>]) {
+    let mut by: Vec<(String, Vec<f64>)> = Vec::new();
+    for call in calls {
+        for (step, at) in call {
+            match by.iter_mut().find(|(s, _)| s == step) {
+                Some((_, v)) => v.push(*at),
+                None => by.push((step.clone(), vec![*at])),
+            }
+        }
+    }
+    for (step, mut v) in by {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        println!(
+            "  {what} step {step:<28} after spawn p50={:.2} p99={:.2} ms",
+            at(0.5),
+            at(0.99)
+        );
+    }
+}
+
 /// Latency beside `../shared/bench/cni-ref-latency.sh`: N sequential ADD+DEL
 /// and C concurrent ADDs then DELs, each a fresh netns (netns setup not timed;
 /// timed span = one plugin exec incl. process start, spawned directly from a
@@ -1031,8 +1139,12 @@ fn latency_bench() {
     }
     let conf = conf.to_string();
     let host = ns_path(e.ns());
-    let exec = |cmd: &str, cid: &str, netns: &str| -> f64 {
+    let trace = std::env::var_os("PLEXUS_CNI_TRACE").is_some();
+    // One call: its latency and (with PLEXUS_CNI_TRACE) its steps as
+    // (step, ms after the spawn).
+    let exec = |cmd: &str, cid: &str, netns: &str| -> (f64, Vec<(String, f64)>) {
         run_in(Path::new(&host), || {
+            let spawned_us = unix_us();
             let t0 = std::time::Instant::now();
             let mut child = Command::new(&bin)
                 .env_clear()
@@ -1044,13 +1156,10 @@ fn latency_bench() {
                     ("CNI_IFNAME", "eth0"),
                     ("CNI_PATH", "/usr/lib/cni"),
                 ])
-                .envs(
-                    std::env::var("PLEXUS_CNI_TRACE")
-                        .ok()
-                        .map(|v| ("PLEXUS_CNI_TRACE", v)),
-                )
+                .envs(trace.then_some(("PLEXUS_CNI_TRACE", "1")))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
             child
@@ -1063,10 +1172,20 @@ fn latency_bench() {
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             assert!(
                 o.status.success(),
-                "{cmd} {cid}: {}",
-                String::from_utf8_lossy(&o.stdout)
+                "{cmd} {cid}: {} {}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
             );
-            ms
+            let steps = String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.strip_prefix("plexus-cni trace ")?.split_whitespace();
+                    let step = w.next()?.to_owned();
+                    let at: f64 = w.nth(1)?.strip_prefix('@')?.parse().ok()?;
+                    Some((step, (at - spawned_us) / 1e3))
+                })
+                .collect();
+            (ms, steps)
         })
         .unwrap()
     };
@@ -1085,32 +1204,44 @@ fn latency_bench() {
     let w = Netns::create(&unique_name("plxlat")).unwrap();
     exec("ADD", "lat-0", &ns_path(w.name()));
     exec("DEL", "lat-0", &ns_path(w.name()));
+    let ovs_pids = e.ovs.pids();
     drop(w);
     let (mut add, mut del) = (Vec::new(), Vec::new());
     // Namespaces made up front so that only plugin runs are children in the loop.
     let seq: Vec<Netns> = (0..n)
         .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
         .collect();
-    let cpu0 = children_cpu_ms();
+    settle(bench);
+    let (mut add_steps, mut del_steps) = (Vec::new(), Vec::new());
+    let cpu0 = CpuSnapshot::take(&ovs_pids);
     for (i, ns) in seq.iter().enumerate() {
-        add.push(exec("ADD", &format!("lat-{i}"), &ns_path(ns.name())));
-        del.push(exec("DEL", &format!("lat-{i}"), &ns_path(ns.name())));
+        let (ms, st) = exec("ADD", &format!("lat-{i}"), &ns_path(ns.name()));
+        add.push(ms);
+        add_steps.push(st);
+        let (ms, st) = exec("DEL", &format!("lat-{i}"), &ns_path(ns.name()));
+        del.push(ms);
+        del_steps.push(st);
     }
-    let cpu = children_cpu_ms() - cpu0;
+    let cpu = CpuSnapshot::take(&ovs_pids).since(&cpu0);
     drop(seq);
     println!("seq_add_ms {}", pctl(&mut add));
+    print_steps("seq_add", &add_steps);
     println!("seq_del_ms {}", pctl(&mut del));
+    print_steps("seq_del", &del_steps);
     println!(
         "cpu_ms_per_call (plugin user+sys, sequential ADD+DEL average) {:.2}",
-        cpu / (2 * n) as f64
+        cpu.plugins / (2 * n) as f64
     );
+    println!("seq_cpu_ms_per_add+del {}", cpu.per_call(n));
     let nss: Vec<Netns> = (0..c)
         .map(|_| Netns::create(&unique_name("plxlat")).unwrap())
         .collect();
+    settle(bench);
     for (verb, key) in [("ADD", "add"), ("DEL", "del")] {
         let commits0 = e.store.commits();
+        let cpu0 = CpuSnapshot::take(&ovs_pids);
         let t0 = std::time::Instant::now();
-        let mut v: Vec<f64> = std::thread::scope(|s| {
+        let (mut v, steps): (Vec<f64>, Vec<_>) = std::thread::scope(|s| {
             let hs: Vec<_> = nss
                 .iter()
                 .enumerate()
@@ -1119,14 +1250,17 @@ fn latency_bench() {
                     s.spawn(move || exec(verb, &format!("lat-c{i}"), &ns_path(ns.name())))
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
+            hs.into_iter().map(|h| h.join().unwrap()).unzip()
         });
         let wall = t0.elapsed().as_secs_f64() * 1e3;
+        let cpu = CpuSnapshot::take(&ovs_pids).since(&cpu0);
         println!(
             "conc{c}_{key}_ms {} wall={wall:.1} store_commits={}",
             pctl(&mut v),
             e.store.commits() - commits0
         );
+        print_steps(&format!("conc{c}_{key}"), &steps);
+        println!("conc{c}_{key}_cpu_ms_per_call {}", cpu.per_call(c));
     }
     e.assert_clean();
 }
