@@ -13,120 +13,50 @@ use plexus_tests::etcd::EtcdCluster;
 use plexus_tests::netns::{Netns, unique_name, veth};
 use plexus_tests::ovs::Ovs;
 use plexus_tests::prereq;
-use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-struct Controller {
-    child: Child,
+mod common;
+use common::{Api, Controller, free_port};
+
+/// One of the three HA controllers.
+struct Member {
+    ctl: Controller,
     api: u16,
     node: String,
 }
 
-impl Controller {
-    fn start(node: &str, store: &str, prefix: &str, log: &std::path::Path) -> Controller {
+impl Member {
+    fn start(node: &str, store: &str, prefix: &str, log: &std::path::Path) -> Member {
         let api = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_plexus-controller"))
-            .args(["--listen", &format!("127.0.0.1:{api}")])
-            .args(["--store", store, "--etcd-prefix", prefix])
-            .args(["--node-id", node, "--election-ttl", "2"])
-            .arg("--insecure-no-auth")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn plexus-controller");
-        Controller {
-            child,
+        let listen = format!("127.0.0.1:{api}");
+        let ctl = Controller::start(
+            [
+                "--listen",
+                &listen,
+                "--store",
+                store,
+                "--etcd-prefix",
+                prefix,
+                "--node-id",
+                node,
+                "--election-ttl",
+                "2",
+                "--insecure-no-auth",
+            ],
+            "info",
+            log,
+        );
+        Member {
+            ctl,
             api,
             node: node.to_string(),
         }
     }
 
-    /// kill -9 (only the PID this test started).
     fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(port: u16) -> Api {
-        Api {
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(b) = &body {
-            req = req.json(b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "{method} {path} {body:?}: {status} {v}"
-        );
-        v
-    }
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-    async fn get(&self, path: &str) -> Value {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-    /// `/v1/status`, or None while the controller does not answer.
-    async fn status(&self) -> Option<Value> {
-        let r = self
-            .http
-            .get(format!("{}/v1/status", self.base))
-            .send()
-            .await
-            .ok()?;
-        r.json().await.ok()
-    }
-    async fn wait_up(&self) {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(20) {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("controller {} did not come up", self.base);
+        self.ctl.kill9();
     }
 }
 
@@ -187,9 +117,9 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
     let cluster = EtcdCluster::start("plxha", 3, &dir.path().join("etcd")).unwrap();
     let store = cluster.store_url();
     let prefix = "/plexus-ha-test";
-    let mut ctls: Vec<Controller> = (0..3)
+    let mut ctls: Vec<Member> = (0..3)
         .map(|i| {
-            Controller::start(
+            Member::start(
                 &format!("ctl-{i}"),
                 &store,
                 prefix,
@@ -199,7 +129,7 @@ async fn three_controllers_leader_killed_follower_takes_over_without_churn() {
         .collect();
     let apis: Vec<Api> = ctls.iter().map(|c| Api::new(c.api)).collect();
     for a in &apis {
-        a.wait_up().await;
+        a.wait_up("/readyz").await;
     }
     // Exactly one leader.
     let t0 = Instant::now();

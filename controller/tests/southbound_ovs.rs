@@ -7,112 +7,29 @@ use plexus_tests::netns::{Netns, unique_name, veth};
 use plexus_tests::ovs::Ovs;
 use plexus_tests::prereq;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-struct Controller {
-    child: Child,
-}
+mod common;
+use common::{Api, Controller, free_port};
 
-impl Controller {
-    fn start(api: u16, of: u16, db: &std::path::Path, log: &std::path::Path) -> Controller {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_plexus-controller"))
-            .args(["--listen", &format!("127.0.0.1:{api}")])
-            .arg("--db")
-            .arg(db)
-            .arg("--insecure-no-auth")
-            .args(["--openflow-listen", &format!("ptcp:{of}:127.0.0.1")])
-            .env("RUST_LOG", "info,plexus_controller=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn plexus-controller");
-        Controller { child }
-    }
-
-    /// kill -9 (only the PID this test started).
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(b) = &body {
-            req = req.json(b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "{method} {path} {body:?}: {status} {v}"
-        );
-        v
-    }
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-    async fn put(&self, path: &str, body: Value) -> Value {
-        self.send(reqwest::Method::PUT, path, Some(body)).await
-    }
-    async fn get(&self, path: &str) -> Value {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-    async fn wait_up(&self) {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(20) {
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("controller did not come up");
-    }
-    /// Waits until `chassis` is connected with realized revision ≥ `rev`; returns its status.
-    async fn wait_realized(&self, chassis: &str, rev: u64) -> (Value, Duration) {
-        let t0 = Instant::now();
-        let mut last = Value::Null;
-        while t0.elapsed() < Duration::from_secs(20) {
-            let s = self.get("/v1/status").await;
-            last = s["chassis"][chassis].clone();
-            if last["connected"] == true && last["realized_revision"].as_u64().unwrap_or(0) >= rev {
-                return (last, t0.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("chassis {chassis} did not realize revision {rev}: {last}");
-    }
+/// The controller under test: redb at `db`, OpenFlow listener on `of`.
+fn start_controller(api: u16, of: u16, db: &std::path::Path, log: &std::path::Path) -> Controller {
+    let (listen, ofl) = (format!("127.0.0.1:{api}"), format!("ptcp:{of}:127.0.0.1"));
+    let db = db.to_string_lossy();
+    Controller::start(
+        [
+            "--listen",
+            &listen,
+            "--db",
+            &db,
+            "--insecure-no-auth",
+            "--openflow-listen",
+            &ofl,
+        ],
+        "info,plexus_controller=debug",
+        log,
+    )
 }
 
 fn ping(ns: &Netns, ip: &str) -> bool {
@@ -165,12 +82,9 @@ async fn two_tenants_same_cidr_isolation_sg_and_restart_without_churn() {
     let db = dir.path().join("plexus.redb");
     let log = dir.path().join("controller.log");
     let (api_port, of_port) = (free_port(), free_port());
-    let mut ctl = Controller::start(api_port, of_port, &db, &log);
-    let api = Api {
-        base: format!("http://127.0.0.1:{api_port}"),
-        http: reqwest::Client::new(),
-    };
-    api.wait_up().await;
+    let mut ctl = start_controller(api_port, of_port, &db, &log);
+    let api = Api::new(api_port);
+    api.wait_up("/healthz").await;
 
     let dpid = 0x504c_0000_0001u64;
     let ovs = Ovs::builder()
@@ -302,8 +216,8 @@ async fn two_tenants_same_cidr_isolation_sg_and_restart_without_churn() {
     ctl.kill9();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t_restart = Instant::now();
-    let _ctl2 = Controller::start(api_port, of_port, &db, &log);
-    api.wait_up().await;
+    let _ctl2 = start_controller(api_port, of_port, &db, &log);
+    api.wait_up("/healthz").await;
     let (st, _) = api.wait_realized(&ch_id, rev).await;
     let resync = t_restart.elapsed();
     eprintln!("after restart (resynced {resync:?} after start): {st}");
@@ -367,17 +281,14 @@ async fn static_route_via_an_appliance_port() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (api_port, of_port) = (free_port(), free_port());
-    let _ctl = Controller::start(
+    let _ctl = start_controller(
         api_port,
         of_port,
         &dir.path().join("plexus.redb"),
         &dir.path().join("controller.log"),
     );
-    let api = Api {
-        base: format!("http://127.0.0.1:{api_port}"),
-        http: reqwest::Client::new(),
-    };
-    api.wait_up().await;
+    let api = Api::new(api_port);
+    api.wait_up("/healthz").await;
     let dpid = 0x504c_0000_0007u64;
     let ovs = Ovs::builder()
         .controller(&format!("tcp:127.0.0.1:{of_port}"))

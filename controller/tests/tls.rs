@@ -25,6 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 
+mod common;
+use common::free_port;
+
 const TOKEN: &str = "tls-admin-token-0123456789";
 
 /// `plexus certs ca DIR` and `plexus certs issue DIR NAME` for each name.
@@ -406,14 +409,6 @@ fn envoy_over_mutual_tls() {
     assert!(st["nodes"]["envoy-plain"].is_null(), "{st}");
     drop(plain);
     drop(tls);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// plexus-vswitchd ↔ plexus-controller over `ssl:`/`pssl:` with certificates of the same
