@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Api, Controller, free_port};
+use common::{Api, Controller, duration_of, free_port, plexus_flows};
 
 /// One of the three HA controllers.
 struct Member {
@@ -71,22 +71,6 @@ async fn roles(apis: &[Api]) -> Vec<Option<String>> {
         );
     }
     out
-}
-
-fn plexus_flows(ovs: &Ovs) -> Vec<String> {
-    ovs.ofctl(&["dump-flows", "--no-names"])
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("cookie=0x504c58"))
-        .map(|l| l.trim().to_string())
-        .collect()
-}
-
-fn duration_of(line: &str) -> f64 {
-    line.split(", ")
-        .find_map(|p| p.strip_prefix("duration="))
-        .and_then(|d| d.trim_end_matches('s').parse().ok())
-        .unwrap_or(-1.0)
 }
 
 fn strip(v: &[String]) -> Vec<String> {

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Api, Controller, free_port};
+use common::{Api, Controller, duration_of, free_port, plexus_flows};
 
 /// The controller under test: redb at `db`, OpenFlow listener on `of`.
 fn start_controller(api: u16, of: u16, db: &std::path::Path, log: &std::path::Path) -> Controller {
@@ -45,22 +45,6 @@ fn ping(ns: &Netns, ip: &str) -> bool {
 /// Pings that must succeed get a few tries (first ARP); pings that must fail get two.
 fn reachable(ns: &Netns, ip: &str) -> bool {
     (0..3).any(|_| ping(ns, ip))
-}
-
-fn plexus_flows(ovs: &Ovs) -> Vec<String> {
-    ovs.ofctl(&["dump-flows", "--no-names"])
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("cookie=0x504c58"))
-        .map(|l| l.trim().to_string())
-        .collect()
-}
-
-fn duration_of(line: &str) -> f64 {
-    line.split(", ")
-        .find_map(|p| p.strip_prefix("duration="))
-        .and_then(|d| d.trim_end_matches('s').parse().ok())
-        .unwrap_or(-1.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

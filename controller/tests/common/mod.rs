@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+use plexus_tests::ovs::Ovs;
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::Path;
@@ -144,4 +145,22 @@ impl Api {
         }
         panic!("chassis {chassis} did not realize revision {rev}: {last}");
     }
+}
+
+/// The Plexus flows (cookie 0x504c58…) of `ovs`, as `ovs-ofctl dump-flows` prints them.
+pub fn plexus_flows(ovs: &Ovs) -> Vec<String> {
+    ovs.ofctl(&["dump-flows", "--no-names"])
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("cookie=0x504c58"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// The `duration=` of a dumped flow in seconds (-1 if it has none).
+pub fn duration_of(line: &str) -> f64 {
+    line.split(", ")
+        .find_map(|p| p.strip_prefix("duration="))
+        .and_then(|d| d.trim_end_matches('s').parse().ok())
+        .unwrap_or(-1.0)
 }
