@@ -347,6 +347,60 @@ fn tls_files(dir: &Path, name: &str) -> plexus_pki::TlsFiles {
     plexus_pki::TlsFiles::in_dir(&state::pki_dir(dir), name)
 }
 
+/// In a TLS run the controller must not speak cleartext: a plain HTTP request to the
+/// REST port gets no HTTP answer, and an OpenFlow 1.3 HELLO to the OpenFlow port gets
+/// no HELLO back (the TLS server answers with an alert or closes).
+fn check_tls_only(st: &State) -> Result<String> {
+    use std::io::{Read, Write};
+    let plain = |port: u16, req: &[u8]| -> Result<Vec<u8>> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(req)?;
+        let mut buf = vec![0u8; 64];
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                0
+            }
+            Err(e) => return Err(e.into()),
+        };
+        buf.truncate(n);
+        Ok(buf)
+    };
+    let http = plain(
+        st.api_port,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )?;
+    if http.starts_with(b"HTTP/") {
+        bail!(
+            "the REST port answered cleartext HTTP: {:?}",
+            String::from_utf8_lossy(&http)
+        );
+    }
+    // OFPT_HELLO, version 0x04, length 8, xid 1.
+    let of = plain(st.openflow_port, &[4, 0, 0, 8, 0, 0, 0, 1])?;
+    if of.len() >= 2 && of[1] == 0 && (1..=6).contains(&of[0]) {
+        bail!("the OpenFlow port answered a cleartext HELLO: {of:02x?}");
+    }
+    Ok(format!(
+        "http:// got {} bytes, no HTTP; HELLO got {} bytes{}",
+        http.len(),
+        of.len(),
+        if of.first() == Some(&0x15) {
+            " (a TLS alert)"
+        } else {
+            ""
+        }
+    ))
+}
+
 /// Starts `plexus-controller` number `i` for the run in `dir` (with the embedded
 /// store: the only one, which the switches connect to; with etcd: one of the
 /// replicas, which connect to the switches while they lead); returns its record.
@@ -2434,6 +2488,13 @@ pub fn run(cloud: &Cloud, file: &Path, exe: &Path) -> Vec<Outcome> {
                 ),
                 result: Ok(format!("in {:.1?}", t0.elapsed())),
             });
+            if running.state.tls {
+                outcomes.push(Outcome {
+                    what: "TLS only: REST refuses http://, OpenFlow refuses a cleartext HELLO"
+                        .into(),
+                    result: check_tls_only(&running.state).map_err(|e| format!("{e:#}")),
+                });
+            }
             outcomes.extend(verify(&mut running, exe));
             let namespaces = running.state.netns.clone();
             let dir = running.dir.clone();
