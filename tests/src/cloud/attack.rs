@@ -66,6 +66,9 @@ pub enum AttackKind {
     ControlIcmp,
     /// Control: plain ARP requests to a victim in the same VPC (must arrive).
     ControlArp,
+    /// VXLAN datagrams from an intruder on the underlay to the victim's
+    /// chassis, one per VNI in turn (see [`vxlan_forge`]).
+    VxlanForge,
 }
 
 impl AttackKind {
@@ -83,6 +86,7 @@ impl AttackKind {
             AttackKind::Overlap => "overlap",
             AttackKind::ControlIcmp => "control-icmp",
             AttackKind::ControlArp => "control-arp",
+            AttackKind::VxlanForge => "vxlan-forge",
         }
     }
 
@@ -105,6 +109,8 @@ impl AttackKind {
             }
             AttackKind::Overlap => vec![30],
             AttackKind::ControlIcmp | AttackKind::ControlArp => vec![],
+            // The classifier: no decap rule for this VTEP (or VNI).
+            AttackKind::VxlanForge => vec![0],
         };
         if cross_vpc && !t.is_empty() && !t.contains(&30) {
             t.push(30);
@@ -153,6 +159,18 @@ pub struct SendSpec {
     pub neighbour_mac: String,
     pub blocked_port: u16,
     pub allowed_port: u16,
+    /// The interface to send on.
+    #[serde(default = "default_iface")]
+    pub iface: String,
+    /// `vxlan-forge`: the VNIs to cycle through; the outer frame goes from
+    /// `mac`/`ip` to the VTEP at `victim_mac`/`victim_ip`, the inner one to
+    /// the host at `neighbour_mac`/`neighbour_ip`.
+    #[serde(default)]
+    pub vnis: Vec<u32>,
+}
+
+fn default_iface() -> String {
+    "eth0".into()
 }
 
 /// A small xorshift generator seeded from /dev/urandom (random MACs, ids).
@@ -212,6 +230,52 @@ pub fn build(spec: &SendSpec) -> Result<Vec<Vec<u8>>> {
     for i in 0..spec.count {
         let id = (rng.next() & 0xffff) as u16;
         match spec.kind {
+            AttackKind::VxlanForge => {
+                let vni = *spec
+                    .vnis
+                    .get(i as usize % spec.vnis.len().max(1))
+                    .context("vxlan-forge without VNIs")?;
+                // The inner frame: UDP to the host, from a random MAC and a
+                // neighbour's address, as a chassis of its VPC would carry it.
+                let isrc = {
+                    let mut o = nip.octets();
+                    o[3] = if o[3] == 250 { 251 } else { 250 };
+                    Ipv4Addr::from(o)
+                };
+                let inner_udp = frames::udp(isrc, nip, 40000, 7, &mk);
+                let inner = frames::ipv4(
+                    nm,
+                    rng.mac(),
+                    Ip4 {
+                        src: isrc,
+                        dst: nip,
+                        proto: 17,
+                        id,
+                        frag_off: 0,
+                        more_frags: false,
+                    },
+                    &inner_udp,
+                    mk,
+                );
+                let mut vx = vec![0x08, 0, 0, 0];
+                vx.extend_from_slice(&(vni << 8).to_be_bytes());
+                vx.extend_from_slice(&inner);
+                let outer_udp = frames::udp(ip, vip, 50000 + (i as u16 % 1000), 4789, &vx);
+                out.push(frames::ipv4(
+                    vm,
+                    me,
+                    Ip4 {
+                        src: ip,
+                        dst: vip,
+                        proto: 17,
+                        id,
+                        frag_off: 0,
+                        more_frags: false,
+                    },
+                    &outer_udp,
+                    mk,
+                ));
+            }
             AttackKind::ControlIcmp => {
                 let e = frames::icmp_echo(0x5058, i as u16, &mk);
                 out.push(frames::ipv4(
@@ -398,12 +462,13 @@ pub fn build(spec: &SendSpec) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// `plexus-topo attack-send JSON`: sends the frames of one attack on `eth0`;
+/// `plexus-topo attack-send JSON`: sends the frames of one attack on its
+/// interface (`eth0` of a host);
 /// returns how many were sent.
 pub fn send_main(spec_json: &str) -> Result<usize> {
     let spec: SendSpec = serde_json::from_str(spec_json).context("attack spec")?;
     let frames = build(&spec)?;
-    let sock = RawSock::open("eth0")?;
+    let sock = RawSock::open(&spec.iface)?;
     for f in &frames {
         sock.send(f)?;
         // Paced so that no switch queue overflows: a drop must be the pipeline's.
@@ -431,6 +496,206 @@ pub fn recv_main(iface: &str, markers: &[[u8; 4]], stop: &Path, max: Duration) -
         }
     }
     Ok(counts)
+}
+
+/// The intruder's veth pair on the underlay bridge (removed on drop).
+struct Intruder<'a> {
+    netns: &'a str,
+    link: &'static str,
+}
+
+impl Drop for Intruder<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["-n", self.netns, "link", "del", self.link])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `ip -n NS -j ARGS` as JSON.
+fn ip_json(netns: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let out = crate::proc::run_ok(
+        Command::new("ip").args(["-n", netns, "-j"]).args(args),
+        Duration::from_secs(10),
+    )?;
+    serde_json::from_str(&out).with_context(|| format!("ip -j {args:?}: {out}"))
+}
+
+/// The `vxlan-forge` check (see [`super::spec::CheckSpec::VxlanForge`]).
+pub fn vxlan_forge(r: &Running, exe: &Path, to: &str, count: u32) -> Outcome {
+    let what = format!("forged VXLAN from the underlay to {to}'s chassis: every VNI dropped");
+    Outcome {
+        result: vxlan_forge_inner(r, exe, to, count).map_err(|e| format!("{e:#}")),
+        what,
+    }
+}
+
+fn vxlan_forge_inner(r: &Running, exe: &Path, to: &str, count: u32) -> Result<String> {
+    let v = r.host(to)?.clone();
+    let ch = r
+        .state
+        .chassis
+        .iter()
+        .find(|c| c.name == v.chassis)
+        .context("victim's chassis")?
+        .clone();
+    let ul = r.state.underlay_netns.as_str();
+    if ul.is_empty() {
+        anyhow::bail!("the run has no underlay");
+    }
+    // The chassis' underlay interface: the one holding its VTEP address.
+    let addrs = ip_json(&ch.netns, &["addr", "show"])?;
+    let (vtep_mac, prefix) = addrs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|l| {
+            let a = l["addr_info"]
+                .as_array()?
+                .iter()
+                .find(|a| a["local"] == ch.vtep.as_str())?;
+            Some((l["address"].as_str()?.to_owned(), a["prefixlen"].as_u64()?))
+        })
+        .with_context(|| format!("no interface with VTEP {} on {}", ch.vtep, ch.name))?;
+    let vtep: Ipv4Addr = ch.vtep.parse().context("VTEP address")?;
+    let taken: Vec<&str> = r.state.chassis.iter().map(|c| c.vtep.as_str()).collect();
+    let me = (200u8..=253)
+        .map(|o| {
+            let mut b = vtep.octets();
+            b[3] = o;
+            Ipv4Addr::from(b)
+        })
+        .find(|a| !taken.contains(&a.to_string().as_str()))
+        .context("no free underlay address")?;
+    // The intruder: a veth on the underlay bridge with an address of the
+    // underlay subnet that is no chassis' VTEP.
+    let intruder = Intruder {
+        netns: ul,
+        link: "plxfx0",
+    };
+    let ipn = |args: &[&str]| {
+        crate::proc::run_ok(
+            Command::new("ip").args(["-n", ul]).args(args),
+            Duration::from_secs(10),
+        )
+    };
+    let _ = ipn(&["link", "del", intruder.link]);
+    ipn(&[
+        "link",
+        "add",
+        intruder.link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "plxfx1",
+    ])?;
+    ipn(&["link", "set", "plxfx1", "master", "ul", "up"])?;
+    ipn(&[
+        "addr",
+        "add",
+        &format!("{me}/{prefix}"),
+        "dev",
+        intruder.link,
+    ])?;
+    ipn(&["link", "set", intruder.link, "up"])?;
+    let my_mac = ip_json(ul, &["link", "show", intruder.link])?[0]["address"]
+        .as_str()
+        .context("intruder MAC")?
+        .to_owned();
+    // Every VPC's VNI in the run, and one no VPC has.
+    let mut vnis: Vec<u32> = r.state.hosts.iter().map(|h| h.vni).collect();
+    vnis.sort_unstable();
+    vnis.dedup();
+    vnis.push(vnis.last().copied().unwrap_or(0) + 4242);
+    let mut rng = Rng::new();
+    let marker = ((rng.next() as u32) | 0x8080_8080).to_be_bytes();
+    let exe_s = exe.to_string_lossy().into_owned();
+    let stop = r
+        .dir
+        .join(format!("vxlan-forge-stop-{}", marker_hex(marker)));
+    let rx = start_receivers(r, &exe_s, None, &marker_hex(marker), &stop)?;
+    let spec = SendSpec {
+        kind: AttackKind::VxlanForge,
+        count: count * vnis.len() as u32,
+        marker,
+        mac: my_mac,
+        ip: me,
+        victim_mac: vtep_mac,
+        victim_ip: vtep,
+        neighbour_ip: v.ip.parse()?,
+        neighbour_mac: v.mac.clone(),
+        blocked_port: 0,
+        allowed_port: 0,
+        iface: intruder.link.into(),
+        vnis: vnis.clone(),
+    };
+    let tables = AttackKind::VxlanForge.drop_tables(false);
+    let before = drop_counters(&ch.ofctl_target)?;
+    let sent_out = crate::proc::run_ok(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            ul,
+            &exe_s,
+            "attack-send",
+            &serde_json::to_string(&spec)?,
+        ]),
+        Duration::from_secs(30),
+    )?;
+    let sent: u64 = sent_out
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .with_context(|| format!("attack-send printed {sent_out:?}"))?;
+    let mut total;
+    let mut grown = Vec::new();
+    let t0 = Instant::now();
+    loop {
+        let after = drop_counters(&ch.ofctl_target)?;
+        grown.clear();
+        total = 0;
+        for (flow, (t, n)) in &after {
+            let old = before.get(flow).map_or(0, |x| x.1);
+            if *n > old && tables.contains(t) {
+                total += n - old;
+                grown.push(format!("[{flow}] +{}", n - old));
+            }
+        }
+        if total >= sent || t0.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = rx.collect()?;
+    let at: Vec<String> = seen
+        .iter()
+        .filter(|(_, c)| c.first().copied().unwrap_or(0) > 0)
+        .map(|(n, c)| format!("{n}: {}", c[0]))
+        .collect();
+    drop(intruder);
+    if !at.is_empty() {
+        anyhow::bail!(
+            "sent {sent} from {me} to {} (VNIs {vnis:?}), SEEN at {} (isolation violated)",
+            ch.vtep,
+            at.join(", ")
+        );
+    }
+    if total < sent {
+        anyhow::bail!(
+            "sent {sent} from {me} to {} (VNIs {vnis:?}), seen 0 at the hosts, but table 0 drop flows on {} counted only {total}: {}",
+            ch.vtep,
+            ch.name,
+            grown.join("; ")
+        );
+    }
+    Ok(format!(
+        "sent {sent} from {me} (not a VTEP) to {} with VNIs {vnis:?}, seen 0 at the hosts; dropped and counted on {} (+{total}): {}",
+        ch.vtep,
+        ch.name,
+        grown.join("; ")
+    ))
 }
 
 pub fn marker_hex(m: [u8; 4]) -> String {
@@ -476,6 +741,80 @@ impl Drop for Receivers {
             let _ = c.wait();
         }
         let _ = std::fs::remove_file(&self.stop);
+    }
+}
+
+/// Starts `attack-recv` for `markers` (comma-separated hex) in every host's
+/// namespace but `skip`'s, and waits until each has bound its socket.
+fn start_receivers(
+    r: &Running,
+    exe: &str,
+    skip: Option<&str>,
+    markers: &str,
+    stop: &Path,
+) -> Result<Receivers> {
+    let _ = std::fs::remove_file(stop);
+    let mut rx = Receivers {
+        kids: Vec::new(),
+        stop: stop.to_path_buf(),
+    };
+    for h in r
+        .state
+        .hosts
+        .iter()
+        .filter(|h| Some(h.name.as_str()) != skip)
+    {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &h.netns,
+                exe,
+                "attack-recv",
+                "--markers",
+                markers,
+            ])
+            .arg("--stop")
+            .arg(stop)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting attack-recv")?;
+        rx.kids.push((h.name.clone(), child));
+    }
+    for (name, child) in &mut rx.kids {
+        let so = child.stdout.as_mut().context("receiver stdout")?;
+        let mut line = [0u8; 6];
+        std::io::Read::read_exact(so, &mut line)
+            .with_context(|| format!("attack-recv in {name} did not start"))?;
+    }
+    Ok(rx)
+}
+
+impl Receivers {
+    /// Lets the last frames land, stops the receivers and returns each
+    /// host's count per marker.
+    fn collect(mut self) -> Result<BTreeMap<String, Vec<u64>>> {
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(&self.stop, b"")?;
+        let mut seen = BTreeMap::new();
+        for (name, child) in std::mem::take(&mut self.kids) {
+            let o = child.wait_with_output()?;
+            let text = String::from_utf8_lossy(&o.stdout);
+            let counts: Vec<u64> = text
+                .lines()
+                .last()
+                .and_then(|l| serde_json::from_str(l).ok())
+                .with_context(|| {
+                    format!(
+                        "attack-recv in {name}: {text} {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })?;
+            seen.insert(name, counts);
+        }
+        Ok(seen)
     }
 }
 
@@ -547,37 +886,7 @@ fn run_inner(r: &Running, exe: &Path, c: &AttackCheck<'_>, out: &mut Vec<Outcome
         .map(|m| marker_hex(*m))
         .collect::<Vec<_>>()
         .join(",");
-    let mut rx = Receivers {
-        kids: Vec::new(),
-        stop: stop.clone(),
-    };
-    for h in r.state.hosts.iter().filter(|h| h.name != a.name) {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &h.netns,
-                &exe_s,
-                "attack-recv",
-                "--markers",
-                &mlist,
-            ])
-            .arg("--stop")
-            .arg(&stop)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting attack-recv")?;
-        rx.kids.push((h.name.clone(), child));
-    }
-    // Wait until every receiver has bound its socket.
-    for (name, child) in &mut rx.kids {
-        let so = child.stdout.as_mut().context("receiver stdout")?;
-        let mut line = [0u8; 6];
-        std::io::Read::read_exact(so, &mut line)
-            .with_context(|| format!("attack-recv in {name} did not start"))?;
-    }
+    let rx = start_receivers(r, &exe_s, Some(&a.name), &mlist, &stop)?;
     let mut results = Vec::new();
     for (kind, marker) in kinds.iter().zip(&markers) {
         let spec = SendSpec {
@@ -592,6 +901,8 @@ fn run_inner(r: &Running, exe: &Path, c: &AttackCheck<'_>, out: &mut Vec<Outcome
             neighbour_mac: neighbour.mac.clone(),
             blocked_port: c.blocked_port,
             allowed_port: c.allowed_port,
+            iface: default_iface(),
+            vnis: Vec::new(),
         };
         let tables = kind.drop_tables(!same_vpc);
         let before = drop_counters(&chassis.ofctl_target)?;
@@ -633,25 +944,7 @@ fn run_inner(r: &Running, exe: &Path, c: &AttackCheck<'_>, out: &mut Vec<Outcome
         }
         results.push((*kind, sent, tables, total, grown));
     }
-    // Let the last frames land, then stop and collect the receivers.
-    std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(&stop, b"")?;
-    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (name, child) in std::mem::take(&mut rx.kids) {
-        let o = child.wait_with_output()?;
-        let text = String::from_utf8_lossy(&o.stdout);
-        let counts: Vec<u64> = text
-            .lines()
-            .last()
-            .and_then(|l| serde_json::from_str(l).ok())
-            .with_context(|| {
-                format!(
-                    "attack-recv in {name}: {text} {}",
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            })?;
-        seen.insert(name, counts);
-    }
+    let seen = rx.collect()?;
     for (i, (kind, sent, tables, total, grown)) in results.into_iter().enumerate() {
         let at: Vec<String> = seen
             .iter()

@@ -323,6 +323,8 @@ pub(super) fn check(r: &Running, exe: &Path, host: &str) -> Outcome {
             neighbour_mac: h.mac.clone(),
             blocked_port: 9,
             allowed_port: 9,
+            iface: "eth0".into(),
+            vnis: Vec::new(),
         };
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &h.netns])

@@ -387,6 +387,11 @@ pub(super) fn check_gateway(r: &Running, host: &str) -> Outcome {
 /// read first) until `timeout` passes.
 pub fn name_server(addr: SocketAddr, name: &str, http: bool, timeout: Duration) -> Result<u64> {
     let l = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
+    name_server_on(l, name, http, timeout)
+}
+
+/// [`name_server`] on a bound listener.
+fn name_server_on(l: TcpListener, name: &str, http: bool, timeout: Duration) -> Result<u64> {
     l.set_nonblocking(true)?;
     let deadline = Instant::now() + timeout;
     let mut served = 0;
@@ -486,12 +491,11 @@ mod tests {
 
     #[test]
     fn name_server_answers_every_connection() {
+        // Bound before the client starts: no race with the server thread.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        drop(l);
         let srv =
-            std::thread::spawn(move || name_server(addr, "b1", false, Duration::from_secs(3)));
-        std::thread::sleep(Duration::from_millis(100));
+            std::thread::spawn(move || name_server_on(l, "b1", false, Duration::from_secs(3)));
         let m = name_client(addr, 20, false, Duration::from_secs(2));
         assert_eq!(m.get("b1"), Some(&20), "{m:?}");
         assert_eq!(srv.join().unwrap().unwrap(), 20);
@@ -501,9 +505,7 @@ mod tests {
     fn http_name_server_answers_get_requests() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        drop(l);
-        let srv = std::thread::spawn(move || name_server(addr, "v2", true, Duration::from_secs(3)));
-        std::thread::sleep(Duration::from_millis(100));
+        let srv = std::thread::spawn(move || name_server_on(l, "v2", true, Duration::from_secs(3)));
         let m = name_client(addr, 5, true, Duration::from_secs(2));
         assert_eq!(m.get("v2"), Some(&5), "{m:?}");
         // A plain client gets the HTTP answer, not a bare name: the modes differ.

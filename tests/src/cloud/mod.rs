@@ -1539,6 +1539,9 @@ pub fn verify(r: &mut Running, exe: &Path) -> Vec<Outcome> {
             CheckSpec::Vxlan { from, to } => {
                 out.push(overlay::check_vxlan(r, exe, from, to));
             }
+            CheckSpec::VxlanForge { to, count } => {
+                out.push(attack::vxlan_forge(r, exe, to, *count));
+            }
             CheckSpec::Affinity {
                 from,
                 service,

@@ -500,6 +500,18 @@ pub enum CheckSpec {
     /// from `from`'s VTEP to `to`'s with the VPC's VNI (the replies back), and
     /// no frame of the hosts may cross unencapsulated.
     Vxlan { from: String, to: String },
+    /// An intruder on the underlay (an address on the underlay bridge that
+    /// is no chassis' VTEP) sends VXLAN datagrams to the chassis of `to`,
+    /// carrying frames for `to` under the VNI of every VPC and an unused
+    /// one: none may arrive at any host, and the chassis' classifier (table
+    /// 0) must drop and count every one (decapsulation only from the VTEPs
+    /// of chassis sharing the VPC, only with its VNI).
+    VxlanForge {
+        to: String,
+        /// Datagrams per VNI.
+        #[serde(default = "default_attempts")]
+        count: u32,
+    },
 }
 
 fn default_takeover() -> u32 {
@@ -1167,6 +1179,9 @@ impl Cloud {
                             AttackKind::ControlIcmp | AttackKind::ControlArp if !same => {
                                 Some("controls need a victim in the attacker's VPC")
                             }
+                            AttackKind::VxlanForge => {
+                                Some("sent from the underlay: use kind = \"vxlan-forge\"")
+                            }
                             _ => None,
                         };
                         if let Some(msg) = bad {
@@ -1178,6 +1193,19 @@ impl Cloud {
                     names.extend(from.names())
                 }
                 CheckSpec::Sidecar { from, .. } => names.push(from),
+                CheckSpec::VxlanForge { to, count } => {
+                    names.push(to);
+                    if *count == 0 || *count > 200 {
+                        err(c.span(), "check.count", "count must be 1-200".into());
+                    }
+                    if self.chassis.len() < 2 {
+                        err(
+                            c.span(),
+                            "check.kind",
+                            "vxlan-forge needs an underlay: at least two chassis".into(),
+                        );
+                    }
+                }
                 CheckSpec::Vxlan { from, to } => {
                     names.push(from);
                     names.push(to);
