@@ -886,6 +886,17 @@ fn run_inner(r: &Running, exe: &Path, c: &AttackCheck<'_>, out: &mut Vec<Outcome
         .map(|m| marker_hex(*m))
         .collect::<Vec<_>>()
         .join(",");
+    // Warm the path to a victim of the attacker's VPC (on another chassis:
+    // the tunnel's next hop must be resolved, or the first frames, the
+    // controls, die in the switch's neighbour resolution as OVS's do).
+    if same_vpc {
+        let _ = crate::proc::run_ok(
+            Command::new("ip").args([
+                "netns", "exec", &a.netns, "ping", "-c", "2", "-W", "1", &v.ip,
+            ]),
+            Duration::from_secs(5),
+        );
+    }
     let rx = start_receivers(r, &exe_s, Some(&a.name), &mlist, &stop)?;
     let mut results = Vec::new();
     for (kind, marker) in kinds.iter().zip(&markers) {
