@@ -533,27 +533,30 @@ impl Agent {
             .any(|c| Self::wants(c, c.async_cfg.packet_in_mask, reason))
     }
 
-    /// Sends packet-ins to the controllers that want them.
+    /// Sends packet-ins to the controllers that want them, with xid 0 like
+    /// OVS (see [`Agent::port_event`]: a switch-allocated xid could equal a
+    /// pending controller request's, which then takes the packet-in for its
+    /// reply).
     pub fn packet_ins(&self, pins: Vec<PacketIn>) {
         for pi in pins {
             let m = Message::PacketIn(pi);
             let Message::PacketIn(pi) = &m else { continue };
             for c in self.conns.values() {
                 if Self::wants(c, c.async_cfg.packet_in_mask, pi.reason) {
-                    let _ = c.handle.send(&m);
+                    let _ = c.handle.send_with_xid(&m, 0);
                 }
             }
         }
     }
 
-    /// Sends FLOW_REMOVED messages.
+    /// Sends FLOW_REMOVED messages (xid 0, as packet-ins).
     pub fn flow_removed(&self, removed: Vec<FlowRemoved>) {
         for fr in removed {
             let reason = fr.reason;
             let m = Message::FlowRemoved(fr);
             for c in self.conns.values() {
                 if Self::wants(c, c.async_cfg.flow_removed_mask, reason) {
-                    let _ = c.handle.send(&m);
+                    let _ = c.handle.send_with_xid(&m, 0);
                 }
             }
         }
