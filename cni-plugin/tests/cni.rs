@@ -384,7 +384,7 @@ impl Env {
 
     fn plugin(&self) -> Plugin {
         Plugin {
-            bin: env!("CARGO_BIN_EXE_plexus-cni").into(),
+            bin: plugin_bin(),
             host_ns: self.ns().to_owned(),
         }
     }
@@ -879,13 +879,21 @@ fn scale_concurrent_adds_reach_per_security_groups_and_dels_leave_nothing() {
     e.assert_clean();
 }
 
+/// The plugin under test: `PLEXUS_CNI_BIN` (e.g. the static musl build that
+/// `BUILD=1 cni-plugin/install.sh` installs) or this workspace's build.
+fn plugin_bin() -> PathBuf {
+    std::env::var_os("PLEXUS_CNI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_plexus-cni").into())
+}
+
 /// Spawns an ADD that pauses right after creating the veth, waits until the
 /// host-side veth exists, and kills it with SIGKILL.
 fn crash_add_after_veth(e: &Env, cid: &str, netns: &str, conf: &Value) {
     let host = plexus_cni::plugin::host_ifname(cid, "eth0");
     let mut child = Command::new("ip")
         .args(["netns", "exec", e.ns()])
-        .arg(env!("CARGO_BIN_EXE_plexus-cni"))
+        .arg(plugin_bin())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs([
@@ -1120,7 +1128,7 @@ fn latency_bench() {
     let Some(e) = Env::start() else { return };
     let bin: PathBuf = std::env::var("CNI_BENCH_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_plexus-cni").into());
+        .unwrap_or_else(|_| plugin_bin());
     let get = |k: &str, d: usize| {
         std::env::var(k)
             .ok()
