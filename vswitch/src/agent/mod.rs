@@ -28,9 +28,10 @@ use plexus_openflow::message::{
     AsyncConfig, FeaturesReply, FlowRemoved, Message, OFP_NO_BUFFER, PacketIn, PacketOut, PortMod,
     PortStatus, QueueGetConfigReply, Role, SwitchConfig,
 };
-use plexus_openflow::message::{BundleControl, BundleCtrlType, ErrorMsg, is_bundlable};
-use plexus_openflow::oxm::FieldId;
+use plexus_openflow::message::{BundleControl, BundleCtrlType, ErrorMsg, FlowMod, is_bundlable};
+use plexus_openflow::oxm::{FieldId, Match};
 
+use crate::classifier::CompactMatch;
 use crate::datapath::{Ctl, DpPort, Engine};
 
 pub use crate::datapath::simple::N_TABLES;
@@ -126,7 +127,7 @@ pub struct Agent {
     switch_config: SwitchConfig,
     generation: Option<u64>,
     /// Open bundles per (connection, bundle id): the queued messages.
-    bundles: BTreeMap<(u64, u32), Vec<(u32, Message)>>,
+    bundles: BTreeMap<(u64, u32), Vec<(u32, Queued)>>,
     buffers: buffers::PacketBuffers,
 }
 
@@ -391,7 +392,7 @@ impl Agent {
                     return Err(bundle_failed(BFC_MSG_UNSUP));
                 }
                 match self.bundles.get_mut(&(id, ba.bundle_id)) {
-                    Some(v) => v.push((xid, (*ba.message).clone())),
+                    Some(v) => v.push((xid, Queued::new(&ba.message))),
                     None => return Err(bundle_failed(BFC_BAD_ID)),
                 }
             }
@@ -436,7 +437,8 @@ impl Agent {
             }
             T::CommitRequest => {
                 let msgs = self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
-                for (mxid, m) in msgs {
+                for (mxid, q) in msgs {
+                    let m = q.into_message();
                     if let Err(e) = self.message(id, mxid, &m, sw) {
                         self.send(
                             id,
@@ -610,8 +612,19 @@ impl Agent {
                 dp_desc: "None".into(),
             })],
             MultipartRequestBody::Flow(req) => {
-                let v = sw.engine().flow_stats(req, now)?;
-                chunks(v, R::Flow)
+                // Encoded flow by flow into frames sent as they fill: a dump of
+                // 400k flows never exists as `FlowStats` values or as one batch.
+                let Some(c) = self.conns.get(&id) else {
+                    return Ok(());
+                };
+                let mut send = |f: Vec<u8>| {
+                    let _ = c.handle.send_raw(f);
+                };
+                let mut w = MultipartWriter::new(xid, R::Flow(Vec::new()), &mut send);
+                sw.engine()
+                    .flow_stats_encoded(req, now, &mut |e| w.push(e))?;
+                w.finish();
+                return Ok(());
             }
             MultipartRequestBody::Aggregate(req) => {
                 vec![R::Aggregate(sw.engine().aggregate_stats(req)?)]
@@ -731,6 +744,96 @@ fn multipart_frames(xid: u32, bodies: Vec<MultipartReplyBody>) -> Vec<Vec<u8>> {
         last[11] = 0;
     }
     out
+}
+
+/// A message queued in an open bundle. A flow-mod keeps its match compactly
+/// (a cold start queues the whole table, 400k+ flow-mods, before the commit).
+#[derive(Debug)]
+enum Queued {
+    FlowMod(Box<(FlowMod, CompactMatch)>),
+    Other(Box<Message>),
+}
+
+impl Queued {
+    fn new(m: &Message) -> Self {
+        match m {
+            Message::FlowMod(fm) => {
+                let compact = CompactMatch::new(&fm.match_);
+                let fm = FlowMod {
+                    match_: Match::default(),
+                    instructions: fm.instructions.clone(),
+                    ..*fm
+                };
+                Queued::FlowMod(Box::new((fm, compact)))
+            }
+            m => Queued::Other(Box::new(m.clone())),
+        }
+    }
+
+    fn into_message(self) -> Message {
+        match self {
+            Queued::FlowMod(b) => {
+                let (mut fm, compact) = *b;
+                fm.match_ = compact.to_match();
+                Message::FlowMod(fm)
+            }
+            Queued::Other(m) => *m,
+        }
+    }
+}
+
+/// Packs encoded entries of one multipart reply into frames of at most 64 KiB,
+/// handing each frame to `send` as soon as the next entry does not fit (with
+/// `OFPMPF_REPLY_MORE`; the last frame without). An entry too large for any
+/// frame cannot be sent and is left out, as in [`multipart_frames`].
+struct MultipartWriter<'a> {
+    /// The frame header and multipart header of an empty reply.
+    head: Vec<u8>,
+    frame: Vec<u8>,
+    send: &'a mut dyn FnMut(Vec<u8>),
+}
+
+impl<'a> MultipartWriter<'a> {
+    const MAX: usize = u16::MAX as usize;
+
+    /// A writer for replies of `empty`'s type (its entries are ignored).
+    fn new(xid: u32, empty: MultipartReplyBody, send: &'a mut dyn FnMut(Vec<u8>)) -> Self {
+        let mut head = Vec::new();
+        Message::MultipartReply(MultipartReply {
+            flags: 1,
+            body: empty,
+        })
+        .encode(xid, &mut head);
+        head.truncate(16);
+        let frame = head.clone();
+        Self { head, frame, send }
+    }
+
+    fn push(&mut self, entry: &[u8]) {
+        if self.head.len() + entry.len() > Self::MAX {
+            return;
+        }
+        if self.frame.len() + entry.len() > Self::MAX {
+            let next = Vec::with_capacity(self.frame.len());
+            let full = std::mem::replace(&mut self.frame, next);
+            self.frame.extend_from_slice(&self.head);
+            self.emit(full, true);
+        }
+        self.frame.extend_from_slice(entry);
+    }
+
+    fn emit(&mut self, mut frame: Vec<u8>, more: bool) {
+        let len = frame.len() as u16;
+        frame[2..4].copy_from_slice(&len.to_be_bytes());
+        // flags are the 16 bits after the header and the multipart type.
+        frame[10..12].copy_from_slice(&u16::from(more).to_be_bytes());
+        (self.send)(frame);
+    }
+
+    fn finish(mut self) {
+        let last = std::mem::take(&mut self.frame);
+        self.emit(last, false);
+    }
 }
 
 fn chunks<T: Clone>(
@@ -879,6 +982,78 @@ mod multipart_tests {
             got.extend(v.into_iter().map(|f| f.priority));
         }
         assert_eq!(got, (0..300).collect::<Vec<u16>>());
+    }
+
+    /// The streamed flow dump (entries encoded from the rules, packed into
+    /// frames as they fill) decodes to exactly what `flow_stats` returns, in
+    /// order, with every frame within 64 KiB and MORE on all but the last.
+    #[test]
+    fn streamed_flow_dump_equals_flow_stats() {
+        use crate::pipeline::Pipeline;
+        use plexus_openflow::message::{FlowModCommand, FlowStatsRequest, group_id, port_no};
+        use plexus_openflow::text::parse_flow_mod;
+        let mut p = Pipeline::new(4);
+        p.strict_ports = false;
+        let t = Instant::now();
+        let conj: Vec<String> = (0..60).map(|k| format!("conjunction({k},1/2)")).collect();
+        for i in 0..700u32 {
+            let text = match i % 4 {
+                0 => format!(
+                    "table=1,priority={},ip,nw_src=10.{}.{}.0/24,actions={}",
+                    i % 7 + 1,
+                    i / 256,
+                    i % 256,
+                    conj.join(",")
+                ),
+                1 => format!("priority=100,in_port={i},actions=set_field:{i}->reg14,goto_table:1"),
+                2 => format!(
+                    "table=2,priority=5,reg15={i},dl_dst=0a:00:00:00:00:01/ff:ff:ff:00:00:00,idle_timeout=60,actions=output:{}",
+                    i + 1
+                ),
+                _ => format!("table=3,cookie=0x{i:x},priority=9,tcp,tp_dst={i},actions=drop"),
+            };
+            let fm = parse_flow_mod(&text, FlowModCommand::Add).unwrap();
+            p.flow_mod(&fm, t).unwrap();
+        }
+        let req = FlowStatsRequest {
+            table_id: 0xff,
+            out_port: port_no::ANY,
+            out_group: group_id::ANY,
+            cookie: 0,
+            cookie_mask: 0,
+            match_: Default::default(),
+        };
+        let want = p.flow_stats(&req, t).unwrap();
+        assert_eq!(want.len(), 700);
+        let mut frames = Vec::new();
+        let mut send = |f: Vec<u8>| frames.push(f);
+        let mut w = MultipartWriter::new(9, MultipartReplyBody::Flow(Vec::new()), &mut send);
+        p.flow_stats_encoded(&req, t, &mut |e| w.push(e)).unwrap();
+        w.finish();
+        assert!(frames.len() > 3, "{} frames", frames.len());
+        let mut got = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            assert!(f.len() <= 0xffff);
+            let (xid, m) = Message::decode(f).unwrap();
+            assert_eq!(xid, 9);
+            let Message::MultipartReply(r) = m else {
+                panic!("{m:?}")
+            };
+            assert_eq!(r.flags, u16::from(i + 1 < frames.len()));
+            let MultipartReplyBody::Flow(v) = r.body else {
+                panic!()
+            };
+            got.extend(v);
+        }
+        assert_eq!(got, want);
+        // An empty dump is one frame without MORE.
+        let mut frames = Vec::new();
+        let mut send = |f: Vec<u8>| frames.push(f);
+        MultipartWriter::new(3, MultipartReplyBody::Flow(Vec::new()), &mut send).finish();
+        assert_eq!(
+            frames,
+            multipart_frames(3, vec![MultipartReplyBody::Flow(Vec::new())])
+        );
     }
 
     #[test]

@@ -183,6 +183,8 @@ pub struct DpPort {
     since: Instant,
     /// Packet-ins from this port: a token bucket ([`PinLimit`]).
     pin: PinBucket,
+    /// [`Port::is_inert`], cached.
+    inert: bool,
 }
 
 /// Packet-in counters of one port (`plexus-appctl show`): `sent` passed to
@@ -201,10 +203,12 @@ impl DpPort {
     pub fn new(ofport: u32, port: Box<dyn Port>) -> Self {
         let hw_addr = sys::if_hwaddr(port.name()).unwrap_or_default();
         let link = port.link_state();
+        let inert = port.is_inert();
         Self {
             ofport,
             port,
-            tx: PacketBatch::new(DEFAULT_BATCH),
+            tx: PacketBatch::unallocated(),
+            inert,
             hw_addr,
             config: 0,
             link,
@@ -326,6 +330,9 @@ pub struct Core {
     pins: Vec<Pin>,
     /// The poll(2) descriptor set must be rebuilt (ports were added/removed).
     fds_stale: bool,
+    /// Indices into `ports` of the ports that can receive (not
+    /// [`Port::is_inert`]): the ones each round polls.
+    rx_ports: Vec<usize>,
 }
 
 /// A packet-in, with the whole packet when it was truncated and the agent
@@ -363,7 +370,9 @@ impl Sink for PortSink<'_> {
                 p.port.push_tunnel(frame, None);
                 return;
             }
-            if p.tx.is_full() {
+            if p.tx.capacity() == 0 {
+                p.tx = PacketBatch::new(DEFAULT_BATCH);
+            } else if p.tx.is_full() {
                 p.port.tx_batch(&mut p.tx);
             }
             p.tx.push(frame);
@@ -393,7 +402,9 @@ impl Core {
             if !p.tx.is_empty() {
                 p.port.tx_batch(&mut p.tx);
             }
-            p.port.flush();
+            if !p.inert {
+                p.port.flush();
+            }
         }
     }
 
@@ -462,6 +473,9 @@ impl Core {
     }
 
     fn ports_changed(&mut self) {
+        self.rx_ports = (0..self.ports.len())
+            .filter(|&i| !self.ports[i].inert)
+            .collect();
         let infos = self.port_infos();
         self.engine.set_ports(&infos);
         self.sync_tunnel_ports();
@@ -527,14 +541,13 @@ pub fn run(
         engine,
         pins: Vec::new(),
         fds_stale: false,
+        rx_ports: Vec::new(),
     };
     let pin_limit = PinLimit::per_second(agent.config().packet_in_rate);
     for p in &mut core.ports {
         p.set_packet_in_limit(pin_limit);
     }
-    let infos = core.port_infos();
-    core.engine.set_ports(&infos);
-    core.sync_tunnel_ports();
+    core.ports_changed();
     if agent.buffers_enabled()
         && let Some(p) = core.engine.pipeline_mut()
     {
@@ -573,7 +586,8 @@ pub fn run(
         let now = Instant::now();
         let mut n = 0;
         let standalone = agent.fail_mode() == FailMode::Standalone && !agent.has_primary();
-        for i in 0..core.ports.len() {
+        for k in 0..core.rx_ports.len() {
+            let i = core.rx_ports[k];
             for _ in 0..4 {
                 let k = core.ports[i].port.rx_batch(&mut rx);
                 n += k;
