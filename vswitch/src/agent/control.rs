@@ -14,7 +14,9 @@ use plexus_openflow::conn::{
 };
 use plexus_pki::rustls::ServerConfig;
 
+use crate::agent::Queued;
 use crate::datapath::{Ctl, CtlSender};
+use plexus_openflow::Message;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -95,6 +97,17 @@ pub async fn serve_named(conn: Connection, ctl: CtlSender, name: String, primary
     let gone = Gone(ctl, id);
     while let Some((xid, ev)) = incoming.recv().await {
         let c = match ev {
+            Ok(Message::BundleAdd(ba))
+                if ba.properties.is_empty() && matches!(*ba.message, Message::FlowMod(_)) =>
+            {
+                Ctl::BundleFlowMod {
+                    id,
+                    xid,
+                    bundle_id: ba.bundle_id,
+                    flags: ba.flags,
+                    queued: Queued::new(*ba.message),
+                }
+            }
             Ok(msg) => Ctl::Msg { id, xid, msg },
             Err(failure) => Ctl::Bad { id, failure },
         };

@@ -18,6 +18,7 @@ pub mod control;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use plexus_openflow::Instruction;
 use plexus_openflow::conn::ConnHandle;
 use plexus_openflow::error::{BadRequestCode, OfpError, RoleRequestFailedCode};
 use plexus_openflow::message::{
@@ -30,6 +31,7 @@ use plexus_openflow::message::{
 };
 use plexus_openflow::message::{BundleControl, BundleCtrlType, ErrorMsg, FlowMod, is_bundlable};
 use plexus_openflow::oxm::{FieldId, Match};
+use plexus_openflow::wire::Reader;
 
 use crate::classifier::CompactMatch;
 use crate::datapath::{Ctl, DpPort, Engine};
@@ -253,6 +255,35 @@ impl Agent {
             | Ctl::SetDatapathId(_)
             | Ctl::Snapshot(_)
             | Ctl::Shutdown => {}
+            Ctl::BundleFlowMod {
+                id,
+                xid,
+                bundle_id,
+                flags,
+                queued,
+            } => {
+                let Some(c) = self.conns.get(&id) else {
+                    return;
+                };
+                match self.bundles.get_mut(&(id, bundle_id)) {
+                    Some(v) => v.push((xid, queued)),
+                    None => {
+                        let data = match queued.into_message() {
+                            Ok(m) => head(
+                                xid,
+                                &Message::BundleAdd(plexus_openflow::message::BundleAdd {
+                                    bundle_id,
+                                    flags,
+                                    message: Box::new(m),
+                                    properties: Vec::new(),
+                                }),
+                            ),
+                            Err(_) => Vec::new(),
+                        };
+                        let _ = c.handle.send_error(xid, bundle_failed(BFC_BAD_ID), &data);
+                    }
+                }
+            }
             Ctl::Msg { id, xid, msg } => {
                 if self.conns.contains_key(&id) {
                     let r = self.message(id, xid, &msg, sw);
@@ -392,7 +423,7 @@ impl Agent {
                     return Err(bundle_failed(BFC_MSG_UNSUP));
                 }
                 match self.bundles.get_mut(&(id, ba.bundle_id)) {
-                    Some(v) => v.push((xid, Queued::new(&ba.message))),
+                    Some(v) => v.push((xid, Queued::new((*ba.message).clone()))),
                     None => return Err(bundle_failed(BFC_BAD_ID)),
                 }
             }
@@ -438,7 +469,20 @@ impl Agent {
             T::CommitRequest => {
                 let msgs = self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
                 for (mxid, q) in msgs {
-                    let m = q.into_message();
+                    let m = match q.into_message() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.send(
+                                id,
+                                mxid,
+                                &Message::Error(ErrorMsg {
+                                    error: e,
+                                    data: Vec::new(),
+                                }),
+                            );
+                            return Err(bundle_failed(BFC_MSG_FAILED));
+                        }
+                    };
                     if let Err(e) = self.message(id, mxid, &m, sw) {
                         self.send(
                             id,
@@ -746,38 +790,57 @@ fn multipart_frames(xid: u32, bodies: Vec<MultipartReplyBody>) -> Vec<Vec<u8>> {
     out
 }
 
-/// A message queued in an open bundle. A flow-mod keeps its match compactly
-/// (a cold start queues the whole table, 400k+ flow-mods, before the commit).
+/// A message queued in an open bundle, compactly: a cold start queues the
+/// whole table (400k+ flow-mods) before the commit. A flow-mod keeps its
+/// fixed fields, its match as a [`CompactMatch`] and its instructions in wire
+/// form (a `conjunction(..)` list is 16 bytes an action instead of 80);
+/// the connection's task builds it ([`Queued::new`]) so that the decoded
+/// message is freed at once, and the commit decodes it again.
 #[derive(Debug)]
-enum Queued {
-    FlowMod(Box<(FlowMod, CompactMatch)>),
+pub struct Queued(QueuedInner);
+
+#[derive(Debug)]
+enum QueuedInner {
+    FlowMod(Box<(FlowMod, CompactMatch, Box<[u8]>)>),
     Other(Box<Message>),
 }
 
 impl Queued {
-    fn new(m: &Message) -> Self {
+    /// The queued form of `m`.
+    pub fn new(m: Message) -> Self {
         match m {
-            Message::FlowMod(fm) => {
+            Message::FlowMod(mut fm) => {
+                let mut wire = Vec::new();
+                Instruction::encode_list(&fm.instructions, &mut wire);
+                let back = Instruction::decode_list(&mut Reader::new(&wire), wire.len());
+                if !matches!(back, Ok(v) if v == fm.instructions) {
+                    // Kept as it is unless the wire form gives it back exactly.
+                    return Queued(QueuedInner::Other(Box::new(Message::FlowMod(fm))));
+                }
                 let compact = CompactMatch::new(&fm.match_);
-                let fm = FlowMod {
-                    match_: Match::default(),
-                    instructions: fm.instructions.clone(),
-                    ..*fm
-                };
-                Queued::FlowMod(Box::new((fm, compact)))
+                fm.match_ = Match::default();
+                fm.instructions = Vec::new();
+                Queued(QueuedInner::FlowMod(Box::new((
+                    fm,
+                    compact,
+                    wire.into_boxed_slice(),
+                ))))
             }
-            m => Queued::Other(Box::new(m.clone())),
+            m => Queued(QueuedInner::Other(Box::new(m))),
         }
     }
 
-    fn into_message(self) -> Message {
-        match self {
-            Queued::FlowMod(b) => {
-                let (mut fm, compact) = *b;
+    /// The message as received.
+    pub fn into_message(self) -> Result<Message, OfpError> {
+        match self.0 {
+            QueuedInner::FlowMod(b) => {
+                let (mut fm, compact, wire) = *b;
                 fm.match_ = compact.to_match();
-                Message::FlowMod(fm)
+                fm.instructions = Instruction::decode_list(&mut Reader::new(&wire), wire.len())
+                    .map_err(|_| OfpError::BadRequest(BadRequestCode::BadLen))?;
+                Ok(Message::FlowMod(fm))
             }
-            Queued::Other(m) => *m,
+            QueuedInner::Other(m) => Ok(*m),
         }
     }
 }
@@ -1054,6 +1117,27 @@ mod multipart_tests {
             frames,
             multipart_frames(3, vec![MultipartReplyBody::Flow(Vec::new())])
         );
+    }
+
+    /// A queued bundle message comes back exactly as it was received.
+    #[test]
+    fn queued_bundle_messages_round_trip() {
+        use plexus_openflow::message::FlowModCommand;
+        use plexus_openflow::text::parse_flow_mod;
+        for text in [
+            "priority=0,actions=drop",
+            "table=4,priority=7,ip,nw_src=10.1.2.0/24,actions=conjunction(3,1/2),conjunction(9,2/2)",
+            "table=2,cookie=0x5,priority=9,tcp,reg14=0x3,tp_dst=80,idle_timeout=30,actions=ct(commit,table=5,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.1:8080)),set_field:0x4->reg15,goto_table:7",
+            "table=1,priority=5,in_port=3,dl_src=0a:00:00:00:00:01,actions=learn(table=9,idle_timeout=10,priority=100,eth_type=0x800,NXM_OF_IP_SRC[],load:NXM_NX_REG12[]->NXM_NX_REG12[]),write_metadata:0x3ea/0xffff,goto_table:2",
+        ] {
+            let fm = parse_flow_mod(text, FlowModCommand::Add).unwrap();
+            let m = Message::FlowMod(fm);
+            let q = Queued::new(m.clone());
+            assert!(matches!(q.0, QueuedInner::FlowMod(_)), "{text}");
+            assert_eq!(q.into_message().unwrap(), m, "{text}");
+        }
+        let m = Message::BarrierRequest;
+        assert_eq!(Queued::new(m.clone()).into_message().unwrap(), m);
     }
 
     #[test]

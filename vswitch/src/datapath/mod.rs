@@ -69,6 +69,15 @@ pub enum Ctl {
     Disconnected { id: u64 },
     /// A decoded message.
     Msg { id: u64, xid: u32, msg: Message },
+    /// A BUNDLE_ADD of a flow-mod (without bundle properties), already in
+    /// the form the agent queues (built on the connection's task).
+    BundleFlowMod {
+        id: u64,
+        xid: u32,
+        bundle_id: u32,
+        flags: u16,
+        queued: crate::agent::Queued,
+    },
     /// A frame that did not decode (answered with the codec's OFPT_ERROR).
     Bad { id: u64, failure: DecodeFailure },
     /// Adds OpenFlow port `ofport` between batches (the other ports keep
