@@ -69,6 +69,9 @@ const ROLE_SLAVE: u32 = 3;
 const CAPABILITIES: u32 = 0x1 | 0x2 | 0x4 | 0x8;
 /// Multipart bodies per reply message (keeps each under 64 KiB).
 const CHUNK: usize = 128;
+/// A bundle commit or flow dump of at least this many flows returns the
+/// heap's free memory to the kernel afterwards ([`crate::sys::trim_heap`]).
+const TRIM_AFTER: usize = 10_000;
 
 #[derive(Debug)]
 struct Conn {
@@ -468,6 +471,7 @@ impl Agent {
             }
             T::CommitRequest => {
                 let msgs = self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
+                let n = msgs.len();
                 for (mxid, q) in msgs {
                     let m = match q.into_message() {
                         Ok(m) => m,
@@ -494,6 +498,9 @@ impl Agent {
                         );
                         return Err(bundle_failed(BFC_MSG_FAILED));
                     }
+                }
+                if n >= TRIM_AFTER {
+                    crate::sys::trim_heap();
                 }
                 T::CommitReply
             }
@@ -665,9 +672,15 @@ impl Agent {
                     let _ = c.handle.send_raw(f);
                 };
                 let mut w = MultipartWriter::new(xid, R::Flow(Vec::new()), &mut send);
-                sw.engine()
-                    .flow_stats_encoded(req, now, &mut |e| w.push(e))?;
+                let mut n = 0;
+                sw.engine().flow_stats_encoded(req, now, &mut |e| {
+                    n += 1;
+                    w.push(e)
+                })?;
                 w.finish();
+                if n >= TRIM_AFTER {
+                    crate::sys::trim_heap();
+                }
                 return Ok(());
             }
             MultipartRequestBody::Aggregate(req) => {
