@@ -53,6 +53,18 @@ impl CompactMatch {
         self.0.len()
     }
 
+    /// The compact bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The match of compact bytes from [`as_bytes`](Self::as_bytes).
+    pub fn decode_bytes(b: &[u8]) -> Match {
+        Match {
+            fields: Fields { b }.collect(),
+        }
+    }
+
     /// The fields, in the order received.
     pub fn fields(&self) -> Fields<'_> {
         Fields { b: &self.0 }
