@@ -825,6 +825,50 @@ mod tests {
         false
     }
 
+    /// The control channel counts what is queued; `send_throttled` waits
+    /// while the datapath side is more than `CTL_HIGH` behind and goes on
+    /// as soon as it drained below `CTL_LOW` (or after 1 s, or once the
+    /// receiver is gone).
+    #[test]
+    fn control_channel_throttles_a_burst() {
+        let (tx, rx) = ctl_channel().unwrap();
+        for _ in 0..=CTL_HIGH {
+            assert!(tx.send_throttled(Ctl::SetDatapathId(1)));
+        }
+        assert_eq!(tx.queued(), CTL_HIGH + 1);
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let mut n = 0;
+            while rx.try_recv().is_some() {
+                n += 1;
+            }
+            (n, rx)
+        });
+        let t = Instant::now();
+        assert!(tx.send_throttled(Ctl::SetDatapathId(2)));
+        let waited = t.elapsed();
+        let (n, rx) = drain.join().unwrap();
+        assert!(
+            waited >= Duration::from_millis(50),
+            "did not wait: {waited:?}"
+        );
+        assert!(n >= CTL_HIGH + 1, "{n}");
+        while rx.try_recv().is_some() {}
+        assert_eq!(tx.queued(), 0);
+        // A burst with nobody draining: bounded wait, then queued anyway;
+        // a gone receiver: no wait, and the send fails.
+        for _ in 0..=CTL_HIGH {
+            tx.send(Ctl::SetDatapathId(3));
+        }
+        let t = Instant::now();
+        assert!(tx.send_throttled(Ctl::SetDatapathId(4)));
+        assert!(t.elapsed() >= Duration::from_millis(900));
+        drop(rx);
+        let t = Instant::now();
+        assert!(!tx.send_throttled(Ctl::SetDatapathId(5)));
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+
     #[test]
     fn ports_are_added_and_removed_live() {
         let (ctl, ctl_rx) = ctl_channel().unwrap();
