@@ -618,6 +618,12 @@ impl<T> Classifier<T> {
     /// Rules selected non-strictly by `m` (equal or more specific matches,
     /// any priority), in id order.
     pub fn find_loose(&self, m: &Match) -> Vec<RuleId> {
+        if m.fields.is_empty() {
+            // Every rule (a full flow dump or aggregate): no key to compare.
+            let mut out: Vec<RuleId> = self.ids.keys().copied().collect();
+            out.sort_unstable();
+            return out;
+        }
         let f = MaskedKey::from_match(m);
         let mut out = Vec::new();
         for st in &self.subtables {
