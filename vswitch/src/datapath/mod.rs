@@ -852,7 +852,7 @@ mod tests {
             waited >= Duration::from_millis(50),
             "did not wait: {waited:?}"
         );
-        assert!(n >= CTL_HIGH + 1, "{n}");
+        assert!(n > CTL_HIGH, "{n}");
         while rx.try_recv().is_some() {}
         assert_eq!(tx.queued(), 0);
         // A burst with nobody draining: bounded wait, then queued anyway;
