@@ -14,7 +14,9 @@ use plexus_openflow::conn::{
 };
 use plexus_pki::rustls::ServerConfig;
 
+use crate::agent::Queued;
 use crate::datapath::{Ctl, CtlSender};
+use plexus_openflow::Message;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -93,14 +95,39 @@ pub async fn serve_named(conn: Connection, ctl: CtlSender, name: String, primary
         }
     }
     let gone = Gone(ctl, id);
-    while let Some((xid, ev)) = incoming.recv().await {
-        let c = match ev {
-            Ok(msg) => Ctl::Msg { id, xid, msg },
-            Err(failure) => Ctl::Bad { id, failure },
-        };
-        if !gone.0.send(c) {
-            return;
+    // `recv` takes one unit of tokio's cooperative budget per message, the
+    // reader one per socket read (~30 messages): draining with `try_recv`
+    // keeps this task as fast as the reader, so a burst (a 438k-message
+    // bundle) does not pile up decoded in the connection's queue (it did:
+    // ~300 MiB); `send_throttled` then holds the burst in the socket while
+    // the datapath thread is behind.
+    while let Some(first) = incoming.recv().await {
+        let mut next = Some(first);
+        while let Some((xid, ev)) = next.take() {
+            if !gone.0.send_throttled(to_ctl(id, xid, ev)) {
+                return;
+            }
+            next = incoming.try_recv();
         }
+    }
+}
+
+/// A connection's event as the datapath thread takes it.
+fn to_ctl(id: u64, xid: u32, ev: Result<Message, plexus_openflow::conn::DecodeFailure>) -> Ctl {
+    match ev {
+        Ok(Message::BundleAdd(ba))
+            if ba.properties.is_empty() && matches!(*ba.message, Message::FlowMod(_)) =>
+        {
+            Ctl::BundleFlowMod {
+                id,
+                xid,
+                bundle_id: ba.bundle_id,
+                flags: ba.flags,
+                queued: Queued::new(*ba.message),
+            }
+        }
+        Ok(msg) => Ctl::Msg { id, xid, msg },
+        Err(failure) => Ctl::Bad { id, failure },
     }
 }
 

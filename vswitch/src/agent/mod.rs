@@ -18,6 +18,7 @@ pub mod control;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use plexus_openflow::Instruction;
 use plexus_openflow::conn::ConnHandle;
 use plexus_openflow::error::{BadRequestCode, OfpError, RoleRequestFailedCode};
 use plexus_openflow::message::{
@@ -28,9 +29,11 @@ use plexus_openflow::message::{
     AsyncConfig, FeaturesReply, FlowRemoved, Message, OFP_NO_BUFFER, PacketIn, PacketOut, PortMod,
     PortStatus, QueueGetConfigReply, Role, SwitchConfig,
 };
-use plexus_openflow::message::{BundleControl, BundleCtrlType, ErrorMsg, is_bundlable};
+use plexus_openflow::message::{BundleControl, BundleCtrlType, ErrorMsg, FlowMod, is_bundlable};
 use plexus_openflow::oxm::FieldId;
+use plexus_openflow::wire::Reader;
 
+use crate::classifier::CompactMatch;
 use crate::datapath::{Ctl, DpPort, Engine};
 
 pub use crate::datapath::simple::N_TABLES;
@@ -66,6 +69,9 @@ const ROLE_SLAVE: u32 = 3;
 const CAPABILITIES: u32 = 0x1 | 0x2 | 0x4 | 0x8;
 /// Multipart bodies per reply message (keeps each under 64 KiB).
 const CHUNK: usize = 128;
+/// A bundle commit or flow dump of at least this many flows returns the
+/// heap's free memory to the kernel afterwards ([`crate::sys::trim_heap`]).
+const TRIM_AFTER: usize = 10_000;
 
 #[derive(Debug)]
 struct Conn {
@@ -126,7 +132,7 @@ pub struct Agent {
     switch_config: SwitchConfig,
     generation: Option<u64>,
     /// Open bundles per (connection, bundle id): the queued messages.
-    bundles: BTreeMap<(u64, u32), Vec<(u32, Message)>>,
+    bundles: BTreeMap<(u64, u32), Vec<(u32, Queued)>>,
     buffers: buffers::PacketBuffers,
 }
 
@@ -252,6 +258,35 @@ impl Agent {
             | Ctl::SetDatapathId(_)
             | Ctl::Snapshot(_)
             | Ctl::Shutdown => {}
+            Ctl::BundleFlowMod {
+                id,
+                xid,
+                bundle_id,
+                flags,
+                queued,
+            } => {
+                let Some(c) = self.conns.get(&id) else {
+                    return;
+                };
+                match self.bundles.get_mut(&(id, bundle_id)) {
+                    Some(v) => v.push((xid, queued)),
+                    None => {
+                        let data = match queued.into_message() {
+                            Ok(m) => head(
+                                xid,
+                                &Message::BundleAdd(plexus_openflow::message::BundleAdd {
+                                    bundle_id,
+                                    flags,
+                                    message: Box::new(m),
+                                    properties: Vec::new(),
+                                }),
+                            ),
+                            Err(_) => Vec::new(),
+                        };
+                        let _ = c.handle.send_error(xid, bundle_failed(BFC_BAD_ID), &data);
+                    }
+                }
+            }
             Ctl::Msg { id, xid, msg } => {
                 if self.conns.contains_key(&id) {
                     let r = self.message(id, xid, &msg, sw);
@@ -391,7 +426,7 @@ impl Agent {
                     return Err(bundle_failed(BFC_MSG_UNSUP));
                 }
                 match self.bundles.get_mut(&(id, ba.bundle_id)) {
-                    Some(v) => v.push((xid, (*ba.message).clone())),
+                    Some(v) => v.push((xid, Queued::new((*ba.message).clone()))),
                     None => return Err(bundle_failed(BFC_BAD_ID)),
                 }
             }
@@ -436,7 +471,22 @@ impl Agent {
             }
             T::CommitRequest => {
                 let msgs = self.bundles.remove(&key).ok_or(bundle_failed(BFC_BAD_ID))?;
-                for (mxid, m) in msgs {
+                let n = msgs.len();
+                for (mxid, q) in msgs {
+                    let m = match q.into_message() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.send(
+                                id,
+                                mxid,
+                                &Message::Error(ErrorMsg {
+                                    error: e,
+                                    data: Vec::new(),
+                                }),
+                            );
+                            return Err(bundle_failed(BFC_MSG_FAILED));
+                        }
+                    };
                     if let Err(e) = self.message(id, mxid, &m, sw) {
                         self.send(
                             id,
@@ -448,6 +498,9 @@ impl Agent {
                         );
                         return Err(bundle_failed(BFC_MSG_FAILED));
                     }
+                }
+                if n >= TRIM_AFTER {
+                    crate::sys::trim_heap();
                 }
                 T::CommitReply
             }
@@ -610,8 +663,25 @@ impl Agent {
                 dp_desc: "None".into(),
             })],
             MultipartRequestBody::Flow(req) => {
-                let v = sw.engine().flow_stats(req, now)?;
-                chunks(v, R::Flow)
+                // Encoded flow by flow into frames sent as they fill: a dump of
+                // 400k flows never exists as `FlowStats` values or as one batch.
+                let Some(c) = self.conns.get(&id) else {
+                    return Ok(());
+                };
+                let mut send = |f: Vec<u8>| {
+                    let _ = c.handle.send_raw(f);
+                };
+                let mut w = MultipartWriter::new(xid, R::Flow(Vec::new()), &mut send);
+                let mut n = 0;
+                sw.engine().flow_stats_encoded(req, now, &mut |e| {
+                    n += 1;
+                    w.push(e)
+                })?;
+                w.finish();
+                if n >= TRIM_AFTER {
+                    crate::sys::trim_heap();
+                }
+                return Ok(());
             }
             MultipartRequestBody::Aggregate(req) => {
                 vec![R::Aggregate(sw.engine().aggregate_stats(req)?)]
@@ -731,6 +801,151 @@ fn multipart_frames(xid: u32, bodies: Vec<MultipartReplyBody>) -> Vec<Vec<u8>> {
         last[11] = 0;
     }
     out
+}
+
+/// A message queued in an open bundle, compactly: a cold start queues the
+/// whole table (400k+ flow-mods) before the commit. A flow-mod is one byte
+/// buffer: its fixed fields, its match in [`CompactMatch`] form and its
+/// instructions in wire form (a `conjunction(..)` action is 16 bytes instead
+/// of 80), ~100 bytes instead of ~700 decoded. The connection's task builds
+/// it ([`Queued::new`]) so the decoded message is freed at once; the commit
+/// decodes it again ([`Queued::into_message`]).
+#[derive(Debug)]
+pub struct Queued(QueuedInner);
+
+#[derive(Debug)]
+enum QueuedInner {
+    FlowMod(Box<[u8]>),
+    Other(Box<Message>),
+}
+
+/// Bytes of a queued flow-mod before its match: cookie, cookie mask, table,
+/// command, idle and hard timeouts, priority, buffer id, out port, out group,
+/// flags and the compact match's length.
+const QUEUED_FIXED: usize = 8 + 8 + 1 + 1 + 2 + 2 + 2 + 4 + 4 + 4 + 2 + 2;
+
+impl Queued {
+    /// The queued form of `m`.
+    pub fn new(m: Message) -> Self {
+        let Message::FlowMod(fm) = m else {
+            return Queued(QueuedInner::Other(Box::new(m)));
+        };
+        let compact = CompactMatch::new(&fm.match_);
+        let mut b = Vec::with_capacity(QUEUED_FIXED + compact.heap_len() + 64);
+        b.extend_from_slice(&fm.cookie.to_be_bytes());
+        b.extend_from_slice(&fm.cookie_mask.to_be_bytes());
+        b.extend_from_slice(&[fm.table_id, fm.command as u8]);
+        for v in [fm.idle_timeout, fm.hard_timeout, fm.priority] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [fm.buffer_id, fm.out_port, fm.out_group] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(&fm.flags.to_be_bytes());
+        let Ok(mlen) = u16::try_from(compact.heap_len()) else {
+            return Queued(QueuedInner::Other(Box::new(Message::FlowMod(fm))));
+        };
+        b.extend_from_slice(&mlen.to_be_bytes());
+        b.extend_from_slice(compact.as_bytes());
+        Instruction::encode_list(&fm.instructions, &mut b);
+        let q = Queued(QueuedInner::FlowMod(b.into_boxed_slice()));
+        // The match round-trip is proptested here, the instructions' in the
+        // codec (`roundtrip_every_message`); debug builds check every message.
+        if cfg!(debug_assertions) && q.decode().as_ref() != Some(&fm) {
+            return Queued(QueuedInner::Other(Box::new(Message::FlowMod(fm))));
+        }
+        q
+    }
+
+    fn decode(&self) -> Option<FlowMod> {
+        let QueuedInner::FlowMod(b) = &self.0 else {
+            return None;
+        };
+        let (fixed, rest) = b.split_at_checked(QUEUED_FIXED)?;
+        let u16_at = |i: usize| u16::from_be_bytes([fixed[i], fixed[i + 1]]);
+        let u32_at = |i: usize| u32::from_be_bytes(fixed[i..i + 4].try_into().unwrap_or_default());
+        let u64_at = |i: usize| u64::from_be_bytes(fixed[i..i + 8].try_into().unwrap_or_default());
+        let (m, insts) = rest.split_at_checked(usize::from(u16_at(38)))?;
+        Some(FlowMod {
+            cookie: u64_at(0),
+            cookie_mask: u64_at(8),
+            table_id: fixed[16],
+            command: plexus_openflow::message::FlowModCommand::from_u8(fixed[17])?,
+            idle_timeout: u16_at(18),
+            hard_timeout: u16_at(20),
+            priority: u16_at(22),
+            buffer_id: u32_at(24),
+            out_port: u32_at(28),
+            out_group: u32_at(32),
+            flags: u16_at(36),
+            match_: CompactMatch::decode_bytes(m),
+            instructions: Instruction::decode_list(&mut Reader::new(insts), insts.len()).ok()?,
+        })
+    }
+
+    /// The message as received.
+    pub fn into_message(self) -> Result<Message, OfpError> {
+        if let QueuedInner::Other(m) = self.0 {
+            return Ok(*m);
+        }
+        self.decode()
+            .map(Message::FlowMod)
+            .ok_or(OfpError::BadRequest(BadRequestCode::BadLen))
+    }
+}
+
+/// Packs encoded entries of one multipart reply into frames of at most 64 KiB,
+/// handing each frame to `send` as soon as the next entry does not fit (with
+/// `OFPMPF_REPLY_MORE`; the last frame without). An entry too large for any
+/// frame cannot be sent and is left out, as in [`multipart_frames`].
+struct MultipartWriter<'a> {
+    /// The frame header and multipart header of an empty reply.
+    head: Vec<u8>,
+    frame: Vec<u8>,
+    send: &'a mut dyn FnMut(Vec<u8>),
+}
+
+impl<'a> MultipartWriter<'a> {
+    const MAX: usize = u16::MAX as usize;
+
+    /// A writer for replies of `empty`'s type (its entries are ignored).
+    fn new(xid: u32, empty: MultipartReplyBody, send: &'a mut dyn FnMut(Vec<u8>)) -> Self {
+        let mut head = Vec::new();
+        Message::MultipartReply(MultipartReply {
+            flags: 1,
+            body: empty,
+        })
+        .encode(xid, &mut head);
+        head.truncate(16);
+        let frame = head.clone();
+        Self { head, frame, send }
+    }
+
+    fn push(&mut self, entry: &[u8]) {
+        if self.head.len() + entry.len() > Self::MAX {
+            return;
+        }
+        if self.frame.len() + entry.len() > Self::MAX {
+            let next = Vec::with_capacity(self.frame.len());
+            let full = std::mem::replace(&mut self.frame, next);
+            self.frame.extend_from_slice(&self.head);
+            self.emit(full, true);
+        }
+        self.frame.extend_from_slice(entry);
+    }
+
+    fn emit(&mut self, mut frame: Vec<u8>, more: bool) {
+        let len = frame.len() as u16;
+        frame[2..4].copy_from_slice(&len.to_be_bytes());
+        // flags are the 16 bits after the header and the multipart type.
+        frame[10..12].copy_from_slice(&u16::from(more).to_be_bytes());
+        (self.send)(frame);
+    }
+
+    fn finish(mut self) {
+        let last = std::mem::take(&mut self.frame);
+        self.emit(last, false);
+    }
 }
 
 fn chunks<T: Clone>(
@@ -879,6 +1094,99 @@ mod multipart_tests {
             got.extend(v.into_iter().map(|f| f.priority));
         }
         assert_eq!(got, (0..300).collect::<Vec<u16>>());
+    }
+
+    /// The streamed flow dump (entries encoded from the rules, packed into
+    /// frames as they fill) decodes to exactly what `flow_stats` returns, in
+    /// order, with every frame within 64 KiB and MORE on all but the last.
+    #[test]
+    fn streamed_flow_dump_equals_flow_stats() {
+        use crate::pipeline::Pipeline;
+        use plexus_openflow::message::{FlowModCommand, FlowStatsRequest, group_id, port_no};
+        use plexus_openflow::text::parse_flow_mod;
+        let mut p = Pipeline::new(4);
+        p.strict_ports = false;
+        let t = Instant::now();
+        let conj: Vec<String> = (0..60).map(|k| format!("conjunction({k},1/2)")).collect();
+        for i in 0..700u32 {
+            let text = match i % 4 {
+                0 => format!(
+                    "table=1,priority={},ip,nw_src=10.{}.{}.0/24,actions={}",
+                    i % 7 + 1,
+                    i / 256,
+                    i % 256,
+                    conj.join(",")
+                ),
+                1 => format!("priority=100,in_port={i},actions=set_field:{i}->reg14,goto_table:1"),
+                2 => format!(
+                    "table=2,priority=5,reg15={i},dl_dst=0a:00:00:00:00:01/ff:ff:ff:00:00:00,idle_timeout=60,actions=output:{}",
+                    i + 1
+                ),
+                _ => format!("table=3,cookie=0x{i:x},priority=9,tcp,tp_dst={i},actions=drop"),
+            };
+            let fm = parse_flow_mod(&text, FlowModCommand::Add).unwrap();
+            p.flow_mod(&fm, t).unwrap();
+        }
+        let req = FlowStatsRequest {
+            table_id: 0xff,
+            out_port: port_no::ANY,
+            out_group: group_id::ANY,
+            cookie: 0,
+            cookie_mask: 0,
+            match_: Default::default(),
+        };
+        let want = p.flow_stats(&req, t).unwrap();
+        assert_eq!(want.len(), 700);
+        let mut frames = Vec::new();
+        let mut send = |f: Vec<u8>| frames.push(f);
+        let mut w = MultipartWriter::new(9, MultipartReplyBody::Flow(Vec::new()), &mut send);
+        p.flow_stats_encoded(&req, t, &mut |e| w.push(e)).unwrap();
+        w.finish();
+        assert!(frames.len() > 3, "{} frames", frames.len());
+        let mut got = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            assert!(f.len() <= 0xffff);
+            let (xid, m) = Message::decode(f).unwrap();
+            assert_eq!(xid, 9);
+            let Message::MultipartReply(r) = m else {
+                panic!("{m:?}")
+            };
+            assert_eq!(r.flags, u16::from(i + 1 < frames.len()));
+            let MultipartReplyBody::Flow(v) = r.body else {
+                panic!()
+            };
+            got.extend(v);
+        }
+        assert_eq!(got, want);
+        // An empty dump is one frame without MORE.
+        let mut frames = Vec::new();
+        let mut send = |f: Vec<u8>| frames.push(f);
+        MultipartWriter::new(3, MultipartReplyBody::Flow(Vec::new()), &mut send).finish();
+        assert_eq!(
+            frames,
+            multipart_frames(3, vec![MultipartReplyBody::Flow(Vec::new())])
+        );
+    }
+
+    /// A queued bundle message comes back exactly as it was received.
+    #[test]
+    fn queued_bundle_messages_round_trip() {
+        use plexus_openflow::message::FlowModCommand;
+        use plexus_openflow::text::parse_flow_mod;
+        for text in [
+            "priority=0,actions=drop",
+            "table=4,priority=7,ip,nw_src=10.1.2.0/24,actions=conjunction(3,1/2),conjunction(9,2/2)",
+            "table=2,cookie=0x5,priority=9,tcp,reg14=0x3,tp_dst=80,idle_timeout=30,actions=ct(commit,table=5,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.1:8080)),set_field:0x4->reg15,goto_table:7",
+            "table=1,priority=5,in_port=3,dl_src=0a:00:00:00:00:01,actions=learn(table=9,idle_timeout=10,priority=100,eth_type=0x800,NXM_OF_IP_SRC[],load:NXM_NX_REG12[]->NXM_NX_REG12[]),write_metadata:0x3ea/0xffff,goto_table:2",
+        ] {
+            let fm = parse_flow_mod(text, FlowModCommand::Add).unwrap();
+            let m = Message::FlowMod(fm);
+            let q = Queued::new(m.clone());
+            assert!(matches!(q.0, QueuedInner::FlowMod(_)), "{text}");
+            assert_eq!(q.into_message().unwrap(), m, "{text}");
+        }
+        let m = Message::BarrierRequest;
+        assert_eq!(Queued::new(m.clone()).into_message().unwrap(), m);
     }
 
     #[test]

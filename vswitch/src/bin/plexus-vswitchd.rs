@@ -763,6 +763,7 @@ fn apply_file(args: &mut Args, m: &ArgMatches, f: FileConfig) -> anyhow::Result<
 }
 
 fn main() -> ExitCode {
+    plexus_vswitch::sys::tune_malloc();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -45,8 +45,11 @@ use plexus_openflow::Match;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod compact;
 #[cfg(test)]
 mod tests;
+
+pub use compact::CompactMatch;
 
 /// A rule's identity, unique for the classifier's lifetime and increasing
 /// with insertion order (the tie-breaker).
@@ -97,14 +100,26 @@ pub struct ConjClause {
 pub struct Rule<T> {
     pub id: RuleId,
     pub priority: u16,
-    /// The match as received (for dump-flows and flow-removed).
-    pub matches: Match,
-    /// The match as key bits.
-    pub key: MaskedKey,
+    /// The match as received (for dump-flows, flow stats and flow-removed),
+    /// compactly; its key bits are the subtable's (mask) and the entry's
+    /// (value), and [`Rule::key`] derives them again.
+    pub matches: CompactMatch,
     pub data: T,
     pub stats: RuleStats,
     /// Conjunction clauses: non-empty for a soft (conjunctive) rule.
     pub conj: Box<[ConjClause]>,
+}
+
+impl<T> Rule<T> {
+    /// The match as received.
+    pub fn match_(&self) -> Match {
+        self.matches.to_match()
+    }
+
+    /// The match as key bits.
+    pub fn key(&self) -> MaskedKey {
+        MaskedKey::from_match(&self.match_())
+    }
 }
 
 /// A rule reference inside a subtable: (priority, id, slot).
@@ -419,8 +434,7 @@ impl<T> Classifier<T> {
         let rule = Rule {
             id,
             priority,
-            matches,
-            key,
+            matches: CompactMatch::new(&matches),
             data,
             stats: RuleStats::default(),
             conj,
@@ -480,10 +494,11 @@ impl<T> Classifier<T> {
         if !rule.conj.is_empty() {
             self.n_soft -= 1;
         }
-        let si = self.by_mask[&rule.key.mask];
+        let key = rule.key();
+        let si = self.by_mask[&key.mask];
         let st = &mut self.subtables[si];
-        let h = st.hash(&rule.key.value);
-        let compact = st.compact(&rule.key.value);
+        let h = st.hash(&key.value);
+        let compact = st.compact(&key.value);
         if let Some(bucket) = st.map.get_mut(&h) {
             if let Some(ei) = bucket.iter().position(|e| e.key == compact) {
                 bucket[ei].rules.retain(|r| r.id != id);
@@ -570,9 +585,45 @@ impl<T> Classifier<T> {
         self.find_strict_key(&MaskedKey::from_match(m), priority)
     }
 
+    /// Whether a rule of `priority` overlaps `key` (some packet matches
+    /// both: `OFPFF_CHECK_OVERLAP`), leaving out rules `skip` accepts.
+    pub fn overlaps(
+        &self,
+        key: &MaskedKey,
+        priority: u16,
+        mut skip: impl FnMut(&Rule<T>) -> bool,
+    ) -> bool {
+        for st in &self.subtables {
+            if !st.priorities.contains_key(&priority) {
+                continue;
+            }
+            let both = st.mask.and(&key.mask);
+            for bucket in st.map.values() {
+                for e in bucket {
+                    let hit = e.rules.iter().any(|r| {
+                        r.priority == priority
+                            && self.slots[r.slot as usize]
+                                .as_ref()
+                                .is_some_and(|x| !skip(x))
+                    });
+                    if hit && st.expand(e).eq_masked(&key.value, &both) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
     /// Rules selected non-strictly by `m` (equal or more specific matches,
     /// any priority), in id order.
     pub fn find_loose(&self, m: &Match) -> Vec<RuleId> {
+        if m.fields.is_empty() {
+            // Every rule (a full flow dump or aggregate): no key to compare.
+            let mut out: Vec<RuleId> = self.ids.keys().copied().collect();
+            out.sort_unstable();
+            return out;
+        }
         let f = MaskedKey::from_match(m);
         let mut out = Vec::new();
         for st in &self.subtables {

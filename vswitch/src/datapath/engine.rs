@@ -99,6 +99,29 @@ pub trait Engine: Send + std::fmt::Debug {
     fn expire(&mut self, now: Instant) -> Vec<FlowRemoved>;
     /// Flow statistics (multipart FLOW).
     fn flow_stats(&self, req: &FlowStatsRequest, now: Instant) -> Result<Vec<FlowStats>, OfpError>;
+    /// Flow statistics, encoded: `emit` gets each selected flow's
+    /// `ofp_flow_stats` entry in turn, so the agent packs them into multipart
+    /// frames without first building a [`FlowStats`] for every flow (a
+    /// restarted controller reads all 400k+ flows this way).
+    fn flow_stats_encoded(
+        &self,
+        req: &FlowStatsRequest,
+        now: Instant,
+        emit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), OfpError> {
+        let mut buf = Vec::new();
+        for fs in self.flow_stats(req, now)? {
+            buf.clear();
+            crate::pipeline::put_flow_stats(
+                &mut buf,
+                &fs,
+                |o| fs.match_.encode(o),
+                &fs.instructions,
+            );
+            emit(&buf);
+        }
+        Ok(())
+    }
     /// Aggregate statistics (multipart AGGREGATE).
     fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<AggregateStats, OfpError>;
     /// Per-table statistics.

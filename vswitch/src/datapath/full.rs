@@ -191,6 +191,15 @@ impl Engine for FullPipeline {
         self.p.flow_stats(req, now)
     }
 
+    fn flow_stats_encoded(
+        &self,
+        req: &FlowStatsRequest,
+        now: Instant,
+        emit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), OfpError> {
+        self.p.flow_stats_encoded(req, now, emit)
+    }
+
     fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<AggregateStats, OfpError> {
         self.p.aggregate_stats(req)
     }

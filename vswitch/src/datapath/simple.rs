@@ -276,7 +276,7 @@ impl SimplePipeline {
             hard_timeout: rule.data.hard,
             packet_count: rule.stats.packets(),
             byte_count: rule.stats.bytes(),
-            match_: rule.matches.clone(),
+            match_: rule.match_(),
         }
     }
 
@@ -291,7 +291,7 @@ impl SimplePipeline {
             self.tables[t]
                 .iter()
                 .filter(move |r| {
-                    r.key.is_within(&want)
+                    r.key().is_within(&want)
                         && (r.data.cookie & req.cookie_mask) == (req.cookie & req.cookie_mask)
                         && outputs_to(&r.data.instructions, req.out_port, req.out_group)
                 })
@@ -517,12 +517,9 @@ impl Engine for SimplePipeline {
             FlowModCommand::Add => {
                 let tbl = &mut self.tables[t];
                 if fm.flags & flow_mod_flags::CHECK_OVERLAP != 0 {
-                    let overlap = tbl.iter().any(|r| {
-                        r.priority == fm.priority && r.matches != fm.match_ && {
-                            let b = crate::flow::MaskedKey::from_match(&fm.match_);
-                            r.key.value.eq_masked(&b.value, &r.key.mask.and(&b.mask))
-                        }
-                    });
+                    let b = crate::flow::MaskedKey::from_match(&fm.match_);
+                    let own = crate::classifier::CompactMatch::new(&fm.match_);
+                    let overlap = tbl.overlaps(&b, fm.priority, |r| r.matches == own);
                     if overlap {
                         return Err(fmf(FlowModFailedCode::Overlap));
                     }
@@ -752,7 +749,7 @@ impl Engine for SimplePipeline {
                     cookie: r.data.cookie,
                     packet_count: r.stats.packets(),
                     byte_count: r.stats.bytes(),
-                    match_: r.matches.clone(),
+                    match_: r.match_(),
                     instructions: r.data.instructions.clone(),
                 }
             })

@@ -194,8 +194,9 @@ pub struct FlowEntry {
     pub idle_timeout: u16,
     pub hard_timeout: u16,
     pub flags: u16,
-    /// In OpenFlow execution order.
-    pub instructions: Vec<Instruction>,
+    /// In OpenFlow execution order; identical lists of different flows
+    /// share one allocation ([`Interner`]).
+    pub instructions: Arc<[Instruction]>,
     pub created: Instant,
     pub last_used: Instant,
 }
@@ -229,6 +230,37 @@ impl FlowEntry {
             Instruction::Meter(m) => Some(*m),
             _ => None,
         })
+    }
+}
+
+/// Shares identical instruction lists between flows: a controller's 400k
+/// flows hold a few tens of thousands of distinct lists (`goto_table:N`,
+/// `drop`, the same `conjunction(..)` list for every port of a group).
+/// Lists no flow holds any more are dropped once as many flows were removed
+/// or changed as there are lists (amortised O(1) per change).
+#[derive(Debug, Default)]
+struct Interner {
+    set: std::collections::HashSet<Arc<[Instruction]>>,
+    released: usize,
+}
+
+impl Interner {
+    fn get(&mut self, v: Vec<Instruction>) -> Arc<[Instruction]> {
+        if let Some(a) = self.set.get(v.as_slice()) {
+            return a.clone();
+        }
+        let a: Arc<[Instruction]> = v.into();
+        self.set.insert(a.clone());
+        a
+    }
+
+    /// `n` flows were removed or had their instructions replaced.
+    fn release(&mut self, n: usize) {
+        self.released += n;
+        if self.released > 1024 && self.released >= self.set.len() {
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.released = 0;
+        }
     }
 }
 
@@ -301,6 +333,12 @@ pub struct Pipeline {
     pub(crate) tunnel_ports: std::collections::BTreeSet<u32>,
     /// When [`Pipeline::expire`] next sweeps the megaflow caches.
     next_cache_sweep: Option<Instant>,
+    /// (table, rule) of every rule added with an idle or hard timeout, so
+    /// that [`Pipeline::expire`] visits those instead of every rule (a
+    /// controller's 400k permanent flows cost nothing per expiry pass).
+    /// Ids of rules removed otherwise are dropped by the next pass.
+    timed: Vec<(u8, crate::classifier::RuleId)>,
+    insts: Interner,
 }
 
 /// How often [`Pipeline::expire`] sweeps the megaflow caches: stale megaflows
@@ -336,6 +374,8 @@ impl Pipeline {
             recirc_depth: 0,
             tunnel_ports: Default::default(),
             next_cache_sweep: None,
+            timed: Vec::new(),
+            insts: Interner::default(),
         }
     }
 
@@ -445,25 +485,25 @@ impl Pipeline {
             vec![fm.table_id as usize]
         };
         let cookie_ok = |e: &FlowEntry| (e.cookie ^ fm.cookie) & fm.cookie_mask == 0;
-        let mut insts = fm.instructions.clone();
-        insts.sort_by_key(xlate::inst_rank);
+        let insts = if is_delete {
+            self.insts.get(Vec::new())
+        } else {
+            let mut v = fm.instructions.clone();
+            v.sort_by_key(xlate::inst_rank);
+            self.insts.get(v)
+        };
         let conj = if is_delete {
             Box::default()
         } else {
             conj_clauses(&fm.instructions)?
         };
+        let mut released = 0;
         match fm.command {
             FlowModCommand::Add => {
                 let t = &mut self.tables[fm.table_id as usize];
                 if fm.flags & flow_mod_flags::CHECK_OVERLAP != 0 {
                     let k = MaskedKey::from_match(&fm.match_);
-                    let overlaps = t.iter().any(|r| {
-                        r.priority == fm.priority && {
-                            let both = r.key.mask.and(&k.mask);
-                            r.key.value.eq_masked(&k.value, &both)
-                        }
-                    });
-                    if overlaps {
+                    if t.overlaps(&k, fm.priority, |_| false) {
                         return Err(OfpError::FlowModFailed(FlowModFailedCode::Overlap));
                     }
                 }
@@ -477,11 +517,15 @@ impl Pipeline {
                     last_used: now,
                 };
                 let (id, old) = t.insert_conj(fm.match_.clone(), fm.priority, entry, conj);
+                released += usize::from(old.is_some());
                 if let Some(old) = old
                     && fm.flags & flow_mod_flags::RESET_COUNTS == 0
                     && let Some(r) = t.get(id)
                 {
                     r.stats.copy_from(&old.stats);
+                }
+                if fm.idle_timeout != 0 || fm.hard_timeout != 0 {
+                    self.timed.push((fm.table_id, id));
                 }
             }
             FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
@@ -494,11 +538,11 @@ impl Pipeline {
                         r.stats.copy_from(&Default::default());
                     }
                 };
-                if fm.command == FlowModCommand::ModifyStrict {
-                    t.modify_strict(&fm.match_, fm.priority, |r| cookie_ok(&r.data), f);
+                released += if fm.command == FlowModCommand::ModifyStrict {
+                    usize::from(t.modify_strict(&fm.match_, fm.priority, |r| cookie_ok(&r.data), f))
                 } else {
-                    t.modify_loose(&fm.match_, |r| cookie_ok(&r.data), f);
-                }
+                    t.modify_loose(&fm.match_, |r| cookie_ok(&r.data), f)
+                };
             }
             FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
                 for ti in tables {
@@ -521,6 +565,7 @@ impl Pipeline {
                 }
             }
         }
+        self.insts.release(released);
         self.bump();
         Ok(())
     }
@@ -532,6 +577,7 @@ impl Pipeline {
         reason: u8,
         now: Instant,
     ) {
+        self.insts.released += 1;
         if r.data.flags & flow_mod_flags::SEND_FLOW_REM == 0 {
             return;
         }
@@ -547,7 +593,7 @@ impl Pipeline {
             hard_timeout: r.data.hard_timeout,
             packet_count: r.stats.packets(),
             byte_count: r.stats.bytes(),
-            match_: r.matches.clone(),
+            match_: r.match_(),
         });
     }
 
@@ -564,22 +610,28 @@ impl Pipeline {
             None => self.next_cache_sweep = Some(now + CACHE_SWEEP),
         }
         let mut gone = Vec::new();
-        for (ti, t) in self.tables.iter().enumerate() {
-            for r in t.iter() {
-                let e = &r.data;
-                if e.hard_timeout > 0
-                    && now.saturating_duration_since(e.created)
-                        >= Duration::from_secs(e.hard_timeout as u64)
-                {
-                    gone.push((ti, r.id, removed_reason::HARD_TIMEOUT));
-                } else if e.idle_timeout > 0
-                    && now.saturating_duration_since(e.last_used)
-                        >= Duration::from_secs(e.idle_timeout as u64)
-                {
-                    gone.push((ti, r.id, removed_reason::IDLE_TIMEOUT));
-                }
+        let tables = &self.tables;
+        self.timed.retain(|&(ti, id)| {
+            let Some(r) = tables.get(ti as usize).and_then(|t| t.get(id)) else {
+                return false;
+            };
+            let e = &r.data;
+            if e.hard_timeout > 0
+                && now.saturating_duration_since(e.created)
+                    >= Duration::from_secs(e.hard_timeout as u64)
+            {
+                gone.push((ti as usize, id, removed_reason::HARD_TIMEOUT));
+                false
+            } else if e.idle_timeout > 0
+                && now.saturating_duration_since(e.last_used)
+                    >= Duration::from_secs(e.idle_timeout as u64)
+            {
+                gone.push((ti as usize, id, removed_reason::IDLE_TIMEOUT));
+                false
+            } else {
+                true
             }
-        }
+        });
         if !gone.is_empty() {
             self.bump();
         }
@@ -588,6 +640,7 @@ impl Pipeline {
                 self.note_removed(ti as u8, &r, why, now);
             }
         }
+        self.insts.release(0);
         self.take_flow_removed()
     }
 
@@ -609,6 +662,7 @@ impl Pipeline {
                 }
             }
         }
+        self.insts.release(0);
     }
 
     // ----------------------------------------------------------- validation
@@ -1171,24 +1225,34 @@ impl Pipeline {
         Ok(self
             .selected(req)?
             .into_iter()
-            .map(|(ti, r)| {
-                let d = now.saturating_duration_since(r.data.created);
-                FlowStats {
-                    table_id: ti,
-                    duration_sec: d.as_secs() as u32,
-                    duration_nsec: d.subsec_nanos(),
-                    priority: r.priority,
-                    idle_timeout: r.data.idle_timeout,
-                    hard_timeout: r.data.hard_timeout,
-                    flags: r.data.flags,
-                    cookie: r.data.cookie,
-                    packet_count: r.stats.packets(),
-                    byte_count: r.stats.bytes(),
-                    match_: r.matches.clone(),
-                    instructions: r.data.instructions.clone(),
-                }
+            .map(|(ti, r)| FlowStats {
+                match_: r.match_(),
+                instructions: r.data.instructions.to_vec(),
+                ..flow_stats_head(ti, r, now)
             })
             .collect())
+    }
+
+    /// [`flow_stats`](Self::flow_stats), encoded one `ofp_flow_stats` entry
+    /// at a time into a reused buffer: nothing per flow is allocated.
+    pub fn flow_stats_encoded(
+        &self,
+        req: &FlowStatsRequest,
+        now: Instant,
+        emit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), OfpError> {
+        let mut buf = Vec::with_capacity(1024);
+        for (ti, r) in self.selected(req)? {
+            buf.clear();
+            put_flow_stats(
+                &mut buf,
+                &flow_stats_head(ti, r, now),
+                |o| r.matches.encode(o),
+                &r.data.instructions,
+            );
+            emit(&buf);
+        }
+        Ok(())
     }
 
     /// `OFPMP_AGGREGATE`.
@@ -1517,7 +1581,7 @@ impl Pipeline {
         };
         if let Some(id) = t.find_strict(&fm.match_, fm.priority)
             && let Some(r) = t.get_mut(id)
-            && r.data.instructions == fm.instructions
+            && *r.data.instructions == *fm.instructions
             && r.data.cookie == fm.cookie
         {
             r.data.last_used = now;
@@ -1525,6 +1589,55 @@ impl Pipeline {
         }
         let _ = self.flow_mod(fm, now);
     }
+}
+
+/// A flow's statistics without its match and instructions (empty: no allocation).
+fn flow_stats_head(
+    table_id: u8,
+    r: &crate::classifier::Rule<FlowEntry>,
+    now: Instant,
+) -> FlowStats {
+    let d = now.saturating_duration_since(r.data.created);
+    FlowStats {
+        table_id,
+        duration_sec: d.as_secs() as u32,
+        duration_nsec: d.subsec_nanos(),
+        priority: r.priority,
+        idle_timeout: r.data.idle_timeout,
+        hard_timeout: r.data.hard_timeout,
+        flags: r.data.flags,
+        cookie: r.data.cookie,
+        packet_count: r.stats.packets(),
+        byte_count: r.stats.bytes(),
+        match_: Match::default(),
+        instructions: Vec::new(),
+    }
+}
+
+/// Appends one `ofp_flow_stats` entry: the fixed fields of `h` (its match and
+/// instructions are ignored), the `ofp_match` that `put_match` writes and
+/// `insts`; the bytes the codec writes for that entry of a multipart reply.
+pub fn put_flow_stats(
+    out: &mut Vec<u8>,
+    h: &FlowStats,
+    put_match: impl FnOnce(&mut Vec<u8>),
+    insts: &[Instruction],
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, h.table_id, 0]);
+    out.extend_from_slice(&h.duration_sec.to_be_bytes());
+    out.extend_from_slice(&h.duration_nsec.to_be_bytes());
+    for v in [h.priority, h.idle_timeout, h.hard_timeout, h.flags] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(&[0; 4]);
+    for v in [h.cookie, h.packet_count, h.byte_count] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    put_match(out);
+    Instruction::encode_list(insts, out);
+    let len = (out.len() - start) as u16;
+    out[start..start + 2].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Writes conntrack's verdict into the ct match fields of `key`.

@@ -122,8 +122,8 @@ impl Pipeline {
                     .map(|r| TracedRule {
                         priority: r.priority,
                         cookie: r.data.cookie,
-                        match_: r.matches.clone(),
-                        instructions: r.data.instructions.clone(),
+                        match_: r.match_(),
+                        instructions: r.data.instructions.to_vec(),
                     }),
             },
             TraceEvent::Bucket {

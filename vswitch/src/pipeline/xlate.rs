@@ -461,9 +461,9 @@ impl<'p> Xlate<'p> {
         let saved = (self.table_id, self.cookie, self.miss_rule);
         self.table_id = table;
         self.cookie = rule.data.cookie;
-        self.miss_rule = rule.priority == 0 && rule.matches.fields.is_empty();
+        self.miss_rule = rule.priority == 0 && rule.matches.is_empty();
         let mut goto = None;
-        for inst in &rule.data.instructions {
+        for inst in rule.data.instructions.iter() {
             if self.stop || self.exit {
                 break;
             }

@@ -55,6 +55,10 @@ impl Port for DummyPort {
     fn kind(&self) -> &'static str {
         "dummy"
     }
+
+    fn is_inert(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +76,6 @@ mod tests {
         assert_eq!(p.stats().tx_drops, 2);
         assert!(p.link_state().oper_up);
         assert_eq!(p.rx_fd(), None);
+        assert!(p.is_inert());
     }
 }

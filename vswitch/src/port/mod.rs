@@ -81,6 +81,17 @@ impl PacketBatch {
         }
     }
 
+    /// A batch without buffers (capacity 0, nothing allocated): a port's
+    /// transmit batch until its first output, so that 10k `dummy` ports that
+    /// never transmit do not hold 10k × 128 KiB of buffers.
+    pub fn unallocated() -> Self {
+        Self {
+            data: Box::default(),
+            lens: Box::default(),
+            count: 0,
+        }
+    }
+
     /// Number of frames held.
     pub fn len(&self) -> usize {
         self.count
@@ -281,6 +292,13 @@ pub trait Port {
     /// the flow's tunnel metadata, received frames come with
     /// [`Port::rx_tunnel`].
     fn is_tunnel(&self) -> bool {
+        false
+    }
+
+    /// Never receives and keeps nothing to flush (`dummy` ports): the
+    /// datapath loop does not visit it per round, so 10k such ports cost no
+    /// time between control messages.
+    fn is_inert(&self) -> bool {
         false
     }
 

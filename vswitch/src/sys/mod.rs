@@ -16,6 +16,40 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Tunes glibc's allocator for a switch that receives 100k+ flow-mods in a
+/// burst (a controller's bundle) and keeps small allocations per rule:
+/// - one arena: the connection tasks (tokio threads) decode and queue the
+///   bundle's messages, the datapath thread applies them at the commit; with
+///   an arena per thread, memory freed by the commit stayed in the tokio
+///   threads' arenas while the rules were allocated in the main one
+///   (10k-port run: 655 MiB peak instead of 479 MiB);
+/// - a fixed mmap threshold (128 KiB): large buffers (table and hash-map
+///   growth, multipart frames) are mapped and unmapped instead of leaving
+///   holes in the heap (glibc otherwise raises the threshold up to 32 MiB).
+///
+/// The packet path does not allocate, so a single arena costs it nothing.
+/// Call once at start-up, before any other thread exists.
+pub fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt(3) only sets allocator parameters; called before other
+    // threads exist, so nothing allocates concurrently.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Returns free heap memory to the kernel (`malloc_trim(0)`): after a large
+/// transient (a bundle commit, a full flow dump) the resident size falls back
+/// to what the rules use. A no-op without glibc.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim(3) takes no pointers and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// `if_nametoindex(3)`.
 pub fn ifindex(name: &str) -> io::Result<u32> {
     let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
