@@ -33,7 +33,7 @@ pub use reconcile::{
 pub use session::Session;
 use session::run_session;
 
-use crate::compiler::{Change, Engine, Model, is_group};
+use crate::compiler::{Change, Engine, Flow, FlowRefs, Model, is_group};
 use crate::model_from_store::{Keys, OfPorts, Snapshot, build_models_with};
 use crate::store::Store;
 use plexus_api::ChassisSync;
@@ -93,6 +93,10 @@ impl SwitchPorts {
 
 /// Changes a chassis keeps for sessions that are behind (older ones reconcile fully).
 const LOG_LEN: usize = 1024;
+/// Flows and groups the kept changes may name in all, beyond a quarter of the set: a
+/// session further behind reconciles fully, and a change as large as a restart's
+/// recompile (every flow removed and added) does not keep the replaced texts alive.
+const LOG_FLOWS: usize = 4096;
 
 /// What one chassis' switch should hold: the full desired set, maintained by applying
 /// the union's net changes, and the recent changes, numbered, so that a session sends
@@ -105,10 +109,12 @@ pub struct Desired {
     pub epoch: u64,
     /// Number of changes applied to `flows`.
     pub seq: u64,
-    pub flows: BTreeSet<String>,
+    pub flows: BTreeSet<Flow>,
     n_groups: usize,
     /// (`seq` after the change, the change), oldest first.
     log: VecDeque<(u64, Arc<SetDelta>)>,
+    /// Flows and groups named by the changes in `log`.
+    log_flows: usize,
 }
 
 impl Desired {
@@ -124,9 +130,14 @@ impl Desired {
             }
         }
         self.seq += 1;
+        self.log_flows += d.len();
         self.log.push_back((self.seq, Arc::new(d)));
-        if self.log.len() > LOG_LEN {
-            self.log.pop_front();
+        let max_flows = LOG_FLOWS + self.flows.len() / 4;
+        while self.log.len() > LOG_LEN || self.log_flows > max_flows {
+            let Some((_, d)) = self.log.pop_front() else {
+                break;
+            };
+            self.log_flows -= d.len();
         }
     }
 
@@ -472,7 +483,7 @@ impl EngineState {
             .collect();
         for id in gone {
             let e = self.engines.remove(&id).unwrap();
-            self.union.remove_flows(&e.flows());
+            self.union.remove_flows(&e.flow_refs());
         }
         for (id, m) in models {
             match self.engines.get_mut(&id) {
@@ -483,9 +494,9 @@ impl EngineState {
                         // Most of the VPC changed (a switch reported its ports after a
                         // controller restart): one full compile is cheaper than
                         // recomputing unit by unit; the union gets the difference.
-                        let old = e.flows();
-                        let fresh = Engine::new(m);
-                        let new = fresh.flows();
+                        let old = e.flow_refs();
+                        let fresh = Engine::new_sharing(m, Some(e));
+                        let new = fresh.flow_refs();
                         self.union.apply(&flows_diff(&old, &new));
                         *e = fresh;
                         recomputed += 1;
@@ -497,10 +508,10 @@ impl EngineState {
                 }
                 _ => {
                     if let Some(e) = self.engines.remove(&id) {
-                        self.union.remove_flows(&e.flows());
+                        self.union.remove_flows(&e.flow_refs());
                     }
                     let e = Engine::new(m);
-                    self.union.add_flows(&e.flows());
+                    self.union.add_flows(&e.flow_refs());
                     recomputed += 1;
                     self.engines.insert(id, e);
                 }
@@ -511,16 +522,13 @@ impl EngineState {
 }
 
 /// The delta that turns one engine's flows into another's.
-fn flows_diff(
-    old: &crate::compiler::Flows,
-    new: &crate::compiler::Flows,
-) -> crate::compiler::Delta {
+fn flows_diff(old: &FlowRefs, new: &FlowRefs) -> crate::compiler::Delta {
     let mut d = crate::compiler::Delta::default();
     let empty = BTreeSet::new();
     for c in old.keys().chain(new.keys()) {
         let (o, n) = (old.get(c).unwrap_or(&empty), new.get(c).unwrap_or(&empty));
-        let added: BTreeSet<String> = n.difference(o).cloned().collect();
-        let removed: BTreeSet<String> = o.difference(n).cloned().collect();
+        let added: BTreeSet<Flow> = n.difference(o).cloned().collect();
+        let removed: BTreeSet<Flow> = o.difference(n).cloned().collect();
         if !added.is_empty() {
             d.added.insert(c.clone(), added);
         }
@@ -795,7 +803,11 @@ mod tests {
     fn union_flows(st: &EngineState) -> BTreeMap<String, BTreeSet<String>> {
         st.union
             .chassis()
-            .map(|c| (c.clone(), st.union.flows(c)))
+            .map(|c| {
+                let fs: BTreeSet<String> =
+                    st.union.flows(c).iter().map(|f| f.to_string()).collect();
+                (c.clone(), fs)
+            })
             .filter(|(_, v)| !v.is_empty())
             .collect()
     }

@@ -1,25 +1,31 @@
 //! Desired vs installed flows: pure planning of the flow-mods that turn one into the other.
 //!
-//! Flows are compared by a canonical form built from the *decoded* structures with the
-//! `ovs-ofctl` formatter: key = table + priority + match, value = instructions. The desired
-//! text is parsed into a [`FlowMod`] and formatted the same way as the switch's flow stats,
-//! so equal flows compare equal whatever OXM order or spelling either side used.
+//! A full reconcile compares flows in binary form first: key = table + priority + the
+//! match's OXM encoding with its fields in a canonical order, value = the instructions'
+//! encoding. The switch's flow stats are reduced to that form as they are read (nothing
+//! else of them is kept); each desired text is parsed once and encoded the same way.
+//! Equal encodings are equal flows. What is left on either side (none after a restart
+//! against plexus-vswitchd; a switch such as Open vSwitch may report instructions in
+//! another order or spelling) is compared by a canonical text built from the *decoded*
+//! structures with the `ovs-ofctl` formatter, so equal flows compare equal whatever OXM
+//! order or spelling either side used.
 //!
 //! Only flows carrying the Plexus cookie ([`COOKIE`] under [`COOKIE_MASK`]) are ever read,
 //! deleted or replaced; deletes are strict (table + priority + match + cookie mask).
 //! A removed flow whose key is re-added with other instructions is not deleted: the add
 //! replaces it in place (no window without the flow).
 
-use crate::compiler::{Delta, Flows, GROUP_BASE, GROUP_MASK, is_group};
+use crate::compiler::{Delta, Flow, FlowRefs, GROUP_BASE, GROUP_MASK, is_group};
 use plexus_openflow::Match;
-use plexus_openflow::instruction::format_instructions;
+use plexus_openflow::instruction::{Instruction, format_instructions};
 use plexus_openflow::message::{
     FlowMod, FlowModCommand, FlowStats, GroupDesc, GroupMod, GroupModCommand, group_id, port_no,
 };
 use plexus_openflow::text::flow::{
     format_group, format_match_with_priority, parse_flow_mod, parse_group_mod,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use plexus_openflow::wire::Reader;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// `PLX` in the cookie's high bits marks Plexus-owned flows.
 pub const COOKIE: u64 = 0x0050_4c58 << 40;
@@ -121,7 +127,7 @@ fn group_delete(id: u32) -> GroupMod {
 /// Groups: make the switch's Plexus-range groups (`installed`) equal the desired ones.
 fn plan_groups_full(
     installed: &[GroupDesc],
-    desired: &BTreeSet<String>,
+    desired: &BTreeSet<Flow>,
     plan: &mut Plan,
 ) -> Result<(), String> {
     let have: BTreeMap<u32, String> = installed
@@ -154,18 +160,17 @@ fn plan_groups_full(
 }
 
 fn plan_groups_delta(
-    old: &BTreeSet<String>,
-    new: &BTreeSet<String>,
+    old: &BTreeSet<Flow>,
+    new: &BTreeSet<Flow>,
     plan: &mut Plan,
 ) -> Result<(), String> {
-    let ids = |set: &BTreeSet<String>,
-               skip: &BTreeSet<String>|
-     -> Result<BTreeMap<u32, GroupMod>, String> {
-        set.iter()
-            .filter(|t| is_group(t) && !skip.contains(*t))
-            .map(|t| parse_desired_group(t).map(|(g, _)| (g.group_id, g)))
-            .collect()
-    };
+    let ids =
+        |set: &BTreeSet<Flow>, skip: &BTreeSet<Flow>| -> Result<BTreeMap<u32, GroupMod>, String> {
+            set.iter()
+                .filter(|t| is_group(t) && !skip.contains(*t))
+                .map(|t| parse_desired_group(t).map(|(g, _)| (g.group_id, g)))
+                .collect()
+        };
     let gone = ids(old, new)?;
     let came = ids(new, old)?;
     let old_ids: BTreeSet<u32> = old
@@ -190,24 +195,68 @@ fn plan_groups_delta(
     Ok(())
 }
 
-/// A switch flow with the Plexus cookie, in canonical form.
-#[derive(Debug, Clone)]
-pub struct InstalledFlow {
-    pub key: FlowKey,
-    pub actions: String,
-    pub stats: FlowStats,
+/// The binary identity of a flow: table, priority and the match's OXM TLVs with the
+/// fields sorted (a switch may report them in another order than they were sent).
+fn bin_key(table: u8, priority: u16, m: &Match) -> Vec<u8> {
+    let mut fields = m.fields.clone();
+    fields.sort_by_key(|f| f.field);
+    let mut out = Vec::with_capacity(3 + 12 * fields.len());
+    out.push(table);
+    out.extend_from_slice(&priority.to_be_bytes());
+    Match { fields }.encode_oxms(&mut out);
+    out
 }
 
-/// Canonicalises the switch's Plexus flows (foreign cookies are left out); can run while
-/// the desired set is still being computed.
+fn bin_instructions(i: &[Instruction]) -> Vec<u8> {
+    let mut out = Vec::new();
+    Instruction::encode_list(i, &mut out);
+    out
+}
+
+/// A switch flow with the Plexus cookie, reduced to its encoded identity
+/// ([`bin_key`]) and instructions: a few hundred bytes instead of the decoded
+/// structures, for the 100k+ flows a switch lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledFlow {
+    key: Box<[u8]>,
+    instructions: Box<[u8]>,
+}
+
+impl InstalledFlow {
+    fn table(&self) -> u8 {
+        self.key[0]
+    }
+    fn priority(&self) -> u16 {
+        u16::from_be_bytes([self.key[1], self.key[2]])
+    }
+    fn match_(&self) -> Result<Match, String> {
+        Match::decode_oxms(&mut Reader::new(&self.key[3..])).map_err(|e| format!("{e:?}"))
+    }
+    fn instructions(&self) -> Result<Vec<Instruction>, String> {
+        Instruction::decode_list(
+            &mut Reader::new(&self.instructions),
+            self.instructions.len(),
+        )
+        .map_err(|e| format!("{e:?}"))
+    }
+    /// The canonical text identity and actions (the fallback comparison).
+    fn text(&self) -> Result<(FlowKey, String), String> {
+        Ok((
+            FlowKey::new(self.table(), self.priority(), &self.match_()?),
+            format_instructions(&self.instructions()?),
+        ))
+    }
+}
+
+/// Reduces the switch's Plexus flows to [`InstalledFlow`]s (foreign cookies are left
+/// out); can run while the desired set is still being computed.
 pub fn canon_installed(installed: Vec<FlowStats>) -> Vec<InstalledFlow> {
     installed
         .into_iter()
         .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
         .map(|fs| InstalledFlow {
-            key: FlowKey::new(fs.table_id, fs.priority, &fs.match_),
-            actions: format_instructions(&fs.instructions),
-            stats: fs,
+            key: bin_key(fs.table_id, fs.priority, &fs.match_).into(),
+            instructions: bin_instructions(&fs.instructions).into(),
         })
         .collect()
 }
@@ -217,7 +266,7 @@ pub fn canon_installed(installed: Vec<FlowStats>) -> Vec<InstalledFlow> {
 pub fn plan_full(
     installed: &[FlowStats],
     installed_groups: &[GroupDesc],
-    desired: &BTreeSet<String>,
+    desired: &BTreeSet<Flow>,
 ) -> Result<Plan, String> {
     plan_full_canon(
         canon_installed(installed.to_vec()),
@@ -226,58 +275,121 @@ pub fn plan_full(
     )
 }
 
-/// [`plan_full`] with the switch's flows already canonicalised ([`canon_installed`]).
+/// One half of the desired flows compared with the installed ones: the indexes of the
+/// installed flows found equal, and the desired flows that were not (parsed, with the
+/// Plexus cookie).
+fn match_desired(
+    texts: &[&Flow],
+    have: &HashMap<&[u8], usize>,
+    installed: &[InstalledFlow],
+) -> Result<(Vec<usize>, Vec<FlowMod>), String> {
+    let mut same = Vec::new();
+    let mut rest = Vec::new();
+    for t in texts {
+        let mut fm =
+            parse_flow_mod(t, FlowModCommand::Add).map_err(|e| format!("flow `{t}`: {e}"))?;
+        fm.cookie = COOKIE;
+        fm.cookie_mask = 0;
+        let key = bin_key(fm.table_id, fm.priority, &fm.match_);
+        match have.get(key.as_slice()) {
+            Some(&i) if *installed[i].instructions == *bin_instructions(&fm.instructions) => {
+                same.push(i)
+            }
+            _ => rest.push(fm),
+        }
+    }
+    Ok((same, rest))
+}
+
+/// [`plan_full`] with the switch's flows already reduced ([`canon_installed`]).
+///
+/// Same plan as comparing every flow by its canonical text (key → actions: installed
+/// keys not desired are deleted, desired ones missing or with other actions added),
+/// but only the flows whose encodings differ are formatted: every desired text is
+/// parsed once, encoded and looked up among the installed encodings.
 pub fn plan_full_canon(
     installed: Vec<InstalledFlow>,
     installed_groups: &[GroupDesc],
-    desired: &BTreeSet<String>,
+    desired: &BTreeSet<Flow>,
 ) -> Result<Plan, String> {
     let mut plan = Plan::default();
     plan_groups_full(installed_groups, desired, &mut plan)?;
+    let have: HashMap<&[u8], usize> = installed
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (&*f.key, i))
+        .collect();
     // Parsing 100k+ desired flows is the cost of a reconnect: two halves in parallel.
-    let texts: Vec<&String> = desired.iter().filter(|t| !is_group(t)).collect();
+    let texts: Vec<&Flow> = desired.iter().filter(|t| !is_group(t)).collect();
     let (a, b) = texts.split_at(texts.len() / 2);
-    let parse = |part: &[&String]| -> Result<Vec<Desired>, String> {
-        part.iter().map(|t| parse_desired(t)).collect()
-    };
-    let (da, db) = if texts.len() < 4096 {
-        (parse(a), parse(b))
+    let run = |part: &[&Flow]| match_desired(part, &have, &installed);
+    let (ra, rb) = if texts.len() < 4096 {
+        (run(a), run(b))
     } else {
         std::thread::scope(|s| {
-            let hb = s.spawn(|| parse(b));
-            let da = parse(a);
-            let db = hb
+            let hb = s.spawn(|| run(b));
+            let ra = run(a);
+            let rb = hb
                 .join()
                 .unwrap_or_else(|_| Err("flow parser panicked".to_string()));
-            (da, db)
+            (ra, rb)
         })
     };
-    let mut want: BTreeMap<FlowKey, Desired> = BTreeMap::new();
-    for d in da?.into_iter().chain(db?) {
-        want.insert(d.key.clone(), d);
+    let ((same_a, rest_a), (same_b, rest_b)) = (ra?, rb?);
+    let mut matched = vec![false; installed.len()];
+    for i in same_a.into_iter().chain(same_b) {
+        matched[i] = true;
+    }
+    drop(have);
+    // The rest, by canonical text.
+    let mut want: BTreeMap<FlowKey, (String, FlowMod)> = BTreeMap::new();
+    for fm in rest_a.into_iter().chain(rest_b) {
+        let key = FlowKey::new(fm.table_id, fm.priority, &fm.match_);
+        want.insert(key, (format_instructions(&fm.instructions), fm));
+    }
+    let left: Vec<&InstalledFlow> = installed
+        .iter()
+        .zip(&matched)
+        .filter(|(_, m)| !**m)
+        .map(|(f, _)| f)
+        .collect();
+    // Installed flows matched in binary form whose text key a leftover installed flow
+    // shares (the same flow spelled differently) are kept, as the text comparison does:
+    // only those with a leftover's table and priority are formatted.
+    let tp: BTreeSet<(u8, u16)> = left.iter().map(|f| (f.table(), f.priority())).collect();
+    let mut kept: BTreeSet<FlowKey> = BTreeSet::new();
+    if !left.is_empty() {
+        for f in installed
+            .iter()
+            .zip(&matched)
+            .filter(|(_, m)| **m)
+            .map(|(f, _)| f)
+        {
+            if tp.contains(&(f.table(), f.priority())) {
+                kept.insert(FlowKey::new(f.table(), f.priority(), &f.match_()?));
+            }
+        }
     }
     let mut have: BTreeMap<FlowKey, String> = BTreeMap::new();
-    for f in installed {
-        if !want.contains_key(&f.key) {
-            plan.deletes.push(strict_delete(
-                f.stats.table_id,
-                f.stats.priority,
-                &f.stats.match_,
-            ));
-            continue;
+    for f in left {
+        let (key, actions) = f.text()?;
+        if want.contains_key(&key) {
+            have.insert(key, actions);
+        } else if !kept.contains(&key) {
+            plan.deletes
+                .push(strict_delete(f.table(), f.priority(), &f.match_()?));
         }
-        have.insert(f.key, f.actions);
     }
-    for (key, d) in want {
-        if have.get(&key) != Some(&d.actions) {
-            plan.adds.push(d.add);
+    for (key, (actions, add)) in want {
+        if have.get(&key) != Some(&actions) {
+            plan.adds.push(add);
         }
     }
     Ok(plan)
 }
 
 /// Incremental: the switch holds `old` (as installed by us); make it hold `new`.
-pub fn plan_delta(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Result<Plan, String> {
+pub fn plan_delta(old: &BTreeSet<Flow>, new: &BTreeSet<Flow>) -> Result<Plan, String> {
     let mut plan = Plan::default();
     plan_groups_delta(old, new, &mut plan)?;
     let mut added_keys = BTreeSet::new();
@@ -299,10 +411,7 @@ pub fn plan_delta(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Result<Plan
 /// Incremental: the switch holds what we installed; `added`/`removed` is the exact change
 /// of the desired set since then (as [`Union`] reports it). Same plan as [`plan_delta`]
 /// on the two full sets, without walking them.
-pub fn plan_from_delta(
-    added: &BTreeSet<String>,
-    removed: &BTreeSet<String>,
-) -> Result<Plan, String> {
+pub fn plan_from_delta(added: &BTreeSet<Flow>, removed: &BTreeSet<Flow>) -> Result<Plan, String> {
     let mut plan = Plan::default();
     // Groups: an id both removed and added is modified in place.
     let mut gone: BTreeMap<u32, GroupMod> = BTreeMap::new();
@@ -339,8 +448,8 @@ pub fn plan_from_delta(
 /// The net change of one chassis' desired set (flows and groups, compiler text).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetDelta {
-    pub added: BTreeSet<String>,
-    pub removed: BTreeSet<String>,
+    pub added: BTreeSet<Flow>,
+    pub removed: BTreeSet<Flow>,
 }
 
 impl SetDelta {
@@ -348,17 +457,22 @@ impl SetDelta {
         self.added.is_empty() && self.removed.is_empty()
     }
 
+    /// Flows and groups added plus removed.
+    pub fn len(&self) -> usize {
+        self.added.len() + self.removed.len()
+    }
+
     /// `f` entered the set.
-    pub fn add(&mut self, f: &str) {
+    pub fn add(&mut self, f: &Flow) {
         if !self.removed.remove(f) {
-            self.added.insert(f.to_string());
+            self.added.insert(f.clone());
         }
     }
 
     /// `f` left the set.
-    pub fn remove(&mut self, f: &str) {
+    pub fn remove(&mut self, f: &Flow) {
         if !self.added.remove(f) {
-            self.removed.insert(f.to_string());
+            self.removed.insert(f.clone());
         }
     }
 
@@ -376,27 +490,29 @@ impl SetDelta {
 /// Per-chassis union of several engines' outputs with reference counts (the same flow,
 /// e.g. a table's default drop, is wanted by every VPC on the chassis). Every call
 /// records the net change per chassis in `changes` (taken by [`Union::take_changes`]).
+/// A flow already present keeps the text it was first added with.
 #[derive(Debug, Clone, Default)]
 pub struct Union {
-    counts: BTreeMap<String, BTreeMap<String, usize>>,
+    counts: BTreeMap<String, HashMap<Flow, usize>>,
     changes: BTreeMap<String, SetDelta>,
 }
 
 impl Union {
-    pub fn add_flows(&mut self, flows: &Flows) {
+    pub fn add_flows(&mut self, flows: &FlowRefs) {
         for (c, fs) in flows {
             let m = self.counts.entry(c.clone()).or_default();
             for f in fs {
-                let n = m.entry(f.clone()).or_insert(0);
-                *n += 1;
-                if *n == 1 {
-                    self.changes.entry(c.clone()).or_default().add(f);
+                if let Some(n) = m.get_mut(f) {
+                    *n += 1;
+                    continue;
                 }
+                m.insert(f.clone(), 1);
+                self.changes.entry(c.clone()).or_default().add(f);
             }
         }
     }
 
-    pub fn remove_flows(&mut self, flows: &Flows) {
+    pub fn remove_flows(&mut self, flows: &FlowRefs) {
         for (c, fs) in flows {
             let Some(m) = self.counts.get_mut(c) else {
                 continue;
@@ -405,10 +521,13 @@ impl Union {
                 if let Some(n) = m.get_mut(f) {
                     *n -= 1;
                     if *n == 0 {
-                        m.remove(f);
-                        self.changes.entry(c.clone()).or_default().remove(f);
+                        let (k, _) = m.remove_entry(f).expect("present");
+                        self.changes.entry(c.clone()).or_default().remove(&k);
                     }
                 }
+            }
+            if m.is_empty() {
+                self.counts.remove(c);
             }
         }
     }
@@ -427,7 +546,7 @@ impl Union {
     }
 
     /// The desired flows of `chassis`.
-    pub fn flows(&self, chassis: &str) -> BTreeSet<String> {
+    pub fn flows(&self, chassis: &str) -> BTreeSet<Flow> {
         self.counts
             .get(chassis)
             .map(|m| m.keys().cloned().collect())
@@ -461,8 +580,8 @@ mod tests {
         }
     }
 
-    fn set(v: &[&str]) -> BTreeSet<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    fn set(v: &[&str]) -> BTreeSet<Flow> {
+        v.iter().map(|s| Flow::from(*s)).collect()
     }
 
     const A: &str = "table=0,priority=100,in_port=1,actions=set_field:5->reg14,goto_table:10";
@@ -494,7 +613,7 @@ mod tests {
         let text = |n: u32, out: u32| {
             format!("table=30,priority=100,reg15={n},metadata=0x7,actions=output:{out}")
         };
-        let desired: BTreeSet<String> = (0..6000).map(|n| text(n, 1)).collect();
+        let desired: BTreeSet<Flow> = (0..6000).map(|n| Flow::from(text(n, 1))).collect();
         let mut installed: Vec<FlowStats> = Vec::new();
         // 0..3000 as desired, 3000..4000 with other actions, 6000..6500 not desired,
         // one foreign flow (another cookie) not desired either.
@@ -572,7 +691,7 @@ mod tests {
     #[test]
     fn union_reports_net_changes() {
         let mut u = Union::default();
-        let f = |v: &[&str]| -> Flows { [("c".to_string(), set(v))].into_iter().collect() };
+        let f = |v: &[&str]| -> FlowRefs { [("c".to_string(), set(v))].into_iter().collect() };
         u.add_flows(&f(&[A, C]));
         u.add_flows(&f(&[B, C]));
         let d = u.take_changes();
@@ -605,7 +724,7 @@ mod tests {
     #[test]
     fn union_counts_references() {
         let mut u = Union::default();
-        let f = |v: &[&str]| -> Flows { [("c".to_string(), set(v))].into_iter().collect() };
+        let f = |v: &[&str]| -> FlowRefs { [("c".to_string(), set(v))].into_iter().collect() };
         u.add_flows(&f(&[A, C]));
         u.add_flows(&f(&[B, C]));
         u.remove_flows(&f(&[A, C]));

@@ -458,7 +458,7 @@ async fn follow<S: Store + Clone>(
             rx.borrow_and_update();
             enum Work {
                 Delta(SetDelta),
-                Full(BTreeSet<String>),
+                Full(BTreeSet<crate::compiler::Flow>),
             }
             let (revision, seq, count, work) = {
                 let d = state.lock().unwrap();
@@ -566,7 +566,7 @@ async fn follow<S: Store + Clone>(
 async fn reconcile(
     sess: &mut Session,
     revision: u64,
-    flows: &BTreeSet<String>,
+    flows: &BTreeSet<crate::compiler::Flow>,
     prefetched: Option<(Vec<InstalledFlow>, Vec<GroupDesc>)>,
 ) -> Result<(u64, u64), String> {
     let (have, groups) = match prefetched {
