@@ -39,6 +39,10 @@ pub struct Snapshot {
     pub chassis: BTreeMap<String, ChassisSpec>,
     pub routers: BTreeMap<String, RouterSpec>,
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Port ids by subnet id, kept by [`Snapshot::load`] and [`Snapshot::refresh`]: a
+    /// change rebuilds its VPC's model from its subnets' ports, not by walking every
+    /// port (change `ports` only through those two, or call [`Snapshot::index`]).
+    pub subnet_ports: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn all<S: Store, T: Spec + DeserializeOwned>(store: &S) -> Result<BTreeMap<String, T>, StoreError> {
@@ -62,7 +66,7 @@ fn all<S: Store, T: Spec + DeserializeOwned>(store: &S) -> Result<BTreeMap<Strin
 impl Snapshot {
     pub fn load<S: Store>(store: &S) -> Result<Self, StoreError> {
         let revision = store.revision();
-        Ok(Snapshot {
+        let mut s = Snapshot {
             revision,
             vpcs: all(store)?,
             subnets: all(store)?,
@@ -71,7 +75,21 @@ impl Snapshot {
             chassis: all(store)?,
             routers: all(store)?,
             services: all(store)?,
-        })
+            subnet_ports: BTreeMap::new(),
+        };
+        s.index();
+        Ok(s)
+    }
+
+    /// Rebuilds [`Snapshot::subnet_ports`] from `ports`.
+    pub fn index(&mut self) {
+        self.subnet_ports.clear();
+        for (id, p) in &self.ports {
+            self.subnet_ports
+                .entry(p.subnet_id.clone())
+                .or_default()
+                .insert(id.clone());
+        }
     }
 
     /// Re-reads one object after a change of it (absent = deleted). Kinds the compiler
@@ -100,7 +118,28 @@ impl Snapshot {
         match kind {
             k if k == VpcSpec::KIND => one(store, &mut self.vpcs, id),
             k if k == SubnetSpec::KIND => one(store, &mut self.subnets, id),
-            k if k == PortSpec::KIND => one(store, &mut self.ports, id),
+            k if k == PortSpec::KIND => {
+                let before = self.ports.get(id).map(|p| p.subnet_id.clone());
+                one(store, &mut self.ports, id)?;
+                let after = self.ports.get(id).map(|p| p.subnet_id.clone());
+                if before != after {
+                    if let Some(b) = before
+                        && let Some(set) = self.subnet_ports.get_mut(&b)
+                    {
+                        set.remove(id);
+                        if set.is_empty() {
+                            self.subnet_ports.remove(&b);
+                        }
+                    }
+                    if let Some(a) = after {
+                        self.subnet_ports
+                            .entry(a)
+                            .or_default()
+                            .insert(id.to_string());
+                    }
+                }
+                Ok(())
+            }
             k if k == SecurityGroupSpec::KIND => one(store, &mut self.groups, id),
             k if k == ChassisSpec::KIND => one(store, &mut self.chassis, id),
             k if k == RouterSpec::KIND => one(store, &mut self.routers, id),
@@ -380,7 +419,19 @@ pub fn build_models_with(
                 .map(String::as_str)
         })
         .collect();
-    for (pid, p) in &snap.ports {
+    // The ports of the wanted VPCs: all of them, or through their subnets.
+    let ports: Box<dyn Iterator<Item = (&String, &PortSpec)>> = match only {
+        None => Box::new(snap.ports.iter()),
+        Some(_) => Box::new(
+            snap.subnets
+                .iter()
+                .filter(|(_, s)| wanted(&s.vpc_id))
+                .filter_map(|(sid, _)| snap.subnet_ports.get(sid))
+                .flatten()
+                .filter_map(|pid| snap.ports.get_key_value(pid)),
+        ),
+    };
+    for (pid, p) in ports {
         let Some(subnet) = snap.subnets.get(&p.subnet_id) else {
             continue;
         };
