@@ -275,38 +275,49 @@ pub fn plan_full(
     )
 }
 
-/// One half of the desired flows compared with the installed ones: the indexes of the
-/// installed flows found equal, and the desired flows that were not (parsed, with the
-/// Plexus cookie).
-fn match_desired(
+/// A desired flow compared in binary form with the installed ones.
+enum Found {
+    /// Installed with the same key and instructions (index into the installed flows).
+    Same(usize),
+    /// Installed with the same key, other instruction encodings.
+    Other(usize, FlowMod),
+    /// No installed flow has its key.
+    Absent(FlowMod),
+}
+
+/// Parses (once) and looks up desired flows among the installed encodings.
+fn find_desired(
     texts: &[&Flow],
     have: &HashMap<&[u8], usize>,
     installed: &[InstalledFlow],
-) -> Result<(Vec<usize>, Vec<FlowMod>), String> {
-    let mut same = Vec::new();
-    let mut rest = Vec::new();
-    for t in texts {
-        let mut fm =
-            parse_flow_mod(t, FlowModCommand::Add).map_err(|e| format!("flow `{t}`: {e}"))?;
-        fm.cookie = COOKIE;
-        fm.cookie_mask = 0;
-        let key = bin_key(fm.table_id, fm.priority, &fm.match_);
-        match have.get(key.as_slice()) {
-            Some(&i) if *installed[i].instructions == *bin_instructions(&fm.instructions) => {
-                same.push(i)
-            }
-            _ => rest.push(fm),
-        }
-    }
-    Ok((same, rest))
+) -> Result<Vec<Found>, String> {
+    texts
+        .iter()
+        .map(|t| {
+            let mut fm =
+                parse_flow_mod(t, FlowModCommand::Add).map_err(|e| format!("flow `{t}`: {e}"))?;
+            fm.cookie = COOKIE;
+            fm.cookie_mask = 0;
+            let key = bin_key(fm.table_id, fm.priority, &fm.match_);
+            Ok(match have.get(key.as_slice()) {
+                Some(&i) if *installed[i].instructions == *bin_instructions(&fm.instructions) => {
+                    Found::Same(i)
+                }
+                Some(&i) => Found::Other(i, fm),
+                None => Found::Absent(fm),
+            })
+        })
+        .collect()
 }
 
 /// [`plan_full`] with the switch's flows already reduced ([`canon_installed`]).
 ///
 /// Same plan as comparing every flow by its canonical text (key → actions: installed
 /// keys not desired are deleted, desired ones missing or with other actions added),
-/// but only the flows whose encodings differ are formatted: every desired text is
-/// parsed once, encoded and looked up among the installed encodings.
+/// but a flow is formatted only when the binary forms cannot decide: every desired text
+/// is parsed once, encoded and looked up among the installed encodings. A binary key
+/// found means the same text key; an absent one can only have the text key of an
+/// installed flow left unmatched with its table and priority.
 pub fn plan_full_canon(
     installed: Vec<InstalledFlow>,
     installed_groups: &[GroupDesc],
@@ -322,7 +333,7 @@ pub fn plan_full_canon(
     // Parsing 100k+ desired flows is the cost of a reconnect: two halves in parallel.
     let texts: Vec<&Flow> = desired.iter().filter(|t| !is_group(t)).collect();
     let (a, b) = texts.split_at(texts.len() / 2);
-    let run = |part: &[&Flow]| match_desired(part, &have, &installed);
+    let run = |part: &[&Flow]| find_desired(part, &have, &installed);
     let (ra, rb) = if texts.len() < 4096 {
         (run(a), run(b))
     } else {
@@ -335,17 +346,22 @@ pub fn plan_full_canon(
             (ra, rb)
         })
     };
-    let ((same_a, rest_a), (same_b, rest_b)) = (ra?, rb?);
-    let mut matched = vec![false; installed.len()];
-    for i in same_a.into_iter().chain(same_b) {
-        matched[i] = true;
-    }
+    let (ra, rb) = (ra?, rb?);
     drop(have);
-    // The rest, by canonical text.
-    let mut want: BTreeMap<FlowKey, (String, FlowMod)> = BTreeMap::new();
-    for fm in rest_a.into_iter().chain(rest_b) {
-        let key = FlowKey::new(fm.table_id, fm.priority, &fm.match_);
-        want.insert(key, (format_instructions(&fm.instructions), fm));
+    let mut matched = vec![false; installed.len()];
+    let mut absent = Vec::new();
+    for f in ra.into_iter().chain(rb) {
+        match f {
+            Found::Same(i) => matched[i] = true,
+            Found::Other(i, fm) => {
+                matched[i] = true;
+                let actions = format_instructions(&installed[i].instructions()?);
+                if format_instructions(&fm.instructions) != actions {
+                    plan.adds.push(fm);
+                }
+            }
+            Found::Absent(fm) => absent.push(fm),
+        }
     }
     let left: Vec<&InstalledFlow> = installed
         .iter()
@@ -353,18 +369,23 @@ pub fn plan_full_canon(
         .filter(|(_, m)| !**m)
         .map(|(f, _)| f)
         .collect();
-    // Installed flows matched in binary form whose text key a leftover installed flow
-    // shares (the same flow spelled differently) are kept, as the text comparison does:
-    // only those with a leftover's table and priority are formatted.
     let tp: BTreeSet<(u8, u16)> = left.iter().map(|f| (f.table(), f.priority())).collect();
+    // The rest, by canonical text.
+    let mut want: BTreeMap<FlowKey, (String, FlowMod)> = BTreeMap::new();
+    for fm in absent {
+        if !tp.contains(&(fm.table_id, fm.priority)) {
+            plan.adds.push(fm);
+            continue;
+        }
+        let key = FlowKey::new(fm.table_id, fm.priority, &fm.match_);
+        want.insert(key, (format_instructions(&fm.instructions), fm));
+    }
+    // An unmatched installed flow with the text key of a matched one (the same flow
+    // spelled differently) is kept, as the text comparison does: only the matched flows
+    // with an unmatched one's table and priority are formatted.
     let mut kept: BTreeSet<FlowKey> = BTreeSet::new();
     if !left.is_empty() {
-        for f in installed
-            .iter()
-            .zip(&matched)
-            .filter(|(_, m)| **m)
-            .map(|(f, _)| f)
-        {
+        for (f, _) in installed.iter().zip(&matched).filter(|(_, m)| **m) {
             if tp.contains(&(f.table(), f.priority())) {
                 kept.insert(FlowKey::new(f.table(), f.priority(), &f.match_()?));
             }
@@ -385,6 +406,8 @@ pub fn plan_full_canon(
             plan.adds.push(add);
         }
     }
+    // By table and priority, as the text keys order them.
+    plan.adds.sort_by_key(|f| (f.table_id, f.priority));
     Ok(plan)
 }
 
@@ -637,6 +660,91 @@ mod tests {
             "{:?}",
             deleted.iter().next()
         );
+    }
+
+    /// The plan by canonical text alone (the definition `plan_full` must agree with).
+    fn plan_by_text(installed: &[FlowStats], desired: &BTreeSet<Flow>) -> Vec<String> {
+        let mut want: BTreeMap<FlowKey, (String, FlowMod)> = BTreeMap::new();
+        for t in desired.iter().filter(|t| !is_group(t)) {
+            let fm = parse_flow_mod(t, FlowModCommand::Add).unwrap();
+            let key = FlowKey::new(fm.table_id, fm.priority, &fm.match_);
+            want.insert(key, (format_instructions(&fm.instructions), fm));
+        }
+        let mut out = Vec::new();
+        let mut have: BTreeMap<FlowKey, String> = BTreeMap::new();
+        for f in installed
+            .iter()
+            .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
+        {
+            let key = FlowKey::new(f.table_id, f.priority, &f.match_);
+            if want.contains_key(&key) {
+                have.insert(key, format_instructions(&f.instructions));
+            } else {
+                out.push(format!("delete {key:?}"));
+            }
+        }
+        for (key, (actions, _)) in want {
+            if have.get(&key) != Some(&actions) {
+                out.push(format!("add {key:?} {actions}"));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn plan_text(p: &Plan) -> Vec<String> {
+        let mut out: Vec<String> = p
+            .deletes
+            .iter()
+            .map(|f| {
+                format!(
+                    "delete {:?}",
+                    FlowKey::new(f.table_id, f.priority, &f.match_)
+                )
+            })
+            .chain(p.adds.iter().map(|f| {
+                format!(
+                    "add {:?} {}",
+                    FlowKey::new(f.table_id, f.priority, &f.match_),
+                    format_instructions(&f.instructions)
+                )
+            }))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The binary comparison and its text fallback give the text comparison's plan:
+    /// equal flows, flows whose switch reports the match fields in another order,
+    /// other actions, missing, stale (also beside missing ones of the same table and
+    /// priority) and foreign flows.
+    #[test]
+    fn binary_comparison_plans_as_the_text_comparison() {
+        let text = |n: u32, out: u32| {
+            format!("table=30,priority=100,reg15={n},metadata=0x7,actions=output:{out}")
+        };
+        let desired: BTreeSet<Flow> = (0..5000)
+            .map(|n| Flow::from(text(n, 1)))
+            .chain([Flow::from(A), Flow::from(C)])
+            .collect();
+        let mut installed: Vec<FlowStats> = Vec::new();
+        for n in 0..5200u32 {
+            let mut f = stats(&text(n, if n % 7 == 3 { 2 } else { 1 }), COOKIE);
+            if n % 5 == 1 {
+                f.match_.fields.reverse(); // the same match, fields in another order
+            }
+            if n % 11 != 4 {
+                installed.push(f); // every 11th desired flow is missing
+            }
+        }
+        installed.push(stats(B, COOKIE)); // stale, alone in its table
+        installed.push(stats("table=10,priority=0,actions=drop", COOKIE)); // = C
+        installed.push(stats(&text(9999, 1), 0x1234)); // foreign
+        let plan = plan_full(&installed, &[], &desired).unwrap();
+        assert_eq!(plan_text(&plan), plan_by_text(&installed, &desired));
+        let stale = (5000..5200).filter(|n| n % 11 != 4).count();
+        assert_eq!(plan.deletes.len(), stale + 1);
+        assert!(!plan.adds.is_empty());
     }
 
     #[test]
