@@ -91,6 +91,10 @@ impl SwitchPorts {
     }
 }
 
+/// How long the engine waits, before its first compile, for the switches of the known
+/// chassis to report their interfaces (see `engine_task`).
+const FIRST_REPORTS_WAIT: Duration = Duration::from_secs(1);
+
 /// Changes a chassis keeps for sessions that are behind (older ones reconcile fully).
 const LOG_LEN: usize = 1024;
 /// Flows and groups the kept changes may name in all, beyond a quarter of the set: a
@@ -556,6 +560,7 @@ async fn engine_task<S: Store + Clone>(
     let mut dirty: BTreeSet<String> = BTreeSet::new();
     // Whether a keyed object may have appeared or gone (see `EngineState::update`).
     let mut ids_changed = true;
+    let mut first = true;
     loop {
         // The store writes its change feed before it publishes the revision: every
         // change up to `revision` is in the feed now.
@@ -617,6 +622,31 @@ async fn engine_task<S: Store + Clone>(
         let Some(snap) = snap.as_ref() else {
             continue;
         };
+        if first {
+            // Start the sessions, then give their switches a moment to report their
+            // interfaces before the first compile: a restarted controller compiles
+            // every VPC once with the ports its switches report instead of once
+            // without them and then again (every port's flows moved) with them.
+            // Only a delay: every later report is applied as before.
+            first = false;
+            manage_connectors(&shared, snap, &mut connectors);
+            tunnels::manage(&shared, snap, &mut tunnel_sessions);
+            let deadline = tokio::time::Instant::now() + FIRST_REPORTS_WAIT;
+            while snap.chassis.keys().any(|c| !st.epochs.contains_key(c)) {
+                match tokio::time::timeout_at(deadline, cmd.recv()).await {
+                    Ok(Some(Cmd::Ports {
+                        chassis,
+                        epoch,
+                        ports,
+                    })) => {
+                        st.ofports.insert(chassis.clone(), ports);
+                        st.epochs.insert(chassis, epoch);
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+        }
         let t0 = std::time::Instant::now();
         let which = if all {
             None
