@@ -70,6 +70,15 @@ pub fn parse_desired(text: &str) -> Result<Desired, String> {
     })
 }
 
+/// Parses one desired flow (compiler text) into an add carrying the Plexus cookie.
+pub fn parse_add(text: &str) -> Result<FlowMod, String> {
+    let mut fm =
+        parse_flow_mod(text, FlowModCommand::Add).map_err(|e| format!("flow `{text}`: {e}"))?;
+    fm.cookie = COOKIE;
+    fm.cookie_mask = 0;
+    Ok(fm)
+}
+
 /// A strict delete of exactly one Plexus-owned flow.
 pub fn strict_delete(table: u8, priority: u16, m: &Match) -> FlowMod {
     let mut fm = FlowMod::add(m.clone(), Vec::new());
@@ -90,6 +99,9 @@ pub struct Plan {
     pub group_adds: Vec<GroupMod>,
     pub deletes: Vec<FlowMod>,
     pub adds: Vec<FlowMod>,
+    /// More flows to add, as desired text: parsed one by one as they are sent (a switch
+    /// that holds nothing yet gets 100k+ adds, which parsed at once would be ~1 KiB each).
+    pub add_texts: Vec<Flow>,
     pub group_deletes: Vec<GroupMod>,
 }
 
@@ -98,7 +110,11 @@ impl Plan {
         self.len() == 0
     }
     pub fn len(&self) -> usize {
-        self.group_adds.len() + self.deletes.len() + self.adds.len() + self.group_deletes.len()
+        self.group_adds.len() + self.deletes.len() + self.flow_adds() + self.group_deletes.len()
+    }
+    /// Flows added (`adds` and `add_texts`).
+    pub fn flow_adds(&self) -> usize {
+        self.adds.len() + self.add_texts.len()
     }
 }
 
@@ -325,6 +341,11 @@ pub fn plan_full_canon(
 ) -> Result<Plan, String> {
     let mut plan = Plan::default();
     plan_groups_full(installed_groups, desired, &mut plan)?;
+    if installed.is_empty() {
+        // Nothing to compare with: every flow is added, parsed when sent.
+        plan.add_texts = desired.iter().filter(|t| !is_group(t)).cloned().collect();
+        return Ok(plan);
+    }
     let have: HashMap<&[u8], usize> = installed
         .iter()
         .enumerate()
@@ -702,13 +723,23 @@ mod tests {
                     FlowKey::new(f.table_id, f.priority, &f.match_)
                 )
             })
-            .chain(p.adds.iter().map(|f| {
-                format!(
-                    "add {:?} {}",
-                    FlowKey::new(f.table_id, f.priority, &f.match_),
-                    format_instructions(&f.instructions)
-                )
-            }))
+            .chain(
+                p.adds
+                    .iter()
+                    .cloned()
+                    .chain(
+                        p.add_texts
+                            .iter()
+                            .map(|t| parse_flow_mod(t, FlowModCommand::Add).unwrap()),
+                    )
+                    .map(|f| {
+                        format!(
+                            "add {:?} {}",
+                            FlowKey::new(f.table_id, f.priority, &f.match_),
+                            format_instructions(&f.instructions)
+                        )
+                    }),
+            )
             .collect();
         out.sort();
         out
@@ -864,7 +895,7 @@ mod tests {
         assert_eq!(plan.group_adds[0].command, GroupModCommand::Add);
         assert_eq!(plan.group_deletes.len(), 1);
         assert_eq!(plan.group_deletes[0].group_id, 1342177290);
-        assert_eq!(plan.adds.len(), 1);
+        assert_eq!(plan.flow_adds(), 1);
         // A backend removed: the group is modified in place, nothing deleted.
         let plan = plan_full(&[], &[desc(G1)], &set(&[G1B])).unwrap();
         assert_eq!(plan.group_adds.len(), 1);

@@ -2,7 +2,7 @@
 
 use super::reconcile::{
     COOKIE, COOKIE_MASK, InstalledFlow, Plan, SetDelta, canon_installed, is_plexus_group,
-    plan_from_delta, plan_full_canon,
+    parse_add, plan_from_delta, plan_full_canon,
 };
 use super::{Cmd, Shared, next_epoch};
 use crate::model_from_store::Snapshot;
@@ -12,9 +12,9 @@ use plexus_openflow::Message;
 use plexus_openflow::action::Action;
 use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Reply};
 use plexus_openflow::message::{
-    AsyncConfig, BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, GroupDesc,
-    GroupMod, MultipartReplyBody, MultipartRequest, MultipartRequestBody, OFP_NO_BUFFER, PacketIn2,
-    PacketOut, bundle_flags, group_id, port_no,
+    AsyncConfig, BundleAdd, BundleControl, BundleCtrlType, FlowMod, FlowStats, FlowStatsRequest,
+    GroupDesc, GroupMod, MultipartReplyBody, MultipartRequest, MultipartRequestBody, OFP_NO_BUFFER,
+    PacketIn2, PacketOut, bundle_flags, group_id, port_no,
 };
 use plexus_openflow::oxm::FieldId;
 use plexus_openflow::text::flow::TABLE_ALL;
@@ -65,6 +65,17 @@ pub fn answer_packet_in(
             Some(handle.send(&Message::PacketOut(po)).is_ok())
         }
     }
+}
+
+/// A plan's flow-mods in sending order: deletes, adds, then the adds still in text
+/// (parsed here, one at a time).
+fn flow_mods(plan: &Plan) -> impl Iterator<Item = Result<FlowMod, String>> + '_ {
+    plan.deletes
+        .iter()
+        .chain(&plan.adds)
+        .cloned()
+        .map(Ok)
+        .chain(plan.add_texts.iter().map(|t| parse_add(t)))
 }
 
 async fn wait<T>(r: Reply<T>) -> Result<T, ConnError> {
@@ -163,6 +174,45 @@ impl Session {
         Ok(out)
     }
 
+    /// [`Session::plexus_flows`] reduced to what reconciling compares
+    /// ([`canon_installed`]), one reply part at a time off the runtime: the switch's
+    /// 100k+ flows are held as received bytes and reduced, never all decoded at once.
+    pub async fn plexus_flows_reduced(&self) -> anyhow::Result<Vec<InstalledFlow>> {
+        let req = FlowStatsRequest {
+            table_id: TABLE_ALL,
+            out_port: port_no::ANY,
+            out_group: group_id::ANY,
+            cookie: COOKIE,
+            cookie_mask: COOKIE_MASK,
+            match_: Default::default(),
+        };
+        let mut frame = Vec::new();
+        Message::MultipartRequest(MultipartRequest {
+            flags: 0,
+            body: MultipartRequestBody::Flow(req),
+        })
+        .encode(0, &mut frame);
+        let frames = wait(self.handle.multipart_raw(frame)).await?;
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for f in frames {
+                let (_, m) = Message::decode(&f)
+                    .map_err(|e| anyhow!("decoding a flow stats reply: {e:?}"))?;
+                drop(f);
+                match m {
+                    Message::MultipartReply(r) => match r.body {
+                        MultipartReplyBody::Flow(v) => out.extend(canon_installed(v)),
+                        other => bail!("flow stats answered with {other:?}"),
+                    },
+                    Message::Error(e) => bail!("flow stats refused: {e:?}"),
+                    other => bail!("flow stats answered with {other:?}"),
+                }
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
     /// Groups in the Plexus range on the switch (group descriptions).
     pub async fn plexus_groups(&self) -> anyhow::Result<Vec<GroupDesc>> {
         let mut out = Vec::new();
@@ -217,14 +267,8 @@ impl Session {
         if plan.is_empty() {
             return Ok(());
         }
-        let msgs: Vec<Message> = plan
-            .deletes
-            .into_iter()
-            .chain(plan.adds)
-            .map(Message::FlowMod)
-            .collect();
         if self.bundles {
-            match self.bundle(&msgs).await {
+            match self.bundle(&plan).await {
                 Ok(()) => return Ok(()),
                 Err(BundleError::Failed(e)) => return Err(e),
                 Err(BundleError::Unsupported(e)) => {
@@ -233,7 +277,10 @@ impl Session {
                 }
             }
         }
-        let replies: Vec<_> = msgs.iter().map(|m| self.handle.send_checked(m)).collect();
+        let mut replies = Vec::with_capacity(plan.deletes.len() + plan.flow_adds());
+        for fm in flow_mods(&plan) {
+            replies.push(self.handle.send_checked(&Message::FlowMod(fm?)));
+        }
         wait(self.handle.barrier())
             .await
             .map_err(|e| e.to_string())?;
@@ -250,7 +297,7 @@ impl Session {
         }
     }
 
-    async fn bundle(&mut self, msgs: &[Message]) -> Result<(), BundleError> {
+    async fn bundle(&mut self, plan: &Plan) -> Result<(), BundleError> {
         let bundle_id = self.next_bundle;
         self.next_bundle = self.next_bundle.wrapping_add(1);
         let flags = bundle_flags::ATOMIC | bundle_flags::ORDERED;
@@ -268,17 +315,22 @@ impl Session {
             Err(e @ ConnError::Ofp { .. }) => return Err(BundleError::Unsupported(e.to_string())),
             Err(e) => return Err(BundleError::Failed(e.to_string())),
         }
-        let adds: Vec<_> = msgs
-            .iter()
-            .map(|m| {
-                self.handle.send_checked(&Message::BundleAdd(BundleAdd {
-                    bundle_id,
-                    flags,
-                    message: Box::new(m.clone()),
-                    properties: Vec::new(),
-                }))
-            })
-            .collect();
+        let mut adds = Vec::with_capacity(plan.deletes.len() + plan.flow_adds());
+        for fm in flow_mods(plan) {
+            let fm = match fm {
+                Ok(fm) => fm,
+                Err(e) => {
+                    let _ = self.handle.send(&ctrl(BundleCtrlType::DiscardRequest));
+                    return Err(BundleError::Failed(e));
+                }
+            };
+            adds.push(self.handle.send_checked(&Message::BundleAdd(BundleAdd {
+                bundle_id,
+                flags,
+                message: Box::new(Message::FlowMod(fm)),
+                properties: Vec::new(),
+            })));
+        }
         let commit = self.handle.request(&ctrl(BundleCtrlType::CommitRequest));
         let barrier = self.handle.barrier();
         let commit = wait(commit).await;
@@ -434,10 +486,9 @@ async fn follow<S: Store + Clone>(
         }
     };
     let dump = async {
-        let flows = sess.plexus_flows().await?;
+        // Reduced off the runtime, still while the engine compiles.
+        let flows = sess.plexus_flows_reduced().await?;
         let groups = sess.plexus_groups().await?;
-        // Canonicalised off the runtime, still while the engine compiles.
-        let flows = tokio::task::spawn_blocking(move || canon_installed(flows)).await?;
         Ok::<_, anyhow::Error>((flows, groups))
     };
     let (go, dumped) = tokio::join!(wait, dump);
@@ -572,13 +623,15 @@ async fn reconcile(
     let (have, groups) = match prefetched {
         Some(p) => p,
         None => (
-            canon_installed(sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?),
+            sess.plexus_flows_reduced()
+                .await
+                .map_err(|e| format!("{e:#}"))?,
             sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?,
         ),
     };
     let n_have = have.len();
     let plan = plan_full_canon(have, &groups, flows)?;
-    let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
+    let counts = (plan.flow_adds() as u64, plan.deletes.len() as u64);
     tracing::info!(
         revision,
         installed = n_have,
@@ -598,7 +651,7 @@ async fn apply_delta(sess: &mut Session, d: &SetDelta) -> Result<(u64, u64), Str
         return Ok((0, 0));
     }
     let plan = plan_from_delta(&d.added, &d.removed)?;
-    let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
+    let counts = (plan.flow_adds() as u64, plan.deletes.len() as u64);
     sess.send_plan(plan).await?;
     Ok(counts)
 }
