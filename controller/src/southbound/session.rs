@@ -20,7 +20,7 @@ use plexus_openflow::oxm::FieldId;
 use plexus_openflow::text::flow::TABLE_ALL;
 use plexus_responder::ratelimit::TokenBucket;
 use plexus_responder::{Handled, Responder};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +64,75 @@ pub fn answer_packet_in(
             };
             Some(handle.send(&Message::PacketOut(po)).is_ok())
         }
+    }
+}
+
+/// Checked messages between two barriers.
+const WINDOW_CHUNK: usize = 16384;
+
+/// Checked messages in flight, acknowledged in chunks: after every [`WINDOW_CHUNK`]
+/// messages a barrier follows, and before a third chunk is started the oldest one's
+/// barrier is awaited. The pending replies and the queued bytes stay bounded however
+/// many flow-mods a reconcile sends (a barrier inside an open bundle is not part of it:
+/// its reply only says the bundle messages before it were checked and added).
+struct Window {
+    what: &'static str,
+    chunks: VecDeque<(Reply<()>, Vec<Reply<()>>)>,
+    current: Vec<Reply<()>>,
+    settled: usize,
+    errs: Vec<String>,
+}
+
+impl Window {
+    fn new(what: &'static str) -> Self {
+        Window {
+            what,
+            chunks: VecDeque::new(),
+            current: Vec::new(),
+            settled: 0,
+            errs: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, r: Reply<()>) {
+        self.current.push(r);
+    }
+
+    async fn flush_if_full(&mut self, h: &ConnHandle) -> Result<(), String> {
+        if self.current.len() < WINDOW_CHUNK {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.current);
+        self.chunks.push_back((h.barrier(), chunk));
+        while self.chunks.len() > 2 {
+            let (b, rs) = self.chunks.pop_front().expect("chunk");
+            self.settle(b, rs).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for `barrier`, then collects the errors of `replies` (all answered by then).
+    async fn settle(&mut self, barrier: Reply<()>, replies: Vec<Reply<()>>) -> Result<(), String> {
+        wait(barrier).await.map_err(|e| e.to_string())?;
+        for r in replies {
+            if let Err(e) = wait(r).await {
+                self.errs
+                    .push(format!("{} {}: {e}", self.what, self.settled));
+            }
+            self.settled += 1;
+        }
+        Ok(())
+    }
+
+    /// Settles every chunk; `last` is a barrier sent after the last message. Returns
+    /// the messages' errors.
+    async fn finish(mut self, last: Reply<()>) -> Result<Vec<String>, String> {
+        while let Some((b, rs)) = self.chunks.pop_front() {
+            self.settle(b, rs).await?;
+        }
+        let rest = std::mem::take(&mut self.current);
+        self.settle(last, rest).await?;
+        Ok(self.errs)
     }
 }
 
@@ -277,19 +346,13 @@ impl Session {
                 }
             }
         }
-        let mut replies = Vec::with_capacity(plan.deletes.len() + plan.flow_adds());
+        let mut win = Window::new("flow-mod");
         for fm in flow_mods(&plan) {
-            replies.push(self.handle.send_checked(&Message::FlowMod(fm?)));
+            win.push(self.handle.send_checked(&Message::FlowMod(fm?)));
+            win.flush_if_full(&self.handle).await?;
         }
-        wait(self.handle.barrier())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut errs = Vec::new();
-        for (i, r) in replies.into_iter().enumerate() {
-            if let Err(e) = wait(r).await {
-                errs.push(format!("flow-mod {i}: {e}"));
-            }
-        }
+        let barrier = self.handle.barrier();
+        let errs = win.finish(barrier).await?;
         if errs.is_empty() {
             Ok(())
         } else {
@@ -315,7 +378,7 @@ impl Session {
             Err(e @ ConnError::Ofp { .. }) => return Err(BundleError::Unsupported(e.to_string())),
             Err(e) => return Err(BundleError::Failed(e.to_string())),
         }
-        let mut adds = Vec::with_capacity(plan.deletes.len() + plan.flow_adds());
+        let mut win = Window::new("bundle message");
         for fm in flow_mods(plan) {
             let fm = match fm {
                 Ok(fm) => fm,
@@ -324,25 +387,20 @@ impl Session {
                     return Err(BundleError::Failed(e));
                 }
             };
-            adds.push(self.handle.send_checked(&Message::BundleAdd(BundleAdd {
+            win.push(self.handle.send_checked(&Message::BundleAdd(BundleAdd {
                 bundle_id,
                 flags,
                 message: Box::new(Message::FlowMod(fm)),
                 properties: Vec::new(),
             })));
+            win.flush_if_full(&self.handle)
+                .await
+                .map_err(BundleError::Failed)?;
         }
         let commit = self.handle.request(&ctrl(BundleCtrlType::CommitRequest));
         let barrier = self.handle.barrier();
         let commit = wait(commit).await;
-        wait(barrier)
-            .await
-            .map_err(|e| BundleError::Failed(e.to_string()))?;
-        let mut errs = Vec::new();
-        for (i, r) in adds.into_iter().enumerate() {
-            if let Err(e) = wait(r).await {
-                errs.push(format!("bundle message {i}: {e}"));
-            }
-        }
+        let mut errs = win.finish(barrier).await.map_err(BundleError::Failed)?;
         match commit {
             Ok(Message::BundleControl(b)) if b.ctrl_type == BundleCtrlType::CommitReply => {
                 if errs.is_empty() {
