@@ -230,36 +230,49 @@ fn bin_instructions(i: &[Instruction]) -> Vec<u8> {
 }
 
 /// A switch flow with the Plexus cookie, reduced to its encoded identity
-/// ([`bin_key`]) and instructions: a few hundred bytes instead of the decoded
-/// structures, for the 100k+ flows a switch lists.
+/// ([`bin_key`]) followed by its encoded instructions, in one allocation: a few hundred
+/// bytes instead of the decoded structures, for the 100k+ flows a switch lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledFlow {
-    key: Box<[u8]>,
-    instructions: Box<[u8]>,
+    bytes: Box<[u8]>,
+    /// Length of the key at the start of `bytes`.
+    key_len: u32,
 }
 
 impl InstalledFlow {
+    fn new(fs: &FlowStats) -> Self {
+        let mut bytes = bin_key(fs.table_id, fs.priority, &fs.match_);
+        let key_len = bytes.len() as u32;
+        Instruction::encode_list(&fs.instructions, &mut bytes);
+        InstalledFlow {
+            bytes: bytes.into_boxed_slice(),
+            key_len,
+        }
+    }
+    fn key(&self) -> &[u8] {
+        &self.bytes[..self.key_len as usize]
+    }
+    fn instructions(&self) -> &[u8] {
+        &self.bytes[self.key_len as usize..]
+    }
     fn table(&self) -> u8 {
-        self.key[0]
+        self.bytes[0]
     }
     fn priority(&self) -> u16 {
-        u16::from_be_bytes([self.key[1], self.key[2]])
+        u16::from_be_bytes([self.bytes[1], self.bytes[2]])
     }
     fn match_(&self) -> Result<Match, String> {
-        Match::decode_oxms(&mut Reader::new(&self.key[3..])).map_err(|e| format!("{e:?}"))
+        Match::decode_oxms(&mut Reader::new(&self.key()[3..])).map_err(|e| format!("{e:?}"))
     }
-    fn instructions(&self) -> Result<Vec<Instruction>, String> {
-        Instruction::decode_list(
-            &mut Reader::new(&self.instructions),
-            self.instructions.len(),
-        )
-        .map_err(|e| format!("{e:?}"))
+    fn decode_instructions(&self) -> Result<Vec<Instruction>, String> {
+        let i = self.instructions();
+        Instruction::decode_list(&mut Reader::new(i), i.len()).map_err(|e| format!("{e:?}"))
     }
     /// The canonical text identity and actions (the fallback comparison).
     fn text(&self) -> Result<(FlowKey, String), String> {
         Ok((
             FlowKey::new(self.table(), self.priority(), &self.match_()?),
-            format_instructions(&self.instructions()?),
+            format_instructions(&self.decode_instructions()?),
         ))
     }
 }
@@ -270,10 +283,7 @@ pub fn canon_installed(installed: Vec<FlowStats>) -> Vec<InstalledFlow> {
     installed
         .into_iter()
         .filter(|f| f.cookie & COOKIE_MASK == COOKIE)
-        .map(|fs| InstalledFlow {
-            key: bin_key(fs.table_id, fs.priority, &fs.match_).into(),
-            instructions: bin_instructions(&fs.instructions).into(),
-        })
+        .map(|fs| InstalledFlow::new(&fs))
         .collect()
 }
 
@@ -291,14 +301,15 @@ pub fn plan_full(
     )
 }
 
-/// A desired flow compared in binary form with the installed ones.
-enum Found {
-    /// Installed with the same key and instructions (index into the installed flows).
-    Same(usize),
+/// Desired flows compared in binary form with the installed ones.
+#[derive(Default)]
+struct Found {
+    /// Installed with the same key and instructions (indexes into the installed flows).
+    same: Vec<usize>,
     /// Installed with the same key, other instruction encodings.
-    Other(usize, FlowMod),
-    /// No installed flow has its key.
-    Absent(FlowMod),
+    other: Vec<(usize, FlowMod)>,
+    /// No installed flow has their key.
+    absent: Vec<FlowMod>,
 }
 
 /// Parses (once) and looks up desired flows among the installed encodings.
@@ -306,24 +317,20 @@ fn find_desired(
     texts: &[&Flow],
     have: &HashMap<&[u8], usize>,
     installed: &[InstalledFlow],
-) -> Result<Vec<Found>, String> {
-    texts
-        .iter()
-        .map(|t| {
-            let mut fm =
-                parse_flow_mod(t, FlowModCommand::Add).map_err(|e| format!("flow `{t}`: {e}"))?;
-            fm.cookie = COOKIE;
-            fm.cookie_mask = 0;
-            let key = bin_key(fm.table_id, fm.priority, &fm.match_);
-            Ok(match have.get(key.as_slice()) {
-                Some(&i) if *installed[i].instructions == *bin_instructions(&fm.instructions) => {
-                    Found::Same(i)
-                }
-                Some(&i) => Found::Other(i, fm),
-                None => Found::Absent(fm),
-            })
-        })
-        .collect()
+) -> Result<Found, String> {
+    let mut out = Found::default();
+    for t in texts {
+        let fm = parse_add(t)?;
+        let key = bin_key(fm.table_id, fm.priority, &fm.match_);
+        match have.get(key.as_slice()) {
+            Some(&i) if *installed[i].instructions() == *bin_instructions(&fm.instructions) => {
+                out.same.push(i)
+            }
+            Some(&i) => out.other.push((i, fm)),
+            None => out.absent.push(fm),
+        }
+    }
+    Ok(out)
 }
 
 /// [`plan_full`] with the switch's flows already reduced ([`canon_installed`]).
@@ -349,7 +356,7 @@ pub fn plan_full_canon(
     let have: HashMap<&[u8], usize> = installed
         .iter()
         .enumerate()
-        .map(|(i, f)| (&*f.key, i))
+        .map(|(i, f)| (f.key(), i))
         .collect();
     // Parsing 100k+ desired flows is the cost of a reconnect: two halves in parallel.
     let texts: Vec<&Flow> = desired.iter().filter(|t| !is_group(t)).collect();
@@ -370,20 +377,17 @@ pub fn plan_full_canon(
     let (ra, rb) = (ra?, rb?);
     drop(have);
     let mut matched = vec![false; installed.len()];
-    let mut absent = Vec::new();
-    for f in ra.into_iter().chain(rb) {
-        match f {
-            Found::Same(i) => matched[i] = true,
-            Found::Other(i, fm) => {
-                matched[i] = true;
-                let actions = format_instructions(&installed[i].instructions()?);
-                if format_instructions(&fm.instructions) != actions {
-                    plan.adds.push(fm);
-                }
-            }
-            Found::Absent(fm) => absent.push(fm),
+    for i in ra.same.into_iter().chain(rb.same) {
+        matched[i] = true;
+    }
+    for (i, fm) in ra.other.into_iter().chain(rb.other) {
+        matched[i] = true;
+        let actions = format_instructions(&installed[i].decode_instructions()?);
+        if format_instructions(&fm.instructions) != actions {
+            plan.adds.push(fm);
         }
     }
+    let absent = ra.absent.into_iter().chain(rb.absent);
     let left: Vec<&InstalledFlow> = installed
         .iter()
         .zip(&matched)
