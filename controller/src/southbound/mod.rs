@@ -95,6 +95,9 @@ impl SwitchPorts {
 /// chassis to report their interfaces (see `engine_task`).
 const FIRST_REPORTS_WAIT: Duration = Duration::from_secs(1);
 
+/// Ports in the VPCs to compile in full from which the engine uses a second thread.
+const PARALLEL_PORTS: usize = 1000;
+
 /// Changes a chassis keeps for sessions that are behind (older ones reconcile fully).
 const LOG_LEN: usize = 1024;
 /// Flows and groups the kept changes may name in all, beyond a quarter of the set: a
@@ -489,6 +492,8 @@ impl EngineState {
             let e = self.engines.remove(&id).unwrap();
             self.union.remove_flows(&e.flow_refs());
         }
+        // Full compiles (new VPCs, and VPCs that mostly changed) and incremental ones.
+        let mut full: Vec<(String, Model, bool)> = Vec::new();
         for (id, m) in models {
             match self.engines.get_mut(&id) {
                 Some(e) if e.model().vni == m.vni => {
@@ -498,26 +503,50 @@ impl EngineState {
                         // Most of the VPC changed (a switch reported its ports after a
                         // controller restart): one full compile is cheaper than
                         // recomputing unit by unit; the union gets the difference.
-                        let old = e.flow_refs();
-                        let fresh = Engine::new_sharing(m, Some(e));
-                        let new = fresh.flow_refs();
-                        self.union.apply(&flows_diff(&old, &new));
-                        *e = fresh;
-                        recomputed += 1;
+                        full.push((id, m, true));
                     } else if !changes.is_empty() {
                         let d = e.apply_all(changes);
                         recomputed += e.last_recomputed;
                         self.union.apply(&d);
                     }
                 }
+                _ => full.push((id, m, false)),
+            }
+        }
+        // VPCs compile independently: many of them (a controller start) on two threads.
+        let engines = &self.engines;
+        let build = |(id, m, replace): (String, Model, bool)| {
+            let prev = if replace { engines.get(&id) } else { None };
+            let e = Engine::new_sharing(m, prev);
+            (id, e, replace)
+        };
+        let ports: usize = full.iter().map(|(_, m, _)| m.ports.len()).sum();
+        let built: Vec<(String, Engine, bool)> = if full.len() >= 2 && ports >= PARALLEL_PORTS {
+            let second = full.split_off(full.len() / 2);
+            std::thread::scope(|s| {
+                let h = s.spawn(|| second.into_iter().map(build).collect::<Vec<_>>());
+                let mut out: Vec<_> = full.into_iter().map(build).collect();
+                out.extend(h.join().expect("compile thread panicked"));
+                out
+            })
+        } else {
+            full.into_iter().map(build).collect()
+        };
+        for (id, fresh, replace) in built {
+            recomputed += 1;
+            match self.engines.get_mut(&id) {
+                Some(e) if replace => {
+                    let old = e.flow_refs();
+                    let new = fresh.flow_refs();
+                    self.union.apply(&flows_diff(&old, &new));
+                    *e = fresh;
+                }
                 _ => {
                     if let Some(e) = self.engines.remove(&id) {
                         self.union.remove_flows(&e.flow_refs());
                     }
-                    let e = Engine::new(m);
-                    self.union.add_flows(&e.flow_refs());
-                    recomputed += 1;
-                    self.engines.insert(id, e);
+                    self.union.add_flows(&fresh.flow_refs());
+                    self.engines.insert(id, fresh);
                 }
             }
         }
@@ -858,6 +887,46 @@ mod tests {
             1 => (0..3u8).prop_map(Step::DelVpc),
             1 => (0..3u8).prop_map(Step::Renumber),
         ]
+    }
+
+    /// Enough VPCs and ports to compile on two threads (new VPCs, then every port
+    /// reported: the full-compile path): the union equals the full recompute.
+    #[test]
+    fn parallel_full_compiles_equal_full() {
+        let port = |n: u8, reported: bool| Op::Port {
+            n,
+            chassis: n % 3,
+            groups: n % 4,
+            ip: n % 4,
+            sec: n % 2 == 0,
+            bound: true,
+            reported,
+        };
+        let build = |reported: bool| -> BTreeMap<String, Model> {
+            (0..5u32)
+                .map(|v| {
+                    let mut e = crate::compiler::Engine::new(empty_vpc(100 + v));
+                    e.apply(to_change(&Op::Group {
+                        n: 0,
+                        rules: vec![(true, 1, 0, 2)],
+                    }));
+                    e.apply_all((0..250u8).map(|n| to_change(&port(n, reported))).collect());
+                    (format!("vpc{v}"), e.model().clone())
+                })
+                .collect()
+        };
+        let mut st = EngineState::default();
+        let models = build(false);
+        assert!(models.values().map(|m| m.ports.len()).sum::<usize>() >= PARALLEL_PORTS);
+        assert_eq!(st.apply_models(models.clone(), None), 5);
+        assert_eq!(union_flows(&st), full_union(&models));
+        let models = build(true);
+        assert_eq!(
+            st.apply_models(models.clone(), None),
+            5,
+            "five full compiles"
+        );
+        assert_eq!(union_flows(&st), full_union(&models));
     }
 
     proptest! {
