@@ -898,7 +898,7 @@ mod tests {
             chassis: n % 3,
             groups: n % 4,
             ip: n % 4,
-            sec: n % 2 == 0,
+            sec: n.is_multiple_of(2),
             bound: true,
             reported,
         };
