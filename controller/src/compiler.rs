@@ -65,6 +65,7 @@ use plexus_responder::{Dhcp4Spec, Spec as Responder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 pub const T_CLASSIFY: u8 = 0;
 pub const T_PORT_SEC: u8 = 10;
@@ -1278,23 +1279,35 @@ pub fn compile_full(m: &Model) -> Flows {
     all.into_iter().map(|(c, fs)| (c, merge_conj(fs))).collect()
 }
 
+/// One desired flow's text, shared: the engine's unit outputs, its reference counts, the
+/// southbound union, every chassis' desired set and the sessions' change logs hold the
+/// same allocation (a clone is a reference-count increment).
+pub type Flow = Arc<str>;
+
+/// Per-chassis sets of shared flow texts.
+pub type FlowRefs = BTreeMap<String, BTreeSet<Flow>>;
+
 /// Flows added and removed per chassis by one change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delta {
-    pub added: Flows,
-    pub removed: Flows,
+    pub added: FlowRefs,
+    pub removed: FlowRefs,
 }
 
 /// Conjunction actions contributed to each clause flow identity, per chassis.
 type Soft = BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>>;
 
+/// Reference counts of one engine's unit outputs per chassis; the keys are the texts the
+/// units share (see [`Flow`]).
+type Counts = BTreeMap<String, BTreeMap<Flow, usize>>;
+
 /// The incremental compiler: keeps each unit's output and per-chassis reference counts.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     model: Model,
-    units: BTreeMap<Unit, Flows>,
+    units: BTreeMap<Unit, FlowRefs>,
     /// Reference counts of every unit output (clause flows unmerged).
-    counts: BTreeMap<String, BTreeMap<String, usize>>,
+    counts: Counts,
     /// Clause flows merged by identity (see the module docs).
     soft: Soft,
     /// Units recomputed by the last [`Engine::apply`] (for tests and metrics).
@@ -1306,6 +1319,13 @@ type Dirty = BTreeMap<(String, String), Option<String>>;
 
 impl Engine {
     pub fn new(model: Model) -> Self {
+        Self::new_sharing(model, None)
+    }
+
+    /// A full compile of `model` that takes the text of every flow `prev` (an engine of
+    /// the same VPC being replaced) also holds from `prev` instead of a new allocation,
+    /// so the flows both compiles have stay shared with the union and the desired sets.
+    pub fn new_sharing(model: Model, prev: Option<&Engine>) -> Self {
         let mut e = Engine {
             model,
             ..Default::default()
@@ -1313,8 +1333,9 @@ impl Engine {
         let units = all_units(&e.model);
         let mut d = Delta::default();
         let mut dirty = Dirty::new();
+        let prev = prev.map(|p| &p.counts);
         for u in units {
-            e.recompute(u, &mut d, &mut dirty);
+            e.recompute(u, &mut d, &mut dirty, prev);
         }
         e
     }
@@ -1323,17 +1344,18 @@ impl Engine {
         &self.model
     }
 
-    /// The desired flows of every chassis.
-    pub fn flows(&self) -> Flows {
-        let mut out = Flows::new();
+    /// The desired flows of every chassis, sharing the engine's texts (merged clause
+    /// flows are built anew).
+    pub fn flow_refs(&self) -> FlowRefs {
+        let mut out = FlowRefs::new();
         for (c, m) in &self.counts {
-            let set: BTreeSet<String> = m
+            let set: BTreeSet<Flow> = m
                 .keys()
                 .filter(|f| split_conj(f).is_none())
                 .cloned()
                 .chain(self.soft.get(c).into_iter().flat_map(|s| {
                     s.iter()
-                        .map(|(prefix, items)| merged_conj(prefix, items.keys()))
+                        .map(|(prefix, items)| Flow::from(merged_conj(prefix, items.keys())))
                 }))
                 .collect();
             if !set.is_empty() {
@@ -1341,6 +1363,14 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// The desired flows of every chassis (owned texts, as [`compile_full`] returns).
+    pub fn flows(&self) -> Flows {
+        self.flow_refs()
+            .into_iter()
+            .map(|(c, s)| (c, s.iter().map(|f| f.to_string()).collect()))
+            .collect()
     }
 
     fn merged(&self, c: &str, prefix: &str) -> Option<String> {
@@ -1383,12 +1413,15 @@ impl Engine {
         }
     }
 
-    fn recompute(&mut self, u: Unit, d: &mut Delta, dirty: &mut Dirty) {
+    /// Recomputes one unit. A flow the unit had before keeps its text; a new one takes
+    /// the text another unit (or `prev`) already holds, else a new allocation.
+    fn recompute(&mut self, u: Unit, d: &mut Delta, dirty: &mut Dirty, prev: Option<&Counts>) {
         let new = compile_unit(&self.model, &u);
         let old = self.units.remove(&u).unwrap_or_default();
         for (c, fs) in &old {
+            let nc = new.get(c);
             for f in fs {
-                if new.get(c).is_some_and(|n| n.contains(f)) {
+                if nc.is_some_and(|n| n.contains(&**f)) {
                     continue;
                 }
                 let m = self.counts.entry(c.clone()).or_default();
@@ -1396,6 +1429,9 @@ impl Engine {
                 *n -= 1;
                 if *n == 0 {
                     m.remove(f);
+                    if m.is_empty() {
+                        self.counts.remove(c);
+                    }
                     if split_conj(f).is_some() {
                         self.soft_change(c, f, false, dirty);
                     } else if !d.added.get_mut(c).is_some_and(|a| a.remove(f)) {
@@ -1404,29 +1440,40 @@ impl Engine {
                 }
             }
         }
-        for (c, fs) in &new {
+        let mut kept = FlowRefs::new();
+        for (c, fs) in new {
+            let oc = old.get(&c);
+            let mut set = BTreeSet::new();
             for f in fs {
-                if old.get(c).is_some_and(|o| o.contains(f)) {
+                if let Some(o) = oc.and_then(|o| o.get(f.as_str())) {
+                    set.insert(o.clone());
                     continue;
                 }
-                let n = self
-                    .counts
-                    .entry(c.clone())
-                    .or_default()
-                    .entry(f.clone())
-                    .or_insert(0);
+                let m = self.counts.entry(c.clone()).or_default();
+                let text = match m.get_key_value(f.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => prev
+                        .and_then(|p| p.get(&c)?.get_key_value(f.as_str()))
+                        .map(|(k, _)| k.clone())
+                        .unwrap_or_else(|| Flow::from(f)),
+                };
+                let n = m.entry(text.clone()).or_insert(0);
                 *n += 1;
                 if *n == 1 {
-                    if split_conj(f).is_some() {
-                        self.soft_change(c, f, true, dirty);
-                    } else if !d.removed.get_mut(c).is_some_and(|r| r.remove(f)) {
-                        d.added.entry(c.clone()).or_default().insert(f.clone());
+                    if split_conj(&text).is_some() {
+                        self.soft_change(&c, &text, true, dirty);
+                    } else if !d.removed.get_mut(&c).is_some_and(|r| r.remove(&*text)) {
+                        d.added.entry(c.clone()).or_default().insert(text.clone());
                     }
                 }
+                set.insert(text);
+            }
+            if !set.is_empty() {
+                kept.insert(c, set);
             }
         }
-        if !new.is_empty() {
-            self.units.insert(u, new);
+        if !kept.is_empty() {
+            self.units.insert(u, kept);
         }
         self.last_recomputed += 1;
     }
@@ -1439,10 +1486,13 @@ impl Engine {
                 continue;
             }
             if let Some(b) = before {
-                d.removed.entry(c.clone()).or_default().insert(b);
+                d.removed
+                    .entry(c.clone())
+                    .or_default()
+                    .insert(Flow::from(b));
             }
             if let Some(a) = after {
-                d.added.entry(c).or_default().insert(a);
+                d.added.entry(c).or_default().insert(Flow::from(a));
             }
         }
     }
@@ -1587,7 +1637,7 @@ impl Engine {
         let mut d = Delta::default();
         let mut dirty = Dirty::new();
         for u in units {
-            self.recompute(u, &mut d, &mut dirty);
+            self.recompute(u, &mut d, &mut dirty, None);
         }
         self.finish_soft(dirty, &mut d);
         d

@@ -39,6 +39,62 @@ pub struct Snapshot {
     pub chassis: BTreeMap<String, ChassisSpec>,
     pub routers: BTreeMap<String, RouterSpec>,
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Port ids by subnet id, kept by [`Snapshot::load`] and [`Snapshot::refresh`]: a
+    /// change rebuilds its VPC's model from its subnets' ports, not by walking every
+    /// port (change `ports` only through those two, or call [`Snapshot::index`]).
+    pub subnet_ports: BTreeMap<String, BTreeSet<String>>,
+    /// Security group ids by tenant id (kept like `subnet_ports`).
+    pub tenant_groups: BTreeMap<String, BTreeSet<String>>,
+    /// Router ids by VPC id (kept like `subnet_ports`).
+    pub vpc_routers: BTreeMap<String, BTreeSet<String>>,
+    /// Service ids by VPC id (kept like `subnet_ports`).
+    pub vpc_services: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Moves `id` in an index from key `before` to key `after`.
+fn reindex(
+    index: &mut BTreeMap<String, BTreeSet<String>>,
+    id: &str,
+    before: Option<String>,
+    after: Option<String>,
+) {
+    if before == after {
+        return;
+    }
+    if let Some(b) = before
+        && let Some(set) = index.get_mut(&b)
+    {
+        set.remove(id);
+        if set.is_empty() {
+            index.remove(&b);
+        }
+    }
+    if let Some(a) = after {
+        index.entry(a).or_default().insert(id.to_string());
+    }
+}
+
+/// An index of `map`'s ids by `key`.
+fn index_of<T>(
+    map: &BTreeMap<String, T>,
+    key: impl Fn(&T) -> &String,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, v) in map {
+        out.entry(key(v).clone()).or_default().insert(id.clone());
+    }
+    out
+}
+
+/// The objects of `map` whose ids `index` lists under the wanted keys, in id order per key.
+fn indexed<'a, T>(
+    map: &'a BTreeMap<String, T>,
+    index: &'a BTreeMap<String, BTreeSet<String>>,
+    keys: impl Iterator<Item = &'a String> + 'a,
+) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
+    keys.filter_map(|k| index.get(k))
+        .flatten()
+        .filter_map(|id| map.get_key_value(id))
 }
 
 fn all<S: Store, T: Spec + DeserializeOwned>(store: &S) -> Result<BTreeMap<String, T>, StoreError> {
@@ -62,7 +118,7 @@ fn all<S: Store, T: Spec + DeserializeOwned>(store: &S) -> Result<BTreeMap<Strin
 impl Snapshot {
     pub fn load<S: Store>(store: &S) -> Result<Self, StoreError> {
         let revision = store.revision();
-        Ok(Snapshot {
+        let mut s = Snapshot {
             revision,
             vpcs: all(store)?,
             subnets: all(store)?,
@@ -71,7 +127,18 @@ impl Snapshot {
             chassis: all(store)?,
             routers: all(store)?,
             services: all(store)?,
-        })
+            ..Default::default()
+        };
+        s.index();
+        Ok(s)
+    }
+
+    /// Rebuilds the indexes ([`Snapshot::subnet_ports`] and the others) from the objects.
+    pub fn index(&mut self) {
+        self.subnet_ports = index_of(&self.ports, |p| &p.subnet_id);
+        self.tenant_groups = index_of(&self.groups, |g| &g.tenant_id);
+        self.vpc_routers = index_of(&self.routers, |r| &r.vpc_id);
+        self.vpc_services = index_of(&self.services, |s| &s.vpc_id);
     }
 
     /// Re-reads one object after a change of it (absent = deleted). Kinds the compiler
@@ -100,11 +167,35 @@ impl Snapshot {
         match kind {
             k if k == VpcSpec::KIND => one(store, &mut self.vpcs, id),
             k if k == SubnetSpec::KIND => one(store, &mut self.subnets, id),
-            k if k == PortSpec::KIND => one(store, &mut self.ports, id),
-            k if k == SecurityGroupSpec::KIND => one(store, &mut self.groups, id),
+            k if k == PortSpec::KIND => {
+                let before = self.ports.get(id).map(|p| p.subnet_id.clone());
+                one(store, &mut self.ports, id)?;
+                let after = self.ports.get(id).map(|p| p.subnet_id.clone());
+                reindex(&mut self.subnet_ports, id, before, after);
+                Ok(())
+            }
+            k if k == SecurityGroupSpec::KIND => {
+                let before = self.groups.get(id).map(|g| g.tenant_id.clone());
+                one(store, &mut self.groups, id)?;
+                let after = self.groups.get(id).map(|g| g.tenant_id.clone());
+                reindex(&mut self.tenant_groups, id, before, after);
+                Ok(())
+            }
             k if k == ChassisSpec::KIND => one(store, &mut self.chassis, id),
-            k if k == RouterSpec::KIND => one(store, &mut self.routers, id),
-            k if k == ServiceSpec::KIND => one(store, &mut self.services, id),
+            k if k == RouterSpec::KIND => {
+                let before = self.routers.get(id).map(|r| r.vpc_id.clone());
+                one(store, &mut self.routers, id)?;
+                let after = self.routers.get(id).map(|r| r.vpc_id.clone());
+                reindex(&mut self.vpc_routers, id, before, after);
+                Ok(())
+            }
+            k if k == ServiceSpec::KIND => {
+                let before = self.services.get(id).map(|s| s.vpc_id.clone());
+                one(store, &mut self.services, id)?;
+                let after = self.services.get(id).map(|s| s.vpc_id.clone());
+                reindex(&mut self.vpc_services, id, before, after);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -327,10 +418,20 @@ pub fn build_models_with(
         .iter()
         .filter(|(id, _)| wanted(id))
         .map(|(id, v)| {
-            let groups = snap
-                .groups
-                .iter()
-                .filter(|(_, g)| g.tenant_id == v.tenant_id)
+            let tenant_groups: Box<dyn Iterator<Item = (&String, &SecurityGroupSpec)>> = match only
+            {
+                None => Box::new(
+                    snap.groups
+                        .iter()
+                        .filter(|(_, g)| g.tenant_id == v.tenant_id),
+                ),
+                Some(_) => Box::new(indexed(
+                    &snap.groups,
+                    &snap.tenant_groups,
+                    std::iter::once(&v.tenant_id),
+                )),
+            };
+            let groups = tenant_groups
                 .map(|(gid, g)| {
                     (
                         gid.clone(),
@@ -369,10 +470,24 @@ pub fn build_models_with(
             )
         })
         .collect();
+    // The routers and services of the wanted VPCs: all of them, or through the indexes
+    // (in id order per VPC, as the loops below rely on).
+    let vpc_ids: Vec<String> = models.keys().cloned().collect();
+    let (routers, services): (Vec<&RouterSpec>, Vec<(&String, &ServiceSpec)>) = match only {
+        None => (
+            snap.routers.values().collect(),
+            snap.services.iter().collect(),
+        ),
+        Some(_) => (
+            indexed(&snap.routers, &snap.vpc_routers, vpc_ids.iter())
+                .map(|(_, r)| r)
+                .collect(),
+            indexed(&snap.services, &snap.vpc_services, vpc_ids.iter()).collect(),
+        ),
+    };
     // Subnets attached to a router of their VPC (their gateway is the DHCP router option).
-    let routed: BTreeSet<&str> = snap
-        .routers
-        .values()
+    let routed: BTreeSet<&str> = routers
+        .iter()
         .flat_map(|r| {
             r.subnet_ids
                 .iter()
@@ -380,7 +495,19 @@ pub fn build_models_with(
                 .map(String::as_str)
         })
         .collect();
-    for (pid, p) in &snap.ports {
+    // The ports of the wanted VPCs: all of them, or through their subnets.
+    let ports: Box<dyn Iterator<Item = (&String, &PortSpec)>> = match only {
+        None => Box::new(snap.ports.iter()),
+        Some(_) => Box::new(
+            snap.subnets
+                .iter()
+                .filter(|(_, s)| wanted(&s.vpc_id))
+                .filter_map(|(sid, _)| snap.subnet_ports.get(sid))
+                .flatten()
+                .filter_map(|pid| snap.ports.get_key_value(pid)),
+        ),
+    };
+    for (pid, p) in ports {
         let Some(subnet) = snap.subnets.get(&p.subnet_id) else {
             continue;
         };
@@ -416,7 +543,7 @@ pub fn build_models_with(
             },
         );
     }
-    for r in snap.routers.values() {
+    for r in &routers {
         let Some(model) = models.get_mut(&r.vpc_id) else {
             continue;
         };
@@ -456,7 +583,7 @@ pub fn build_models_with(
         }
     }
     // SNAT: the first router (by id) of a VPC with a usable external gateway.
-    for r in snap.routers.values() {
+    for r in &routers {
         let Some(model) = models.get_mut(&r.vpc_id) else {
             continue;
         };
@@ -490,7 +617,7 @@ pub fn build_models_with(
             ext_ofport,
         });
     }
-    for (sid, s) in &snap.services {
+    for (sid, s) in services {
         let Some(model) = models.get_mut(&s.vpc_id) else {
             continue;
         };
@@ -707,8 +834,25 @@ mod tests {
                 ..Default::default()
             },
         );
+        for (id, tenant) in [("g1", "t"), ("g2", "other")] {
+            snap.groups.insert(
+                id.into(),
+                SecurityGroupSpec {
+                    tenant_id: tenant.into(),
+                    name: id.into(),
+                    rules: Some(Vec::new()),
+                },
+            );
+        }
         let m = &build_models(&snap, &OfPorts::new())["v"];
         assert_eq!(m.l3.router_mac, [0x0a, 0, 0, 0, 0, 7]);
+        assert_eq!(m.groups.keys().collect::<Vec<_>>(), ["g1"]);
+        // One VPC through the snapshot's indexes (as a change rebuilds it): the same model.
+        snap.index();
+        let only = BTreeSet::from(["v".to_string()]);
+        let one = build_models_with(&snap, &OfPorts::new(), &Keys::of(&snap), Some(&only));
+        assert_eq!(one.len(), 1);
+        assert_eq!(&one["v"], m);
         let gws: Vec<String> = m.l3.gateways.iter().map(|g| g.to_string()).collect();
         assert_eq!(gws, ["10.0.1.1", "10.0.2.254"]);
         assert!(m.l3.lb_zone >= 1 && m.l3.lb_zone != m.ports["p1"].key);

@@ -1131,3 +1131,66 @@ async fn port_binding_and_status() {
     assert!(doc["paths"]["/v1/ports/{id}/binding"]["put"].is_object());
     assert!(doc["paths"]["/v1/ports/{id}/status"]["get"].is_object());
 }
+
+/// A service's VIP:port/protocol is unique within its VPC (checked through the VIP
+/// index): taken in the same VPC → 409 naming `vip`; free in another VPC, on another
+/// port or protocol; freed by moving the service to another VIP and by deleting it.
+#[tokio::test]
+async fn service_vips_are_unique_per_vpc() {
+    let t = T::new();
+    let (tid, vid, _) = t.base().await;
+    let v2 = t
+        .created(
+            "/v1/vpcs",
+            json!({"tenant_id": tid, "name": "v2", "cidrs": ["10.0.0.0/16"]}),
+        )
+        .await;
+    let vid2 = v2["id"].as_str().unwrap().to_string();
+    let svc = |vpc: &str, vip: &str, port: u16, proto: &str| {
+        json!({"vpc_id": vpc, "name": "s", "vip": vip, "port": port, "protocol": proto,
+               "backends": [{"ip": "10.0.1.50", "target_port": 8080}]})
+    };
+    let a = t
+        .created("/v1/services", svc(&vid, "10.0.9.9", 80, "tcp"))
+        .await;
+    let aid = a["id"].as_str().unwrap().to_string();
+    let dup = t
+        .post("/v1/services", svc(&vid, "10.0.9.9", 80, "tcp"))
+        .await;
+    assert_problem(&dup, 409, "vip");
+    assert!(dup.text.contains(&aid), "{}", dup.text);
+    t.created("/v1/services", svc(&vid2, "10.0.9.9", 80, "tcp"))
+        .await;
+    t.created("/v1/services", svc(&vid, "10.0.9.9", 81, "tcp"))
+        .await;
+    t.created("/v1/services", svc(&vid, "10.0.9.9", 80, "udp"))
+        .await;
+    // Replacing a service with its own VIP is not a conflict; moving it frees the old one.
+    let path = format!("/v1/services/{aid}");
+    let put = |body: Value| t.req("PUT", &path, Some(ADMIN), &[], Some(body.to_string()));
+    let r = put(svc(&vid, "10.0.9.9", 80, "tcp")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = put(svc(&vid, "10.0.9.10", 80, "tcp")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let b = t
+        .created("/v1/services", svc(&vid, "10.0.9.9", 80, "tcp"))
+        .await;
+    let dup = t
+        .post("/v1/services", svc(&vid, "10.0.9.10", 80, "tcp"))
+        .await;
+    assert_problem(&dup, 409, "vip");
+    // Deleting frees the VIP.
+    let bid = b["id"].as_str().unwrap();
+    let d = t
+        .req(
+            "DELETE",
+            &format!("/v1/services/{bid}"),
+            Some(ADMIN),
+            &[],
+            None,
+        )
+        .await;
+    assert!(d.status.is_success(), "{}", d.text);
+    t.created("/v1/services", svc(&vid, "10.0.9.9", 80, "tcp"))
+        .await;
+}

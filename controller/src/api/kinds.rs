@@ -575,22 +575,65 @@ impl Kind for ServiceSpec {
                 }
             }
         }
-        for (sid, s) in all::<ServiceSpec>(t, ServiceSpec::KIND)? {
-            if sid != id
-                && s.vpc_id == self.vpc_id
-                && s.vip == self.vip
-                && s.port == self.port
-                && s.protocol == self.protocol
-            {
+        // VIP:port/protocol unique within the VPC: one index lookup, not a scan.
+        service_index::ready(t)?;
+        let (pool, key) = service_index::entry(self);
+        match t.ipam_get(&pool, &key)? {
+            Some(sid) if sid != id => {
                 return Err(ApiError::conflict(
                     "vip",
-                    format!("service {sid} already serves {}:{}", s.vip, s.port),
+                    format!("service {sid} already serves {}:{}", self.vip, self.port),
                 ));
             }
+            _ => {}
         }
+        if let Some(o) = old {
+            service_index::remove(t, o, id)?;
+        }
+        t.ipam_put(&pool, &key, id)?;
         Ok(())
     }
-    fn on_delete(&self, _: &mut dyn Txn, _: &str) -> Result<(), ApiError> {
+    fn on_delete(&self, t: &mut dyn Txn, id: &str) -> Result<(), ApiError> {
+        service_index::ready(t)?;
+        service_index::remove(t, self, id)
+    }
+}
+
+/// The index of service VIPs per VPC (`VIP:port/protocol` → service id), written in the
+/// service's own transaction like [`port_index`].
+pub mod service_index {
+    use super::*;
+
+    const MARKER_POOL: &str = "idx:meta";
+    const MARKER_KEY: &str = "services-v1";
+
+    /// The index pool and key of a service's VIP.
+    pub fn entry(s: &ServiceSpec) -> (String, String) {
+        (
+            format!("idx:vip:{}", s.vpc_id),
+            format!("{}:{}/{:?}", s.vip, s.port, s.protocol),
+        )
+    }
+
+    /// Builds the index from the stored services if this store has none yet.
+    pub fn ready(t: &mut dyn Txn) -> Result<(), ApiError> {
+        if t.ipam_get(MARKER_POOL, MARKER_KEY)?.is_some() {
+            return Ok(());
+        }
+        for (sid, s) in all::<ServiceSpec>(t, ServiceSpec::KIND)? {
+            let (pool, key) = entry(&s);
+            t.ipam_put(&pool, &key, &sid)?;
+        }
+        t.ipam_put(MARKER_POOL, MARKER_KEY, "1")?;
+        Ok(())
+    }
+
+    /// Drops `s`'s entry if `id` owns it.
+    pub fn remove(t: &mut dyn Txn, s: &ServiceSpec, id: &str) -> Result<(), ApiError> {
+        let (pool, key) = entry(s);
+        if t.ipam_get(&pool, &key)?.as_deref() == Some(id) {
+            t.ipam_delete(&pool, &key)?;
+        }
         Ok(())
     }
 }

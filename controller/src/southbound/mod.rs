@@ -33,7 +33,7 @@ pub use reconcile::{
 pub use session::Session;
 use session::run_session;
 
-use crate::compiler::{Change, Engine, Model, is_group};
+use crate::compiler::{Change, Engine, Flow, FlowRefs, Model, is_group};
 use crate::model_from_store::{Keys, OfPorts, Snapshot, build_models_with};
 use crate::store::Store;
 use plexus_api::ChassisSync;
@@ -91,8 +91,19 @@ impl SwitchPorts {
     }
 }
 
+/// How long the engine waits, before its first compile, for the switches of the known
+/// chassis to report their interfaces (see `engine_task`).
+const FIRST_REPORTS_WAIT: Duration = Duration::from_secs(1);
+
+/// Ports in the VPCs to compile in full from which the engine uses a second thread.
+const PARALLEL_PORTS: usize = 1000;
+
 /// Changes a chassis keeps for sessions that are behind (older ones reconcile fully).
 const LOG_LEN: usize = 1024;
+/// Flows and groups the kept changes may name in all, beyond a quarter of the set: a
+/// session further behind reconciles fully, and a change as large as a restart's
+/// recompile (every flow removed and added) does not keep the replaced texts alive.
+const LOG_FLOWS: usize = 4096;
 
 /// What one chassis' switch should hold: the full desired set, maintained by applying
 /// the union's net changes, and the recent changes, numbered, so that a session sends
@@ -105,10 +116,12 @@ pub struct Desired {
     pub epoch: u64,
     /// Number of changes applied to `flows`.
     pub seq: u64,
-    pub flows: BTreeSet<String>,
+    pub flows: BTreeSet<Flow>,
     n_groups: usize,
     /// (`seq` after the change, the change), oldest first.
     log: VecDeque<(u64, Arc<SetDelta>)>,
+    /// Flows and groups named by the changes in `log`.
+    log_flows: usize,
 }
 
 impl Desired {
@@ -124,9 +137,14 @@ impl Desired {
             }
         }
         self.seq += 1;
+        self.log_flows += d.len();
         self.log.push_back((self.seq, Arc::new(d)));
-        if self.log.len() > LOG_LEN {
-            self.log.pop_front();
+        let max_flows = LOG_FLOWS + self.flows.len() / 4;
+        while self.log.len() > LOG_LEN || self.log_flows > max_flows {
+            let Some((_, d)) = self.log.pop_front() else {
+                break;
+            };
+            self.log_flows -= d.len();
         }
     }
 
@@ -472,8 +490,10 @@ impl EngineState {
             .collect();
         for id in gone {
             let e = self.engines.remove(&id).unwrap();
-            self.union.remove_flows(&e.flows());
+            self.union.remove_flows(&e.flow_refs());
         }
+        // Full compiles (new VPCs, and VPCs that mostly changed) and incremental ones.
+        let mut full: Vec<(String, Model, bool)> = Vec::new();
         for (id, m) in models {
             match self.engines.get_mut(&id) {
                 Some(e) if e.model().vni == m.vni => {
@@ -483,26 +503,50 @@ impl EngineState {
                         // Most of the VPC changed (a switch reported its ports after a
                         // controller restart): one full compile is cheaper than
                         // recomputing unit by unit; the union gets the difference.
-                        let old = e.flows();
-                        let fresh = Engine::new(m);
-                        let new = fresh.flows();
-                        self.union.apply(&flows_diff(&old, &new));
-                        *e = fresh;
-                        recomputed += 1;
+                        full.push((id, m, true));
                     } else if !changes.is_empty() {
                         let d = e.apply_all(changes);
                         recomputed += e.last_recomputed;
                         self.union.apply(&d);
                     }
                 }
+                _ => full.push((id, m, false)),
+            }
+        }
+        // VPCs compile independently: many of them (a controller start) on two threads.
+        let engines = &self.engines;
+        let build = |(id, m, replace): (String, Model, bool)| {
+            let prev = if replace { engines.get(&id) } else { None };
+            let e = Engine::new_sharing(m, prev);
+            (id, e, replace)
+        };
+        let ports: usize = full.iter().map(|(_, m, _)| m.ports.len()).sum();
+        let built: Vec<(String, Engine, bool)> = if full.len() >= 2 && ports >= PARALLEL_PORTS {
+            let second = full.split_off(full.len() / 2);
+            std::thread::scope(|s| {
+                let h = s.spawn(|| second.into_iter().map(build).collect::<Vec<_>>());
+                let mut out: Vec<_> = full.into_iter().map(build).collect();
+                out.extend(h.join().expect("compile thread panicked"));
+                out
+            })
+        } else {
+            full.into_iter().map(build).collect()
+        };
+        for (id, fresh, replace) in built {
+            recomputed += 1;
+            match self.engines.get_mut(&id) {
+                Some(e) if replace => {
+                    let old = e.flow_refs();
+                    let new = fresh.flow_refs();
+                    self.union.apply(&flows_diff(&old, &new));
+                    *e = fresh;
+                }
                 _ => {
                     if let Some(e) = self.engines.remove(&id) {
-                        self.union.remove_flows(&e.flows());
+                        self.union.remove_flows(&e.flow_refs());
                     }
-                    let e = Engine::new(m);
-                    self.union.add_flows(&e.flows());
-                    recomputed += 1;
-                    self.engines.insert(id, e);
+                    self.union.add_flows(&fresh.flow_refs());
+                    self.engines.insert(id, fresh);
                 }
             }
         }
@@ -511,16 +555,13 @@ impl EngineState {
 }
 
 /// The delta that turns one engine's flows into another's.
-fn flows_diff(
-    old: &crate::compiler::Flows,
-    new: &crate::compiler::Flows,
-) -> crate::compiler::Delta {
+fn flows_diff(old: &FlowRefs, new: &FlowRefs) -> crate::compiler::Delta {
     let mut d = crate::compiler::Delta::default();
     let empty = BTreeSet::new();
     for c in old.keys().chain(new.keys()) {
         let (o, n) = (old.get(c).unwrap_or(&empty), new.get(c).unwrap_or(&empty));
-        let added: BTreeSet<String> = n.difference(o).cloned().collect();
-        let removed: BTreeSet<String> = o.difference(n).cloned().collect();
+        let added: BTreeSet<Flow> = n.difference(o).cloned().collect();
+        let removed: BTreeSet<Flow> = o.difference(n).cloned().collect();
         if !added.is_empty() {
             d.added.insert(c.clone(), added);
         }
@@ -548,6 +589,7 @@ async fn engine_task<S: Store + Clone>(
     let mut dirty: BTreeSet<String> = BTreeSet::new();
     // Whether a keyed object may have appeared or gone (see `EngineState::update`).
     let mut ids_changed = true;
+    let mut first = true;
     loop {
         // The store writes its change feed before it publishes the revision: every
         // change up to `revision` is in the feed now.
@@ -609,6 +651,31 @@ async fn engine_task<S: Store + Clone>(
         let Some(snap) = snap.as_ref() else {
             continue;
         };
+        if first {
+            // Start the sessions, then give their switches a moment to report their
+            // interfaces before the first compile: a restarted controller compiles
+            // every VPC once with the ports its switches report instead of once
+            // without them and then again (every port's flows moved) with them.
+            // Only a delay: every later report is applied as before.
+            first = false;
+            manage_connectors(&shared, snap, &mut connectors);
+            tunnels::manage(&shared, snap, &mut tunnel_sessions);
+            let deadline = tokio::time::Instant::now() + FIRST_REPORTS_WAIT;
+            while snap.chassis.keys().any(|c| !st.epochs.contains_key(c)) {
+                match tokio::time::timeout_at(deadline, cmd.recv()).await {
+                    Ok(Some(Cmd::Ports {
+                        chassis,
+                        epoch,
+                        ports,
+                    })) => {
+                        st.ofports.insert(chassis.clone(), ports);
+                        st.epochs.insert(chassis, epoch);
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+        }
         let t0 = std::time::Instant::now();
         let which = if all {
             None
@@ -795,7 +862,11 @@ mod tests {
     fn union_flows(st: &EngineState) -> BTreeMap<String, BTreeSet<String>> {
         st.union
             .chassis()
-            .map(|c| (c.clone(), st.union.flows(c)))
+            .map(|c| {
+                let fs: BTreeSet<String> =
+                    st.union.flows(c).iter().map(|f| f.to_string()).collect();
+                (c.clone(), fs)
+            })
             .filter(|(_, v)| !v.is_empty())
             .collect()
     }
@@ -816,6 +887,46 @@ mod tests {
             1 => (0..3u8).prop_map(Step::DelVpc),
             1 => (0..3u8).prop_map(Step::Renumber),
         ]
+    }
+
+    /// Enough VPCs and ports to compile on two threads (new VPCs, then every port
+    /// reported: the full-compile path): the union equals the full recompute.
+    #[test]
+    fn parallel_full_compiles_equal_full() {
+        let port = |n: u8, reported: bool| Op::Port {
+            n,
+            chassis: n % 3,
+            groups: n % 4,
+            ip: n % 4,
+            sec: n.is_multiple_of(2),
+            bound: true,
+            reported,
+        };
+        let build = |reported: bool| -> BTreeMap<String, Model> {
+            (0..5u32)
+                .map(|v| {
+                    let mut e = crate::compiler::Engine::new(empty_vpc(100 + v));
+                    e.apply(to_change(&Op::Group {
+                        n: 0,
+                        rules: vec![(true, 1, 0, 2)],
+                    }));
+                    e.apply_all((0..250u8).map(|n| to_change(&port(n, reported))).collect());
+                    (format!("vpc{v}"), e.model().clone())
+                })
+                .collect()
+        };
+        let mut st = EngineState::default();
+        let models = build(false);
+        assert!(models.values().map(|m| m.ports.len()).sum::<usize>() >= PARALLEL_PORTS);
+        assert_eq!(st.apply_models(models.clone(), None), 5);
+        assert_eq!(union_flows(&st), full_union(&models));
+        let models = build(true);
+        assert_eq!(
+            st.apply_models(models.clone(), None),
+            5,
+            "five full compiles"
+        );
+        assert_eq!(union_flows(&st), full_union(&models));
     }
 
     proptest! {

@@ -2,7 +2,7 @@
 
 use super::reconcile::{
     COOKIE, COOKIE_MASK, InstalledFlow, Plan, SetDelta, canon_installed, is_plexus_group,
-    plan_from_delta, plan_full_canon,
+    parse_add, plan_from_delta, plan_full_canon,
 };
 use super::{Cmd, Shared, next_epoch};
 use crate::model_from_store::Snapshot;
@@ -12,15 +12,15 @@ use plexus_openflow::Message;
 use plexus_openflow::action::Action;
 use plexus_openflow::conn::{ConnError, ConnHandle, Connection, Reply};
 use plexus_openflow::message::{
-    AsyncConfig, BundleAdd, BundleControl, BundleCtrlType, FlowStats, FlowStatsRequest, GroupDesc,
-    GroupMod, MultipartReplyBody, MultipartRequest, MultipartRequestBody, OFP_NO_BUFFER, PacketIn2,
-    PacketOut, bundle_flags, group_id, port_no,
+    AsyncConfig, BundleAdd, BundleControl, BundleCtrlType, FlowMod, FlowStats, FlowStatsRequest,
+    GroupDesc, GroupMod, MultipartReplyBody, MultipartRequest, MultipartRequestBody, OFP_NO_BUFFER,
+    PacketIn2, PacketOut, bundle_flags, group_id, port_no,
 };
 use plexus_openflow::oxm::FieldId;
 use plexus_openflow::text::flow::TABLE_ALL;
 use plexus_responder::ratelimit::TokenBucket;
 use plexus_responder::{Handled, Responder};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +65,86 @@ pub fn answer_packet_in(
             Some(handle.send(&Message::PacketOut(po)).is_ok())
         }
     }
+}
+
+/// Checked messages between two barriers.
+const WINDOW_CHUNK: usize = 16384;
+
+/// Checked messages in flight, acknowledged in chunks: after every [`WINDOW_CHUNK`]
+/// messages a barrier follows, and before a third chunk is started the oldest one's
+/// barrier is awaited. The pending replies and the queued bytes stay bounded however
+/// many flow-mods a reconcile sends (a barrier inside an open bundle is not part of it:
+/// its reply only says the bundle messages before it were checked and added).
+struct Window {
+    what: &'static str,
+    chunks: VecDeque<(Reply<()>, Vec<Reply<()>>)>,
+    current: Vec<Reply<()>>,
+    settled: usize,
+    errs: Vec<String>,
+}
+
+impl Window {
+    fn new(what: &'static str) -> Self {
+        Window {
+            what,
+            chunks: VecDeque::new(),
+            current: Vec::new(),
+            settled: 0,
+            errs: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, r: Reply<()>) {
+        self.current.push(r);
+    }
+
+    async fn flush_if_full(&mut self, h: &ConnHandle) -> Result<(), String> {
+        if self.current.len() < WINDOW_CHUNK {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.current);
+        self.chunks.push_back((h.barrier(), chunk));
+        while self.chunks.len() > 2 {
+            let (b, rs) = self.chunks.pop_front().expect("chunk");
+            self.settle(b, rs).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for `barrier`, then collects the errors of `replies` (all answered by then).
+    async fn settle(&mut self, barrier: Reply<()>, replies: Vec<Reply<()>>) -> Result<(), String> {
+        wait(barrier).await.map_err(|e| e.to_string())?;
+        for r in replies {
+            if let Err(e) = wait(r).await {
+                self.errs
+                    .push(format!("{} {}: {e}", self.what, self.settled));
+            }
+            self.settled += 1;
+        }
+        Ok(())
+    }
+
+    /// Settles every chunk; `last` is a barrier sent after the last message. Returns
+    /// the messages' errors.
+    async fn finish(mut self, last: Reply<()>) -> Result<Vec<String>, String> {
+        while let Some((b, rs)) = self.chunks.pop_front() {
+            self.settle(b, rs).await?;
+        }
+        let rest = std::mem::take(&mut self.current);
+        self.settle(last, rest).await?;
+        Ok(self.errs)
+    }
+}
+
+/// A plan's flow-mods in sending order: deletes, adds, then the adds still in text
+/// (parsed here, one at a time).
+fn flow_mods(plan: &Plan) -> impl Iterator<Item = Result<FlowMod, String>> + '_ {
+    plan.deletes
+        .iter()
+        .chain(&plan.adds)
+        .cloned()
+        .map(Ok)
+        .chain(plan.add_texts.iter().map(|t| parse_add(t)))
 }
 
 async fn wait<T>(r: Reply<T>) -> Result<T, ConnError> {
@@ -163,6 +243,45 @@ impl Session {
         Ok(out)
     }
 
+    /// [`Session::plexus_flows`] reduced to what reconciling compares
+    /// ([`canon_installed`]), one reply part at a time off the runtime: the switch's
+    /// 100k+ flows are held as received bytes and reduced, never all decoded at once.
+    pub async fn plexus_flows_reduced(&self) -> anyhow::Result<Vec<InstalledFlow>> {
+        let req = FlowStatsRequest {
+            table_id: TABLE_ALL,
+            out_port: port_no::ANY,
+            out_group: group_id::ANY,
+            cookie: COOKIE,
+            cookie_mask: COOKIE_MASK,
+            match_: Default::default(),
+        };
+        let mut frame = Vec::new();
+        Message::MultipartRequest(MultipartRequest {
+            flags: 0,
+            body: MultipartRequestBody::Flow(req),
+        })
+        .encode(0, &mut frame);
+        let frames = wait(self.handle.multipart_raw(frame)).await?;
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for f in frames {
+                let (_, m) = Message::decode(&f)
+                    .map_err(|e| anyhow!("decoding a flow stats reply: {e:?}"))?;
+                drop(f);
+                match m {
+                    Message::MultipartReply(r) => match r.body {
+                        MultipartReplyBody::Flow(v) => out.extend(canon_installed(v)),
+                        other => bail!("flow stats answered with {other:?}"),
+                    },
+                    Message::Error(e) => bail!("flow stats refused: {e:?}"),
+                    other => bail!("flow stats answered with {other:?}"),
+                }
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
     /// Groups in the Plexus range on the switch (group descriptions).
     pub async fn plexus_groups(&self) -> anyhow::Result<Vec<GroupDesc>> {
         let mut out = Vec::new();
@@ -217,14 +336,8 @@ impl Session {
         if plan.is_empty() {
             return Ok(());
         }
-        let msgs: Vec<Message> = plan
-            .deletes
-            .into_iter()
-            .chain(plan.adds)
-            .map(Message::FlowMod)
-            .collect();
         if self.bundles {
-            match self.bundle(&msgs).await {
+            match self.bundle(&plan).await {
                 Ok(()) => return Ok(()),
                 Err(BundleError::Failed(e)) => return Err(e),
                 Err(BundleError::Unsupported(e)) => {
@@ -233,16 +346,13 @@ impl Session {
                 }
             }
         }
-        let replies: Vec<_> = msgs.iter().map(|m| self.handle.send_checked(m)).collect();
-        wait(self.handle.barrier())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut errs = Vec::new();
-        for (i, r) in replies.into_iter().enumerate() {
-            if let Err(e) = wait(r).await {
-                errs.push(format!("flow-mod {i}: {e}"));
-            }
+        let mut win = Window::new("flow-mod");
+        for fm in flow_mods(&plan) {
+            win.push(self.handle.send_checked(&Message::FlowMod(fm?)));
+            win.flush_if_full(&self.handle).await?;
         }
+        let barrier = self.handle.barrier();
+        let errs = win.finish(barrier).await?;
         if errs.is_empty() {
             Ok(())
         } else {
@@ -250,7 +360,7 @@ impl Session {
         }
     }
 
-    async fn bundle(&mut self, msgs: &[Message]) -> Result<(), BundleError> {
+    async fn bundle(&mut self, plan: &Plan) -> Result<(), BundleError> {
         let bundle_id = self.next_bundle;
         self.next_bundle = self.next_bundle.wrapping_add(1);
         let flags = bundle_flags::ATOMIC | bundle_flags::ORDERED;
@@ -268,29 +378,29 @@ impl Session {
             Err(e @ ConnError::Ofp { .. }) => return Err(BundleError::Unsupported(e.to_string())),
             Err(e) => return Err(BundleError::Failed(e.to_string())),
         }
-        let adds: Vec<_> = msgs
-            .iter()
-            .map(|m| {
-                self.handle.send_checked(&Message::BundleAdd(BundleAdd {
-                    bundle_id,
-                    flags,
-                    message: Box::new(m.clone()),
-                    properties: Vec::new(),
-                }))
-            })
-            .collect();
+        let mut win = Window::new("bundle message");
+        for fm in flow_mods(plan) {
+            let fm = match fm {
+                Ok(fm) => fm,
+                Err(e) => {
+                    let _ = self.handle.send(&ctrl(BundleCtrlType::DiscardRequest));
+                    return Err(BundleError::Failed(e));
+                }
+            };
+            win.push(self.handle.send_checked(&Message::BundleAdd(BundleAdd {
+                bundle_id,
+                flags,
+                message: Box::new(Message::FlowMod(fm)),
+                properties: Vec::new(),
+            })));
+            win.flush_if_full(&self.handle)
+                .await
+                .map_err(BundleError::Failed)?;
+        }
         let commit = self.handle.request(&ctrl(BundleCtrlType::CommitRequest));
         let barrier = self.handle.barrier();
         let commit = wait(commit).await;
-        wait(barrier)
-            .await
-            .map_err(|e| BundleError::Failed(e.to_string()))?;
-        let mut errs = Vec::new();
-        for (i, r) in adds.into_iter().enumerate() {
-            if let Err(e) = wait(r).await {
-                errs.push(format!("bundle message {i}: {e}"));
-            }
-        }
+        let mut errs = win.finish(barrier).await.map_err(BundleError::Failed)?;
         match commit {
             Ok(Message::BundleControl(b)) if b.ctrl_type == BundleCtrlType::CommitReply => {
                 if errs.is_empty() {
@@ -434,10 +544,9 @@ async fn follow<S: Store + Clone>(
         }
     };
     let dump = async {
-        let flows = sess.plexus_flows().await?;
+        // Reduced off the runtime, still while the engine compiles.
+        let flows = sess.plexus_flows_reduced().await?;
         let groups = sess.plexus_groups().await?;
-        // Canonicalised off the runtime, still while the engine compiles.
-        let flows = tokio::task::spawn_blocking(move || canon_installed(flows)).await?;
         Ok::<_, anyhow::Error>((flows, groups))
     };
     let (go, dumped) = tokio::join!(wait, dump);
@@ -458,7 +567,7 @@ async fn follow<S: Store + Clone>(
             rx.borrow_and_update();
             enum Work {
                 Delta(SetDelta),
-                Full(BTreeSet<String>),
+                Full(BTreeSet<crate::compiler::Flow>),
             }
             let (revision, seq, count, work) = {
                 let d = state.lock().unwrap();
@@ -566,19 +675,21 @@ async fn follow<S: Store + Clone>(
 async fn reconcile(
     sess: &mut Session,
     revision: u64,
-    flows: &BTreeSet<String>,
+    flows: &BTreeSet<crate::compiler::Flow>,
     prefetched: Option<(Vec<InstalledFlow>, Vec<GroupDesc>)>,
 ) -> Result<(u64, u64), String> {
     let (have, groups) = match prefetched {
         Some(p) => p,
         None => (
-            canon_installed(sess.plexus_flows().await.map_err(|e| format!("{e:#}"))?),
+            sess.plexus_flows_reduced()
+                .await
+                .map_err(|e| format!("{e:#}"))?,
             sess.plexus_groups().await.map_err(|e| format!("{e:#}"))?,
         ),
     };
     let n_have = have.len();
     let plan = plan_full_canon(have, &groups, flows)?;
-    let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
+    let counts = (plan.flow_adds() as u64, plan.deletes.len() as u64);
     tracing::info!(
         revision,
         installed = n_have,
@@ -598,7 +709,7 @@ async fn apply_delta(sess: &mut Session, d: &SetDelta) -> Result<(u64, u64), Str
         return Ok((0, 0));
     }
     let plan = plan_from_delta(&d.added, &d.removed)?;
-    let counts = (plan.adds.len() as u64, plan.deletes.len() as u64);
+    let counts = (plan.flow_adds() as u64, plan.deletes.len() as u64);
     sess.send_plan(plan).await?;
     Ok(counts)
 }
