@@ -395,6 +395,8 @@ const OFPPF_COPPER: u32 = 1 << 11;
 /// Ports + pipeline: what the agent operates on.
 #[derive(Debug)]
 pub struct Core {
+    /// Sorted by OpenFlow port number: every output finds its port by
+    /// binary search ([`port_mut`]), O(log ports) at 10k ports.
     ports: Vec<DpPort>,
     engine: Box<dyn Engine>,
     pins: Vec<Pin>,
@@ -409,6 +411,13 @@ pub struct Core {
 /// buffers packet-ins.
 type Pin = (PacketIn, Option<Vec<u8>>);
 
+/// The port numbered `ofport` in `ports` (sorted by number).
+#[inline]
+fn port_mut(ports: &mut [DpPort], ofport: u32) -> Option<&mut DpPort> {
+    let i = ports.binary_search_by_key(&ofport, |p| p.ofport).ok()?;
+    Some(&mut ports[i])
+}
+
 struct PortSink<'a> {
     ports: &'a mut [DpPort],
     pins: &'a mut Vec<Pin>,
@@ -420,7 +429,7 @@ impl PortSink<'_> {
         // Packet-ins of packets received on a port: that port's config
         // (NO_PACKET_IN) and rate limit; others (packet-out from the
         // controller) are not limited.
-        let pass = match self.ports.iter_mut().find(|p| p.ofport == self.in_port) {
+        let pass = match port_mut(self.ports, self.in_port) {
             Some(p) if p.config & OFPPC_NO_PACKET_IN != 0 => false,
             Some(p) => p.pin.take(Instant::now()),
             None => true,
@@ -433,7 +442,7 @@ impl PortSink<'_> {
 
 impl Sink for PortSink<'_> {
     fn output(&mut self, port: u32, frame: &[u8]) {
-        if let Some(p) = self.ports.iter_mut().find(|p| p.ofport == port) {
+        if let Some(p) = port_mut(self.ports, port) {
             // vxlan: a tunnel port without flow metadata (NORMAL, packet-out)
             // encapsulates with its fixed options.
             if p.port.is_tunnel() {
@@ -451,7 +460,7 @@ impl Sink for PortSink<'_> {
 
     // vxlan: outputs to tunnel ports with the flow's tunnel metadata.
     fn output_tunnel(&mut self, port: u32, frame: &[u8], tun: &TunnelMeta) {
-        match self.ports.iter_mut().find(|p| p.ofport == port) {
+        match port_mut(self.ports, port) {
             Some(p) if p.port.is_tunnel() => p.port.push_tunnel(frame, Some(tun)),
             _ => self.output(port, frame),
         }
@@ -489,30 +498,29 @@ impl Core {
         const OFPPR_DELETE: u8 = 1;
         match c {
             Ctl::AddPort { ofport, open, done } => {
-                let r = if self.ports.iter().any(|p| p.ofport == ofport) {
-                    Err(format!("OpenFlow port {ofport} is in use"))
-                } else {
-                    match (open.0)() {
+                let r = match self.ports.binary_search_by_key(&ofport, |p| p.ofport) {
+                    Ok(_) => Err(format!("OpenFlow port {ofport} is in use")),
+                    Err(at) => match (open.0)() {
                         Ok(port) => {
                             let mut p = DpPort::new(ofport, port);
                             p.set_packet_in_limit(PinLimit::per_second(
                                 agent.config().packet_in_rate,
                             ));
                             let (snap, desc) = (p.snapshot(), p.desc());
-                            self.ports.push(p);
+                            self.ports.insert(at, p);
                             self.ports_changed();
                             agent.port_event(OFPPR_ADD, vec![desc]);
                             Ok(snap)
                         }
                         Err(e) => Err(format!("{e:#}")),
-                    }
+                    },
                 };
                 if let Some(d) = done {
                     let _ = d.send(r);
                 }
             }
             Ctl::DelPort { ofport, done } => {
-                let found = match self.ports.iter().position(|p| p.ofport == ofport) {
+                let found = match self.ports.binary_search_by_key(&ofport, |p| p.ofport).ok() {
                     Some(i) => {
                         let mut p = self.ports.remove(i);
                         if !p.tx.is_empty() {
@@ -586,7 +594,7 @@ impl Switch for Core {
     }
 
     fn port_mod(&mut self, pm: &PortMod) -> Result<(), OfpError> {
-        let Some(p) = self.ports.iter_mut().find(|p| p.ofport == pm.port_no) else {
+        let Some(p) = port_mut(&mut self.ports, pm.port_no) else {
             return Err(OfpError::PortModFailed(PortModFailedCode::BadPort));
         };
         if pm.hw_addr != p.hw_addr {
@@ -606,6 +614,8 @@ pub fn run(
     mut agent: Agent,
     mut ctl: CtlReceiver,
 ) -> std::io::Result<()> {
+    let mut ports = ports;
+    ports.sort_by_key(|p| p.ofport);
     let mut core = Core {
         ports,
         engine,
