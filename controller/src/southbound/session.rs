@@ -225,14 +225,7 @@ impl Session {
 
     /// Plexus-owned flows on the switch (flow stats filtered by the cookie).
     pub async fn plexus_flows(&self) -> anyhow::Result<Vec<FlowStats>> {
-        let req = FlowStatsRequest {
-            table_id: TABLE_ALL,
-            out_port: port_no::ANY,
-            out_group: group_id::ANY,
-            cookie: COOKIE,
-            cookie_mask: COOKIE_MASK,
-            match_: Default::default(),
-        };
+        let req = plexus_flows_request();
         let mut out = Vec::new();
         for b in self.multipart(MultipartRequestBody::Flow(req)).await? {
             match b {
@@ -247,14 +240,7 @@ impl Session {
     /// ([`canon_installed`]), one reply part at a time off the runtime: the switch's
     /// 100k+ flows are held as received bytes and reduced, never all decoded at once.
     pub async fn plexus_flows_reduced(&self) -> anyhow::Result<Vec<InstalledFlow>> {
-        let req = FlowStatsRequest {
-            table_id: TABLE_ALL,
-            out_port: port_no::ANY,
-            out_group: group_id::ANY,
-            cookie: COOKIE,
-            cookie_mask: COOKIE_MASK,
-            match_: Default::default(),
-        };
+        let req = plexus_flows_request();
         let mut frame = Vec::new();
         Message::MultipartRequest(MultipartRequest {
             flags: 0,
@@ -712,4 +698,16 @@ async fn apply_delta(sess: &mut Session, d: &SetDelta) -> Result<(u64, u64), Str
     let counts = (plan.flow_adds() as u64, plan.deletes.len() as u64);
     sess.send_plan(plan).await?;
     Ok(counts)
+}
+
+/// Flow stats of every table, filtered by the Plexus cookie.
+fn plexus_flows_request() -> FlowStatsRequest {
+    FlowStatsRequest {
+        table_id: TABLE_ALL,
+        out_port: port_no::ANY,
+        out_group: group_id::ANY,
+        cookie: COOKIE,
+        cookie_mask: COOKIE_MASK,
+        match_: Default::default(),
+    }
 }
