@@ -2,7 +2,7 @@
 //! monitor-driven local [`Replica`] for optimistic-concurrency transactions (wait/assert).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value, json};
@@ -53,6 +53,7 @@ pub struct Client {
     pending: Pending,
     next: Arc<AtomicU64>,
     notes: Subscribers,
+    closed: Arc<AtomicBool>,
 }
 
 impl Client {
@@ -115,7 +116,8 @@ impl Client {
                 }
             }
         });
-        let (p2, n2, tx2) = (pending.clone(), notes.clone(), tx.clone());
+        let closed = Arc::new(AtomicBool::new(false));
+        let (p2, n2, tx2, c2) = (pending.clone(), notes.clone(), tx.clone(), closed.clone());
         tokio::spawn(async move {
             let mut framer = Framer::default();
             let mut buf = vec![0u8; 65536];
@@ -151,6 +153,7 @@ impl Client {
                 }
             }
             // Fail every outstanding call.
+            c2.store(true, Ordering::Release);
             lock(&p2).clear();
             lock(&n2).clear();
         });
@@ -159,7 +162,14 @@ impl Client {
             pending,
             next: Arc::new(AtomicU64::new(1)),
             notes,
+            closed,
         }
+    }
+
+    /// True once the server closed the connection (or reading from it failed):
+    /// every later call fails, so a cached client should be replaced.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.out.is_closed()
     }
 
     /// Subscribe to notifications (`update`, `update2`, `update3`, `locked`, `stolen`).
