@@ -29,6 +29,9 @@ const IFLA_MTU: u16 = 4;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_IFALIAS: u16 = 20;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const IFLA_TUN_TYPE: u16 = 3;
@@ -400,12 +403,34 @@ impl Netlink {
     }
 
     /// Sets the alias (`ifalias`) of a link given by name and brings it up,
-    /// in one request.
+    /// in one `send`. Before it goes up, the link's IPv6 address generation
+    /// is turned off (`addrgenmode none`): the host side of a pod's veth is
+    /// a switch port and needs no link-local address, whose DAD, MLD reports
+    /// and address notifications would otherwise reach the switch (which
+    /// re-reads every interface's addresses on each of them). Without IPv6
+    /// in the kernel that request fails and is ignored.
     pub fn set_alias_up(&mut self, name: &str, alias: &str) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, IFF_UP, IFF_UP));
-        m.attr_str(IFLA_IFNAME, name)
+        let mut no_ll = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0));
+        no_ll.attr_str(IFLA_IFNAME, name);
+        let af = no_ll.begin(IFLA_AF_SPEC);
+        let v6 = no_ll.begin(libc::AF_INET6 as u16);
+        no_ll.attr(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
+        no_ll.end(v6);
+        no_ll.end(af);
+        let mut up = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, IFF_UP, IFF_UP));
+        up.attr_str(IFLA_IFNAME, name)
             .attr(IFLA_IFALIAS, alias.as_bytes());
-        self.request(m)
+        match self.batch(vec![no_ll, up]) {
+            Ok(()) => Ok(()),
+            Err((0, e)) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                // No IPv6: the first request failed alone; bring it up.
+                let mut up = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, IFF_UP, IFF_UP));
+                up.attr_str(IFLA_IFNAME, name)
+                    .attr(IFLA_IFALIAS, alias.as_bytes());
+                self.request(up)
+            }
+            Err((_, e)) => Err(e),
+        }
     }
 
     /// `(name, alias)` of every link whose alias starts with `prefix`.
