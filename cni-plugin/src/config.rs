@@ -76,6 +76,11 @@ pub struct NetConf {
     /// does) before ADD returns; default false (see `ovs.rs` for why).
     #[serde(default)]
     pub ovs_wait: bool,
+    /// The per-node daemon's socket (`plexus-cni daemon --socket PATH`): when
+    /// set, the plugin forwards the call there instead of doing the work
+    /// itself (see [`crate::daemon`]).
+    #[serde(default)]
+    pub daemon_socket: Option<PathBuf>,
     /// Accepted for compatibility with earlier configs (not waiting is the default now).
     #[serde(default)]
     pub ovs_no_wait: bool,

@@ -41,6 +41,18 @@ impl Controller {
         Ok(Self { http })
     }
 
+    /// The same controller over keep-alive connections from `pool` (the daemon).
+    pub fn pooled(self, pool: std::sync::Arc<crate::http::Pool>) -> Self {
+        Self {
+            http: self.http.pooled(pool),
+        }
+    }
+
+    /// `host:port` of the controller.
+    pub fn authority(&self) -> &str {
+        self.http.authority()
+    }
+
     /// A client with the token itself (the `plexus` CLI).
     pub fn with_token(url: &str, token: Option<String>, timeout: Duration) -> CniResult<Self> {
         let http = Client::new(url, token, timeout)

@@ -11,6 +11,7 @@
 //! | 5 | I/O failure (reading stdin, the token file, running tools) |
 //! | 6 | failed to decode content (stdin JSON, prevResult) |
 //! | 7 | invalid network configuration |
+//! | 11 | try again later: the daemon (`daemon_socket`) is unreachable or died during the call |
 //! | 50 | STATUS: plugin not available (controller or switch down) |
 //! | 100 | controller unreachable (connect/read failure) |
 //! | 101 | controller rejected the request (HTTP status ≥ 400; details carry the problem JSON) |
@@ -28,6 +29,7 @@ pub const INVALID_ENV: u32 = 4;
 pub const IO_FAILURE: u32 = 5;
 pub const DECODE_FAILURE: u32 = 6;
 pub const INVALID_CONFIG: u32 = 7;
+pub const TRY_AGAIN: u32 = 11;
 pub const NOT_AVAILABLE: u32 = 50;
 pub const CONTROLLER_UNREACHABLE: u32 = 100;
 pub const CONTROLLER_REJECTED: u32 = 101;

@@ -1,10 +1,39 @@
 //! A minimal blocking HTTP/1.1 client for the controller's REST API (plain
-//! `http://`, one connection per request, `Connection: close`). Small and
-//! dependency-free so the plugin starts fast.
+//! `http://`). Small and dependency-free so the plugin starts fast.
+//!
+//! A one-shot plugin run sends `Connection: close` and opens a connection
+//! per request. The per-node daemon ([`crate::daemon`]) gives its clients a
+//! shared [`Pool`] of idle keep-alive connections instead; a request that
+//! finds its pooled connection closed by the server before any byte of the
+//! response arrived is sent once more on a fresh connection (the server
+//! closes idle connections only between requests, so it never saw it).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Idle keep-alive connections to one controller, shared by a daemon's calls.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<Vec<TcpStream>>,
+}
+
+/// At most this many idle connections are kept per pool.
+const POOL_MAX_IDLE: usize = 64;
+
+impl Pool {
+    fn take(&self) -> Option<TcpStream> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, s: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push(s);
+        }
+    }
+}
 
 /// A parsed `http://host:port/prefix` endpoint.
 #[derive(Debug, Clone)]
@@ -13,6 +42,7 @@ pub struct Client {
     prefix: String,
     token: Option<String>,
     timeout: Duration,
+    pool: Option<Arc<Pool>>,
 }
 
 /// Status and body of a response.
@@ -44,23 +74,42 @@ impl Client {
             prefix: prefix.to_owned(),
             token,
             timeout,
+            pool: None,
         })
     }
 
-    /// Sends one request; `Err` only for transport failures.
-    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Response> {
+    /// The same endpoint with keep-alive connections drawn from `pool`.
+    pub fn pooled(mut self, pool: Arc<Pool>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// `host:port`, the key a daemon pools connections by.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    fn connect(&self) -> io::Result<TcpStream> {
         let addr = self
             .authority
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::other(format!("{}: no address", self.authority)))?;
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout)?;
+        let s = TcpStream::connect_timeout(&addr, self.timeout)?;
         s.set_read_timeout(Some(self.timeout))?;
         s.set_write_timeout(Some(self.timeout))?;
         s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    /// Sends one request; `Err` only for transport failures.
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Response> {
+        let keep_alive = self.pool.is_some();
         let mut req = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
-            self.prefix, self.authority
+            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: {}\r\nAccept: application/json\r\n",
+            self.prefix,
+            self.authority,
+            if keep_alive { "keep-alive" } else { "close" }
         );
         if let Some(t) = &self.token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
@@ -75,11 +124,126 @@ impl Client {
         req.push_str("\r\n");
         let mut buf = req.into_bytes();
         buf.extend_from_slice(body);
-        s.write_all(&buf)?;
-        let mut raw = Vec::with_capacity(4096);
-        s.read_to_end(&mut raw)?;
-        parse_response(&raw)
+        let Some(pool) = &self.pool else {
+            let mut s = self.connect()?;
+            s.write_all(&buf)?;
+            let mut raw = Vec::with_capacity(4096);
+            s.read_to_end(&mut raw)?;
+            return parse_response(&raw);
+        };
+        if let Some(mut s) = pool.take() {
+            match exchange(&mut s, &buf) {
+                Ok((r, reuse)) => {
+                    if reuse {
+                        pool.put(s);
+                    }
+                    return Ok(r);
+                }
+                // Closed while idle: the server never saw this request.
+                Err(Exchange::Stale) => {}
+                Err(Exchange::Failed(e)) => return Err(e),
+            }
+        }
+        let mut s = self.connect()?;
+        match exchange(&mut s, &buf) {
+            Ok((r, reuse)) => {
+                if reuse {
+                    pool.put(s);
+                }
+                Ok(r)
+            }
+            Err(Exchange::Stale) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response",
+            )),
+            Err(Exchange::Failed(e)) => Err(e),
+        }
     }
+}
+
+enum Exchange {
+    /// Nothing of a response arrived: the connection was dead before the request.
+    Stale,
+    Failed(io::Error),
+}
+
+/// One request/response on a keep-alive connection: the response and
+/// whether the connection can carry another request.
+fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<(Response, bool), Exchange> {
+    let stale = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        )
+    };
+    if let Err(e) = s.write_all(req) {
+        return Err(if stale(&e) {
+            Exchange::Stale
+        } else {
+            Exchange::Failed(e)
+        });
+    }
+    let mut raw = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match s.read(&mut chunk) {
+            Ok(0) if raw.is_empty() => return Err(Exchange::Stale),
+            Ok(0) => {
+                return parse_response(&raw)
+                    .map(|r| (r, false))
+                    .map_err(Exchange::Failed);
+            }
+            Ok(n) => n,
+            Err(e) if raw.is_empty() && stale(&e) => return Err(Exchange::Stale),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Exchange::Failed(e)),
+        };
+        raw.extend_from_slice(&chunk[..n]);
+        if let Some(done) = complete_response(&raw) {
+            return done.map_err(Exchange::Failed);
+        }
+    }
+}
+
+/// `Some` once `raw` holds a whole response framed by Content-Length or
+/// chunked encoding: the response and whether the connection stays open.
+fn complete_response(raw: &[u8]) -> Option<io::Result<(Response, bool)>> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let mut len = None;
+    let mut chunked = false;
+    let mut close = head.starts_with("http/1.0");
+    for l in head.split("\r\n").skip(1) {
+        if let Some((k, v)) = l.split_once(':') {
+            match (k.trim(), v.trim()) {
+                ("content-length", v) => len = v.parse::<usize>().ok(),
+                ("transfer-encoding", "chunked") => chunked = true,
+                ("connection", "close") => close = true,
+                _ => {}
+            }
+        }
+    }
+    let rest = &raw[end + 4..];
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status == "204" || status == "304" || status.starts_with('1') {
+        // No body by definition (RFC 9112 §6.3).
+        return Some(parse_response(&raw[..end + 4]).map(|r| (r, !close)));
+    }
+    if chunked {
+        // Complete when the terminating chunk has arrived.
+        dechunk(rest)?;
+    } else if let Some(n) = len {
+        if rest.len() < n {
+            return None;
+        }
+    } else {
+        // Framed by the end of the connection: read on to EOF.
+        return None;
+    }
+    Some(parse_response(raw).map(|r| (r, !close)))
 }
 
 pub(crate) fn parse_response(raw: &[u8]) -> io::Result<Response> {
@@ -147,6 +311,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.body, b"abcde");
+        assert!(complete_response(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab").is_none());
+        let (r, reuse) = complete_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nab")
+            .unwrap()
+            .unwrap();
+        assert!(reuse && r.body == b"ab");
+        let (_, reuse) =
+            complete_response(b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(!reuse);
+        assert!(
+            complete_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+                .is_none()
+        );
         let c = Client::new("http://127.0.0.1:8480/", None, Duration::from_secs(1)).unwrap();
         assert_eq!(c.authority, "127.0.0.1:8480");
         assert!(Client::new("https://x", None, Duration::from_secs(1)).is_err());

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod daemon;
 pub mod error;
 pub mod fuzz;
 pub mod http;
@@ -32,8 +33,14 @@ pub mod vm;
 use std::io::{Read, Write};
 
 /// The binary's entry point: returns the process exit code.
+/// `plexus-cni daemon …` runs the per-node daemon ([`daemon`]); otherwise
+/// this is a CNI call (runtimes pass no arguments).
 pub fn main_entry() -> i32 {
     trace::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("daemon") {
+        return daemon::main(&args[1..]);
+    }
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let out = match (config::Env::from_env(|k| std::env::var(k).ok()), read) {
@@ -43,25 +50,50 @@ pub fn main_entry() -> i32 {
             "reading stdin failed",
             e.to_string(),
         )),
-        (Ok(env), Ok(_)) => plugin::run(&env, &stdin),
+        (Ok(env), Ok(_)) => match daemon_socket(&env, &stdin) {
+            Some(sock) => match daemon::forward(&sock, env.command, &stdin) {
+                Ok((code, out)) => {
+                    trace::step("exit");
+                    let _ = std::io::stdout().lock().write_all(&out);
+                    return code;
+                }
+                Err(e) => Err(e),
+            },
+            None => plugin::run(&env, &stdin),
+        },
     };
-    // Errors carry the config's version when it is one we speak.
-    let version = serde_json::from_slice::<serde_json::Value>(&stdin)
-        .ok()
-        .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
-        .filter(|v| config::SUPPORTED_VERSIONS.contains(&v.as_str()))
-        .unwrap_or_else(|| config::LATEST.to_owned());
+    let (code, text) = render(out, &stdin);
     trace::step("exit");
-    let mut so = std::io::stdout().lock();
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    code
+}
+
+/// The daemon's socket when the configuration names one (VERSION is
+/// always answered here).
+fn daemon_socket(env: &config::Env, stdin: &[u8]) -> Option<std::path::PathBuf> {
+    if env.command == config::Command::Version {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(stdin).ok()?;
+    v["daemon_socket"].as_str().map(std::path::PathBuf::from)
+}
+
+/// A call's outcome as the exit code and stdout. Errors carry the config's
+/// version when it is one we speak.
+pub(crate) fn render(
+    out: error::CniResult<Option<serde_json::Value>>,
+    stdin: &[u8],
+) -> (i32, String) {
     match out {
-        Ok(Some(v)) => {
-            let _ = writeln!(so, "{v}");
-            0
-        }
-        Ok(None) => 0,
+        Ok(Some(v)) => (0, format!("{v}\n")),
+        Ok(None) => (0, String::new()),
         Err(e) => {
-            let _ = writeln!(so, "{}", e.to_json(&version));
-            1
+            let version = serde_json::from_slice::<serde_json::Value>(stdin)
+                .ok()
+                .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+                .filter(|v| config::SUPPORTED_VERSIONS.contains(&v.as_str()))
+                .unwrap_or_else(|| config::LATEST.to_owned());
+            (1, format!("{}\n", e.to_json(&version)))
         }
     }
 }

@@ -104,6 +104,21 @@ pub fn configure_pod(p: &PodPlan<'_>) -> CniResult<()> {
 /// ([`netns::spawn_in`]): one link lookup, then MAC/up, address and default
 /// route in one netlink `send`.
 pub fn configure_pod_here(p: &PodPlan<'_>) -> CniResult<()> {
+    let nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
+    configure_pod_with(nl, p)
+}
+
+/// [`configure_pod`]'s work from the calling thread, which stays in its
+/// namespace: only the netlink socket is opened inside the pod netns
+/// ([`netns::visit`]). The daemon's way: no thread per call.
+pub fn configure_pod_visiting(p: &PodPlan<'_>) -> CniResult<()> {
+    let nl = netns::visit(p.netns, Netlink::open)
+        .map_err(|e| netns_err(p.netns, e))?
+        .map_err(|e| link_err("netlink socket in the pod netns", e))?;
+    configure_pod_with(nl, p)
+}
+
+fn configure_pod_with(mut nl: Netlink, p: &PodPlan<'_>) -> CniResult<()> {
     let mac = p.mac.map(mac_of).transpose()?;
     let (addr, plen) = parse_cidr(p.cidr).ok_or_else(|| {
         CniError::new(
@@ -122,7 +137,6 @@ pub fn configure_pod_here(p: &PodPlan<'_>) -> CniResult<()> {
         })?),
         None => None,
     };
-    let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
     let link = nl
         .link(p.ifname)
         .map_err(|e| link_err(p.ifname, e))?

@@ -37,12 +37,38 @@ pub struct IfaceRow {
     pub external_ids: BTreeMap<String, String>,
 }
 
-/// A connection to the switch's OVSDB (a private single-thread runtime drives it).
+/// A connection to the switch's OVSDB: a one-shot plugin run drives its own
+/// with a private single-thread runtime; the daemon ([`crate::daemon`])
+/// shares one connection, driven by its runtime, between all its calls
+/// (JSON-RPC ids keep concurrent transactions apart).
 #[derive(Debug)]
 pub struct Ovs {
-    rt: tokio::runtime::Runtime,
+    rt: Rt,
     client: Client,
     wait: bool,
+}
+
+#[derive(Debug)]
+enum Rt {
+    Own(tokio::runtime::Runtime),
+    Shared(tokio::runtime::Handle),
+}
+
+impl Rt {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        match self {
+            Rt::Own(rt) => rt.block_on(f),
+            Rt::Shared(h) => h.block_on(f),
+        }
+    }
+}
+
+/// Connects to `db` within [`TIMEOUT`] (on the caller's runtime).
+pub(crate) async fn connect_db(db: &str) -> CniResult<Client> {
+    tokio::time::timeout(TIMEOUT, connect_retrying(db))
+        .await
+        .map_err(|_| sw_err(db, "connect timed out"))?
+        .map_err(|e| sw_err(db, e))
 }
 
 fn sw_err(what: &str, e: impl std::fmt::Display) -> CniError {
@@ -102,11 +128,22 @@ impl Ovs {
                     e.to_string(),
                 )
             })?;
-        let client = rt
-            .block_on(async { tokio::time::timeout(TIMEOUT, connect_retrying(db)).await })
-            .map_err(|_| sw_err(db, "connect timed out"))?
-            .map_err(|e| sw_err(db, e))?;
-        Ok(Self { rt, client, wait })
+        let client = rt.block_on(connect_db(db))?;
+        Ok(Self {
+            rt: Rt::Own(rt),
+            client,
+            wait,
+        })
+    }
+
+    /// A shared connection, driven by the runtime behind `rt` (whose worker
+    /// threads must not be the caller's).
+    pub(crate) fn shared(rt: tokio::runtime::Handle, client: Client, wait: bool) -> Self {
+        Self {
+            rt: Rt::Shared(rt),
+            client,
+            wait,
+        }
     }
 
     fn transact(&self, ops: &[Op]) -> Result<Vec<Value>, ClientError> {
@@ -263,6 +300,12 @@ impl Ovs {
             .and_then(|r| r["rows"][0]["next_cfg"].as_i64())
             .ok_or_else(|| sw_err("waiting for ovs-vswitchd", "no next_cfg"))?;
         let mut notes = self.client.notifications();
+        // Unique per wait: calls sharing a daemon's connection wait at once.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!(
+            "cur_cfg-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let cur = |v: &Value| -> Option<i64> {
             v["Open_vSwitch"]
                 .as_object()?
@@ -276,18 +319,27 @@ impl Ovs {
                         .client
                         .call(
                             "monitor",
-                            json!([DB, "cur_cfg", {"Open_vSwitch": {"columns": ["cur_cfg"]}}]),
+                            json!([DB, id, {"Open_vSwitch": {"columns": ["cur_cfg"]}}]),
                         )
                         .await?;
-                    if cur(&init).is_some_and(|c| c >= want) {
-                        return Ok(());
-                    }
-                    while let Some((m, p)) = notes.recv().await {
-                        if m == "update" && cur(&p[1]).is_some_and(|c| c >= want) {
+                    let done = async {
+                        if cur(&init).is_some_and(|c| c >= want) {
                             return Ok(());
                         }
+                        while let Some((m, p)) = notes.recv().await {
+                            if m == "update"
+                                && p[0].as_str() == Some(&id)
+                                && cur(&p[1]).is_some_and(|c| c >= want)
+                            {
+                                return Ok(());
+                            }
+                        }
+                        Err(ClientError::Closed)
                     }
-                    Err(ClientError::Closed)
+                    .await;
+                    // A shared connection outlives this wait.
+                    let _ = self.client.call("monitor_cancel", json!([id])).await;
+                    done
                 })
                 .await
                 .unwrap_or_else(|_| Err(ClientError::Protocol("timed out".into())))

@@ -1,6 +1,6 @@
 //! The verbs: ADD, DEL, CHECK, STATUS, GC, VERSION.
 
-use crate::config::{Command, Env, LATEST, NetConf, SUPPORTED_VERSIONS};
+use crate::config::{Command, ControllerConf, Env, LATEST, NetConf, SUPPORTED_VERSIONS};
 use crate::controller::{Controller, Created};
 use crate::error::*;
 use crate::link::{self, PodPlan, VethPlan};
@@ -11,8 +11,56 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
 
-/// Runs one invocation: returns the stdout JSON (None: print nothing).
+/// What the verbs run with: nothing shared (one plugin process per call), or
+/// the per-node daemon's shared controller and OVSDB connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ctx<'a> {
+    shared: Option<&'a crate::daemon::Shared>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Calls served by the daemon, sharing its connections.
+    pub fn daemon(shared: &'a crate::daemon::Shared) -> Self {
+        Self {
+            shared: Some(shared),
+        }
+    }
+
+    fn controller(&self, c: &ControllerConf) -> CniResult<Controller> {
+        let ctl = Controller::new(c)?;
+        Ok(match self.shared {
+            Some(s) => {
+                let pool = s.http_pool(ctl.authority());
+                ctl.pooled(pool)
+            }
+            None => ctl,
+        })
+    }
+
+    /// The subnet (the daemon caches it briefly: its CIDR and gateway are
+    /// all ADD needs, and they do not change under a running pod).
+    fn subnet(&self, ctl: &Controller, id: &str) -> CniResult<plexus_api::Subnet> {
+        match self.shared {
+            Some(s) => s.subnet(ctl, id),
+            None => ctl.subnet(id),
+        }
+    }
+
+    fn ovs(&self, conf: &NetConf) -> CniResult<Ovs> {
+        match self.shared {
+            Some(s) => s.ovs(conf.ovsdb.as_deref(), conf.ovs_wait),
+            None => Ovs::connect(conf.ovsdb.as_deref(), conf.ovs_wait),
+        }
+    }
+}
+
+/// Runs one invocation in this process: returns the stdout JSON (None: print nothing).
 pub fn run(env: &Env, stdin: &[u8]) -> CniResult<Option<Value>> {
+    run_with(Ctx::default(), env, stdin)
+}
+
+/// [`run`] with the daemon's shared connections (or none).
+pub fn run_with(cx: Ctx<'_>, env: &Env, stdin: &[u8]) -> CniResult<Option<Value>> {
     if env.command == Command::Version {
         let asked = serde_json::from_slice::<Value>(stdin)
             .ok()
@@ -27,11 +75,11 @@ pub fn run(env: &Env, stdin: &[u8]) -> CniResult<Option<Value>> {
     let conf = NetConf::parse(stdin)?;
     trace("parsed");
     match env.command {
-        Command::Add => add(env, &conf).map(Some),
-        Command::Del => del(env, &conf).map(|()| None),
-        Command::Check => check(env, &conf).map(|()| None),
-        Command::Status => status(&conf).map(|()| None),
-        Command::Gc => gc(&conf).map(|()| None),
+        Command::Add => add(cx, env, &conf).map(Some),
+        Command::Del => del(cx, env, &conf).map(|()| None),
+        Command::Check => check(cx, env, &conf).map(|()| None),
+        Command::Status => status(cx, &conf).map(|()| None),
+        Command::Gc => gc(cx, &conf).map(|()| None),
         Command::Version => unreachable!(),
     }
 }
@@ -73,10 +121,6 @@ fn port_name(network: &str, container_id: &str, ifname: &str) -> String {
 /// Alias of the host-side veth (`ifalias`, up to 255 bytes).
 fn link_alias(network: &str, container_id: &str, ifname: &str) -> String {
     format!("plexus-cni/{network}/{container_id}/{ifname}")
-}
-
-fn ovs_of(conf: &NetConf) -> CniResult<Ovs> {
-    Ovs::connect(conf.ovsdb.as_deref(), conf.ovs_wait)
 }
 
 /// Test hook: `PLEXUS_CNI_TEST_PAUSE=after-veth` makes ADD sleep (up to
@@ -130,8 +174,8 @@ fn create_port(ctl: &Controller, spec: &PortSpec, binding: &PortBinding) -> CniR
 ///    veth (peer straight into the pod netns) and connect to OVSDB;
 /// 2. pod netns: MAC, up, address, default route ‖ OVSDB: plug the port
 ///    with `iface-id` = the controller port (needs phase 1's port id).
-fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
-    let ctl = Controller::new(conf.controller()?)?;
+fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
+    let ctl = cx.controller(conf.controller()?)?;
     let subnet_id = conf.subnet()?;
     let chassis = conf.chassis()?;
     let bridge = conf.bridge()?;
@@ -187,38 +231,57 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
     let hmac = host_mac(&env.container_id, &env.ifname);
     let alias = link_alias(&conf.name, &env.container_id, &env.ifname);
 
-    // Phase 1.
-    let (subnet, port, local) = std::thread::scope(|s| {
-        // The subnet read is quicker than the port creation: the OVSDB
-        // connection is made on its thread, beside the veth.
-        let subnet = s.spawn(|| {
-            let r = ctl.subnet(subnet_id);
-            trace("add:subnet-read");
-            let o = ovs_of(conf);
-            trace("add:ovsdb-connected");
-            (r, o)
-        });
-        let port = s.spawn(|| {
-            let r = create_port(&ctl, &spec, &binding);
-            trace("add:port-created");
-            r
-        });
-        let local = link::create_veth(&VethPlan {
-            host: &host,
-            alias: &alias,
-            host_mac: &hmac,
-            ifname: &env.ifname,
-            mtu: conf.mtu(),
-            netns,
-        });
-        trace("add:veth-created");
-        test_pause("after-veth");
-        let (subnet, ovs) = subnet.join().unwrap_or_else(|_| {
-            let e = CniError::new(IO_FAILURE, "internal error", "worker thread panicked");
-            (Err(e.clone()), Err(e))
-        });
-        (subnet, joined(port.join()), local.and(ovs))
-    });
+    let veth = VethPlan {
+        host: &host,
+        alias: &alias,
+        host_mac: &hmac,
+        ifname: &env.ifname,
+        mtu: conf.mtu(),
+        netns,
+    };
+    // Phase 1. The daemon runs the steps one after another on the call's
+    // thread: it serves many calls at once, and a thread per step would cost
+    // more CPU than the overlap saves.
+    let (subnet, port, local) = if cx.shared.is_some() {
+        let subnet = cx.subnet(&ctl, subnet_id);
+        trace("add:subnet-read");
+        let port = create_port(&ctl, &spec, &binding);
+        trace("add:port-created");
+        let local = if port.is_ok() && subnet.is_ok() {
+            let l = link::create_veth(&veth);
+            trace("add:veth-created");
+            test_pause("after-veth");
+            l.and_then(|()| cx.ovs(conf))
+        } else {
+            Err(CniError::new(IO_FAILURE, "not attempted", ""))
+        };
+        (subnet, port, local)
+    } else {
+        std::thread::scope(|s| {
+            // The subnet read is quicker than the port creation: the OVSDB
+            // connection is made on its thread, beside the veth.
+            let subnet = s.spawn(|| {
+                let r = ctl.subnet(subnet_id);
+                trace("add:subnet-read");
+                let o = cx.ovs(conf);
+                trace("add:ovsdb-connected");
+                (r, o)
+            });
+            let port = s.spawn(|| {
+                let r = create_port(&ctl, &spec, &binding);
+                trace("add:port-created");
+                r
+            });
+            let local = link::create_veth(&veth);
+            trace("add:veth-created");
+            test_pause("after-veth");
+            let (subnet, ovs) = subnet.join().unwrap_or_else(|_| {
+                let e = CniError::new(IO_FAILURE, "internal error", "worker thread panicked");
+                (Err(e.clone()), Err(e))
+            });
+            (subnet, joined(port.join()), local.and(ovs))
+        })
+    };
     let rollback = |port: Option<&Port>, ovs: Option<&Ovs>| {
         if let Some(o) = ovs {
             let _ = o.take_port(&host);
@@ -280,40 +343,50 @@ fn add(env: &Env, conf: &NetConf) -> CniResult<Value> {
             cidr: &cidr,
             gateway: gateway.as_deref(),
         };
-        let (pod, sw) = std::thread::scope(|s| {
-            // The pod side on a thread inside its netns, the switch port here.
-            let pod = netns::spawn_in(s, netns, || {
-                let r = link::configure_pod_here(&plan);
+        let ids = [
+            (ovs::KEY_IFACE_ID, port.id.as_str()),
+            (ovs::KEY_NETWORK, conf.name.as_str()),
+            (ovs::KEY_CONTAINER, env.container_id.as_str()),
+            (ovs::KEY_IFNAME, env.ifname.as_str()),
+        ];
+        let (pod, sw) = if cx.shared.is_some() {
+            let sw = ovs.add_port(bridge, &host, &ids);
+            trace("add:switch-port-added");
+            let pod = if sw.is_ok() {
+                let r = link::configure_pod_visiting(&plan);
                 trace("add:pod-configured");
                 r
-            });
-            let sw = ovs.add_port(
-                bridge,
-                &host,
-                &[
-                    (ovs::KEY_IFACE_ID, &port.id),
-                    (ovs::KEY_NETWORK, &conf.name),
-                    (ovs::KEY_CONTAINER, &env.container_id),
-                    (ovs::KEY_IFNAME, &env.ifname),
-                ],
-            );
-            trace("add:switch-port-added");
-            let pod = match pod {
-                Ok(h) => match h.join() {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => Err(link::netns_error(netns, e)),
-                    Err(_) => Err(CniError::new(
-                        IO_FAILURE,
-                        "internal error",
-                        "pod netns thread panicked",
-                    )),
-                },
-                Err(e) => Err(link::netns_error(netns, e)),
+            } else {
+                Ok(())
             };
             (pod, sw)
-        });
-        pod?;
+        } else {
+            std::thread::scope(|s| {
+                // The pod side on a thread inside its netns, the switch port here.
+                let pod = netns::spawn_in(s, netns, || {
+                    let r = link::configure_pod_here(&plan);
+                    trace("add:pod-configured");
+                    r
+                });
+                let sw = ovs.add_port(bridge, &host, &ids);
+                trace("add:switch-port-added");
+                let pod = match pod {
+                    Ok(h) => match h.join() {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(e)) => Err(link::netns_error(netns, e)),
+                        Err(_) => Err(CniError::new(
+                            IO_FAILURE,
+                            "internal error",
+                            "pod netns thread panicked",
+                        )),
+                    },
+                    Err(e) => Err(link::netns_error(netns, e)),
+                };
+                (pod, sw)
+            })
+        };
         sw?;
+        pod?;
         Ok(build_result(
             conf,
             env,
@@ -394,12 +467,16 @@ fn build_result(
 /// DEL: the OVSDB row names the controller port (iface-id); the switch row
 /// and then the controller port go on one thread while the veth is deleted
 /// on another.
-fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
+fn del(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<()> {
     let host = host_ifname(&env.container_id, &env.ifname);
-    let ctl = conf.controller.as_ref().map(Controller::new).transpose()?;
+    let ctl = conf
+        .controller
+        .as_ref()
+        .map(|c| cx.controller(c))
+        .transpose()?;
     let (remote, link) = std::thread::scope(|s| {
         let remote = s.spawn(|| -> CniResult<()> {
-            let row = ovs_of(conf)?.take_port(&host)?;
+            let row = cx.ovs(conf)?.take_port(&host)?;
             trace("del:switch-port-deleted");
             let Some(ctl) = &ctl else { return Ok(()) };
             match row.and_then(|r| r.external_ids.get(ovs::KEY_IFACE_ID).cloned()) {
@@ -431,7 +508,7 @@ fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     link
 }
 
-fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
+fn check(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<()> {
     if !conf.at_least("0.4.0") {
         return Err(CniError::new(
             INCOMPATIBLE_VERSION,
@@ -515,7 +592,7 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
     }
     // The switch port and the controller binding.
     let host = host_ifname(&env.container_id, &env.ifname);
-    let rows = ovs_of(conf)?.find(ovs::KEY_CONTAINER, &env.container_id)?;
+    let rows = cx.ovs(conf)?.find(ovs::KEY_CONTAINER, &env.container_id)?;
     let row = rows
         .iter()
         .find(|r| r.name == host)
@@ -524,7 +601,7 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
         .external_ids
         .get(ovs::KEY_IFACE_ID)
         .ok_or_else(|| fail(format!("switch port {host} has no iface-id")))?;
-    let ctl = Controller::new(conf.controller()?)?;
+    let ctl = cx.controller(conf.controller()?)?;
     let port: Port = ctl
         .port(port_id)?
         .ok_or_else(|| fail(format!("controller port {port_id} missing")))?;
@@ -547,14 +624,15 @@ fn check(env: &Env, conf: &NetConf) -> CniResult<()> {
     Ok(())
 }
 
-fn status(conf: &NetConf) -> CniResult<()> {
+fn status(cx: Ctx<'_>, conf: &NetConf) -> CniResult<()> {
     let unavailable =
         |e: CniError| CniError::new(NOT_AVAILABLE, "plugin not available", e.to_string());
-    Controller::new(conf.controller()?)?
+    cx.controller(conf.controller()?)?
         .ready()
         .map_err(unavailable)?;
     let bridge = conf.bridge()?;
-    if !ovs_of(conf)
+    if !cx
+        .ovs(conf)
         .and_then(|o| o.bridge_exists(bridge))
         .map_err(unavailable)?
     {
@@ -567,15 +645,15 @@ fn status(conf: &NetConf) -> CniResult<()> {
     Ok(())
 }
 
-fn gc(conf: &NetConf) -> CniResult<()> {
+fn gc(cx: Ctx<'_>, conf: &NetConf) -> CniResult<()> {
     let valid: HashSet<(String, String)> = conf
         .valid_attachments
         .iter()
         .flatten()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
-    let ovs = ovs_of(conf)?;
-    let ctl = Controller::new(conf.controller()?)?;
+    let ovs = cx.ovs(conf)?;
+    let ctl = cx.controller(conf.controller()?)?;
     let mut first_err = None;
     for row in ovs.find(ovs::KEY_NETWORK, &conf.name)? {
         let key = (

@@ -432,6 +432,168 @@ impl Env {
     }
 }
 
+/// A `plexus-cni daemon` in the host namespace of an [`Env`] (its socket in
+/// the Env's temp dir), killed with SIGKILL on drop.
+struct Daemon {
+    child: std::process::Child,
+    sock: PathBuf,
+}
+
+impl Daemon {
+    fn pid(&self) -> u32 {
+        // `ip netns exec` execs the daemon: the child's pid is the daemon's.
+        self.child.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Env {
+    /// Starts the daemon (with `extra` environment) and waits until it accepts.
+    fn daemon(&self, extra: &[(&str, &str)]) -> Daemon {
+        let sock = self.dir.path().join("cni.sock");
+        let child = Command::new("ip")
+            .args(["netns", "exec", self.ns()])
+            .arg(plugin_bin())
+            .arg("daemon")
+            .arg("--socket")
+            .arg(&sock)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning the daemon");
+        let mut d = Daemon { child, sock };
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(&d.sock).is_ok() {
+                return d;
+            }
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("the daemon exited: {st}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        d.kill();
+        panic!("the daemon never listened on {}", d.sock.display());
+    }
+
+    /// [`Env::conf`] whose calls go through the daemon.
+    fn daemon_conf(&self, version: &str, d: &Daemon) -> Value {
+        let mut c = self.conf(version);
+        c["daemon_socket"] = json!(d.sock.display().to_string());
+        c
+    }
+}
+
+/// The per-node daemon (`"daemon_socket"`): every verb through it
+/// (conformance), 20 concurrent ADDs with distinct addresses whose DELs leave
+/// nothing, then a daemon killed with SIGKILL in the middle of an ADD: the
+/// plugin answers 11 (try again later) while the daemon is down and STATUS
+/// 50; after a restart the ADD succeeds and DEL leaves nothing.
+#[test]
+fn daemon_serves_every_verb_and_an_add_after_a_killed_daemon_leaks_nothing() {
+    let Some(e) = Env::start() else { return };
+    let p = e.plugin();
+    {
+        let d = e.daemon(&[]);
+        for version in ["0.4.0", "1.1.0"] {
+            common_conformance(&p, &e.daemon_conf(version, &d), "plx-dmn-1");
+            e.assert_clean();
+        }
+        let conf = e.daemon_conf("1.1.0", &d);
+        p.verb("STATUS", "", "", "", &conf)
+            .assert_ok_empty("STATUS through the daemon");
+        let nss: Vec<Netns> = (0..20)
+            .map(|_| Netns::create(&unique_name("plxdm")).unwrap())
+            .collect();
+        let results: Vec<Value> = std::thread::scope(|s| {
+            let hs: Vec<_> = nss
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| {
+                    let (p, conf) = (&p, &conf);
+                    s.spawn(move || {
+                        let netns = ns_path(ns.name());
+                        let r = p.verb("ADD", &format!("dmn{i}"), &netns, "eth0", conf);
+                        assert_eq!(r.code, 0, "ADD dmn{i}: {}", r.stdout);
+                        let r = r.json();
+                        validate_result(&r, "1.1.0", &netns, "eth0");
+                        r
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ips: HashSet<String> = results
+            .iter()
+            .map(|r| r["ips"][0]["address"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ips.len(), 20, "duplicate addresses: {ips:?}");
+        assert_eq!(e.ovs_ports().len(), 20);
+        std::thread::scope(|s| {
+            for (i, ns) in nss.iter().enumerate() {
+                let (p, conf) = (&p, &conf);
+                s.spawn(move || {
+                    p.verb("DEL", &format!("dmn{i}"), &ns_path(ns.name()), "eth0", conf)
+                        .assert_ok_empty("concurrent DEL through the daemon");
+                });
+            }
+        });
+        e.assert_clean();
+    }
+
+    // Killed mid-ADD: the daemon pauses after the veth, then dies.
+    let mut d = e.daemon(&[("PLEXUS_CNI_TEST_PAUSE", "after-veth")]);
+    let conf = e.daemon_conf("1.1.0", &d);
+    let pod = Netns::create(&unique_name("plxdm")).unwrap();
+    let netns = ns_path(pod.name());
+    let host = plexus_cni::plugin::host_ifname("dmn-crash", "eth0");
+    let crashed = std::thread::scope(|s| {
+        let add = s.spawn(|| p.verb("ADD", "dmn-crash", &netns, "eth0", &conf));
+        let mut seen = false;
+        for _ in 0..200 {
+            if plexus_tests::netns::ip(&["-n", e.ns(), "link", "show", &host]).is_ok() {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d.kill();
+        assert!(seen, "the paused ADD never created {host}");
+        add.join().unwrap()
+    });
+    crashed.assert_error(11, "ADD whose daemon was killed");
+    p.verb("ADD", "dmn-crash", &netns, "eth0", &conf)
+        .assert_error(11, "ADD while the daemon is down");
+    p.verb("STATUS", "", "", "", &conf)
+        .assert_error(50, "STATUS while the daemon is down");
+    let _d = e.daemon(&[]);
+    let r = p.verb("ADD", "dmn-crash", &netns, "eth0", &conf);
+    assert_eq!(r.code, 0, "ADD after the daemon's restart: {}", r.stdout);
+    let r = r.json();
+    validate_result(&r, "1.1.0", &netns, "eth0");
+    assert_eq!(e.controller_ports().len(), 1, "{:?}", e.controller_ports());
+    assert_eq!(e.leases().len(), 1);
+    assert_eq!(e.host_veths().len(), 1, "{:?}", e.host_veths());
+    p.verb("CHECK", "dmn-crash", &netns, "eth0", &with_prev(&conf, &r))
+        .assert_ok_empty("CHECK after the re-ADD");
+    p.verb("DEL", "dmn-crash", &netns, "eth0", &conf)
+        .assert_ok_empty("DEL");
+    e.assert_clean();
+}
+
 #[test]
 fn conformance_plexus_all_verbs() {
     let Some(e) = Env::start() else { return };
@@ -614,6 +776,15 @@ fn e2e_two_pods_ping_then_del_leaves_nothing() {
     for port in e.controller_ports() {
         assert!(ids.contains(port["id"].as_str().unwrap()), "{ids}");
         assert_eq!(port["binding"]["chassis_id"], json!(e.chassis));
+    }
+    // The host sides are switch ports: up, without IPv6 link-local addresses.
+    for i in 0..2 {
+        let host = plexus_cni::plugin::host_ifname(&format!("pod{i}"), "eth0");
+        let l = plexus_tests::netns::ip(&["-n", e.ns(), "link", "show", &host]).unwrap();
+        assert!(l.contains(",UP"), "{l}");
+        let v6 =
+            plexus_tests::netns::ip(&["-n", e.ns(), "-6", "addr", "show", "dev", &host]).unwrap();
+        assert!(!v6.contains("inet6"), "{v6}");
     }
     for (from, to) in [(0, 1), (1, 0)] {
         let out = pods[from]
@@ -1050,11 +1221,12 @@ struct CpuSnapshot {
     plugins: f64,
     this: f64,
     ovs: f64,
+    daemon: f64,
     machine_busy: f64,
 }
 
 impl CpuSnapshot {
-    fn take(ovs_pids: &[u32]) -> Self {
+    fn take(ovs_pids: &[u32], daemon: Option<u32>) -> Self {
         let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         let cpu: Vec<f64> = stat
             .lines()
@@ -1070,6 +1242,7 @@ impl CpuSnapshot {
             plugins: children_cpu_ms(),
             this: proc_cpu_ms("self"),
             ovs: ovs_pids.iter().map(|p| proc_cpu_ms(&p.to_string())).sum(),
+            daemon: daemon.map_or(0.0, |p| proc_cpu_ms(&p.to_string())),
             machine_busy: (total - idle) * 10.0,
         }
     }
@@ -1078,14 +1251,16 @@ impl CpuSnapshot {
             plugins: self.plugins - before.plugins,
             this: self.this - before.this,
             ovs: self.ovs - before.ovs,
+            daemon: self.daemon - before.daemon,
             machine_busy: self.machine_busy - before.machine_busy,
         }
     }
     fn per_call(&self, n: usize) -> String {
         let n = n as f64;
         format!(
-            "plugin={:.2} controller+harness={:.2} ovs={:.2} machine_busy={:.2}",
+            "plugin={:.2} daemon={:.2} controller+harness={:.2} ovs={:.2} machine_busy={:.2}",
             self.plugins / n,
+            self.daemon / n,
             self.this / n,
             self.ovs / n,
             self.machine_busy / n
@@ -1141,7 +1316,13 @@ fn latency_bench() {
     } else {
         (5, 3)
     };
-    let mut conf = e.conf("1.0.0");
+    // CNI_BENCH_DAEMON=1: calls go through a `plexus-cni daemon`.
+    let daemon = std::env::var_os("CNI_BENCH_DAEMON").map(|_| e.daemon(&[]));
+    let daemon_pid = daemon.as_ref().map(Daemon::pid);
+    let mut conf = match &daemon {
+        Some(d) => e.daemon_conf("1.0.0", d),
+        None => e.conf("1.0.0"),
+    };
     if std::env::var("CNI_BENCH_NO_WAIT").is_ok() {
         conf["ovs_no_wait"] = json!(true);
     }
@@ -1221,7 +1402,7 @@ fn latency_bench() {
         .collect();
     settle(bench);
     let (mut add_steps, mut del_steps) = (Vec::new(), Vec::new());
-    let cpu0 = CpuSnapshot::take(&ovs_pids);
+    let cpu0 = CpuSnapshot::take(&ovs_pids, daemon_pid);
     for (i, ns) in seq.iter().enumerate() {
         let (ms, st) = exec("ADD", &format!("lat-{i}"), &ns_path(ns.name()));
         add.push(ms);
@@ -1230,7 +1411,7 @@ fn latency_bench() {
         del.push(ms);
         del_steps.push(st);
     }
-    let cpu = CpuSnapshot::take(&ovs_pids).since(&cpu0);
+    let cpu = CpuSnapshot::take(&ovs_pids, daemon_pid).since(&cpu0);
     drop(seq);
     println!("seq_add_ms {}", pctl(&mut add));
     print_steps("seq_add", &add_steps);
@@ -1247,7 +1428,7 @@ fn latency_bench() {
     settle(bench);
     for (verb, key) in [("ADD", "add"), ("DEL", "del")] {
         let commits0 = e.store.commits();
-        let cpu0 = CpuSnapshot::take(&ovs_pids);
+        let cpu0 = CpuSnapshot::take(&ovs_pids, daemon_pid);
         let t0 = std::time::Instant::now();
         let (mut v, steps): (Vec<f64>, Vec<_>) = std::thread::scope(|s| {
             let hs: Vec<_> = nss
@@ -1261,7 +1442,7 @@ fn latency_bench() {
             hs.into_iter().map(|h| h.join().unwrap()).unzip()
         });
         let wall = t0.elapsed().as_secs_f64() * 1e3;
-        let cpu = CpuSnapshot::take(&ovs_pids).since(&cpu0);
+        let cpu = CpuSnapshot::take(&ovs_pids, daemon_pid).since(&cpu0);
         println!(
             "conc{c}_{key}_ms {} wall={wall:.1} store_commits={}",
             pctl(&mut v),
