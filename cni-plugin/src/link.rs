@@ -20,6 +20,9 @@ pub struct VethPlan<'a> {
     pub ifname: &'a str,
     pub mtu: u32,
     pub netns: &'a Path,
+    /// When known before the veth exists (the daemon creates the controller
+    /// port first): the pod side is created with this MAC.
+    pub pod_mac: Option<&'a str>,
 }
 
 /// The pod side's configuration.
@@ -65,9 +68,10 @@ fn mac_of(s: &str) -> CniResult<[u8; 6]> {
 /// gets its alias and goes up in one request after the pair exists.
 pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
     let hmac = mac_of(p.host_mac)?;
+    let pmac = p.pod_mac.map(mac_of).transpose()?;
     let ns = File::open(p.netns).map_err(|e| netns_err(p.netns, e))?;
     let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
-    let created = match nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns) {
+    let created = match nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns, pmac.as_ref()) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             // A leftover of a crashed ADD (same container + ifname): replace it.
@@ -75,7 +79,7 @@ pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
             let _ = netns::run_in(p.netns, || {
                 Netlink::open().and_then(|mut n| n.delete_link(p.ifname))
             });
-            nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns)
+            nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns, pmac.as_ref())
                 .map_err(|e| link_err(&format!("creating veth {}/{}", p.host, p.ifname), e))
         }
         Err(e) => Err(link_err(

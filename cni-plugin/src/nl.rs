@@ -375,7 +375,8 @@ impl Netlink {
 
     /// Creates a veth pair: `host` here (down: see [`Self::set_alias_up`]),
     /// `peer` directly in the netns `peer_ns` (an open netns file) with its
-    /// final name, down.
+    /// final name (and `peer_mac` if given), down: the kernel cannot bring a
+    /// veth's peer up while creating it (ENOTCONN).
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -383,6 +384,7 @@ impl Netlink {
         mtu: u32,
         peer: &str,
         peer_ns: &impl AsRawFd,
+        peer_mac: Option<&[u8; 6]>,
     ) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifinfomsg(0, 0, 0));
         m.attr_str(IFLA_IFNAME, host)
@@ -396,6 +398,9 @@ impl Netlink {
         m.attr_str(IFLA_IFNAME, peer)
             .attr_u32(IFLA_MTU, mtu)
             .attr_u32(IFLA_NET_NS_FD, peer_ns.as_raw_fd() as u32);
+        if let Some(mac) = peer_mac {
+            m.attr(IFLA_ADDRESS, mac);
+        }
         m.end(p);
         m.end(data);
         m.end(li);

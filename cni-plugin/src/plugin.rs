@@ -238,6 +238,7 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
         ifname: &env.ifname,
         mtu: conf.mtu(),
         netns,
+        pod_mac: None,
     };
     // Phase 1. The daemon runs the steps one after another on the call's
     // thread: it serves many calls at once, and a thread per step would cost
@@ -247,8 +248,11 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
         trace("add:subnet-read");
         let port = create_port(&ctl, &spec, &binding);
         trace("add:port-created");
-        let local = if port.is_ok() && subnet.is_ok() {
-            let l = link::create_veth(&veth);
+        let local = if let (Ok(p), Ok(_)) = (&port, &subnet) {
+            let l = link::create_veth(&VethPlan {
+                pod_mac: p.spec.mac.as_deref(),
+                ..veth.clone()
+            });
             trace("add:veth-created");
             test_pause("after-veth");
             l.and_then(|()| cx.ovs(conf))
@@ -336,9 +340,11 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
             )
         })?;
         let cidr = format!("{ip}/{prefix_len}");
+        // The daemon created the pod side with the port's MAC already.
+        let mac_set = cx.shared.is_some();
         let plan = PodPlan {
             ifname: &env.ifname,
-            mac: (!mac.is_empty()).then_some(mac.as_str()),
+            mac: (!mac.is_empty() && !mac_set).then_some(mac.as_str()),
             netns,
             cidr: &cidr,
             gateway: gateway.as_deref(),

@@ -518,6 +518,9 @@ fn daemon_serves_every_verb_and_an_add_after_a_killed_daemon_leaks_nothing() {
         let nss: Vec<Netns> = (0..20)
             .map(|_| Netns::create(&unique_name("plxdm")).unwrap())
             .collect();
+        // A switch row left by a crashed ADD of dmn7: its ADD replaces it.
+        let stale = plexus_cni::plugin::host_ifname("dmn7", "eth0");
+        e.ovs.vsctl(&["add-port", "br0", &stale]).unwrap();
         let results: Vec<Value> = std::thread::scope(|s| {
             let hs: Vec<_> = nss
                 .iter()
@@ -1331,8 +1334,9 @@ fn latency_bench() {
     let trace = std::env::var_os("PLEXUS_CNI_TRACE").is_some();
     // One call: its latency and (with PLEXUS_CNI_TRACE) its steps as
     // (step, ms after the spawn).
-    let exec = |cmd: &str, cid: &str, netns: &str| -> (f64, Vec<(String, f64)>) {
-        run_in(Path::new(&host), || {
+    // On a thread inside the host namespace (`run_in` / `spawn_in`).
+    let exec_here = |cmd: &str, cid: &str, netns: &str| -> (f64, Vec<(String, f64)>) {
+        {
             let spawned_us = unix_us();
             let t0 = std::time::Instant::now();
             let mut child = Command::new(&bin)
@@ -1375,8 +1379,10 @@ fn latency_bench() {
                 })
                 .collect();
             (ms, steps)
-        })
-        .unwrap()
+        }
+    };
+    let exec = |cmd: &str, cid: &str, netns: &str| {
+        run_in(Path::new(&host), || exec_here(cmd, cid, netns)).unwrap()
     };
     let pctl = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
@@ -1435,11 +1441,15 @@ fn latency_bench() {
                 .iter()
                 .enumerate()
                 .map(|(i, ns)| {
-                    let exec = &exec;
-                    s.spawn(move || exec(verb, &format!("lat-c{i}"), &ns_path(ns.name())))
+                    // Each caller thread starts inside the host namespace.
+                    let exec_here = &exec_here;
+                    plexus_cni::netns::spawn_in(s, Path::new(&host), move || {
+                        exec_here(verb, &format!("lat-c{i}"), &ns_path(ns.name()))
+                    })
+                    .unwrap()
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).unzip()
+            hs.into_iter().map(|h| h.join().unwrap().unwrap()).unzip()
         });
         let wall = t0.elapsed().as_secs_f64() * 1e3;
         let cpu = CpuSnapshot::take(&ovs_pids, daemon_pid).since(&cpu0);
