@@ -10,6 +10,9 @@
 #   NSS. Without them it falls back to static glibc (0.76 ms of CPU per exec, the
 #   dynamic build 1.15), whose NSS lookups load the node's own glibc modules: build
 #   on the node's distribution (IP-literal controller URLs need none).
+#   Busy nodes can also run `plexus-cni daemon --socket /run/plexus/cni.sock` (in the
+#   host netns, e.g. as a service) and set "daemon_socket" in the conflist
+#   (examples/10-plexus-daemon.conflist): the plugin then only forwards each call.
 set -euo pipefail
 BIN_DIR=${1:-/opt/cni/bin}; CONF_DIR=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
