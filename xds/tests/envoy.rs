@@ -178,6 +178,13 @@ fn run(api_type: &str) {
             >= 1),
         "no CDS NACK"
     );
+    // Envoy counts the rejection before its NACK reaches the server.
+    let rejected = || {
+        srv.cache
+            .node_status(&node)
+            .is_some_and(|st| st.types.get("CDS").is_some_and(|t| t.rejected))
+    };
+    wait_for(Duration::from_secs(10), rejected);
     let st = srv.cache.node_status(&node).unwrap();
     let cds = &st.types["CDS"];
     assert!(cds.rejected, "{cds:?}");
