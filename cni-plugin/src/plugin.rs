@@ -506,7 +506,13 @@ fn del(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<()> {
                 }
             }
         });
-        let link = link::delete_host(&host);
+        // The daemon answers once the veth is gone and lets the kernel
+        // finish its teardown meanwhile.
+        let link = if cx.shared.is_some() {
+            link::delete_host_until_gone(&host)
+        } else {
+            link::delete_host(&host)
+        };
         trace("del:veth-deleted");
         (joined(remote.join()), link)
     });
