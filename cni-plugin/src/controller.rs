@@ -48,6 +48,11 @@ impl Controller {
         }
     }
 
+    /// The bearer token this client sends.
+    pub fn token(&self) -> Option<&str> {
+        self.http.token()
+    }
+
     /// `host:port` of the controller.
     pub fn authority(&self) -> &str {
         self.http.authority()

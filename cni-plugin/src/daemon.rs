@@ -57,6 +57,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Per-attachment (container id, ifname) locks.
 type AttachmentLocks = Mutex<HashMap<(String, String), Arc<Mutex<()>>>>;
 
+/// (controller, token, subnet id) → when it was read, the subnet.
+type SubnetCache = HashMap<(String, String, String), (Instant, plexus_api::Subnet)>;
+
 /// What the daemon keeps between calls.
 #[derive(Debug)]
 pub struct Shared {
@@ -64,7 +67,7 @@ pub struct Shared {
     rt: tokio::runtime::Runtime,
     ovs: Mutex<HashMap<String, plexus_ovsdb::client::Client>>,
     http: Mutex<HashMap<String, Arc<Pool>>>,
-    subnets: Mutex<HashMap<(String, String), (Instant, plexus_api::Subnet)>>,
+    subnets: Mutex<SubnetCache>,
     attachments: AttachmentLocks,
 }
 
@@ -95,13 +98,18 @@ impl Shared {
             .clone()
     }
 
-    /// `GET /v1/subnets/{id}`, reused for [`SUBNET_TTL`].
+    /// `GET /v1/subnets/{id}`, reused for [`SUBNET_TTL`] by calls with the
+    /// same controller and token (a token that may not read it never gets it).
     pub(crate) fn subnet(
         &self,
         ctl: &crate::controller::Controller,
         id: &str,
     ) -> CniResult<plexus_api::Subnet> {
-        let key = (ctl.authority().to_owned(), id.to_owned());
+        let key = (
+            ctl.authority().to_owned(),
+            ctl.token().unwrap_or_default().to_owned(),
+            id.to_owned(),
+        );
         if let Some((at, s)) = lock(&self.subnets).get(&key)
             && at.elapsed() < SUBNET_TTL
         {

@@ -84,6 +84,11 @@ impl Client {
         self
     }
 
+    /// The bearer token sent with each request.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// `host:port`, the key a daemon pools connections by.
     pub fn authority(&self) -> &str {
         &self.authority
