@@ -174,6 +174,10 @@ fn create_port(ctl: &Controller, spec: &PortSpec, binding: &PortBinding) -> CniR
 ///    veth (peer straight into the pod netns) and connect to OVSDB;
 /// 2. pod netns: MAC, up, address, default route ‖ OVSDB: plug the port
 ///    with `iface-id` = the controller port (needs phase 1's port id).
+///
+/// In the daemon the same steps run one after another on the call's thread
+/// (subnet from its cache, port, veth with the pod side carrying the port's
+/// MAC, switch plug, pod address and route): it serves many calls at once.
 fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
     let ctl = cx.controller(conf.controller()?)?;
     let subnet_id = conf.subnet()?;
