@@ -420,6 +420,17 @@ impl Env {
         self.store.ipam_list(&self.subnet).unwrap()
     }
 
+    /// Waits up to 10 s for the host link `name` to exist.
+    fn await_host_link(&self, name: &str) -> bool {
+        for _ in 0..200 {
+            if plexus_tests::netns::ip(&["-n", self.ns(), "link", "show", name]).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     fn assert_clean(&self) {
         assert_eq!(self.leases(), Vec::new(), "IPAM leases left");
         assert_eq!(
@@ -565,14 +576,7 @@ fn daemon_serves_every_verb_and_an_add_after_a_killed_daemon_leaks_nothing() {
     let host = plexus_cni::plugin::host_ifname("dmn-crash", "eth0");
     let crashed = std::thread::scope(|s| {
         let add = s.spawn(|| p.verb("ADD", "dmn-crash", &netns, "eth0", &conf));
-        let mut seen = false;
-        for _ in 0..200 {
-            if plexus_tests::netns::ip(&["-n", e.ns(), "link", "show", &host]).is_ok() {
-                seen = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let seen = e.await_host_link(&host);
         d.kill();
         assert!(seen, "the paused ADD never created {host}");
         add.join().unwrap()
@@ -1088,14 +1092,7 @@ fn crash_add_after_veth(e: &Env, cid: &str, netns: &str, conf: &Value) {
         .write_all(conf.to_string().as_bytes())
         .unwrap();
     // `ip netns exec` execs the plugin: the child's pid is the plugin's.
-    let mut seen = false;
-    for _ in 0..200 {
-        if plexus_tests::netns::ip(&["-n", e.ns(), "link", "show", &host]).is_ok() {
-            seen = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let seen = e.await_host_link(&host);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(seen, "the paused ADD never created {host}");
