@@ -10,8 +10,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tokio::sync::{broadcast, watch};
 
 /// Errors of the store (and of transaction closures, which may fail with any `E` that
@@ -257,11 +259,16 @@ pub struct RedbStore {
 
 #[derive(Debug)]
 struct Inner {
-    /// The write transaction being filled (group commit); declared before
-    /// `db` so that it is dropped first.
-    open: Mutex<Open>,
-    /// Serialises commits; remembers which batches are durable.
-    commit: Mutex<Committed>,
+    /// The group commit's state, with the write transaction being filled;
+    /// declared before `db` so that the transaction is dropped first.
+    state: Mutex<Group>,
+    /// Signalled when a batch's commit ends: its outcome is recorded and the
+    /// next batch may open.
+    turn: Condvar,
+    /// Writers that have entered [`Store::write`] and not yet run their
+    /// closure. Counted before they take `state`, so that the last writer of
+    /// a batch sees the ones queued behind it and leaves the commit to them.
+    joining: AtomicUsize,
     /// The open database; replaced after an I/O failure (see [`RedbStore::reopen`]).
     db: Mutex<Option<Arc<redb::Database>>>,
     path: std::path::PathBuf,
@@ -269,42 +276,74 @@ struct Inner {
     rev: watch::Sender<u64>,
 }
 
-/// Group commit: concurrent writers run their closures one after another in
-/// one redb write transaction (each with its own revision, undone on error),
-/// then the first of them to reach the commit lock commits the batch with
-/// one (durable, fsync'd) redb commit for all; nobody's `write` returns before
-/// the batch holding its changes is durable.
+/// Most closures in one batch: bounds the wait of its first writer while
+/// new writers keep joining.
+const BATCH_CAP: usize = 256;
+
+/// Group commit (a leader/follower writer queue, as in LevelDB, except that
+/// each writer runs its own closure on its own thread).
+///
+/// Writers run their closures one after another, under the `state` lock, in
+/// one shared redb write transaction: each gets its own revision and has its
+/// own writes undone if it fails. A writer that finishes its closure while
+/// other writers have arrived and not yet run theirs (`joining` > 0) leaves
+/// the batch open and waits; the last one to run (or the one that fills the
+/// batch, or one whose undo failed) closes it: it takes the transaction and
+/// commits it, durably, outside the lock, then records the outcome for every
+/// writer of the batch. Writers arriving during that commit cannot open a
+/// transaction (redb allows one at a time), so they wait for it to end and
+/// then form the next batch together: under load a commit carries every write
+/// that arrived during the previous one. Nobody's `write` returns before the
+/// batch holding its changes is durable.
 #[derive(Default)]
-struct Open {
+struct Group {
     txn: Option<redb::WriteTransaction>,
     /// Number of the batch `txn` belongs to.
     batch: u64,
+    /// Closures run in this batch.
+    members: usize,
     changes: Vec<Change>,
     revision: u64,
     dirty: bool,
     /// A closure's writes could not be undone: the batch must abort.
     poisoned: Option<String>,
-}
-
-impl std::fmt::Debug for Open {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Open")
-            .field("open", &self.txn.is_some())
-            .field("batch", &self.batch)
-            .field("revision", &self.revision)
-            .field("dirty", &self.dirty)
-            .finish()
-    }
-}
-
-#[derive(Debug, Default)]
-struct Committed {
-    /// The last batch committed (or aborted).
-    batch: u64,
+    /// A batch's transaction has been taken and is being committed outside
+    /// the lock: no transaction can be opened until it ends.
+    committing: bool,
+    /// The last batch whose outcome is recorded (batches end in order).
+    done: u64,
     /// Durable redb commits made (one per batch).
     commits: u64,
     /// Recent failed batches and why.
     failed: VecDeque<(u64, StoreError)>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("open", &self.txn.is_some())
+            .field("batch", &self.batch)
+            .field("members", &self.members)
+            .field("revision", &self.revision)
+            .field("dirty", &self.dirty)
+            .field("committing", &self.committing)
+            .field("done", &self.done)
+            .field("commits", &self.commits)
+            .finish()
+    }
+}
+
+impl Group {
+    /// Batch `batch`'s outcome, once recorded.
+    fn outcome(&self, batch: u64) -> Option<Result<(), StoreError>> {
+        if self.done < batch {
+            return None;
+        }
+        Some(match self.failed.iter().find(|(b, _)| *b == batch) {
+            Some((_, e)) => Err(e.clone()),
+            None => Ok(()),
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -343,8 +382,9 @@ impl RedbStore {
                 path: path.to_path_buf(),
                 feed,
                 rev,
-                open: Mutex::default(),
-                commit: Mutex::default(),
+                state: Mutex::default(),
+                turn: Condvar::new(),
+                joining: AtomicUsize::new(0),
             }),
         })
     }
@@ -379,55 +419,163 @@ impl RedbStore {
     /// Durable redb commits made since opening (group commit: concurrent
     /// writes share one).
     pub fn commits(&self) -> u64 {
-        lock(&self.inner.commit).commits
+        lock(&self.inner.state).commits
     }
 
-    /// Returns once batch `batch` is committed (committing it if nobody has).
-    fn commit_batch(&self, batch: u64) -> Result<(), StoreError> {
-        let mut c = lock(&self.inner.commit);
-        if c.batch < batch {
-            let (txn, changes, revision, poisoned) = {
-                let mut g = lock(&self.inner.open);
-                g.dirty = false;
-                (
-                    g.txn.take(),
-                    std::mem::take(&mut g.changes),
-                    g.revision,
-                    g.poisoned.take(),
-                )
+    /// Runs one writer's closure in the open batch, opening one if there is
+    /// none. A failed (or panicking) closure has its own writes undone; if
+    /// they cannot be, the batch is poisoned.
+    fn run<T, E>(
+        &self,
+        g: &mut Group,
+        f: &mut dyn FnMut(&mut dyn Txn) -> Result<T, E>,
+    ) -> Result<(T, u64), Failed<E>>
+    where
+        E: From<StoreError>,
+    {
+        if g.txn.is_none() {
+            // No other write transaction is alive (none is open and none is
+            // being committed), so this does not wait. (The database handle
+            // is dropped before a reopen.)
+            let first = {
+                let db = self.db()?;
+                db.begin_write()
             };
-            let r = match (txn, poisoned) {
-                (Some(t), None) => t.commit().map_err(StoreError::from),
-                (Some(t), Some(p)) => {
-                    let _ = t.abort();
-                    Err(StoreError::Backend(format!("batch aborted: {p}")))
+            let t = match first {
+                Err(e) if previous_io(&e) => {
+                    // An earlier commit failed (disk full): reopen, then retry.
+                    self.reopen()?;
+                    self.db()?.begin_write().map_err(StoreError::from)?
                 }
-                (None, _) => Err(StoreError::Backend("write transaction lost".into())),
+                r => r.map_err(StoreError::from)?,
             };
-            c.batch = batch;
-            match r {
-                Ok(()) => {
-                    c.commits += 1;
-                    // Changes before the revision: whoever wakes on the revision finds
-                    // every change up to it in the feed.
-                    for ch in changes {
-                        let _ = self.inner.feed.send(ch);
-                    }
-                    self.inner.rev.send_replace(revision);
+            g.txn = Some(t);
+            g.batch += 1;
+        }
+        let Some(w) = g.txn.as_ref() else {
+            return Err(StoreError::Backend("no write transaction".into()).into());
+        };
+        g.members += 1;
+        let current = w
+            .open_table(META)
+            .map_err(StoreError::from)?
+            .get(REVISION)
+            .map_err(StoreError::from)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let mut txn = RedbTxn {
+            objects: w.open_table(OBJECTS).map_err(StoreError::from)?,
+            meta: w.open_table(META).map_err(StoreError::from)?,
+            ipam: w.open_table(IPAM).map_err(StoreError::from)?,
+            revision: current + 1,
+            changes: Vec::new(),
+            dirty: false,
+            undo: Vec::new(),
+        };
+        // A panic must not leave its writes in the batch, nor leave the
+        // batch without a writer to close it: it is caught here, undone like
+        // an error, and resumed once the batch is taken care of.
+        let r = panic::catch_unwind(AssertUnwindSafe(|| f(&mut txn)));
+        let r = match r {
+            Ok(Ok(out)) if txn.dirty => txn
+                .meta
+                .insert(REVISION, current + 1)
+                .map(|_| out)
+                .map_err(|e| Failed::Err(StoreError::from(e).into())),
+            Ok(Ok(out)) => return Ok((out, current)),
+            Ok(Err(e)) => Err(Failed::Err(e)),
+            Err(p) => Err(Failed::Panic(p)),
+        };
+        match r {
+            Ok(out) => {
+                g.changes.append(&mut txn.changes);
+                g.revision = current + 1;
+                g.dirty = true;
+                Ok((out, current + 1))
+            }
+            Err(e) => {
+                // Undo this closure's writes; the batch's others stay.
+                if let Err(u) = txn.rollback() {
+                    g.poisoned = Some(u.to_string());
                 }
-                Err(e) => {
-                    c.failed.push_back((batch, e));
-                    if c.failed.len() > 64 {
-                        c.failed.pop_front();
-                    }
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the open batch. If anything was written in it, commits it (or
+    /// aborts it if poisoned) outside the lock, then records the outcome for
+    /// its writers, publishes its changes and wakes everyone waiting; the
+    /// returned guard is the relocked state. If nothing was written, nobody
+    /// waits for it: the transaction is just released (the error is that of
+    /// releasing it).
+    fn close<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, Group>,
+    ) -> (MutexGuard<'a, Group>, Result<(), StoreError>) {
+        let Some(txn) = g.txn.take() else {
+            return (g, Ok(()));
+        };
+        g.members = 0;
+        if !g.dirty && g.poisoned.is_none() {
+            return (g, txn.abort().map_err(StoreError::from));
+        }
+        let batch = g.batch;
+        let changes = std::mem::take(&mut g.changes);
+        let revision = g.revision;
+        let poisoned = g.poisoned.take();
+        g.dirty = false;
+        g.committing = true;
+        drop(g);
+        // The fsync happens here, unlocked: writers arriving meanwhile queue
+        // up for the next batch.
+        let r = match poisoned {
+            None => txn.commit().map_err(StoreError::from),
+            Some(p) => {
+                let _ = txn.abort();
+                Err(StoreError::Backend(format!("batch aborted: {p}")))
+            }
+        };
+        let mut g = lock(&self.inner.state);
+        g.committing = false;
+        g.done = batch;
+        match r {
+            Ok(()) => {
+                g.commits += 1;
+                // Changes before the revision: whoever wakes on the revision finds
+                // every change up to it in the feed. (Under the lock, and only one
+                // batch commits at a time: batches are published in order.)
+                for ch in changes {
+                    let _ = self.inner.feed.send(ch);
+                }
+                self.inner.rev.send_replace(revision);
+            }
+            Err(e) => {
+                g.failed.push_back((batch, e));
+                if g.failed.len() > 64 {
+                    g.failed.pop_front();
                 }
             }
         }
-        match c.failed.iter().find(|(b, _)| *b == batch) {
-            Some((_, e)) => Err(e.clone()),
-            None => Ok(()),
-        }
+        self.inner.turn.notify_all();
+        (g, Ok(()))
     }
+}
+
+/// Why a closure did not complete.
+enum Failed<E> {
+    Err(E),
+    Panic(Box<dyn std::any::Any + Send>),
+}
+
+impl<E: From<StoreError>> From<StoreError> for Failed<E> {
+    fn from(e: StoreError) -> Self {
+        Failed::Err(e.into())
+    }
+}
+
+fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(g).unwrap_or_else(|e| e.into_inner())
 }
 
 struct RedbTxn<'a> {
@@ -642,88 +790,48 @@ impl Store for RedbStore {
     where
         E: From<StoreError>,
     {
-        let mut g = lock(&self.inner.open);
-        if g.txn.is_none() {
-            // (The database handle is dropped before a reopen.)
-            let first = {
-                let db = self.db()?;
-                db.begin_write()
-            };
-            let t = match first {
-                Err(e) if previous_io(&e) => {
-                    // An earlier commit failed (disk full): reopen, then retry.
-                    self.reopen()?;
-                    self.db()?.begin_write().map_err(StoreError::from)?
-                }
-                r => r.map_err(StoreError::from)?,
-            };
-            g.txn = Some(t);
-            g.batch += 1;
+        let inner = &*self.inner;
+        inner.joining.fetch_add(1, Ordering::SeqCst);
+        let mut g = lock(&inner.state);
+        // While a batch commits no transaction can be opened: wait, then
+        // form the next batch with everyone who arrived meanwhile.
+        while g.committing {
+            g = wait(&inner.turn, g);
         }
-        let my_batch = g.batch;
-        let open = &mut *g;
-        let Some(w) = open.txn.as_ref() else {
-            return Err(StoreError::Backend("no write transaction".into()).into());
-        };
-        let (out, revision) = {
-            let current = w
-                .open_table(META)
-                .map_err(StoreError::from)?
-                .get(REVISION)
-                .map_err(StoreError::from)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            let mut txn = RedbTxn {
-                objects: w.open_table(OBJECTS).map_err(StoreError::from)?,
-                meta: w.open_table(META).map_err(StoreError::from)?,
-                ipam: w.open_table(IPAM).map_err(StoreError::from)?,
-                revision: current + 1,
-                changes: Vec::new(),
-                dirty: false,
-                undo: Vec::new(),
-            };
-            let out = match f(&mut txn) {
-                Ok(v) => v,
-                Err(e) => {
-                    // Undo this closure's writes; the batch's others stay.
-                    if let Err(u) = txn.rollback() {
-                        open.poisoned = Some(u.to_string());
-                    }
-                    drop(txn);
-                    if open.poisoned.is_some() {
-                        drop(g);
-                        let _ = self.commit_batch(my_batch);
-                    } else if !open.dirty
-                        && let Some(t) = open.txn.take()
-                    {
-                        // Nothing else in this batch: release the write lock.
-                        let _ = t.abort();
-                    }
-                    return Err(e);
-                }
-            };
-            if txn.dirty {
-                txn.meta
-                    .insert(REVISION, current + 1)
-                    .map_err(StoreError::from)?;
-                open.changes.append(&mut txn.changes);
-                open.revision = current + 1;
-                open.dirty = true;
-                (out, current + 1)
-            } else {
-                (out, current)
+        let ran = self.run(&mut g, f);
+        let left = inner.joining.fetch_sub(1, Ordering::SeqCst) - 1;
+        let batch = g.batch;
+        // Whether this writer's result hangs on the batch: its changes are
+        // in it, or it read some that are. (A poisoned batch is closed at
+        // once, by the writer that poisoned it.)
+        let durable = ran.is_ok() && g.dirty;
+        let mut released = Ok(());
+        if g.txn.is_some() && (left == 0 || g.members >= BATCH_CAP || g.poisoned.is_some()) {
+            // Nobody else is about to run a closure in this batch (or it is
+            // full, or doomed): this writer closes it, whether its own
+            // closure succeeded or not.
+            (g, released) = self.close(g);
+        }
+        let out = match ran {
+            Ok(out) => out,
+            Err(Failed::Err(e)) => return Err(e),
+            Err(Failed::Panic(p)) => {
+                drop(g);
+                panic::resume_unwind(p)
             }
         };
-        if !open.dirty && open.poisoned.is_none() {
-            // Nothing to make durable in this batch: release the write lock.
-            if let Some(t) = open.txn.take() {
-                t.abort().map_err(StoreError::from)?;
-            }
-            return Ok((out, revision));
+        released?;
+        if durable {
+            // Until the batch's closer records it.
+            let r = loop {
+                if let Some(r) = g.outcome(batch) {
+                    break r;
+                }
+                g = wait(&inner.turn, g);
+            };
+            r?;
         }
-        drop(g);
-        self.commit_batch(my_batch)?;
-        Ok((out, revision))
+        Ok(out)
     }
 
     fn revision(&self) -> u64 {
@@ -835,6 +943,132 @@ mod tests {
                 .iter()
                 .all(|(_, o)| o[1..].parse::<usize>().unwrap() % 7 != 3)
         );
+    }
+
+    /// Spins until `n` writers have entered `write` and not yet run their
+    /// closure (or 20 s pass).
+    fn await_joining(s: &RedbStore, n: usize) {
+        let t0 = std::time::Instant::now();
+        while s.inner.joining.load(Ordering::SeqCst) < n
+            && t0.elapsed() < std::time::Duration::from_secs(20)
+        {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn writers_queued_behind_a_writer_share_one_commit() {
+        // The first writer stays in its closure until the 63 others have
+        // entered `write` (and so queued behind it): all 64 then make up one
+        // batch, committed once by the last to run. (Before, each queued
+        // writer raced for its own commit: dozens of one-write commits.)
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let n = 64;
+        {
+            let s = RedbStore::open(&path).unwrap();
+            let before = s.commits();
+            let (inside, wait_inside) = std::sync::mpsc::channel();
+            let revs: Vec<u64> = std::thread::scope(|sc| {
+                let s0 = s.clone();
+                let first = sc.spawn(move || {
+                    s0.write::<_, StoreError>(&mut |t| {
+                        let _ = inside.send(());
+                        // Itself included.
+                        await_joining(&s0, n);
+                        t.put("ports", "p00", &json!(0))
+                    })
+                    .unwrap()
+                    .1
+                });
+                wait_inside.recv().unwrap();
+                let rest: Vec<_> = (1..n)
+                    .map(|i| {
+                        let s = s.clone();
+                        sc.spawn(move || {
+                            s.write::<_, StoreError>(&mut |t| {
+                                t.put("ports", &format!("p{i:02}"), &json!(i))
+                            })
+                            .unwrap()
+                            .1
+                        })
+                    })
+                    .collect();
+                std::iter::once(first)
+                    .chain(rest)
+                    .map(|h| h.join().unwrap())
+                    .collect()
+            });
+            assert_eq!(s.commits() - before, 1);
+            let mut revs = revs;
+            revs.sort_unstable();
+            assert_eq!(revs, (1..=n as u64).collect::<Vec<_>>());
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.revision(), n as u64);
+        assert_eq!(s.count("ports").unwrap(), n as u64);
+    }
+
+    /// `n` writers in one batch (as above); the last to run its closure
+    /// fails (`panic`: panics) after writing. It must still commit the
+    /// others' writes, and only theirs.
+    fn last_writer_fails(panic: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let n = 16;
+        {
+            let s = RedbStore::open(&path).unwrap();
+            let (inside, wait_inside) = std::sync::mpsc::channel();
+            let results: Vec<std::thread::Result<Result<u64, StoreError>>> =
+                std::thread::scope(|sc| {
+                    let hs: Vec<_> = (0..n)
+                        .map(|i| {
+                            let s = s.clone();
+                            let inside = inside.clone();
+                            let h = sc.spawn(move || {
+                                s.write::<_, StoreError>(&mut |t| {
+                                    if i == 0 {
+                                        let _ = inside.send(());
+                                        await_joining(&s, n);
+                                    }
+                                    t.put("ports", &format!("p{i:02}"), &json!(i))?;
+                                    if s.inner.joining.load(Ordering::SeqCst) == 1 {
+                                        assert!(!panic, "last writer panics");
+                                        return Err(StoreError::Backend("last fails".into()));
+                                    }
+                                    Ok(())
+                                })
+                                .map(|((), r)| r)
+                            });
+                            if i == 0 {
+                                wait_inside.recv().unwrap();
+                            }
+                            h
+                        })
+                        .collect();
+                    hs.into_iter().map(|h| h.join()).collect()
+                });
+            let failed = results.iter().filter(|r| !matches!(r, Ok(Ok(_)))).count();
+            assert_eq!(failed, 1);
+            assert_eq!(
+                results.iter().filter(|r| r.is_err()).count(),
+                usize::from(panic)
+            );
+            assert_eq!(s.commits(), 1);
+            assert_eq!(s.revision(), n as u64 - 1);
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.count("ports").unwrap(), n as u64 - 1);
+    }
+
+    #[test]
+    fn last_writer_of_a_batch_fails_and_still_commits_it() {
+        last_writer_fails(false);
+    }
+
+    #[test]
+    fn last_writer_of_a_batch_panics_and_still_commits_it() {
+        last_writer_fails(true);
     }
 
     #[test]
