@@ -2,7 +2,7 @@
 
 use crate::config::ControllerConf;
 use crate::error::*;
-use crate::http::Client;
+use crate::http::{Client, InFlight};
 use plexus_api::{Port, PortBinding, PortList, PortSpec, PortStatus, Subnet};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -66,13 +66,10 @@ impl Controller {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> CniResult<(u16, Vec<u8>)> {
-        let r = self.http.request(method, path, body).map_err(|e| {
-            CniError::new(
-                CONTROLLER_UNREACHABLE,
-                "controller unreachable",
-                format!("{method} {path}: {e}"),
-            )
-        })?;
+        let r = self
+            .http
+            .request(method, path, body)
+            .map_err(|e| unreachable(method, path, e))?;
         Ok((r.status, r.body))
     }
 
@@ -109,23 +106,17 @@ impl Controller {
     }
 
     pub fn create_port(&self, spec: &PortSpec) -> CniResult<Created> {
+        self.send_create_port(spec)?.finish()
+    }
+
+    /// `POST /v1/ports` written; [`PendingPort::finish`] reads the answer,
+    /// so the caller can create the veth while the controller allocates.
+    pub fn send_create_port(&self, spec: &PortSpec) -> CniResult<PendingPort<'_>> {
         let body = serde_json::to_vec(spec).expect("PortSpec serializes");
-        let (st, b) = self.call("POST", "/v1/ports", Some(&body))?;
-        if st == 409 && String::from_utf8_lossy(&b).contains("binding.iface") {
-            return Ok(Created::BindingTaken);
-        }
-        if st >= 400 {
-            return Err(rejected("POST", "/v1/ports", st, &b));
-        }
-        serde_json::from_slice(&b)
-            .map(|p| Created::Port(Box::new(p)))
-            .map_err(|e| {
-                CniError::new(
-                    CONTROLLER_REJECTED,
-                    "unexpected controller response",
-                    e.to_string(),
-                )
-            })
+        self.http
+            .send("POST", "/v1/ports", Some(&body))
+            .map(PendingPort)
+            .map_err(|e| unreachable("POST", "/v1/ports", e))
     }
 
     pub fn port(&self, id: &str) -> CniResult<Option<Port>> {
@@ -188,6 +179,42 @@ impl Controller {
             }
         }
     }
+}
+
+/// A port creation whose answer is still to be read ([`Controller::send_create_port`]).
+#[derive(Debug)]
+pub struct PendingPort<'a>(InFlight<'a>);
+
+impl PendingPort<'_> {
+    pub fn finish(self) -> CniResult<Created> {
+        let r = self
+            .0
+            .finish()
+            .map_err(|e| unreachable("POST", "/v1/ports", e))?;
+        if r.status == 409 && String::from_utf8_lossy(&r.body).contains("binding.iface") {
+            return Ok(Created::BindingTaken);
+        }
+        if r.status >= 400 {
+            return Err(rejected("POST", "/v1/ports", r.status, &r.body));
+        }
+        serde_json::from_slice(&r.body)
+            .map(|p| Created::Port(Box::new(p)))
+            .map_err(|e| {
+                CniError::new(
+                    CONTROLLER_REJECTED,
+                    "unexpected controller response",
+                    e.to_string(),
+                )
+            })
+    }
+}
+
+fn unreachable(method: &str, path: &str, e: std::io::Error) -> CniError {
+    CniError::new(
+        CONTROLLER_UNREACHABLE,
+        "controller unreachable",
+        format!("{method} {path}: {e}"),
+    )
 }
 
 fn rejected(method: &str, path: &str, status: u16, body: &[u8]) -> CniError {

@@ -109,6 +109,14 @@ impl Client {
 
     /// Sends one request; `Err` only for transport failures.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Response> {
+        self.send(method, path, body)?.finish()
+    }
+
+    /// Writes one request and returns without reading the response, so the
+    /// caller can do other work while the server handles it (the daemon
+    /// creates a pod's veth while the controller allocates its port).
+    /// `Err` only for transport failures.
+    pub fn send(&self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<InFlight<'_>> {
         let keep_alive = self.pool.is_some();
         let mut req = format!(
             "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: {}\r\nAccept: application/json\r\n",
@@ -127,43 +135,119 @@ impl Client {
             ));
         }
         req.push_str("\r\n");
-        let mut buf = req.into_bytes();
-        buf.extend_from_slice(body);
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
         let Some(pool) = &self.pool else {
             let mut s = self.connect()?;
-            s.write_all(&buf)?;
-            let mut raw = Vec::with_capacity(4096);
-            s.read_to_end(&mut raw)?;
-            return parse_response(&raw);
+            s.write_all(&req)?;
+            return Ok(InFlight {
+                client: self,
+                req,
+                conn: Conn::OneShot(s),
+            });
         };
         if let Some(mut s) = pool.take() {
-            match exchange(&mut s, &buf) {
-                Ok((r, reuse)) => {
-                    if reuse {
-                        pool.put(s);
-                    }
-                    return Ok(r);
+            match s.write_all(&req) {
+                Ok(()) => {
+                    return Ok(InFlight {
+                        client: self,
+                        req,
+                        conn: Conn::Pooled(s),
+                    });
                 }
                 // Closed while idle: the server never saw this request.
-                Err(Exchange::Stale) => {}
-                Err(Exchange::Failed(e)) => return Err(e),
+                Err(e) if stale(&e) => {}
+                Err(e) => return Err(e),
             }
         }
         let mut s = self.connect()?;
-        match exchange(&mut s, &buf) {
-            Ok((r, reuse)) => {
-                if reuse {
-                    pool.put(s);
-                }
-                Ok(r)
+        s.write_all(&req)
+            .map_err(|e| closed_early(&e).unwrap_or(e))?;
+        Ok(InFlight {
+            client: self,
+            req,
+            conn: Conn::Fresh(s),
+        })
+    }
+}
+
+/// A request written by [`Client::send`] whose response is still to be read.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    client: &'a Client,
+    /// Kept to re-send it once if a pooled connection turns out dead.
+    req: Vec<u8>,
+    conn: Conn,
+}
+
+#[derive(Debug)]
+enum Conn {
+    /// `Connection: close`: the response ends with the stream.
+    OneShot(TcpStream),
+    /// Taken from the pool: may have been closed by the server while idle.
+    Pooled(TcpStream),
+    /// Connected for this request.
+    Fresh(TcpStream),
+}
+
+impl InFlight<'_> {
+    /// Reads the response; a pooled connection that had been closed while
+    /// idle (nothing of a response arrived) is replaced once by a new
+    /// connection that carries the request again.
+    pub fn finish(self) -> io::Result<Response> {
+        let pool = self.client.pool.as_deref();
+        let done = |s: TcpStream, (r, reuse): (Response, bool)| {
+            if let (true, Some(p)) = (reuse, pool) {
+                p.put(s);
             }
-            Err(Exchange::Stale) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before the response",
-            )),
-            Err(Exchange::Failed(e)) => Err(e),
+            r
+        };
+        match self.conn {
+            Conn::OneShot(mut s) => {
+                let mut raw = Vec::with_capacity(4096);
+                s.read_to_end(&mut raw)?;
+                parse_response(&raw)
+            }
+            Conn::Pooled(mut s) => match read_response(&mut s) {
+                Ok(r) => Ok(done(s, r)),
+                Err(Exchange::Stale) => {
+                    let mut s = self.client.connect()?;
+                    s.write_all(&self.req)
+                        .map_err(|e| closed_early(&e).unwrap_or(e))?;
+                    match read_response(&mut s) {
+                        Ok(r) => Ok(done(s, r)),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                Err(Exchange::Failed(e)) => Err(e),
+            },
+            Conn::Fresh(mut s) => match read_response(&mut s) {
+                Ok(r) => Ok(done(s, r)),
+                Err(e) => Err(e.into()),
+            },
         }
     }
+}
+
+/// Errors that mean the peer had closed the connection.
+fn stale(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// A closed connection on a request's own new connection, as an error.
+fn closed_early(e: &io::Error) -> Option<io::Error> {
+    stale(e).then(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed before the response",
+        )
+    })
 }
 
 enum Exchange {
@@ -172,25 +256,21 @@ enum Exchange {
     Failed(io::Error),
 }
 
-/// One request/response on a keep-alive connection: the response and
-/// whether the connection can carry another request.
-fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<(Response, bool), Exchange> {
-    let stale = |e: &io::Error| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::UnexpectedEof
-        )
-    };
-    if let Err(e) = s.write_all(req) {
-        return Err(if stale(&e) {
-            Exchange::Stale
-        } else {
-            Exchange::Failed(e)
-        });
+impl From<Exchange> for io::Error {
+    fn from(e: Exchange) -> Self {
+        match e {
+            Exchange::Stale => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response",
+            ),
+            Exchange::Failed(e) => e,
+        }
     }
+}
+
+/// Reads one response on a keep-alive connection: the response and whether
+/// the connection can carry another request.
+fn read_response(s: &mut TcpStream) -> Result<(Response, bool), Exchange> {
     let mut raw = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     loop {
@@ -333,5 +413,66 @@ mod tests {
         let c = Client::new("http://127.0.0.1:8480/", None, Duration::from_secs(1)).unwrap();
         assert_eq!(c.authority, "127.0.0.1:8480");
         assert!(Client::new("https://x", None, Duration::from_secs(1)).is_err());
+    }
+
+    /// A pooled connection the server closed while it was idle: the request
+    /// sent on it is carried again, once, by a new connection.
+    #[test]
+    fn a_request_sent_on_a_connection_closed_while_idle_is_sent_again() {
+        use std::io::BufRead;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            // Each connection: read one request (headers + body), answer it
+            // with keep-alive, then close; returns the request lines seen.
+            let mut seen = Vec::new();
+            for n in 0..2 {
+                let (s, _) = l.accept().unwrap();
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                seen.push(line.trim_end().to_owned());
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                let answer = format!("{n}");
+                (&s).write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
+                drop(r);
+                drop(s);
+            }
+            seen
+        });
+        let pool = Arc::new(Pool::default());
+        let c = Client::new(&url, None, Duration::from_secs(5))
+            .unwrap()
+            .pooled(pool.clone());
+        assert_eq!(c.request("GET", "/a", None).unwrap().body, b"0");
+        // Pooled, but the server has closed it by now.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+        let sent = c.send("POST", "/b", Some(b"{}")).unwrap();
+        let r = sent.finish().unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"1"[..]));
+        assert_eq!(
+            server.join().unwrap(),
+            ["GET /a HTTP/1.1", "POST /b HTTP/1.1"]
+        );
     }
 }
