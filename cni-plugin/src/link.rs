@@ -20,8 +20,8 @@ pub struct VethPlan<'a> {
     pub ifname: &'a str,
     pub mtu: u32,
     pub netns: &'a Path,
-    /// When known before the veth exists (the daemon creates the controller
-    /// port first): the pod side is created with this MAC.
+    /// When known before the veth exists (the runtime asked for it): the
+    /// pod side is created with this MAC.
     pub pod_mac: Option<&'a str>,
 }
 

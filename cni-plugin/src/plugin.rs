@@ -1,7 +1,7 @@
 //! The verbs: ADD, DEL, CHECK, STATUS, GC, VERSION.
 
 use crate::config::{Command, ControllerConf, Env, LATEST, NetConf, SUPPORTED_VERSIONS};
-use crate::controller::{Controller, Created};
+use crate::controller::{Controller, Created, PendingPort};
 use crate::error::*;
 use crate::link::{self, PodPlan, VethPlan};
 use crate::netns;
@@ -149,7 +149,17 @@ fn joined<T>(r: std::thread::Result<CniResult<T>>) -> CniResult<T> {
 /// Creates the attachment's controller port; a port left bound to the same
 /// attachment by a crashed ADD is replaced.
 fn create_port(ctl: &Controller, spec: &PortSpec, binding: &PortBinding) -> CniResult<Port> {
-    match ctl.create_port(spec)? {
+    finish_port(ctl, ctl.send_create_port(spec)?, spec, binding)
+}
+
+/// [`create_port`] from a request already sent.
+fn finish_port(
+    ctl: &Controller,
+    sent: PendingPort<'_>,
+    spec: &PortSpec,
+    binding: &PortBinding,
+) -> CniResult<Port> {
+    match sent.finish()? {
         Created::Port(p) => Ok(*p),
         Created::BindingTaken => {
             for p in ctl.ports()? {
@@ -175,9 +185,10 @@ fn create_port(ctl: &Controller, spec: &PortSpec, binding: &PortBinding) -> CniR
 /// 2. pod netns: MAC, up, address, default route ‖ OVSDB: plug the port
 ///    with `iface-id` = the controller port (needs phase 1's port id).
 ///
-/// In the daemon the same steps run one after another on the call's thread
-/// (subnet from its cache, port, veth with the pod side carrying the port's
-/// MAC, switch plug, pod address and route): it serves many calls at once.
+/// The daemon serves many calls at once and runs a call's steps on its one
+/// thread: subnet from its cache, the port request sent, the veth created
+/// while the controller allocates, the port's answer read, then the switch
+/// plug and the pod's MAC, address and route.
 fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
     let ctl = cx.controller(conf.controller()?)?;
     let subnet_id = conf.subnet()?;
@@ -242,28 +253,33 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
         ifname: &env.ifname,
         mtu: conf.mtu(),
         netns,
-        pod_mac: None,
+        pod_mac: spec.mac.as_deref(),
     };
-    // Phase 1. The daemon runs the steps one after another on the call's
-    // thread: it serves many calls at once, and a thread per step would cost
-    // more CPU than the overlap saves.
+    // Phase 1. The daemon overlaps without a thread per step (it serves many
+    // calls at once): the port request is on the wire while the veth is made.
     let (subnet, port, local) = if cx.shared.is_some() {
+        fn not_attempted<T>() -> CniResult<T> {
+            Err(CniError::new(IO_FAILURE, "not attempted", ""))
+        }
         let subnet = cx.subnet(&ctl, subnet_id);
         trace("add:subnet-read");
-        let port = create_port(&ctl, &spec, &binding);
-        trace("add:port-created");
-        let local = if let (Ok(p), Ok(_)) = (&port, &subnet) {
-            let l = link::create_veth(&VethPlan {
-                pod_mac: p.spec.mac.as_deref(),
-                ..veth.clone()
-            });
-            trace("add:veth-created");
-            test_pause("after-veth");
-            l.and_then(|()| cx.ovs(conf))
+        if subnet.is_err() {
+            (subnet, not_attempted(), not_attempted())
         } else {
-            Err(CniError::new(IO_FAILURE, "not attempted", ""))
-        };
-        (subnet, port, local)
+            let sent = ctl.send_create_port(&spec);
+            trace("add:port-sent");
+            let local = if sent.is_ok() {
+                let l = link::create_veth(&veth);
+                trace("add:veth-created");
+                test_pause("after-veth");
+                l
+            } else {
+                not_attempted()
+            };
+            let port = sent.and_then(|p| finish_port(&ctl, p, &spec, &binding));
+            trace("add:port-created");
+            (subnet, port, local.and_then(|()| cx.ovs(conf)))
+        }
     } else {
         std::thread::scope(|s| {
             // The subnet read is quicker than the port creation: the OVSDB
@@ -344,8 +360,11 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
             )
         })?;
         let cidr = format!("{ip}/{prefix_len}");
-        // The daemon created the pod side with the port's MAC already.
-        let mac_set = cx.shared.is_some();
+        // The pod side was created with the MAC asked for, if any.
+        let mac_set = spec
+            .mac
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case(&mac));
         let plan = PodPlan {
             ifname: &env.ifname,
             mac: (!mac.is_empty() && !mac_set).then_some(mac.as_str()),
