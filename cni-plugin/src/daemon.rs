@@ -164,6 +164,8 @@ impl Shared {
         stdin: &[u8],
     ) -> CniResult<Option<serde_json::Value>> {
         let env = Env::from_env(|k| vars.get(k).cloned())?;
+        crate::trace::label(|| format!("{:?} {}", env.command, env.container_id));
+        crate::trace::step("daemon:call");
         let run = || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 plugin::run_with(Ctx::daemon(self), &env, stdin)
@@ -306,6 +308,7 @@ fn handle(shared: &Shared, mut s: UnixStream) {
     reply.extend_from_slice(out.as_bytes());
     // The plugin may have been killed meanwhile; nothing to do then.
     let _ = s.write_all(&reply);
+    crate::trace::step("daemon:replied");
 }
 
 /// The plugin's side: sends this process' CNI_* variables and `stdin` to

@@ -1316,8 +1316,15 @@ fn latency_bench() {
     } else {
         (5, 3)
     };
-    // CNI_BENCH_DAEMON=1: calls go through a `plexus-cni daemon`.
-    let daemon = std::env::var_os("CNI_BENCH_DAEMON").map(|_| e.daemon(&[]));
+    let trace = std::env::var_os("PLEXUS_CNI_TRACE").is_some();
+    // CNI_BENCH_DAEMON=1: calls go through a `plexus-cni daemon` (which
+    // prints its own steps of each call with PLEXUS_CNI_TRACE).
+    let daemon_env: &[(&str, &str)] = if trace {
+        &[("PLEXUS_CNI_TRACE", "1")]
+    } else {
+        &[]
+    };
+    let daemon = std::env::var_os("CNI_BENCH_DAEMON").map(|_| e.daemon(daemon_env));
     let daemon_pid = daemon.as_ref().map(Daemon::pid);
     let mut conf = match &daemon {
         Some(d) => e.daemon_conf("1.0.0", d),
@@ -1328,7 +1335,6 @@ fn latency_bench() {
     }
     let conf = conf.to_string();
     let host = ns_path(e.ns());
-    let trace = std::env::var_os("PLEXUS_CNI_TRACE").is_some();
     // One call: its latency and (with PLEXUS_CNI_TRACE) its steps as
     // (step, ms after the spawn).
     // On a thread inside the host namespace (`run_in` / `spawn_in`).
