@@ -68,6 +68,9 @@ pub struct Shared {
     ovs: Mutex<HashMap<String, plexus_ovsdb::client::Client>>,
     http: Mutex<HashMap<String, Arc<Pool>>>,
     subnets: Mutex<SubnetCache>,
+    /// One read in flight per subnet key: concurrent calls that miss the
+    /// cache wait for it instead of each asking the controller.
+    subnet_reads: Mutex<HashMap<(String, String, String), Arc<Mutex<()>>>>,
     attachments: AttachmentLocks,
 }
 
@@ -86,6 +89,7 @@ impl Shared {
             ovs: Mutex::default(),
             http: Mutex::default(),
             subnets: Mutex::default(),
+            subnet_reads: Mutex::default(),
             attachments: Mutex::default(),
         })
     }
@@ -100,6 +104,8 @@ impl Shared {
 
     /// `GET /v1/subnets/{id}`, reused for [`SUBNET_TTL`] by calls with the
     /// same controller and token (a token that may not read it never gets it).
+    /// Calls that miss the cache together share one read (a burst of ADDs
+    /// after a quiet spell would otherwise each ask the controller).
     pub(crate) fn subnet(
         &self,
         ctl: &crate::controller::Controller,
@@ -110,16 +116,37 @@ impl Shared {
             ctl.token().unwrap_or_default().to_owned(),
             id.to_owned(),
         );
-        if let Some((at, s)) = lock(&self.subnets).get(&key)
-            && at.elapsed() < SUBNET_TTL
-        {
-            return Ok(s.clone());
+        let cached = || {
+            lock(&self.subnets)
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < SUBNET_TTL)
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(s) = cached() {
+            return Ok(s);
         }
-        let s = ctl.subnet(id)?;
-        let mut all = lock(&self.subnets);
-        all.retain(|_, (at, _)| at.elapsed() < SUBNET_TTL);
-        all.insert(key, (Instant::now(), s.clone()));
-        Ok(s)
+        let slot = lock(&self.subnet_reads)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let read = {
+            let _one = lock(&slot);
+            // Read by the call this one waited for?
+            match cached() {
+                Some(s) => Ok(s),
+                None => ctl.subnet(id).inspect(|s| {
+                    let mut all = lock(&self.subnets);
+                    all.retain(|_, (at, _)| at.elapsed() < SUBNET_TTL);
+                    all.insert(key.clone(), (Instant::now(), s.clone()));
+                }),
+            }
+        };
+        let mut reads = lock(&self.subnet_reads);
+        // Ours and the map's: nobody else waits, forget the slot.
+        if Arc::strong_count(&slot) == 2 {
+            reads.remove(&key);
+        }
+        read
     }
 
     /// The shared connection to `db` (default: ovs-vsctl's), reconnected
