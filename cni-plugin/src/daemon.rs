@@ -57,8 +57,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Per-attachment (container id, ifname) locks.
 type AttachmentLocks = Mutex<HashMap<(String, String), Arc<Mutex<()>>>>;
 
-/// (controller, token, subnet id) → when it was read, the subnet.
-type SubnetCache = HashMap<(String, String, String), (Instant, plexus_api::Subnet)>;
+/// (controller, token, subnet id).
+type SubnetKey = (String, String, String);
+
+/// Subnet key → when it was read, the subnet.
+type SubnetCache = HashMap<SubnetKey, (Instant, plexus_api::Subnet)>;
 
 /// What the daemon keeps between calls.
 #[derive(Debug)]
@@ -70,7 +73,7 @@ pub struct Shared {
     subnets: Mutex<SubnetCache>,
     /// One read in flight per subnet key: concurrent calls that miss the
     /// cache wait for it instead of each asking the controller.
-    subnet_reads: Mutex<HashMap<(String, String, String), Arc<Mutex<()>>>>,
+    subnet_reads: Mutex<HashMap<SubnetKey, Arc<Mutex<()>>>>,
     attachments: AttachmentLocks,
 }
 
