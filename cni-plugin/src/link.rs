@@ -4,10 +4,11 @@
 
 use crate::error::*;
 use crate::netns;
-use crate::nl::{self, Netlink, RouteInfo};
+use crate::nl::{self, Netlink, RouteInfo, VethReq};
 use std::fs::File;
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// What ADD creates on the host side.
@@ -62,16 +63,26 @@ fn mac_of(s: &str) -> CniResult<[u8; 6]> {
     })
 }
 
-/// Creates the veth pair: host side in the calling thread's netns, the
+/// Creates the veth pair: host side up in the calling thread's netns, the
 /// peer (down, MTU set) in the pod netns under its final name. A leftover
 /// pair of a crashed ADD of the same attachment is replaced. The host side
-/// gets its alias and goes up in one request after the pair exists.
+/// gets its alias (and no IPv6 link-local address) in one request after the
+/// pair exists, before the pod side can bring its carrier up.
 pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
-    let hmac = mac_of(p.host_mac)?;
-    let pmac = p.pod_mac.map(mac_of).transpose()?;
     let ns = File::open(p.netns).map_err(|e| netns_err(p.netns, e))?;
+    let req = VethReq {
+        host: p.host,
+        host_mac: mac_of(p.host_mac)?,
+        alias: p.alias,
+        mtu: p.mtu,
+        peer: p.ifname,
+        peer_ns: ns.as_raw_fd(),
+        peer_mac: p.pod_mac.map(mac_of).transpose()?,
+    };
     let mut nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
-    let created = match nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns, pmac.as_ref()) {
+    let create = |nl: &mut Netlink| nl.create_veth(&req);
+    let what = || format!("creating veth {}/{}", p.host, p.ifname);
+    match create(&mut nl) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             // A leftover of a crashed ADD (same container + ifname): replace it.
@@ -79,17 +90,10 @@ pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
             let _ = netns::run_in(p.netns, || {
                 Netlink::open().and_then(|mut n| n.delete_link(p.ifname))
             });
-            nl.create_veth(p.host, &hmac, p.mtu, p.ifname, &ns, pmac.as_ref())
-                .map_err(|e| link_err(&format!("creating veth {}/{}", p.host, p.ifname), e))
+            create(&mut nl).map_err(|e| link_err(&what(), e))
         }
-        Err(e) => Err(link_err(
-            &format!("creating veth {}/{}", p.host, p.ifname),
-            e,
-        )),
-    };
-    created?;
-    nl.set_alias_up(p.host, p.alias)
-        .map_err(|e| link_err(&format!("{}: set alias/up", p.host), e))
+        Err(e) => Err(link_err(&what(), e)),
+    }
 }
 
 /// `(name, alias)` of host links whose alias starts with `prefix`.

@@ -5,7 +5,7 @@
 use crate::nlsock::RawSock;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -166,6 +166,68 @@ fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
     m[4..8].copy_from_slice(&index.to_ne_bytes());
     m[8..12].copy_from_slice(&flags.to_ne_bytes());
     m[12..16].copy_from_slice(&change.to_ne_bytes());
+    m
+}
+
+/// A veth pair for [`Netlink::create_veth`].
+#[derive(Debug, Clone, Copy)]
+pub struct VethReq<'a> {
+    pub host: &'a str,
+    pub host_mac: [u8; 6],
+    /// Set as the host side's alias.
+    pub alias: &'a str,
+    pub mtu: u32,
+    pub peer: &'a str,
+    /// An open file of the peer's netns.
+    pub peer_ns: RawFd,
+    pub peer_mac: Option<[u8; 6]>,
+}
+
+/// `RTM_NEWLINK` creating a veth pair (see [`Netlink::create_veth`]).
+fn msg_create_veth(r: &VethReq<'_>) -> Msg {
+    let mut m = Msg::new(
+        RTM_NEWLINK,
+        NLM_F_CREATE | NLM_F_EXCL,
+        &ifinfomsg(0, IFF_UP, IFF_UP),
+    );
+    m.attr_str(IFLA_IFNAME, r.host)
+        .attr(IFLA_ADDRESS, &r.host_mac)
+        .attr_u32(IFLA_MTU, r.mtu);
+    let li = m.begin(IFLA_LINKINFO);
+    m.attr_str(IFLA_INFO_KIND, "veth");
+    let data = m.begin(IFLA_INFO_DATA);
+    let p = m.begin_raw(VETH_INFO_PEER);
+    m.raw(&ifinfomsg(0, 0, 0));
+    m.attr_str(IFLA_IFNAME, r.peer)
+        .attr_u32(IFLA_MTU, r.mtu)
+        .attr_u32(IFLA_NET_NS_FD, r.peer_ns as u32);
+    if let Some(mac) = &r.peer_mac {
+        m.attr(IFLA_ADDRESS, mac);
+    }
+    m.end(p);
+    m.end(data);
+    m.end(li);
+    m
+}
+
+/// `RTM_NEWLINK` setting a link's alias (`ifalias`) and, with `no_ll`,
+/// turning its IPv6 address generation off (`addrgenmode none`), as one
+/// change (one link notification). Sent before the link has carrier (for a
+/// veth: before its peer goes up): the host side of a pod's veth is a switch
+/// port and needs no link-local address, whose DAD, MLD reports and address
+/// notifications would otherwise reach the switch (which re-reads every
+/// interface's addresses on each of them).
+fn msg_alias_no_ll(name: &str, alias: &str, no_ll: bool) -> Msg {
+    let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0));
+    m.attr_str(IFLA_IFNAME, name)
+        .attr(IFLA_IFALIAS, alias.as_bytes());
+    if no_ll {
+        let af = m.begin(IFLA_AF_SPEC);
+        let v6 = m.begin(libc::AF_INET6 as u16);
+        m.attr(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
+        m.end(v6);
+        m.end(af);
+    }
     m
 }
 
@@ -373,66 +435,22 @@ impl Netlink {
         }
     }
 
-    /// Creates a veth pair: `host` here (down: see [`Self::set_alias_up`]),
-    /// `peer` directly in the netns `peer_ns` (an open netns file) with its
-    /// final name (and `peer_mac` if given), down: the kernel cannot bring a
-    /// veth's peer up while creating it (ENOTCONN).
-    pub fn create_veth(
-        &mut self,
-        host: &str,
-        host_mac: &[u8; 6],
-        mtu: u32,
-        peer: &str,
-        peer_ns: &impl AsRawFd,
-        peer_mac: Option<&[u8; 6]>,
-    ) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifinfomsg(0, 0, 0));
-        m.attr_str(IFLA_IFNAME, host)
-            .attr(IFLA_ADDRESS, host_mac)
-            .attr_u32(IFLA_MTU, mtu);
-        let li = m.begin(IFLA_LINKINFO);
-        m.attr_str(IFLA_INFO_KIND, "veth");
-        let data = m.begin(IFLA_INFO_DATA);
-        let p = m.begin_raw(VETH_INFO_PEER);
-        m.raw(&ifinfomsg(0, 0, 0));
-        m.attr_str(IFLA_IFNAME, peer)
-            .attr_u32(IFLA_MTU, mtu)
-            .attr_u32(IFLA_NET_NS_FD, peer_ns.as_raw_fd() as u32);
-        if let Some(mac) = peer_mac {
-            m.attr(IFLA_ADDRESS, mac);
-        }
-        m.end(p);
-        m.end(data);
-        m.end(li);
-        self.request(m)
-    }
-
-    /// Sets the alias (`ifalias`) of a link given by name and brings it up,
-    /// in one `send`. Before it goes up, the link's IPv6 address generation
-    /// is turned off (`addrgenmode none`): the host side of a pod's veth is
-    /// a switch port and needs no link-local address, whose DAD, MLD reports
-    /// and address notifications would otherwise reach the switch (which
-    /// re-reads every interface's addresses on each of them). Without IPv6
-    /// in the kernel that request fails and is ignored.
-    pub fn set_alias_up(&mut self, name: &str, alias: &str) -> io::Result<()> {
-        let mut no_ll = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, 0, 0));
-        no_ll.attr_str(IFLA_IFNAME, name);
-        let af = no_ll.begin(IFLA_AF_SPEC);
-        let v6 = no_ll.begin(libc::AF_INET6 as u16);
-        no_ll.attr(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
-        no_ll.end(v6);
-        no_ll.end(af);
-        let mut up = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, IFF_UP, IFF_UP));
-        up.attr_str(IFLA_IFNAME, name)
-            .attr(IFLA_IFALIAS, alias.as_bytes());
-        match self.batch(vec![no_ll, up]) {
+    /// Creates a veth pair: `host` here, already up but without carrier
+    /// until the peer goes up, then given its alias and no IPv6 address
+    /// generation by a second request in the same `send` (see
+    /// [`msg_alias_no_ll`]); `peer` directly in the netns `peer_ns` (an open
+    /// netns file) with its final name (and `peer_mac` if given), down: the
+    /// kernel cannot bring a veth's peer up while creating it (ENOTCONN).
+    /// Two changes (two link notifications) on the host side, where creating
+    /// it down and bringing it up after the alias took three: ovs-vswitchd,
+    /// sharing the netns, reconfigures its bridges on link notifications.
+    pub fn create_veth(&mut self, req: &VethReq<'_>) -> io::Result<()> {
+        let alias = |no_ll| msg_alias_no_ll(req.host, req.alias, no_ll);
+        match self.batch(vec![msg_create_veth(req), alias(true)]) {
             Ok(()) => Ok(()),
-            Err((0, e)) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                // No IPv6: the first request failed alone; bring it up.
-                let mut up = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(0, IFF_UP, IFF_UP));
-                up.attr_str(IFLA_IFNAME, name)
-                    .attr(IFLA_IFALIAS, alias.as_bytes());
-                self.request(up)
+            // No IPv6 in the kernel: the second request was refused as a whole.
+            Err((1, e)) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                self.request(alias(false))
             }
             Err((_, e)) => Err(e),
         }
