@@ -299,21 +299,29 @@ impl Churn {
                 .args(["netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off"]),
             Duration::from_secs(10),
         )?;
-        // IPAM hands a deleted pod's address to the next one: announce the new
-        // MAC with a gratuitous ARP as a container runtime's network setup does,
-        // or neighbours keep sending to the old pod's MAC until their entry ages.
-        crate::proc::run_ok(
-            std::process::Command::new("ip").args([
-                "netns", "exec", &ns, "arping", "-U", "-c", "1", "-I", "eth0", &ip,
-            ]),
-            Duration::from_secs(10),
-        )?;
         did.push(format!("pod {name} added with {ip} (CNI ADD)"));
         Ok(Step {
             what: did.join(", "),
             revision: r.api.get("/v1/status")?["revision"].as_u64().unwrap_or(0),
             reach: Some(ip),
         })
+    }
+
+    /// IPAM hands a deleted pod's address to the next one: the new pod
+    /// announces its MAC with a gratuitous ARP, as a container runtime's
+    /// network setup does, or neighbours keep sending to the old pod's MAC
+    /// until their entry ages (5 s and more). Only once the switch forwards
+    /// for the new port (its revision realized): sent earlier, the switch
+    /// drops it as from an unknown port.
+    fn announce(&self, ip: &str) -> Result<()> {
+        let Some(p) = &self.pod else { return Ok(()) };
+        crate::proc::run_ok(
+            std::process::Command::new("ip").args([
+                "netns", "exec", &p.netns, "arping", "-U", "-c", "1", "-I", "eth0", ip,
+            ]),
+            Duration::from_secs(10),
+        )
+        .map(drop)
     }
 
     /// The REST churn steps: ports, security group rules, service backends.
@@ -529,6 +537,9 @@ fn run_soak(
                 if let Some(ip) = &st.reach {
                     // The new pod answers (first frames may wait for ARP).
                     pod_probes += 1;
+                    if let Err(e) = churn.announce(ip) {
+                        churn_fail.push(format!("round {rounds}: gratuitous ARP: {e:#}"));
+                    }
                     if !(0..3).any(|_| ping_once(&ha.netns, ip)) {
                         matrix_fail.push(format!("round {rounds}: {a} -> new pod {ip}: no answer"));
                     }
