@@ -247,7 +247,13 @@ fn concurrency_body<B: Backend>(b: &mut B, handles: usize) {
                             .write::<_, IpamError>(&mut |t| {
                                 let a = allocate(t, "sn", sn, &owner)?;
                                 // Read-modify-write of one shared object.
-                                let cur = t.get("counters", "hits")?.unwrap();
+                                // Another handle's cache may not hold the init
+                                // yet: an error computed on a stale cache is
+                                // re-checked and the closure rerun by the store
+                                // (a panic here would skip that).
+                                let cur = t.get("counters", "hits")?.ok_or_else(|| {
+                                    IpamError::Invalid("counters/hits not found".into())
+                                })?;
                                 let n = cur.value["n"].as_u64().unwrap();
                                 t.put("counters", "hits", &json!({"n": n + 1}))?;
                                 Ok(a)
