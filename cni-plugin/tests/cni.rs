@@ -1194,6 +1194,76 @@ fn settle(bench: bool) {
     }
 }
 
+/// `(step, ms after the spawn)` of the `PLEXUS_CNI_TRACE` lines in `stderr`.
+fn trace_steps(stderr: &[u8], spawned_us: f64) -> Vec<(String, f64)> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("plexus-cni trace ")?.split_whitespace();
+            let step = w.next()?.to_owned();
+            let at: f64 = w.nth(1)?.strip_prefix('@')?.parse().ok()?;
+            Some((step, (at - spawned_us) / 1e3))
+        })
+        .collect()
+}
+
+/// One latency-bench call as a runtime execs it: `CNI_*` only, stdio piped.
+fn bench_call(bin: &Path, trace: bool, cmd: &str, cid: &str, netns: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", cid),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ])
+        .envs(trace.then_some(("PLEXUS_CNI_TRACE", "1")))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// One call of a concurrent round, driven as a runtime does (CNI_* env,
+/// config on stdin, one exec): its latency from the spawn to the exit
+/// (tokio's pidfd reaper) and its trace steps. Panics when the call fails.
+async fn exec_async(
+    bin: &Path,
+    conf: &str,
+    trace: bool,
+    cmd: &str,
+    cid: String,
+    netns: String,
+) -> (f64, Vec<(String, f64)>) {
+    use tokio::io::AsyncWriteExt;
+    let spawned_us = unix_us();
+    let t0 = std::time::Instant::now();
+    let mut child = tokio::process::Command::from(bench_call(bin, trace, cmd, &cid, &netns))
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(conf.as_bytes()).await.unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().await.unwrap();
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    assert!(
+        o.status.success(),
+        "{cmd} {cid}: {} {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if trace {
+        // On the daemon's timeline (its lines carry the same call label).
+        println!(
+            "harness {cmd} {cid} spawned @{spawned_us:.0} reaped @{:.0}",
+            unix_us()
+        );
+    }
+    (ms, trace_steps(&o.stderr, spawned_us))
+}
+
 fn unix_us() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1342,22 +1412,7 @@ fn latency_bench() {
         {
             let spawned_us = unix_us();
             let t0 = std::time::Instant::now();
-            let mut child = Command::new(&bin)
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .envs([
-                    ("CNI_COMMAND", cmd),
-                    ("CNI_CONTAINERID", cid),
-                    ("CNI_NETNS", netns),
-                    ("CNI_IFNAME", "eth0"),
-                    ("CNI_PATH", "/usr/lib/cni"),
-                ])
-                .envs(trace.then_some(("PLEXUS_CNI_TRACE", "1")))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child = bench_call(&bin, trace, cmd, cid, netns).spawn().unwrap();
             child
                 .stdin
                 .take()
@@ -1372,16 +1427,7 @@ fn latency_bench() {
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             );
-            let steps = String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .filter_map(|l| {
-                    let mut w = l.strip_prefix("plexus-cni trace ")?.split_whitespace();
-                    let step = w.next()?.to_owned();
-                    let at: f64 = w.nth(1)?.strip_prefix('@')?.parse().ok()?;
-                    Some((step, (at - spawned_us) / 1e3))
-                })
-                .collect();
-            (ms, steps)
+            (ms, trace_steps(&o.stderr, spawned_us))
         }
     };
     let exec = |cmd: &str, cid: &str, netns: &str| {
@@ -1439,21 +1485,32 @@ fn latency_bench() {
         let commits0 = e.store.commits();
         let cpu0 = CpuSnapshot::take(&ovs_pids, daemon_pid);
         let t0 = std::time::Instant::now();
-        let (mut v, steps): (Vec<f64>, Vec<_>) = std::thread::scope(|s| {
-            let hs: Vec<_> = nss
-                .iter()
-                .enumerate()
-                .map(|(i, ns)| {
-                    // Each caller thread starts inside the host namespace.
-                    let exec_here = &exec_here;
-                    plexus_cni::netns::spawn_in(s, Path::new(&host), move || {
-                        exec_here(verb, &format!("lat-c{i}"), &ns_path(ns.name()))
-                    })
-                    .unwrap()
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap().unwrap()).unzip()
-        });
+        // All calls started from one thread inside the host namespace and
+        // awaited together (a runtime's event loop, not a thread per call:
+        // 100 caller threads cost the machine more than the calls' own
+        // process starts).
+        let (mut v, steps): (Vec<f64>, Vec<_>) = run_in(Path::new(&host), || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let calls = nss.iter().enumerate().map(|(i, ns)| {
+                    exec_async(
+                        &bin,
+                        &conf,
+                        trace,
+                        verb,
+                        format!("lat-c{i}"),
+                        ns_path(ns.name()),
+                    )
+                });
+                futures::future::join_all(calls).await
+            })
+        })
+        .unwrap()
+        .into_iter()
+        .unzip();
         let wall = t0.elapsed().as_secs_f64() * 1e3;
         let cpu = CpuSnapshot::take(&ovs_pids, daemon_pid).since(&cpu0);
         println!(
