@@ -320,6 +320,20 @@ fn generate_mac(id: &str) -> String {
     validate::format_mac([0x02, b[10], b[11], b[12], b[13], b[14] ^ b[15]])
 }
 
+/// The MAC a port gets from its IPv4 address: `0a:58` + the address (locally
+/// administered unicast; OVN-Kubernetes' scheme). A pod or VM that reuses a
+/// released address then also reuses its MAC, so neighbours' ARP entries
+/// for the address stay right (with a fresh MAC they would send to the old
+/// one until the entry expires: tens of seconds without a reply). Unique
+/// within a VPC, whose subnets do not overlap. `None` without IPv4.
+fn mac_from_ipv4(ips: &[String]) -> Option<String> {
+    let v4 = ips
+        .iter()
+        .find_map(|a| a.parse::<std::net::Ipv4Addr>().ok())?;
+    let [a, b, c, d] = v4.octets();
+    Some(validate::format_mac([0x0a, 0x58, a, b, c, d]))
+}
+
 fn ipam_err(e: IpamError, field: &str) -> ApiError {
     match e {
         IpamError::Store(s) => s.into(),
@@ -349,24 +363,23 @@ impl Kind for PortSpec {
         if let Some(b) = &self.binding {
             must::<ChassisSpec>(t, ChassisSpec::KIND, &b.chassis_id, "binding.chassis_id")?;
         }
-        // MAC: given, kept, or generated; unique within the VPC.
-        let mac = match (&self.mac, old) {
-            (Some(m), _) => validate::format_mac(validate::parse_mac("mac", m)?),
-            (None, Some(o)) => o.mac.clone().unwrap_or_else(|| generate_mac(id)),
-            (None, None) => generate_mac(id),
-        };
-        self.mac = Some(mac.clone());
         // Uniqueness through the port indexes (one point lookup each, not a scan).
         port_index::ready(t)?;
         let mac_pool = port_index::mac_pool(&subnet.vpc_id);
-        match t.ipam_get(&mac_pool, &mac)? {
-            Some(pid) if pid != id => {
-                return Err(ApiError::conflict(
-                    "mac",
-                    format!("{mac} is used by port {pid} in the same VPC"),
-                ));
+        let given = match &self.mac {
+            Some(m) => Some(validate::format_mac(validate::parse_mac("mac", m)?)),
+            None => None,
+        };
+        if let Some(mac) = &given {
+            match t.ipam_get(&mac_pool, mac)? {
+                Some(pid) if pid != id => {
+                    return Err(ApiError::conflict(
+                        "mac",
+                        format!("{mac} is used by port {pid} in the same VPC"),
+                    ));
+                }
+                _ => {}
             }
-            _ => {}
         }
         if let Some(b) = &self.binding {
             match t.ipam_get(&port_index::binding_pool(&b.chassis_id), &b.iface)? {
@@ -382,7 +395,6 @@ impl Kind for PortSpec {
         if let Some(o) = old {
             port_index::remove(t, &subnet.vpc_id, o, id)?;
         }
-        t.ipam_put(&mac_pool, &mac, id)?;
         if let Some(b) = &self.binding {
             t.ipam_put(&port_index::binding_pool(&b.chassis_id), &b.iface, id)?;
         }
@@ -415,6 +427,26 @@ impl Kind for PortSpec {
             }
         }
         self.ips = canon;
+        // MAC: given, kept, derived from the IPv4 address, or (no IPv4, or
+        // that MAC given to another port) generated; unique within the VPC.
+        let free = |t: &mut dyn Txn, mac: &str| -> Result<bool, ApiError> {
+            Ok(t.ipam_get(&mac_pool, mac)?.is_none_or(|pid| pid == id))
+        };
+        let mac = match (given, old.and_then(|o| o.mac.clone())) {
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) => match mac_from_ipv4(&self.ips) {
+                Some(m) if free(t, &m)? => m,
+                _ => generate_mac(id),
+            },
+        };
+        if !free(t, &mac)? {
+            return Err(ApiError::conflict(
+                "mac",
+                format!("{mac} is used by another port in the same VPC"),
+            ));
+        }
+        t.ipam_put(&mac_pool, &mac, id)?;
+        self.mac = Some(mac);
         Ok(())
     }
     fn on_delete(&self, t: &mut dyn Txn, id: &str) -> Result<(), ApiError> {

@@ -307,23 +307,6 @@ impl Churn {
         })
     }
 
-    /// IPAM hands a deleted pod's address to the next one: the new pod
-    /// announces its MAC with a gratuitous ARP, as a container runtime's
-    /// network setup does, or neighbours keep sending to the old pod's MAC
-    /// until their entry ages (5 s and more). Only once the switch forwards
-    /// for the new port (its revision realized): sent earlier, the switch
-    /// drops it as from an unknown port.
-    fn announce(&self, ip: &str) -> Result<()> {
-        let Some(p) = &self.pod else { return Ok(()) };
-        crate::proc::run_ok(
-            std::process::Command::new("ip").args([
-                "netns", "exec", &p.netns, "arping", "-U", "-c", "1", "-I", "eth0", ip,
-            ]),
-            Duration::from_secs(10),
-        )
-        .map(drop)
-    }
-
     /// The REST churn steps: ports, security group rules, service backends.
     fn api_step(&mut self, r: &Running) -> Result<(String, u64)> {
         let rev = |v: &Value| v["revision"].as_u64().unwrap_or(0);
@@ -536,10 +519,12 @@ fn run_soak(
             Ok(st) => {
                 if let Some(ip) = &st.reach {
                     // The new pod answers (first frames may wait for ARP).
+                    // IPAM hands a deleted pod's address to the next one and
+                    // the controller derives the MAC from the address: the
+                    // client's ARP entry for it stays right, no gratuitous
+                    // ARP needed (with a fresh MAC it kept sending to the
+                    // old pod's until the entry aged).
                     pod_probes += 1;
-                    if let Err(e) = churn.announce(ip) {
-                        churn_fail.push(format!("round {rounds}: gratuitous ARP: {e:#}"));
-                    }
                     if !(0..3).any(|_| ping_once(&ha.netns, ip)) {
                         matrix_fail.push(format!("round {rounds}: {a} -> new pod {ip}: no answer"));
                     }
