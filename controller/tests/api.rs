@@ -162,9 +162,9 @@ async fn crud_every_resource() {
         .await;
     let pid = p["id"].as_str().unwrap();
     assert_eq!(p["ips"], json!(["10.0.1.2"]), "IPAM skips the gateway");
-    assert_eq!(
-        p["mac"], "0a:58:0a:00:01:02",
-        "MAC derived from the IPv4 address"
+    assert!(
+        p["mac"].as_str().unwrap().starts_with("0e:"),
+        "MAC derived from the address"
     );
     assert_eq!(p["port_security"], true);
     let r = t
@@ -269,16 +269,18 @@ async fn crud_every_resource() {
     assert_eq!(st.body["objects"]["ports"], 0);
 }
 
-/// A port without a MAC gets `0a:58` + its IPv4 address, so a port that
-/// reuses a released address also reuses its MAC (neighbours' ARP entries stay
-/// right); when another port was given that MAC, a generated one instead; a
-/// MAC given or kept is not rederived.
+/// A port without a MAC gets one derived from its VPC and address, so a port
+/// that reuses a released address also reuses its MAC (neighbours' ARP
+/// entries stay right), while the same address in another VPC gets another
+/// MAC; when another port was given the derived MAC, a generated one instead;
+/// a MAC given or kept is not rederived.
 #[tokio::test]
-async fn port_mac_follows_its_ipv4_address() {
+async fn port_mac_follows_its_address() {
     let t = T::new();
-    let (_, _, sid) = t.base().await;
-    let del = |id: String| {
+    let (tid, _, sid) = t.base().await;
+    let del = |id: &Value| {
         let t = &t;
+        let id = id.as_str().unwrap().to_owned();
         async move {
             let d = t
                 .req("DELETE", &format!("/v1/ports/{id}"), Some(ADMIN), &[], None)
@@ -286,29 +288,49 @@ async fn port_mac_follows_its_ipv4_address() {
             assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.text);
         }
     };
-    let a = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+    let port = |body: Value| t.created("/v1/ports", body);
+    let a = port(json!({"subnet_id": sid})).await;
     assert_eq!(a["ips"], json!(["10.0.1.2"]));
-    assert_eq!(a["mac"], "0a:58:0a:00:01:02");
-    del(a["id"].as_str().unwrap().to_owned()).await;
-    let b = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+    let m2 = a["mac"].as_str().unwrap().to_owned();
+    assert!(m2.starts_with("0e:"), "derived MAC: {m2}");
+    del(&a["id"]).await;
+    let b = port(json!({"subnet_id": sid})).await;
     assert_eq!(b["ips"], json!(["10.0.1.2"]), "lowest free address reused");
-    assert_eq!(b["mac"], a["mac"], "and with it the MAC");
+    assert_eq!(b["mac"], m2.as_str(), "and with it the MAC");
     assert_ne!(b["id"], a["id"]);
 
-    // 10.0.1.3's derived MAC given to a port holding another address.
-    let c = t
+    // The same address in another VPC (overlapping CIDR): another MAC.
+    let v2 = t
         .created(
-            "/v1/ports",
-            json!({"subnet_id": sid, "mac": "0A:58:0A:00:01:03", "ips": ["10.0.1.9"]}),
+            "/v1/vpcs",
+            json!({"tenant_id": tid, "name": "v2", "cidrs": ["10.0.0.0/16"]}),
         )
         .await;
-    assert_eq!(c["mac"], "0a:58:0a:00:01:03");
-    let d = t.created("/v1/ports", json!({"subnet_id": sid})).await;
+    let s2 = t
+        .created(
+            "/v1/subnets",
+            json!({"vpc_id": v2["id"], "name": "s1", "cidr": "10.0.1.0/24"}),
+        )
+        .await;
+    let o = port(json!({"subnet_id": s2["id"]})).await;
+    assert_eq!(o["ips"], json!(["10.0.1.2"]));
+    assert!(o["mac"].as_str().unwrap().starts_with("0e:"));
+    assert_ne!(o["mac"], m2.as_str(), "MACs differ across VPCs");
+
+    // The derived MAC of 10.0.1.3, given to a port holding another address:
+    // the port that gets 10.0.1.3 next gets a generated MAC.
+    let c0 = port(json!({"subnet_id": sid})).await;
+    assert_eq!(c0["ips"], json!(["10.0.1.3"]));
+    let m3 = c0["mac"].as_str().unwrap().to_owned();
+    del(&c0["id"]).await;
+    let c = port(json!({"subnet_id": sid, "mac": m3.to_uppercase(), "ips": ["10.0.1.9"]})).await;
+    assert_eq!(c["mac"], m3.as_str());
+    let d = port(json!({"subnet_id": sid})).await;
     assert_eq!(d["ips"], json!(["10.0.1.3"]));
-    let m = d["mac"].as_str().unwrap();
+    let md = d["mac"].as_str().unwrap();
     assert!(
-        m.starts_with("02:") && m != c["mac"],
-        "derived MAC taken: generated instead, got {m}"
+        md.starts_with("02:"),
+        "derived MAC taken: generated, got {md}"
     );
     // Kept across an update that changes the address.
     let u = t
@@ -325,10 +347,7 @@ async fn port_mac_follows_its_ipv4_address() {
     assert_eq!(u.body["mac"], d["mac"]);
     // A given MAC clashing with a derived one is refused like any duplicate.
     let r = t
-        .post(
-            "/v1/ports",
-            json!({"subnet_id": sid, "mac": "0a:58:0a:00:01:02"}),
-        )
+        .post("/v1/ports", json!({"subnet_id": sid, "mac": m2}))
         .await;
     assert_problem(&r, 409, "mac");
 }

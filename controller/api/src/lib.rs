@@ -163,10 +163,11 @@ pub struct PortSpec {
     pub subnet_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    /// `aa:bb:cc:dd:ee:ff`. When absent: `0a:58` + the port's IPv4 address (a port
-    /// reusing a released address reuses its MAC, so neighbours' ARP entries stay
-    /// right), or generated (locally administered) without IPv4 or when another
-    /// port of the VPC was given that MAC.
+    /// `aa:bb:cc:dd:ee:ff`. When absent: derived from the VPC and the port's
+    /// first address (`0e` + 40 bits of their SHA-256; a port reusing a
+    /// released address reuses its MAC, so neighbours' ARP entries stay
+    /// right), or generated (locally administered) when another port of the
+    /// VPC was given that MAC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// Fixed addresses inside the subnet; empty → IPAM allocates one.

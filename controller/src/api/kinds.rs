@@ -320,18 +320,21 @@ fn generate_mac(id: &str) -> String {
     validate::format_mac([0x02, b[10], b[11], b[12], b[13], b[14] ^ b[15]])
 }
 
-/// The MAC a port gets from its IPv4 address: `0a:58` + the address (locally
-/// administered unicast; OVN-Kubernetes' scheme). A pod or VM that reuses a
-/// released address then also reuses its MAC, so neighbours' ARP entries
-/// for the address stay right (with a fresh MAC they would send to the old
-/// one until the entry expires: tens of seconds without a reply). Unique
-/// within a VPC, whose subnets do not overlap. `None` without IPv4.
-fn mac_from_ipv4(ips: &[String]) -> Option<String> {
-    let v4 = ips
-        .iter()
-        .find_map(|a| a.parse::<std::net::Ipv4Addr>().ok())?;
-    let [a, b, c, d] = v4.octets();
-    Some(validate::format_mac([0x0a, 0x58, a, b, c, d]))
+/// The MAC a port gets from its VPC and first address: `0e` + 40 bits of
+/// SHA-256(VPC id, address), a locally administered unicast MAC. A pod or VM
+/// that reuses a released address then also reuses its MAC, so neighbours'
+/// ARP/ND entries for the address stay right (with a fresh MAC they would
+/// send to the old one until the entry expires: tens of seconds without a
+/// reply). Keyed by the VPC too, so hosts of two VPCs with the same address
+/// (overlapping CIDRs) do not share a MAC. A collision inside the VPC is
+/// caught by the MAC index (the caller falls back to [`generate_mac`]).
+fn derived_mac(vpc_id: &str, ip: &str) -> String {
+    let mut key = Vec::with_capacity(vpc_id.len() + 1 + ip.len());
+    key.extend_from_slice(vpc_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(ip.as_bytes());
+    let h = super::auth::sha256(&key);
+    validate::format_mac([0x0e, h[0], h[1], h[2], h[3], h[4]])
 }
 
 fn ipam_err(e: IpamError, field: &str) -> ApiError {
@@ -427,14 +430,14 @@ impl Kind for PortSpec {
             }
         }
         self.ips = canon;
-        // MAC: given, kept, derived from the IPv4 address, or (no IPv4, or
-        // that MAC given to another port) generated; unique within the VPC.
+        // MAC: given, kept, derived from the VPC and first address, or
+        // (that MAC given to another port) generated; unique within the VPC.
         let free = |t: &mut dyn Txn, mac: &str| -> Result<bool, ApiError> {
             Ok(t.ipam_get(&mac_pool, mac)?.is_none_or(|pid| pid == id))
         };
         let mac = match (given, old.and_then(|o| o.mac.clone())) {
             (Some(m), _) | (None, Some(m)) => m,
-            (None, None) => match mac_from_ipv4(&self.ips) {
+            (None, None) => match self.ips.first().map(|a| derived_mac(&subnet.vpc_id, a)) {
                 Some(m) if free(t, &m)? => m,
                 _ => generate_mac(id),
             },
