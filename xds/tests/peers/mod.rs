@@ -47,6 +47,9 @@ pub struct ChildGuard {
     pub child: Child,
     pub name: String,
     pub log: PathBuf,
+    /// A scratch directory of the child's (config, log), removed once the
+    /// child is gone.
+    pub dir: Option<PathBuf>,
 }
 
 impl ChildGuard {
@@ -66,8 +69,8 @@ impl ChildGuard {
     }
 }
 
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
+impl ChildGuard {
+    fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             // SIGTERM to our own child only, then SIGKILL if it lingers.
             // SAFETY: plain kill(2) on the PID of a child we spawned and have not reaped.
@@ -81,6 +84,15 @@ impl Drop for ChildGuard {
             }
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
@@ -150,6 +162,7 @@ pub fn start_envoy(
         child,
         name: "envoy".into(),
         log,
+        dir: Some(dir),
     }
 }
 
