@@ -47,9 +47,9 @@ pub struct ChildGuard {
     pub child: Child,
     pub name: String,
     pub log: PathBuf,
-    /// A scratch directory of the child's (config, log), removed once the
-    /// child is gone.
-    pub dir: Option<PathBuf>,
+    /// The child's scratch directory (config, log), removed once the child
+    /// is gone.
+    pub dir: PathBuf,
 }
 
 impl ChildGuard {
@@ -67,9 +67,7 @@ impl ChildGuard {
             .collect::<Vec<_>>()
             .join("\n")
     }
-}
 
-impl ChildGuard {
     fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             // SIGTERM to our own child only, then SIGKILL if it lingers.
@@ -91,9 +89,7 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.stop();
-        if let Some(d) = &self.dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -162,7 +158,7 @@ pub fn start_envoy(
         child,
         name: "envoy".into(),
         log,
-        dir: Some(dir),
+        dir,
     }
 }
 
