@@ -35,6 +35,9 @@ pub struct PodPlan<'a> {
     /// `10.0.0.5/24`
     pub cidr: &'a str,
     pub gateway: Option<&'a str>,
+    /// The pod side's ifindex when [`create_veth`] learnt it; looked up by
+    /// `ifname` otherwise.
+    pub index: Option<i32>,
 }
 
 fn link_err(what: &str, e: impl std::fmt::Display) -> CniError {
@@ -67,8 +70,9 @@ fn mac_of(s: &str) -> CniResult<[u8; 6]> {
 /// peer (down, MTU set) in the pod netns under its final name. A leftover
 /// pair of a crashed ADD of the same attachment is replaced. The host side
 /// gets its alias (and no IPv6 link-local address) in one request after the
-/// pair exists, before the pod side can bring its carrier up.
-pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
+/// pair exists, before the pod side can bring its carrier up. Returns the
+/// pod side's ifindex when the kernel reported it (see [`Netlink::create_veth`]).
+pub fn create_veth(p: &VethPlan<'_>) -> CniResult<Option<i32>> {
     let ns = File::open(p.netns).map_err(|e| netns_err(p.netns, e))?;
     let req = VethReq {
         host: p.host,
@@ -83,7 +87,7 @@ pub fn create_veth(p: &VethPlan<'_>) -> CniResult<()> {
     let create = |nl: &mut Netlink| nl.create_veth(&req);
     let what = || format!("creating veth {}/{}", p.host, p.ifname);
     match create(&mut nl) {
-        Ok(()) => Ok(()),
+        Ok(peer) => Ok(peer),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             // A leftover of a crashed ADD (same container + ifname): replace it.
             let _ = nl.delete_link(p.host);
@@ -109,8 +113,8 @@ pub fn configure_pod(p: &PodPlan<'_>) -> CniResult<()> {
 }
 
 /// [`configure_pod`]'s work, on a thread already inside the pod netns
-/// ([`netns::spawn_in`]): one link lookup, then MAC/up, address and default
-/// route in one netlink `send`.
+/// ([`netns::spawn_in`]): the link lookup unless [`create_veth`] gave its
+/// index, then MAC/up, address and default route in one netlink `send`.
 pub fn configure_pod_here(p: &PodPlan<'_>) -> CniResult<()> {
     let nl = Netlink::open().map_err(|e| link_err("netlink socket", e))?;
     configure_pod_with(nl, p)
@@ -145,11 +149,16 @@ fn configure_pod_with(mut nl: Netlink, p: &PodPlan<'_>) -> CniResult<()> {
         })?),
         None => None,
     };
-    let link = nl
-        .link(p.ifname)
-        .map_err(|e| link_err(p.ifname, e))?
-        .ok_or_else(|| link_err(p.ifname, "missing in the pod netns"))?;
-    nl.configure(link.index, mac.as_ref(), addr, plen, gw)
+    let index = match p.index {
+        Some(i) => i,
+        None => {
+            nl.link(p.ifname)
+                .map_err(|e| link_err(p.ifname, e))?
+                .ok_or_else(|| link_err(p.ifname, "missing in the pod netns"))?
+                .index
+        }
+    };
+    nl.configure(index, mac.as_ref(), addr, plen, gw)
         .map_err(|(step, e)| {
             let what = match step {
                 "add address" => format!("{}: add {}", p.ifname, p.cidr),

@@ -278,7 +278,8 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
             };
             let port = sent.and_then(|p| finish_port(&ctl, p, &spec, &binding));
             trace("add:port-created");
-            (subnet, port, local.and_then(|()| cx.ovs(conf)))
+            let local = local.and_then(|peer| Ok((peer, cx.ovs(conf)?)));
+            (subnet, port, local)
         }
     } else {
         std::thread::scope(|s| {
@@ -303,7 +304,8 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
                 let e = CniError::new(IO_FAILURE, "internal error", "worker thread panicked");
                 (Err(e.clone()), Err(e))
             });
-            (subnet, joined(port.join()), local.and(ovs))
+            let local = local.and_then(|peer| Ok((peer, ovs?)));
+            (subnet, joined(port.join()), local)
         })
     };
     let rollback = |port: Option<&Port>, ovs: Option<&Ovs>| {
@@ -315,8 +317,8 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
             let _ = ctl.delete_port(&p.id);
         }
     };
-    let (port, ovs) = match (subnet, port, local) {
-        (Ok(sub), Ok(port), Ok(ovs)) => match &conf.vpc {
+    let (port, (pod_index, ovs)) = match (subnet, port, local) {
+        (Ok(sub), Ok(port), Ok(local)) => match &conf.vpc {
             Some(vpc) if *vpc != sub.spec.vpc_id => {
                 rollback(Some(&port), None);
                 return Err(CniError::new(
@@ -325,7 +327,7 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
                     format!("subnet {subnet_id} is not in vpc {vpc}"),
                 ));
             }
-            _ => ((port, sub), ovs),
+            _ => ((port, sub), local),
         },
         (sub, port, local) => {
             let err = [
@@ -371,6 +373,7 @@ fn add(cx: Ctx<'_>, env: &Env, conf: &NetConf) -> CniResult<Value> {
             netns,
             cidr: &cidr,
             gateway: gateway.as_deref(),
+            index: pod_index,
         };
         let ids = [
             (ovs::KEY_IFACE_ID, port.id.as_str()),
