@@ -1227,50 +1227,77 @@ fn bench_call(bin: &Path, trace: bool, cmd: &str, cid: &str, netns: &str) -> Com
 }
 
 /// One call of a concurrent round, driven as a runtime does (CNI_* env,
-/// config on stdin, one exec): its latency from the spawn to the exit
-/// (tokio's pidfd reaper) and its trace steps. Panics when the call fails.
-async fn exec_async(
-    bin: &Path,
-    conf: &str,
-    trace: bool,
-    cmd: &str,
+/// config on stdin, one exec), started by [`Call::start`] on the round's
+/// spawning thread and awaited by [`Call::finish`] on a waiter thread of its
+/// own, as a runtime's per-call goroutine blocks in its own wait: a call's
+/// exit is seen when it happens, not when the spawning thread is free again.
+struct Call {
+    child: std::process::Child,
+    t0: std::time::Instant,
+    spawned_us: f64,
+    cmd: &'static str,
     cid: String,
-    netns: String,
-) -> (f64, Vec<(String, f64)>) {
-    let spawned_us = unix_us();
-    let t0 = std::time::Instant::now();
-    // The configuration is in the child's stdin pipe before the child runs,
-    // as when a runtime's per-call goroutine writes it right after the start.
-    // (Written through tokio, the write would wait for the reactor's first
-    // readiness event, i.e. until every call of the round had been spawned:
-    // ~35 ms during which the plugins sat in read(stdin).) A configuration
-    // is far below the pipe's 64 KiB, so the write does not block.
-    let (stdin, mut fill) = std::io::pipe().unwrap();
-    fill.write_all(conf.as_bytes()).unwrap();
-    drop(fill);
-    let mut call = bench_call(bin, trace, cmd, &cid, &netns);
-    call.stdin(stdin);
-    let o = tokio::process::Command::from(call)
-        .spawn()
-        .unwrap()
-        .wait_with_output()
-        .await
-        .unwrap();
-    let ms = t0.elapsed().as_secs_f64() * 1e3;
-    assert!(
-        o.status.success(),
-        "{cmd} {cid}: {} {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    if trace {
-        // On the daemon's timeline (its lines carry the same call label).
-        println!(
-            "harness {cmd} {cid} spawned @{spawned_us:.0} reaped @{:.0}",
-            unix_us()
-        );
+    trace: bool,
+}
+
+impl Call {
+    fn start(
+        bin: &Path,
+        conf: &str,
+        trace: bool,
+        cmd: &'static str,
+        cid: String,
+        netns: String,
+    ) -> Self {
+        let spawned_us = unix_us();
+        let t0 = std::time::Instant::now();
+        // The configuration is in the child's stdin pipe before the child
+        // runs, as when a runtime's per-call goroutine writes it right after
+        // the start. A configuration is far below the pipe's 64 KiB, so the
+        // write does not block.
+        let (stdin, mut fill) = std::io::pipe().unwrap();
+        fill.write_all(conf.as_bytes()).unwrap();
+        drop(fill);
+        let mut call = bench_call(bin, trace, cmd, &cid, &netns);
+        call.stdin(stdin);
+        Call {
+            child: call.spawn().unwrap(),
+            t0,
+            spawned_us,
+            cmd,
+            cid,
+            trace,
+        }
     }
-    (ms, trace_steps(&o.stderr, spawned_us))
+
+    /// The call's latency from the spawn to the exit and its trace steps.
+    /// Panics when the call fails.
+    fn finish(self) -> (f64, Vec<(String, f64)>) {
+        let Call {
+            child,
+            t0,
+            spawned_us,
+            cmd,
+            cid,
+            trace,
+        } = self;
+        let o = child.wait_with_output().unwrap();
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        assert!(
+            o.status.success(),
+            "{cmd} {cid}: {} {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if trace {
+            // On the daemon's timeline (its lines carry the same call label).
+            println!(
+                "harness {cmd} {cid} spawned @{spawned_us:.0} reaped @{:.0}",
+                unix_us()
+            );
+        }
+        (ms, trace_steps(&o.stderr, spawned_us))
+    }
 }
 
 fn unix_us() -> f64 {
@@ -1494,27 +1521,35 @@ fn latency_bench() {
         let commits0 = e.store.commits();
         let cpu0 = CpuSnapshot::take(&ovs_pids, daemon_pid);
         let t0 = std::time::Instant::now();
-        // All calls started from one thread inside the host namespace and
-        // awaited together (a runtime's event loop, not a thread per call:
-        // 100 caller threads cost the machine more than the calls' own
-        // process starts).
+        // All calls started from one thread inside the host namespace (a
+        // runtime's spawns, not a thread per call: 100 caller threads that
+        // each enter the namespace cost the machine more than the calls' own
+        // process starts), each awaited by a waiter thread of its own.
         let (mut v, steps): (Vec<f64>, Vec<_>) = run_in(Path::new(&host), || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let calls = nss.iter().enumerate().map(|(i, ns)| {
-                    exec_async(
-                        &bin,
-                        &conf,
-                        trace,
-                        verb,
-                        format!("lat-c{i}"),
-                        ns_path(ns.name()),
-                    )
-                });
-                futures::future::join_all(calls).await
+            std::thread::scope(|s| {
+                let waiters: Vec<_> = nss
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ns)| {
+                        let call = Call::start(
+                            &bin,
+                            &conf,
+                            trace,
+                            verb,
+                            format!("lat-c{i}"),
+                            ns_path(ns.name()),
+                        );
+                        std::thread::Builder::new()
+                            .name("bench-wait".into())
+                            .stack_size(64 << 10)
+                            .spawn_scoped(s, move || call.finish())
+                            .unwrap()
+                    })
+                    .collect();
+                waiters
+                    .into_iter()
+                    .map(|w| w.join().unwrap())
+                    .collect::<Vec<_>>()
             })
         })
         .unwrap()
