@@ -471,6 +471,11 @@ impl Drop for Daemon {
 impl Env {
     /// Starts the daemon (with `extra` environment) and waits until it accepts.
     fn daemon(&self, extra: &[(&str, &str)]) -> Daemon {
+        self.daemon_with(extra, &[])
+    }
+
+    /// [`Env::daemon`] with more arguments for `plexus-cni daemon`.
+    fn daemon_with(&self, extra: &[(&str, &str)], args: &[&str]) -> Daemon {
         let sock = self.dir.path().join("cni.sock");
         let child = Command::new("ip")
             .args(["netns", "exec", self.ns()])
@@ -478,6 +483,7 @@ impl Env {
             .arg("daemon")
             .arg("--socket")
             .arg(&sock)
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(extra.iter().copied())
@@ -1430,7 +1436,14 @@ fn latency_bench() {
     } else {
         &[]
     };
-    let daemon = std::env::var_os("CNI_BENCH_DAEMON").map(|_| e.daemon(daemon_env));
+    // CNI_BENCH_MAX_CALLS=N: the daemon's --max-calls (0: no bound).
+    let max_calls = std::env::var("CNI_BENCH_MAX_CALLS").ok();
+    let daemon_args: Vec<&str> = match &max_calls {
+        Some(n) => vec!["--max-calls", n],
+        None => vec![],
+    };
+    let daemon =
+        std::env::var_os("CNI_BENCH_DAEMON").map(|_| e.daemon_with(daemon_env, &daemon_args));
     let daemon_pid = daemon.as_ref().map(Daemon::pid);
     let mut conf = match &daemon {
         Some(d) => e.daemon_conf("1.0.0", d),
