@@ -75,11 +75,12 @@ type SubnetCache = HashMap<SubnetKey, (Instant, plexus_api::Subnet)>;
 /// address, route), and the lock's waiters are served about first come,
 /// first served. With every call of a burst at work at once, a call's later
 /// requests queue behind the first requests of every call that came after
-/// it, so the burst's first calls finish with its last (100 concurrent ADDs:
-/// p99 93-132 ms). With a dozen at work, calls finish about in arrival order
-/// (p99 62-90 ms). Fewer than about eight starves nobody but costs more:
-/// ovs-vswitchd, which reconfigures on every link notification it gets to
-/// see on its own, then sees them one by one (BENCHMARKS.md, session 12).
+/// it, so the burst's first calls finish with its last (100 concurrent ADDs
+/// on 2 vCPUs: p99 median 99.9 ms over 20 runs). With a dozen at work, calls
+/// finish about in arrival order (median 77.9 over 21). Fewer than about
+/// eight costs more: ovs-vswitchd, which reconfigures on every link
+/// notification it gets to see on its own, then sees them one by one
+/// (BENCHMARKS.md, session 12).
 #[derive(Debug)]
 pub struct Admission {
     /// 0: no bound.
