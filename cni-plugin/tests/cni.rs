@@ -1454,33 +1454,14 @@ fn latency_bench() {
     }
     let conf = conf.to_string();
     let host = ns_path(e.ns());
-    // One call: its latency and (with PLEXUS_CNI_TRACE) its steps as
-    // (step, ms after the spawn).
-    // On a thread inside the host namespace (`run_in` / `spawn_in`).
-    let exec_here = |cmd: &str, cid: &str, netns: &str| -> (f64, Vec<(String, f64)>) {
-        {
-            let spawned_us = unix_us();
-            let t0 = std::time::Instant::now();
-            let mut child = bench_call(&bin, trace, cmd, cid, netns).spawn().unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(conf.as_bytes())
-                .unwrap();
-            let o = child.wait_with_output().unwrap();
-            let ms = t0.elapsed().as_secs_f64() * 1e3;
-            assert!(
-                o.status.success(),
-                "{cmd} {cid}: {} {}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            (ms, trace_steps(&o.stderr, spawned_us))
-        }
-    };
-    let exec = |cmd: &str, cid: &str, netns: &str| {
-        run_in(Path::new(&host), || exec_here(cmd, cid, netns)).unwrap()
+    // One sequential call, from a thread inside the host namespace: its
+    // latency and (with PLEXUS_CNI_TRACE) its steps as (step, ms after the
+    // spawn).
+    let exec = |cmd: &'static str, cid: &str, netns: &str| {
+        run_in(Path::new(&host), || {
+            Call::start(&bin, &conf, trace, cmd, cid.to_owned(), netns.to_owned()).finish()
+        })
+        .unwrap()
     };
     let pctl = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
