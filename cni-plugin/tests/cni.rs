@@ -1232,11 +1232,12 @@ fn bench_call(bin: &Path, trace: bool, cmd: &str, cid: &str, netns: &str) -> Com
     c
 }
 
-/// One call of a concurrent round, driven as a runtime does (CNI_* env,
-/// config on stdin, one exec), started by [`Call::start`] on the round's
-/// spawning thread and awaited by [`Call::finish`] on a waiter thread of its
-/// own, as a runtime's per-call goroutine blocks in its own wait: a call's
-/// exit is seen when it happens, not when the spawning thread is free again.
+/// One call, driven as a runtime does (CNI_* env, config on stdin, one
+/// exec). In a concurrent round it is started by [`Call::start`] on the
+/// round's spawning thread and awaited by [`Call::finish`] on a waiter thread
+/// of its own, as a runtime's per-call goroutine blocks in its own wait: a
+/// call's exit is seen when it happens, not when the spawning thread is free
+/// again.
 struct Call {
     child: std::process::Child,
     t0: std::time::Instant,
